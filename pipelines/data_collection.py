@@ -1,0 +1,9 @@
+from zenml import pipeline
+
+from steps import collect_month_step
+
+
+@pipeline(enable_cache=False)
+def data_collection(config: dict, month: str | None = None) -> None:
+    """Extract the next month from the warehouse, validate it and commit it to the dataset store."""
+    collect_month_step(config=config, month=month)

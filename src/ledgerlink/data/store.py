@@ -1,0 +1,241 @@
+"""The dataset store: Parquet files and one manifest, on any fsspec filesystem (a folder or gs://).
+
+Layout under the root URI::
+
+    manifest.json                      the only source of truth: committed months and the test set
+    months/<YYYY-MM>/<fp>/{invoices,transfers,links}.parquet   training data of one month
+    test/<fp>/{invoices,transfers,links}.parquet               the frozen test set (written once)
+
+A month is written to a fresh folder named by its content fingerprint and becomes visible only when
+the manifest that names it is committed, last. A crash mid-write leaves unreferenced files that
+readers never see. Collecting a month again with the same content changes nothing; with different
+content it is refused, because months are append-only and the test set is never rewritten.
+Steps pass ``DatasetRef`` (URI, months, row counts, fingerprints), never DataFrames.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+
+import fsspec
+import numpy as np
+import pandas as pd
+
+from .contract import TABLES
+
+MANIFEST = "manifest.json"
+
+
+class StoreError(RuntimeError):
+    """The store refuses an operation that would lose or rewrite data."""
+
+
+class ConcurrentCommitError(StoreError):
+    """Another writer committed the manifest first."""
+
+
+def fingerprint(tables: dict[str, pd.DataFrame]) -> str:
+    """Content hash of canonical frames, independent of row order and of Parquet's byte layout."""
+    h = hashlib.sha256()
+    for name in sorted(tables):
+        df = tables[name]
+        key = [c for c in ("transfer_id", "invoice_id") if c in df.columns]
+        df = df.sort_values(key).reset_index(drop=True)[sorted(df.columns)]
+        h.update(name.encode())
+        h.update(",".join(df.columns).encode())
+        h.update(pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class DatasetRef:
+    """What steps pass instead of data: where it is and what it holds."""
+    uri: str
+    months: list[str]
+    train_rows: dict[str, int]
+    test_rows: dict[str, int]
+    train_fingerprint: str
+    test_fingerprint: str
+    test_month: str
+    new_month: str | None = None
+    collected: bool = False
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Manifest:
+    months: dict[str, dict] = field(default_factory=dict)
+    test: dict | None = None
+    generation: int = 0
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        raw = json.loads(text)
+        return cls(months=raw.get("months", {}), test=raw.get("test"), generation=raw.get("generation", 0))
+
+    def to_json(self) -> str:
+        return json.dumps({"months": self.months, "test": self.test, "generation": self.generation}, indent=2, sort_keys=True)
+
+
+class DatasetStore:
+    def __init__(self, uri: str, fs: fsspec.AbstractFileSystem | None = None):
+        self.uri = uri.rstrip("/")
+        if fs is None:
+            fs, root = fsspec.core.url_to_fs(self.uri)
+        else:
+            root = fs._strip_protocol(self.uri)
+        self.fs, self.root = fs, root.rstrip("/")
+
+    # -- paths and io -------------------------------------------------------------------------
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def _write_parquet(self, df: pd.DataFrame, path: str) -> None:
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(path, "wb") as f:
+            f.write(buf.getvalue())
+
+    def _read_parquet(self, path: str) -> pd.DataFrame:
+        with self.fs.open(path, "rb") as f:
+            return pd.read_parquet(io.BytesIO(f.read()))
+
+    # -- manifest -----------------------------------------------------------------------------
+    def read_manifest(self) -> Manifest:
+        path = self._path(MANIFEST)
+        if not self.fs.exists(path):
+            return Manifest()
+        with self.fs.open(path, "rb") as f:
+            return Manifest.from_json(f.read().decode())
+
+    def _commit(self, manifest: Manifest, expected_generation: int) -> None:
+        """Write the manifest last. Local: temp file + atomic rename. Subclasses add preconditions."""
+        current = self.read_manifest()
+        if current.generation != expected_generation:
+            raise ConcurrentCommitError(
+                f"manifest at {self.uri} changed while writing (generation {current.generation}, expected {expected_generation})")
+        manifest.generation = expected_generation + 1
+        path = self._path(MANIFEST)
+        tmp = self._path(f".{MANIFEST}.{uuid.uuid4().hex}.tmp")
+        self.fs.makedirs(self.root, exist_ok=True)
+        with self.fs.open(tmp, "wb") as f:
+            f.write(manifest.to_json().encode())
+        self.fs.mv(tmp, path)
+
+    # -- public API ---------------------------------------------------------------------------
+    def collected_months(self) -> list[str]:
+        return sorted(self.read_manifest().months)
+
+    def add_month(self, month: str, train: dict[str, pd.DataFrame], test: dict[str, pd.DataFrame] | None = None,
+                  source_fingerprint: str | None = None) -> tuple[bool, str]:
+        """Append one month of training data (and, on the first month only, the frozen test set).
+
+        Returns (written, message). Same content again: (False, "...unchanged"). Different content
+        for a collected month, or a second test set: StoreError. ``source_fingerprint`` identifies the
+        month as extracted (before any split), so a re-collection is recognised however it is split.
+        """
+        manifest = self.read_manifest()
+        generation = manifest.generation
+        fp = source_fingerprint or fingerprint(train | ({f"test_{k}": v for k, v in test.items()} if test else {}))
+        if month in manifest.months:
+            old = manifest.months[month]["fingerprint"]
+            if old == fp:
+                return False, f"month {month} was already collected (fingerprint {fp}); nothing changed"
+            raise StoreError(
+                f"month {month} was already collected with fingerprint {old}, but the warehouse now gives {fp}. "
+                "Collected months are append-only and the frozen test set is never rewritten; "
+                "load late corrections as a new month.")
+        if manifest.months and month < max(manifest.months):
+            raise StoreError(f"month {month} is older than the newest collected month {max(manifest.months)}; months are collected in order")
+        if test is not None and manifest.test is not None:
+            raise StoreError(f"the frozen test set already exists (from {manifest.test['month']}); it is never rewritten")
+        if test is None and manifest.test is None:
+            raise StoreError("the first collected month must create the frozen test set")
+
+        overlap = set(test["transfers"]["transfer_id"]) & set(train["transfers"]["transfer_id"]) if test else set()
+        if manifest.test is not None:
+            overlap |= set(self.load_test()["transfers"]["transfer_id"]) & set(train["transfers"]["transfer_id"])
+        if overlap:
+            raise StoreError(f"{len(overlap)} transfer_id(s) would be in both train and test, e.g. {sorted(overlap)[:3]}")
+
+        token = f"{fp}-{uuid.uuid4().hex[:8]}"
+        month_dir = f"months/{month}/{token}"
+        for name, df in train.items():
+            self._write_parquet(df, self._path(month_dir, f"{name}.parquet"))
+        manifest.months[month] = {
+            "path": month_dir, "fingerprint": fp,
+            "rows": {k: int(len(v)) for k, v in train.items()},
+            "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        if test is not None:
+            test_fp = fingerprint(test)
+            test_dir = f"test/{test_fp}-{uuid.uuid4().hex[:8]}"
+            for name, df in test.items():
+                self._write_parquet(df, self._path(test_dir, f"{name}.parquet"))
+            manifest.test = {"month": month, "path": test_dir, "fingerprint": test_fp,
+                             "rows": {k: int(len(v)) for k, v in test.items()}}
+        self._commit(manifest, generation)
+        return True, f"month {month} committed (fingerprint {fp})"
+
+    def load_test(self) -> dict[str, pd.DataFrame]:
+        manifest = self.read_manifest()
+        if manifest.test is None:
+            raise StoreError(f"no frozen test set in {self.uri}; run the data collection first")
+        return {t: self._read_parquet(self._path(manifest.test["path"], f"{t}.parquet")) for t in TABLES}
+
+    def load_train(self, months: list[str] | None = None) -> dict[str, pd.DataFrame]:
+        """Training data of the given (default: all) committed months, concatenated."""
+        manifest = self.read_manifest()
+        months = sorted(manifest.months) if months is None else months
+        missing = [m for m in months if m not in manifest.months]
+        if missing:
+            raise StoreError(f"months not in the store {self.uri}: {missing}")
+        parts: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+        for m in months:
+            for t in TABLES:
+                parts[t].append(self._read_parquet(self._path(manifest.months[m]["path"], f"{t}.parquet")))
+        return {t: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for t, v in parts.items()}
+
+    def ref(self, new_month: str | None = None, collected: bool = False, message: str = "") -> DatasetRef:
+        manifest = self.read_manifest()
+        months = sorted(manifest.months)
+        train_rows = {t: int(sum(manifest.months[m]["rows"][t] for m in months)) for t in TABLES}
+        train_fp = hashlib.sha256("".join(manifest.months[m]["fingerprint"] for m in months).encode()).hexdigest()[:16]
+        test = manifest.test or {"rows": {}, "fingerprint": "", "month": ""}
+        return DatasetRef(uri=self.uri, months=months, train_rows=train_rows, test_rows=test["rows"],
+                          train_fingerprint=train_fp, test_fingerprint=test["fingerprint"], test_month=test["month"],
+                          new_month=new_month, collected=collected, message=message)
+
+    def garbage(self) -> list[str]:
+        """Month/test folders no manifest names: leftovers of interrupted writes (safe to delete)."""
+        manifest = self.read_manifest()
+        live = {v["path"] for v in manifest.months.values()} | ({manifest.test["path"]} if manifest.test else set())
+        found = []
+        for top in ("months", "test"):
+            base = self._path(top)
+            if not self.fs.exists(base):
+                continue
+            depth = 2 if top == "months" else 1
+            for p in self.fs.glob(base + "/*" * depth):
+                rel = p[len(self.root) + 1:] if p.startswith(self.root) else p
+                rel = rel.lstrip("/")
+                if rel not in live:
+                    found.append(rel)
+        return sorted(found)
+
+
+def open_store(cfg: dict) -> DatasetStore:
+    """The dataset store named in config (a local folder by default, gs://bucket/prefix on GCP)."""
+    uri = cfg["store"]["uri"]
+    if uri.startswith("gs://"):
+        from .gcs import GCSDatasetStore
+        return GCSDatasetStore(uri)
+    return DatasetStore(uri)

@@ -1,0 +1,156 @@
+"""Extraction from the warehouse: one query text in BigQuery Standard SQL, run on BigQuery or DuckDB.
+
+The SQL is written once (``extraction_sql``) in BigQuery's dialect with named query parameters
+(``@window_start``, ``@window_end``). The embedded DuckDB warehouse runs the same text transpiled by
+sqlglot, so the local default exercises the production query. Warehouse column names come from the
+``ColumnMap`` in config and are aliased to canonical names in the SELECT, so everything downstream
+speaks the contract. Before querying, the live schema is compared with the mapping, so a renamed or
+dropped column fails with a message naming table and column instead of a SQL error.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+import sqlglot
+
+from .contract import TABLES, ColumnMap, ContractError
+
+# Which date column places a table's rows in a month (links follow their transfer).
+WINDOW_COLUMN = {"invoices": "issued_at", "transfers": "booked_at", "links": None}
+
+
+def month_window(month: str) -> tuple[dt.date, dt.date]:
+    start = dt.date.fromisoformat(month + "-01")
+    end = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return start, end
+
+
+def _quote(name: str) -> str:
+    return f"`{name}`"
+
+
+def extraction_sql(table: str, columns: ColumnMap, dataset_ref: str) -> str:
+    """The BigQuery Standard SQL that extracts one month of ``table`` with canonical column names."""
+    def ref(t: str) -> str:
+        return _quote(f"{dataset_ref}.{columns.table(t)}")
+
+    select = ", ".join(f"x.{_quote(columns.column(table, c))} AS {c}" for c in columns.present(table))
+    if table == "links":
+        booked = columns.column("transfers", "booked_at")
+        tid_l, tid_t = columns.column("links", "transfer_id"), columns.column("transfers", "transfer_id")
+        return (f"SELECT {select} FROM {ref('links')} AS x JOIN {ref('transfers')} AS t "
+                f"ON t.{_quote(tid_t)} = x.{_quote(tid_l)} "
+                f"WHERE t.{_quote(booked)} >= @window_start AND t.{_quote(booked)} < @window_end")
+    date_col = _quote(columns.column(table, WINDOW_COLUMN[table]))
+    return (f"SELECT {select} FROM {ref(table)} AS x "
+            f"WHERE x.{date_col} >= @window_start AND x.{date_col} < @window_end")
+
+
+def months_sql(columns: ColumnMap, dataset_ref: str) -> str:
+    """Distinct months present in the transfers table, oldest first."""
+    month = _quote(columns.column("transfers", "month"))
+    return f"SELECT DISTINCT x.{month} AS month FROM {_quote(dataset_ref + '.' + columns.table('transfers'))} AS x ORDER BY month"
+
+
+def to_duckdb(sql: str) -> str:
+    return sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
+
+
+def check_schema(table: str, live_columns: list[str], columns: ColumnMap) -> None:
+    """Raise ContractError when a mapped column is missing from the live table."""
+    live = {c.lower() for c in live_columns}
+    for canonical in columns.present(table):
+        wanted = columns.column(table, canonical)
+        if wanted.lower() not in live:
+            raise ContractError(
+                columns.table(table), wanted,
+                f"column is missing from the warehouse table (maps to '{canonical}'); columns there: {sorted(live_columns)}. "
+                "If it was renamed, update warehouse.columns in the config.")
+
+
+class Warehouse(Protocol):
+    def months(self) -> list[str]: ...
+    def extract_month(self, month: str) -> dict[str, pd.DataFrame]: ...
+
+
+class DuckDBWarehouse:
+    """The embedded warehouse: a DuckDB file with the contract tables in schema ``dataset``."""
+
+    def __init__(self, path: str | Path, dataset: str = "ledgerlink", columns: ColumnMap | None = None):
+        self.path, self.dataset = Path(path), dataset
+        self.columns = columns or ColumnMap()
+
+    def _connect(self, read_only: bool = True):
+        import duckdb
+        return duckdb.connect(str(self.path), read_only=read_only)
+
+    def exists(self) -> bool:
+        if not self.path.exists():
+            return False
+        with self._connect() as con:
+            n = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ?", [self.dataset]).fetchone()[0]
+        return n >= len(TABLES)
+
+    def seed(self, tables: dict[str, pd.DataFrame]) -> None:
+        """Write the contract tables (canonical frames) under their mapped names. Atomic: temp file, then rename."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".seeding")
+        tmp.unlink(missing_ok=True)
+        import duckdb
+        with duckdb.connect(str(tmp)) as con:
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.dataset}"')
+            for table in TABLES:
+                frame = tables[table][[c for c in self.columns.present(table) if c in tables[table].columns]]
+                frame = frame.rename(columns={c: self.columns.column(table, c) for c in frame.columns})
+                for col in frame.columns:
+                    if pd.api.types.is_datetime64_any_dtype(frame[col]):
+                        frame[col] = frame[col].dt.date
+                con.register("frame", frame)
+                con.execute(f'CREATE TABLE "{self.dataset}"."{self.columns.table(table)}" AS SELECT * FROM frame')
+                con.unregister("frame")
+        tmp.replace(self.path)
+
+    def live_columns(self, table: str) -> list[str]:
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                [self.dataset, self.columns.table(table)]).fetchall()
+        if not rows:
+            raise ContractError(self.columns.table(table), None, f"table not found in warehouse {self.path} (schema {self.dataset})")
+        return [r[0] for r in rows]
+
+    def months(self) -> list[str]:
+        with self._connect() as con:
+            return [r[0] for r in con.execute(to_duckdb(months_sql(self.columns, self.dataset))).fetchall()]
+
+    def extract_month(self, month: str) -> dict[str, pd.DataFrame]:
+        start, end = month_window(month)
+        out = {}
+        with self._connect() as con:
+            for table in TABLES:
+                check_schema(table, self.live_columns(table), self.columns)
+                sql = to_duckdb(extraction_sql(table, self.columns, self.dataset))
+                out[table] = con.execute(sql, {"window_start": start, "window_end": end}).df()
+        return out
+
+
+def open_warehouse(cfg: dict) -> Warehouse:
+    """The warehouse named in config; the DuckDB one is seeded with synthetic data on first use."""
+    wcfg = cfg["warehouse"]
+    columns = ColumnMap.from_dict(wcfg.get("columns"))
+    if wcfg["kind"] == "duckdb":
+        wh = DuckDBWarehouse(wcfg["path"], dataset=wcfg.get("dataset") or "ledgerlink", columns=columns)
+        if not wh.exists():
+            if not wcfg.get("seed_if_empty", True):
+                raise FileNotFoundError(f"DuckDB warehouse {wh.path} does not exist and seeding is off")
+            from .synthetic import SyntheticConfig, generate
+            syn = {k: v for k, v in cfg["synthetic"].items()}
+            wh.seed(generate(SyntheticConfig(**syn)))
+        return wh
+    if wcfg["kind"] == "bigquery":
+        from .bigquery import BigQueryWarehouse
+        return BigQueryWarehouse.from_config(wcfg, columns)
+    raise ValueError(f"warehouse.kind must be 'duckdb' or 'bigquery', got {wcfg['kind']!r}")

@@ -1,0 +1,111 @@
+"""Metrics of a matching, computed from one per-transfer outcome table.
+
+Everything (pair precision/recall/F1, exact-set accuracy, auto-match rate and precision, slices and
+the paired bootstrap) derives from ``transfer_outcomes``: one row per test transfer with its true
+positives, false positives, false negatives, whether the chosen set is exactly right, and whether it
+was auto-decided. Summing rows gives micro-averaged pair metrics, so resampling rows is a valid
+bootstrap over transfers.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("pair_precision", "pair_recall", "pair_f1", "exact_set_accuracy", "auto_match_rate", "auto_match_precision")
+
+
+def transfer_outcomes(pred_links: pd.DataFrame, true_links: pd.DataFrame, transfers: pd.DataFrame,
+                      decisions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per transfer: n_true, n_pred, tp, fp, fn, exact, auto."""
+    ids = transfers[["transfer_id"]].drop_duplicates().reset_index(drop=True)
+    pred = pred_links[["transfer_id", "invoice_id"]].drop_duplicates()
+    true = true_links[["transfer_id", "invoice_id"]].drop_duplicates()
+    both = pred.merge(true, on=["transfer_id", "invoice_id"])
+    out = ids.copy()
+    for name, frame in (("n_pred", pred), ("n_true", true), ("tp", both)):
+        out[name] = out["transfer_id"].map(frame.groupby("transfer_id").size()).fillna(0).astype(int)
+    out["fp"] = out["n_pred"] - out["tp"]
+    out["fn"] = out["n_true"] - out["tp"]
+    out["exact"] = (out["fp"] == 0) & (out["fn"] == 0)
+    if decisions is not None and len(decisions):
+        auto = decisions.set_index("transfer_id")["decision"].eq("auto")
+        out["auto"] = out["transfer_id"].map(auto).fillna(False).astype(bool)
+    else:
+        out["auto"] = False
+    return out
+
+
+def summarize(outcomes: pd.DataFrame) -> dict:
+    tp, fp, fn = (float(outcomes[c].sum()) for c in ("tp", "fp", "fn"))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    n = len(outcomes)
+    auto = outcomes["auto"]
+    return {
+        "pair_precision": precision, "pair_recall": recall, "pair_f1": f1,
+        "exact_set_accuracy": float(outcomes["exact"].mean()) if n else 0.0,
+        "auto_match_rate": float(auto.mean()) if n else 0.0,
+        "auto_match_precision": float(outcomes.loc[auto, "exact"].mean()) if auto.any() else 1.0,
+        "n_transfers": int(n),
+    }
+
+
+def score_links(pred_links: pd.DataFrame, true_links: pd.DataFrame, transfers: pd.DataFrame | None = None,
+                decisions: pd.DataFrame | None = None) -> dict:
+    """Score predicted links against true links (public API). ``transfers`` defaults to all ids seen."""
+    if transfers is None:
+        ids = pd.concat([pred_links["transfer_id"], true_links["transfer_id"]]).drop_duplicates()
+        transfers = pd.DataFrame({"transfer_id": ids})
+    return summarize(transfer_outcomes(pred_links, true_links, transfers, decisions))
+
+
+_DIGITS = re.compile(r"\d{3,}")
+
+
+def _core_digits(number) -> str:
+    runs = _DIGITS.findall(str(number or ""))
+    return max(runs, key=len).lstrip("0") if runs else ""
+
+
+def slice_labels(transfers: pd.DataFrame, invoices: pd.DataFrame, true_links: pd.DataFrame) -> pd.DataFrame:
+    """Per transfer: ``size`` (none/single/multi) and ``number`` (present/absent; none when it pays nothing).
+
+    A number is present when the longest digit run of a paid invoice's number (or description when
+    there is no number column) appears among the title's digits.
+    """
+    ref_col = "invoice_number" if "invoice_number" in invoices.columns else "description"
+    core = invoices.set_index("invoice_id")[ref_col].map(_core_digits) if ref_col in invoices.columns else pd.Series(dtype=str)
+    titles = transfers.set_index("transfer_id")["title"] if "title" in transfers.columns else pd.Series(dtype=object)
+    links = true_links[["transfer_id", "invoice_id"]].copy()
+    links["core"] = links["invoice_id"].map(core).fillna("")
+    links["title_digits"] = links["transfer_id"].map(titles).fillna("").astype(str).map(lambda s: "".join(_DIGITS.findall(s)))
+    links["present"] = [bool(c) and c in t for c, t in zip(links["core"], links["title_digits"])]
+    n = true_links.groupby("transfer_id").size()
+    present = links.groupby("transfer_id")["present"].any()
+    out = transfers[["transfer_id"]].drop_duplicates().copy()
+    k = out["transfer_id"].map(n).fillna(0)
+    out["size"] = np.select([k == 0, k == 1], ["none", "single"], "multi")
+    out["number"] = np.where(k == 0, "none", np.where(out["transfer_id"].map(present).fillna(False), "present", "absent"))
+    return out
+
+
+SLICES = {"single": ("size", "single"), "multi": ("size", "multi"), "pays_nothing": ("size", "none"),
+          "number_present": ("number", "present"), "number_absent": ("number", "absent")}
+
+
+def slice_metrics(outcomes: pd.DataFrame, labels: pd.DataFrame) -> dict[str, dict]:
+    overlap = [c for c in labels.columns if c in outcomes.columns and c != "transfer_id"]
+    merged = outcomes.drop(columns=overlap).merge(labels, on="transfer_id", how="left")
+    return {name: summarize(merged[merged[col] == value]) for name, (col, value) in SLICES.items()}
+
+
+def blocking_recall(candidates: pd.DataFrame, true_links: pd.DataFrame) -> float:
+    """Share of true links that survive candidate generation."""
+    if true_links.empty:
+        return 1.0
+    kept = true_links[["transfer_id", "invoice_id"]].merge(candidates[["transfer_id", "invoice_id"]].drop_duplicates(),
+                                                           on=["transfer_id", "invoice_id"])
+    return len(kept) / len(true_links[["transfer_id", "invoice_id"]].drop_duplicates())

@@ -1,0 +1,157 @@
+"""Blocking: which invoices are worth scoring for each transfer, without an all-pairs step.
+
+Four indexes, each an exploded token frame joined with pandas merges (cost ~ sum of posting-list sizes):
+- reference: digit runs (>= 3 digits, leading zeros stripped) and 4-grams of each reference chunk's digits,
+  so typos, transpositions, truncations and other formats still share most tokens; weighted by IDF and
+  capped in document frequency (years and month numbers are in every invoice and carry nothing);
+- amount: exact signed amount in cents;
+- name: rare tokens of the normalised counterparty name (rarity counted over distinct names);
+- memory: payer account / payer name -> contractors it paid in the training links.
+Then the date window (issued before booked + 7 days, within ``lookback_days``) and a cap of
+``max_candidates`` per transfer by a cheap prescore.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .features import FEE_TOLERANCE, Memory
+from .normalize import digit_ngrams
+
+NGRAM = 4
+ISSUE_AFTER_BOOKING_DAYS = 7
+
+
+def _ref_tokens(chunks: pd.DataFrame, key: str) -> pd.DataFrame:
+    grams = digit_ngrams(chunks["digits"], NGRAM)
+    g = pd.DataFrame({key: chunks[key].to_numpy()[grams["pos"].to_numpy()], "tok": "n" + grams["gram"]})
+    runs = chunks[[key, "long_groups"]].explode("long_groups").dropna()
+    r = pd.DataFrame({key: runs[key].to_numpy(), "tok": "g" + runs["long_groups"].astype(str)})
+    return pd.concat([g, r], ignore_index=True).drop_duplicates()
+
+
+def _name_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFrame:
+    """Words (>= 3 letters) and adjacent word pairs: "drew handel" is rare even when "drew" and "handel" are not."""
+    words = names.reset_index(drop=True).str.split()
+    words = words.map(lambda ws: [w for w in ws if len(w) >= 3 and not any(ch.isdigit() for ch in w)])
+    toks = words.map(lambda ws: ws + [a + "_" + b for a, b in zip(ws, ws[1:])]).explode().dropna()
+    out = pd.DataFrame({key_name: key[toks.index.to_numpy()], "tok": toks.to_numpy()})
+    return out.drop_duplicates()
+
+
+def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> pd.DataFrame:
+    """(t, i, ref_score, ref_share): IDF mass of shared rare reference tokens, and its share of the invoice's."""
+    it = _ref_tokens(inv_chunks[np.isin(inv_chunks["i"].to_numpy(), live)], "i")
+    if it.empty or tr_chunks.empty:
+        return pd.DataFrame(columns=["t", "i", "ref_score", "ref_share"])
+    df = it.groupby("tok")["i"].nunique()
+    n = max(it["i"].nunique(), 1)
+    idf = np.log1p(n / df)
+    idf = idf[df <= max_df]
+    it = it[it["tok"].isin(idf.index)]
+    it = it.assign(w=idf.reindex(it["tok"]).to_numpy())
+    wsum = it.groupby("i")["w"].sum()
+    tt = _ref_tokens(tr_chunks, "t")
+    m = tt.merge(it, on="tok")
+    out = m.groupby(["t", "i"], as_index=False)["w"].sum().rename(columns={"w": "ref_score"})
+    out["ref_share"] = np.minimum(out["ref_score"].to_numpy() / wsum.reindex(out["i"]).to_numpy(), 1.0)
+    return out
+
+
+def amount_channel(inv, tr, live: np.ndarray, max_df: int) -> pd.DataFrame:
+    """(t, i): exact signed amount in cents (skipping zero and amounts shared by too many invoices)."""
+    ia = pd.DataFrame({"i": live, "cents": inv["cents"].to_numpy()[live]})
+    ia = ia[ia["cents"] != 0]
+    common = ia["cents"].value_counts()
+    ia = ia[~ia["cents"].isin(common.index[common > max_df])]
+    ta = pd.DataFrame({"t": np.arange(len(tr)), "cents": tr["cents"].to_numpy()})
+    return ta.merge(ia, on="cents")[["t", "i"]].assign(amt_exact=1.0)
+
+
+def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
+    """(t, i, name_share): share of the invoice name's IDF mass found among the payer name / title words."""
+    names = pd.Series(inv["name"].to_numpy()[live])
+    uniq = pd.Series(names.unique())
+    uniq = uniq[uniq != ""].reset_index(drop=True)
+    if uniq.empty:
+        return pd.DataFrame(columns=["t", "i", "name_share"])
+    nt = _name_tokens(uniq, np.arange(len(uniq)), "name_id")
+    df = nt.groupby("tok")["name_id"].nunique()
+    idf = np.log1p(len(uniq) / df)
+    wsum = nt.assign(w=idf.reindex(nt["tok"]).to_numpy()).groupby("name_id")["w"].sum()
+    idf = idf[df <= max(3, max_share * len(uniq))]
+    nt = nt[nt["tok"].isin(idf.index)]
+    nt = nt.assign(w=idf.reindex(nt["tok"]).to_numpy())
+    tr_text = pd.Series(tr["name"].to_numpy() + " " + tr["title_words"].to_numpy())
+    tt = _name_tokens(tr_text, np.arange(len(tr)), "t")
+    m = tt.merge(nt, on="tok").groupby(["t", "name_id"], as_index=False)["w"].sum()
+    m["name_share"] = m["w"].to_numpy() / wsum.reindex(m["name_id"]).to_numpy()
+    m = m[m["name_share"] >= 0.3]
+    inv_names = pd.DataFrame({"i": live, "name": names.to_numpy()})
+    m["name"] = uniq.to_numpy()[m["name_id"].to_numpy()]
+    return m.merge(inv_names, on="name")[["t", "i", "name_share"]]
+
+
+def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude) -> pd.DataFrame:
+    """(t, i, mem): invoices of contractors this payer account/name paid before."""
+    if memory is None:
+        return pd.DataFrame(columns=["t", "i", "mem"])
+    pairs, _ = memory.lookup(tr, exclude=exclude)
+    if pairs.empty:
+        return pd.DataFrame(columns=["t", "i", "mem"])
+    pairs = pairs.assign(mem=pairs["acc_n"] + pairs["pay_n"])[["t", "name_key", "mem"]]
+    ik = pd.DataFrame({"i": live, "name_key": inv["name_key"].to_numpy()[live]})
+    return pairs.merge(ik[ik["name_key"] != ""], on="name_key")[["t", "i", "mem"]]
+
+
+def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.DataFrame, tr_chunks: pd.DataFrame,
+                        memory: Memory | None = None, exclude: pd.DataFrame | None = None, max_candidates: int = 30,
+                        lookback_days: int = 180, ref_max_df: int = 50, amount_max_df: int = 200,
+                        name_max_share: float = 0.02) -> pd.DataFrame:
+    """Candidate pairs (t, i, prescore, channel scores), at most ``max_candidates`` per transfer."""
+    cols = ["t", "i", "prescore", "ref_score", "ref_share", "amt_exact", "name_share", "mem"]
+    if len(tr) == 0 or len(inv) == 0:
+        return pd.DataFrame(columns=cols)
+    booked = tr["booked_at"].to_numpy()
+    issued = inv["issued_at"].to_numpy()
+    lo = booked.min() - np.timedelta64(lookback_days, "D")
+    hi = booked.max() + np.timedelta64(ISSUE_AFTER_BOOKING_DAYS, "D")
+    live = np.flatnonzero((issued >= lo) & (issued <= hi))
+    parts = [
+        ref_channel(inv_chunks, tr_chunks, live, ref_max_df),
+        amount_channel(inv, tr, live, amount_max_df),
+        name_channel(inv, tr, live, name_max_share),
+        memory_channel(inv, tr, live, memory, exclude),
+    ]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    c = pd.concat(parts, ignore_index=True)
+    c = c.groupby(["t", "i"], as_index=False).max()
+    for col in cols[3:]:
+        c[col] = c[col].astype(np.float64).fillna(0.0) if col in c else 0.0
+    t, i = c["t"].to_numpy(np.int64), c["i"].to_numpy(np.int64)
+    days = (booked[t] - issued[i]).astype("timedelta64[D]").astype(np.int64)
+    keep = (days >= -ISSUE_AFTER_BOOKING_DAYS) & (days <= lookback_days)
+    c, t, i, days = c[keep].reset_index(drop=True), t[keep], i[keep], days[keep]
+    ta, ia = tr["amount"].to_numpy()[t], inv["amount"].to_numpy()[i]
+    same_sign = np.sign(ta) == np.sign(ia)
+    gap = (np.abs(ia) - np.abs(ta)) / np.maximum(np.abs(ia), 0.01)
+    near = same_sign & (np.abs(gap) <= FEE_TOLERANCE + 1e-9)
+    fits_in = same_sign & (np.abs(ia) <= np.abs(ta) * (1 + FEE_TOLERANCE))
+    who = (c["name_share"].to_numpy() > 0) | (c["mem"].to_numpy() > 0)
+    c["prescore"] = (4 * c["ref_share"] + 0.05 * np.minimum(c["ref_score"], 40) + 4 * c["amt_exact"]
+                     + 2 * c["name_share"] + 2 * (c["mem"] > 0) + 1.5 * (near & who) + 0.5 * (fits_in & who)
+                     - 0.004 * np.clip(days, 0, None))
+    c = c.sort_values(["t", "prescore"], ascending=[True, False], kind="stable")
+    c = c[c.groupby("t").cumcount() < max_candidates]
+    return c[cols].reset_index(drop=True)
+
+
+def blocking_recall(candidates: pd.DataFrame, links: pd.DataFrame) -> float:
+    """Share of true (transfer_id, invoice_id) links present in ``candidates``."""
+    if len(links) == 0:
+        return 1.0
+    key = ["transfer_id", "invoice_id"]
+    hit = links[key].drop_duplicates().merge(candidates[key].drop_duplicates(), on=key, how="left", indicator=True)
+    return float((hit["_merge"] == "both").mean())

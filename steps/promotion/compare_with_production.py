@@ -1,0 +1,51 @@
+from typing import Annotated
+
+import pandas as pd
+from zenml import log_metadata, step
+from zenml.client import Client
+from zenml.types import HTMLString
+
+from ledgerlink.data.store import DatasetStore
+from ledgerlink.evaluation.compare import decide
+from ledgerlink.evaluation.evaluate import Evaluation, evaluate
+from ledgerlink.evaluation.report import decision_html
+
+
+def _production_version(model_name: str):
+    try:
+        return Client().get_model_version(model_name, "production")
+    except KeyError:
+        return None
+
+
+def _as_evaluation(name: str, summary: dict, outcomes: pd.DataFrame | None) -> Evaluation:
+    return Evaluation(name=name, metrics=summary["metrics"], slices=summary["slices"], outcomes=outcomes)
+
+
+@step(enable_cache=False)
+def compare_with_production(evaluation: dict, test_outcomes: pd.DataFrame, dataset_ref: dict, model_name: str,
+                            promotion: dict) -> tuple[Annotated[dict, "decision"], Annotated[HTMLString, "comparison_report"]]:
+    """Compare with the production version on the same frozen test set and decide by the configured rule.
+
+    When production was scored on the same test fingerprint its stored evaluation holds; otherwise its
+    matcher is loaded from the Model Control Plane and re-scored here.
+    """
+    candidate = _as_evaluation("candidate", evaluation["candidate"], test_outcomes)
+    rules = _as_evaluation("rules", evaluation["rules"], None)
+    prod_mv = _production_version(model_name)
+    production, prod_info = None, {}
+    if prod_mv is not None:
+        meta = prod_mv.run_metadata
+        same_test = meta.get("test_fingerprint") == evaluation["test_fingerprint"]
+        if same_test:
+            production = _as_evaluation("production", meta["evaluation"], prod_mv.get_artifact("test_outcomes").load())
+        else:
+            test = DatasetStore(dataset_ref["uri"]).load_test()
+            production = evaluate(prod_mv.get_artifact("matcher").load(), test, "production")
+        prod_info = {"version": str(prod_mv.name), "number": int(prod_mv.number), "rescored": not same_test}
+    decision = decide(candidate, production, rules, promotion).to_dict()
+    decision["production"] = prod_info
+    decision["primary_metric"] = promotion.get("primary_metric", "pair_f1")
+    log_metadata(metadata={"decision": decision})
+    html = decision_html(decision, evaluation["candidate"], production.summary() if production else None, evaluation["rules"])
+    return decision, HTMLString(html)

@@ -1,0 +1,252 @@
+"""Cloud Build client against a local HTTP server.
+
+The real ``CloudBuildClient`` (REST transport, anonymous credentials) talks to an ``http.server`` on
+127.0.0.1 that plays the Cloud Build API: it checks the exact JSON body the client sends, answers
+``create`` with a long-running Operation whose metadata is a ``BuildOperationMetadata``, and answers
+the polls at ``GET /v1/operations/...``.
+"""
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import tarfile
+import threading
+import warnings
+from datetime import datetime, timezone
+
+import pytest
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+from google.api_core.client_options import ClientOptions  # noqa: E402
+from google.auth.credentials import AnonymousCredentials  # noqa: E402
+from google.cloud.devtools import cloudbuild_v1  # noqa: E402
+
+from ledgerlink.deploy.cloud_build import (  # noqa: E402
+    BUILD_ROLE,
+    CloudBuildError,
+    build_request,
+    context_object_path,
+    format_request,
+    submit_build,
+    upload_context,
+)
+from ledgerlink.deploy.tags import image_tag, image_uri  # noqa: E402
+
+PROJECT = "finanse-project"
+BUCKET = "finanse-ml-dev"
+OBJECT = "models/8f19cd96-ca7b-40bd-980e-f2ce19908a6b/context.tar.gz"
+TAG = image_tag(7, now=datetime(2026, 11, 21, 9, 30, 0, tzinfo=timezone.utc))
+IMAGE = image_uri("europe-west4-docker.pkg.dev/finanse-project/models/ledgerlink", TAG)
+BUILD_ID = "0c8a2c7e-1111-4a4a-9f9f-123456789abc"
+OP_NAME = f"operations/build/{PROJECT}/MGM4YTJjN2UtMTExMQ"
+LOG_URL = f"https://console.cloud.google.com/cloud-build/builds/{BUILD_ID}?project=123"
+META_TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1.BuildOperationMetadata"
+BUILD_TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1.Build"
+S = cloudbuild_v1.Build.Status
+
+EXPECTED_BODY = {
+    "source": {"storageSource": {"bucket": BUCKET, "object": OBJECT}},
+    "steps": [{"name": "gcr.io/cloud-builders/docker", "args": ["build", "-t", IMAGE, "."]}],
+    "images": [IMAGE],
+    "timeout": "1200s",
+}
+
+
+def _build(status: S, **extra) -> dict:
+    # Enums as integers: the client asks for `$alt=json;enum-encoding=int`.
+    return {"id": BUILD_ID, "projectId": PROJECT, "status": int(status), "logUrl": LOG_URL, "images": [IMAGE], **extra}
+
+
+def _op(status: S, done: bool, **extra) -> dict:
+    return {"name": OP_NAME, "metadata": {"@type": META_TYPE, "build": _build(status)}, "done": done, **extra}
+
+
+class FakeCloudBuild:
+    """Scripted Cloud Build: ``create`` is the answer to POST, ``polls`` the answers to each GET."""
+
+    def __init__(self, create: tuple[int, dict], polls: list[dict] | None = None, repeat_last: bool = False):
+        self.create, self.polls, self.repeat_last = create, list(polls or []), repeat_last
+        self.requests: list[dict] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _reply(self, code: int, payload: dict) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                fake.requests.append({"method": "POST", "path": self.path, "body": json.loads(raw or b"{}")})
+                if not self.path.startswith(f"/v1/projects/{PROJECT}/builds?"):
+                    return self._reply(404, {"error": {"code": 404, "message": f"unexpected path {self.path}", "status": "NOT_FOUND"}})
+                if json.loads(raw) != EXPECTED_BODY:
+                    return self._reply(400, {"error": {"code": 400, "message": "unexpected body", "status": "INVALID_ARGUMENT"}})
+                self._reply(*fake.create)
+
+            def do_GET(self):  # noqa: N802
+                fake.requests.append({"method": "GET", "path": self.path})
+                if not self.path.startswith(f"/v1/{OP_NAME}"):
+                    return self._reply(404, {"error": {"code": 404, "message": f"unexpected path {self.path}", "status": "NOT_FOUND"}})
+                if not fake.polls:
+                    return self._reply(500, {"error": {"code": 500, "message": "no more scripted polls", "status": "INTERNAL"}})
+                answer = fake.polls[0] if (fake.repeat_last and len(fake.polls) == 1) else fake.polls.pop(0)
+                self._reply(200, answer)
+
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeCloudBuild":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    def client(self) -> cloudbuild_v1.CloudBuildClient:
+        return cloudbuild_v1.CloudBuildClient(
+            transport="rest",
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=f"http://127.0.0.1:{self.server.server_port}"),
+        )
+
+
+def _request() -> dict:
+    return build_request(BUCKET, OBJECT, IMAGE, timeout_s=1200)
+
+
+def test_build_request_is_the_article_payload():
+    req = _request()
+    assert req == EXPECTED_BODY
+    assert build_request("gs://" + BUCKET, OBJECT, IMAGE) == req  # a gs:// prefix is tolerated
+    printed = format_request(req, PROJECT)
+    assert printed.startswith(f"POST https://cloudbuild.googleapis.com/v1/projects/{PROJECT}/builds\n")
+    assert json.loads(printed.split("\n", 1)[1]) == req
+
+
+@pytest.mark.parametrize("args", [("", OBJECT, IMAGE), ("a/b", OBJECT, IMAGE), (BUCKET, "", IMAGE), (BUCKET, OBJECT, "")])
+def test_build_request_rejects_bad_input(args):
+    with pytest.raises(ValueError):
+        build_request(*args)
+
+
+def test_submit_success():
+    done = {
+        "name": OP_NAME, "done": True,
+        "metadata": {"@type": META_TYPE, "build": _build(S.SUCCESS)},
+        "response": {"@type": BUILD_TYPE, **_build(S.SUCCESS, results={"images": [{"name": IMAGE, "digest": "sha256:" + "a" * 64}]})},
+    }
+    with FakeCloudBuild((200, _op(S.QUEUED, False)), [_op(S.WORKING, False), done]) as fake:
+        result = submit_build(_request(), PROJECT, client=fake.client(), timeout_s=30, poll=0.01)
+    assert result.status == "SUCCESS"
+    assert result.build_id == BUILD_ID
+    assert result.image == IMAGE
+    assert result.log_url == LOG_URL
+    assert result.digest == "sha256:" + "a" * 64
+    post, *gets = fake.requests
+    assert post["body"] == EXPECTED_BODY
+    assert "enum-encoding%3Dint" in post["path"] or "enum-encoding=int" in post["path"]
+    assert [g["path"].split("?")[0] for g in gets] == [f"/v1/{OP_NAME}"] * 2
+
+
+def test_submit_failure_status_raises_with_log_url():
+    failed = {
+        **_op(S.FAILURE, True),
+        "error": {"code": 2, "message": "Build failed; check build logs for details"},
+    }
+    failed["metadata"]["build"]["statusDetail"] = "step 0 exited with 1"
+    with FakeCloudBuild((200, _op(S.QUEUED, False)), [_op(S.WORKING, False), failed]) as fake:
+        with pytest.raises(CloudBuildError) as info:
+            submit_build(_request(), PROJECT, client=fake.client(), timeout_s=30, poll=0.01)
+    err = info.value
+    assert err.status == "FAILURE" and err.build_id == BUILD_ID and err.log_url == LOG_URL
+    assert "FAILURE" in str(err) and LOG_URL in str(err)
+
+
+def test_submit_times_out_while_build_never_finishes():
+    with FakeCloudBuild((200, _op(S.QUEUED, False)), [_op(S.WORKING, False)], repeat_last=True) as fake:
+        with pytest.raises(CloudBuildError) as info:
+            submit_build(_request(), PROJECT, client=fake.client(), timeout_s=0.3, poll=0.05)
+    err = info.value
+    assert err.status == "WAIT_TIMEOUT"
+    assert LOG_URL in str(err) and "WORKING" in str(err) and BUILD_ID in str(err)
+    assert sum(r["method"] == "GET" for r in fake.requests) >= 2  # it did poll
+
+
+def test_submit_403_says_which_role_is_missing():
+    denied = {"error": {"code": 403, "message": "The caller does not have permission", "status": "PERMISSION_DENIED"}}
+    with FakeCloudBuild((403, denied)) as fake:
+        with pytest.raises(CloudBuildError) as info:
+            submit_build(_request(), PROJECT, client=fake.client(), timeout_s=5, poll=0.01)
+    err = info.value
+    assert err.status == "PERMISSION_DENIED"
+    assert BUILD_ROLE in str(err) and "permission" in str(err).lower() and PROJECT in str(err)
+    assert err.__cause__ is None and err.__suppress_context__  # no chained google traceback
+
+
+def test_missing_credentials_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(CloudBuildError, match="credentials"):
+        submit_build(_request(), PROJECT, client=None, timeout_s=1, poll=0.01)
+
+
+def test_upload_context_writes_a_tar_gz(tmp_path):
+    ctx = tmp_path / "ctx"
+    (ctx / "src" / "ledgerlink").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text("FROM python:3.11-slim\nCOPY . /home/bentoml/bento\n")
+    (ctx / "bento.yaml").write_text("service: service:LedgerLink\n")
+    (ctx / "src" / "ledgerlink" / "__init__.py").write_text("")
+    bucket_dir = tmp_path / "bucket"
+    obj = context_object_path("8f19cd96-ca7b-40bd-980e-f2ce19908a6b")
+    assert obj == "models/8f19cd96-ca7b-40bd-980e-f2ce19908a6b/context.tar.gz"
+
+    bucket, written = upload_context(ctx, f"file://{bucket_dir}", obj)
+    archive = bucket_dir / obj
+    assert (bucket, written) == (str(bucket_dir), obj)
+    with tarfile.open(archive, "r:gz") as tar:
+        names = sorted(tar.getnames())
+        assert names == ["Dockerfile", "bento.yaml", "src/ledgerlink/__init__.py"]
+        assert tar.extractfile("Dockerfile").read().startswith(b"FROM python")
+    first = archive.read_bytes()
+    upload_context(ctx, f"file://{bucket_dir}", obj)
+    assert archive.read_bytes() == first  # reproducible archive
+
+
+def test_upload_context_to_gcs_emulator(tmp_path, monkeypatch):
+    """gs:// path through the real gcsfs, against gcp-storage-emulator on loopback."""
+    import socket
+
+    gcsfs = pytest.importorskip("gcsfs")
+    emulator = pytest.importorskip("gcp_storage_emulator.server")
+    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # else gcsfs waits on a gRPC probe
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    try:
+        (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+        fs = gcsfs.GCSFileSystem(endpoint_url=f"http://127.0.0.1:{port}", token="anon", project=PROJECT)
+        bucket, obj = upload_context(tmp_path, f"gs://{BUCKET}/ledgerlink", "models/v1/context.tar.gz", fs=fs)
+        assert (bucket, obj) == (BUCKET, "ledgerlink/models/v1/context.tar.gz")
+        with tarfile.open(fileobj=io.BytesIO(fs.cat(f"{bucket}/{obj}")), mode="r:gz") as tar:
+            assert tar.getnames() == ["Dockerfile"]
+        assert build_request(bucket, obj, IMAGE)["source"]["storageSource"] == {"bucket": BUCKET, "object": obj}
+    finally:
+        server.stop()
+
+
+def test_upload_context_requires_a_dockerfile(tmp_path):
+    (tmp_path / "ctx").mkdir()
+    with pytest.raises(ValueError, match="Dockerfile"):
+        upload_context(tmp_path / "ctx", f"file://{tmp_path}/bucket", "models/x/context.tar.gz")

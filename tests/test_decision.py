@@ -1,0 +1,73 @@
+"""The promotion rule: first run, clear win, noise-level gain, slice regression."""
+import numpy as np
+import pandas as pd
+
+from ledgerlink.evaluation.compare import decide, paired_bootstrap
+from ledgerlink.evaluation.evaluate import Evaluation
+from ledgerlink.evaluation.metrics import slice_metrics, summarize
+
+CFG = {"primary_metric": "pair_f1", "min_delta": 0.002, "bootstrap_samples": 500, "confidence": 0.95,
+       "slice_tolerance": 0.02, "min_slice_size": 30, "seed": 0}
+
+
+def _outcomes(correct: np.ndarray, size: np.ndarray) -> pd.DataFrame:
+    """Per-transfer outcomes where ``correct`` transfers are exactly right, the rest have one wrong pair."""
+    n = len(correct)
+    n_true = np.where(size == "none", 0, np.where(size == "multi", 3, 1))
+    tp = np.where(correct, n_true, np.maximum(n_true - 1, 0))
+    fp = np.where(correct, 0, 1)
+    fn = n_true - tp
+    return pd.DataFrame({"transfer_id": [f"T{i}" for i in range(n)], "n_true": n_true, "n_pred": tp + fp, "tp": tp,
+                         "fp": fp, "fn": fn, "exact": correct, "auto": False, "size": size,
+                         "number": np.where(size == "none", "none", "present")})
+
+
+def _evaluation(name, correct, size) -> Evaluation:
+    out = _outcomes(correct, size)
+    return Evaluation(name, summarize(out), slice_metrics(out, out[["transfer_id", "size", "number"]]), out)
+
+
+rng = np.random.default_rng(1)
+N = 1000
+SIZE = rng.choice(["single", "multi", "none"], size=N, p=[0.8, 0.12, 0.08])
+BASE = rng.random(N) < 0.85
+
+
+def test_first_run_promotes_only_over_the_rules_baseline():
+    model, rules = _evaluation("m", BASE, SIZE), _evaluation("r", rng.random(N) < 0.6, SIZE)
+    d = decide(model, None, rules, CFG)
+    assert d.promote and "beats the rules baseline" in d.reasons[0]
+    d = decide(rules, None, model, CFG)
+    assert not d.promote and "does not beat" in d.reasons[0]
+
+
+def test_clear_win_is_promoted():
+    better = BASE | (rng.random(N) < 0.6)
+    d = decide(_evaluation("c", better, SIZE), _evaluation("p", BASE, SIZE), _evaluation("r", BASE, SIZE), CFG)
+    assert d.promote, d.reasons
+    assert d.checks["bootstrap"]["lower"] > 0 and d.checks["gain"] > 0.002
+
+
+def test_noise_level_gain_is_not_promoted():
+    flip = np.zeros(N, bool)
+    flip[np.where(~BASE)[0][:3]] = True  # three more transfers right out of 1000: a gain, but noise-level
+    d = decide(_evaluation("c", BASE | flip, SIZE), _evaluation("p", BASE, SIZE), _evaluation("r", BASE, SIZE), CFG)
+    assert not d.promote
+    assert any("includes 0" in r or "< min_delta" in r for r in d.reasons)
+
+
+def test_slice_regression_blocks_promotion_despite_overall_gain():
+    cand = BASE | (rng.random(N) < 0.7)
+    cand[SIZE == "none"] = False  # the candidate wins overall but now assigns invoices to non-payments
+    d = decide(_evaluation("c", cand, SIZE), _evaluation("p", BASE, SIZE), _evaluation("r", BASE, SIZE), CFG)
+    assert not d.promote
+    assert any("slice 'pays_nothing'" in r for r in d.reasons)
+    assert d.checks["gain"] > 0
+
+
+def test_bootstrap_of_identical_models_is_centered_on_zero():
+    out = _outcomes(BASE, SIZE)
+    b = paired_bootstrap(out, out, "pair_f1", 200)
+    assert b["gain"] == 0 and b["lower"] == 0 and b["upper"] == 0
+    b = paired_bootstrap(_outcomes(BASE | (rng.random(N) < 0.5), SIZE), out, "exact_set_accuracy", 200)
+    assert b["lower"] > 0 and b["lower"] <= b["gain"] <= b["upper"]

@@ -1,0 +1,136 @@
+"""The dataset store: frozen disjoint test split, idempotent months, crash safety."""
+import json
+
+import pandas as pd
+import pytest
+
+from ledgerlink.data.collect import collect_month, next_month
+from ledgerlink.data.contract import ContractError
+from ledgerlink.data.split import split_month, is_test_transfer
+from ledgerlink.data.store import DatasetStore, StoreError
+from ledgerlink.data.warehouse import DuckDBWarehouse
+from tests.conftest import tiny_month
+
+
+def _warehouse(tmp_path, months=("2025-01", "2025-02", "2025-03"), n=40) -> DuckDBWarehouse:
+    parts = [tiny_month(m, n=n, start=1000 * i) for i, m in enumerate(months)]
+    tables = {t: pd.concat([p[t] for p in parts], ignore_index=True) for t in parts[0]}
+    wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    wh.seed(tables)
+    return wh
+
+
+def test_split_is_deterministic_and_order_free():
+    ids = pd.Series([f"TRF-{i}" for i in range(2000)])
+    a = is_test_transfer(ids, 0.3, 13)
+    b = is_test_transfer(ids[::-1].reset_index(drop=True), 0.3, 13)[::-1]
+    assert (a == b).all() and 0.27 < a.mean() < 0.33
+    assert not (a == is_test_transfer(ids, 0.3, 14)).all()
+
+
+def test_frozen_test_set_stays_frozen_and_disjoint(tmp_path):
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    ref1, _ = collect_month(wh, store)
+    test_before = store.load_test()
+    assert ref1.test_month == "2025-01" and ref1.test_rows["transfers"] > 0
+    ref2, _ = collect_month(wh, store)
+    ref3, _ = collect_month(wh, store)
+    assert [ref2.new_month, ref3.new_month] == ["2025-02", "2025-03"]
+    assert ref3.test_fingerprint == ref1.test_fingerprint
+    for t in test_before:
+        pd.testing.assert_frame_equal(store.load_test()[t], test_before[t])
+    train = store.load_train()
+    test_ids = set(test_before["transfers"]["transfer_id"])
+    assert not test_ids & set(train["transfers"]["transfer_id"])
+    assert not test_ids & set(train["links"]["transfer_id"])
+    # every row of the warehouse is somewhere: nothing silently dropped
+    assert len(train["transfers"]) + len(test_ids) == 3 * 40
+    assert train["transfers"]["month"].value_counts().to_dict()["2025-02"] == 40
+
+
+def test_collecting_a_month_twice_changes_nothing_and_says_so(tmp_path):
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    manifest = store.read_manifest().to_json()
+    ref, _ = collect_month(wh, store, month="2025-01")
+    assert not ref.collected and "already collected" in ref.message
+    assert store.read_manifest().to_json() == manifest
+
+
+def test_changed_content_of_a_collected_month_is_refused(tmp_path):
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    changed = tiny_month("2025-01", n=40)
+    changed["transfers"].loc[0, "title"] = "edited later"
+    wh2 = DuckDBWarehouse(tmp_path / "wh2.duckdb")
+    wh2.seed(changed)
+    with pytest.raises(StoreError, match="append-only"):
+        collect_month(wh2, store, month="2025-01")
+
+
+def test_interrupted_write_leaves_no_half_dataset_and_rerun_recovers(tmp_path, monkeypatch):
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    before = store.read_manifest()
+    calls = {"n": 0}
+    original = DatasetStore._write_parquet
+
+    def crash_on_second(self, df, path):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full (simulated crash)")
+        return original(self, df, path)
+
+    monkeypatch.setattr(DatasetStore, "_write_parquet", crash_on_second)
+    with pytest.raises(OSError, match="simulated"):
+        collect_month(wh, store)
+    monkeypatch.undo()
+    assert store.read_manifest().months == before.months  # nothing half-committed is visible
+    assert store.garbage() and all(g.startswith("months/2025-02/") for g in store.garbage())
+    assert next_month(wh, store) == "2025-02"
+    ref, _ = collect_month(wh, store)
+    assert ref.collected and ref.months == ["2025-01", "2025-02"]
+    assert len(store.load_train(["2025-02"])["transfers"]) == 40
+
+
+def test_second_test_set_and_out_of_order_months_are_refused(tmp_path):
+    store = DatasetStore(str(tmp_path / "store"))
+    m1 = tiny_month("2025-01")
+    train, test = split_month(m1, 0.3, 1)
+    train["invoices"] = test["invoices"] = m1["invoices"]
+    store.add_month("2025-01", train, test)
+    with pytest.raises(StoreError, match="never rewritten"):
+        store.add_month("2025-02", tiny_month("2025-02", start=100), test)
+    store.add_month("2025-03", tiny_month("2025-03", start=300))
+    with pytest.raises(StoreError, match="in order"):
+        store.add_month("2025-02", tiny_month("2025-02", start=100))
+
+
+def test_a_test_transfer_coming_back_later_is_refused(tmp_path):
+    store = DatasetStore(str(tmp_path / "store"))
+    m1 = tiny_month("2025-01")
+    train, test = split_month(m1, 0.5, 1)
+    train["invoices"] = test["invoices"] = m1["invoices"]
+    store.add_month("2025-01", train, test)
+    leaked = tiny_month("2025-02", start=100)
+    leaked["transfers"].loc[0, "transfer_id"] = test["transfers"]["transfer_id"].iloc[0]
+    with pytest.raises(StoreError, match="both train and test"):
+        store.add_month("2025-02", leaked)
+
+
+def test_untagged_month_is_refused_with_a_clear_error(tmp_path):
+    m = tiny_month("2025-01")
+    m["links"] = m["links"].iloc[0:0]
+    wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    wh.seed(m)
+    with pytest.raises(ContractError, match="no tagged links"):
+        collect_month(wh, DatasetStore(str(tmp_path / "store")))
+
+
+def test_manifest_is_plain_json_with_months_rows_and_fingerprints(tmp_path):
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    raw = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    entry = raw["months"]["2025-01"]
+    assert set(entry) >= {"path", "fingerprint", "rows", "committed_at"}
+    assert raw["test"]["fingerprint"] and raw["generation"] == 1
