@@ -1,0 +1,130 @@
+"""Assignment: from scored candidate pairs to the set of invoices each transfer pays.
+
+Pair probabilities p_j are treated as independent, so the probability that a set S is exactly right is
+    P(S) = prod_{j in S} p_j * prod_{j not in S} (1 - p_j)
+over all of the transfer's candidates (the empty set included). The chosen set maximises P(S) among the
+feasible sets: the empty set, any single invoice (full, fee-reduced or partial payment), and subsets
+(size 2..k) of the top-k candidates whose amounts sum to the transfer amount within the fee tolerance.
+P(S) is the transfer's confidence. All transfers are solved at once as an (n_transfers x 2^k) matrix.
+An invoice is then given to two transfers only when their allocations fit in its amount (paid in parts);
+otherwise transfers are settled greedily by confidence and the later one re-chooses without it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .features import CENT, FEE_TOLERANCE, amount_fits, subset_masks, top_k_slots
+
+EPS = 1e-6
+MAX_K = 8
+
+
+def _solve(t: np.ndarray, p: np.ndarray, i_amount: np.ndarray, t_amount_by_t: np.ndarray, k: int):
+    """Best feasible set per transfer. Returns (tpos, chosen row indices per transfer, log P(S))."""
+    p = np.clip(p, EPS, 1 - EPS)
+    logit = np.log(p) - np.log1p(-p)
+    base = pd.Series(np.log1p(-p)).groupby(t).sum()
+    slots, tpos, order = top_k_slots(t, p, k)
+    n_t = len(tpos)
+    L = np.full((n_t, k), -np.inf)
+    A = np.zeros((n_t, k))
+    present = np.zeros((n_t, k), bool)
+    r, s = slots[:, 0], slots[:, 1]
+    L[r, s], A[r, s], present[r, s] = logit[order], i_amount[order], True
+    masks = subset_masks(k)
+    sizes = masks.sum(1)
+    Lz = np.where(present, L, 0.0)
+    score = Lz @ masks.T
+    all_present = (present.astype(np.int64) @ masks.T) == sizes
+    target = t_amount_by_t[tpos][:, None]
+    feasible = all_present & ((sizes <= 1)[None, :] | amount_fits(target, A @ masks.T, sizes))
+    score = np.where(feasible, score, -np.inf)
+    best = score.argmax(1)
+    row_at = np.full((n_t, k), -1)
+    row_at[r, s] = order
+    chosen = [row_at[j][masks[best[j]]] for j in range(n_t)]
+    logp = base.reindex(tpos).to_numpy() + score[np.arange(n_t), best]
+    return tpos, chosen, logp
+
+
+def _allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
+    """One invoice takes the whole transfer; several share it in proportion to their amounts (fees spread)."""
+    if len(inv_amounts) == 1:
+        return np.array([t_amount])
+    total = inv_amounts.sum()
+    alloc = np.round(inv_amounts * (t_amount / total if total else 0.0), 2)
+    alloc[np.argmax(np.abs(alloc))] += round(t_amount - alloc.sum(), 2)
+    return alloc
+
+
+def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_transfers: int,
+           k: int = MAX_K) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Choose each transfer's invoice set.
+
+    ``cands``: columns t, i, probability (positions into the prepared transfers/invoices). Returns
+    (links: t, i, allocated_amount, confidence; decisions: t, n_invoices, confidence) with a decision row for
+    every transfer 0..n_transfers-1 (no candidates -> the empty set, confidence 1).
+    """
+    k = min(k, MAX_K)
+    cands = cands[["t", "i", "probability"]].reset_index(drop=True)
+    t, i, p = cands["t"].to_numpy(np.int64), cands["i"].to_numpy(np.int64), cands["probability"].to_numpy(np.float64)
+    ia = i_amount[i]
+    conf = np.ones(n_transfers)
+    sets: dict[int, np.ndarray] = {}
+    if len(cands):
+        tpos, chosen, logp = _solve(t, p, ia, t_amount, k)
+        conf[tpos] = np.exp(logp)
+        sets = {int(tt): ch for tt, ch in zip(tpos, chosen) if len(ch)}
+
+    # --- conflicts: invoices whose allocations over all transfers exceed their amount
+    def alloc_of(tt, rows):
+        return _allocate(t_amount[tt], ia[rows])
+
+    allocs = {tt: alloc_of(tt, rows) for tt, rows in sets.items()}
+    used = pd.DataFrame([(i[r], abs(a), tt) for tt, rows in sets.items() for r, a in zip(rows, allocs[tt])],
+                        columns=["i", "a", "t"])
+    if len(used):
+        cap = np.abs(i_amount) * (1 + FEE_TOLERANCE) + CENT
+        total = used.groupby("i")["a"].sum()
+        over = total.index[total.to_numpy() > cap[total.index.to_numpy()]]
+        involved = sorted(set(used.loc[used["i"].isin(over), "t"]), key=lambda tt: -conf[tt])
+        if involved:
+            remaining = np.abs(i_amount).astype(np.float64)
+            fixed = used[~used["t"].isin(involved)]
+            np.subtract.at(remaining, fixed["i"].to_numpy(), fixed["a"].to_numpy())
+            rows_of = pd.Series(np.arange(len(cands))).groupby(t).apply(np.asarray)
+            for tt in involved:
+                banned: set[int] = set()
+                while True:
+                    rows = sets.get(tt, np.array([], np.int64))
+                    a = alloc_of(tt, rows) if len(rows) else np.array([])
+                    bad = [i[r] for r, x in zip(rows, a) if abs(x) > remaining[i[r]] + FEE_TOLERANCE * abs(i_amount[i[r]]) + CENT]
+                    if not bad:
+                        break
+                    banned.update(bad)
+                    cand_rows = np.array([r for r in rows_of[tt] if i[r] not in banned], np.int64)
+                    if len(cand_rows) == 0:
+                        sets.pop(tt, None)
+                        conf[tt] = 1.0
+                        continue
+                    _, ch, lp = _solve(np.zeros(len(cand_rows), np.int64), p[cand_rows], ia[cand_rows],
+                                       t_amount[[tt]], k)
+                    conf[tt] = float(np.exp(lp[0]))
+                    if len(ch[0]):
+                        sets[tt] = cand_rows[ch[0]]
+                    else:
+                        sets.pop(tt, None)
+                if tt in sets:
+                    allocs[tt] = a
+                    np.subtract.at(remaining, i[sets[tt]], np.abs(a))
+                else:
+                    allocs.pop(tt, None)
+
+    rows = [(tt, int(i[r]), float(x), float(conf[tt])) for tt, rs in sets.items() for r, x in zip(rs, allocs[tt])]
+    links = pd.DataFrame(rows, columns=["t", "i", "allocated_amount", "confidence"]).sort_values(["t", "i"])
+    n_inv = np.zeros(n_transfers, np.int64)
+    for tt, rs in sets.items():
+        n_inv[tt] = len(rs)
+    decisions = pd.DataFrame({"t": np.arange(n_transfers), "n_invoices": n_inv, "confidence": conf})
+    return links.reset_index(drop=True), decisions
