@@ -1,0 +1,11 @@
+"""Transfer -> invoice matching: blocking, pair features, an XGBoost pair model, set assignment, rules baseline.
+
+No orchestration here (no zenml import): pipelines, benchmarks and the BentoML service all call this API.
+"""
+from .candidates import blocking_recall, generate_candidates
+from .features import FEATURE_NAMES, pair_features
+from .model import Matcher, MatchResult
+from .rules import RulesMatcher
+
+__all__ = ["Matcher", "RulesMatcher", "MatchResult", "blocking_recall", "generate_candidates", "pair_features",
+           "FEATURE_NAMES"]

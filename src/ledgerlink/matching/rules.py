@@ -1,0 +1,58 @@
+"""The rules baseline a finance team would write first: the exact invoice number is in the title AND the
+amount is equal (the sum, when the title names several invoices). Anything else goes to review."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .candidates import ISSUE_AFTER_BOOKING_DAYS
+from .features import CENT
+from .model import MatchResult, check_frame
+from .normalize import prepare_invoices, prepare_transfers
+
+
+class RulesMatcher:
+    """Same fit/match/predict API as ``Matcher``; fit is a no-op."""
+
+    def __init__(self, lookback_days: int = 180):
+        self.lookback_days = lookback_days
+
+    def get_params(self, deep=True) -> dict:
+        return {"lookback_days": self.lookback_days}
+
+    def fit(self, invoices=None, transfers=None, links=None) -> "RulesMatcher":
+        return self
+
+    def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
+        invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
+        inv, ic = prepare_invoices(invoices)
+        tr, tc = prepare_transfers(transfers)
+        # exact number: same alphanumerics once case, separators and diacritics are ignored
+        hits = tc[["t", "alnum"]].merge(ic[["i", "alnum"]], on="alnum")[["t", "i"]].drop_duplicates()
+        t, i = hits["t"].to_numpy(np.int64), hits["i"].to_numpy(np.int64)
+        days = (tr["booked_at"].to_numpy()[t] - inv["issued_at"].to_numpy()[i]).astype("timedelta64[D]").astype(np.int64)
+        hits = hits[(days >= -ISSUE_AFTER_BOOKING_DAYS) & (days <= self.lookback_days)].reset_index(drop=True)
+        ta = tr["amount"].to_numpy()[hits["t"].to_numpy()]
+        ia = inv["amount"].to_numpy()[hits["i"].to_numpy()]
+        hits["ia"], hits["eq"] = ia, np.abs(ta - ia) < CENT
+        g = hits.groupby("t")
+        total, size = g["ia"].transform("sum").to_numpy(), g["ia"].transform("size").to_numpy()
+        all_sum = np.abs(total - ta) < CENT * size
+        # the named invoices sum to the amount -> all of them; else exactly one named invoice with equal amount
+        n_eq = g["eq"].transform("sum").to_numpy()
+        chosen = hits[all_sum | (~all_sum & hits["eq"].to_numpy() & (n_eq == 1))]
+        tid, iid = tr["transfer_id"].to_numpy(), inv["invoice_id"].to_numpy()
+        n_chosen = chosen.groupby("t").size()
+        t_amount = tr["amount"].to_numpy()
+        alloc = np.where(n_chosen.reindex(chosen["t"]).to_numpy() == 1, t_amount[chosen["t"].to_numpy()], chosen["ia"].to_numpy())
+        links = pd.DataFrame({"transfer_id": tid[chosen["t"].to_numpy()], "invoice_id": iid[chosen["i"].to_numpy()],
+                              "allocated_amount": alloc.astype(np.float64), "confidence": 1.0})
+        n_inv = n_chosen.reindex(np.arange(len(tr))).fillna(0).astype(np.int64).to_numpy()
+        decisions = pd.DataFrame({"transfer_id": tid, "n_invoices": n_inv, "confidence": (n_inv > 0).astype(np.float64),
+                                  "decision": np.where(n_inv > 0, "auto", "review")})
+        cands = pd.DataFrame({"transfer_id": tid[hits["t"].to_numpy()], "invoice_id": iid[hits["i"].to_numpy()],
+                              "probability": 1.0, "rank": hits.groupby("t").cumcount().to_numpy() + 1})
+        return MatchResult(links=links.reset_index(drop=True), decisions=decisions, candidates=cands)
+
+    def predict(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
+        return self.match(invoices, transfers).links
