@@ -787,7 +787,7 @@ class _Renderer:
         num, seq, inv = self.num, self.seq, self.inv
         booked = trf["booked"].astype("datetime64[D]").astype(object)
         for t in range(n):
-            e, kind, cat = int(trf["payer"][t]), int(trf["kind"][t]), int(cat_ := cats[t])
+            e, cat = int(trf["payer"][t]), int(cats[t])
             lang = w.lang[e]
             d = booked[t]
             invs = li[bounds[t]:bounds[t + 1]].tolist()
@@ -823,9 +823,9 @@ class _Renderer:
             name = w.legal[e] if not trf["variant"][t] else self.variant(e)
             reason = REASONS[trf["reason"][t]] if trf["reason"][t] >= 0 else None
             if cfg.description_only:
-                title = self.bank_line(t, e, name, reason, parts, noise, ctx, drifted[t])
+                title = self.bank_line(t, e, name, reason, parts, noise, ctx, drifted[t], len(invs))
             else:
-                title = self.title(t, kind, reason, lang, parts, noise, ctx)
+                title = self.title(t, reason, lang, parts, noise, ctx)
                 if drifted[t]:
                     title = "SCT /REMI/ " + (title or "").upper()
                     name = _fold(name).upper()[:18].rstrip()
@@ -836,7 +836,7 @@ class _Renderer:
                 accounts[t] = w.alt_account[e] if x < 0.06 else w.account[e]
         return titles, names, accounts, cats
 
-    def title(self, t, kind, reason, lang, parts, noise, ctx) -> str | None:
+    def title(self, t, reason, lang, parts, noise, ctx) -> str | None:
         r = self.r
         if reason is not None and reason != "duplicate":
             key = "refund_num" if reason == "refund" and parts else reason
@@ -871,11 +871,11 @@ class _Renderer:
             f"order {r.randrange(10**4, 10**5)}", f"NIP {r.randrange(10**9, 10**10)}", f"client no {r.randrange(10**5, 10**6)}",
         ])
 
-    def bank_line(self, t, e, name, reason, parts, noise, ctx, drifted) -> str:
+    def bank_line(self, t, e, name, reason, parts, noise, ctx, drifted, n_items) -> str:
         """Terse bank line for description_only: "NORDWIND HANDELS 142 MAR"."""
         r, trf = self.r, self.trf
         if trf["batch"][t]:
-            return f"BATCH DEPOSIT {int(np.diff(np.searchsorted(self.lnk['t'], [t, t + 1]))[0]) if False else ''}".strip()
+            return f"BATCH DEPOSIT {n_items} ITEMS"
         base = name if self.w.form[e] == "" or r.random() < 0.3 else name.replace(self.w.form[e], "")
         nm = _fold(base).upper().replace(".", "").strip()[: (12 if drifted else r.choice([16, 18, 20]))].rstrip()
         if reason is not None and reason != "duplicate":

@@ -121,6 +121,7 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
                 else:
                     allocs.pop(tt, None)
 
+    conf = np.clip(conf, 0.0, 1.0 - EPS)
     rows = [(tt, int(i[r]), float(x), float(conf[tt])) for tt, rs in sets.items() for r, x in zip(rs, allocs[tt])]
     links = pd.DataFrame(rows, columns=["t", "i", "allocated_amount", "confidence"]).sort_values(["t", "i"])
     n_inv = np.zeros(n_transfers, np.int64)

@@ -195,6 +195,10 @@ class Matcher:
             v_links, v_dec = assign(vp, tr["amount"].to_numpy(), inv["amount"].to_numpy(), n_t, k=MAX_K)
             v_dec = v_dec[is_val[v_dec["t"].to_numpy()]]
             correct = self._set_correct(v_links, v_dec, links_ti)
+            # a transfer without candidates is "pays nothing" only as often as validation says (blocking misses)
+            no_cand = ~np.isin(v_dec["t"].to_numpy(), vp["t"].to_numpy())
+            self.empty_confidence_ = float((correct[no_cand].sum() + 1) / (no_cand.sum() + 2))
+            v_dec = v_dec.assign(confidence=np.where(no_cand, self.empty_confidence_, v_dec["confidence"].to_numpy()))
             self.auto_threshold_ = self._choose_threshold(v_dec["confidence"].to_numpy(), correct)
             auto = v_dec["confidence"].to_numpy() >= self.auto_threshold_
             summary.update({
@@ -207,6 +211,7 @@ class Matcher:
                 stages.update(1)
         else:
             self.auto_threshold_ = 1.0  # nothing to validate on: every decision goes to review
+            self.empty_confidence_ = 0.5
             summary["validation_transfers"] = 0
 
         # --- 2. refit on everything; memory from all links, leave-one-out for the training pairs
@@ -264,6 +269,8 @@ class Matcher:
         p = self._predict(self.booster_, X)
         scored = pairs.assign(probability=p)
         links, dec = assign(scored, tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr), k=MAX_K)
+        no_cand = ~np.isin(dec["t"].to_numpy(), pairs["t"].to_numpy())
+        dec["confidence"] = np.where(no_cand, self.empty_confidence_, dec["confidence"].to_numpy())
         return self._result(scored, links, dec, inv, tr, self.auto_threshold_)
 
     @staticmethod
@@ -278,6 +285,7 @@ class Matcher:
                                   "confidence": links["confidence"].to_numpy(np.float64)})
         decisions = pd.DataFrame({"transfer_id": tid[dec["t"].to_numpy()], "n_invoices": dec["n_invoices"].to_numpy(),
                                   "confidence": dec["confidence"].to_numpy(np.float64)})
+        # threshold 1.0 = nothing is safe enough (confidences are clipped below 1)
         decisions["decision"] = np.where(decisions["confidence"].to_numpy() >= threshold, "auto", "review")
         return MatchResult(links=out_links, decisions=decisions, candidates=cands.reset_index(drop=True))
 
@@ -322,6 +330,7 @@ class Matcher:
         meta = {
             "format_version": FORMAT_VERSION, "library_version": _library_version(), "xgboost_version": xgb.__version__,
             "params": self.get_params(), "auto_threshold_": float(self.auto_threshold_),
+            "empty_confidence_": float(self.empty_confidence_),
             "feature_names_": list(self.feature_names_), "training_summary_": self.training_summary_,
             "memory": self.memory_.to_dict(),
         }
@@ -337,6 +346,7 @@ class Matcher:
             raise ValueError(f"{path}: the model was trained with other features than this library computes; retrain it")
         m = cls(**meta["params"])
         m.auto_threshold_ = float(meta["auto_threshold_"])
+        m.empty_confidence_ = float(meta["empty_confidence_"])
         m.feature_names_ = list(meta["feature_names_"])
         m.training_summary_ = meta["training_summary_"]
         m.memory_ = Memory.from_dict(meta["memory"])
