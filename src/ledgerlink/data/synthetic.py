@@ -22,7 +22,8 @@ World model
   2..6 invoices of one contractor, ``rate_partial`` pay part of one invoice, the rest pay one invoice.
   ``rate_outgoing`` of all transfers are outgoing payments of supplier invoices.
   Invoices are issued 0..90 days before the payment (most within the payment term, ~12 % late,
-  some early), never before the first month, so links point to the transfer's month or earlier.
+  some early; remainders of partial payments up to ~150 days), never before the first month, so
+  links point to the transfer's month or earlier. The first month has only young invoices.
 * **Partial payments** pay 30-70 % of one invoice. Half of them get the remainder paid 7..60 days
   later by another (also "partial") transfer, so that invoice has two links; the other half stay
   partly open forever.
@@ -253,6 +254,10 @@ def _validate(cfg: SyntheticConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+def _group_sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    return np.add.reduceat(x, starts) if len(starts) else np.zeros(0)
+
+
 def _iban(rng: np.random.Generator, country: str, bank_code: str) -> str:
     """IBAN-like account with valid mod-97 check digits (country-typical length)."""
     n = {"PL": 16, "DE": 10, "GB": 8, "NL": 10, "CZ": 16}[country]
@@ -313,7 +318,7 @@ class _World:
         sup = np.zeros(C, bool)
         sup[rng.permutation(C)[: min(C - 1, max(1, round(0.2 * C)))]] = True
         self.supplier = sup
-        weight = rng.pareto(1.3, C) + 1.0
+        weight = np.exp(rng.normal(0.0, 1.0, C))  # a few big, many small contractors
         self.customers, self.suppliers = np.flatnonzero(~sup), np.flatnonzero(sup)
         self.cust_p = weight[self.customers] / weight[self.customers].sum()
         self.sup_p = weight[self.suppliers] / weight[self.suppliers].sum()
@@ -433,7 +438,7 @@ class _Planner:
         n_per = np.where(kind[new] == MULTI, rng.choice([2, 3, 4, 5, 6], len(new), p=[0.4, 0.25, 0.15, 0.12, 0.08]), 1)
         rep = np.repeat(new, n_per)
         N = len(rep)
-        starts = np.concatenate([[0], np.cumsum(n_per)[:-1]]).astype(np.int64)
+        starts = (np.cumsum(n_per) - n_per).astype(np.int64)
         last = starts + n_per - 1
         ic = contr[rep]
         term = w.term[ic]
@@ -445,16 +450,16 @@ class _Planner:
         issued[early] = self.start_day + (rng.random(early.sum()) * (booked[rep][early] - self.start_day + 1)).astype(np.int64)
         amount = self.amounts(rng, ic)
         credit = np.zeros(N, bool)
-        n_unpaid = round(UNPAID_RATE * N)
+        n_unpaid = max(1, round(UNPAID_RATE * N))  # >= 1: every month has invoices
         n_cn = round(cfg.rate_credit_note * (N + n_unpaid))
         multi_in = np.flatnonzero((kind[new] == MULTI) & ~out[new])
         n_cn_linked = min(round(0.75 * n_cn), len(multi_in))
         g = rng.choice(multi_in, n_cn_linked, replace=False)
-        others = np.add.reduceat(amount, starts)[g] - amount[last[g]]
+        others = _group_sum(amount, starts)[g] - amount[last[g]]
         amount[last[g]] = -np.round(rng.uniform(0.05, 0.45, len(g)) * others, 2)
         credit[last[g]] = True
         amount = np.where(out[rep], -amount, amount)
-        gsum = np.round(np.add.reduceat(amount, starts), 2)
+        gsum = np.round(_group_sum(amount, starts), 2)
         tamt = np.zeros(T)
         tamt[new] = gsum
         # fees / discounts: up to 2 % or a fixed 5-25, always below the invoice total
@@ -478,7 +483,7 @@ class _Planner:
         # allocations: invoice amounts, scaled proportionally under a fee; partials take the transfer amount
         ratio = np.where(fee[rep], tamt[rep] / np.repeat(gsum, n_per), 1.0)
         alloc = np.round(amount * ratio, 2)
-        alloc[last] += np.round(tamt[new] - np.add.reduceat(alloc, starts), 2)
+        alloc[last] += np.round(tamt[new] - _group_sum(alloc, starts), 2)
         alloc = np.where(role[rep] == 1, tamt[rep], np.round(alloc, 2))
         link_t = np.concatenate([rep, rem_slots])
         link_i = np.concatenate([inv_ids, pool["inv"][elig]])
@@ -494,17 +499,16 @@ class _Planner:
         reason = rng.choice(len(REASONS), n_none, p=REASON_P)
         ref = np.full(T, -1, np.int64)
         single_in = np.flatnonzero((kind[new] == SINGLE) & ~out[new])
+        if len(single_in) == 0:  # nothing to refer to: no refunds, advances or duplicates
+            reason[reason >= R_REFUND] = 4
         needs_ref = reason >= R_REFUND
-        if len(single_in) == 0:
-            reason[needs_ref] = 4
-            needs_ref[:] = False
-        src = single_in[rng.integers(0, max(1, len(single_in)), n_none)] if len(single_in) else np.zeros(n_none, np.int64)
-        ref_local = starts[src]
+        src = single_in[rng.integers(0, len(single_in), n_none)] if len(single_in) else np.zeros(n_none, np.int64)
+        ref_local = starts[src] if len(single_in) else src
         nz = none[needs_ref]
         ref[nz] = inv_ids[ref_local[needs_ref]]
         contr[nz] = ic[ref_local[needs_ref]]
         payer[nz] = contr[nz]
-        ramt = amount[ref_local]
+        ramt = amount[ref_local] if len(single_in) else np.zeros(n_none)
         amt = np.zeros(n_none)
         for r, (lo, hi) in enumerate([(1.0, 30.0), (5.0, 200.0), (2500.0, 9000.0), (300.0, 30000.0), (100.0, 20000.0), (500.0, 50000.0)]):
             sel = reason == r
@@ -613,15 +617,16 @@ def _number(fmt: int, y: int, m: int, n: int) -> str:
     return f"CN-{y}-{n:04d}"
 
 
-def _other_format(num: str, seq: int, r: random.Random) -> str:
-    """Same number, other writing: digits only, separators changed or stripped, lower case."""
-    x = r.random()
+def _other_format(num: str, seq: int, x: float, sep: str) -> str:
+    """Same number, other writing: digits only, separators changed or stripped, lower case.
+
+    ``x`` picks the style, drawn once per title so that a multi-invoice title is consistent."""
     if x < 0.35:
-        out = str(seq) if r.random() < 0.6 else max(re.findall(r"\d+", num), key=lambda g: (str(int(g)) == str(seq), len(g)))
+        out = str(seq) if x < 0.2 else max(re.findall(r"\d+", num), key=lambda g: (str(int(g)) == str(seq), len(g)))
     elif x < 0.65:
         out = re.sub(r"[/\-\s.]", "", num)
     elif x < 0.9:
-        out = re.sub(r"[/\-]", r.choice([" ", "-", ".", "/"]), num.replace(" ", "/"))
+        out = re.sub(r"[/\-]", sep, num.replace(" ", "/"))
     else:
         out = num.lower().replace("/", " ")
     return out if out != num else str(seq)
@@ -653,7 +658,8 @@ class _Renderer:
     def __init__(self, cfg: SyntheticConfig, world: _World, plan: dict):
         self.cfg, self.w = cfg, world
         self.inv, self.trf, self.lnk = plan["inv"], plan["trf"], plan["lnk"]
-        self.r = random.Random(f"{cfg.seed}-render")
+        self.r = random.Random(f"{cfg.seed}-transfers")  # transfers are rendered in month order, so drift
+        self.r_inv = random.Random(f"{cfg.seed}-invoices")  # leaves earlier months' text untouched
 
     # numbers ----------------------------------------------------------------------------------
     def numbers(self) -> None:
@@ -680,6 +686,13 @@ class _Renderer:
     # names ------------------------------------------------------------------------------------
     def variant(self, e: int) -> str:
         """Payer name as the bank shows it when it differs from the legal name."""
+        for _ in range(5):
+            name = self._variant(e)
+            if name != self.w.legal[e]:
+                return name
+        return self.w.legal[e].upper() + "."
+
+    def _variant(self, e: int) -> str:
         r, base, form = self.r, self.w.base[e], self.w.form[e]
         x = r.random()
         if x < 0.2:
@@ -711,9 +724,8 @@ class _Renderer:
         start = pd.Period(cfg.start_month, freq="M")
         inv_month = (inv["issued"].astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
                      - (start.year - 1970) * 12 - (start.month - 1))
-        rng = np.random.default_rng([cfg.seed, 5])
-        inv_order = np.lexsort((rng.random(len(inv_month)), inv_month))
-        trf_order = np.lexsort((rng.random(len(trf["month"])), trf["month"]))
+        inv_order = np.lexsort((np.random.default_rng([cfg.seed, 5]).random(len(inv_month)), inv_month))
+        trf_order = np.lexsort((np.random.default_rng([cfg.seed, 6]).random(len(trf["month"])), trf["month"]))
         iw = max(7, len(str(len(inv_order))))
         tw = max(7, len(str(len(trf_order))))
         inv_id = np.empty(len(inv_order), object)
@@ -757,7 +769,7 @@ class _Renderer:
         return {"invoices": invoices, "transfers": transfers, "links": links, "truth": truth}
 
     def invoice_frame(self, inv_id, inv_month, month_lbl) -> pd.DataFrame:
-        inv, w, r = self.inv, self.w, self.r
+        inv, w, r = self.inv, self.w, self.r_inv
         legal = [w.legal[c] for c in inv["contr"].tolist()]
         desc = []
         for k, (c, credit, void, mon) in enumerate(zip(inv["contr"].tolist(), inv["credit"].tolist(), inv["void"].tolist(), (self.m - 1).tolist())):
@@ -806,7 +818,8 @@ class _Renderer:
                 j = r.randrange(len(shown))
                 parts = [_damage(num[k], r) if i == j else num[k] for i, k in enumerate(shown)]
             elif cat == OTHER:
-                parts = [_other_format(num[k], int(seq[k]), r) for k in shown]
+                style, sep = r.random(), r.choice([" ", "-", ".", "/"])
+                parts = [_other_format(num[k], int(seq[k]), style, sep) for k in shown]
             else:
                 parts = []
             if cfg.description_only and cat == OTHER:
@@ -826,8 +839,10 @@ class _Renderer:
                 title = self.bank_line(t, e, name, reason, parts, noise, ctx, drifted[t], len(invs))
             else:
                 title = self.title(t, reason, lang, parts, noise, ctx)
+                if title is None:
+                    noise = self.noise[t] = False
                 if drifted[t]:
-                    title = "SCT /REMI/ " + (title or "").upper()
+                    title = ("SCT /REMI/ " + (title or "").upper()).strip()
                     name = _fold(name).upper()[:18].rstrip()
             titles[t] = title
             names[t] = name
@@ -879,7 +894,7 @@ class _Renderer:
         base = name if self.w.form[e] == "" or r.random() < 0.3 else name.replace(self.w.form[e], "")
         nm = _fold(base).upper().replace(".", "").strip()[: (12 if drifted else r.choice([16, 18, 20]))].rstrip()
         if reason is not None and reason != "duplicate":
-            line = r.choice(_D_REASON[reason]).format(NAME=nm, n=" ".join(parts), PERSON=nm, **ctx)
+            line = " ".join(r.choice(_D_REASON[reason]).format(NAME=nm, n=" ".join(parts), PERSON=nm, **ctx).split())
         else:
             line = " ".join([nm, *parts, ctx["MON"]])
             if trf["role"][t]:

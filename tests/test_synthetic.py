@@ -1,0 +1,269 @@
+"""The synthetic generator: contract, determinism, realised rates and the phenomena it claims."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ledgerlink.data.contract import check_month
+from ledgerlink.data.synthetic import SyntheticConfig, generate, month_labels
+
+SMALL = SyntheticConfig(months=6, transfers_per_month=500, contractors=80)
+CHANGED = dict(rate_exact_number=0.25, rate_damaged_number=0.30, rate_no_number=0.35, rate_multi_invoice=0.20,
+               rate_partial=0.10, rate_fee=0.15, rate_no_invoice=0.15, rate_other_payer=0.30, rate_name_variant=0.60,
+               rate_credit_note=0.08, rate_outgoing=0.12, rate_same_amount_siblings=0.40)
+TABLES = ("invoices", "transfers", "links")
+
+
+@pytest.fixture(scope="module")
+def small():
+    return generate(SMALL)
+
+
+@pytest.fixture(scope="module")
+def changed():
+    return generate(SMALL, **CHANGED)
+
+
+def months_of(d, cfg):
+    """Yield (month, conformed tables) checked in order, earlier invoices known."""
+    known: set[str] = set()
+    for m in month_labels(cfg):
+        out = check_month({t: d[t][d[t]["month"] == m] for t in TABLES}, m, known_invoice_ids=known)
+        known |= set(out["invoices"]["invoice_id"])
+        yield m, out
+
+
+def linked(d):
+    """Links joined with their transfer, invoice and truth."""
+    return (d["links"].merge(d["transfers"], on=["transfer_id", "month"])
+            .merge(d["invoices"].rename(columns={"month": "month_i"}), on="invoice_id", suffixes=("_t", "_i"))
+            .merge(d["truth"], on=["transfer_id", "month"]))
+
+
+# ---------------------------------------------------------------------------------------------- basics
+def test_same_config_gives_identical_frames_and_other_seed_differs(small):
+    again = generate(SMALL)
+    for key in ("invoices", "transfers", "links", "truth"):
+        pd.testing.assert_frame_equal(small[key], again[key])
+    other = generate(SMALL, seed=8)
+    assert not small["transfers"]["title"].equals(other["transfers"]["title"])
+    assert not small["transfers"]["amount"].equals(other["transfers"]["amount"])
+
+
+@pytest.mark.parametrize("extra", [{}, {"drift_month": 3}, {"description_only": True}, CHANGED])
+def test_every_month_passes_the_contract(extra):
+    cfg = SyntheticConfig(months=4, transfers_per_month=300, contractors=60, **extra)
+    months = [m for m, _ in months_of(generate(cfg), cfg)]
+    assert months == month_labels(cfg) == ["2025-01", "2025-02", "2025-03", "2025-04"]
+
+
+def test_size_ids_and_row_order(small):
+    tr, inv, truth = small["transfers"], small["invoices"], small["truth"]
+    assert tr["month"].value_counts().to_dict() == {m: 500 for m in month_labels(SMALL)}
+    assert len(generate(months=2, transfers_per_month=1234)["transfers"]) == 2468
+    assert tr["transfer_id"].is_unique and inv["invoice_id"].is_unique
+    assert tr["transfer_id"].str.fullmatch(r"TRF-\d{7}").all() and inv["invoice_id"].str.fullmatch(r"INV-\d{7}").all()
+    assert list(tr["month"]) == sorted(tr["month"]) and not tr["booked_at"].is_monotonic_increasing  # shuffled in a month
+    assert truth["transfer_id"].tolist() == tr["transfer_id"].tolist()
+    for df, col in [(tr, "amount"), (inv, "amount"), (small["links"], "allocated_amount")]:
+        assert np.allclose(df[col] * 100, (df[col] * 100).round(), atol=1e-6)
+    assert (tr["booked_at"].dt.dayofweek < 5).all()
+
+
+def test_default_config_size():
+    d = generate()
+    assert len(d["transfers"]) == 24 * 800 and d["transfers"]["month"].nunique() == 24
+    assert d["transfers"]["month"].iloc[-1] == "2026-12"
+
+
+def test_invalid_config_is_rejected():
+    with pytest.raises(ValueError, match="rates"):
+        generate(months=1, rate_fee=1.5)
+    with pytest.raises(ValueError, match="rate_exact_number"):
+        generate(months=1, rate_exact_number=0.7, rate_damaged_number=0.4)
+    with pytest.raises(ValueError, match="drift_kind"):
+        generate(months=1, drift_kind="nope")
+
+
+# ---------------------------------------------------------------------------------------------- rates
+def realised(d) -> dict[str, float]:
+    truth, inv = d["truth"], d["invoices"]
+    pay = truth[truth["kind"] != "none"]
+    pos = inv[inv["amount"] > 0]
+    top = pos.groupby("counterparty_name")["amount"].agg(lambda a: a.value_counts().iloc[0] / len(a))
+    n = pos.groupby("counterparty_name").size()
+    return {
+        "rate_exact_number": (pay["number_in_title"] == "exact").mean(),
+        "rate_damaged_number": (pay["number_in_title"] == "damaged").mean(),
+        "rate_no_number": (pay["number_in_title"] == "absent").mean(),
+        "rate_multi_invoice": (truth["kind"] == "multi").mean(),
+        "rate_partial": (truth["kind"] == "partial").mean(),
+        "rate_no_invoice": (truth["kind"] == "none").mean(),
+        "rate_fee": pay["fee"].mean(),
+        "rate_other_payer": pay["other_payer"].mean(),
+        "rate_name_variant": pay["name_variant"].mean(),
+        "rate_outgoing": truth["outgoing"].mean(),
+        "rate_credit_note": inv["invoice_number"].str.match(r"(KOR/|CN-)").mean(),
+        "rate_same_amount_siblings": ((top >= 0.6) & (n >= 5)).sum() / (n >= 5).sum(),
+    }
+
+
+@pytest.mark.parametrize("which", ["default", "changed"])
+def test_each_rate_is_realised(which, small, changed):
+    d, cfg = (small, SMALL) if which == "default" else (changed, SyntheticConfig(**CHANGED))
+    for rate, value in realised(d).items():
+        tol = 0.08 if rate == "rate_same_amount_siblings" else 0.02
+        assert abs(value - getattr(cfg, rate)) <= tol, (rate, value, getattr(cfg, rate))
+
+
+def test_truth_matches_the_frames(small):
+    """The truth flags describe what really is in the frames."""
+    L = linked(small)
+    exact = L[L["number_in_title"] == "exact"]
+    has_number = [num in title for num, title in zip(exact["invoice_number"], exact["title"])]
+    assert np.mean(has_number) > 0.9  # the rest are credit notes left out of a multi title
+    absent = L[L["number_in_title"] == "absent"]
+    assert not any(num in (title or "") for num, title in zip(absent["invoice_number"], absent["title"]))
+    damaged = L[(L["number_in_title"] == "damaged") & (L["kind"] == "single")]
+    assert not any(num in title for num, title in zip(damaged["invoice_number"], damaged["title"]))
+    own = L[~L["other_payer"] & (L["kind"] == "single")]
+    assert (own["counterparty_name_t"] == own["counterparty_name_i"]).groupby(own["name_variant"]).mean().to_dict() == {False: 1.0, True: 0.0}
+    other = L[L["other_payer"]]
+    assert (other["counterparty_name_t"] != other["counterparty_name_i"]).all()
+    truth = small["truth"].set_index("transfer_id")
+    assert set(small["links"]["transfer_id"]) == set(truth.index[truth["kind"] != "none"])
+    out = L[L["outgoing"]]
+    assert (out["amount_t"] < 0).all() and (out["amount_i"] < 0).all()
+    assert (L.loc[~L["outgoing"], "amount_t"] > 0).all()
+
+
+# ---------------------------------------------------------------------------------------------- phenomena
+def test_amounts_and_allocations(small):
+    L = linked(small)
+    alloc = small["links"].groupby("transfer_id")["allocated_amount"].sum().round(2)
+    amount = small["transfers"].set_index("transfer_id")["amount"].reindex(alloc.index)
+    assert (alloc == amount).all()  # allocations always sum to the transfer amount
+    by_t = L.groupby("transfer_id").agg(amount=("amount_t", "first"), total=("amount_i", "sum"), fee=("fee", "first"), kind=("kind", "first"))
+    full = by_t[by_t["kind"].isin(["single", "multi"])]
+    assert np.allclose(full.loc[~full["fee"], "amount"], full.loc[~full["fee"], "total"])
+    f = full[full["fee"]]
+    assert ((f["amount"].abs() < f["total"].abs()) & (f["amount"].abs() >= 0.98 * f["total"].abs() - 0.01)).all()
+    delay = (L["booked_at"] - L["issued_at"]).dt.days
+    assert delay.min() >= 0 and delay.quantile(0.95) <= 90 and delay.max() <= 160
+    assert (L["month_i"] <= L["month"]).all() and (L["month_i"] < L["month"]).mean() > 0.2
+    assert (small["invoices"]["amount"] % 10 == 0).mean() > 0.2  # many round amounts
+
+
+def test_multi_partial_signed_and_sibling_invoices(small):
+    L = linked(small)
+    sizes = L[L["kind"] == "multi"].groupby("transfer_id").size()
+    assert sizes.min() == 2 and sizes.max() == 6
+    counts = small["links"]["invoice_id"].value_counts()
+    twice = L[L["invoice_id"].isin(counts.index[counts == 2])]
+    assert twice["invoice_id"].nunique() >= 10 and (twice["kind"] == "partial").all()
+    part = L[L["kind"] == "partial"]
+    assert (part["allocated_amount"].abs() < part["amount_i"].abs()).all()
+    credit = L[L["invoice_number"].str.match(r"(KOR/|CN-)")]
+    assert len(credit) and (credit["allocated_amount"] < 0).all() and (credit["amount_t"] > 0).all()
+    assert (small["transfers"]["amount"] < 0).any() and (small["invoices"]["amount"] < 0).any()
+    # equal-amount invoices of one contractor, open at the same time as a transfer paying one of them
+    inv = small["invoices"]
+    for _, row in L[L["kind"] == "single"].iterrows():
+        same = inv[(inv["counterparty_name"] == row["counterparty_name_i"]) & (inv["amount"] == row["amount_i"])
+                   & (inv["issued_at"] <= row["booked_at"]) & (inv["invoice_id"] != row["invoice_id"])]
+        paid_later = ~same["invoice_id"].isin(L.loc[L["booked_at"] < row["booked_at"], "invoice_id"])
+        if paid_later.sum() >= 2:
+            break
+    else:
+        pytest.fail("no contractor with several open invoices of equal amount")
+
+
+def test_transfers_paying_nothing_are_hard(small):
+    truth = small["truth"]
+    none = small["transfers"].merge(truth, on=["transfer_id", "month"]).query("kind == 'none'")
+    assert {"refund", "advance", "duplicate", "salary", "bank_fee"} <= set(none["reason"])
+    names = set(small["invoices"]["counterparty_name"])
+    hard = none[none["reason"].isin(["refund", "advance", "duplicate"])]
+    assert hard["counterparty_name"].isin(names).mean() > 0.5  # from known contractors
+    amounts = set(small["invoices"]["amount"].abs())
+    assert hard["amount"].abs().isin(amounts).mean() > 0.7  # equal to real invoice amounts
+    # duplicates quote the exact number and amount of an invoice another transfer already paid
+    L = linked(small)
+    inv = small["invoices"]
+    dup = none[none["reason"] == "duplicate"]
+    assert len(dup) > 10
+    for _, t in dup.iterrows():
+        quoted = inv[np.array([n in t["title"] for n in inv["invoice_number"]]) & (inv["amount"] == t["amount"]).to_numpy()]
+        paid = L[L["invoice_id"].isin(quoted["invoice_id"]) & (L["booked_at"] <= t["booked_at"])]
+        assert len(paid), t["title"]
+
+
+def test_titles_and_names_are_varied(small):
+    titles = small["transfers"]["title"].dropna()
+    assert titles.str.contains(r"\b(?:Faktura|Zapłata|zaplata)\b").any() and titles.str.contains(r"\b(?:Rechnung|Zahlung)\b").any()
+    assert titles.str.contains(r"\b(?:PO \d{7}|NIP \d{10}|\d\d\.\d\d\.\d{4})").any()  # noise numbers
+    numbers = small["invoices"]["invoice_number"]
+    for pattern in [r"FV/\d{4}/\d\d/\d{4}", r"INV-\d{4}-\d{5}", r"\d{4}/\d+/KR", r"F\d+/\d\d/\d\d", r"\d{7}"]:
+        assert numbers.str.fullmatch(pattern).any(), pattern
+    names = small["transfers"]["counterparty_name"].dropna()
+    assert names.str.fullmatch(r"[A-Z0-9 .&,'-]{15,20}").any()  # upper-cased, truncated by the bank
+    assert small["transfers"]["counterparty_account"].str.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}").mean() > 0.9
+
+
+# ---------------------------------------------------------------------------------------------- drift and description_only
+def test_drift_changes_titles_only_from_drift_month(small):
+    drifted = generate(SMALL, drift_month=4)
+    tr, truth = drifted["transfers"], drifted["truth"]
+    before = tr["month"] < "2025-04"
+    pd.testing.assert_frame_equal(tr[before], small["transfers"][before])
+    pd.testing.assert_frame_equal(drifted["links"], small["links"])
+    pd.testing.assert_frame_equal(drifted["invoices"], small["invoices"])
+    prefixed = tr["title"].fillna("").str.startswith("SCT /REMI/")
+    assert not prefixed[before].any() and (prefixed == truth["drifted"]).all()
+    assert 0.2 < truth.loc[~before, "drifted"].mean() < 0.6
+    after = truth[~before & (truth["kind"] != "none")]
+    assert (after.loc[after["drifted"], "number_in_title"] == "absent").mean() > (after.loc[~after["drifted"], "number_in_title"] == "absent").mean() + 0.15
+    assert tr.loc[truth["drifted"], "counterparty_name"].str.len().max() <= 18
+
+
+def test_description_only_world(small):
+    cfg = dataclasses_replace(SMALL, description_only=True)
+    d = generate(cfg)
+    assert list(d["invoices"].columns) == ["invoice_id", "month", "issued_at", "due_at", "amount", "currency", "description"]
+    assert list(d["transfers"].columns) == ["transfer_id", "month", "booked_at", "amount", "currency", "title"]
+    for _ in months_of(d, cfg):
+        pass
+    inv, truth = d["invoices"], d["truth"]
+    assert inv["description"].str.fullmatch(r".+ - .+ - .+|(VOID|STORNO) .+").all()
+    # voided invoices: a reversal of the same size, neither ever paid
+    rev = inv[inv["description"].str.match(r"(VOID|STORNO) ")]
+    assert len(rev) > 20 and (rev["amount"] < 0).all()
+    linked_ids = set(d["links"]["invoice_id"])
+    for _, r in rev.head(20).iterrows():
+        number = r["description"].split()[1]
+        orig = inv[inv["description"].str.endswith(" - " + number) & (inv["amount"] == -r["amount"])]
+        assert len(orig) >= 1 and r["invoice_id"] not in linked_ids
+        assert not orig["invoice_id"].isin(linked_ids).all()
+    # batch deposits: several invoices of different contractors
+    batch = d["transfers"].merge(truth, on=["transfer_id", "month"]).query("batch")
+    assert 0.01 < len(batch) / len(truth) < 0.03 and (batch["kind"] == "multi").all()
+    L = d["links"].merge(inv, on="invoice_id")
+    L["contractor"] = L["description"].str.split(" - ").str[0]
+    b = L[L["transfer_id"].isin(batch["transfer_id"])].groupby("transfer_id")
+    assert (b["contractor"].nunique() >= 2).mean() > 0.9
+    n_items = batch.set_index("transfer_id")["title"].str.extract(r"BATCH DEPOSIT (\d) ITEMS")[0].astype(int)
+    assert (n_items == b.size().reindex(n_items.index)).all()
+    # same underlying world: non-batch transfers have the same ids, dates and amounts
+    keep = ~truth["batch"]
+    cols = ["transfer_id", "booked_at", "amount"]
+    pd.testing.assert_frame_equal(d["transfers"].loc[keep, cols], small["transfers"].loc[keep, cols])
+    line = d["transfers"]["title"].dropna()
+    assert line.str.fullmatch(r"[A-Z0-9 /&.'-]+").mean() > 0.95  # terse upper-case bank lines
+
+
+def dataclasses_replace(cfg, **kw):
+    import dataclasses
+    return dataclasses.replace(cfg, **kw)
