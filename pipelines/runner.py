@@ -42,8 +42,16 @@ def train(cfg: dict, enable_cache: bool = True) -> dict:
             "run": run.name}
 
 
+def monitor(cfg: dict) -> dict:
+    from .monitoring import monitoring
+    run = monitoring(config=cfg)
+    return {"drift": _output(run, "detect_data_drift", "drift_summary"),
+            "fresh": _output(run, "score_production_on_fresh_month", "fresh_performance"),
+            "decision": _output(run, "decide_retraining", "retraining_decision"), "run": run.name}
+
+
 def run_cycles(cfg: dict, pipeline: str = "training", months: int = 1, enable_cache: bool = True) -> int:
-    rows = []
+    rows, watch = [], None
     metric = cfg["evaluation"].get("primary_metric", "pair_f1")
     for _ in range(months):
         store, warehouse = open_store(cfg), open_warehouse(cfg)
@@ -53,13 +61,19 @@ def run_cycles(cfg: dict, pipeline: str = "training", months: int = 1, enable_ca
             ref = collect(cfg)
         elif pipeline == "data":
             console.print("No new month in the warehouse; the store is up to date.")
-        if pipeline in ("monitoring", "all"):
-            from .monitoring import run_monitoring  # noqa: F401  (issue: monitoring pipeline)
-            run_monitoring(cfg)
-        row = {"month": month or "(none new)", "rows": "", "candidate": "", "production": "", "decision": ""}
+        watch = monitor(cfg) if pipeline in ("monitoring", "all") and store.collected_months() else None
+        row = {"month": month or "(none new)", "rows": "", "candidate": "", "production": "", "decision": "",
+               "drift": "", "fresh": ""}
+        if watch is not None:
+            share = watch["drift"].get("drift_share")
+            row["drift"] = "" if share is None else f"{share:.2f}"
+            fresh = watch["fresh"].get("metrics")
+            row["fresh"] = f"{fresh['exact_set_accuracy']:.4f}" if fresh else watch["fresh"].get("skipped", "")
+            if pipeline == "monitoring" or not watch["decision"]["retrain"]:
+                row["decision"] = "; ".join(watch["decision"]["reasons"])
         if ref is not None:
             row["rows"] = f"{ref['train_rows']['transfers']} train / {ref['test_rows'].get('transfers', 0)} test transfers"
-        if pipeline in ("training", "all"):
+        if pipeline == "training" or (pipeline == "all" and (watch is None or watch["decision"]["retrain"])):
             if not store.collected_months():
                 console.print("[red]Nothing collected yet and the warehouse has no month to collect.[/red]")
                 return 1
@@ -77,9 +91,14 @@ def run_cycles(cfg: dict, pipeline: str = "training", months: int = 1, enable_ca
         if month is None and pipeline != "monitoring":
             break
     table = Table(title=f"ledgerlink: {pipeline} ({metric} on the frozen test set)", show_lines=True)
-    for col in ("month", "rows", "candidate", "production", "decision"):
-        table.add_column(col, overflow="fold", max_width=70 if col == "decision" else None)
+    cols = ["month", "rows", "candidate", "production"]
+    if pipeline in ("monitoring", "all"):
+        cols += ["drift", "fresh"]
+    cols.append("decision")
+    for col in cols:
+        table.add_column({"fresh": "production fresh-month acc."}.get(col, col), overflow="fold",
+                         max_width=70 if col == "decision" else None)
     for r in rows:
-        table.add_row(*(str(r[c]) for c in ("month", "rows", "candidate", "production", "decision")))
+        table.add_row(*(str(r[c]) for c in cols))
     console.print(table)
     return 0

@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "promotion": {"min_delta": 0.002, "bootstrap_samples": 1000, "confidence": 0.95,
                   "slice_tolerance": 0.02, "min_slice_size": 30, "seed": 0},
     "deploy": {"deployer": "local", "smoke_test": True, "model_dir": "{data_dir}/models"},
+    "monitoring": {"drift_share": 0.3, "accuracy_drop": 0.03, "auto_rate_drop": 0.05, "retrain": "always",
+                   "max_rows": 20000},
+    "alerts": {"slack_webhook": None},
 }
 
 

@@ -2,6 +2,8 @@ from typing import Annotated
 
 import pandas as pd
 from zenml import step
+
+from ledgerlink.matching.base import BaseMatcher
 from zenml.types import HTMLString
 
 from ledgerlink.data.store import DatasetStore
@@ -11,7 +13,7 @@ from ledgerlink.matching import RulesMatcher
 
 
 @step
-def evaluate_matcher(matcher: object, dataset_ref: dict) -> tuple[
+def evaluate_matcher(matcher: BaseMatcher, dataset_ref: dict) -> tuple[
         Annotated[dict, "evaluation"], Annotated[pd.DataFrame, "test_outcomes"], Annotated[HTMLString, "evaluation_report"]]:
     """Score the candidate and the rules baseline on the frozen test set."""
     test = DatasetStore(dataset_ref["uri"]).load_test()

@@ -11,13 +11,15 @@ import os
 import shutil
 from pathlib import Path
 
+from ..matching.base import save_matcher
+
 
 def export_model(matcher, root: str | Path, model_name: str, version: str, info: dict) -> Path:
     target = Path(root) / model_name / str(version)
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    matcher.save(tmp)
+    save_matcher(matcher, tmp)
     (tmp / "info.json").write_text(json.dumps(info, indent=2, default=str))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)

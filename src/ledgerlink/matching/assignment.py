@@ -20,8 +20,12 @@ EPS = 1e-6
 MAX_K = 8
 
 
-def _solve(t: np.ndarray, p: np.ndarray, i_amount: np.ndarray, t_amount_by_t: np.ndarray, k: int):
-    """Best feasible set per transfer. Returns (tpos, chosen row indices per transfer, log P(S))."""
+def _solve(t: np.ndarray, p: np.ndarray, i_amount: np.ndarray, t_amount_by_t: np.ndarray, k: int,
+           log_none_by_t: np.ndarray | None = None):
+    """Best feasible set per transfer. Returns (tpos, chosen row indices per transfer, log P(S)).
+
+    ``log_none_by_t``: log P(pays nothing) from the transfer-level model; the empty set gets the smaller of it
+    and prod(1 - p_j), so "surely pays something, unsure which" is not read as "pays nothing"."""
     p = np.clip(p, EPS, 1 - EPS)
     logit = np.log(p) - np.log1p(-p)
     base = pd.Series(np.log1p(-p)).groupby(t).sum()
@@ -40,11 +44,15 @@ def _solve(t: np.ndarray, p: np.ndarray, i_amount: np.ndarray, t_amount_by_t: np
     target = t_amount_by_t[tpos][:, None]
     feasible = all_present & ((sizes <= 1)[None, :] | amount_fits(target, A @ masks.T, sizes))
     score = np.where(feasible, score, -np.inf)
+    base_t = base.reindex(tpos).to_numpy()
+    if log_none_by_t is not None:
+        ln = log_none_by_t[tpos]
+        score[:, 0] = np.where(np.isnan(ln), 0.0, np.minimum(0.0, ln - base_t))
     best = score.argmax(1)
     row_at = np.full((n_t, k), -1)
     row_at[r, s] = order
     chosen = [row_at[j][masks[best[j]]] for j in range(n_t)]
-    logp = base.reindex(tpos).to_numpy() + score[np.arange(n_t), best]
+    logp = base_t + score[np.arange(n_t), best]
     return tpos, chosen, logp
 
 
@@ -59,12 +67,17 @@ def _allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
 
 
 def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_transfers: int,
-           k: int = MAX_K) -> tuple[pd.DataFrame, pd.DataFrame]:
+           k: int = MAX_K, booked: np.ndarray | None = None,
+           p_none: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Choose each transfer's invoice set.
 
-    ``cands``: columns t, i, probability (positions into the prepared transfers/invoices). Returns
+    ``cands``: columns t, i, probability (positions into the prepared transfers/invoices); ``p_none``: per
+    transfer, P(pays nothing) from the transfer-level model (NaN or None: unknown). Returns
     (links: t, i, allocated_amount, confidence; decisions: t, n_invoices, confidence) with a decision row for
     every transfer 0..n_transfers-1 (no candidates -> the empty set, confidence 1).
+    Conflicts are settled by confidence (to 0.01), then by booking date (``booked``): the first of two equally
+    sure payments of one invoice is the payment, the later one a duplicate. A transfer that loses an invoice
+    keeps that invoice's (1 - p) in its confidence, so losing a probable invoice sends it to review.
     """
     k = min(k, MAX_K)
     cands = cands[["t", "i", "probability"]].reset_index(drop=True)
@@ -73,7 +86,11 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
     conf = np.ones(n_transfers)
     sets: dict[int, np.ndarray] = {}
     if len(cands):
-        tpos, chosen, logp = _solve(t, p, ia, t_amount, k)
+        log_none = None
+        if p_none is not None:
+            with np.errstate(divide="ignore"):
+                log_none = np.log(np.clip(p_none, EPS, 1.0))
+        tpos, chosen, logp = _solve(t, p, ia, t_amount, k, log_none)
         conf[tpos] = np.exp(logp)
         sets = {int(tt): ch for tt, ch in zip(tpos, chosen) if len(ch)}
 
@@ -88,7 +105,8 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
         cap = np.abs(i_amount) * (1 + FEE_TOLERANCE) + CENT
         total = used.groupby("i")["a"].sum()
         over = total.index[total.to_numpy() > cap[total.index.to_numpy()]]
-        involved = sorted(set(used.loc[used["i"].isin(over), "t"]), key=lambda tt: -conf[tt])
+        day = booked.astype("datetime64[D]").astype(np.int64) if booked is not None else np.zeros(n_transfers, np.int64)
+        involved = sorted(set(used.loc[used["i"].isin(over), "t"]), key=lambda tt: (-round(conf[tt], 2), day[tt], tt))
         if involved:
             remaining = np.abs(i_amount).astype(np.float64)
             fixed = used[~used["t"].isin(involved)]
@@ -103,14 +121,18 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
                     if not bad:
                         break
                     banned.update(bad)
-                    cand_rows = np.array([r for r in rows_of[tt] if i[r] not in banned], np.int64)
+                    all_rows = rows_of[tt]
+                    is_banned = np.isin(i[all_rows], list(banned))
+                    cand_rows, lost = all_rows[~is_banned], all_rows[is_banned]
+                    lost_logp = float(np.log1p(-np.clip(p[lost], EPS, 1 - EPS)).sum())
+                    ln_tt = None if log_none is None else log_none[[tt]] - lost_logp
                     if len(cand_rows) == 0:
                         sets.pop(tt, None)
-                        conf[tt] = 1.0
+                        conf[tt] = float(np.exp(lost_logp if ln_tt is None or np.isnan(ln_tt[0]) else min(0.0, ln_tt[0]) + lost_logp))
                         continue
                     _, ch, lp = _solve(np.zeros(len(cand_rows), np.int64), p[cand_rows], ia[cand_rows],
-                                       t_amount[[tt]], k)
-                    conf[tt] = float(np.exp(lp[0]))
+                                       t_amount[[tt]], k, ln_tt)
+                    conf[tt] = float(np.exp(lp[0] + lost_logp))
                     if len(ch[0]):
                         sets[tt] = cand_rows[ch[0]]
                     else:

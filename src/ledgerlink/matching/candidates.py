@@ -15,19 +15,32 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .features import FEE_TOLERANCE, Memory
+from .features import FEE_TOLERANCE, Exclusion, Memory
 from .normalize import digit_ngrams
 
 NGRAM = 4
 ISSUE_AFTER_BOOKING_DAYS = 7
 
 
-def _ref_tokens(chunks: pd.DataFrame, key: str) -> pd.DataFrame:
+def _deletions(digits: str, prefix2: bool) -> list[str]:
+    """The digit string and its one-deletion variants (symmetric-deletion index): a typo, transposition, missing
+    digit or one-digit truncation on either side leaves the two strings sharing one variant. Invoices also
+    index the string cut by two digits (two-digit truncation in the title)."""
+    out = {digits} | {digits[:k] + digits[k + 1:] for k in range(len(digits))} if len(digits) >= 4 else {digits}
+    if prefix2 and len(digits) >= 6:
+        out.add(digits[:-2])
+    return list(out)
+
+
+def _ref_tokens(chunks: pd.DataFrame, key: str, invoice_side: bool) -> pd.DataFrame:
     grams = digit_ngrams(chunks["digits"], NGRAM)
     g = pd.DataFrame({key: chunks[key].to_numpy()[grams["pos"].to_numpy()], "tok": "n" + grams["gram"]})
     runs = chunks[[key, "long_groups"]].explode("long_groups").dropna()
     r = pd.DataFrame({key: runs[key].to_numpy(), "tok": "g" + runs["long_groups"].astype(str)})
-    return pd.concat([g, r], ignore_index=True).drop_duplicates()
+    dels = chunks["digits"].map(lambda s: _deletions(s, invoice_side)).explode()
+    d = pd.DataFrame({key: chunks[key].to_numpy()[dels.index.to_numpy()], "tok": "d" + dels.to_numpy().astype(str)})
+    x = pd.DataFrame({key: chunks[key].to_numpy(), "tok": "x" + chunks["digits"].astype(str).to_numpy()})
+    return pd.concat([g, r, d, x], ignore_index=True).drop_duplicates()
 
 
 def _name_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFrame:
@@ -41,9 +54,9 @@ def _name_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFra
 
 def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> pd.DataFrame:
     """(t, i, ref_score, ref_share): IDF mass of shared rare reference tokens, and its share of the invoice's."""
-    it = _ref_tokens(inv_chunks[np.isin(inv_chunks["i"].to_numpy(), live)], "i")
+    it = _ref_tokens(inv_chunks[np.isin(inv_chunks["i"].to_numpy(), live)].reset_index(drop=True), "i", True)
     if it.empty or tr_chunks.empty:
-        return pd.DataFrame(columns=["t", "i", "ref_score", "ref_share"])
+        return pd.DataFrame(columns=["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"])
     df = it.groupby("tok")["i"].nunique()
     n = max(it["i"].nunique(), 1)
     idf = np.log1p(n / df)
@@ -51,9 +64,13 @@ def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> pd.Data
     it = it[it["tok"].isin(idf.index)]
     it = it.assign(w=idf.reindex(it["tok"]).to_numpy())
     wsum = it.groupby("i")["w"].sum()
-    tt = _ref_tokens(tr_chunks, "t")
+    tt = _ref_tokens(tr_chunks.reset_index(drop=True), "t", False)
     m = tt.merge(it, on="tok")
-    out = m.groupby(["t", "i"], as_index=False)["w"].sum().rename(columns={"w": "ref_score"})
+    m["near"] = m["tok"].str.startswith("d")
+    m["exact"] = m["tok"].str.startswith("x")
+    out = m.groupby(["t", "i"], as_index=False).agg(ref_score=("w", "sum"), ref_near=("near", "max"), ref_exact=("exact", "max"))
+    out["ref_near"] = out["ref_near"].astype(np.float64)
+    out["ref_exact"] = out["ref_exact"].astype(np.float64)
     out["ref_share"] = np.minimum(out["ref_score"].to_numpy() / wsum.reindex(out["i"]).to_numpy(), 1.0)
     return out
 
@@ -92,7 +109,7 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
     return m.merge(inv_names, on="name")[["t", "i", "name_share"]]
 
 
-def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude) -> pd.DataFrame:
+def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Exclusion | None) -> pd.DataFrame:
     """(t, i, mem): invoices of contractors this payer account/name paid before."""
     if memory is None:
         return pd.DataFrame(columns=["t", "i", "mem"])
@@ -105,11 +122,12 @@ def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude) ->
 
 
 def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.DataFrame, tr_chunks: pd.DataFrame,
-                        memory: Memory | None = None, exclude: pd.DataFrame | None = None, max_candidates: int = 30,
+                        memory: Memory | None = None, exclude: Exclusion | None = None, max_candidates: int = 30,
                         lookback_days: int = 180, ref_max_df: int = 50, amount_max_df: int = 200,
                         name_max_share: float = 0.02) -> pd.DataFrame:
     """Candidate pairs (t, i, prescore, channel scores), at most ``max_candidates`` per transfer."""
-    cols = ["t", "i", "prescore", "ref_score", "ref_share", "amt_exact", "name_share", "mem"]
+    cols = ["t", "i", "prescore", "ref_score", "ref_share", "ref_near", "ref_exact", "amt_exact", "name_share", "mem",
+            "completes"]
     if len(tr) == 0 or len(inv) == 0:
         return pd.DataFrame(columns=cols)
     booked = tr["booked_at"].to_numpy()
@@ -138,14 +156,48 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     same_sign = np.sign(ta) == np.sign(ia)
     gap = (np.abs(ia) - np.abs(ta)) / np.maximum(np.abs(ia), 0.01)
     near = same_sign & (np.abs(gap) <= FEE_TOLERANCE + 1e-9)
-    fits_in = same_sign & (np.abs(ia) <= np.abs(ta) * (1 + FEE_TOLERANCE))
+    # part of a multi-invoice payment: smaller than the transfer, or a credit note offset inside it
+    fits_in = np.abs(ia) <= np.abs(ta) * (1 + FEE_TOLERANCE)
     who = (c["name_share"].to_numpy() > 0) | (c["mem"].to_numpy() > 0)
-    c["prescore"] = (4 * c["ref_share"] + 0.05 * np.minimum(c["ref_score"], 40) + 4 * c["amt_exact"]
-                     + 2 * c["name_share"] + 2 * (c["mem"] > 0) + 1.5 * (near & who) + 0.5 * (fits_in & who)
-                     - 0.004 * np.clip(days, 0, None))
+    # a partial payment is 30-70% of its invoice; an invoice several times the transfer is neither part nor whole
+    ratio = np.abs(ta) / np.maximum(np.abs(ia), 0.01)
+    partial = same_sign & (ratio >= 0.28) & (ratio <= 0.72)
+    too_big = ratio < 0.28
+    # most invoices are paid in the second part of their payment term, few long after it
+    term = (inv["due_at"].to_numpy()[i] - issued[i]).astype("timedelta64[D]").astype(np.int64)
+    in_term = (days >= 0.25 * term) & (days <= term + 3)
+    long_overdue = days > term + 60
+    c["completes"] = _completions(c, ta, ia)
+    c["prescore"] = (4 * c["ref_share"] + 2 * c["ref_near"] + 3 * c["ref_exact"] + 0.05 * np.minimum(c["ref_score"], 40)
+                     + 4 * c["amt_exact"] + 2 * c["name_share"] + 2 * (c["mem"] > 0) + 1.5 * (near & who)
+                     + 0.5 * (fits_in & who) + 0.3 * (partial & who) - 0.5 * too_big + 3 * c["completes"]
+                     + 0.8 * in_term - 0.8 * long_overdue - 0.004 * np.clip(days, 0, None) - 0.5 * (days < 0))
     c = c.sort_values(["t", "prescore"], ascending=[True, False], kind="stable")
     c = c[c.groupby("t").cumcount() < max_candidates]
     return c[cols].reset_index(drop=True)
+
+
+def _completions(c: pd.DataFrame, ta: np.ndarray, ia: np.ndarray) -> np.ndarray:
+    """1 for invoices that complete the amount: what is left of the transfer after the invoices its title names
+    exactly (all of it when none) is paid by this one invoice (within the fee tolerance) or by this one and
+    another candidate (to the cent). Finds unnamed invoices and credit notes of multi-invoice payments.
+    Pair sums are an equality self-merge on cents per transfer, so no candidate x candidate product is built."""
+    t = c["t"].to_numpy()
+    named = c["ref_exact"].to_numpy() > 0
+    s = pd.Series(np.where(named, ia, 0.0)).groupby(t).transform("sum").to_numpy()
+    rest = ta - s
+    open_ = ~named & (np.abs(rest) >= 0.01)
+    single = open_ & (np.abs(ia - rest) <= FEE_TOLERANCE * np.abs(ia) + 0.01)
+    cents = np.round(ia * 100).astype(np.int64)
+    rest_c = np.round(rest * 100).astype(np.int64)
+    a = pd.DataFrame({"t": t[open_], "cents": cents[open_], "row": np.flatnonzero(open_)})
+    b = pd.DataFrame({"t": t[open_], "cents": rest_c[open_] - cents[open_], "row2": np.flatnonzero(open_)})
+    pairs = a.merge(b, on=["t", "cents"])
+    pairs = pairs[pairs["row"] != pairs["row2"]]
+    out = single.astype(np.float64)
+    out[pairs["row"].to_numpy()] = 1.0
+    out[pairs["row2"].to_numpy()] = 1.0
+    return out
 
 
 def blocking_recall(candidates: pd.DataFrame, links: pd.DataFrame) -> float:

@@ -26,10 +26,11 @@ FEATURE_NAMES = [
     "name_tset", "name_partial", "name_in_title", "payer_present",
     # memory (payer account / payer name -> contractor, learnt from training links)
     "mem_acc_n", "mem_acc_share", "mem_acc_total", "mem_pay_n", "mem_pay_share", "mem_pay_total",
+    "word_rate_min", "word_rate_mean", "inv_paid_frac", "inv_paid_n", "amt_eq_remaining",
     # amounts
     "amt_transfer_log", "amt_invoice_log", "amt_eq", "amt_ratio", "amt_absdiff", "amt_reldiff", "amt_fee",
     "amt_sign_agree", "amt_partial", "amt_over", "currency_eq", "subset_exact", "subset_fee", "subset_size",
-    "n_same_amount",
+    "n_same_amount", "named_sum_fits", "completes_named", "completes_pair", "same_amount_age_rank",
     # dates
     "days_since_issue", "days_to_due",
     # ambiguity
@@ -42,15 +43,35 @@ FEATURE_NAMES = [
 
 
 @dataclass
-class Memory:
-    """Which contractors (invoice ``name_key``) each payer account / payer name has paid in the training links.
+class Exclusion:
+    """What leave-one-out takes out of memory for the training transfers: their own links and title words."""
 
-    Counts are distinct training transfers. ``lookup(..., exclude=links)`` leaves each transfer's own links out
-    (leave-one-out), so training pairs do not see their own label through memory.
+    own: pd.DataFrame          # t, name_key of each training transfer's true links
+    counted: np.ndarray        # bool per transfer: its title words were counted in memory
+    linked: np.ndarray         # bool per transfer: it pays something
+    own_alloc: pd.DataFrame    # t, i, a: each training transfer's own allocations
+
+
+def _title_words(tr: pd.DataFrame) -> pd.DataFrame:
+    """Distinct title words (>= 3 letters) per transfer: (t, word)."""
+    w = pd.Series(tr["title_words"].to_numpy()).str.split().explode().dropna()
+    out = pd.DataFrame({"t": w.index.to_numpy(), "word": w.to_numpy()})
+    return out[out["word"].str.len() >= 3].drop_duplicates()
+
+
+@dataclass
+class Memory:
+    """What the training links teach beyond one pair: which contractors (invoice ``name_key``) each payer
+    account / payer name has paid, how often a title word ("refund", "odsetki", "Gehalt") comes with a
+    payment at all, and how much of each invoice is already paid (duplicates, remainders of partial payments). Counts are distinct training transfers. ``lookup(..., exclude=...)`` leaves each training
+    transfer's own contribution out, so training pairs do not see their own label through memory.
     """
 
     account: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["key", "name_key", "n"]))
     payer: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["key", "name_key", "n"]))
+    words: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["word", "n", "n_linked"]))
+    paid: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["invoice_id", "paid", "n"]))
+    link_rate: float = 0.9
 
     @staticmethod
     def own_links(inv: pd.DataFrame, tr: pd.DataFrame, links_ti: pd.DataFrame) -> pd.DataFrame:
@@ -59,24 +80,55 @@ class Memory:
         return own[own["name_key"] != ""].drop_duplicates()
 
     @classmethod
-    def learn(cls, inv: pd.DataFrame, tr: pd.DataFrame, links_ti: pd.DataFrame) -> "Memory":
+    def exclusion(cls, inv, tr, links_ti, counted: np.ndarray | None = None) -> Exclusion:
+        counted = np.ones(len(tr), bool) if counted is None else counted
+        linked = np.zeros(len(tr), bool)
+        linked[links_ti["t"].to_numpy()] = True
         own = cls.own_links(inv, tr, links_ti)
+        alloc = links_ti[counted[links_ti["t"].to_numpy()]]
+        alloc = alloc.assign(a=alloc["a"] if "a" in alloc else inv["amount"].to_numpy()[alloc["i"].to_numpy()])
+        return Exclusion(own=own[counted[own["t"].to_numpy()]], counted=counted, linked=linked,
+                         own_alloc=alloc[["t", "i", "a"]].reset_index(drop=True))
+
+    @classmethod
+    def learn(cls, inv: pd.DataFrame, tr: pd.DataFrame, links_ti: pd.DataFrame,
+              counted: np.ndarray | None = None) -> "Memory":
+        """Learn from the transfers in ``counted`` (default all) and their links."""
+        ex = cls.exclusion(inv, tr, links_ti, counted)
         tables = {}
         for side, col in (("account", "account"), ("payer", "payer")):
-            k = own.assign(key=tr[col].to_numpy()[own["t"].to_numpy()])
+            k = ex.own.assign(key=tr[col].to_numpy()[ex.own["t"].to_numpy()])
             k = k[k["key"] != ""]
             tables[side] = k.groupby(["key", "name_key"], as_index=False).size().rename(columns={"size": "n"})
-        return cls(**tables)
+        w = _title_words(tr)
+        w = w[ex.counted[w["t"].to_numpy()]].assign(linked=lambda d: ex.linked[d["t"].to_numpy()].astype(np.int64))
+        words = w.groupby("word", as_index=False).agg(n=("t", "size"), n_linked=("linked", "sum"))
+        rate = float(ex.linked[ex.counted].mean()) if ex.counted.any() else 0.9
+        pa = ex.own_alloc.assign(invoice_id=inv["invoice_id"].to_numpy()[ex.own_alloc["i"].to_numpy()])
+        paid = pa.groupby("invoice_id", as_index=False).agg(paid=("a", "sum"), n=("t", "size"))
+        return cls(**tables, words=words, paid=paid, link_rate=rate)
 
-    def lookup(self, tr: pd.DataFrame, exclude: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def paid_before(self, inv: pd.DataFrame, pairs: pd.DataFrame, exclude: Exclusion | None = None):
+        """(amount, number of transfers) already allocated to each pair's invoice by other known transfers."""
+        tab = self.paid.set_index("invoice_id")
+        iid = inv["invoice_id"].to_numpy()[pairs["i"].to_numpy()]
+        paid = tab["paid"].reindex(iid).fillna(0).to_numpy(np.float64)
+        n = tab["n"].reindex(iid).fillna(0).to_numpy(np.float64)
+        if exclude is not None and len(exclude.own_alloc):
+            own = pairs[["t", "i"]].merge(exclude.own_alloc, on=["t", "i"], how="left")["a"].to_numpy()
+            has = ~np.isnan(own)
+            paid, n = paid - np.where(has, own, 0.0), n - has
+        return paid, n
+
+    def lookup(self, tr: pd.DataFrame, exclude: Exclusion | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(pairs, totals): pairs = t, name_key, acc_n, pay_n; totals = t, acc_total, pay_total (all transfers)."""
         per, totals = [], pd.DataFrame({"t": np.arange(len(tr))})
         for side, col in (("acc", "account"), ("pay", "payer")):
             table = self.account if side == "acc" else self.payer
             keys = pd.DataFrame({"t": np.arange(len(tr)), "key": tr[col].to_numpy()})
-            m = keys.merge(table, on="key")[["t", "name_key", "n"]]
+            m = keys[keys["key"] != ""].merge(table, on="key")[["t", "name_key", "n"]]
             if exclude is not None and len(m):
-                m = m.merge(exclude.assign(_own=1), on=["t", "name_key"], how="left")
+                m = m.merge(exclude.own.assign(_own=1), on=["t", "name_key"], how="left")
                 m["n"] = m["n"] - m.pop("_own").fillna(0)
                 m = m[m["n"] > 0]
             tot = m.groupby("t")["n"].sum()
@@ -85,13 +137,31 @@ class Memory:
         pairs = per[0].merge(per[1], on=["t", "name_key"], how="outer").fillna({"acc_n": 0, "pay_n": 0})
         return pairs, totals
 
+    def word_rates(self, tr: pd.DataFrame, exclude: Exclusion | None = None, prior: float = 2.0) -> pd.DataFrame:
+        """Per transfer: the lowest and the mean smoothed link rate of its title words (NaN without words)."""
+        w = _title_words(tr).merge(self.words, on="word", how="left").fillna({"n": 0, "n_linked": 0})
+        if exclude is not None and len(w):
+            own = exclude.counted[w["t"].to_numpy()] & (w["n"].to_numpy() > 0)
+            w["n"] = w["n"] - own
+            w["n_linked"] = w["n_linked"] - (own & exclude.linked[w["t"].to_numpy()])
+        w["rate"] = (w["n_linked"] + prior * self.link_rate) / (w["n"] + prior)
+        g = w.groupby("t")["rate"]
+        out = pd.DataFrame({"word_rate_min": g.min(), "word_rate_mean": g.mean()})
+        return out.reindex(np.arange(len(tr)))
+
     def to_dict(self) -> dict:
-        return {side: getattr(self, side)[["key", "name_key", "n"]].values.tolist() for side in ("account", "payer")}
+        return {"account": self.account[["key", "name_key", "n"]].values.tolist(),
+                "payer": self.payer[["key", "name_key", "n"]].values.tolist(),
+                "words": self.words[["word", "n", "n_linked"]].values.tolist(),
+                "paid": self.paid[["invoice_id", "paid", "n"]].values.tolist(), "link_rate": self.link_rate}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "Memory":
         mk = lambda rows: pd.DataFrame(rows, columns=["key", "name_key", "n"]).astype({"n": "int64"})
-        return cls(account=mk(raw.get("account", [])), payer=mk(raw.get("payer", [])))
+        words = pd.DataFrame(raw.get("words", []), columns=["word", "n", "n_linked"]).astype({"n": "int64", "n_linked": "int64"})
+        paid = pd.DataFrame(raw.get("paid", []), columns=["invoice_id", "paid", "n"]).astype({"paid": "float64", "n": "int64"})
+        return cls(account=mk(raw.get("account", [])), payer=mk(raw.get("payer", [])), words=words, paid=paid,
+                   link_rate=float(raw.get("link_rate", 0.9)))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -201,12 +271,12 @@ def top_k_slots(t: np.ndarray, score: np.ndarray, k: int):
 
 
 def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.DataFrame,
-                  tr_chunks: pd.DataFrame, memory: Memory | None = None, exclude: pd.DataFrame | None = None,
+                  tr_chunks: pd.DataFrame, memory: Memory | None = None, exclude: Exclusion | None = None,
                   n_jobs: int = 1) -> pd.DataFrame:
     """Feature matrix (columns FEATURE_NAMES, float32) for ``pairs`` (columns t, i), row for row.
 
-    ``inv``/``tr`` and the chunk frames come from normalize.prepare_*; ``exclude`` = (t, name_key) of the
-    training transfers' own links, for leave-one-out memory in fit.
+    ``inv``/``tr`` and the chunk frames come from normalize.prepare_*; ``exclude`` (Memory.exclusion) makes
+    memory leave-one-out for the training transfers in fit.
     """
     pairs = pairs[["t", "i"]].reset_index(drop=True)
     t, i = pairs["t"].to_numpy(), pairs["i"].to_numpy()
@@ -272,6 +342,9 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     F["mem_pay_n"] = np.where(known_key, pay_n, np.nan)
     F["mem_pay_share"] = np.where(known_key & (pay_total > 0), pay_n / np.maximum(pay_total, 1), np.nan)
     F["mem_pay_total"] = pay_total
+    wr = memory.word_rates(tr, exclude=exclude)
+    F["word_rate_min"] = wr["word_rate_min"].to_numpy()[t]
+    F["word_rate_mean"] = wr["word_rate_mean"].to_numpy()[t]
 
     # --- amounts
     ta, ia = tr["amount"].to_numpy()[t], inv["amount"].to_numpy()[i]
@@ -294,6 +367,26 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     F["days_since_issue"] = (booked - inv["issued_at"].to_numpy()[i]).astype("timedelta64[D]").astype(np.float32)
     F["days_to_due"] = (inv["due_at"].to_numpy()[i] - booked).astype("timedelta64[D]").astype(np.float32)
 
+    # --- already paid: a duplicate payment, or the remainder of a partial payment
+    paid, npaid = memory.paid_before(inv, pairs, exclude)
+    F["inv_paid_frac"] = paid / np.where(ia != 0, ia, 1.0)
+    F["inv_paid_n"] = npaid
+    F["amt_eq_remaining"] = ((npaid > 0) & (np.abs(ta - (ia - paid)) <= FEE_TOLERANCE * np.abs(ia - paid) + CENT)).astype(np.float32)
+
+    # --- completing the amount: the invoices the title names exactly, plus this one (or this one and another)
+    named = (F["ref_digits_exact"].fillna(0).to_numpy() > 0) | (F["ref_exact"].fillna(0).to_numpy() > 0)
+    named_sum = pd.Series(np.where(named, ia, 0.0)).groupby(t).transform("sum").to_numpy()
+    any_named = pd.Series(named).groupby(t).transform("any").to_numpy()
+    ones = np.ones(n)
+    F["named_sum_fits"] = np.where(any_named, amount_fits(ta, named_sum, ones * 2), np.nan).astype(np.float32)
+    rest = ta - named_sum
+    F["completes_named"] = (~named & (np.abs(rest) >= 0.01) & amount_fits(ta, named_sum + ia, ones * 2)).astype(np.float32)
+    F["completes_pair"] = _pair_completion(t, ia, rest, ~named & (np.abs(rest) >= 0.01))
+    # among candidates of equal amount, the older invoice is usually the one paid first
+    eq = F["amt_eq"].to_numpy() > 0
+    age = pd.Series(np.where(eq, F["days_since_issue"].to_numpy(), np.nan))
+    F["same_amount_age_rank"] = age.groupby(t).rank(method="min", ascending=False).to_numpy()
+
     # --- ambiguity, and subsets among the transfer's most plausible candidates
     heur = heuristic_score(F)
     F["n_cands"] = F.groupby("t")["t"].transform("size").astype(np.float32)
@@ -306,11 +399,45 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     return F[FEATURE_NAMES].astype(np.float32)
 
 
+def _pair_completion(t: np.ndarray, ia: np.ndarray, rest: np.ndarray, open_: np.ndarray) -> np.ndarray:
+    """1 where this invoice and another open candidate of the transfer sum to ``rest`` to the cent
+    (an equality self-merge on cents, not a product of candidates)."""
+    cents, rest_c = np.round(ia * 100).astype(np.int64), np.round(rest * 100).astype(np.int64)
+    idx = np.flatnonzero(open_)
+    a = pd.DataFrame({"t": t[idx], "c": cents[idx], "row": idx})
+    b = pd.DataFrame({"t": t[idx], "c": rest_c[idx] - cents[idx], "row2": idx})
+    m = a.merge(b, on=["t", "c"])
+    m = m[m["row"] != m["row2"]]
+    out = np.zeros(len(t), np.float32)
+    out[m["row"].to_numpy()] = 1.0
+    return out
+
+
 def heuristic_score(F: pd.DataFrame) -> np.ndarray:
     """A cheap hand-weighted plausibility, only to rank a transfer's candidates for rank/subset features."""
     name = np.fmax(F["name_tset"].fillna(0).to_numpy(), F["name_in_title"].fillna(0).to_numpy())
     mem = np.fmax(F["mem_acc_share"].fillna(0).to_numpy(), F["mem_pay_share"].fillna(0).to_numpy())
     ref = F["ref_lev"].fillna(0).to_numpy() + F["ref_contains"].fillna(0).to_numpy()
     days = F["days_since_issue"].to_numpy()
-    return (3 * ref + 2 * F["amt_eq"].to_numpy() + F["amt_fee"].to_numpy() + 1.5 * name + 1.5 * mem
+    done = np.fmax(F["completes_named"].to_numpy(), F["completes_pair"].to_numpy())
+    return (3 * ref + 2 * F["amt_eq"].to_numpy() + F["amt_fee"].to_numpy() + 1.5 * name + 1.5 * mem + 2 * done
             + 0.5 * F["amt_sign_agree"].to_numpy() - 0.002 * np.abs(days))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# transfer level: does the transfer pay anything at all?
+
+_T_MAX = ["ref_lev", "ref_contains", "ref_digits_exact", "name_tset", "name_in_title", "mem_acc_share", "mem_pay_share",
+          "amt_eq", "amt_fee", "completes_named", "completes_pair", "subset_exact", "subset_fee", "heur_margin"]
+_T_FIRST = ["word_rate_min", "word_rate_mean", "mem_acc_total", "mem_pay_total", "n_title_refs", "payer_present",
+            "amt_transfer_log", "n_cands"]
+TRANSFER_FEATURE_NAMES = [f"max_{c}" for c in _T_MAX] + _T_FIRST
+
+
+def transfer_features(X: pd.DataFrame, t: np.ndarray) -> pd.DataFrame:
+    """One row per transfer that has candidates (sorted by t): the best pair evidence and the transfer's own
+    traits. Pair probabilities say which invoice; this says whether any: a title like "partial payment" with
+    no identifiable invoice is surely a payment even when every single pair is unlikely."""
+    g = X.groupby(t)
+    out = pd.concat([g[_T_MAX].max().add_prefix("max_"), g[_T_FIRST].first()], axis=1)
+    return out[TRANSFER_FEATURE_NAMES].astype(np.float32)

@@ -19,12 +19,14 @@ import xgboost as xgb
 
 from ..data.contract import TABLES
 from .assignment import MAX_K, assign
+from .base import BaseMatcher
 from .candidates import blocking_recall, generate_candidates
-from .features import FEATURE_NAMES, Memory, pair_features
+from .features import FEATURE_NAMES, TRANSFER_FEATURE_NAMES, Memory, pair_features, transfer_features
 from .normalize import prepare_invoices, prepare_transfers
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.ubj"
+NONE_MODEL_FILE = "none_model.ubj"
 META_FILE = "meta.json"
 
 
@@ -93,7 +95,7 @@ class _TqdmCallback(xgb.callback.TrainingCallback):
         return False
 
 
-class Matcher:
+class Matcher(BaseMatcher):
     """Learnt transfer -> invoice(s) matcher (scikit-learn style estimator)."""
 
     def __init__(self, max_candidates=30, lookback_days=180, n_estimators=400, max_depth=6, learning_rate=0.08,
@@ -132,14 +134,16 @@ class Matcher:
         X = pair_features(cands, inv, ic, tr, tc, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
         return cands[["t", "i"]].reset_index(drop=True), X
 
-    def _train(self, X: pd.DataFrame, y: np.ndarray, desc: str) -> xgb.Booster:
+    def _train(self, X: pd.DataFrame, y: np.ndarray, desc: str, rounds: int | None = None,
+               depth: int | None = None) -> xgb.Booster:
         params = {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
-                  "max_depth": self.max_depth, "learning_rate": self.learning_rate, "nthread": self.n_jobs,
+                  "max_depth": depth or self.max_depth, "learning_rate": self.learning_rate, "nthread": self.n_jobs,
                   "seed": self.random_state, "min_child_weight": 1.0, "subsample": 0.9, "colsample_bytree": 0.9}
-        bar = _progress(self.show_progress, self.n_estimators, desc)
+        rounds = rounds or self.n_estimators
+        bar = _progress(self.show_progress, rounds, desc)
         try:
             dtrain = xgb.DMatrix(X.to_numpy(np.float32), label=y, feature_names=list(X.columns), nthread=self.n_jobs)
-            return xgb.train(params, dtrain, num_boost_round=self.n_estimators,
+            return xgb.train(params, dtrain, num_boost_round=rounds,
                              callbacks=[_TqdmCallback(bar)] if bar is not None else None)
         finally:
             if bar is not None:
@@ -148,8 +152,32 @@ class Matcher:
     def _predict(self, booster: xgb.Booster, X: pd.DataFrame) -> np.ndarray:
         if len(X) == 0:
             return np.zeros(0)
-        d = xgb.DMatrix(X[self.feature_names_].to_numpy(np.float32), feature_names=self.feature_names_, nthread=self.n_jobs)
+        names = booster.feature_names
+        d = xgb.DMatrix(X[names].to_numpy(np.float32), feature_names=names, nthread=self.n_jobs)
         return booster.predict(d).astype(np.float64)
+
+    def _fit_models(self, pairs, X, y, linked, rows, desc=""):
+        """The pair model, and the transfer-level "pays nothing" model on the same transfers' best evidence."""
+        booster = self._train(X[rows], y[rows], f"xgboost pairs{desc}")
+        t = pairs["t"].to_numpy()[rows]
+        TX = transfer_features(X[rows], t)
+        none_booster = self._train(TX, (~linked[TX.index.to_numpy()]).astype(np.float32), f"xgboost none{desc}",
+                                   rounds=max(50, self.n_estimators // 3), depth=min(4, self.max_depth))
+        return booster, none_booster
+
+    def _decide(self, pairs, X, inv, tr, booster, none_booster):
+        """Score pairs, ask the transfer-level model, choose each transfer's set (assignment.assign)."""
+        p = self._predict(booster, X)
+        scored = pairs.assign(probability=p)
+        p_none = np.full(len(tr), np.nan)
+        if len(X):
+            TX = transfer_features(X, pairs["t"].to_numpy())
+            p_none[TX.index.to_numpy()] = self._predict(none_booster, TX)
+        links, dec = assign(scored, tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr), k=MAX_K,
+                            booked=tr["booked_at"].to_numpy(), p_none=p_none)
+        no_cand = ~np.isin(dec["t"].to_numpy(), pairs["t"].to_numpy())
+        dec["confidence"] = np.where(no_cand, self.empty_confidence_, dec["confidence"].to_numpy())
+        return scored, links, dec
 
     @staticmethod
     def _links_ti(links, inv, tr) -> pd.DataFrame:
@@ -157,7 +185,11 @@ class Matcher:
         ii = pd.Series(np.arange(len(inv)), index=inv["invoice_id"])
         ok = links["transfer_id"].isin(ti.index) & links["invoice_id"].isin(ii.index)
         lk = links[ok]
-        return pd.DataFrame({"t": ti[lk["transfer_id"]].to_numpy(), "i": ii[lk["invoice_id"]].to_numpy()}).drop_duplicates()
+        out = pd.DataFrame({"t": ti[lk["transfer_id"]].to_numpy(), "i": ii[lk["invoice_id"]].to_numpy()})
+        # links without an allocation are taken to pay the whole invoice
+        a = pd.to_numeric(lk["allocated_amount"], errors="coerce").to_numpy() if "allocated_amount" in lk else np.full(len(lk), np.nan)
+        out["a"] = np.where(np.isnan(a), inv["amount"].to_numpy()[out["i"].to_numpy()], a)
+        return out.drop_duplicates(["t", "i"])
 
     @staticmethod
     def _label(pairs: pd.DataFrame, links_ti: pd.DataFrame) -> np.ndarray:
@@ -174,6 +206,8 @@ class Matcher:
         tr, tc = prepare_transfers(transfers)
         links_ti = self._links_ti(links, inv, tr)
         n_t = len(tr)
+        linked = np.zeros(n_t, bool)
+        linked[links_ti["t"].to_numpy()] = True
         stages = _progress(self.show_progress, 2 if self.validation_fraction > 0 else 1, "Matcher.fit")
 
         # --- 1. held-out transfers choose the auto threshold
@@ -185,20 +219,22 @@ class Matcher:
         is_val = tr["transfer_id"].isin(val_ids).to_numpy()
         if n_val > 0 and (~is_val).any():
             fit_links = links_ti[~is_val[links_ti["t"].to_numpy()]]
-            mem = Memory.learn(inv, tr, fit_links)
-            pairs, X = self._block_and_featurize(inv, ic, tr, tc, mem, Memory.own_links(inv, tr, fit_links))
+            mem = Memory.learn(inv, tr, fit_links, counted=~is_val)
+            pairs, X = self._block_and_featurize(inv, ic, tr, tc, mem, Memory.exclusion(inv, tr, fit_links, ~is_val))
             y = self._label(pairs, links_ti)
             on_val = is_val[pairs["t"].to_numpy()]
-            booster = self._train(X[~on_val], y[~on_val], "xgboost (validation)")
-            p = self._predict(booster, X[on_val])
-            vp = pairs[on_val].assign(probability=p)
-            v_links, v_dec = assign(vp, tr["amount"].to_numpy(), inv["amount"].to_numpy(), n_t, k=MAX_K)
+            booster, none_booster = self._fit_models(pairs, X, y, linked, ~on_val, " (validation)")
+            self.empty_confidence_ = 1.0
+            vp = pairs[on_val].reset_index(drop=True)
+            _, v_links, v_dec = self._decide(vp, X[on_val].reset_index(drop=True), inv, tr, booster, none_booster)
             v_dec = v_dec[is_val[v_dec["t"].to_numpy()]]
             correct = self._set_correct(v_links, v_dec, links_ti)
             # a transfer without candidates is "pays nothing" only as often as validation says (blocking misses)
             no_cand = ~np.isin(v_dec["t"].to_numpy(), vp["t"].to_numpy())
             self.empty_confidence_ = float((correct[no_cand].sum() + 1) / (no_cand.sum() + 2))
             v_dec = v_dec.assign(confidence=np.where(no_cand, self.empty_confidence_, v_dec["confidence"].to_numpy()))
+            self._validation = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[v_dec["t"].to_numpy()],
+                                             "confidence": v_dec["confidence"].to_numpy(), "correct": correct})
             self.auto_threshold_ = self._choose_threshold(v_dec["confidence"].to_numpy(), correct)
             auto = v_dec["confidence"].to_numpy() >= self.auto_threshold_
             summary.update({
@@ -216,9 +252,9 @@ class Matcher:
 
         # --- 2. refit on everything; memory from all links, leave-one-out for the training pairs
         self.memory_ = Memory.learn(inv, tr, links_ti)
-        pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, Memory.own_links(inv, tr, links_ti))
+        pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, Memory.exclusion(inv, tr, links_ti))
         y = self._label(pairs, links_ti)
-        self.booster_ = self._train(X, y, "xgboost")
+        self.booster_, self.none_booster_ = self._fit_models(pairs, X, y, linked, np.ones(len(pairs), bool))
         if stages is not None:
             stages.update(1)
             stages.close()
@@ -266,11 +302,7 @@ class Matcher:
         inv, ic = prepare_invoices(invoices)
         tr, tc = prepare_transfers(transfers)
         pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, None)
-        p = self._predict(self.booster_, X)
-        scored = pairs.assign(probability=p)
-        links, dec = assign(scored, tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr), k=MAX_K)
-        no_cand = ~np.isin(dec["t"].to_numpy(), pairs["t"].to_numpy())
-        dec["confidence"] = np.where(no_cand, self.empty_confidence_, dec["confidence"].to_numpy())
+        scored, links, dec = self._decide(pairs, X, inv, tr, self.booster_, self.none_booster_)
         return self._result(scored, links, dec, inv, tr, self.auto_threshold_)
 
     @staticmethod
@@ -322,16 +354,18 @@ class Matcher:
 
     # ----------------------------------------------------------------------------------------------------------
     def save(self, path) -> None:
-        """A directory: the booster as UBJSON and meta.json (params, threshold, features, memory). No pickle."""
+        """A directory: both boosters as UBJSON and meta.json (params, threshold, features, memory). No pickle."""
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(str(path / MODEL_FILE))
+        self.none_booster_.save_model(str(path / NONE_MODEL_FILE))
         meta = {
             "format_version": FORMAT_VERSION, "library_version": _library_version(), "xgboost_version": xgb.__version__,
             "params": self.get_params(), "auto_threshold_": float(self.auto_threshold_),
             "empty_confidence_": float(self.empty_confidence_),
-            "feature_names_": list(self.feature_names_), "training_summary_": self.training_summary_,
+            "feature_names_": list(self.feature_names_), "transfer_feature_names": list(TRANSFER_FEATURE_NAMES),
+            "training_summary_": self.training_summary_,
             "memory": self.memory_.to_dict(),
         }
         (path / META_FILE).write_text(json.dumps(meta, indent=1, default=float))
@@ -342,7 +376,7 @@ class Matcher:
         meta = json.loads((path / META_FILE).read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: saved with format {meta.get('format_version')}, this library reads {FORMAT_VERSION}")
-        if meta["feature_names_"] != FEATURE_NAMES:
+        if meta["feature_names_"] != FEATURE_NAMES or meta.get("transfer_feature_names") != TRANSFER_FEATURE_NAMES:
             raise ValueError(f"{path}: the model was trained with other features than this library computes; retrain it")
         m = cls(**meta["params"])
         m.auto_threshold_ = float(meta["auto_threshold_"])
@@ -350,7 +384,9 @@ class Matcher:
         m.feature_names_ = list(meta["feature_names_"])
         m.training_summary_ = meta["training_summary_"]
         m.memory_ = Memory.from_dict(meta["memory"])
-        m.booster_ = xgb.Booster()
+        m.booster_, m.none_booster_ = xgb.Booster(), xgb.Booster()
         m.booster_.load_model(str(path / MODEL_FILE))
-        m.booster_.set_param({"nthread": m.n_jobs})
+        m.none_booster_.load_model(str(path / NONE_MODEL_FILE))
+        for b in (m.booster_, m.none_booster_):
+            b.set_param({"nthread": m.n_jobs})
         return m

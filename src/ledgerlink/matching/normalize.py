@@ -33,6 +33,9 @@ _SHORT_RE = re.compile(r"(?:^|\s)(?:" + "|".join(sorted(map(re.escape, _SHORT_FO
 # A reference chunk: alphanumeric runs joined by in-number separators (FV/2024/03/0123, INV-2024-17, 12.03.2024).
 _CHUNK_RE = r"([a-z0-9]+(?:[/\-._\\][a-z0-9]+)*)"
 MIN_CHUNK_DIGITS = 3
+# A number written with spaces ("2025 640 KR", "f90 03 25"): short tokens in a row, at least two with digits.
+_TOK = r"(?:[a-z]{0,4}\d+[a-z]{0,3}|[a-z]{1,3})"
+_SPACED_RE = r"(?<![a-z0-9/\-._])(" + _TOK + r"(?: " + _TOK + r"){1,5})(?![a-z0-9/\-._])"
 
 
 def _str(s: pd.Series) -> pd.Series:
@@ -83,7 +86,10 @@ def ref_chunks(s: pd.Series, whole: bool = False) -> pd.DataFrame:
         chunks["row"] = np.arange(len(f))
     else:
         ex = f.str.extractall(_CHUNK_RE)
-        chunks = pd.DataFrame({"row": ex.index.get_level_values(0), "chunk": ex[0].to_numpy()})
+        sp = f.str.replace(r"\s+", " ", regex=True).str.extractall(_SPACED_RE)
+        sp = sp[sp[0].str.count(r"(?:^| )[a-z]{0,4}\d") >= 2]
+        chunks = pd.DataFrame({"row": np.r_[ex.index.get_level_values(0), sp.index.get_level_values(0)],
+                               "chunk": np.r_[ex[0].to_numpy(), sp[0].str.replace(" ", "/").to_numpy()]})
         pos = pd.Series(np.arange(len(f)), index=f.index)
         chunks["row"] = pos.reindex(chunks["row"]).to_numpy()
     chunks = chunks[chunks["chunk"].str.len() > 0]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .base import BaseMatcher
 from .candidates import ISSUE_AFTER_BOOKING_DAYS
 from .features import CENT
 from .model import MatchResult, check_frame
 from .normalize import prepare_invoices, prepare_transfers
 
 
-class RulesMatcher:
+class RulesMatcher(BaseMatcher):
     """Same fit/match/predict API as ``Matcher``; fit is a no-op."""
 
     def __init__(self, lookback_days: int = 180):

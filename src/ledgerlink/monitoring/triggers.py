@@ -1,0 +1,57 @@
+"""Retraining triggers: drift and fresh-month performance against configured thresholds.
+
+The production model is scored on each newly tagged month (the real degradation signal) and its
+exact-set accuracy and auto-match rate are compared with what it showed on its own reference
+(the first fresh month it was scored on, else its frozen-test evaluation). Data drift share comes
+from Evidently. ``retrain: always`` trains every month; ``on_trigger`` only when a trigger fires.
+The decision and its reasons are recorded either way.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+DEFAULTS = {"drift_share": 0.3, "accuracy_drop": 0.03, "auto_rate_drop": 0.05, "retrain": "always"}
+
+
+@dataclass
+class TriggerDecision:
+    retrain: bool
+    fired: list[str]
+    reasons: list[str]
+    figures: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_triggers(drift_share: float | None, fresh: dict | None, reference: dict | None, cfg: dict | None = None) -> TriggerDecision:
+    """``fresh``/``reference``: metric dicts (exact_set_accuracy, auto_match_rate) of the production model."""
+    cfg = {**DEFAULTS, **(cfg or {})}
+    if cfg["retrain"] not in ("always", "on_trigger"):
+        raise ValueError(f"monitoring.retrain must be 'always' or 'on_trigger', got {cfg['retrain']!r}")
+    fired, reasons, figures = [], [], {}
+    if drift_share is not None:
+        figures["drift_share"] = drift_share
+        if drift_share >= cfg["drift_share"]:
+            fired.append("drift")
+            reasons.append(f"drift share {drift_share:.2f} >= threshold {cfg['drift_share']}")
+        else:
+            reasons.append(f"drift share {drift_share:.2f} < threshold {cfg['drift_share']}")
+    if fresh and reference:
+        for metric, key, label in (("exact_set_accuracy", "accuracy_drop", "accuracy"),
+                                   ("auto_match_rate", "auto_rate_drop", "auto-match rate")):
+            drop = reference[metric] - fresh[metric]
+            figures[f"{metric}_drop"] = drop
+            if drop >= cfg[key]:
+                fired.append("degradation")
+                reasons.append(f"fresh-month {label} {fresh[metric]:.4f} is {drop:.4f} below reference {reference[metric]:.4f} (>= {cfg[key]})")
+            else:
+                reasons.append(f"fresh-month {label} {fresh[metric]:.4f} vs reference {reference[metric]:.4f} (drop {drop:+.4f} < {cfg[key]})")
+    elif not fresh:
+        reasons.append("no production model scored on a fresh month yet")
+    fired = sorted(set(fired))
+    retrain = cfg["retrain"] == "always" or bool(fired)
+    policy = "retrain every month" if cfg["retrain"] == "always" else "retrain on trigger"
+    reasons.insert(0, f"{policy}: " + ("retrain" if retrain else "no trigger fired, keep production") +
+                   (f" (fired: {', '.join(fired)})" if fired else ""))
+    return TriggerDecision(retrain, fired, reasons, figures)
