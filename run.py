@@ -23,6 +23,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", default=str(ROOT / "configs" / "local.yaml"), help="YAML run configuration")
     p.add_argument("--no-cache", action="store_true", help="disable ZenML step caching")
     p.add_argument("--months", type=int, default=1, help="run N monthly cycles in a row")
+    p.add_argument("--simulate", type=int, metavar="N", help="fresh state, N monthly cycles of collection, "
+                   "monitoring and training on synthetic data with a drift event, then a plot")
+    p.add_argument("--drift-month", type=int, default=7, help="month of the drift event in --simulate")
     return p.parse_args(argv)
 
 
@@ -32,6 +35,10 @@ def main(argv=None) -> int:
     from ledgerlink.config import load_config
 
     cfg = load_config(args.config)
+    if args.simulate:
+        from pipelines.simulate import simulate
+        simulate(cfg, months=args.simulate, drift_month=args.drift_month)
+        return 0
     if args.months < 1:
         print("--months must be at least 1", file=sys.stderr)
         return 2

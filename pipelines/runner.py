@@ -50,55 +50,69 @@ def monitor(cfg: dict) -> dict:
             "decision": _output(run, "decide_retraining", "retraining_decision"), "run": run.name}
 
 
-def run_cycles(cfg: dict, pipeline: str = "training", months: int = 1, enable_cache: bool = True) -> int:
-    rows, watch = [], None
-    metric = cfg["evaluation"].get("primary_metric", "pair_f1")
-    for _ in range(months):
-        store, warehouse = open_store(cfg), open_warehouse(cfg)
-        month = next_month(warehouse, store)
-        ref = None
-        if pipeline in ("data", "training", "all") and month is not None:
-            ref = collect(cfg)
-        elif pipeline == "data":
-            console.print("No new month in the warehouse; the store is up to date.")
-        watch = monitor(cfg) if pipeline in ("monitoring", "all") and store.collected_months() else None
-        row = {"month": month or "(none new)", "rows": "", "candidate": "", "production": "", "decision": "",
-               "drift": "", "fresh": ""}
-        if watch is not None:
-            share = watch["drift"].get("drift_share")
-            row["drift"] = "" if share is None else f"{share:.2f}"
-            fresh = watch["fresh"].get("metrics")
-            row["fresh"] = f"{fresh['exact_set_accuracy']:.4f}" if fresh else watch["fresh"].get("skipped", "")
-            if pipeline == "monitoring" or not watch["decision"]["retrain"]:
-                row["decision"] = "; ".join(watch["decision"]["reasons"])
-        if ref is not None:
-            row["rows"] = f"{ref['train_rows']['transfers']} train / {ref['test_rows'].get('transfers', 0)} test transfers"
-        if pipeline == "training" or (pipeline == "all" and (watch is None or watch["decision"]["retrain"])):
-            if not store.collected_months():
-                console.print("[red]Nothing collected yet and the warehouse has no month to collect.[/red]")
-                return 1
-            result = train(cfg, enable_cache)
-            d = result["decision"]
-            cand = d["checks"].get("candidate")
-            prod = d["checks"].get("production", d["checks"].get("rules"))
-            label = "production" if not d["checks"].get("first_run") else "rules baseline"
-            row.update(candidate=f"{cand:.4f}", production=f"{prod:.4f} ({label})",
-                       decision=("PROMOTED" if d["promote"] else "kept production") + ": " + "; ".join(d["reasons"]))
-            if ref is None:
-                ref = open_store(cfg).ref().to_dict()
-                row["rows"] = f"{ref['train_rows']['transfers']} train / {ref['test_rows'].get('transfers', 0)} test transfers"
-        rows.append(row)
-        if month is None and pipeline != "monitoring":
-            break
+def run_cycle(cfg: dict, pipeline: str = "training", enable_cache: bool = True) -> dict | None:
+    """One monthly cycle: collect the next month, monitor, train (as ``pipeline`` says). Returns the summary row."""
+    store, warehouse = open_store(cfg), open_warehouse(cfg)
+    month = next_month(warehouse, store)
+    ref = watch = None
+    if pipeline in ("data", "training", "all") and month is not None:
+        ref = collect(cfg)
+    elif pipeline == "data":
+        console.print("No new month in the warehouse; the store is up to date.")
+    if pipeline in ("monitoring", "all") and store.collected_months():
+        watch = monitor(cfg)
+    row = {"month": month or "(none new)", "rows": "", "candidate": "", "production": "", "decision": "",
+           "drift": "", "fresh": "", "promoted": False, "values": {}}
+    if watch is not None:
+        share = watch["drift"].get("drift_share")
+        row["drift"] = "" if share is None else f"{share:.2f}"
+        fresh = watch["fresh"].get("metrics")
+        row["fresh"] = f"{fresh['exact_set_accuracy']:.4f}" if fresh else watch["fresh"].get("skipped", "")
+        row["values"].update(drift_share=share, fresh_accuracy=fresh["exact_set_accuracy"] if fresh else None,
+                             fresh_auto_rate=fresh["auto_match_rate"] if fresh else None,
+                             triggers=watch["decision"]["fired"])
+        if pipeline == "monitoring" or not watch["decision"]["retrain"]:
+            row["decision"] = "; ".join(watch["decision"]["reasons"])
+    if pipeline == "training" or (pipeline == "all" and (watch is None or watch["decision"]["retrain"])):
+        if not store.collected_months():
+            console.print("[red]Nothing collected yet and the warehouse has no month to collect.[/red]")
+            return None
+        result = train(cfg, enable_cache)
+        d = result["decision"]
+        cand = d["checks"].get("candidate")
+        prod = d["checks"].get("production", d["checks"].get("rules"))
+        label = "production" if not d["checks"].get("first_run") else "rules baseline"
+        row.update(candidate=f"{cand:.4f}", production=f"{prod:.4f} ({label})", promoted=bool(d["promote"]),
+                   decision=("PROMOTED" if d["promote"] else "kept production") + ": " + "; ".join(d["reasons"]))
+        row["values"].update(candidate=cand, production=None if d["checks"].get("first_run") else prod,
+                             rules=d["checks"].get("rules"))
+    ref = ref or open_store(cfg).ref().to_dict()
+    row["rows"] = f"{ref['train_rows'].get('transfers', 0)} train / {ref['test_rows'].get('transfers', 0)} test transfers"
+    return row
+
+
+def print_summary(rows: list[dict], pipeline: str, metric: str) -> None:
     table = Table(title=f"ledgerlink: {pipeline} ({metric} on the frozen test set)", show_lines=True)
     cols = ["month", "rows", "candidate", "production"]
-    if pipeline in ("monitoring", "all"):
+    if pipeline in ("monitoring", "all", "simulate"):
         cols += ["drift", "fresh"]
     cols.append("decision")
     for col in cols:
-        table.add_column({"fresh": "production fresh-month acc."}.get(col, col), overflow="fold",
-                         max_width=70 if col == "decision" else None)
+        table.add_column({"fresh": "production fresh-month acc.", "drift": "drift share"}.get(col, col),
+                         overflow="fold", max_width=70 if col == "decision" else None)
     for r in rows:
         table.add_row(*(str(r[c]) for c in cols))
     console.print(table)
+
+
+def run_cycles(cfg: dict, pipeline: str = "training", months: int = 1, enable_cache: bool = True) -> int:
+    rows = []
+    for _ in range(months):
+        row = run_cycle(cfg, pipeline, enable_cache)
+        if row is None:
+            return 1
+        rows.append(row)
+        if row["month"] == "(none new)" and pipeline != "monitoring":
+            break
+    print_summary(rows, pipeline, cfg["evaluation"].get("primary_metric", "pair_f1"))
     return 0

@@ -88,7 +88,7 @@ def slice_labels(transfers: pd.DataFrame, invoices: pd.DataFrame, true_links: pd
     out = transfers[["transfer_id"]].drop_duplicates().copy()
     k = out["transfer_id"].map(n).fillna(0)
     out["size"] = np.select([k == 0, k == 1], ["none", "single"], "multi")
-    out["number"] = np.where(k == 0, "none", np.where(out["transfer_id"].map(present).fillna(False), "present", "absent"))
+    out["number"] = np.where(k == 0, "none", np.where(out["transfer_id"].map(present).eq(True), "present", "absent"))
     return out
 
 

@@ -86,24 +86,30 @@ def amount_channel(inv, tr, live: np.ndarray, max_df: int) -> pd.DataFrame:
 
 
 def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
-    """(t, i, name_share): share of the invoice name's IDF mass found among the payer name / title words."""
+    """(t, i, name_share): share of the invoice name's IDF mass found among the payer name / title words.
+
+    Rarity is counted over live invoices, so a big contractor's name stays usable while words in every
+    description ("services", month names) drop out; tokens in more than ``max_share`` of invoices are ignored.
+    """
     names = pd.Series(inv["name"].to_numpy()[live])
-    uniq = pd.Series(names.unique())
-    uniq = uniq[uniq != ""].reset_index(drop=True)
-    if uniq.empty:
+    counts = names[names != ""].value_counts()
+    if counts.empty:
         return pd.DataFrame(columns=["t", "i", "name_share"])
+    uniq = pd.Series(counts.index.to_numpy())
     nt = _name_tokens(uniq, np.arange(len(uniq)), "name_id")
-    df = nt.groupby("tok")["name_id"].nunique()
-    idf = np.log1p(len(uniq) / df)
+    nt["cnt"] = counts.to_numpy()[nt["name_id"].to_numpy()]
+    n_inv = int(counts.sum())
+    df = nt.groupby("tok")["cnt"].sum()
+    idf = np.log1p(n_inv / df)
     wsum = nt.assign(w=idf.reindex(nt["tok"]).to_numpy()).groupby("name_id")["w"].sum()
-    idf = idf[df <= max(3, max_share * len(uniq))]
+    idf = idf[df <= max(50, max_share * n_inv)]
     nt = nt[nt["tok"].isin(idf.index)]
     nt = nt.assign(w=idf.reindex(nt["tok"]).to_numpy())
     tr_text = pd.Series(tr["name"].to_numpy() + " " + tr["title_words"].to_numpy())
     tt = _name_tokens(tr_text, np.arange(len(tr)), "t")
-    m = tt.merge(nt, on="tok").groupby(["t", "name_id"], as_index=False)["w"].sum()
+    m = tt.merge(nt[["name_id", "tok", "w"]], on="tok").groupby(["t", "name_id"], as_index=False)["w"].sum()
     m["name_share"] = m["w"].to_numpy() / wsum.reindex(m["name_id"]).to_numpy()
-    m = m[m["name_share"] >= 0.3]
+    m = m[m["name_share"] >= 0.25]
     inv_names = pd.DataFrame({"i": live, "name": names.to_numpy()})
     m["name"] = uniq.to_numpy()[m["name_id"].to_numpy()]
     return m.merge(inv_names, on="name")[["t", "i", "name_share"]]
@@ -124,7 +130,7 @@ def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Ex
 def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.DataFrame, tr_chunks: pd.DataFrame,
                         memory: Memory | None = None, exclude: Exclusion | None = None, max_candidates: int = 30,
                         lookback_days: int = 180, ref_max_df: int = 50, amount_max_df: int = 200,
-                        name_max_share: float = 0.02) -> pd.DataFrame:
+                        name_max_share: float = 0.15) -> pd.DataFrame:
     """Candidate pairs (t, i, prescore, channel scores), at most ``max_candidates`` per transfer."""
     cols = ["t", "i", "prescore", "ref_score", "ref_share", "ref_near", "ref_exact", "amt_exact", "name_share", "mem",
             "completes"]

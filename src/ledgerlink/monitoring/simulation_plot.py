@@ -1,0 +1,47 @@
+"""The picture of a year of continuous training: accuracy, drift and promotions per month."""
+from __future__ import annotations
+
+import io
+
+
+def plot_simulation(records: list[dict], drift_month: str | None = None, title: str = "ledgerlink: a year of continuous training") -> bytes:
+    """PNG bytes. ``records``: month, fresh_accuracy, candidate, production, drift_share, promoted."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    months = [r["month"] for r in records]
+    x = list(range(len(months)))
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=110)
+    ax2 = ax.twinx()
+    drift = [r.get("drift_share") or 0.0 for r in records]
+    ax2.bar(x, drift, color="#f59e0b", alpha=0.25, width=0.6, label="drift share (Evidently)")
+    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("drift share")
+
+    def series(key):
+        return [r.get(key) if r.get(key) is not None else float("nan") for r in records]
+
+    ax.plot(x, series("fresh_accuracy"), "o-", color="#dc2626", label="production: fresh-month exact-set accuracy")
+    ax.plot(x, series("candidate"), "s--", color="#4f46e5", label="candidate: frozen-test pair F1")
+    ax.plot(x, series("production"), "^:", color="#059669", label="production: frozen-test pair F1")
+    for xi, r in zip(x, records):
+        if r.get("promoted"):
+            ax.annotate("promoted", (xi, r.get("candidate") or 0), textcoords="offset points", xytext=(0, 10),
+                        ha="center", fontsize=8, color="#4f46e5")
+    if drift_month in months:
+        ax.axvline(months.index(drift_month) - 0.5, color="#6b7280", linestyle="--", linewidth=1)
+        ax.text(months.index(drift_month) - 0.45, 0.01, "drift event", transform=ax.get_xaxis_transform(), fontsize=8)
+    ax.set_xticks(x, months, rotation=45, ha="right")
+    ax.set_ylabel("accuracy / F1")
+    ax.set_title(title)
+    ax.set_zorder(ax2.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    lines = ax.get_legend_handles_labels()
+    bars = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + bars[0], lines[1] + bars[1], loc="lower left", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
