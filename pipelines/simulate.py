@@ -51,7 +51,7 @@ def simulation_config(cfg: dict, months: int, drift_month: int) -> dict:
     sim["synthetic"] = {**cfg["synthetic"], "months": months, "drift_month": drift_month}
     sim["warehouse"] = {**cfg["warehouse"], "kind": "duckdb", "path": str(home / "warehouse.duckdb")}
     sim["store"] = {"uri": str(home / "datasets")}
-    sim["deploy"] = {**cfg["deploy"], "deployer": "export", "model_dir": str(home / "models")}
+    sim["deploy"] = {**cfg["deploy"], "deployer": "local", "smoke_test": False, "model_dir": str(home / "models")}
     return sim
 
 

@@ -24,11 +24,14 @@ class TriggerDecision:
         return asdict(self)
 
 
-def evaluate_triggers(drift_share: float | None, fresh: dict | None, reference: dict | None, cfg: dict | None = None) -> TriggerDecision:
+def evaluate_triggers(drift_share: float | None, fresh: dict | None, reference: dict | None, cfg: dict | None = None,
+                      has_production: bool = True) -> TriggerDecision:
     """``fresh``/``reference``: metric dicts (exact_set_accuracy, auto_match_rate) of the production model."""
     cfg = {**DEFAULTS, **(cfg or {})}
     if cfg["retrain"] not in ("always", "on_trigger"):
         raise ValueError(f"monitoring.retrain must be 'always' or 'on_trigger', got {cfg['retrain']!r}")
+    if not has_production:
+        return TriggerDecision(True, [], ["no production model yet: train the first one"], {})
     fired, reasons, figures = [], [], {}
     if drift_share is not None:
         figures["drift_share"] = drift_share

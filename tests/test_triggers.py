@@ -1,0 +1,29 @@
+"""Retraining triggers: thresholds, policies and reasons."""
+import pytest
+
+from ledgerlink.monitoring.triggers import evaluate_triggers
+
+REF = {"exact_set_accuracy": 0.92, "auto_match_rate": 0.80}
+
+
+def test_quiet_month_keeps_production_under_on_trigger():
+    d = evaluate_triggers(0.1, {"exact_set_accuracy": 0.915, "auto_match_rate": 0.79}, REF, {"retrain": "on_trigger"})
+    assert not d.retrain and d.fired == [] and "no trigger fired" in d.reasons[0]
+
+
+def test_drift_and_degradation_fire_and_are_explained():
+    d = evaluate_triggers(0.6, {"exact_set_accuracy": 0.85, "auto_match_rate": 0.70}, REF, {"retrain": "on_trigger"})
+    assert d.retrain and d.fired == ["degradation", "drift"]
+    assert any("drift share 0.60 >= threshold 0.3" in r for r in d.reasons)
+    assert d.figures["exact_set_accuracy_drop"] == pytest.approx(0.07)
+
+
+def test_always_policy_retrains_and_records_why():
+    d = evaluate_triggers(0.0, {"exact_set_accuracy": 0.92, "auto_match_rate": 0.80}, REF, {"retrain": "always"})
+    assert d.retrain and d.fired == [] and d.reasons[0].startswith("retrain every month")
+
+
+def test_first_month_without_production_trains_and_bad_policy_is_rejected():
+    assert evaluate_triggers(None, None, None, {"retrain": "on_trigger"}, has_production=False).retrain
+    with pytest.raises(ValueError, match="monitoring.retrain"):
+        evaluate_triggers(0.1, None, None, {"retrain": "sometimes"})
