@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ledgerlink.data.contract import check_month
-from ledgerlink.data.synthetic import SyntheticConfig, generate, month_labels
+from ledgerlink.data.synthetic import SyntheticConfig, generate, month_labels, parse_drift_kind
 
 SMALL = SyntheticConfig(months=6, transfers_per_month=500, contractors=80)
 CHANGED = dict(rate_exact_number=0.25, rate_damaged_number=0.30, rate_no_number=0.35, rate_multi_invoice=0.20,
@@ -25,6 +25,11 @@ def small():
 @pytest.fixture(scope="module")
 def changed():
     return generate(SMALL, **CHANGED)
+
+
+@pytest.fixture(scope="module")
+def payer():
+    return generate(SMALL, drift_month=4, drift_kind="payer_change")
 
 
 def months_of(d, cfg):
@@ -53,7 +58,9 @@ def test_same_config_gives_identical_frames_and_other_seed_differs(small):
     assert not small["transfers"]["amount"].equals(other["transfers"]["amount"])
 
 
-@pytest.mark.parametrize("extra", [{}, {"drift_month": 3}, {"description_only": True}, CHANGED])
+@pytest.mark.parametrize("extra", [{}, {"drift_month": 3}, {"description_only": True}, CHANGED,
+                                   {"drift_month": 3, "drift_kind": "title_format+payer_change"},
+                                   {"drift_month": 2, "drift_kind": "payer_change", "description_only": True, "drift_share_contractors": 0.8}])
 def test_every_month_passes_the_contract(extra):
     cfg = SyntheticConfig(months=4, transfers_per_month=300, contractors=60, **extra)
     months = [m for m, _ in months_of(generate(cfg), cfg)]
@@ -86,6 +93,8 @@ def test_invalid_config_is_rejected():
         generate(months=1, rate_exact_number=0.7, rate_damaged_number=0.4)
     with pytest.raises(ValueError, match="drift_kind"):
         generate(months=1, drift_kind="nope")
+    with pytest.raises(ValueError, match="drift_share_contractors"):
+        generate(months=1, drift_kind="payer_change", drift_share_contractors=1.2)
 
 
 # ---------------------------------------------------------------------------------------------- rates
@@ -267,3 +276,114 @@ def test_description_only_world(small):
 def dataclasses_replace(cfg, **kw):
     import dataclasses
     return dataclasses.replace(cfg, **kw)
+
+
+# ---------------------------------------------------------------------------------------------- drift kinds and payer_change
+PROCESSOR_NAMES = {"PAYFLOW COLLECTIONS BV", "PayFlow Collections B.V.", "PAYFLOW COLL. BV",
+                   "Nordic Factoring AB", "NORDIC FACTORING AB", "Nordic Factoring AB (publ)"}
+
+
+def test_drift_kind_combinations_and_unknown_parts():
+    assert parse_drift_kind("title_format") == ("title_format",)
+    assert parse_drift_kind("title_format+payer_change") == ("title_format", "payer_change")
+    assert parse_drift_kind(" payer_change + title_format+payer_change") == ("payer_change", "title_format")
+    for bad, part in [("title_format+nope", "nope"), ("payer_change+", ""), ("Title_Format", "Title_Format")]:
+        with pytest.raises(ValueError, match=rf"drift_kind .*unknown part\(s\) \['{part}'\].*title_format.*payer_change"):
+            generate(months=1, drift_kind=bad)
+    with pytest.raises(ValueError, match="drift_kind"):
+        parse_drift_kind(None)
+
+
+def test_payer_change_only_from_drift_month_and_deterministic(small, payer):
+    tr, truth = payer["transfers"], payer["truth"]
+    before = tr["month"] < "2025-04"
+    for key in ("transfers", "truth"):
+        pd.testing.assert_frame_equal(payer[key][before], small[key][before])
+    pd.testing.assert_frame_equal(payer["invoices"], small["invoices"])
+    old_links = small["links"]["month"] < "2025-04"
+    pd.testing.assert_frame_equal(payer["links"][payer["links"]["month"] < "2025-04"], small["links"][old_links])
+    assert not truth.loc[before, "drifted"].any()
+    assert truth.loc[~before].groupby("month")["drifted"].mean().between(0.15, 0.6).all()
+    again = generate(SMALL, drift_month=4, drift_kind="payer_change")
+    for key in ("invoices", "transfers", "links", "truth"):
+        pd.testing.assert_frame_equal(payer[key], again[key])
+    # only processor transfers change text: every other transfer reads as without drift
+    same = ~truth["drifted"]
+    for col in ("title", "counterparty_name", "counterparty_account", "amount"):
+        assert tr.loc[same, col].equals(small["transfers"].loc[same, col]), col
+    # only paying, incoming transfers are taken over
+    hit = truth[truth["drifted"]]
+    assert (hit["kind"] != "none").all() and not hit["outgoing"].any() and hit["other_payer"].all()
+
+
+def test_payer_change_new_accounts_names_and_processor_titles(small, payer):
+    tr, truth = payer["transfers"], payer["truth"]
+    hit, before = truth["drifted"], tr["month"] < "2025-04"
+    proc = tr[hit]
+    assert set(proc["counterparty_name"]) <= PROCESSOR_NAMES
+    assert proc["counterparty_name"].isin(["PAYFLOW COLLECTIONS BV", "Nordic Factoring AB"]).mean() > 0.5
+    known_names = set(tr.loc[~hit, "counterparty_name"].dropna()) | set(payer["invoices"]["counterparty_name"])
+    assert not proc["counterparty_name"].isin(known_names).any()
+    accounts = set(proc["counterparty_account"])
+    assert proc["counterparty_account"].notna().all() and 2 <= len(accounts) <= 5  # the processors' few accounts
+    assert not accounts & set(tr.loc[~hit, "counterparty_account"].dropna())  # never seen before, nor by anyone else
+    assert proc["counterparty_account"].str.fullmatch(r"(NL\d{2}BUNQ\d{10}|SE\d{2}\d{20})").all()
+    assert proc["title"].str.fullmatch(r"(PAYFLOW REF \d{14}|\d{14} PAYFLOW PAYOUT|PFC \d{14}|Nordic Factoring remittance NF\d{11}"
+                                       r"|NF\d{11}|Payment ref NF-\d{11})( .*)?").all()
+    # the long processor reference is never an invoice number; the invoice number is there only for some
+    L = linked(payer)
+    L = L[L["drifted"]]
+    refs = L["title"].str.extract(r"(\d{11,14})")[0]
+    assert refs.notna().all() and not refs.isin(set(payer["invoices"]["invoice_number"])).any()
+    per_t = truth[hit]
+    assert 0.55 < (per_t["number_in_title"] == "absent").mean() < 0.85
+    absent = L[L["number_in_title"] == "absent"]
+    assert not any(n in t or n.replace("/", "").replace("-", "") in t for n, t in zip(absent["invoice_number"], absent["title"]))
+    exact = L[(L["number_in_title"] == "exact") & (L["amount_i"] > 0)]
+    assert len(exact) and all(n in t for n, t in zip(exact["invoice_number"], exact["title"]))
+    # sometimes the contractor's name, abbreviated, is in the title
+    first = L["counterparty_name_i"].str.upper().str.split().str[0].str[:4]
+    assert 0.2 < np.mean([f in t.upper() for f, t in zip(first, L["title"])]) < 0.7
+    # amounts: unchanged, or a small processor fee; allocations still sum to the transfer amount
+    alloc = payer["links"].groupby("transfer_id")["allocated_amount"].sum().round(2)
+    assert (alloc == tr.set_index("transfer_id")["amount"].reindex(alloc.index)).all()
+    full = L[L["kind"].isin(["single", "multi"])].groupby("transfer_id").agg(
+        amount=("amount_t", "first"), total=("amount_i", "sum"), fee=("fee", "first"))
+    assert np.allclose(full.loc[~full["fee"], "amount"], full.loc[~full["fee"], "total"])
+    f = full[full["fee"]]
+    assert len(f) and ((f["amount"] < f["total"]) & (f["amount"] >= 0.98 * f["total"] - 0.01)).all()
+
+
+def test_payer_change_takes_over_the_configured_share_of_contractors(small, payer):
+    def taken_over(d):
+        L = linked(d)
+        L = L[(L["month"] >= "2025-04") & ~L["outgoing"] & ~L["batch"] & (L["kind"] != "none")]
+        return L.groupby("counterparty_name_i")["drifted"].agg(["min", "max"])
+    per_c = taken_over(payer)
+    assert (per_c["min"] == per_c["max"]).all()  # all of a contractor's payments, or none
+    assert 0.35 < per_c["max"].mean() < 0.65
+    few = taken_over(generate(SMALL, drift_month=4, drift_kind="payer_change", drift_share_contractors=0.2))
+    assert (few["min"] == few["max"]).all() and 0.05 < few["max"].mean() < 0.35
+    assert set(few.index[few["max"]]) != set(per_c.index[per_c["max"]])
+    everyone = generate(SMALL, drift_month=4, drift_kind="payer_change", drift_share_contractors=1.0)
+    assert taken_over(everyone)["min"].all()
+    nobody = generate(SMALL, drift_month=4, drift_kind="payer_change", drift_share_contractors=0.0)
+    for key in ("invoices", "transfers", "links", "truth"):
+        pd.testing.assert_frame_equal(nobody[key], small[key])
+
+
+def test_combined_drift_is_the_union(small, payer):
+    title_only = generate(SMALL, drift_month=4)
+    both = generate(SMALL, drift_month=4, drift_kind="title_format+payer_change")
+    tr, truth = both["transfers"], both["truth"]
+    before = tr["month"] < "2025-04"
+    for key in ("transfers", "truth"):
+        pd.testing.assert_frame_equal(tr[before] if key == "transfers" else truth[before], small[key][before])
+    proc = payer["truth"]["drifted"]
+    retitled = title_only["truth"]["drifted"]
+    assert (truth["drifted"] == (proc | retitled)).all()
+    assert (retitled & ~proc).any() and (proc & ~retitled).any() and (proc & retitled).any()
+    for col in ("title", "counterparty_name", "counterparty_account", "amount"):
+        assert tr.loc[~proc, col].equals(title_only["transfers"].loc[~proc, col]), col
+        assert tr.loc[proc, col].equals(payer["transfers"].loc[proc, col]), col  # the processor's own text, no bank rewrite
+    pd.testing.assert_frame_equal(both["links"], payer["links"])

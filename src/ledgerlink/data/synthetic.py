@@ -51,12 +51,25 @@ World model
   Phenomenon rates (number, fee, other payer, name variant) are shares of *paying* transfers;
   kind rates (none, multi, partial, outgoing) are shares of *all* transfers; the credit-note rate is
   a share of invoices. Counts are laid out exactly per month (no sampling noise on the rates).
-* **Drift** (``drift_month``, 1-based, ``drift_kind="title_format"``): from that month on, the big
-  bank (bank 0, ~40 % of payers) rewrites the titles of its customers' transfers: a ``SCT /REMI/``
-  prefix, upper case, invoice numbers stripped of separators, 40 % of numbers dropped altogether,
-  and the payer name upper-cased and truncated to 18 characters. The links are unchanged; only text
-  changes. ``truth.drifted`` marks the affected transfers; ``truth.number_in_title`` describes the
-  title as written (after drift).
+* **Drift** (``drift_month``, 1-based): from that month on the world changes; ``drift_kind`` names
+  the change, or several joined by "+" (``"title_format+payer_change"``). Months before
+  ``drift_month`` are byte-identical to a run without drift. ``truth.drifted`` marks the affected
+  transfers (of any kind); ``truth.number_in_title`` describes the title as written (after drift).
+
+  - ``title_format``: the big bank (bank 0, ~40 % of payers) rewrites the titles of its customers'
+    transfers: a ``SCT /REMI/`` prefix, upper case, invoice numbers stripped of separators, 40 % of
+    numbers dropped altogether, and the payer name upper-cased and truncated to 18 characters. The
+    links are unchanged; only text changes.
+  - ``payer_change``: a payment processor / factoring company starts paying on behalf of a share
+    ``drift_share_contractors`` of the customers (picked by count, fixed per seed): every incoming
+    paying transfer of theirs (not batch deposits) comes from one of the processor's few new
+    accounts, with the processor's name ("PAYFLOW COLLECTIONS BV", "Nordic Factoring AB") as
+    counterparty, and a title in the processor's format: its own long reference number (not an
+    invoice number), the invoice number(s) in only ~30 % of titles, the contractor's name
+    abbreviated in ~40 %. ~20 % of single/multi payments without a discount lose a small processor
+    fee (<= 2 %, truth ``fee``; allocations scaled as for discounts). Truth: ``other_payer`` is set
+    and ``name_variant`` says whether the processor's name is shown in a variant. Which transfers
+    are paid and how they link is unchanged; the remaining transfers' text is unchanged too.
 * **description_only=True**: the same world (same draws) but invoices carry one ``description``
   ("Nordwind Handels GmbH - consulting services March - INV-2025-00142") and transfers one terse
   bank line ``title`` ("NORDWIND HANDELS 142 MAR"); the columns invoice_number, counterparty_name
@@ -80,7 +93,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["SyntheticConfig", "generate", "month_labels"]
+__all__ = ["SyntheticConfig", "generate", "month_labels", "parse_drift_kind"]
 
 
 @dataclass
@@ -104,7 +117,8 @@ class SyntheticConfig:
     rate_outgoing: float = 0.05
     rate_same_amount_siblings: float = 0.15
     drift_month: int | None = None
-    drift_kind: str = "title_format"
+    drift_kind: str = "title_format"  # or "payer_change", or several joined by "+"
+    drift_share_contractors: float = 0.5  # payer_change: share of customers the processor pays for
     description_only: bool = False
 
 
@@ -117,7 +131,7 @@ CATS = np.array(["exact", "damaged", "other_format", "absent"], dtype=object)
 REASONS = ["bank_fee", "interest", "salary", "tax", "card_settlement", "other_income", "refund", "advance", "duplicate"]
 REASON_P = np.array([0.12, 0.05, 0.17, 0.07, 0.10, 0.08, 0.14, 0.17, 0.10])
 R_REFUND, R_ADVANCE, R_DUPLICATE = 6, 7, 8
-DRIFT_KINDS = ("title_format",)
+DRIFT_KINDS = ("title_format", "payer_change")
 TAIL_MONTHS = 3  # months simulated past the horizon so late months hold invoices paid later
 UNPAID_RATE = 0.04
 BATCH_RATE, VOID_RATE = 0.02, 0.02
@@ -162,6 +176,21 @@ _VAT = {"PL": 1.23, "DE": 1.19, "GB": 1.20, "NL": 1.21, "CZ": 1.21}
 _LANG = {"PL": "pl", "DE": "de", "GB": "en", "NL": "en", "CZ": "en"}
 _FACTORS = [("Pekao Faktoring", "Sp. z o.o.", "PL"), ("Coface Finanz", "GmbH", "DE"), ("BNP Paribas Factor", "GmbH", "DE"),
             ("Bibby Financial Services", "Ltd", "GB"), ("ING Commercial Finance", "B.V.", "NL"), ("mFaktoring", "S.A.", "PL")]
+# payer_change drift: (legal name, names as banks show them, their weights, country, bank code, accounts,
+# share of the affected contractors, short name for terse bank lines)
+_PROCESSORS = [
+    ("PayFlow Collections B.V.", ["PAYFLOW COLLECTIONS BV", "PayFlow Collections B.V.", "PAYFLOW COLL. BV"], [0.7, 0.2, 0.1],
+     "NL", "BUNQ", 3, 0.65, "PAYFLOW COLLECTIONS"),
+    ("Nordic Factoring AB", ["Nordic Factoring AB", "NORDIC FACTORING AB", "Nordic Factoring AB (publ)"], [0.7, 0.2, 0.1],
+     "SE", "500", 2, 0.35, "NORDIC FACTORING"),
+]
+_T_PROC = [  # ({ref}, then optional {inv} numbers and {abbr} contractor name)
+    [("PAYFLOW REF {ref}", " INV {inv}", " FOR {abbr}"), ("{ref} PAYFLOW PAYOUT", " {inv}", " {abbr}"),
+     ("PFC {ref}", " /INV/ {inv}", " /ORD/ {abbr}")],
+    [("Nordic Factoring remittance NF{ref}", " invoice {inv}", " on behalf of {abbr}"), ("NF{ref}", " faktura {inv}", " {abbr}"),
+     ("Payment ref NF-{ref}", " inv. {inv}", " obo {abbr}")],
+]
+PROC_NUMBER_SHARE, PROC_ABBR_SHARE, PROC_FEE_SHARE, PROC_OTHER_ACCOUNT = 0.3, 0.4, 0.2, 0.05
 _SPECIAL = {  # reason -> counterparties of transfers that pay nothing
     "bank": [("mBank", "S.A.", "PL")],
     "tax": [("Urząd Skarbowy Warszawa-Śródmieście", "", "PL"), ("Finanzamt München", "", "DE"), ("HMRC", "", "GB"), ("ZUS", "", "PL")],
@@ -246,11 +275,23 @@ def _validate(cfg: SyntheticConfig) -> None:
         raise ValueError("need months >= 1, transfers_per_month >= 1 and contractors >= 2")
     if not re.fullmatch(r"[A-Z]{3}", cfg.currency):
         raise ValueError(f"currency must be a 3-letter code, got {cfg.currency!r}")
-    if cfg.drift_kind not in DRIFT_KINDS:
-        raise ValueError(f"drift_kind must be one of {DRIFT_KINDS}, got {cfg.drift_kind!r}")
+    parse_drift_kind(cfg.drift_kind)
+    if not 0.0 <= cfg.drift_share_contractors <= 1.0:
+        raise ValueError(f"drift_share_contractors must lie in [0, 1], got {cfg.drift_share_contractors!r}")
     if cfg.drift_month is not None and cfg.drift_month < 1:
         raise ValueError("drift_month is 1-based and must be >= 1")
     pd.Period(cfg.start_month, freq="M")
+
+
+def parse_drift_kind(kind: str) -> tuple[str, ...]:
+    """``"title_format+payer_change"`` -> ``("title_format", "payer_change")``; unknown parts raise ValueError."""
+    if not isinstance(kind, str):
+        raise ValueError(f"drift_kind must be a string like 'title_format' or 'title_format+payer_change', got {kind!r}")
+    parts = [p.strip() for p in kind.split("+")]
+    bad = [p for p in parts if p not in DRIFT_KINDS]
+    if bad:
+        raise ValueError(f"drift_kind {kind!r}: unknown part(s) {bad}; each '+'-joined part must be one of {list(DRIFT_KINDS)}")
+    return tuple(dict.fromkeys(parts))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,7 +301,7 @@ def _group_sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 def _iban(rng: np.random.Generator, country: str, bank_code: str) -> str:
     """IBAN-like account with valid mod-97 check digits (country-typical length)."""
-    n = {"PL": 16, "DE": 10, "GB": 8, "NL": 10, "CZ": 16}[country]
+    n = {"PL": 16, "DE": 10, "GB": 8, "NL": 10, "CZ": 16, "SE": 17}[country]
     bban = bank_code + "".join(map(str, rng.integers(0, 10, n)))
     num = "".join(str(int(c, 36)) for c in bban + country + "00")
     return f"{country}{98 - int(num) % 97:02d}{bban}"
@@ -335,6 +376,24 @@ class _World:
         self.parent = np.where((rng.random(C) < 0.25) & ~sup, C + rng.integers(0, G, C), -1)
         self.factor = self.factor_ids[rng.integers(0, len(_FACTORS), C)]
         self.service = rng.integers(0, len(_SERVICES), C)
+
+
+class _PayerChange:
+    """payer_change drift: which customers each processor pays for, and from which of its accounts.
+
+    Own random stream, so the world, the plan and every other draw are the same as without it."""
+
+    def __init__(self, cfg: SyntheticConfig, world: _World):
+        rng = np.random.default_rng([cfg.seed, 8])
+        k = round(cfg.drift_share_contractors * len(world.customers))
+        chosen = np.sort(rng.permutation(world.customers)[:k])
+        self.proc = np.full(world.C, -1, np.int64)  # processor per contractor, -1: pays itself
+        self.proc[chosen] = rng.choice(len(_PROCESSORS), k, p=[p[6] for p in _PROCESSORS])
+        self.accounts = [[_iban(rng, p[3], p[4]) for _ in range(p[5])] for p in _PROCESSORS]
+        n_acc = np.array([p[5] for p in _PROCESSORS])
+        self.home = np.zeros(world.C, np.int64)  # the processor account a contractor's payments usually come from
+        self.home[chosen] = (rng.random(k) * n_acc[self.proc[chosen]]).astype(np.int64)
+        self.contractors = chosen
 
 
 # ----------------------------------------------------------------------------------------------
@@ -652,6 +711,19 @@ def _damage(num: str, r: random.Random) -> str:
     return out if out != num else num[:-1]
 
 
+def _abbreviate(base: str, r: random.Random) -> str:
+    """A contractor's name as a processor abbreviates it: "KOWA LOGI", "KOWALSKI", "KL", "KOWALSKI LOG"."""
+    words = _fold(base).upper().split()
+    x = r.random()
+    if x < 0.4:
+        return " ".join(w[:4] for w in words)
+    if x < 0.7:
+        return words[0]
+    if x < 0.85 and len(words) > 1:
+        return "".join(w[0] for w in words)
+    return " ".join(words)[:12].rstrip()
+
+
 class _Renderer:
     """Strings, ids and frames from the numeric plan."""
 
@@ -660,6 +732,8 @@ class _Renderer:
         self.inv, self.trf, self.lnk = plan["inv"], plan["trf"], plan["lnk"]
         self.r = random.Random(f"{cfg.seed}-transfers")  # transfers are rendered in month order, so drift
         self.r_inv = random.Random(f"{cfg.seed}-invoices")  # leaves earlier months' text untouched
+        self.r_proc = random.Random(f"{cfg.seed}-payer_change")  # processor text: the main stream is untouched
+        self.pc = _PayerChange(cfg, world)
 
     # numbers ----------------------------------------------------------------------------------
     def numbers(self) -> None:
@@ -739,11 +813,25 @@ class _Renderer:
         lt, li = lnk["t"][lo], lnk["inv"][lo]
         bounds = np.searchsorted(lt, np.arange(len(trf["kind"]) + 1))
 
-        drifted = np.zeros(len(trf["kind"]), bool)
-        if cfg.drift_month is not None:
+        n = len(trf["kind"])
+        kinds = parse_drift_kind(cfg.drift_kind)
+        post = trf["month"] + 1 >= cfg.drift_month if cfg.drift_month is not None else np.zeros(n, bool)
+        retitled = np.zeros(n, bool)  # title_format
+        if "title_format" in kinds:
             ent = trf["payer"]
-            drifted = (trf["month"] + 1 >= cfg.drift_month) & (ent >= 0) & (self.w.bank[np.maximum(ent, 0)] == BIG_BANK)
-        titles, names, accounts, cats = self.transfer_text(li, bounds, drifted)
+            retitled = post & (ent >= 0) & (self.w.bank[np.maximum(ent, 0)] == BIG_BANK)
+        proc = np.zeros(n, bool)  # payer_change: paid by a processor
+        if "payer_change" in kinds:
+            c = trf["contr"]
+            proc = (post & (trf["kind"] != NONE) & ~trf["out"] & ~trf["batch"] & (c >= 0)
+                    & (self.pc.proc[np.clip(c, 0, self.w.C - 1)] >= 0))
+        titles, names, accounts, cats = self.transfer_text(li, bounds, retitled, proc)
+        drifted = retitled | proc
+        fee, other, variant = trf["fee"].copy(), trf["other"] | proc, trf["variant"].copy()
+        variant[proc] = self.proc_variant[proc]
+        if proc.any():
+            fee = self.processor_fee(proc, fee, lo, bounds)
+            trf, lnk = self.trf, self.lnk
         invoices = self.invoice_frame(inv_id, inv_month, month_lbl)
         transfers = pd.DataFrame({
             "transfer_id": trf_id, "month": month_lbl[trf["month"]],
@@ -758,7 +846,7 @@ class _Renderer:
         links = links.iloc[np.lexsort((links["invoice_id"].to_numpy(), links["transfer_id"].to_numpy()))].reset_index(drop=True)
         truth = pd.DataFrame({
             "transfer_id": trf_id, "month": month_lbl[trf["month"]], "kind": KINDS[trf["kind"]], "number_in_title": CATS[cats],
-            "fee": trf["fee"], "other_payer": trf["other"], "name_variant": trf["variant"], "drifted": drifted,
+            "fee": fee, "other_payer": other, "name_variant": variant, "drifted": drifted,
             "outgoing": trf["out"], "batch": trf["batch"], "noise_numbers": self.noise,
             "reason": np.where(trf["reason"] >= 0, np.array(REASONS, dtype=object)[np.maximum(trf["reason"], 0)], None),
             "n_invoices": np.diff(bounds),
@@ -790,12 +878,16 @@ class _Renderer:
         })
         return df.iloc[np.lexsort((inv_id, inv_month))].reset_index(drop=True)
 
-    def transfer_text(self, li, bounds, drifted):
+    def transfer_text(self, li, bounds, drifted, proc):
+        """Title, payer name and account per transfer. ``drifted``: title_format rewrite; ``proc``: paid by a
+        processor (payer_change). Processor transfers draw their ordinary text first and then replace it, so
+        the main random stream, and with it every other transfer's text, is the same as without payer_change."""
         cfg, w, r, trf = self.cfg, self.w, self.r, self.trf
         n = len(trf["kind"])
         titles, names, accounts = [None] * n, [None] * n, [None] * n
         cats = trf["cat"].copy()
         self.noise = np.zeros(n, bool)
+        self.proc_variant = np.zeros(n, bool)
         num, seq, inv = self.num, self.seq, self.inv
         booked = trf["booked"].astype("datetime64[D]").astype(object)
         for t in range(n):
@@ -849,7 +941,57 @@ class _Renderer:
             x = r.random()
             if not (reason in ("bank_fee", "interest")) and x >= 0.02:
                 accounts[t] = w.alt_account[e] if x < 0.06 else w.account[e]
+            if proc[t]:
+                titles[t], names[t], accounts[t], cats[t], self.proc_variant[t] = self.processor_text(int(trf["contr"][t]), invs)
+                self.noise[t] = True  # the processor's reference number
         return titles, names, accounts, cats
+
+    def processor_text(self, c: int, invs: list[int]):
+        """(title, name, account, number category, name shown in a variant) of a transfer a processor pays for ``c``."""
+        r, pc, inv = self.r_proc, self.pc, self.inv
+        p = int(pc.proc[c])
+        legal, shown, weights, _, _, n_acc, _, short = _PROCESSORS[p]
+        name = r.choices(shown, weights)[0]
+        home = int(pc.home[c])
+        k = home if n_acc == 1 or r.random() >= PROC_OTHER_ACCOUNT else r.choice([a for a in range(n_acc) if a != home])
+        account = pc.accounts[p][k]
+        ref = str(r.randrange(10**13, 10**14) if p == 0 else r.randrange(10**10, 10**11))
+        cat, parts = ABSENT, []
+        if r.random() < PROC_NUMBER_SHARE:
+            shown_inv = [i for i in invs if not inv["credit"][i]] or invs
+            parts = [re.sub(r"[/\-\s.]", "", self.num[i]).upper() if p == 0 else self.num[i] for i in shown_inv]
+            cat = EXACT if all(a == self.num[i] for a, i in zip(parts, shown_inv)) else OTHER
+        abbr = _abbreviate(self.w.base[c], r) if r.random() < PROC_ABBR_SHARE else ""
+        if self.cfg.description_only:
+            title = " ".join([short, ref, *parts, abbr]).strip()
+        else:
+            head, with_inv, with_abbr = r.choice(_T_PROC[p])
+            title = head.format(ref=ref) + (with_inv.format(inv=" ".join(parts)) if parts else "") + (with_abbr.format(abbr=abbr) if abbr else "")
+        return title, name, account, cat, name != legal
+
+    def processor_fee(self, proc, fee, lo, bounds) -> np.ndarray:
+        """A small processor fee off some processor transfers (single/multi, no discount yet): the transfer amount
+        drops by <= 2 % and its allocations are scaled as for a discount, cents residue on the last link."""
+        trf, lnk = self.trf, self.lnk
+        rng = np.random.default_rng([self.cfg.seed, 9])
+        n = len(proc)
+        u, fixed = rng.random(n), rng.random(n) < 0.5
+        amt = trf["amount"]
+        ded = np.where(fixed, rng.choice([0.5, 1.0, 1.5, 2.0, 2.5], n), np.abs(amt) * rng.uniform(0.001, 0.008, n))
+        ded = np.maximum(0.01, np.round(np.minimum(ded, 0.02 * np.abs(amt)), 2))
+        sel = np.flatnonzero(proc & np.isin(trf["kind"], [SINGLE, MULTI]) & (trf["role"] == 0) & ~fee & (u < PROC_FEE_SHARE))
+        amount, alloc = amt.copy(), lnk["alloc"].copy()
+        for t in sel.tolist():
+            new = round(float(amt[t] - np.sign(amt[t]) * ded[t]), 2)
+            idx = lo[bounds[t]:bounds[t + 1]]
+            a = np.round(alloc[idx] * (new / amt[t]), 2)
+            a[-1] = round(a[-1] + round(new - a.sum(), 2), 2)
+            alloc[idx], amount[t] = a, new
+        self.trf = {**trf, "amount": amount}
+        self.lnk = {**lnk, "alloc": alloc}
+        fee = fee.copy()
+        fee[sel] = True
+        return fee
 
     def title(self, t, reason, lang, parts, noise, ctx) -> str | None:
         r = self.r
