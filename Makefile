@@ -7,14 +7,14 @@ export ZENML_ANALYTICS_OPT_IN := false
 export BENTOML_DO_NOT_TRACK := True
 export AUTO_OPEN_DASHBOARD := false
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench clean dashboard stack-gcp simulate serve
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,gcp]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,3 +30,15 @@ bench: $(STAMP)
 
 clean:
 	rm -rf .ledgerlink
+
+simulate: $(STAMP)
+	$(PY) run.py --simulate 12
+
+dashboard: $(STAMP)
+	$(VENV)/bin/zenml login --local
+	@echo "ZenML dashboard: http://127.0.0.1:8237 (stop: $(VENV)/bin/zenml logout --local)"
+
+stack-gcp: $(STAMP)
+	@test -n "$(PROJECT)" -a -n "$(REGION)" -a -n "$(BUCKET)" || { echo "usage: make stack-gcp PROJECT=<project> REGION=<region> BUCKET=<bucket> [AUTH=auto|service-account|implicit KEY=sa.json]"; exit 2; }
+	$(PY) stacks/register_gcp.py --project $(PROJECT) --region $(REGION) --bucket $(BUCKET) --auth-method $(or $(AUTH),auto) $(if $(KEY),--key-file $(KEY))
+	@echo "Activate with: $(VENV)/bin/zenml stack set ledgerlink-gcp"

@@ -26,15 +26,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--simulate", type=int, metavar="N", help="fresh state, N monthly cycles of collection, "
                    "monitoring and training on synthetic data with a drift event, then a plot")
     p.add_argument("--drift-month", type=int, default=7, help="month of the drift event in --simulate")
+    p.add_argument("--schedule", metavar="CRON", help='schedule instead of running now, e.g. "0 3 1 * *" (needs the gcp stack)')
+    p.add_argument("--timezone", help="IANA timezone for --schedule (default UTC), e.g. Europe/Warsaw")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from pipelines.runner import run_cycles
     from ledgerlink.config import load_config
+    from pipelines.runner import run_cycles, schedule
+    from pipelines.schedule import ScheduleError, build_schedule, check_orchestrator_can_schedule, run_options
 
     cfg = load_config(args.config)
+    family = cfg["model"].get("family", "xgboost")
+    if args.schedule:
+        try:
+            sched = build_schedule(args.schedule, args.timezone, name=f"ledgerlink-{args.pipeline}")
+            check_orchestrator_can_schedule()
+        except ScheduleError as exc:
+            print(f"--schedule: {exc}", file=sys.stderr)
+            return 2
+        return schedule(cfg, args.pipeline, run_options(args.config, family, sched))
     if args.simulate:
         from pipelines.simulate import simulate
         simulate(cfg, months=args.simulate, drift_month=args.drift_month)
@@ -42,7 +54,8 @@ def main(argv=None) -> int:
     if args.months < 1:
         print("--months must be at least 1", file=sys.stderr)
         return 2
-    return run_cycles(cfg, pipeline=args.pipeline, months=args.months, enable_cache=not args.no_cache)
+    return run_cycles(cfg, pipeline=args.pipeline, months=args.months, enable_cache=not args.no_cache,
+                      options=run_options(args.config, family))
 
 
 if __name__ == "__main__":

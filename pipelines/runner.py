@@ -21,19 +21,21 @@ def _output(run, step: str, name: str) -> Any:
     return run.steps[step].outputs[name][0].load()
 
 
-def collect(cfg: dict) -> dict:
+def collect(cfg: dict, options: dict | None = None) -> dict:
     from .data_collection import data_collection
-    run = data_collection.with_options(run_name=None)(config=cfg)
+    run = data_collection.with_options(**(options or {}))(config=cfg)
     return _output(run, "collect_month_step", "dataset_ref")
 
 
-def train(cfg: dict, enable_cache: bool = True) -> dict:
+def model_spec(cfg: dict):
     from zenml import Model
+    return Model(name=cfg["model_name"], description="Matches bank transfers to the invoices they pay.",
+                 tags=["ledgerlink", cfg["model"].get("family", "xgboost")])
 
+
+def train(cfg: dict, enable_cache: bool = True, options: dict | None = None) -> dict:
     from .training import training
-    model = Model(name=cfg["model_name"], description="Matches bank transfers to the invoices they pay.",
-                  tags=["ledgerlink"])
-    run = training.with_options(model=model, enable_cache=enable_cache)(config=cfg)
+    run = training.with_options(model=model_spec(cfg), enable_cache=enable_cache, **(options or {}))(config=cfg)
     decision = _output(run, "compare_with_production", "decision")
     evaluation = _output(run, "evaluate_matcher", "evaluation")
     promotion = _output(run, "promote_model", "promotion")
@@ -42,25 +44,25 @@ def train(cfg: dict, enable_cache: bool = True) -> dict:
             "run": run.name}
 
 
-def monitor(cfg: dict) -> dict:
+def monitor(cfg: dict, options: dict | None = None) -> dict:
     from .monitoring import monitoring
-    run = monitoring(config=cfg)
+    run = monitoring.with_options(**(options or {}))(config=cfg)
     return {"drift": _output(run, "detect_data_drift", "drift_summary"),
             "fresh": _output(run, "score_production_on_fresh_month", "fresh_performance"),
             "decision": _output(run, "decide_retraining", "retraining_decision"), "run": run.name}
 
 
-def run_cycle(cfg: dict, pipeline: str = "training", enable_cache: bool = True) -> dict | None:
+def run_cycle(cfg: dict, pipeline: str = "training", enable_cache: bool = True, options: dict | None = None) -> dict | None:
     """One monthly cycle: collect the next month, monitor, train (as ``pipeline`` says). Returns the summary row."""
     store, warehouse = open_store(cfg), open_warehouse(cfg)
     month = next_month(warehouse, store)
     ref = watch = None
     if pipeline in ("data", "training", "all") and month is not None:
-        ref = collect(cfg)
+        ref = collect(cfg, options)
     elif pipeline == "data":
         console.print("No new month in the warehouse; the store is up to date.")
     if pipeline in ("monitoring", "all") and store.collected_months():
-        watch = monitor(cfg)
+        watch = monitor(cfg, options)
     row = {"month": month or "(none new)", "rows": "", "candidate": "", "production": "", "decision": "",
            "drift": "", "fresh": "", "promoted": False, "values": {}}
     if watch is not None:
@@ -77,7 +79,7 @@ def run_cycle(cfg: dict, pipeline: str = "training", enable_cache: bool = True) 
         if not store.collected_months():
             console.print("[red]Nothing collected yet and the warehouse has no month to collect.[/red]")
             return None
-        result = train(cfg, enable_cache)
+        result = train(cfg, enable_cache, options)
         d = result["decision"]
         cand = d["checks"].get("candidate")
         prod = d["checks"].get("production", d["checks"].get("rules"))
@@ -105,14 +107,31 @@ def print_summary(rows: list[dict], pipeline: str, metric: str) -> None:
     console.print(table)
 
 
-def run_cycles(cfg: dict, pipeline: str = "training", months: int = 1, enable_cache: bool = True) -> int:
+def run_cycles(cfg: dict, pipeline: str = "training", months: int = 1, enable_cache: bool = True,
+               options: dict | None = None) -> int:
     rows = []
     for _ in range(months):
-        row = run_cycle(cfg, pipeline, enable_cache)
+        row = run_cycle(cfg, pipeline, enable_cache, options)
         if row is None:
             return 1
         rows.append(row)
         if row["month"] == "(none new)" and pipeline != "monitoring":
             break
     print_summary(rows, pipeline, cfg["evaluation"].get("primary_metric", "pair_f1"))
+    return 0
+
+
+def schedule(cfg: dict, pipeline: str, options: dict) -> int:
+    """Attach the schedule in ``options`` to the pipelines; the orchestrator (Vertex) runs them from now on."""
+    from .data_collection import data_collection
+    from .monitoring import monitoring
+    from .training import training
+    if pipeline in ("data", "all"):
+        data_collection.with_options(**options)(config=cfg)
+    if pipeline in ("monitoring", "all"):
+        monitoring.with_options(**options)(config=cfg)
+    if pipeline in ("training", "all"):
+        training.with_options(model=model_spec(cfg), **options)(config=cfg)
+    console.print(f"Scheduled '{pipeline}' with cron {options['schedule'].cron_expression!r}. "
+                  "List or delete schedules as the README describes (ZenML cannot update one).")
     return 0

@@ -48,7 +48,8 @@ def simulation_config(cfg: dict, months: int, drift_month: int) -> dict:
     home = Path(cfg["data_dir"]) / "simulation"
     sim["data_dir"] = str(home)
     sim["model_name"] = f"{cfg['model_name']}_simulation"
-    sim["synthetic"] = {**cfg["synthetic"], "months": months, "drift_month": drift_month}
+    sim["synthetic"] = {**cfg["synthetic"], "months": months, "drift_month": drift_month,
+                        "drift_kind": cfg["synthetic"].get("drift_kind") or "title_format+payer_change"}
     sim["warehouse"] = {**cfg["warehouse"], "kind": "duckdb", "path": str(home / "warehouse.duckdb")}
     sim["store"] = {"uri": str(home / "datasets")}
     sim["deploy"] = {**cfg["deploy"], "deployer": "local", "smoke_test": False, "model_dir": str(home / "models")}

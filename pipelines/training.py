@@ -17,4 +17,4 @@ def training(config: dict) -> None:
                                           promotion={**config["promotion"], **config["evaluation"]})
     promotion = promote_model(decision=decision, evaluation=evaluation, dataset_ref=ref, alerts=config["alerts"])
     deploy_model(matcher=matcher, decision=decision, promotion=promotion, deploy=config["deploy"],
-                 alerts=config["alerts"])
+                 alerts=config["alerts"], dataset_ref=ref)

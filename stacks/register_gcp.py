@@ -98,7 +98,7 @@ def register_stack(spec: dict, project: str, bucket: str, auth_method: str = "au
         ctype = StackComponentType(type_name)
         (entry,) = entries
         try:
-            existing = client.get_stack_component(entry["name"], ctype, allow_name_prefix_match=False)
+            existing = client.get_stack_component(ctype, entry["name"], allow_name_prefix_match=False)
         except KeyError:
             existing = None
         if existing is None:

@@ -1,28 +1,21 @@
 """Cloud Build client against a local HTTP server.
 
 The real ``CloudBuildClient`` (REST transport, anonymous credentials) talks to an ``http.server`` on
-127.0.0.1 that plays the Cloud Build API: it checks the exact JSON body the client sends, answers
-``create`` with a long-running Operation whose metadata is a ``BuildOperationMetadata``, and answers
-the polls at ``GET /v1/operations/...``.
+127.0.0.1 that plays the Cloud Build API (``tests/cloudbuild_server.py``): it checks the exact JSON body
+the client sends, answers ``create`` with a long-running Operation whose metadata is a
+``BuildOperationMetadata``, and answers the polls at ``GET /v1/operations/...``.
 """
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import tarfile
-import threading
-import warnings
 from datetime import datetime, timezone
 
 import pytest
 
-warnings.filterwarnings("ignore", category=FutureWarning)
-
-from google.api_core.client_options import ClientOptions  # noqa: E402
-from google.auth.credentials import AnonymousCredentials  # noqa: E402
-from google.cloud.devtools import cloudbuild_v1  # noqa: E402
-
+from cloudbuild_server import (BUILD_ID, BUILD_TYPE, LOG_URL, META_TYPE, OP_NAME, PROJECT, S,  # noqa: F401
+                               FakeCloudBuild as _FakeCloudBuild, build_json, op_json)
 from ledgerlink.deploy.cloud_build import (  # noqa: E402
     BUILD_ROLE,
     CloudBuildError,
@@ -34,17 +27,10 @@ from ledgerlink.deploy.cloud_build import (  # noqa: E402
 )
 from ledgerlink.deploy.tags import image_tag, image_uri  # noqa: E402
 
-PROJECT = "finanse-project"
 BUCKET = "finanse-ml-dev"
 OBJECT = "models/8f19cd96-ca7b-40bd-980e-f2ce19908a6b/context.tar.gz"
 TAG = image_tag(7, now=datetime(2026, 11, 21, 9, 30, 0, tzinfo=timezone.utc))
 IMAGE = image_uri("europe-west4-docker.pkg.dev/finanse-project/models/ledgerlink", TAG)
-BUILD_ID = "0c8a2c7e-1111-4a4a-9f9f-123456789abc"
-OP_NAME = f"operations/build/{PROJECT}/MGM4YTJjN2UtMTExMQ"
-LOG_URL = f"https://console.cloud.google.com/cloud-build/builds/{BUILD_ID}?project=123"
-META_TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1.BuildOperationMetadata"
-BUILD_TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1.Build"
-S = cloudbuild_v1.Build.Status
 
 EXPECTED_BODY = {
     "source": {"storageSource": {"bucket": BUCKET, "object": OBJECT}},
@@ -55,70 +41,15 @@ EXPECTED_BODY = {
 
 
 def _build(status: S, **extra) -> dict:
-    # Enums as integers: the client asks for `$alt=json;enum-encoding=int`.
-    return {"id": BUILD_ID, "projectId": PROJECT, "status": int(status), "logUrl": LOG_URL, "images": [IMAGE], **extra}
+    return build_json(status, IMAGE, **extra)
 
 
 def _op(status: S, done: bool, **extra) -> dict:
-    return {"name": OP_NAME, "metadata": {"@type": META_TYPE, "build": _build(status)}, "done": done, **extra}
+    return op_json(status, done, IMAGE, **extra)
 
 
-class FakeCloudBuild:
-    """Scripted Cloud Build: ``create`` is the answer to POST, ``polls`` the answers to each GET."""
-
-    def __init__(self, create: tuple[int, dict], polls: list[dict] | None = None, repeat_last: bool = False):
-        self.create, self.polls, self.repeat_last = create, list(polls or []), repeat_last
-        self.requests: list[dict] = []
-        fake = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _reply(self, code: int, payload: dict) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self):  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                fake.requests.append({"method": "POST", "path": self.path, "body": json.loads(raw or b"{}")})
-                if not self.path.startswith(f"/v1/projects/{PROJECT}/builds?"):
-                    return self._reply(404, {"error": {"code": 404, "message": f"unexpected path {self.path}", "status": "NOT_FOUND"}})
-                if json.loads(raw) != EXPECTED_BODY:
-                    return self._reply(400, {"error": {"code": 400, "message": "unexpected body", "status": "INVALID_ARGUMENT"}})
-                self._reply(*fake.create)
-
-            def do_GET(self):  # noqa: N802
-                fake.requests.append({"method": "GET", "path": self.path})
-                if not self.path.startswith(f"/v1/{OP_NAME}"):
-                    return self._reply(404, {"error": {"code": 404, "message": f"unexpected path {self.path}", "status": "NOT_FOUND"}})
-                if not fake.polls:
-                    return self._reply(500, {"error": {"code": 500, "message": "no more scripted polls", "status": "INTERNAL"}})
-                answer = fake.polls[0] if (fake.repeat_last and len(fake.polls) == 1) else fake.polls.pop(0)
-                self._reply(200, answer)
-
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "FakeCloudBuild":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-    def client(self) -> cloudbuild_v1.CloudBuildClient:
-        return cloudbuild_v1.CloudBuildClient(
-            transport="rest",
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=f"http://127.0.0.1:{self.server.server_port}"),
-        )
+def FakeCloudBuild(create, polls=None, repeat_last=False):  # noqa: N802 - the server, checking EXPECTED_BODY
+    return _FakeCloudBuild(create, polls, repeat_last, expected_body=EXPECTED_BODY)
 
 
 def _request() -> dict:

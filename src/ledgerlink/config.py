@@ -32,7 +32,13 @@ DEFAULTS: dict[str, Any] = {
     "evaluation": {"target_precision": 0.995, "primary_metric": "pair_f1"},
     "promotion": {"min_delta": 0.002, "bootstrap_samples": 1000, "confidence": 0.95,
                   "slice_tolerance": 0.02, "min_slice_size": 30, "seed": 0},
-    "deploy": {"deployer": "local", "smoke_test": True, "model_dir": "{data_dir}/models"},
+    "deploy": {"deployer": "local",  # local | gcp (ledgerlink.deploy.deployers)
+               "smoke_test": True,   # serve the built Bento on loopback and check one real POST /match first
+               "model_dir": "{data_dir}/models",
+               "currencies": None,   # e.g. [EUR, PLN]: the service rejects others; None: any ISO 4217 code
+               "gcp": {"project": None, "bucket": None,  # gs://BUCKET[/PREFIX]: contexts go to models/<id>/
+                       "registry": None,  # REGION-docker.pkg.dev/PROJECT/REPO/IMAGE (tag added per build)
+                       "timeout_s": 1200, "poll_s": 10, "location": None}},
     "monitoring": {"drift_share": 0.3, "accuracy_drop": 0.03, "auto_rate_drop": 0.05, "retrain": "always",
                    "max_rows": 20000},
     "alerts": {"slack_webhook": None},

@@ -1,27 +1,43 @@
-from typing import Annotated
+from typing import Annotated, Optional
 
 from zenml import get_step_context, log_metadata, step
 
+from ledgerlink.data.store import DatasetStore
+from ledgerlink.deploy.deployers import DeploymentFailed, ModelVersionInfo, deploy_promoted, skipped
 from ledgerlink.matching.base import BaseMatcher
-
-from ledgerlink.deploy.export import export_model
 from ledgerlink.monitoring.alerts import Alert, Alerter
 
 
 @step(enable_cache=False)
-def deploy_model(matcher: BaseMatcher, decision: dict, promotion: dict, deploy: dict, alerts: dict) -> Annotated[dict, "deployment"]:
-    """Ship a promoted model; otherwise do nothing and say why."""
+def deploy_model(matcher: BaseMatcher, decision: dict, promotion: dict, deploy: dict, alerts: dict,
+                 dataset_ref: Optional[dict] = None) -> Annotated[dict, "deployment"]:
+    """Ship a promoted model (BentoML model + Bento, smoke test, then the configured deployer); otherwise do
+    nothing and say why. The outcome is the model version's ``deployment`` metadata, failures included."""
+    alerter = Alerter(alerts.get("slack_webhook"))
     if not promotion["promoted"]:
-        reason = "; ".join(decision["reasons"])
-        print(f"Deploy skipped: the model was not promoted ({reason})")
-        result = {"deployed": False, "reason": reason}
+        result = skipped(decision["reasons"])
+        print(f"Deploy skipped: the model was not promoted ({result['reason']})")
         log_metadata(metadata={"deployment": result}, infer_model=True)
-        Alerter(alerts.get("slack_webhook")).send(Alert("deployment", f"skipped: {reason}"))
+        alerter.send(Alert("deployment", f"skipped: {result['reason']}"))
         return result
-    info = {"model_name": promotion["model_name"], "version": promotion["version"], "number": promotion["number"]}
-    path = export_model(matcher, deploy["model_dir"], promotion["model_name"], promotion["number"], info)
-    result = {"deployed": True, "deployer": deploy.get("deployer", "local"), "model_path": str(path)}
-    print(f"Deployed model version {promotion['number']} to {path}")
+
+    model = get_step_context().model
+    meta = model.run_metadata  # logged by promote_model
+    info = ModelVersionInfo(model_name=promotion["model_name"], version=str(promotion["version"]),
+                            number=int(promotion["number"]), model_version_id=str(model.id),
+                            metrics=dict(meta.get("metrics") or {}), months=list(meta.get("data_months") or []),
+                            threshold=getattr(matcher, "auto_threshold_", None), currencies=deploy.get("currencies"))
+    smoke_tables = None
+    if deploy.get("smoke_test", True) and dataset_ref:
+        smoke_tables = DatasetStore(dataset_ref["uri"]).load_test()
+    try:
+        result = deploy_promoted(matcher, info, deploy, smoke_tables=smoke_tables)
+    except DeploymentFailed as exc:
+        log_metadata(metadata={"deployment": exc.record}, infer_model=True)  # recorded before the run fails
+        raise
     log_metadata(metadata={"deployment": result}, infer_model=True)
-    Alerter(alerts.get("slack_webhook")).send(Alert("deployment", f"version {promotion['number']} deployed", {"path": str(path)}))
+    where = result.get("image") or result.get("model_path")
+    print(f"Deployed model version {info.number} ({result['deployer']}): {where}")
+    alerter.send(Alert("deployment", f"version {info.number} deployed ({result['deployer']})",
+                       {k: result[k] for k in ("image", "build_id", "bento_tag", "model_path") if k in result}))
     return result

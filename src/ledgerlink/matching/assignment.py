@@ -75,9 +75,10 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
     transfer, P(pays nothing) from the transfer-level model (NaN or None: unknown). Returns
     (links: t, i, allocated_amount, confidence; decisions: t, n_invoices, confidence) with a decision row for
     every transfer 0..n_transfers-1 (no candidates -> the empty set, confidence 1).
-    Conflicts are settled by confidence (to 0.01), then by booking date (``booked``): the first of two equally
-    sure payments of one invoice is the payment, the later one a duplicate. A transfer that loses an invoice
-    keeps that invoice's (1 - p) in its confidence, so losing a probable invoice sends it to review.
+    Conflicts are settled by confidence (to 0.01), then by booking date (``booked``: the first of two equally
+    sure payments is the payment, the later a duplicate). The loser keeps the lost invoice's (1 - p) in its
+    confidence; the winner's confidence is multiplied by (1 - p) of its strongest rival, because two strong
+    claims on one invoice (duplicate payment, advance, refund) mean one of them is wrong: both go to review.
     """
     k = min(k, MAX_K)
     cands = cands[["t", "i", "probability"]].reset_index(drop=True)
@@ -107,6 +108,10 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
         over = total.index[total.to_numpy() > cap[total.index.to_numpy()]]
         day = booked.astype("datetime64[D]").astype(np.int64) if booked is not None else np.zeros(n_transfers, np.int64)
         involved = sorted(set(used.loc[used["i"].isin(over), "t"]), key=lambda tt: (-round(conf[tt], 2), day[tt], tt))
+        # p of every first-round claim on a contested invoice: the winner is only as sure as its rivals are unsure
+        p_of = pd.Series(p, index=pd.MultiIndex.from_arrays([t, i]))
+        contested = used[used["i"].isin(over)]
+        claims = {j: [(int(tt), float(p_of[(tt, j)])) for tt in g["t"]] for j, g in contested.groupby("i")}
         if involved:
             remaining = np.abs(i_amount).astype(np.float64)
             fixed = used[~used["t"].isin(involved)]
@@ -140,12 +145,17 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
                 if tt in sets:
                     allocs[tt] = a
                     np.subtract.at(remaining, i[sets[tt]], np.abs(a))
+                    for r in sets[tt]:
+                        rivals = [q for u, q in claims.get(int(i[r]), []) if u != tt]
+                        if rivals:
+                            conf[tt] *= 1.0 - min(max(rivals), 1.0)
                 else:
                     allocs.pop(tt, None)
 
     conf = np.clip(conf, 0.0, 1.0 - EPS)
     rows = [(tt, int(i[r]), float(x), float(conf[tt])) for tt, rs in sets.items() for r, x in zip(rs, allocs[tt])]
-    links = pd.DataFrame(rows, columns=["t", "i", "allocated_amount", "confidence"]).sort_values(["t", "i"])
+    links = pd.DataFrame(rows, columns=["t", "i", "allocated_amount", "confidence"]).astype(
+        {"t": np.int64, "i": np.int64, "allocated_amount": np.float64, "confidence": np.float64}).sort_values(["t", "i"])
     n_inv = np.zeros(n_transfers, np.int64)
     for tt, rs in sets.items():
         n_inv[tt] = len(rs)

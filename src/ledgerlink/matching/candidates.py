@@ -1,14 +1,17 @@
 """Blocking: which invoices are worth scoring for each transfer, without an all-pairs step.
 
 Four indexes, each an exploded token frame joined with pandas merges (cost ~ sum of posting-list sizes):
-- reference: digit runs (>= 3 digits, leading zeros stripped) and 4-grams of each reference chunk's digits,
-  so typos, transpositions, truncations and other formats still share most tokens; weighted by IDF and
-  capped in document frequency (years and month numbers are in every invoice and carry nothing);
+- reference: per reference chunk, its exact digit string, its one-deletion variants (symmetric-deletion:
+  a typo, transposition, missing digit or truncation on either side still shares a variant), digit runs
+  (>= 3 digits, leading zeros stripped: other formats) and digit 4-grams; IDF-weighted, and tokens in more
+  than ``ref_max_df`` invoices dropped (years and month numbers are in every invoice and carry nothing);
 - amount: exact signed amount in cents;
-- name: rare tokens of the normalised counterparty name (rarity counted over distinct names);
+- name: words and word pairs of the invoice's counterparty name (or description), rarity counted over the
+  live invoices, matched against the payer name and title words;
 - memory: payer account / payer name -> contractors it paid in the training links.
-Then the date window (issued before booked + 7 days, within ``lookback_days``) and a cap of
-``max_candidates`` per transfer by a cheap prescore.
+Then the date window (issued before booked + 7 days, within ``lookback_days``), a cheap prescore (incl.
+"completes the amount": the invoice, alone or with one other, is what the title's named invoices leave
+unpaid) and a cap of ``max_candidates`` per transfer.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ def _deletions(digits: str, prefix2: bool) -> list[str]:
 
 
 def _ref_tokens(chunks: pd.DataFrame, key: str, invoice_side: bool) -> pd.DataFrame:
+    if chunks.empty:
+        return pd.DataFrame({key: np.zeros(0, np.int64), "tok": np.zeros(0, object)})
     grams = digit_ngrams(chunks["digits"], NGRAM)
     g = pd.DataFrame({key: chunks[key].to_numpy()[grams["pos"].to_numpy()], "tok": "n" + grams["gram"]})
     runs = chunks[[key, "long_groups"]].explode("long_groups").dropna()
@@ -56,7 +61,7 @@ def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> pd.Data
     """(t, i, ref_score, ref_share): IDF mass of shared rare reference tokens, and its share of the invoice's."""
     it = _ref_tokens(inv_chunks[np.isin(inv_chunks["i"].to_numpy(), live)].reset_index(drop=True), "i", True)
     if it.empty or tr_chunks.empty:
-        return pd.DataFrame(columns=["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"])
+        return _empty(["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"])
     df = it.groupby("tok")["i"].nunique()
     n = max(it["i"].nunique(), 1)
     idf = np.log1p(n / df)
@@ -94,7 +99,7 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
     names = pd.Series(inv["name"].to_numpy()[live])
     counts = names[names != ""].value_counts()
     if counts.empty:
-        return pd.DataFrame(columns=["t", "i", "name_share"])
+        return _empty(["t", "i", "name_share"])
     uniq = pd.Series(counts.index.to_numpy())
     nt = _name_tokens(uniq, np.arange(len(uniq)), "name_id")
     nt["cnt"] = counts.to_numpy()[nt["name_id"].to_numpy()]
@@ -118,10 +123,10 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
 def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Exclusion | None) -> pd.DataFrame:
     """(t, i, mem): invoices of contractors this payer account/name paid before."""
     if memory is None:
-        return pd.DataFrame(columns=["t", "i", "mem"])
+        return _empty(["t", "i", "mem"])
     pairs, _ = memory.lookup(tr, exclude=exclude)
     if pairs.empty:
-        return pd.DataFrame(columns=["t", "i", "mem"])
+        return _empty(["t", "i", "mem"])
     pairs = pairs.assign(mem=pairs["acc_n"] + pairs["pay_n"])[["t", "name_key", "mem"]]
     ik = pd.DataFrame({"i": live, "name_key": inv["name_key"].to_numpy()[live]})
     return pairs.merge(ik[ik["name_key"] != ""], on="name_key")[["t", "i", "mem"]]
@@ -135,7 +140,7 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     cols = ["t", "i", "prescore", "ref_score", "ref_share", "ref_near", "ref_exact", "amt_exact", "name_share", "mem",
             "completes"]
     if len(tr) == 0 or len(inv) == 0:
-        return pd.DataFrame(columns=cols)
+        return _empty(cols)
     booked = tr["booked_at"].to_numpy()
     issued = inv["issued_at"].to_numpy()
     lo = booked.min() - np.timedelta64(lookback_days, "D")
@@ -149,7 +154,7 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     ]
     parts = [p for p in parts if len(p)]
     if not parts:
-        return pd.DataFrame(columns=cols)
+        return _empty(cols)
     c = pd.concat(parts, ignore_index=True)
     c = c.groupby(["t", "i"], as_index=False).max()
     for col in cols[3:]:
@@ -181,6 +186,10 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     c = c.sort_values(["t", "prescore"], ascending=[True, False], kind="stable")
     c = c[c.groupby("t").cumcount() < max_candidates]
     return c[cols].reset_index(drop=True)
+
+
+def _empty(cols: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: np.zeros(0, np.int64 if c in ("t", "i") else np.float64) for c in cols})
 
 
 def _completions(c: pd.DataFrame, ta: np.ndarray, ia: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ FEATURE_NAMES = [
     "amt_sign_agree", "amt_partial", "amt_over", "currency_eq", "subset_exact", "subset_fee", "subset_size",
     "n_same_amount", "named_sum_fits", "completes_named", "completes_pair", "same_amount_age_rank",
     # dates
-    "days_since_issue", "days_to_due",
+    "days_since_issue", "days_to_due", "title_month_diff",
     # ambiguity
     "n_cands", "heur_rank", "heur_margin",
 ]
@@ -59,6 +59,12 @@ def _title_words(tr: pd.DataFrame) -> pd.DataFrame:
     return out[out["word"].str.len() >= 3].drop_duplicates()
 
 
+def _table(columns: list[str], rows=()) -> pd.DataFrame:
+    """A memory table with fixed dtypes (text keys, float counts), also when empty."""
+    df = rows[columns] if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=columns)
+    return df.reset_index(drop=True).astype({c: (object if c in ("key", "name_key", "word", "invoice_id") else np.float64) for c in columns})
+
+
 @dataclass
 class Memory:
     """What the training links teach beyond one pair: which contractors (invoice ``name_key``) each payer
@@ -67,10 +73,10 @@ class Memory:
     transfer's own contribution out, so training pairs do not see their own label through memory.
     """
 
-    account: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["key", "name_key", "n"]))
-    payer: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["key", "name_key", "n"]))
-    words: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["word", "n", "n_linked"]))
-    paid: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["invoice_id", "paid", "n"]))
+    account: pd.DataFrame = field(default_factory=lambda: _table(["key", "name_key", "n"]))
+    payer: pd.DataFrame = field(default_factory=lambda: _table(["key", "name_key", "n"]))
+    words: pd.DataFrame = field(default_factory=lambda: _table(["word", "n", "n_linked"]))
+    paid: pd.DataFrame = field(default_factory=lambda: _table(["invoice_id", "paid", "n"]))
     link_rate: float = 0.9
 
     @staticmethod
@@ -99,13 +105,14 @@ class Memory:
         for side, col in (("account", "account"), ("payer", "payer")):
             k = ex.own.assign(key=tr[col].to_numpy()[ex.own["t"].to_numpy()])
             k = k[k["key"] != ""]
-            tables[side] = k.groupby(["key", "name_key"], as_index=False).size().rename(columns={"size": "n"})
+            tables[side] = _table(["key", "name_key", "n"],
+                                  k.groupby(["key", "name_key"], as_index=False).size().rename(columns={"size": "n"}))
         w = _title_words(tr)
         w = w[ex.counted[w["t"].to_numpy()]].assign(linked=lambda d: ex.linked[d["t"].to_numpy()].astype(np.int64))
-        words = w.groupby("word", as_index=False).agg(n=("t", "size"), n_linked=("linked", "sum"))
+        words = _table(["word", "n", "n_linked"], w.groupby("word", as_index=False).agg(n=("t", "size"), n_linked=("linked", "sum")))
         rate = float(ex.linked[ex.counted].mean()) if ex.counted.any() else 0.9
         pa = ex.own_alloc.assign(invoice_id=inv["invoice_id"].to_numpy()[ex.own_alloc["i"].to_numpy()])
-        paid = pa.groupby("invoice_id", as_index=False).agg(paid=("a", "sum"), n=("t", "size"))
+        paid = _table(["invoice_id", "paid", "n"], pa.groupby("invoice_id", as_index=False).agg(paid=("a", "sum"), n=("t", "size")))
         return cls(**tables, words=words, paid=paid, link_rate=rate)
 
     def paid_before(self, inv: pd.DataFrame, pairs: pd.DataFrame, exclude: Exclusion | None = None):
@@ -157,10 +164,10 @@ class Memory:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "Memory":
-        mk = lambda rows: pd.DataFrame(rows, columns=["key", "name_key", "n"]).astype({"n": "int64"})
-        words = pd.DataFrame(raw.get("words", []), columns=["word", "n", "n_linked"]).astype({"n": "int64", "n_linked": "int64"})
-        paid = pd.DataFrame(raw.get("paid", []), columns=["invoice_id", "paid", "n"]).astype({"paid": "float64", "n": "int64"})
-        return cls(account=mk(raw.get("account", [])), payer=mk(raw.get("payer", [])), words=words, paid=paid,
+        return cls(account=_table(["key", "name_key", "n"], raw.get("account", [])),
+                   payer=_table(["key", "name_key", "n"], raw.get("payer", [])),
+                   words=_table(["word", "n", "n_linked"], raw.get("words", [])),
+                   paid=_table(["invoice_id", "paid", "n"], raw.get("paid", [])),
                    link_rate=float(raw.get("link_rate", 0.9)))
 
 
@@ -278,7 +285,10 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     ``inv``/``tr`` and the chunk frames come from normalize.prepare_*; ``exclude`` (Memory.exclusion) makes
     memory leave-one-out for the training transfers in fit.
     """
-    pairs = pairs[["t", "i"]].reset_index(drop=True)
+    # work in (transfer, invoice_id) order so that ties break the same way however the pairs were given
+    given = pairs[["t", "i"]].reset_index(drop=True).astype(np.int64)
+    order = np.lexsort((inv["invoice_id"].to_numpy()[given["i"].to_numpy()], given["t"].to_numpy()))
+    pairs = given.iloc[order].reset_index(drop=True)
     t, i = pairs["t"].to_numpy(), pairs["i"].to_numpy()
     n = len(pairs)
     F = pd.DataFrame(index=pd.RangeIndex(n))
@@ -366,6 +376,10 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     booked = tr["booked_at"].to_numpy()[t]
     F["days_since_issue"] = (booked - inv["issued_at"].to_numpy()[i]).astype("timedelta64[D]").astype(np.float32)
     F["days_to_due"] = (inv["due_at"].to_numpy()[i] - booked).astype("timedelta64[D]").astype(np.float32)
+    # the month the title mentions vs the invoice's issue month, in [-6, 5] months (0: the same month)
+    issued_m = inv["issued_at"].to_numpy()[i].astype("datetime64[M]").astype(np.int64) % 12 + 1
+    tm = tr["title_month"].to_numpy()[t]
+    F["title_month_diff"] = (issued_m - tm + 6) % 12 - 6
 
     # --- already paid: a duplicate payment, or the remainder of a partial payment
     paid, npaid = memory.paid_before(inv, pairs, exclude)
@@ -396,7 +410,9 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     sub = subset_sums(pairs, heur, tr["amount"].to_numpy(), ia)
     for c in sub.columns:
         F[c] = sub[c].to_numpy()
-    return F[FEATURE_NAMES].astype(np.float32)
+    out = np.empty(n, np.int64)
+    out[order] = np.arange(n)
+    return F[FEATURE_NAMES].astype(np.float32).iloc[out].reset_index(drop=True)
 
 
 def _pair_completion(t: np.ndarray, ia: np.ndarray, rest: np.ndarray, open_: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from .features import FEATURE_NAMES, TRANSFER_FEATURE_NAMES, Memory, pair_featur
 from .normalize import prepare_invoices, prepare_transfers
 
 FORMAT_VERSION = 1
+MIN_AUTO_THRESHOLD = 0.5
 MODEL_FILE = "model.ubj"
 NONE_MODEL_FILE = "none_model.ubj"
 META_FILE = "meta.json"
@@ -231,7 +232,8 @@ class Matcher(BaseMatcher):
             correct = self._set_correct(v_links, v_dec, links_ti)
             # a transfer without candidates is "pays nothing" only as often as validation says (blocking misses)
             no_cand = ~np.isin(v_dec["t"].to_numpy(), vp["t"].to_numpy())
-            self.empty_confidence_ = float((correct[no_cand].sum() + 1) / (no_cand.sum() + 2))
+            # (a pessimistic Beta(1, 2) prior: with no such transfer in validation it stays below 0.5, i.e. review)
+            self.empty_confidence_ = float((correct[no_cand].sum() + 1) / (no_cand.sum() + 3))
             v_dec = v_dec.assign(confidence=np.where(no_cand, self.empty_confidence_, v_dec["confidence"].to_numpy()))
             self._validation = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[v_dec["t"].to_numpy()],
                                              "confidence": v_dec["confidence"].to_numpy(), "correct": correct})
@@ -247,7 +249,7 @@ class Matcher(BaseMatcher):
                 stages.update(1)
         else:
             self.auto_threshold_ = 1.0  # nothing to validate on: every decision goes to review
-            self.empty_confidence_ = 0.5
+            self.empty_confidence_ = 1 / 3
             summary["validation_transfers"] = 0
 
         # --- 2. refit on everything; memory from all links, leave-one-out for the training pairs
@@ -280,7 +282,10 @@ class Matcher(BaseMatcher):
         return (p.to_numpy() == q.to_numpy()).astype(bool) if len(tt) else np.zeros(0, bool)
 
     def _choose_threshold(self, conf: np.ndarray, correct: np.ndarray) -> float:
-        """Lowest confidence c such that the transfers with confidence >= c are right with precision >= target."""
+        """Lowest confidence c such that the transfers with confidence >= c are right with precision >= target.
+
+        Never below MIN_AUTO_THRESHOLD: a few hundred validation transfers can show 99.5% precision down to
+        absurd confidences by chance, and a set the model itself thinks more likely wrong is never automatic."""
         if len(conf) == 0:
             return 1.0
         order = np.argsort(-conf, kind="stable")
@@ -288,7 +293,7 @@ class Matcher(BaseMatcher):
         prec = np.cumsum(ok) / np.arange(1, len(ok) + 1)
         last_of_tie = np.r_[c[1:] != c[:-1], True]  # a threshold keeps all tied confidences together
         good = np.flatnonzero((prec >= self.target_precision) & last_of_tie)
-        return float(c[good[-1]]) if len(good) else 1.0
+        return max(float(c[good[-1]]), MIN_AUTO_THRESHOLD) if len(good) else 1.0
 
     # ----------------------------------------------------------------------------------------------------------
     def _check_fitted(self):

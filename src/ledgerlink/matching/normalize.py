@@ -103,7 +103,8 @@ def ref_chunks(s: pd.Series, whole: bool = False) -> pd.DataFrame:
     out["groups"] = runs.map(lambda rs: " ".join(r.lstrip("0") or "0" for r in rs)).to_numpy()
     out["long_groups"] = runs.map(lambda rs: [r.lstrip("0") or "0" for r in rs if len(r) >= MIN_CHUNK_DIGITS]).to_numpy()
     out = out[out["digits"].str.len() >= MIN_CHUNK_DIGITS]
-    return out.drop_duplicates(["row", "alnum"]).reset_index(drop=True)
+    out = out.drop_duplicates(["row", "alnum"]).reset_index(drop=True)
+    return out.astype({"row": np.int64, "alnum": object, "digits": object, "groups": object, "long_groups": object})
 
 
 def digit_ngrams(digits: pd.Series, n: int = 4) -> pd.DataFrame:
@@ -119,7 +120,7 @@ def digit_ngrams(digits: pd.Series, n: int = 4) -> pd.DataFrame:
     starts = np.arange(n_grams.sum()) - np.repeat(np.cumsum(n_grams) - n_grams, n_grams)
     src = d.to_numpy()[rows]
     grams = [s[i:i + n] for s, i in zip(src, starts)]
-    return pd.DataFrame({"pos": rows, "gram": grams})
+    return pd.DataFrame({"pos": rows.astype(np.int64), "gram": pd.Series(grams, dtype=object)})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -165,6 +166,26 @@ def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     return frame, chunks
 
 
+_MONTHS = {  # folded month names and abbreviations (en, pl nominative/genitive, de) -> 1..12
+    **{w: k + 1 for k, ws in enumerate([
+        "january jan styczen stycznia januar", "february feb luty lutego februar", "march mar marzec marca marz",
+        "april apr kwiecien kwietnia", "may maj maja mai", "june jun czerwiec czerwca juni",
+        "july jul lipiec lipca juli", "august aug sierpien sierpnia", "september sep sept wrzesien wrzesnia",
+        "october oct pazdziernik pazdziernika oktober okt", "november nov listopad listopada",
+        "december dec grudzien grudnia dezember dez"]) for w in ws.split()},
+}
+_MONTH_WORD_RE = r"\b(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\b"
+_MONTH_NUM_RE = r"(?<![0-9])(0?[1-9]|1[0-2])[/.\-](?:20)?\d\d(?![0-9/.\-])"
+
+
+def title_month(s: pd.Series) -> np.ndarray:
+    """The month a title mentions ("services March", "usługi marzec", "Miete 04/2025", "... MAR"), NaN if none."""
+    f = fold(s)
+    word = f.str.extract(_MONTH_WORD_RE, expand=False).map(_MONTHS)
+    num = pd.to_numeric(f.str.extract(_MONTH_NUM_RE, expand=False), errors="coerce")
+    return word.fillna(num).to_numpy(dtype=np.float64)
+
+
 def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(frame, chunks) for transfers. The payer name falls back to the title's words when there is none."""
     tr = transfers.reset_index(drop=True)
@@ -181,6 +202,7 @@ def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
         "title_words": words.to_numpy(),
         "name": payer.where(payer != "", words).to_numpy(),
         "account": normalize_account(_col(tr, "counterparty_account")).to_numpy(),
+        "title_month": title_month(title),
     })
     chunks = ref_chunks(title).rename(columns={"row": "t"})
     return frame, chunks

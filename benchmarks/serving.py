@@ -1,0 +1,281 @@
+"""Serving speed: the built Bento under ``bentoml serve`` on loopback, against the same call in process.
+
+Trains a Matcher on synthetic data, saves it to a temporary BentoML store and builds the Bento (or serves
+``--bento TAG`` from the store in ``$BENTOML_HOME``), starts ``bentoml serve`` on a free 127.0.0.1 port and
+drives ``POST /match`` with ``--candidates`` candidate invoices per transfer from a thread-pool load
+generator (keep-alive connections) at each concurrency in ``--concurrency``, each level bounded by
+``--requests`` and ``--max-seconds``. Every level runs ``--repeats`` times; medians are reported.
+The in-process figure is ``Matcher.match`` on the same request (frames built from the same JSON), so
+``p50_ms_c1 / inprocess_ms`` is the HTTP + validation overhead. ``--profile`` prints where the in-process
+time goes (cProfile, ledgerlink functions by cumulative time).
+
+Only requests the library answers in process are sent: requests the Matcher cannot answer (a known
+matching bug: no chosen invoice -> IndexError) would be HTTP 500s; their share is printed.
+
+    .venv/bin/python benchmarks/serving.py                      # ~2-3 minutes on 2 cores
+    .venv/bin/python benchmarks/serving.py --workers 2 --repeats 3 --profile
+
+Last line: JSON with p50_ms_c8, p99_ms_c8, rps_c8, inprocess_ms (and the other levels, the setup).
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import http.client
+import io
+import json
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bento", help="serve this Bento tag from $BENTOML_HOME instead of training and building one")
+    p.add_argument("--candidates", type=int, default=50, help="candidate invoices per transfer")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--requests", type=int, default=80, help="requests per level and repeat (at most)")
+    p.add_argument("--max-seconds", type=float, default=20.0, help="time per level and repeat (at most)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", type=int, default=1, help="BentoML server worker processes")
+    p.add_argument("--pool", type=int, default=40, help="distinct requests to cycle through")
+    p.add_argument("--months", type=int, default=3)
+    p.add_argument("--contractors", type=int, default=200)
+    p.add_argument("--transfers-per-month", type=int, default=400)
+    p.add_argument("--n-estimators", type=int, default=100)
+    p.add_argument("--profile", action="store_true", help="cProfile the in-process call")
+    return p.parse_args(argv)
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))]
+
+
+def prepare(args):
+    """(matcher, bento tag, model tag, requests with their in-process answers, unanswerable share)."""
+    from ledgerlink.data.synthetic import generate
+    from ledgerlink.deploy import bento as deploy
+    from ledgerlink.deploy.payloads import candidate_invoices, inprocess_answer, match_request, pick_transfers
+    from ledgerlink.matching import Matcher
+    from ledgerlink.matching.base import save_matcher
+
+    data = generate(months=args.months, contractors=args.contractors, transfers_per_month=args.transfers_per_month)
+    if args.bento:
+        import bentoml
+
+        bento = bentoml.bentos.get(args.bento)
+        model_tag = str(bento.info.models[0].tag)
+        matcher = Matcher.load(bentoml.models.get(model_tag).path_of(deploy.MATCHER_SUBDIR))
+        bento_tag = str(bento.tag)
+    else:
+        t0 = time.perf_counter()
+        matcher = Matcher(n_estimators=args.n_estimators, n_jobs=2).fit(data["invoices"], data["transfers"], data["links"])
+        print(f"trained on {len(data['transfers'])} transfers in {time.perf_counter() - t0:.1f}s", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            save_matcher(matcher, tmp)
+            model_tag = str(deploy.save_to_model_store(tmp, labels={"zenml_model_name": "bench", "zenml_model_version": 1},
+                                                       metadata={"threshold": float(matcher.auto_threshold_)}))
+        bento_tag = str(deploy.build_bento(model_tag))
+        import bentoml
+
+        # in process, use the model exactly as the server loads it (not the object that was just fitted)
+        matcher = Matcher.load(bentoml.models.get(model_tag).path_of(deploy.MATCHER_SUBDIR))
+    requests, tried = [], 0
+    last_month = sorted(data["transfers"]["month"].unique())[-1]
+    recent = {**data, "transfers": data["transfers"][data["transfers"]["month"] == last_month]}
+    for _, t in pick_transfers(recent, "any", 10 * args.pool).iterrows():
+        tried += 1
+        req = match_request(t, candidate_invoices(t, data["invoices"], data["links"], args.candidates, seed=tried))
+        if len(req["candidates"]) < args.candidates:
+            continue
+        try:
+            requests.append((req, inprocess_answer(matcher, req)))
+        except Exception:  # noqa: BLE001 - the matching bug; counted below
+            continue
+        if len(requests) == args.pool:
+            break
+    if not requests:
+        sys.exit("no request the matcher can answer in process; see the matching bug in the docstring")
+    return matcher, bento_tag, model_tag, requests, 1 - len(requests) / tried
+
+
+def inprocess(matcher, requests, repeats: int = 3) -> list[float]:
+    from ledgerlink.deploy.payloads import inprocess_answer
+
+    times = []
+    for _ in range(repeats):
+        for req, _ in requests:
+            t0 = time.perf_counter()
+            inprocess_answer(matcher, req)
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def batch_estimate(matcher, requests, size: int, rounds: int = 3) -> dict:
+    """What adaptive batching could gain: ``size`` requests merged into ONE ``Matcher.match`` call (union of their
+    candidates). Not servable as is: blocking then also pairs a transfer with other requests' invoices, so the
+    answers differ from the per-request ones (``disagree`` is the share of transfers whose chosen set changed)."""
+    import pandas as pd
+
+    from ledgerlink.deploy.payloads import request_frames
+
+    groups = [requests[k:k + size] for k in range(0, len(requests) - size + 1, size)] or [requests]
+    per_transfer, disagree, n = [], 0, 0
+    for group in groups:
+        frames = [request_frames(r) for r, _ in group]
+        inv = pd.concat([f[0] for f in frames]).drop_duplicates("invoice_id").reset_index(drop=True)
+        tr = pd.concat([f[1] for f in frames]).drop_duplicates("transfer_id").reset_index(drop=True)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            result = matcher.match(inv, tr)
+            per_transfer.append((time.perf_counter() - t0) * 1000 / len(tr))
+        for req, expected in group:
+            got = result.links.loc[result.links["transfer_id"] == req["transfer"]["transfer_id"], "invoice_id"].tolist()
+            disagree += got != [c[0] for c in expected["chosen"]]
+            n += 1
+    return {"ms_per_transfer": statistics.median(per_transfer), "disagree": disagree / max(n, 1)}
+
+
+def profile(matcher, requests) -> str:
+    from ledgerlink.deploy.payloads import inprocess_answer
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for req, _ in requests[:20]:
+        inprocess_answer(matcher, req)
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out).sort_stats("cumulative")
+    stats.print_stats(r"ledgerlink", 25)
+    return out.getvalue()
+
+
+def load(host: str, port: int, requests, concurrency: int, n_max: int, seconds: float) -> dict:
+    """``concurrency`` threads, one keep-alive connection each, cycling through ``requests``."""
+    bodies = [(json.dumps(r).encode(), a) for r, a in requests]
+    lock = threading.Lock()
+    state = {"next": 0, "lat": [], "errors": 0, "mismatch": 0}
+    deadline = time.perf_counter() + seconds
+
+    def worker():
+        conn = http.client.HTTPConnection(host, port, timeout=120)
+        while True:
+            with lock:
+                k = state["next"]
+                if k >= n_max or time.perf_counter() > deadline:
+                    break
+                state["next"] += 1
+            body, expected = bodies[k % len(bodies)]
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/match", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                raw = resp.read()
+                ok = resp.status == 200
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(host, port, timeout=120)
+                ok, raw = False, b""
+            ms = (time.perf_counter() - t0) * 1000
+            with lock:
+                if ok:
+                    state["lat"].append(ms)
+                    got = [c["invoice_id"] for c in json.loads(raw)["chosen"]]
+                    if got != [c[0] for c in expected["chosen"]]:
+                        state["mismatch"] += 1
+                else:
+                    state["errors"] += 1
+        conn.close()
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for f in [pool.submit(worker) for _ in range(concurrency)]:
+            f.result()
+    wall = time.perf_counter() - t0
+    lat = state["lat"]
+    return {"n": len(lat), "errors": state["errors"], "mismatch": state["mismatch"],
+            "p50_ms": _pct(lat, 50) if lat else float("nan"), "p99_ms": _pct(lat, 99) if lat else float("nan"),
+            "rps": len(lat) / wall if wall else 0.0}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    own_home = None
+    if not args.bento:  # an isolated BentoML store: nothing is left in the user's
+        own_home = tempfile.mkdtemp(prefix="ledgerlink-bench-bentoml-")
+        os.environ["BENTOML_HOME"] = own_home
+    from ledgerlink.deploy.local import BentoServer
+
+    matcher, bento_tag, model_tag, requests, unanswerable = prepare(args)
+    print(f"bento {bento_tag}: {len(requests)} distinct requests of {args.candidates} candidates; "
+          f"{unanswerable:.0%} of the transfers tried were skipped (the Matcher raises on them in process)", flush=True)
+    served_n_jobs = matcher.n_jobs  # what the server uses (the saved params)
+    ip = inprocess(matcher, requests)
+    matcher.n_jobs = 1 if served_n_jobs != 1 else 2
+    ip_other = inprocess(matcher, requests)
+    other_n_jobs, matcher.n_jobs = matcher.n_jobs, served_n_jobs
+    inprocess_ms = statistics.median(ip)
+    print(f"in process: median {inprocess_ms:.1f} ms, p99 {_pct(ip, 99):.1f} ms per request (n_jobs={served_n_jobs}, as "
+          f"served); median {statistics.median(ip_other):.1f} ms with n_jobs={other_n_jobs}", flush=True)
+    if args.profile:
+        print(profile(matcher, requests), flush=True)
+    batching = {}
+    for size in (8, 32):
+        if len(requests) >= size:
+            est = batch_estimate(matcher, requests, size)
+            batching[size] = est
+            print(f"in process, {size} requests merged into one match() call: {est['ms_per_transfer']:.1f} ms per transfer "
+                  f"(vs {inprocess_ms:.1f} alone), but {est['disagree']:.0%} of the answers change", flush=True)
+
+    results: dict[int, list[dict]] = {c: [] for c in args.concurrency}
+    inprocess_reps: list[float] = []
+    with BentoServer(bento_tag, workers=args.workers) as server:
+        host, port = server.host, server.port
+        load(host, port, requests[:4], 2, 8, 30)  # warm-up
+        for rep in range(args.repeats):
+            ip_rep = inprocess(matcher, requests, repeats=1)  # same moment as the HTTP levels: the ratio is fair
+            inprocess_reps.append(statistics.median(ip_rep))
+            print(f"repeat {rep + 1} in process: median {inprocess_reps[-1]:.1f} ms", flush=True)
+            for c in args.concurrency:
+                r = load(host, port, requests, c, max(args.requests, 2 * c), args.max_seconds)
+                results[c].append(r)
+                print(f"repeat {rep + 1} c={c:>2}: n={r['n']:>4} errors={r['errors']} mismatches={r['mismatch']} "
+                      f"p50={r['p50_ms']:.1f} ms p99={r['p99_ms']:.1f} ms {r['rps']:.1f} req/s", flush=True)
+        alive = server.alive()
+
+    inprocess_ms = statistics.median(inprocess_reps)
+    summary = {"candidates": args.candidates, "workers": args.workers, "repeats": args.repeats, "inprocess_ms": round(inprocess_ms, 2),
+               f"inprocess_ms_njobs{other_n_jobs}": round(statistics.median(ip_other), 2), "server_alive_after": alive,
+               "unanswerable_share": round(unanswerable, 3), "cpus": os.cpu_count(),
+               **{f"merged{k}_ms_per_transfer": round(v["ms_per_transfer"], 2) for k, v in batching.items()},
+               **{f"merged{k}_answers_changed": round(v["disagree"], 3) for k, v in batching.items()}}
+    print(f"\n{'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50/in-process':>15}   (medians of {args.repeats})")
+    for c, rs in results.items():
+        p50 = statistics.median(r["p50_ms"] for r in rs)
+        p99 = statistics.median(r["p99_ms"] for r in rs)
+        rps = statistics.median(r["rps"] for r in rs)
+        summary.update({f"p50_ms_c{c}": round(p50, 2), f"p99_ms_c{c}": round(p99, 2), f"rps_c{c}": round(rps, 2),
+                        f"errors_c{c}": sum(r["errors"] for r in rs), f"mismatches_c{c}": sum(r["mismatch"] for r in rs)})
+        print(f"{c:>4} {p50:>8.1f} {p99:>8.1f} {rps:>7.1f} {p50 / inprocess_ms:>15.2f}")
+    summary["http_overhead_ratio_c1"] = round(summary.get("p50_ms_c1", float("nan")) / inprocess_ms, 2)
+    if own_home:
+        import shutil
+
+        shutil.rmtree(own_home, ignore_errors=True)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The production model, found in ZenML's Model Control Plane: serve it, or print its Cloud Build request.
+
+    python run.py --serve [--port 3000] [--host 127.0.0.1]   # bentoml serve the production model's Bento
+    python run.py --dry-run [--config configs/gcp.yaml]      # the Cloud Build request the gcp deployer would send
+
+The work is done by ``ledgerlink.deploy``; this module only asks ZenML which version is in production.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ledgerlink.deploy.deployers import ModelVersionInfo, dry_run_request, package
+
+
+class NoProductionModel(RuntimeError):
+    pass
+
+
+def production_version(cfg: dict):
+    """The production model version (ZenML response); ``NoProductionModel`` when there is none."""
+    from zenml.client import Client
+
+    try:
+        return Client().get_model_version(cfg["model_name"], "production")
+    except KeyError:
+        raise NoProductionModel(f"no version of model {cfg['model_name']!r} is in production yet; run "
+                                "`python run.py --pipeline training` first") from None
+
+
+def production_info(cfg: dict, mv=None) -> ModelVersionInfo:
+    mv = mv if mv is not None else production_version(cfg)
+    meta = mv.run_metadata or {}
+    return ModelVersionInfo(model_name=cfg["model_name"], version=str(mv.name), number=int(mv.number),
+                            model_version_id=str(mv.id), metrics=dict(meta.get("metrics") or {}),
+                            months=list(meta.get("data_months") or []), threshold=meta.get("auto_threshold"),
+                            currencies=cfg["deploy"].get("currencies"))
+
+
+def dry_run(cfg: dict, now: datetime | None = None) -> tuple[dict[str, Any], str]:
+    """(request, printable text) of the Cloud Build job for the production model; nothing is uploaded or sent."""
+    return dry_run_request(cfg["deploy"], production_info(cfg), now=now)
+
+
+def production_bento(cfg: dict, echo=print) -> str:
+    """The production model's Bento tag: the one its deploy built if it is still in the local BentoML store,
+    otherwise built now from the model version's ``matcher`` artifact."""
+    import bentoml
+
+    mv = production_version(cfg)
+    deployment = (mv.run_metadata or {}).get("deployment") or {}
+    tag = deployment.get("bento_tag") if isinstance(deployment, dict) else None
+    if tag:
+        try:
+            bentoml.bentos.get(tag)
+            return str(tag)
+        except bentoml.exceptions.NotFound:
+            echo(f"Bento {tag} of production version {mv.number} is not in this BentoML store; rebuilding it")
+    artifact = mv.get_artifact("matcher")
+    if artifact is None:
+        raise NoProductionModel(f"production version {mv.number} of {cfg['model_name']!r} has no 'matcher' artifact")
+    return package(artifact.load(), production_info(cfg, mv)).bento_tag
+
+
+def serve_production(cfg: dict, port: int = 3000, host: str = "127.0.0.1", workers: int | None = None) -> int:
+    """``bentoml serve`` the production model in the foreground (Ctrl+C stops it); returns the exit code."""
+    from ledgerlink.deploy.local import serve_foreground
+
+    return serve_foreground(production_bento(cfg), host=host, port=port, workers=workers)

@@ -1,0 +1,281 @@
+"""The local deployer: serve the built Bento with ``bentoml serve`` on loopback and check that it answers.
+
+There is no Docker engine and no cloud here, so "deploying" locally means: the Bento is built (by
+``ledgerlink.deploy.deployers``), a real BentoML server is started from it as a subprocess on a free
+127.0.0.1 port, ``/readyz`` must turn ready, one real ``POST /match`` made from the data must come back
+with a well-formed answer, and the server is stopped again (always). The model is also exported to
+``deploy.model_dir`` with a ``production.json`` pointer, and the command that serves it is printed.
+
+``BentoServer`` is also what the HTTP tests, the serving benchmark and ``python run.py --serve`` use.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+SERVICE_NAME = "ledgerlink"  # @bentoml.service(name=...) in bentos/service.py
+SERVE_HINT = "python run.py --serve"
+
+
+class ServerError(RuntimeError):
+    """The BentoML server did not start, did not get ready, or answered the smoke request wrongly."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def serve_command(bento: str, host: str = "127.0.0.1", port: int = 3000) -> list[str]:
+    """``bentoml serve`` with this interpreter, so the server runs in the same environment."""
+    return [sys.executable, "-m", "bentoml", "serve", str(bento), "--host", host, "--port", str(port)]
+
+
+def server_env(env: dict[str, str] | None = None, workers: int | None = None) -> dict[str, str]:
+    """The server's environment: ours (``BENTOML_HOME`` included, so it sees the same stores), no usage
+    tracking, ``env`` on top, and ``workers`` server processes if given."""
+    out = dict(os.environ)
+    out.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    out.update({k: str(v) for k, v in (env or {}).items()})
+    if workers:
+        overrides = json.loads(out.get("BENTOML_CONFIG_OVERRIDES") or "{}")
+        overrides.setdefault("services", {}).setdefault(SERVICE_NAME, {})["workers"] = int(workers)
+        out["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
+    return out
+
+
+def http_json(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+    """(status, parsed JSON or text) with the standard library, 4xx/5xx included."""
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+class BentoServer:
+    """``bentoml serve <bento>`` as a subprocess on loopback; a context manager that always stops it.
+
+    ``bento`` is a Bento tag (``ledgerlink:abc123``) or anything ``bentoml serve`` takes. The server runs
+    in its own process group, so ``stop`` ends the BentoML supervisor and its workers, and nothing else.
+    """
+
+    def __init__(self, bento: str, host: str = "127.0.0.1", port: int | None = None, *,
+                 env: dict[str, str] | None = None, workers: int | None = None, startup_timeout: float = 120.0,
+                 cwd: str | os.PathLike | None = None):
+        self.bento, self.host, self.port = str(bento), host, port
+        self.env, self.workers, self.startup_timeout = env, workers, startup_timeout
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self._log is None:
+            return ""
+        self._log.flush()
+        with open(self._log.name, "rb") as f:
+            return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+
+    def start(self) -> "BentoServer":
+        if self.proc is not None:
+            raise RuntimeError("server already started")
+        self.port = self.port or free_port(self.host)
+        self._log = tempfile.NamedTemporaryFile(prefix="ledgerlink-serve-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(serve_command(self.bento, self.host, self.port), stdout=self._log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=server_env(self.env, self.workers), cwd=self.cwd, start_new_session=True)
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise ServerError(f"`bentoml serve {self.bento}` exited with code {self.proc.returncode} before it was "
+                                  f"ready. Its log:\n{self.log_tail()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise ServerError(f"`bentoml serve {self.bento}` on {self.url} was not ready after "
+                                  f"{self.startup_timeout:g}s. Its log:\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 15.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(5)
+            else:  # the supervisor is gone; make sure no worker of its group is left behind
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._log.name)
+            self._log = None
+
+    def __enter__(self) -> "BentoServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Smoke check
+# --------------------------------------------------------------------------------------------
+
+_MATCH_KEYS = {"transfer_id", "decision", "confidence", "auto_threshold", "chosen", "ranked", "unscored_invoice_ids",
+               "model"}
+
+
+def check_match_response(body: Any, request: dict[str, Any]) -> list[str]:
+    """What is wrong with a ``POST /match`` answer to ``request`` (empty list: nothing)."""
+    if not isinstance(body, dict):
+        return [f"the answer is not a JSON object: {str(body)[:200]}"]
+    problems = []
+    missing = _MATCH_KEYS - set(body)
+    if missing:
+        return [f"the answer lacks {sorted(missing)}"]
+    ids = {c["invoice_id"] for c in request["candidates"]}
+    if body["transfer_id"] != request["transfer"]["transfer_id"]:
+        problems.append(f"transfer_id {body['transfer_id']!r} is not the one sent")
+    if body["decision"] not in ("auto", "review"):
+        problems.append(f"decision {body['decision']!r} is neither auto nor review")
+    conf, thr = body["confidence"], body["auto_threshold"]
+    if not (isinstance(conf, (int, float)) and 0 <= conf <= 1):
+        problems.append(f"confidence {conf!r} is not in [0, 1]")
+    elif isinstance(thr, (int, float)) and body["decision"] != ("auto" if conf >= thr else "review"):
+        problems.append(f"decision {body['decision']} contradicts confidence {conf} vs threshold {thr}")
+    ranked = body["ranked"]
+    if [r.get("rank") for r in ranked] != list(range(1, len(ranked) + 1)):
+        problems.append("ranked is not numbered 1..n")
+    probs = [r.get("probability") for r in ranked]
+    if any(not isinstance(p, (int, float)) or not 0 <= p <= 1 for p in probs) or probs != sorted(probs, reverse=True):
+        problems.append("ranked probabilities are not in [0, 1] and descending")
+    if len(ranked) > request.get("top_k", 10):
+        problems.append(f"{len(ranked)} ranked invoices for top_k={request.get('top_k', 10)}")
+    for part in ("ranked", "chosen"):
+        stray = {r.get("invoice_id") for r in body[part]} - ids
+        if stray:
+            problems.append(f"{part} names invoices that were not candidates: {sorted(map(str, stray))[:5]}")
+    if set(body["unscored_invoice_ids"]) - ids:
+        problems.append("unscored_invoice_ids names invoices that were not candidates")
+    if not all(isinstance(c.get("allocated_amount"), (int, float)) for c in body["chosen"]):
+        problems.append("a chosen invoice has no numeric allocated_amount")
+    return problems
+
+
+def smoke_check(url: str, request: dict[str, Any], expected_model: str | None = None,
+                expected_answer: dict[str, Any] | None = None, timeout: float = 60.0) -> dict[str, Any]:
+    """One real ``POST /match`` against a running server; raises ``ServerError`` unless the answer is well formed,
+    comes from ``expected_model`` (if given) and equals ``expected_answer`` (``payloads.inprocess_answer``: the
+    same call in process; a difference is train/serve skew). Returns a short summary."""
+    started = time.perf_counter()
+    status, body = http_json("POST", f"{url}/match", request, timeout=timeout)
+    latency_ms = (time.perf_counter() - started) * 1000
+    if status != 200:
+        raise ServerError(f"smoke request POST {url}/match answered HTTP {status}: {str(body)[:500]}")
+    problems = check_match_response(body, request)
+    if expected_model and body.get("model") != expected_model:
+        problems.append(f"served model {body.get('model')!r}, expected {expected_model!r}")
+    if expected_answer is not None and not problems:
+        from .payloads import same_answer
+
+        problems += [f"train/serve skew: {d}" for d in same_answer(body, expected_answer)]
+    if problems:
+        raise ServerError(f"smoke request POST {url}/match got a malformed answer: {'; '.join(problems)}")
+    status, ready = http_json("GET", f"{url}/readyz", timeout=timeout)
+    if status != 200:
+        raise ServerError(f"{url}/readyz answered HTTP {status} after the smoke request")
+    return {"passed": True, "transfer_id": body["transfer_id"], "n_candidates": len(request["candidates"]),
+            "chosen": [c["invoice_id"] for c in body["chosen"]], "decision": body["decision"],
+            "confidence": round(float(body["confidence"]), 4), "latency_ms": round(latency_ms, 1),
+            "same_as_in_process": expected_answer is not None}
+
+
+def serve_and_check(bento_tag: str, request: dict[str, Any], expected_model: str | None = None,
+                    expected_answer: dict[str, Any] | None = None, startup_timeout: float = 120.0) -> dict[str, Any]:
+    """Start ``bentoml serve`` on a free loopback port, wait for ``/readyz``, smoke-check, stop (always)."""
+    with BentoServer(bento_tag, startup_timeout=startup_timeout) as server:
+        try:
+            result = smoke_check(server.url, request, expected_model, expected_answer)
+        except ServerError as exc:
+            raise ServerError(f"{exc}\nServer log:\n{server.log_tail()}") from None
+        return {**result, "url": server.url}
+
+
+def serve_foreground(bento_tag: str, host: str = "127.0.0.1", port: int = 3000, workers: int | None = None) -> int:
+    """Run ``bentoml serve`` in the foreground until Ctrl+C; returns its exit code."""
+    print(f"Serving {bento_tag} on http://{host}:{port} (POST /match, /match_batch; GET /model, /readyz, /metrics)")
+    proc = subprocess.Popen(serve_command(bento_tag, host, port), env=server_env(None, workers))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# The deployer
+# --------------------------------------------------------------------------------------------
+
+def deploy_local(matcher, packaged, deploy_cfg: dict, echo=print) -> dict[str, Any]:
+    """Export the model to ``deploy_cfg['model_dir']`` (``production.json`` points at it) and say how to serve it.
+
+    ``packaged`` is the ``Packaged`` of ``ledgerlink.deploy.deployers.package`` (model already in the BentoML
+    store, Bento built, smoke-checked if configured).
+    """
+    from .export import export_model
+
+    info = packaged.info
+    record = {"model_name": info.model_name, "version": info.version, "number": info.number,
+              "model_version_id": info.model_version_id, "bento_tag": packaged.bento_tag,
+              "bento_model_tag": packaged.model_tag}
+    path = export_model(matcher, deploy_cfg["model_dir"], info.model_name, info.number, record)
+    echo(f"Built Bento {packaged.bento_tag} for {info.model_name} version {info.number}. "
+         f"Serve it with `{SERVE_HINT}` (or `bentoml serve {packaged.bento_tag}`).")
+    return {"model_path": str(Path(path)), "serve_command": SERVE_HINT}

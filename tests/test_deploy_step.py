@@ -1,0 +1,283 @@
+"""Conditional deploy: the gcp and local deployers end to end, and the ZenML step's metadata.
+
+- gcp deployer (library): the Bento's build context is archived to a bucket (the gcp-storage-emulator
+  through real gcsfs, or a local folder) and the real ``CloudBuildClient`` submits the build to the local
+  Cloud Build server of ``tests/cloudbuild_server.py``, which checks the exact request.
+- local deployer (library): builds, serves with ``bentoml serve`` on loopback, checks one real ``/match``
+  against the same call in process, stops the server, exports the model.
+- the ZenML step ``deploy_model`` in a small pipeline: not promoted -> nothing built; gcp success -> the
+  model version's ``deployment`` metadata has the build id, image and status; gcp FAILURE -> the run fails
+  with the log URL and the metadata says ``failed`` (recorded before the step re-raised).
+"""
+
+import io
+import json
+import re
+import socket
+import tarfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+
+pytest.importorskip("bentoml")
+
+from cloudbuild_server import BUILD_ID, LOG_URL, PROJECT, FakeCloudBuild, S, failure_op, op_json, success_op  # noqa: E402
+from ledgerlink.data.synthetic import generate  # noqa: E402
+from ledgerlink.deploy.cloud_build import build_request  # noqa: E402
+from ledgerlink.deploy.deployers import DeploymentFailed, ModelVersionInfo, deploy_promoted, dry_run_request  # noqa: E402
+from ledgerlink.deploy.tags import TAG_PATTERN  # noqa: E402
+from ledgerlink.matching import Matcher  # noqa: E402
+from ledgerlink.matching.base import BaseMatcher, load_matcher  # noqa: E402
+from steps.deployment.deploy_model import deploy_model  # noqa: E402
+from steps.materializers import MatcherMaterializer  # noqa: E402
+from zenml import get_step_context, log_metadata, pipeline, step  # noqa: E402
+
+BUCKET = "finanse-ml-dev"
+REGISTRY = "europe-west4-docker.pkg.dev/finanse-project/models/ledgerlink"
+NOW = datetime(2026, 11, 21, 9, 30, 0, tzinfo=timezone.utc)
+IMAGE = f"{REGISTRY}:20261121093000-v7"
+IMAGE_RE = re.compile(re.escape(REGISTRY) + ":" + TAG_PATTERN.strip("^$"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return generate(months=2, contractors=40, transfers_per_month=200)
+
+
+@pytest.fixture(scope="module")
+def matcher(data):
+    return Matcher(n_estimators=30, n_jobs=1).fit(data["invoices"], data["transfers"], data["links"])
+
+
+def _info(number: int = 7, mv_id: str | None = None) -> ModelVersionInfo:
+    return ModelVersionInfo(model_name="ledgerlink_matcher", version=str(number), number=number,
+                            model_version_id=mv_id or str(uuid.uuid4()), metrics={"pair_f1": 0.93},
+                            months=["2025-01", "2025-02"])
+
+
+def _gcp_cfg(bucket: str, endpoint: str, **extra) -> dict:
+    return {"deployer": "gcp", "smoke_test": False, "model_dir": "unused",
+            "gcp": {"project": PROJECT, "bucket": bucket, "registry": REGISTRY, "timeout_s": 600, "poll_s": 0.01,
+                    "wait_timeout_s": 30, "api_endpoint": endpoint, **extra}}
+
+
+def _valid_body(body: dict) -> bool:
+    """The article's payload with our image and context: what the fake accepts when the tag is not known ahead."""
+    image = (body.get("images") or [""])[0]
+    obj = body.get("source", {}).get("storageSource", {}).get("object", "")
+    return bool(IMAGE_RE.fullmatch(image)) and re.fullmatch(r"models/[0-9a-f-]{36}/context\.tar\.gz", obj) is not None \
+        and body == build_request(BUCKET, obj, image, timeout_s=600)
+
+
+# ------------------------------------------------------------------------------------------------
+# gcp deployer, library level
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def gcs_emulator(monkeypatch):
+    emulator = pytest.importorskip("gcp_storage_emulator.server")
+    gcsfs = pytest.importorskip("gcsfs")
+    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # else gcsfs waits on a gRPC probe
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        yield endpoint, gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon", project=PROJECT)
+    finally:
+        server.stop()
+
+
+def test_gcp_deployer_uploads_the_context_and_builds_the_image(matcher, gcs_emulator):
+    endpoint, fs = gcs_emulator
+    mv_id = "8f19cd96-ca7b-40bd-980e-f2ce19908a6b"
+    obj = f"models/{mv_id}/context.tar.gz"
+    expected = build_request(BUCKET, obj, IMAGE, timeout_s=600)
+    with FakeCloudBuild((200, op_json(S.QUEUED, False, IMAGE)), [op_json(S.WORKING, False, IMAGE), success_op(IMAGE)],
+                        expected_body=expected) as fake:
+        cfg = _gcp_cfg(f"gs://{BUCKET}", fake.endpoint, storage_endpoint=endpoint)
+        record = deploy_promoted(matcher, _info(7, mv_id), cfg, now=NOW, echo=lambda _: None)
+    assert fake.requests[0]["body"] == expected  # the exact article payload reached Cloud Build
+    assert record["deployed"] is True and record["status"] == "success" and record["deployer"] == "gcp"
+    assert record["build_id"] == BUILD_ID and record["build_status"] == "SUCCESS" and record["log_url"] == LOG_URL
+    assert record["image"] == IMAGE and record["image_tag"] == "20261121093000-v7"
+    assert record["digest"] == "sha256:" + "a" * 64
+    assert record["context_uri"] == f"gs://{BUCKET}/{obj}"
+    with tarfile.open(fileobj=io.BytesIO(fs.cat(f"{BUCKET}/{obj}")), mode="r:gz") as tar:
+        names = set(tar.getnames())
+    assert {"Dockerfile", "bento.yaml", "src/bentos/service.py"} <= names
+    assert any(n.endswith("/matcher/meta.json") and n.startswith("models/ledgerlink/") for n in names)
+    # --dry-run builds the same request without uploading or submitting anything
+    request, text = dry_run_request(cfg, _info(7, mv_id), now=NOW)
+    assert request == expected and text.startswith(f"POST https://cloudbuild.googleapis.com/v1/projects/{PROJECT}/builds")
+
+
+def test_gcp_deployer_failed_build_raises_with_the_log_url(matcher, tmp_path):
+    with FakeCloudBuild((200, op_json(S.QUEUED, False, IMAGE)), [op_json(S.WORKING, False, IMAGE), failure_op(IMAGE)],
+                        expected_body=build_request(BUCKET, "models/mv-7/context.tar.gz", IMAGE, 600)) as fake:
+        cfg = _gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)  # a local folder named like the bucket
+        with pytest.raises(DeploymentFailed) as info:
+            deploy_promoted(matcher, _info(7, "mv-7"), cfg, now=NOW, echo=lambda _: None)
+    err = info.value
+    assert LOG_URL in str(err) and "FAILURE" in str(err)
+    rec = err.record
+    assert rec["status"] == "failed" and rec["deployed"] is False and rec["stage"] == "gcp"
+    assert rec["build_status"] == "FAILURE" and rec["build_id"] == BUILD_ID and rec["log_url"] == LOG_URL
+    assert rec["image"] == IMAGE and "step 0 exited with 1" in rec["error"]
+    assert (tmp_path / BUCKET / "models" / "mv-7" / "context.tar.gz").is_file()
+
+
+def test_gcp_deployer_config_errors_fail_before_building(matcher):
+    with pytest.raises(DeploymentFailed, match="deploy.gcp.registry") as info:
+        deploy_promoted(matcher, _info(), {"deployer": "gcp", "gcp": {"project": PROJECT, "bucket": "gs://b"}})
+    assert info.value.record["stage"] == "configuration" and "bento_tag" not in info.value.record
+    with pytest.raises(ValueError, match="deploy.deployer"):
+        deploy_promoted(matcher, _info(), {"deployer": "k8s"})
+
+
+# ------------------------------------------------------------------------------------------------
+# local deployer, library level: build, serve, check, stop
+# ------------------------------------------------------------------------------------------------
+
+def test_local_deployer_smoke_tests_the_served_bento(matcher, data, tmp_path):
+    import bentoml
+
+    from ledgerlink.deploy.export import production_model_dir
+
+    lines: list[str] = []
+    cfg = {"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path / "models")}
+    record = deploy_promoted(matcher, _info(3), cfg, smoke_tables=data, echo=lines.append)
+    assert record["deployed"] is True and record["status"] == "success"
+    smoke = record["smoke_test"]
+    assert smoke["passed"] and smoke["same_as_in_process"] and smoke["url"].startswith("http://127.0.0.1:")
+    bento = bentoml.bentos.get(record["bento_tag"])
+    assert bento.info.labels["zenml_model_version"] == "3"
+    model = bentoml.models.get(record["bento_model_tag"])
+    assert model.info.metadata["metrics"] == {"pair_f1": 0.93}
+    assert production_model_dir(tmp_path / "models", "ledgerlink_matcher") == Path(record["model_path"]).resolve()
+    assert any("python run.py --serve" in ln for ln in lines)
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):  # the server was stopped
+        s.connect(("127.0.0.1", int(smoke["url"].rsplit(":", 1)[1])))
+
+
+def test_local_deployer_without_smoke_data_fails_at_the_smoke_test(matcher, tmp_path):
+    with pytest.raises(DeploymentFailed, match="smoke") as info:
+        deploy_promoted(matcher, _info(), {"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)},
+                        echo=lambda _: None)
+    assert info.value.record["stage"] == "smoke_test" and info.value.record["status"] == "failed"
+
+
+# ------------------------------------------------------------------------------------------------
+# The ZenML step
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def matcher_dir(matcher, tmp_path_factory):
+    from ledgerlink.matching.base import save_matcher
+
+    d = tmp_path_factory.mktemp("step-matcher")
+    save_matcher(matcher, d)
+    return str(d)
+
+
+@step(output_materializers=MatcherMaterializer, enable_cache=False)
+def saved_matcher(path: str) -> Annotated[BaseMatcher, "matcher"]:
+    return load_matcher(path)
+
+
+@step(enable_cache=False)
+def decided(promote: bool) -> tuple[Annotated[dict, "decision"], Annotated[dict, "promotion"]]:
+    """What compare_with_production + promote_model hand to deploy_model."""
+    model = get_step_context().model
+    log_metadata(metadata={"metrics": {"pair_f1": 0.93}, "data_months": ["2025-01"]}, infer_model=True)
+    if promote:
+        model.set_stage("production", force=True)
+    return ({"promote": promote, "reasons": ["beats production" if promote else "gain below min_delta"]},
+            {"promoted": promote, "model_name": model.name, "version": str(model.version), "number": int(model.number)})
+
+
+@pipeline(enable_cache=False)
+def deploy_only(path: str, promote: bool, deploy: dict) -> None:
+    decision, promotion = decided(promote=promote)
+    deploy_model(matcher=saved_matcher(path=path), decision=decision, promotion=promotion, deploy=deploy, alerts={})
+
+
+@pytest.fixture(scope="module")
+def deploy_pipeline():
+    return deploy_only
+
+
+def _run(pipeline, name: str, **kwargs):
+    from zenml import Model
+    from zenml.client import Client
+
+    error = None
+    try:
+        pipeline.with_options(model=Model(name=name))(**kwargs)
+    except Exception:  # noqa: BLE001 - the failure case is asserted by the caller, from the step run
+        run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
+        info = Client().get_pipeline_run(run.id).steps["deploy_model"].exception_info
+        error = f"{info.message}\n{info.traceback}" if info else "failed without exception info"
+    mv = Client().list_model_versions(name, sort_by="desc:number").items[0]
+    return Client().get_model_version(name, mv.number), error
+
+
+def test_step_does_nothing_when_not_promoted(deploy_pipeline, matcher_dir):
+    import bentoml
+
+    before = {str(b.tag) for b in bentoml.bentos.list()}
+    mv, error = _run(deploy_pipeline, "step_skip", path=matcher_dir, promote=False,
+                     deploy={"deployer": "gcp", "gcp": {}})  # would fail if it tried to deploy
+    assert error is None
+    assert mv.run_metadata["deployment"] == {"deployed": False, "reason": "gain below min_delta"}
+    assert {str(b.tag) for b in bentoml.bentos.list()} == before
+
+    from pipelines.serve import NoProductionModel, production_bento
+    with pytest.raises(NoProductionModel, match="run.py --pipeline training"):
+        production_bento({"model_name": "step_skip", "deploy": {}})
+
+
+def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, tmp_path):
+    with FakeCloudBuild((200, op_json(S.QUEUED, False, IMAGE)), lambda body: [success_op(body["images"][0])],
+                        expected_body=_valid_body) as fake:
+        mv, error = _run(deploy_pipeline, "step_gcp_ok", path=matcher_dir, promote=True,
+                         deploy=_gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint))
+    assert error is None, error
+    dep = mv.run_metadata["deployment"]
+    assert dep["status"] == "success" and dep["deployed"] is True
+    assert dep["build_id"] == BUILD_ID and dep["log_url"] == LOG_URL and dep["build_status"] == "SUCCESS"
+    assert IMAGE_RE.fullmatch(dep["image"]) and dep["image"].endswith(f"-v{mv.number}")
+    assert dep["model_version_id"] == str(mv.id)
+    assert fake.requests[0]["body"]["source"]["storageSource"]["object"] == f"models/{mv.id}/context.tar.gz"
+    assert (tmp_path / BUCKET / "models" / str(mv.id) / "context.tar.gz").is_file()
+
+    # python run.py --dry-run / --serve find this production version through the Model Control Plane
+    import bentoml
+
+    from pipelines.serve import dry_run, production_bento
+    cfg = {"model_name": "step_gcp_ok", "deploy": _gcp_cfg(f"gs://{BUCKET}/ledgerlink", fake.endpoint)}
+    request, text = dry_run(cfg, now=NOW)
+    assert request == build_request(BUCKET, f"ledgerlink/models/{mv.id}/context.tar.gz",
+                                    f"{REGISTRY}:20261121093000-v{mv.number}", timeout_s=600)
+    assert json.loads(text.split("\n", 1)[1]) == request
+    assert production_bento(cfg) == dep["bento_tag"]
+    bentoml.bentos.delete(dep["bento_tag"])  # e.g. another machine: rebuilt from the model version's matcher
+    rebuilt = production_bento(cfg, echo=lambda _: None)
+    assert rebuilt != dep["bento_tag"] and bentoml.bentos.get(rebuilt).info.labels["zenml_model_version"] == str(mv.number)
+
+
+def test_step_failed_build_fails_the_run_and_records_failed(deploy_pipeline, matcher_dir, tmp_path):
+    with FakeCloudBuild((200, op_json(S.QUEUED, False, IMAGE)), lambda body: [failure_op(body["images"][0])],
+                        expected_body=_valid_body) as fake:
+        mv, error = _run(deploy_pipeline, "step_gcp_fail", path=matcher_dir, promote=True,
+                         deploy=_gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint))
+    assert error is not None and "DeploymentFailed" in error and LOG_URL in error, error
+    dep = mv.run_metadata["deployment"]
+    assert dep["status"] == "failed" and dep["deployed"] is False and dep["stage"] == "gcp"
+    assert dep["build_status"] == "FAILURE" and dep["build_id"] == BUILD_ID and dep["log_url"] == LOG_URL
+    assert len(fake.requests) >= 2  # it did submit and poll
