@@ -69,8 +69,12 @@ def run_cycle(cfg: dict, pipeline: str = "training", enable_cache: bool = True, 
         share = watch["drift"].get("drift_share")
         row["drift"] = "" if share is None else f"{share:.2f}"
         fresh = watch["fresh"].get("metrics")
+        challenger = watch["fresh"].get("challenger")
         row["fresh"] = f"{fresh['exact_set_accuracy']:.4f}" if fresh else watch["fresh"].get("skipped", "")
+        if fresh and challenger:
+            row["fresh"] += f" (v{challenger['version']} not promoted: {challenger['metrics']['exact_set_accuracy']:.4f})"
         row["values"].update(drift_share=share, fresh_accuracy=fresh["exact_set_accuracy"] if fresh else None,
+                             challenger_fresh_accuracy=challenger["metrics"]["exact_set_accuracy"] if challenger else None,
                              fresh_auto_rate=fresh["auto_match_rate"] if fresh else None,
                              triggers=watch["decision"]["fired"])
         if pipeline == "monitoring" or not watch["decision"]["retrain"]:

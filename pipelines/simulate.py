@@ -26,11 +26,12 @@ from .runner import console, print_summary, run_cycle
 def render_simulation(records: list, drift_month: str, png_path: str) -> Annotated[HTMLString, "simulation_report"]:
     png = Path(png_path).read_bytes()
     rows = "".join(f"<tr><td>{r['month']}</td><td>{_fmt(r.get('fresh_accuracy'))}</td><td>{_fmt(r.get('candidate'))}</td>"
-                   f"<td>{_fmt(r.get('production'))}</td><td>{_fmt(r.get('drift_share'))}</td><td>{'yes' if r.get('promoted') else ''}</td></tr>"
+                   f"<td>{_fmt(r.get('challenger_fresh_accuracy'))}</td><td>{_fmt(r.get('production'))}</td><td>{_fmt(r.get('drift_share'))}</td><td>{'yes' if r.get('promoted') else ''}</td></tr>"
                    for r in records)
     return HTMLString(f"<html><body><h1>Continuous training simulation (drift at {drift_month})</h1>"
                       f"<img style='max-width:100%' src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
                       "<table border=1 cellpadding=4><tr><th>month</th><th>production fresh-month acc.</th><th>candidate F1</th>"
+                      "<th>newest non-production version fresh-month acc.</th>"
                       f"<th>production F1</th><th>drift share</th><th>promoted</th></tr>{rows}</table></body></html>")
 
 

@@ -140,6 +140,21 @@ def test_gcp_deployer_config_errors_fail_before_building(matcher):
         deploy_promoted(matcher, _info(), {"deployer": "k8s"})
 
 
+def test_gcp_settings_buckets_and_regional_dry_run():
+    from ledgerlink.deploy.gcp import GcpSettings, bucket_and_object
+
+    assert bucket_and_object("gs://b/pre/", "models/x/context.tar.gz") == ("b", "pre/models/x/context.tar.gz")
+    assert bucket_and_object("file:///tmp/x/b", "o.tar.gz") == ("b", "o.tar.gz")
+    base = {"project": PROJECT, "bucket": f"gs://{BUCKET}", "registry": REGISTRY}
+    with pytest.raises(ValueError, match="unset environment variables"):
+        GcpSettings.from_config({"gcp": {**base, "project": "${GCP_PROJECT}"}})
+    with pytest.raises(ValueError, match="unknown key"):
+        GcpSettings.from_config({"gcp": {**base, "timeout": 5}})
+    request, text = dry_run_request({"gcp": {**base, "location": "europe-west4"}}, _info(7, "mv-7"), now=NOW)
+    assert text.startswith(f"POST https://cloudbuild.googleapis.com/v1/projects/{PROJECT}/locations/europe-west4/builds\n")
+    assert request == build_request(BUCKET, "models/mv-7/context.tar.gz", IMAGE)
+
+
 # ------------------------------------------------------------------------------------------------
 # local deployer, library level: build, serve, check, stop
 # ------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from zenml import log_metadata, step
+from zenml.client import Client
 
 from ledgerlink.data.store import DatasetStore
 from ledgerlink.monitoring.performance import score_fresh_month
@@ -8,9 +9,26 @@ from ledgerlink.monitoring.performance import score_fresh_month
 from .production_model import production_version
 
 
+def _latest_challenger(model_name: str, production_number: int, month: str):
+    """The newest version that is not production and has not trained on ``month``: an out-of-time challenger."""
+    versions = Client().list_model_versions(model_name, sort_by="desc:number", size=5).items
+    for v in versions:
+        if v.number == production_number:
+            continue
+        v = Client().get_model_version(model_name, v.number)
+        months = v.run_metadata.get("data_months") or []
+        if months and max(months) < month:
+            return v
+    return None
+
+
 @step(enable_cache=False)
 def score_production_on_fresh_month(dataset_ref: dict, model_name: str) -> Annotated[dict, "fresh_performance"]:
-    """Score production on the newest tagged month it has not trained on; record it per month on the model version."""
+    """Score production on the newest tagged month it has not trained on; record it per month on the model version.
+
+    The newest non-production version that has not seen the month is scored too: when the frozen test set
+    cannot tell it apart from production, this out-of-time score shows whether retraining would help.
+    """
     newest = dataset_ref["months"][-1]
     prod = production_version(model_name)
     if prod is None:
@@ -18,12 +36,20 @@ def score_production_on_fresh_month(dataset_ref: dict, model_name: str) -> Annot
     meta = prod.run_metadata
     if newest in meta.get("data_months", []):
         return {"month": newest, "skipped": f"production version {prod.number} was trained on {newest}", "version": prod.number}
-    result = score_fresh_month(prod.get_artifact("matcher").load(), DatasetStore(dataset_ref["uri"]), newest)
+    store = DatasetStore(dataset_ref["uri"])
+    result = score_fresh_month(prod.get_artifact("matcher").load(), store, newest)
     result["version"] = int(prod.number)
     history = {k: v for k, v in meta.items() if k.startswith("fresh_")}
     reference = history[min(history)]["metrics"] if history else meta.get("metrics")
     result["reference"] = reference
     log_metadata(metadata={f"fresh_{newest}": {"metrics": result["metrics"]}},
                  model_name=model_name, model_version=str(prod.number))
-    log_metadata(metadata={"fresh_performance": {"month": newest, "version": int(prod.number), **result["metrics"]}})
+    challenger = _latest_challenger(model_name, prod.number, newest)
+    if challenger is not None:
+        scored = score_fresh_month(challenger.get_artifact("matcher").load(), store, newest)
+        result["challenger"] = {"version": int(challenger.number), "metrics": scored["metrics"]}
+        log_metadata(metadata={f"fresh_{newest}": {"metrics": scored["metrics"], "as": "challenger"}},
+                     model_name=model_name, model_version=str(challenger.number))
+    log_metadata(metadata={"fresh_performance": {"month": newest, "version": int(prod.number), **result["metrics"],
+                                                 "challenger": result.get("challenger")}})
     return result

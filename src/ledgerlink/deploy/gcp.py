@@ -52,6 +52,10 @@ class GcpSettings:
             raise ValueError(f"deploy.gcp.{missing[0]} is not set; the gcp deployer needs deploy.gcp.project, "
                              f"deploy.gcp.bucket (gs://BUCKET[/PREFIX]) and deploy.gcp.registry "
                              f"(REGION-docker.pkg.dev/PROJECT/REPO/IMAGE) in the run config (missing: {missing})")
+        unset = {k: v for k, v in gcp.items() if isinstance(v, str) and "$" in v}
+        if unset:
+            raise ValueError(f"deploy.gcp has values with unset environment variables: {unset}; export them "
+                             "(e.g. GCP_PROJECT, GCP_REGION, GCP_BUCKET for configs/gcp.yaml)")
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(gcp) - known)
         if unknown:
@@ -120,7 +124,13 @@ def plan_build(settings: GcpSettings, model_version_id: str, version_number: int
 
 
 def dry_run_text(settings: GcpSettings, plan: BuildPlan) -> str:
-    return format_request(plan.request, settings.project)
+    """Where the request goes (regional endpoint path when ``location`` is set, as ``submit_build`` sends it)
+    and the exact JSON body."""
+    text = format_request(plan.request, settings.project)
+    if settings.location:
+        text = text.replace(f"/v1/projects/{settings.project}/builds",
+                            f"/v1/projects/{settings.project}/locations/{settings.location}/builds", 1)
+    return text
 
 
 def deploy_gcp(packaged, deploy_cfg: dict, *, client=None, fs=None, echo=print, now: datetime | None = None) -> dict[str, Any]:

@@ -144,9 +144,9 @@ class BentoServer:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(5)
-            else:  # the supervisor is gone; make sure no worker of its group is left behind
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+            # The supervisor is gone; no worker of its process group (ours alone) may be left behind.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             with contextlib.suppress(OSError):
@@ -246,17 +246,26 @@ def serve_and_check(bento_tag: str, request: dict[str, Any], expected_model: str
 
 def serve_foreground(bento_tag: str, host: str = "127.0.0.1", port: int = 3000, workers: int | None = None) -> int:
     """Run ``bentoml serve`` in the foreground until Ctrl+C; returns its exit code."""
-    print(f"Serving {bento_tag} on http://{host}:{port} (POST /match, /match_batch; GET /model, /readyz, /metrics)")
+    print(f"Serving {bento_tag} on http://{host}:{port} (POST /match, /match_batch; GET /model, /readyz, /metrics)",
+          flush=True)
     proc = subprocess.Popen(serve_command(bento_tag, host, port), env=server_env(None, workers))
+    # SIGTERM (e.g. from a process manager) is passed on, so the server never outlives us.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGTERM))
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        try:
-            return proc.wait(30)
-        except subprocess.TimeoutExpired:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:  # Ctrl+C: the terminal sent SIGINT to the server too; pass it on anyway
+                proc.send_signal(signal.SIGINT)
+                try:
+                    return proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
             proc.kill()
-            return proc.wait()
+            proc.wait()
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,6 +285,6 @@ def deploy_local(matcher, packaged, deploy_cfg: dict, echo=print) -> dict[str, A
               "model_version_id": info.model_version_id, "bento_tag": packaged.bento_tag,
               "bento_model_tag": packaged.model_tag}
     path = export_model(matcher, deploy_cfg["model_dir"], info.model_name, info.number, record)
-    echo(f"Built Bento {packaged.bento_tag} for {info.model_name} version {info.number}. "
-         f"Serve it with `{SERVE_HINT}` (or `bentoml serve {packaged.bento_tag}`).")
+    echo(f"{info.model_name} version {info.number} exported to {path}. Serve it with `{SERVE_HINT}` "
+         f"(or `bentoml serve {packaged.bento_tag}`).")
     return {"model_path": str(Path(path)), "serve_command": SERVE_HINT}

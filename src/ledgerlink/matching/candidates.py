@@ -57,6 +57,16 @@ def _name_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFra
     return out.drop_duplicates()
 
 
+def _fuzzy_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFrame:
+    """Each word (>= 4 letters) and its one-deletion variants, with the word they come from: a payer name with a
+    typo, a dropped letter or a cut ending ("NWAK TRADIG") still shares a variant with the invoice's name."""
+    words = names.reset_index(drop=True).str.split().explode().dropna()
+    words = words[(words.str.len() >= 4) & ~words.str.contains(r"\d", regex=True)]
+    w = pd.DataFrame({key_name: key[words.index.to_numpy()], "src": words.to_numpy()}).drop_duplicates()
+    w["tok"] = w["src"].map(lambda x: list({x} | {x[:k] + x[k + 1:] for k in range(len(x))}))
+    return w.explode("tok").drop_duplicates().reset_index(drop=True)
+
+
 def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> pd.DataFrame:
     """(t, i, ref_score, ref_share): IDF mass of shared rare reference tokens, and its share of the invoice's."""
     it = _ref_tokens(inv_chunks[np.isin(inv_chunks["i"].to_numpy(), live)].reset_index(drop=True), "i", True)
@@ -113,6 +123,16 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
     tr_text = pd.Series(tr["name"].to_numpy() + " " + tr["title_words"].to_numpy())
     tt = _name_tokens(tr_text, np.arange(len(tr)), "t")
     m = tt.merge(nt[["name_id", "tok", "w"]], on="tok").groupby(["t", "name_id"], as_index=False)["w"].sum()
+    # typo-tolerant: each invoice-name word counts once, at 80% of its weight, if a variant of it matches
+    fz = _fuzzy_tokens(uniq, np.arange(len(uniq)), "name_id")
+    fz["cnt"] = counts.to_numpy()[fz["name_id"].to_numpy()]
+    fz_df = fz.drop_duplicates(["name_id", "tok"]).groupby("tok")["cnt"].sum()
+    fz = fz[fz["tok"].isin(fz_df.index[fz_df <= max(50, max_share * n_inv)]) & fz["src"].isin(idf.index)]
+    fz = fz.assign(w=0.8 * idf.reindex(fz["src"]).to_numpy())
+    ft = _fuzzy_tokens(tr_text, np.arange(len(tr)), "t")[["t", "tok"]].drop_duplicates()
+    mf = ft.merge(fz[["name_id", "src", "tok", "w"]], on="tok").groupby(["t", "name_id", "src"], as_index=False)["w"].max()
+    mf = mf.groupby(["t", "name_id"], as_index=False)["w"].sum()
+    m = pd.concat([m, mf], ignore_index=True).groupby(["t", "name_id"], as_index=False)["w"].max()
     m["name_share"] = m["w"].to_numpy() / wsum.reindex(m["name_id"]).to_numpy()
     m = m[m["name_share"] >= 0.25]
     inv_names = pd.DataFrame({"i": live, "name": names.to_numpy()})

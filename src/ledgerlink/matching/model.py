@@ -139,7 +139,8 @@ class Matcher(BaseMatcher):
                depth: int | None = None) -> xgb.Booster:
         params = {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
                   "max_depth": depth or self.max_depth, "learning_rate": self.learning_rate, "nthread": self.n_jobs,
-                  "seed": self.random_state, "min_child_weight": 1.0, "subsample": 0.9, "colsample_bytree": 0.9}
+                  "seed": self.random_state, "min_child_weight": 1.0, "subsample": 0.9, "colsample_bytree": 0.9,
+                  "max_bin": 128}  # most features take few values; fewer bins halve the time per tree
         rounds = rounds or self.n_estimators
         bar = _progress(self.show_progress, rounds, desc)
         try:

@@ -23,6 +23,8 @@ def plot_simulation(records: list[dict], drift_month: str | None = None, title: 
         return [r.get(key) if r.get(key) is not None else float("nan") for r in records]
 
     ax.plot(x, series("fresh_accuracy"), "o-", color="#dc2626", label="production: fresh-month exact-set accuracy")
+    ax.plot(x, series("challenger_fresh_accuracy"), "o--", color="#f97316", mfc="white",
+            label="newest non-production version: fresh-month exact-set accuracy")
     ax.plot(x, series("candidate"), "s--", color="#4f46e5", label="candidate: frozen-test pair F1")
     ax.plot(x, series("production"), "^:", color="#059669", label="production: frozen-test pair F1")
     for xi, r in zip(x, records):
