@@ -58,12 +58,13 @@ def _name_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFra
 
 
 def _fuzzy_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFrame:
-    """Each word (>= 4 letters) and its one-deletion variants, with the word they come from: a payer name with a
-    typo, a dropped letter or a cut ending ("NWAK TRADIG") still shares a variant with the invoice's name."""
+    """Each word (>= 4 letters), its one-deletion variants and its 4-letter prefix, with the word they come from:
+    a payer name with a typo, a dropped letter or an abbreviation ("NWAK TRADIG", "NORT SOFT") still shares a
+    variant with the invoice's name."""
     words = names.reset_index(drop=True).str.split().explode().dropna()
     words = words[(words.str.len() >= 4) & ~words.str.contains(r"\d", regex=True)]
     w = pd.DataFrame({key_name: key[words.index.to_numpy()], "src": words.to_numpy()}).drop_duplicates()
-    w["tok"] = w["src"].map(lambda x: list({x} | {x[:k] + x[k + 1:] for k in range(len(x))}))
+    w["tok"] = w["src"].map(lambda x: list({x, x[:4]} | {x[:k] + x[k + 1:] for k in range(len(x))}))
     return w.explode("tok").drop_duplicates().reset_index(drop=True)
 
 
@@ -134,7 +135,8 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
     mf = mf.groupby(["t", "name_id"], as_index=False)["w"].sum()
     m = pd.concat([m, mf], ignore_index=True).groupby(["t", "name_id"], as_index=False)["w"].max()
     m["name_share"] = m["w"].to_numpy() / wsum.reindex(m["name_id"]).to_numpy()
-    m = m[m["name_share"] >= 0.25]
+    # most of the name, or one specific word (a long description dilutes the share of its name part)
+    m = m[(m["name_share"] >= 0.25) | (m["w"] >= 4.0)]
     inv_names = pd.DataFrame({"i": live, "name": names.to_numpy()})
     m["name"] = uniq.to_numpy()[m["name_id"].to_numpy()]
     return m.merge(inv_names, on="name")[["t", "i", "name_share"]]

@@ -24,7 +24,7 @@ FEATURE_NAMES = [
     "ref_suffix_frac", "ref_margin", "n_title_refs", "inv_has_ref", "n_exact_refs_in_transfer",
     # names
     "name_tset", "name_partial", "name_in_title", "payer_present",
-    # memory (payer account / payer name -> contractor, learnt from training links)
+    # memory learnt from training links: payer account / name -> contractor, title-word link rates, already paid
     "mem_acc_n", "mem_acc_share", "mem_acc_total", "mem_pay_n", "mem_pay_share", "mem_pay_total",
     "word_rate_min", "word_rate_mean", "inv_paid_frac", "inv_paid_n", "amt_eq_remaining",
     # amounts

@@ -1,10 +1,13 @@
-"""The ``Matcher`` estimator: blocking -> pair features -> XGBoost pair classifier -> set assignment.
+"""The ``Matcher`` estimator: blocking -> pair features -> XGBoost pair model (+ a small transfer-level
+"pays nothing" model) -> set assignment.
 
-fit() holds out ``validation_fraction`` of the transfers to pick ``auto_threshold_``, then refits on all of
-them: the threshold comes from a model that saw 80% of the data, and the refit can only be as good or
-better, so the threshold is, if anything, conservative. The held-out phase learns memory from the 80% only,
-and training pairs always see memory with their own transfer's links left out, so the model does not learn
-to trust memory more than it deserves on unseen transfers.
+fit() holds out ``validation_fraction`` of the transfers (by id, seeded), trains on the rest and picks
+``auto_threshold_`` on the held-out ones (never below 0.5), then refits both models on all transfers: the
+threshold comes from a model that saw 80% of the data and the refit is at least as good, so it is, if
+anything, conservative. The held-out phase learns memory from the 80% only, and training pairs always see
+memory with their own transfer left out (leave-one-out), so the model does not trust memory more than it
+deserves on unseen transfers. Transfers without any candidate get ``empty_confidence_``: how often such a
+validation transfer really paid nothing.
 """
 from __future__ import annotations
 
