@@ -28,6 +28,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--drift-month", type=int, default=7, help="month of the drift event in --simulate")
     p.add_argument("--schedule", metavar="CRON", help='schedule instead of running now, e.g. "0 3 1 * *" (needs the gcp stack)')
     p.add_argument("--timezone", help="IANA timezone for --schedule (default UTC), e.g. Europe/Warsaw")
+    p.add_argument("--serve", action="store_true",
+                   help="serve the production model with `bentoml serve` in the foreground (Ctrl+C stops it)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the Cloud Build request the gcp deployer would send for the production model; send nothing")
+    p.add_argument("--host", default="127.0.0.1", help="--serve: address to bind")
+    p.add_argument("--port", type=int, default=3000, help="--serve: port")
+    p.add_argument("--workers", type=int, default=None, help="--serve: BentoML worker processes")
     return p.parse_args(argv)
 
 
@@ -39,6 +46,19 @@ def main(argv=None) -> int:
 
     cfg = load_config(args.config)
     family = cfg["model"].get("family", "xgboost")
+    if args.serve or args.dry_run:
+        if args.serve and args.dry_run:
+            print("--serve and --dry-run do not go together", file=sys.stderr)
+            return 2
+        from pipelines.serve import NoProductionModel, dry_run, serve_production
+        try:
+            if args.dry_run:
+                print(dry_run(cfg)[1])
+                return 0
+            return serve_production(cfg, port=args.port, host=args.host, workers=args.workers)
+        except (NoProductionModel, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.schedule:
         try:
             sched = build_schedule(args.schedule, args.timezone, name=f"ledgerlink-{args.pipeline}")

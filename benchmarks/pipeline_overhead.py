@@ -22,6 +22,8 @@ WORK = Path(tempfile.mkdtemp(prefix="ledgerlink-bench-"))
 os.environ["ZENML_CONFIG_PATH"] = str(WORK / "zenml")
 os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
 os.environ["ZENML_LOGGING_VERBOSITY"] = "ERROR"
+os.environ["BENTOML_HOME"] = str(WORK / "bentoml")
+os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
 
 
@@ -38,11 +40,11 @@ def _config(home: Path, scale: int, model_name: str) -> dict:
 
 
 def bare_cycle(cfg: dict) -> None:
-    """The same work as the two pipelines, without ZenML."""
+    """The same work as the two pipelines (deploy included), without ZenML."""
     from ledgerlink.data.collect import collect_month
     from ledgerlink.data.store import open_store
     from ledgerlink.data.warehouse import open_warehouse
-    from ledgerlink.deploy.export import export_model
+    from ledgerlink.deploy.deployers import ModelVersionInfo, deploy_promoted
     from ledgerlink.evaluation.compare import decide
     from ledgerlink.evaluation.evaluate import evaluate
     from ledgerlink.matching import RulesMatcher
@@ -58,7 +60,10 @@ def bare_cycle(cfg: dict) -> None:
     decision = decide(cand, prod, rules, {**cfg["promotion"], **cfg["evaluation"]})
     if decision.promote:
         bare_cycle.production = cand
-        export_model(matcher, cfg["deploy"]["model_dir"], cfg["model_name"], len(ref.months), {})
+        info = ModelVersionInfo(model_name=cfg["model_name"], version=str(len(ref.months)), number=len(ref.months),
+                                model_version_id=f"bare-{len(ref.months)}", metrics=cand.metrics, months=ref.months,
+                                threshold=getattr(matcher, "auto_threshold_", None))
+        deploy_promoted(matcher, info, cfg["deploy"], smoke_tables=test)
 
 
 bare_cycle.production = None

@@ -314,11 +314,11 @@ def _bad_request(loc: list[Any], msg: str) -> JSONResponse:
 @bentoml.service(name="ledgerlink", traffic={"timeout": 60})
 class LedgerLink:
     def __init__(self) -> None:
-        from ledgerlink.matching import Matcher
+        from ledgerlink.matching.base import load_matcher
 
         stored = bentoml.models.get(model_tag())
         self.model_tag = str(stored.tag)
-        self.matcher = Matcher.load(stored.path_of(MATCHER_SUBDIR))
+        self.matcher = load_matcher(stored.path_of(MATCHER_SUBDIR))
         self.threshold = float(self.matcher.auto_threshold_)
         global _MODEL_CURRENCIES
         currencies = stored.info.metadata.get("currencies")

@@ -69,7 +69,7 @@ def save_to_model_store(model_dir: str | os.PathLike, name: str = MODEL_NAME, la
     ``labels``: e.g. ``{"zenml_model_name": ..., "zenml_model_version": "7", "stage": "production"}``
     (values become strings). ``metadata``: e.g. ``{"metrics": {...}, "months": [...], "threshold": 0.93,
     "currencies": ["EUR", "PLN"]}``; the service rejects other currencies when ``currencies`` is given.
-    ``check_loads`` loads the directory with ``Matcher.load`` first, so a broken model never gets a tag.
+    ``check_loads`` loads the directory with ``load_matcher`` (any model family) first, so a broken model never gets a tag.
     """
     import bentoml
 
@@ -77,9 +77,9 @@ def save_to_model_store(model_dir: str | os.PathLike, name: str = MODEL_NAME, la
     if not src.is_dir() or not any(src.iterdir()):
         raise FileNotFoundError(f"model_dir {src} is not a directory with a saved Matcher in it")
     if check_loads:
-        from ledgerlink.matching import Matcher
+        from ledgerlink.matching.base import load_matcher
 
-        Matcher.load(src)
+        load_matcher(src)
     str_labels = {str(k): str(v) for k, v in (labels or {}).items() if v is not None}
     with bentoml.models.create(name, labels=str_labels, metadata=_clean_metadata(metadata or {})) as model:
         shutil.copytree(src, model.path_of(MATCHER_SUBDIR))

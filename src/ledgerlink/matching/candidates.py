@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .features import FEE_TOLERANCE, Exclusion, Memory
+from .features import FEE_TOLERANCE, Exclusion, Memory, group_sets, is_settled
 from .normalize import digit_ngrams
 
 NGRAM = 4
@@ -142,6 +142,37 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
     return m.merge(inv_names, on="name")[["t", "i", "name_share"]]
 
 
+def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.ndarray) -> pd.DataFrame:
+    """(t, i, set_hit): for transfers without a strong hit, the invoices of any contractor with few open invoices
+    (features.MAX_GROUP) that form a set of 2..MAX_SET summing exactly to the transfer amount. Finds a
+    multi-invoice payment with no number by a payer never seen with that contractor (a factor, "as agreed").
+    The contractors' set sums are one table (sum over contractors of 2^n rows), joined on cents."""
+    if len(weak) == 0 or len(live) == 0:
+        return _empty(["t", "i", "set_hit"])
+    keys = pd.Series(inv["name_key"].to_numpy()[live])
+    code = np.where(keys.to_numpy() != "", pd.factorize(keys)[0], -1)
+    cents = inv["cents"].to_numpy()[live]
+    tables = []
+    for b, (rows, masks, sums) in enumerate(group_sets(code, cents)):
+        kk, ss = np.meshgrid(np.arange(sums.shape[0]), np.arange(sums.shape[1]), indexing="ij")
+        tables.append((rows, masks, pd.DataFrame({"b": b, "k": kk.ravel(), "s": ss.ravel(),
+                                                  "cents": np.round(sums.ravel()).astype(np.int64)})))
+    if not tables:
+        return _empty(["t", "i", "set_hit"])
+    table = pd.concat([tb for _, _, tb in tables], ignore_index=True)
+    table = table[table["cents"] != 0]
+    hits = pd.DataFrame({"t": weak, "cents": tr["cents"].to_numpy()[weak]}).merge(table, on="cents")
+    out = []
+    for b, g in hits.groupby("b"):
+        rows, masks, _ = tables[b]
+        members = masks[g["s"].to_numpy()]
+        r = rows[g["k"].to_numpy()]
+        out.append(pd.DataFrame({"t": np.repeat(g["t"].to_numpy(), members.sum(1)), "i": live[r[members]]}))
+    if not out:
+        return _empty(["t", "i", "set_hit"])
+    return pd.concat(out, ignore_index=True).drop_duplicates().assign(set_hit=1.0)
+
+
 def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Exclusion | None) -> pd.DataFrame:
     """(t, i, mem): invoices of contractors this payer account/name paid before."""
     if memory is None:
@@ -156,6 +187,7 @@ def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Ex
 
 def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.DataFrame, tr_chunks: pd.DataFrame,
                         memory: Memory | None = None, exclude: Exclusion | None = None, max_candidates: int = 30,
+                        max_candidates_weak: int | None = None,
                         lookback_days: int = 180, ref_max_df: int = 50, amount_max_df: int = 200,
                         name_max_share: float = 0.15) -> pd.DataFrame:
     """Candidate pairs (t, i, prescore, channel scores), at most ``max_candidates`` per transfer."""
@@ -167,7 +199,9 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     issued = inv["issued_at"].to_numpy()
     lo = booked.min() - np.timedelta64(lookback_days, "D")
     hi = booked.max() + np.timedelta64(ISSUE_AFTER_BOOKING_DAYS, "D")
-    live = np.flatnonzero((issued >= lo) & (issued <= hi))
+    # invoices settled by training payments before the first transfer is booked are no candidates at all
+    settled = memory.settled_by(inv) if memory is not None else np.zeros(len(inv), np.int64) + (1 << 40)
+    live = np.flatnonzero((issued >= lo) & (issued <= hi) & (settled > booked.astype("datetime64[D]").astype(np.int64).min()))
     parts = [
         ref_channel(inv_chunks, tr_chunks, live, ref_max_df),
         amount_channel(inv, tr, live, amount_max_df),
@@ -177,14 +211,31 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     parts = [p for p in parts if len(p)]
     if not parts:
         return _empty(cols)
-    c = pd.concat(parts, ignore_index=True)
-    c = c.groupby(["t", "i"], as_index=False).max()
-    for col in cols[3:]:
-        c[col] = c[col].astype(np.float64).fillna(0.0) if col in c else 0.0
+
+    def settle(c: pd.DataFrame) -> pd.DataFrame:
+        """Best score per pair over channels; drop pairs outside the date window or already settled."""
+        c = c.groupby(["t", "i"], as_index=False).max()
+        for col in cols[3:] + ["set_hit"]:
+            c[col] = c[col].astype(np.float64).fillna(0.0) if col in c else 0.0
+        t, i = c["t"].to_numpy(np.int64), c["i"].to_numpy(np.int64)
+        days = (booked[t] - issued[i]).astype("timedelta64[D]").astype(np.int64)
+        keep = (days >= -ISSUE_AFTER_BOOKING_DAYS) & (days <= lookback_days)
+        c = c[keep].reset_index(drop=True)
+        if memory is not None and len(memory.paid):
+            c = c[_open_for(c, inv, tr, memory)].reset_index(drop=True)
+        return c
+
+    c = settle(pd.concat(parts, ignore_index=True))
+    # a strong hit: a number in the title, or the exact amount of an invoice of the payer
+    who = (c["name_share"].to_numpy() > 0) | (c["mem"].to_numpy() > 0)
+    strong = ((c["ref_exact"] + c["ref_near"]).to_numpy() > 0) | ((c["amt_exact"].to_numpy() > 0) & who)
+    has_strong = np.zeros(len(tr), bool)
+    has_strong[c["t"].to_numpy()[strong]] = True
+    sets = set_channel(inv, tr, live, np.flatnonzero(~has_strong))
+    if len(sets):
+        c = settle(pd.concat([c, sets], ignore_index=True))
     t, i = c["t"].to_numpy(np.int64), c["i"].to_numpy(np.int64)
     days = (booked[t] - issued[i]).astype("timedelta64[D]").astype(np.int64)
-    keep = (days >= -ISSUE_AFTER_BOOKING_DAYS) & (days <= lookback_days)
-    c, t, i, days = c[keep].reset_index(drop=True), t[keep], i[keep], days[keep]
     ta, ia = tr["amount"].to_numpy()[t], inv["amount"].to_numpy()[i]
     same_sign = np.sign(ta) == np.sign(ia)
     gap = (np.abs(ia) - np.abs(ta)) / np.maximum(np.abs(ia), 0.01)
@@ -200,14 +251,24 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     term = (inv["due_at"].to_numpy()[i] - issued[i]).astype("timedelta64[D]").astype(np.int64)
     in_term = (days >= 0.25 * term) & (days <= term + 3)
     long_overdue = days > term + 60
-    c["completes"] = _completions(c, ta, ia)
+    c["completes"] = np.maximum(_completions(c, ta, ia), c["set_hit"].to_numpy())
     c["prescore"] = (4 * c["ref_share"] + 2 * c["ref_near"] + 3 * c["ref_exact"] + 0.05 * np.minimum(c["ref_score"], 40)
                      + 4 * c["amt_exact"] + 2 * c["name_share"] + 2 * (c["mem"] > 0) + 1.5 * (near & who)
                      + 0.5 * (fits_in & who) + 0.3 * (partial & who) - 0.5 * too_big + 3 * c["completes"]
                      + 0.8 * in_term - 0.8 * long_overdue - 0.004 * np.clip(days, 0, None) - 0.5 * (days < 0))
     c = c.sort_values(["t", "prescore"], ascending=[True, False], kind="stable")
-    c = c[c.groupby("t").cumcount() < max_candidates]
+    cap = np.full(len(tr), max_candidates)
+    if max_candidates_weak is not None and max_candidates_weak > max_candidates:
+        cap[~has_strong] = max_candidates_weak  # no number, no exact amount: all of the payer's open invoices
+    c = c[c.groupby("t").cumcount().to_numpy() < cap[c["t"].to_numpy()]]
     return c[cols].reset_index(drop=True)
+
+
+def _open_for(c: pd.DataFrame, inv: pd.DataFrame, tr: pd.DataFrame, memory: Memory) -> np.ndarray:
+    """Per pair: is the invoice still open when the transfer is booked (training payments before it do not
+    settle it)? Paying a settled invoice again is a duplicate payment, which pays nothing."""
+    paid, _ = memory.paid_before(inv, c[["t", "i"]], tr)
+    return ~is_settled(inv["amount"].to_numpy()[c["i"].to_numpy()], paid)
 
 
 def _empty(cols: list[str]) -> pd.DataFrame:

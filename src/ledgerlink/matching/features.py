@@ -30,7 +30,9 @@ FEATURE_NAMES = [
     # amounts
     "amt_transfer_log", "amt_invoice_log", "amt_eq", "amt_ratio", "amt_absdiff", "amt_reldiff", "amt_fee",
     "amt_sign_agree", "amt_partial", "amt_over", "currency_eq", "subset_exact", "subset_fee", "subset_size",
-    "n_same_amount", "named_sum_fits", "completes_named", "completes_pair", "same_amount_age_rank",
+    "n_same_amount", "named_sum_fits", "completes_named", "completes_named_exact", "completes_pair",
+    "same_amount_age_rank",
+    "grp_set", "grp_set_size", "grp_sets_in_transfer",
     # dates
     "days_since_issue", "days_to_due", "title_month_diff",
     # ambiguity
@@ -65,18 +67,28 @@ def _table(columns: list[str], rows=()) -> pd.DataFrame:
     return df.reset_index(drop=True).astype({c: (object if c in ("key", "name_key", "word", "invoice_id") else np.float64) for c in columns})
 
 
+PAID_COLUMNS = ["invoice_id", "day", "paid", "n"]
+
+
+def _day(dates: np.ndarray) -> np.ndarray:
+    return np.asarray(dates).astype("datetime64[D]").astype(np.int64)
+
+
 @dataclass
 class Memory:
     """What the training links teach beyond one pair: which contractors (invoice ``name_key``) each payer
     account / payer name has paid, how often a title word ("refund", "odsetki", "Gehalt") comes with a
-    payment at all, and how much of each invoice is already paid (duplicates, remainders of partial payments). Counts are distinct training transfers. ``lookup(..., exclude=...)`` leaves each training
+    payment at all, and how much of each invoice was paid by which day (duplicates, remainders of partial
+    payments). Counts are distinct training transfers. ``lookup(..., exclude=...)`` leaves each training
     transfer's own contribution out, so training pairs do not see their own label through memory.
+    ``paid_before`` counts only payments booked strictly before the transfer being matched: a transfer never
+    sees its own payment, nor a later one (in fit and on a frozen test set older than some training months).
     """
 
     account: pd.DataFrame = field(default_factory=lambda: _table(["key", "name_key", "n"]))
     payer: pd.DataFrame = field(default_factory=lambda: _table(["key", "name_key", "n"]))
     words: pd.DataFrame = field(default_factory=lambda: _table(["word", "n", "n_linked"]))
-    paid: pd.DataFrame = field(default_factory=lambda: _table(["invoice_id", "paid", "n"]))
+    paid: pd.DataFrame = field(default_factory=lambda: _table(PAID_COLUMNS))
     link_rate: float = 0.9
 
     @staticmethod
@@ -111,21 +123,45 @@ class Memory:
         w = w[ex.counted[w["t"].to_numpy()]].assign(linked=lambda d: ex.linked[d["t"].to_numpy()].astype(np.int64))
         words = _table(["word", "n", "n_linked"], w.groupby("word", as_index=False).agg(n=("t", "size"), n_linked=("linked", "sum")))
         rate = float(ex.linked[ex.counted].mean()) if ex.counted.any() else 0.9
-        pa = ex.own_alloc.assign(invoice_id=inv["invoice_id"].to_numpy()[ex.own_alloc["i"].to_numpy()])
-        paid = _table(["invoice_id", "paid", "n"], pa.groupby("invoice_id", as_index=False).agg(paid=("a", "sum"), n=("t", "size")))
-        return cls(**tables, words=words, paid=paid, link_rate=rate)
+        pa = ex.own_alloc.assign(invoice_id=inv["invoice_id"].to_numpy()[ex.own_alloc["i"].to_numpy()],
+                                 day=_day(tr["booked_at"].to_numpy()[ex.own_alloc["t"].to_numpy()]))
+        paid = pa.groupby(["invoice_id", "day"], as_index=False).agg(paid=("a", "sum"), n=("t", "size"))
+        return cls(**tables, words=words, paid=_table(PAID_COLUMNS, paid), link_rate=rate)
 
-    def paid_before(self, inv: pd.DataFrame, pairs: pd.DataFrame, exclude: Exclusion | None = None):
-        """(amount, number of transfers) already allocated to each pair's invoice by other known transfers."""
-        tab = self.paid.set_index("invoice_id")
+    def paid_before(self, inv: pd.DataFrame, pairs: pd.DataFrame, tr: pd.DataFrame):
+        """(amount, number of transfers) allocated to each pair's invoice by training transfers booked strictly
+        before the pair's transfer (so never by the transfer itself)."""
+        n_pairs = len(pairs)
+        if len(self.paid) == 0 or n_pairs == 0:
+            return np.zeros(n_pairs), np.zeros(n_pairs)
         iid = inv["invoice_id"].to_numpy()[pairs["i"].to_numpy()]
-        paid = tab["paid"].reindex(iid).fillna(0).to_numpy(np.float64)
-        n = tab["n"].reindex(iid).fillna(0).to_numpy(np.float64)
-        if exclude is not None and len(exclude.own_alloc):
-            own = pairs[["t", "i"]].merge(exclude.own_alloc, on=["t", "i"], how="left")["a"].to_numpy()
-            has = ~np.isnan(own)
-            paid, n = paid - np.where(has, own, 0.0), n - has
-        return paid, n
+        codes = pd.Index(self.paid["invoice_id"].unique())
+        tab = self.paid.assign(code=codes.get_indexer(self.paid["invoice_id"])).sort_values(["code", "day"])
+        key = tab["code"].to_numpy(np.int64) * (1 << 24) + tab["day"].to_numpy(np.int64)
+        cum_paid = tab.groupby("code")["paid"].cumsum().to_numpy(np.float64)
+        cum_n = tab.groupby("code")["n"].cumsum().to_numpy(np.float64)
+        code = codes.get_indexer(iid)
+        day = _day(tr["booked_at"].to_numpy()[pairs["t"].to_numpy()])
+        pos = np.searchsorted(key, code.astype(np.int64) * (1 << 24) + day, side="left") - 1
+        ok = (code >= 0) & (pos >= 0)
+        ok[ok] &= tab["code"].to_numpy()[pos[ok]] == code[ok]
+        return np.where(ok, cum_paid[np.maximum(pos, 0)], 0.0), np.where(ok, cum_n[np.maximum(pos, 0)], 0.0)
+
+    def settled_by(self, inv: pd.DataFrame) -> np.ndarray:
+        """Per invoice: the first day from which training payments booked before it settle it (int day; a huge
+        number when never). An invoice settled before every transfer being matched is not a candidate at all."""
+        out = np.full(len(inv), np.iinfo(np.int64).max // 4, np.int64)
+        if len(self.paid) == 0 or len(inv) == 0:
+            return out
+        tab = self.paid.sort_values(["invoice_id", "day"])
+        tab = tab.assign(cum=tab.groupby("invoice_id")["paid"].cumsum())
+        amount = pd.Series(inv["amount"].to_numpy(), index=inv["invoice_id"].to_numpy())
+        amount = amount[~amount.index.duplicated()]
+        a = amount.reindex(tab["invoice_id"]).to_numpy()
+        done = tab[is_settled(a, tab["cum"].to_numpy())]
+        first = done.groupby("invoice_id")["day"].min() + 1  # settled for transfers booked after that day
+        got = first.reindex(inv["invoice_id"].to_numpy()).to_numpy()
+        return np.where(np.isnan(got), out, np.nan_to_num(got)).astype(np.int64)
 
     def lookup(self, tr: pd.DataFrame, exclude: Exclusion | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(pairs, totals): pairs = t, name_key, acc_n, pay_n; totals = t, acc_total, pay_total (all transfers)."""
@@ -160,14 +196,14 @@ class Memory:
         return {"account": self.account[["key", "name_key", "n"]].values.tolist(),
                 "payer": self.payer[["key", "name_key", "n"]].values.tolist(),
                 "words": self.words[["word", "n", "n_linked"]].values.tolist(),
-                "paid": self.paid[["invoice_id", "paid", "n"]].values.tolist(), "link_rate": self.link_rate}
+                "paid": self.paid[PAID_COLUMNS].values.tolist(), "link_rate": self.link_rate}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "Memory":
         return cls(account=_table(["key", "name_key", "n"], raw.get("account", [])),
                    payer=_table(["key", "name_key", "n"], raw.get("payer", [])),
                    words=_table(["word", "n", "n_linked"], raw.get("words", [])),
-                   paid=_table(["invoice_id", "paid", "n"], raw.get("paid", [])),
+                   paid=_table(PAID_COLUMNS, raw.get("paid", [])),
                    link_rate=float(raw.get("link_rate", 0.9)))
 
 
@@ -242,6 +278,11 @@ def subset_sums(pairs: pd.DataFrame, score: np.ndarray, t_amount: np.ndarray, i_
     return out
 
 
+def is_settled(amount: np.ndarray, paid: np.ndarray) -> np.ndarray:
+    """Payments ``paid`` cover ``amount`` (same sign, up to the fee tolerance): nothing is left to pay."""
+    return (paid != 0) & (np.sign(paid) == np.sign(amount)) & (np.abs(paid) >= np.abs(amount) * (1 - FEE_TOLERANCE) - 0.01)
+
+
 def amount_fits(target, sums, sizes):
     """A transfer pays a set when it equals the set's sum, or is at most FEE_TOLERANCE below it (fees)."""
     tol = CENT * sizes + 1e-9
@@ -271,6 +312,83 @@ def top_k_slots(t: np.ndarray, score: np.ndarray, k: int):
     tpos = ts[start]
     row_of = np.repeat(np.arange(len(start)), counts)
     return np.c_[row_of[keep], rank[keep]], tpos, order[keep]
+
+
+MAX_GROUP = 12  # exact set sums are searched among all open invoices of one contractor when it has at most this many
+MAX_SET = 6     # ... over sets of 2..MAX_SET invoices
+_SET_MASKS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def set_masks(n: int, max_size: int = MAX_SET) -> np.ndarray:
+    """The subsets of n slots with 2..max_size members, as a boolean (n_sets x n) matrix."""
+    if (n, max_size) not in _SET_MASKS:
+        m = subset_masks(n)
+        size = m.sum(1)
+        _SET_MASKS[(n, max_size)] = m[(size >= 2) & (size <= max_size)]
+    return _SET_MASKS[(n, max_size)]
+
+
+def group_sets(key: np.ndarray, cents: np.ndarray, target: np.ndarray | None = None, max_n: int = MAX_GROUP,
+               max_size: int = MAX_SET):
+    """Sets of rows that share a key (a contractor), for keys with 2..max_n rows: every subset of 2..max_size.
+
+    Yields, per group size n, (rows: keys x n row indices, masks: sets x n, sums: keys x sets in cents) with
+    ``target`` None, or only the exact hits (rows, masks, hit_key_index, hit_set_index) when ``target`` (cents
+    per row's key, given per row) is set. Cost is sum over keys of 2^n, bounded by max_n; no Python loop over keys.
+    """
+    key = np.asarray(key)
+    ok = key >= 0
+    order = np.flatnonzero(ok)[np.argsort(key[ok], kind="stable")]
+    ks = key[order]
+    if len(ks) == 0:
+        return
+    start = np.r_[0, np.flatnonzero(np.diff(ks)) + 1]
+    count = np.diff(np.r_[start, len(ks)])
+    for n in range(2, max_n + 1):
+        st = start[count == n]
+        if len(st) == 0:
+            continue
+        rows = order[st[:, None] + np.arange(n)[None, :]]
+        masks = set_masks(n, max_size)
+        sums = cents[rows].astype(np.float64) @ masks.T.astype(np.float64)  # exact: cents < 2^53
+        if target is None:
+            yield rows, masks, sums
+        else:
+            hk, hs = np.nonzero(sums == target[rows[:, 0]].astype(np.float64)[:, None])
+            if len(hk):
+                yield rows, masks, hk, hs
+
+
+def group_set_features(t: np.ndarray, group: np.ndarray, ia: np.ndarray, ta: np.ndarray) -> pd.DataFrame:
+    """Per pair: is it in a set of 2..MAX_SET candidates of the same transfer and contractor (``group``, -1: none)
+    whose invoices sum exactly (to the cent) to the transfer amount; the size of the smallest such set; and how
+    many such sets the transfer has (several: ambiguous). Only (transfer, contractor) pairs with <= MAX_GROUP
+    candidates are searched: with more, an exact sum of 4-6 invoices is no longer evidence."""
+    n = len(t)
+    out = pd.DataFrame({"grp_set": np.zeros(n, np.float32), "grp_set_size": np.full(n, np.nan, np.float32),
+                        "grp_sets_in_transfer": np.zeros(n, np.float32)})
+    if n == 0:
+        return out
+    g = np.asarray(group, np.int64)
+    key = np.where(g >= 0, t.astype(np.int64) * (int(g.max()) + 2) + g, -1)
+    cents = np.round(ia * 100).astype(np.int64)
+    target = np.round(ta * 100).astype(np.int64)
+    in_set = np.zeros(n, bool)
+    size = np.full(n, 99.0)
+    n_sets = np.zeros(n)
+    for rows, masks, hk, hs in group_sets(key, cents, target=target):
+        members = masks[hs]
+        sz = members.sum(1)
+        r = rows[hk]
+        hit_rows = r[members]
+        in_set[hit_rows] = True
+        np.minimum.at(size, hit_rows, np.repeat(sz, sz).astype(np.float64))
+        np.add.at(n_sets, r[:, 0], 1.0)  # counted on the first row of the key, spread per transfer below
+    per_t = pd.Series(n_sets).groupby(t).transform("sum").to_numpy()
+    out["grp_set"] = in_set.astype(np.float32)
+    out["grp_set_size"] = np.where(size < 99, size, np.nan).astype(np.float32)
+    out["grp_sets_in_transfer"] = per_t.astype(np.float32)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -382,7 +500,7 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     F["title_month_diff"] = (issued_m - tm + 6) % 12 - 6
 
     # --- already paid: a duplicate payment, or the remainder of a partial payment
-    paid, npaid = memory.paid_before(inv, pairs, exclude)
+    paid, npaid = memory.paid_before(inv, pairs, tr)
     F["inv_paid_frac"] = paid / np.where(ia != 0, ia, 1.0)
     F["inv_paid_n"] = npaid
     F["amt_eq_remaining"] = ((npaid > 0) & (np.abs(ta - (ia - paid)) <= FEE_TOLERANCE * np.abs(ia - paid) + CENT)).astype(np.float32)
@@ -395,11 +513,22 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     F["named_sum_fits"] = np.where(any_named, amount_fits(ta, named_sum, ones * 2), np.nan).astype(np.float32)
     rest = ta - named_sum
     F["completes_named"] = (~named & (np.abs(rest) >= 0.01) & amount_fits(ta, named_sum + ia, ones * 2)).astype(np.float32)
+    all_named = any_named & ~named & (np.abs(rest) >= 0.01) & (np.abs(rest - ia) <= CENT)
+    one_named = np.zeros(n, bool)
+    one_named[anchor_completions(t, ia, tr["amount"].to_numpy(), named)["c"].to_numpy()] = True
+    F["completes_named_exact"] = (all_named | one_named).astype(np.float32)
     F["completes_pair"] = _pair_completion(t, ia, rest, ~named & (np.abs(rest) >= 0.01))
     # among candidates of equal amount, the older invoice is usually the one paid first
     eq = F["amt_eq"].to_numpy() > 0
     age = pd.Series(np.where(eq, F["days_since_issue"].to_numpy(), np.nan))
     F["same_amount_age_rank"] = age.groupby(t).rank(method="min", ascending=False).to_numpy()
+
+    # --- exact sets among one contractor's candidates (multi-invoice payments without numbers)
+    nk = inv["name_key"].to_numpy()[i]
+    group = np.where(nk != "", pd.factorize(nk)[0], -1)
+    gs = group_set_features(t, group, ia, ta)
+    for c in gs.columns:
+        F[c] = gs[c].to_numpy()
 
     # --- ambiguity, and subsets among the transfer's most plausible candidates
     heur = heuristic_score(F)
@@ -413,6 +542,17 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     out = np.empty(n, np.int64)
     out[order] = np.arange(n)
     return F[FEATURE_NAMES].astype(np.float32).iloc[out].reset_index(drop=True)
+
+
+def anchor_completions(t: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray, named: np.ndarray) -> pd.DataFrame:
+    """(a, c) row pairs: ``a`` is named in the title exactly, ``c`` is not, and together they are the transfer amount
+    to the cent. A typo can turn one of two numbers into another real invoice's number; the amount says which
+    invoice was meant. An equality merge on cents, no product of candidates."""
+    cents = np.round(ia * 100).astype(np.int64)
+    target = np.round(ta_by_t[t] * 100).astype(np.int64)
+    a = pd.DataFrame({"t": t[named], "c_cents": target[named] - cents[named], "a": np.flatnonzero(named)})
+    c = pd.DataFrame({"t": t[~named], "c_cents": cents[~named], "c": np.flatnonzero(~named)})
+    return a.merge(c, on=["t", "c_cents"])[["a", "c"]]
 
 
 def _pair_completion(t: np.ndarray, ia: np.ndarray, rest: np.ndarray, open_: np.ndarray) -> np.ndarray:
@@ -435,8 +575,9 @@ def heuristic_score(F: pd.DataFrame) -> np.ndarray:
     mem = np.fmax(F["mem_acc_share"].fillna(0).to_numpy(), F["mem_pay_share"].fillna(0).to_numpy())
     ref = F["ref_lev"].fillna(0).to_numpy() + F["ref_contains"].fillna(0).to_numpy()
     days = F["days_since_issue"].to_numpy()
-    done = np.fmax(F["completes_named"].to_numpy(), F["completes_pair"].to_numpy())
+    done = np.fmax(F["completes_named"].to_numpy(), F["completes_pair"].to_numpy()) + F["completes_named_exact"].to_numpy()
     return (3 * ref + 2 * F["amt_eq"].to_numpy() + F["amt_fee"].to_numpy() + 1.5 * name + 1.5 * mem + 2 * done
+            + 2 * F["grp_set"].to_numpy()
             + 0.5 * F["amt_sign_agree"].to_numpy() - 0.002 * np.abs(days))
 
 
@@ -444,7 +585,7 @@ def heuristic_score(F: pd.DataFrame) -> np.ndarray:
 # transfer level: does the transfer pay anything at all?
 
 _T_MAX = ["ref_lev", "ref_contains", "ref_digits_exact", "name_tset", "name_in_title", "mem_acc_share", "mem_pay_share",
-          "amt_eq", "amt_fee", "completes_named", "completes_pair", "subset_exact", "subset_fee", "heur_margin"]
+          "amt_eq", "amt_fee", "completes_named", "completes_pair", "subset_exact", "subset_fee", "grp_set", "heur_margin"]
 _T_FIRST = ["word_rate_min", "word_rate_mean", "mem_acc_total", "mem_pay_total", "n_title_refs", "payer_present",
             "amt_transfer_log", "n_cands"]
 TRANSFER_FEATURE_NAMES = [f"max_{c}" for c in _T_MAX] + _T_FIRST

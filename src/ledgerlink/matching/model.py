@@ -1,13 +1,16 @@
-"""The ``Matcher`` estimator: blocking -> pair features -> XGBoost pair model (+ a small transfer-level
-"pays nothing" model) -> set assignment.
+"""The ``Matcher`` estimator: blocking -> pair features -> XGBoost pair model -> set model -> set choice.
 
-fit() holds out ``validation_fraction`` of the transfers (by id, seeded), trains on the rest and picks
-``auto_threshold_`` on the held-out ones (never below 0.5), then refits both models on all transfers: the
-threshold comes from a model that saw 80% of the data and the refit is at least as good, so it is, if
-anything, conservative. The held-out phase learns memory from the 80% only, and training pairs always see
-memory with their own transfer left out (leave-one-out), so the model does not trust memory more than it
-deserves on unseen transfers. Transfers without any candidate get ``empty_confidence_``: how often such a
-validation transfer really paid nothing.
+fit() computes the candidate pairs and their features once, with memory learnt from all training links and
+each training transfer's own contribution left out (leave-one-out), so a training pair sees memory as an
+unseen transfer would. The transfers are split in ``n_folds`` folds (by id, seeded) and the pair model is
+cross-fitted: each fold's pairs are scored by a model trained on the other folds, with early stopping on
+them. These out-of-fold probabilities train the *set model* (``sets.py``: which whole set of invoices, the
+empty set included, the transfer pays) and, cross-fitted again, give out-of-fold decisions on every training
+transfer, on which ``auto_threshold_`` is chosen: the lowest confidence at which the decisions above it reach
+``target_precision`` with a margin. At match time the fold models' probabilities are averaged, so the set
+model and the threshold see probabilities like the ones they were fitted on (a model refitted on all data is
+more confident than its out-of-fold self, which would make the threshold too lenient).
+Transfers without any candidate get ``empty_confidence_``: how often such a training transfer paid nothing.
 """
 from __future__ import annotations
 
@@ -16,22 +19,32 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import xgboost as xgb
+import os
+
+# OpenMP threads that wait for work spin by default. On a shared machine (more runnable threads than cores) a
+# 2-thread xgboost then runs ~20x slower than a 1-thread one (measured: 280 vs 13 ms per boosting round on 2
+# busy cores); passive waiting costs little when the cores are free. Read once, when the OpenMP runtime loads,
+# so it must be set before xgboost is imported; an explicit OMP_WAIT_POLICY wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import xgboost as xgb  # noqa: E402
 
 from ..data.contract import TABLES
-from .assignment import MAX_K, assign
 from .base import BaseMatcher
 from .candidates import blocking_recall, generate_candidates
-from .features import FEATURE_NAMES, TRANSFER_FEATURE_NAMES, Memory, pair_features, transfer_features
+from .features import FEATURE_NAMES, Memory, pair_features
 from .normalize import prepare_invoices, prepare_transfers
+from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, set_features, set_labels
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MIN_AUTO_THRESHOLD = 0.5
-MODEL_FILE = "model.ubj"
-NONE_MODEL_FILE = "none_model.ubj"
+PAIR_MODEL_FILE = "pair_model_{k}.ubj"
+SET_MODEL_FILE = "set_model.ubj"
 META_FILE = "meta.json"
+SET_ROUNDS, SET_DEPTH = 150, 4
+PRECISION_MARGIN = 0.25  # the threshold aims at target + margin * (1 - target) precision on out-of-fold decisions
 
 
 def _library_version() -> str:
@@ -100,23 +113,32 @@ class _TqdmCallback(xgb.callback.TrainingCallback):
 
 
 class Matcher(BaseMatcher):
-    """Learnt transfer -> invoice(s) matcher (scikit-learn style estimator)."""
+    """Learnt transfer -> invoice(s) matcher (scikit-learn style estimator).
 
-    def __init__(self, max_candidates=30, lookback_days=180, n_estimators=400, max_depth=6, learning_rate=0.08,
-                 target_precision=0.995, validation_fraction=0.2, random_state=0, n_jobs=2, show_progress=False):
+    ``validation_fraction`` is kept for compatibility: 0 skips cross-fitting (one pair model, no set model,
+    ``auto_threshold_`` = 1: every decision goes to review); any other value cross-fits on ``n_folds`` folds.
+    """
+
+    def __init__(self, max_candidates=30, max_candidates_weak=100, lookback_days=180, n_estimators=400, max_depth=6,
+                 learning_rate=0.08, target_precision=0.995, validation_fraction=0.2, n_folds=2,
+                 early_stopping_rounds=40, random_state=0, n_jobs=2, show_progress=False):
         self.max_candidates = max_candidates
+        self.max_candidates_weak = max_candidates_weak
         self.lookback_days = lookback_days
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.target_precision = target_precision
         self.validation_fraction = validation_fraction
+        self.n_folds = n_folds
+        self.early_stopping_rounds = early_stopping_rounds
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.show_progress = show_progress
 
-    _PARAMS = ("max_candidates", "lookback_days", "n_estimators", "max_depth", "learning_rate", "target_precision",
-               "validation_fraction", "random_state", "n_jobs", "show_progress")
+    _PARAMS = ("max_candidates", "max_candidates_weak", "lookback_days", "n_estimators", "max_depth", "learning_rate",
+               "target_precision", "validation_fraction", "n_folds", "early_stopping_rounds", "random_state", "n_jobs",
+               "show_progress")
 
     def get_params(self, deep=True) -> dict:
         return {p: getattr(self, p) for p in self._PARAMS}
@@ -129,27 +151,46 @@ class Matcher(BaseMatcher):
         return self
 
     def __repr__(self):
-        return f"Matcher({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     # ----------------------------------------------------------------------------------------------------------
+    # the steps fit and match share
+
     def _block_and_featurize(self, inv, ic, tr, tc, memory, exclude):
         cands = generate_candidates(inv, ic, tr, tc, memory=memory, exclude=exclude,
-                                    max_candidates=self.max_candidates, lookback_days=self.lookback_days)
-        X = pair_features(cands, inv, ic, tr, tc, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
-        return cands[["t", "i"]].reset_index(drop=True), X
+                                    max_candidates=self.max_candidates, max_candidates_weak=self.max_candidates_weak,
+                                    lookback_days=self.lookback_days)
+        pairs = cands[["t", "i"]].reset_index(drop=True)
+        X = pair_features(pairs, inv, ic, tr, tc, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
+        return pairs, self._extra_features(pairs, inv, tr, X)
 
-    def _train(self, X: pd.DataFrame, y: np.ndarray, desc: str, rounds: int | None = None,
-               depth: int | None = None) -> xgb.Booster:
-        params = {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
-                  "max_depth": depth or self.max_depth, "learning_rate": self.learning_rate, "nthread": self.n_jobs,
-                  "seed": self.random_state, "min_child_weight": 1.0, "subsample": 0.9, "colsample_bytree": 0.9,
-                  "max_bin": 128}  # most features take few values; fewer bins halve the time per tree
+    def _extra_features(self, pairs, inv, tr, X):
+        """Hook for families that add pair features (the transformer family adds a text score)."""
+        return X
+
+    def _xgb_params(self, depth=None) -> dict:
+        return {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
+                "max_depth": depth or self.max_depth, "learning_rate": self.learning_rate, "nthread": self.n_jobs,
+                "seed": self.random_state, "min_child_weight": 1.0, "subsample": 0.9, "colsample_bytree": 0.9,
+                "max_bin": 128}  # most features take few values; fewer bins halve the time per tree
+
+    def _train(self, X, y, desc, rounds=None, depth=None, eval_set=None) -> xgb.Booster:
+        """One booster; with ``eval_set`` (X, y) it stops when the held-out logloss has not improved for
+        ``early_stopping_rounds`` rounds and keeps the best iteration."""
         rounds = rounds or self.n_estimators
         bar = _progress(self.show_progress, rounds, desc)
         try:
             dtrain = xgb.DMatrix(X.to_numpy(np.float32), label=y, feature_names=list(X.columns), nthread=self.n_jobs)
-            return xgb.train(params, dtrain, num_boost_round=rounds,
-                             callbacks=[_TqdmCallback(bar)] if bar is not None else None)
+            kw = {}
+            if eval_set is not None and self.early_stopping_rounds and len(eval_set[1]):
+                dval = xgb.DMatrix(eval_set[0].to_numpy(np.float32), label=eval_set[1], feature_names=list(X.columns),
+                                   nthread=self.n_jobs)
+                kw = {"evals": [(dval, "val")], "early_stopping_rounds": self.early_stopping_rounds, "verbose_eval": False}
+            booster = xgb.train(self._xgb_params(depth), dtrain, num_boost_round=rounds,
+                                callbacks=[_TqdmCallback(bar)] if bar is not None else None, **kw)
+            if kw:
+                booster = booster[: booster.best_iteration + 1]
+            return booster
         finally:
             if bar is not None:
                 bar.close()
@@ -161,25 +202,39 @@ class Matcher(BaseMatcher):
         d = xgb.DMatrix(X[names].to_numpy(np.float32), feature_names=names, nthread=self.n_jobs)
         return booster.predict(d).astype(np.float64)
 
-    def _fit_models(self, pairs, X, y, linked, rows, desc=""):
-        """The pair model, and the transfer-level "pays nothing" model on the same transfers' best evidence."""
-        booster = self._train(X[rows], y[rows], f"xgboost pairs{desc}")
-        t = pairs["t"].to_numpy()[rows]
-        TX = transfer_features(X[rows], t)
-        none_booster = self._train(TX, (~linked[TX.index.to_numpy()]).astype(np.float32), f"xgboost none{desc}",
-                                   rounds=max(50, self.n_estimators // 3), depth=min(4, self.max_depth))
-        return booster, none_booster
+    def _pair_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Mean probability of the fold models (the models the set model was trained behind)."""
+        if len(X) == 0:
+            return np.zeros(0)
+        return np.mean([self._predict(b, X) for b in self.pair_boosters_], axis=0)
 
-    def _decide(self, pairs, X, inv, tr, booster, none_booster):
-        """Score pairs, ask the transfer-level model, choose each transfer's set (assignment.assign)."""
-        p = self._predict(booster, X)
+    @staticmethod
+    def _groups(pairs, inv) -> np.ndarray:
+        nk = inv["name_key"].to_numpy()[pairs["i"].to_numpy()]
+        return np.where(nk != "", pd.factorize(nk)[0], -1)
+
+    def _sets(self, pairs, X, p, inv, tr):
+        t, ia = pairs["t"].to_numpy(), inv["amount"].to_numpy()[pairs["i"].to_numpy()]
+        ta, group = tr["amount"].to_numpy(), self._groups(pairs, inv)
+        named = (X["ref_exact"].fillna(0).to_numpy() > 0) | (X["ref_digits_exact"].fillna(0).to_numpy() > 0)
+        table = enumerate_sets(t, p, ia, ta, group, named=named, completer=X["completes_named_exact"].to_numpy() > 0)
+        return table, set_features(table, t, p, ia, ta, group, X)
+
+    def _decide(self, pairs, X, p, inv, tr, set_booster, table=None, SX=None, q=None):
+        """Choose each transfer's set from pair probabilities ``p`` (set model, then conflicts)."""
         scored = pairs.assign(probability=p)
-        p_none = np.full(len(tr), np.nan)
-        if len(X):
-            TX = transfer_features(X, pairs["t"].to_numpy())
-            p_none[TX.index.to_numpy()] = self._predict(none_booster, TX)
-        links, dec = assign(scored, tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr), k=MAX_K,
-                            booked=tr["booked_at"].to_numpy(), p_none=p_none)
+        if set_booster is None:  # no set model (no cross-fitting): independent pair probabilities
+            from .assignment import assign
+            links, dec = assign(scored, tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr),
+                                booked=tr["booked_at"].to_numpy())
+        else:
+            if table is None:
+                table, SX = self._sets(pairs, X, p, inv, tr)
+            if q is None:
+                q = self._predict(set_booster, SX)
+            links, dec = choose_sets(table, q, pairs["t"].to_numpy(), pairs["i"].to_numpy(), p,
+                                     tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr),
+                                     booked=tr["booked_at"].to_numpy())
         no_cand = ~np.isin(dec["t"].to_numpy(), pairs["t"].to_numpy())
         dec["confidence"] = np.where(no_cand, self.empty_confidence_, dec["confidence"].to_numpy())
         return scored, links, dec
@@ -206,65 +261,18 @@ class Matcher(BaseMatcher):
         start = time.perf_counter()
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
         links = check_frame(links, "links")
-        self.feature_names_ = list(FEATURE_NAMES)
         inv, ic = prepare_invoices(invoices)
         tr, tc = prepare_transfers(transfers)
         links_ti = self._links_ti(links, inv, tr)
         n_t = len(tr)
-        linked = np.zeros(n_t, bool)
-        linked[links_ti["t"].to_numpy()] = True
-        stages = _progress(self.show_progress, 2 if self.validation_fraction > 0 else 1, "Matcher.fit")
-
-        # --- 1. held-out transfers choose the auto threshold
-        summary = {}
-        rng = np.random.default_rng(self.random_state)
-        ids = np.sort(tr["transfer_id"].to_numpy())
-        n_val = int(round(self.validation_fraction * n_t))
-        val_ids = set(rng.choice(ids, size=n_val, replace=False)) if n_val > 0 else set()
-        is_val = tr["transfer_id"].isin(val_ids).to_numpy()
-        if n_val > 0 and (~is_val).any():
-            fit_links = links_ti[~is_val[links_ti["t"].to_numpy()]]
-            mem = Memory.learn(inv, tr, fit_links, counted=~is_val)
-            pairs, X = self._block_and_featurize(inv, ic, tr, tc, mem, Memory.exclusion(inv, tr, fit_links, ~is_val))
-            y = self._label(pairs, links_ti)
-            on_val = is_val[pairs["t"].to_numpy()]
-            booster, none_booster = self._fit_models(pairs, X, y, linked, ~on_val, " (validation)")
-            self.empty_confidence_ = 1.0
-            vp = pairs[on_val].reset_index(drop=True)
-            _, v_links, v_dec = self._decide(vp, X[on_val].reset_index(drop=True), inv, tr, booster, none_booster)
-            v_dec = v_dec[is_val[v_dec["t"].to_numpy()]]
-            correct = self._set_correct(v_links, v_dec, links_ti)
-            # a transfer without candidates is "pays nothing" only as often as validation says (blocking misses)
-            no_cand = ~np.isin(v_dec["t"].to_numpy(), vp["t"].to_numpy())
-            # (a pessimistic Beta(1, 2) prior: with no such transfer in validation it stays below 0.5, i.e. review)
-            self.empty_confidence_ = float((correct[no_cand].sum() + 1) / (no_cand.sum() + 3))
-            v_dec = v_dec.assign(confidence=np.where(no_cand, self.empty_confidence_, v_dec["confidence"].to_numpy()))
-            self._validation = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[v_dec["t"].to_numpy()],
-                                             "confidence": v_dec["confidence"].to_numpy(), "correct": correct})
-            self.auto_threshold_ = self._choose_threshold(v_dec["confidence"].to_numpy(), correct)
-            auto = v_dec["confidence"].to_numpy() >= self.auto_threshold_
-            summary.update({
-                "validation_transfers": int(n_val),
-                "validation_set_accuracy": float(correct.mean()),
-                "validation_auto_rate": float(auto.mean()),
-                "validation_auto_precision": float(correct[auto].mean()) if auto.any() else None,
-            })
-            if stages is not None:
-                stages.update(1)
-        else:
-            self.auto_threshold_ = 1.0  # nothing to validate on: every decision goes to review
-            self.empty_confidence_ = 1 / 3
-            summary["validation_transfers"] = 0
-
-        # --- 2. refit on everything; memory from all links, leave-one-out for the training pairs
+        self._fit_prepare(inv, tr, links_ti)
         self.memory_ = Memory.learn(inv, tr, links_ti)
         pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, Memory.exclusion(inv, tr, links_ti))
+        self.feature_names_ = list(X.columns)
         y = self._label(pairs, links_ti)
-        self.booster_, self.none_booster_ = self._fit_models(pairs, X, y, linked, np.ones(len(pairs), bool))
-        if stages is not None:
-            stages.update(1)
-            stages.close()
-        cand_ids = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[pairs["t"].to_numpy()],
+        t = pairs["t"].to_numpy()
+        summary = self._fit_models(pairs, X, y, t, inv, tr, links_ti)
+        cand_ids = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[t],
                                  "invoice_id": inv["invoice_id"].to_numpy()[pairs["i"].to_numpy()]})
         self.training_summary_ = {
             "n_transfers": int(n_t), "n_invoices": int(len(inv)), "n_links": int(len(links)),
@@ -274,6 +282,72 @@ class Matcher(BaseMatcher):
             "fit_seconds": round(time.perf_counter() - start, 3),
         }
         return self
+
+    def _fit_prepare(self, inv, tr, links_ti) -> None:
+        """Hook run before blocking in fit (the transformer family trains its text model here)."""
+
+    def _folds(self, tr) -> np.ndarray:
+        """Fold of each transfer: a seeded permutation of the sorted ids, so row order does not matter."""
+        ids = np.sort(tr["transfer_id"].to_numpy())
+        k = max(2, int(self.n_folds))
+        fold_of = pd.Series(np.random.default_rng(self.random_state).permutation(len(ids)) % k, index=ids)
+        return fold_of.reindex(tr["transfer_id"].to_numpy()).to_numpy()
+
+    def _fit_models(self, pairs, X, y, t, inv, tr, links_ti) -> dict:
+        """Cross-fit the pair model, fit the set model on out-of-fold sets, choose the threshold."""
+        n_t = len(tr)
+        has_cand = np.zeros(n_t, bool)
+        has_cand[t] = True
+        linked = np.zeros(n_t, bool)
+        linked[links_ti["t"].to_numpy()] = True
+        # "no candidate" means "pays nothing" as often as it did in training (Jeffreys prior: 0.5 with no data)
+        nc = ~has_cand
+        self.empty_confidence_ = float(((nc & ~linked).sum() + 0.5) / (nc.sum() + 1))
+        if self.validation_fraction <= 0 or n_t < 4 * max(2, self.n_folds) or y.sum() == 0 or y.sum() == len(y):
+            self.pair_boosters_ = [self._train(X, y, "xgboost pairs")]
+            self.set_booster_ = None
+            self.auto_threshold_ = 1.0  # nothing to validate on: every decision goes to review
+            return {"validation_transfers": 0}
+        fold = self._folds(tr)
+        pf = fold[t]
+        oof = np.zeros(len(y))
+        boosters, rounds = [], []
+        bar = _progress(self.show_progress, self.n_folds + 1, "Matcher.fit")
+        for k in range(max(2, self.n_folds)):
+            tr_rows, va_rows = pf != k, pf == k
+            b = self._train(X[tr_rows], y[tr_rows], f"xgboost pairs fold {k}", eval_set=(X[va_rows], y[va_rows]))
+            boosters.append(b)
+            rounds.append(b.num_boosted_rounds())
+            oof[va_rows] = self._predict(b, X[va_rows])
+            if bar is not None:
+                bar.update(1)
+        self.pair_boosters_ = boosters
+        # the set model on out-of-fold probabilities
+        table, SX = self._sets(pairs, X, oof, inv, tr)
+        z = set_labels(table, pairs["i"].to_numpy(), links_ti)
+        sf = fold[table.sets["t"].to_numpy()]
+        q_oof = np.zeros(len(z))
+        for k in range(max(2, self.n_folds)):  # cross-fitted too, so the threshold is chosen on unseen decisions
+            b = self._train(SX[sf != k], z[sf != k], f"xgboost sets fold {k}", rounds=SET_ROUNDS, depth=SET_DEPTH)
+            q_oof[sf == k] = self._predict(b, SX[sf == k])
+        self.set_booster_ = self._train(SX, z, "xgboost sets", rounds=SET_ROUNDS, depth=SET_DEPTH)
+        if bar is not None:
+            bar.update(1)
+            bar.close()
+        _, v_links, v_dec = self._decide(pairs, X, oof, inv, tr, self.set_booster_, table, SX, q_oof)
+        correct = self._set_correct(v_links, v_dec, links_ti)
+        conf = v_dec["confidence"].to_numpy()
+        self._validation = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[v_dec["t"].to_numpy()],
+                                         "confidence": conf, "correct": correct})
+        self.auto_threshold_ = self._choose_threshold(conf, correct)
+        auto = conf >= self.auto_threshold_
+        return {
+            "validation_transfers": int(n_t), "pair_rounds": rounds, "n_sets": int(len(z)),
+            "sets_with_truth": float(z.sum() / max(n_t, 1)),
+            "validation_set_accuracy": float(correct.mean()),
+            "validation_auto_rate": float(auto.mean()),
+            "validation_auto_precision": float(correct[auto].mean()) if auto.any() else None,
+        }
 
     @staticmethod
     def _set_correct(links: pd.DataFrame, decisions: pd.DataFrame, links_ti: pd.DataFrame) -> np.ndarray:
@@ -286,7 +360,8 @@ class Matcher(BaseMatcher):
         return (p.to_numpy() == q.to_numpy()).astype(bool) if len(tt) else np.zeros(0, bool)
 
     def _choose_threshold(self, conf: np.ndarray, correct: np.ndarray) -> float:
-        """Lowest confidence c such that the transfers with confidence >= c are right with precision >= target.
+        """Lowest confidence c such that the transfers with confidence >= c are right with precision >= target
+        (with a margin: PRECISION_MARGIN of the allowed error rate is kept in reserve for estimation noise).
 
         Never below MIN_AUTO_THRESHOLD: a few hundred validation transfers can show 99.5% precision down to
         absurd confidences by chance, and a set the model itself thinks more likely wrong is never automatic."""
@@ -296,13 +371,14 @@ class Matcher(BaseMatcher):
         c, ok = conf[order], correct[order].astype(np.float64)
         prec = np.cumsum(ok) / np.arange(1, len(ok) + 1)
         last_of_tie = np.r_[c[1:] != c[:-1], True]  # a threshold keeps all tied confidences together
-        good = np.flatnonzero((prec >= self.target_precision) & last_of_tie)
+        need = self.target_precision + PRECISION_MARGIN * (1.0 - self.target_precision)
+        good = np.flatnonzero((prec >= need) & last_of_tie)
         return max(float(c[good[-1]]), MIN_AUTO_THRESHOLD) if len(good) else 1.0
 
     # ----------------------------------------------------------------------------------------------------------
     def _check_fitted(self):
-        if not hasattr(self, "booster_"):
-            raise RuntimeError("this Matcher is not fitted; call fit() or Matcher.load() first")
+        if not hasattr(self, "pair_boosters_"):
+            raise RuntimeError(f"this {type(self).__name__} is not fitted; call fit() or {type(self).__name__}.load() first")
 
     def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
         """Match ``transfers`` against ``invoices`` (all invoices that could still be open, any month)."""
@@ -311,7 +387,7 @@ class Matcher(BaseMatcher):
         inv, ic = prepare_invoices(invoices)
         tr, tc = prepare_transfers(transfers)
         pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, None)
-        scored, links, dec = self._decide(pairs, X, inv, tr, self.booster_, self.none_booster_)
+        scored, links, dec = self._decide(pairs, X, self._pair_proba(X), inv, tr, self.set_booster_)
         return self._result(scored, links, dec, inv, tr, self.auto_threshold_)
 
     @staticmethod
@@ -357,27 +433,42 @@ class Matcher(BaseMatcher):
         pairs = pd.DataFrame({"t": ti[candidates_frame["transfer_id"].astype(str)].to_numpy(),
                               "i": ii[candidates_frame["invoice_id"].astype(str)].to_numpy()})
         X = pair_features(pairs, inv, ic, tr, tc, memory=self.memory_, n_jobs=self.n_jobs)
+        X = self._extra_features(pairs, inv, tr, X)
         out = candidates_frame[["transfer_id", "invoice_id"]].reset_index(drop=True).copy()
-        out["probability"] = self._predict(self.booster_, X)
+        out["probability"] = self._pair_proba(X)
         return out
 
     # ----------------------------------------------------------------------------------------------------------
     def save(self, path) -> None:
-        """A directory: both boosters as UBJSON and meta.json (params, threshold, features, memory). No pickle."""
+        """A directory: the boosters as UBJSON and meta.json (params, threshold, features, memory). No pickle."""
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.booster_.save_model(str(path / MODEL_FILE))
-        self.none_booster_.save_model(str(path / NONE_MODEL_FILE))
+        for k, b in enumerate(self.pair_boosters_):
+            b.save_model(str(path / PAIR_MODEL_FILE.format(k=k)))
+        if self.set_booster_ is not None:
+            self.set_booster_.save_model(str(path / SET_MODEL_FILE))
         meta = {
             "format_version": FORMAT_VERSION, "library_version": _library_version(), "xgboost_version": xgb.__version__,
             "params": self.get_params(), "auto_threshold_": float(self.auto_threshold_),
-            "empty_confidence_": float(self.empty_confidence_),
-            "feature_names_": list(self.feature_names_), "transfer_feature_names": list(TRANSFER_FEATURE_NAMES),
+            "empty_confidence_": float(self.empty_confidence_), "n_pair_models": len(self.pair_boosters_),
+            "feature_names_": list(self.feature_names_), "set_feature_names": list(SET_FEATURE_NAMES),
             "training_summary_": self.training_summary_,
             "memory": self.memory_.to_dict(),
         }
+        meta.update(self._save_extra(path))
         (path / META_FILE).write_text(json.dumps(meta, indent=1, default=float))
+
+    def _save_extra(self, path: Path) -> dict:
+        """Hook: a family saves its own parts into ``path`` and returns what meta.json should record."""
+        return {}
+
+    def _load_extra(self, path: Path, meta: dict) -> None:
+        """Hook: the counterpart of ``_save_extra``."""
+
+    @classmethod
+    def _expected_features(cls, params: dict) -> list[str]:
+        return list(FEATURE_NAMES)
 
     @classmethod
     def load(cls, path) -> "Matcher":
@@ -385,7 +476,8 @@ class Matcher(BaseMatcher):
         meta = json.loads((path / META_FILE).read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: saved with format {meta.get('format_version')}, this library reads {FORMAT_VERSION}")
-        if meta["feature_names_"] != FEATURE_NAMES or meta.get("transfer_feature_names") != TRANSFER_FEATURE_NAMES:
+        if (meta["feature_names_"] != cls._expected_features(meta["params"])
+                or meta.get("set_feature_names") != SET_FEATURE_NAMES):
             raise ValueError(f"{path}: the model was trained with other features than this library computes; retrain it")
         m = cls(**meta["params"])
         m.auto_threshold_ = float(meta["auto_threshold_"])
@@ -393,9 +485,16 @@ class Matcher(BaseMatcher):
         m.feature_names_ = list(meta["feature_names_"])
         m.training_summary_ = meta["training_summary_"]
         m.memory_ = Memory.from_dict(meta["memory"])
-        m.booster_, m.none_booster_ = xgb.Booster(), xgb.Booster()
-        m.booster_.load_model(str(path / MODEL_FILE))
-        m.none_booster_.load_model(str(path / NONE_MODEL_FILE))
-        for b in (m.booster_, m.none_booster_):
+        m.pair_boosters_ = []
+        for k in range(int(meta["n_pair_models"])):
+            b = xgb.Booster()
+            b.load_model(str(path / PAIR_MODEL_FILE.format(k=k)))
+            m.pair_boosters_.append(b)
+        m.set_booster_ = None
+        if (path / SET_MODEL_FILE).exists():
+            m.set_booster_ = xgb.Booster()
+            m.set_booster_.load_model(str(path / SET_MODEL_FILE))
+        for b in m.pair_boosters_ + ([m.set_booster_] if m.set_booster_ is not None else []):
             b.set_param({"nthread": m.n_jobs})
+        m._load_extra(path, meta)
         return m

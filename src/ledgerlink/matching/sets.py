@@ -1,0 +1,356 @@
+"""Set choice scored as whole sets: which invoices (none, one, several, part of one) a transfer pays.
+
+Pair probabilities say how likely each invoice is paid; they cannot say that five invoices of one contractor
+summing to the cent are paid together, nor how sure the choice is when twenty open invoices all cost 999.00.
+So each transfer's plausible sets are enumerated and scored by a small second model (the *set model*):
+
+- the empty set (pays nothing);
+- each of the top ``SINGLE_K`` candidates alone (full, fee-reduced or partial payment);
+- subsets of 2..k of the top ``SET_K`` candidates whose amounts sum to the transfer amount within the fee
+  tolerance, the ``MAX_MULTI`` most probable under independence;
+- sets of 2..MAX_SET invoices of one contractor that sum to the transfer amount to the cent, searched among
+  all of the transfer's candidates of that contractor (``features.group_sets``), so a set needs no member in
+  the top k.
+
+``set_features`` describes each set (its pair probabilities, how its amount relates to the transfer, the
+evidence of its weakest member, the alternatives, the transfer's own traits) and the set model returns
+q(S) = P(S is exactly the set the transfer pays). ``choose_sets`` takes the best set per transfer, with
+confidence q normalised over the transfer's sets, and settles invoices claimed by two transfers: an invoice
+is given to two transfers only when their allocations fit in its amount (paid in parts).
+All transfers are enumerated at once as (transfers x 2^k) matrices, in chunks; no Python loop over transfers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .features import CENT, FEE_TOLERANCE, amount_fits, anchor_completions, group_sets, subset_masks, top_k_slots
+
+SET_K = 8        # multi-invoice subsets among the top-k candidates by pair probability
+SINGLE_K = 6     # single-invoice sets: the top few candidates
+MAX_MULTI = 12   # feasible multi-invoice sets kept per transfer
+EPS = 1e-6
+CHUNK = 20000    # transfers per enumeration chunk (memory: chunk x 2^SET_K)
+
+# pair features summarised over a set's members (min: the weakest member decides; max: any member)
+_MEMBER_MIN = ["ref_lev", "ref_contains", "ref_partial", "name_tset", "name_in_title", "mem_acc_share", "mem_pay_share",
+               "days_to_due"]
+_MEMBER_MAX = ["ref_exact", "ref_digits_exact", "days_since_issue", "inv_paid_frac", "amt_eq_remaining",
+               "same_amount_age_rank", "inv_has_ref"]
+_TRANSFER = ["word_rate_min", "word_rate_mean", "n_title_refs", "payer_present", "amt_transfer_log", "n_cands",
+             "mem_acc_total", "mem_pay_total", "n_same_amount"]
+SET_FEATURE_NAMES = (
+    ["size", "is_empty", "logp", "logp_rank", "logp_gap", "p_min", "p_max", "p_mean", "p_out_max", "p_out_sum",
+     "p_top1", "p_top2", "amt_exact", "amt_fits", "amt_ratio", "amt_partial", "amt_over", "n_groups", "grp_exact",
+     "n_exact_sets", "n_fit_sets", "member_credit"]
+    + [f"min_{c}" for c in _MEMBER_MIN] + [f"max_{c}" for c in _MEMBER_MAX] + _TRANSFER
+)
+
+
+@dataclass
+class SetTable:
+    """Enumerated sets: ``sets`` (one row per set: t, size, logp) and ``members`` (sid, row into the pairs)."""
+
+    sets: pd.DataFrame
+    members: pd.DataFrame
+
+    def member_lists(self) -> pd.Series:
+        return self.members.groupby("sid")["row"].apply(np.asarray).reindex(self.sets.index)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray, group: np.ndarray,
+                   named: np.ndarray | None = None, completer: np.ndarray | None = None,
+                   k: int = SET_K, single_k: int = SINGLE_K, max_multi: int = MAX_MULTI) -> SetTable:
+    """All plausible sets of each transfer that has candidates (``t``, ``p``, ``ia``, ``group`` per pair row).
+
+    ``named`` (the title names the invoice exactly) and ``completer`` (it is what the named invoices leave
+    unpaid, to the cent) add the sets "all named invoices + one completer", whatever their probabilities."""
+    t = np.asarray(t, np.int64)
+    p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
+    n = len(t)
+    if n == 0:
+        return SetTable(pd.DataFrame({"t": np.zeros(0, np.int64), "size": np.zeros(0, np.int64), "logp": np.zeros(0)}),
+                        pd.DataFrame({"sid": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)}))
+    logit = _logit(p)
+    base = pd.Series(np.log1p(-p)).groupby(t).sum()
+    slots, tpos, order = top_k_slots(t, p, k)
+    n_t = len(tpos)
+    row_at = np.full((n_t, k), -1, np.int64)
+    row_at[slots[:, 0], slots[:, 1]] = order
+    masks = subset_masks(k)
+    sizes = masks.sum(1)
+    set_t, set_rows = [], []  # per chunk: transfer of each set, member matrix (sets x k rows, -1 = none)
+    for lo in range(0, n_t, CHUNK):
+        ra = row_at[lo:lo + CHUNK]
+        present = ra >= 0
+        L = np.where(present, logit[np.maximum(ra, 0)], 0.0)
+        A = np.where(present, ia[np.maximum(ra, 0)], 0.0)
+        score = L @ masks.T
+        ok = (present.astype(np.int64) @ masks.T) == sizes
+        target = ta_by_t[tpos[lo:lo + CHUNK]][:, None]
+        multi = ok & (sizes >= 2)[None, :] & amount_fits(target, A @ masks.T, sizes)
+        score_m = np.where(multi, score, -np.inf)
+        keep = min(max_multi, score_m.shape[1])
+        top = np.argpartition(-score_m, keep - 1, axis=1)[:, :keep]
+        r_m, c_m = np.nonzero(np.isfinite(np.take_along_axis(score_m, top, 1)))
+        m_ids = top[r_m, c_m]
+        # singles: the top single_k slots that are present
+        r_s, s_s = np.nonzero(present[:, :single_k])
+        s_ids = (1 << s_s).astype(np.int64)
+        rows = np.r_[np.arange(len(ra)), r_s, r_m]
+        mids = np.r_[np.zeros(len(ra), np.int64), s_ids, m_ids]
+        mem = np.where(masks[mids], ra[rows], -1)
+        set_t.append(tpos[lo:lo + CHUNK][rows])
+        set_rows.append(mem)
+    st = np.concatenate(set_t)
+    mem = np.concatenate(set_rows)
+    sid_m, slot_m = np.nonzero(mem >= 0)
+    members = pd.DataFrame({"sid": sid_m.astype(np.int64), "row": mem[sid_m, slot_m]})
+    # exact sets of one contractor among all of the transfer's candidates
+    g = np.asarray(group, np.int64)
+    key = np.where(g >= 0, t * (int(g.max(initial=0)) + 2) + g, -1)
+    cents = np.round(ia * 100).astype(np.int64)
+    target = np.round(ta_by_t[t] * 100).astype(np.int64)
+    extra_t, extra_m = [], []
+    next_sid = len(st)
+    for rows_g, masks_g, hk, hs in group_sets(key, cents, target=target):
+        mm = masks_g[hs]
+        r = rows_g[hk]
+        sz = mm.sum(1)
+        extra_t.append(t[r[:, 0]])
+        extra_m.append(pd.DataFrame({"sid": next_sid + np.repeat(np.arange(len(hk)), sz), "row": r[mm]}))
+        next_sid += len(hk)
+    if named is not None and completer is not None and np.any(completer):
+        nm = pd.DataFrame({"t": t[named], "row": np.flatnonzero(named)})
+        cp = pd.DataFrame({"t": t[completer], "c": np.flatnonzero(completer)})
+        cp["sid"] = next_sid + np.arange(len(cp))
+        both = cp.merge(nm, on="t")
+        extra_t.append(cp["t"].to_numpy())
+        extra_m.append(pd.concat([both[["sid", "row"]], cp[["sid", "c"]].rename(columns={"c": "row"})], ignore_index=True))
+        next_sid += len(cp)
+    if named is not None and np.any(named):
+        ac = anchor_completions(t, ia, ta_by_t, named)
+        if len(ac):
+            sid = next_sid + np.arange(len(ac))
+            extra_t.append(t[ac["a"].to_numpy()])
+            extra_m.append(pd.DataFrame({"sid": np.r_[sid, sid], "row": np.r_[ac["a"].to_numpy(), ac["c"].to_numpy()]}))
+            next_sid += len(ac)
+    if extra_t:
+        st = np.r_[st, np.concatenate(extra_t)]
+        members = pd.concat([members] + extra_m, ignore_index=True)
+    sets = _dedupe(st, members, n)
+    return sets
+
+
+def _dedupe(st: np.ndarray, members: pd.DataFrame, n_rows: int) -> SetTable:
+    """Drop repeated sets of a transfer (a group set may also be a top-k subset); renumber sids 0..n-1."""
+    h = np.random.default_rng(0).integers(1, 2**62, n_rows, dtype=np.int64)
+    sh = np.zeros(len(st), np.int64)
+    np.bitwise_xor.at(sh, members["sid"].to_numpy(), h[members["row"].to_numpy()])
+    first = ~pd.DataFrame({"t": st, "h": sh}).duplicated().to_numpy()
+    new_id = np.cumsum(first) - 1
+    members = members[first[members["sid"].to_numpy()]]
+    members = pd.DataFrame({"sid": new_id[members["sid"].to_numpy()], "row": members["row"].to_numpy()})
+    size = np.bincount(members["sid"].to_numpy(), minlength=int(first.sum()))
+    sets = pd.DataFrame({"t": st[first], "size": size.astype(np.int64), "hash": sh[first]})
+    return SetTable(sets, members.sort_values(["sid", "row"], kind="stable").reset_index(drop=True))
+
+
+def set_labels(table: SetTable, pair_i: np.ndarray, true_ti: pd.DataFrame) -> np.ndarray:
+    """1 for the set that is exactly the transfer's true set (the empty set for a transfer that pays nothing)."""
+    n_i = int(max(np.max(pair_i, initial=0), np.max(true_ti["i"].to_numpy(), initial=0))) + 1
+    h = np.random.default_rng(1).integers(1, 2**62, n_i, dtype=np.int64)
+    sh = np.zeros(len(table.sets), np.int64)
+    np.bitwise_xor.at(sh, table.members["sid"].to_numpy(), h[pair_i[table.members["row"].to_numpy()]])
+    n_t = int(max(np.max(table.sets["t"].to_numpy(), initial=0), np.max(true_ti["t"].to_numpy(), initial=0))) + 1
+    th = np.zeros(n_t, np.int64)
+    np.bitwise_xor.at(th, true_ti["t"].to_numpy(), h[true_ti["i"].to_numpy()])
+    return (sh == th[table.sets["t"].to_numpy()]).astype(np.float32)
+
+
+def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray,
+                 group: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
+    """Feature matrix (SET_FEATURE_NAMES) of the enumerated sets; ``X`` is the pair feature matrix, row per pair."""
+    S, M = table.sets, table.members
+    ns = len(S)
+    F = pd.DataFrame(index=pd.RangeIndex(ns))
+    st = S["t"].to_numpy()
+    sid, row = M["sid"].to_numpy(), M["row"].to_numpy()
+    p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
+    size = S["size"].to_numpy()
+    F["size"] = size
+    F["is_empty"] = (size == 0).astype(np.float32)
+    base = pd.Series(np.log1p(-p)).groupby(t).sum()
+    lsum = np.bincount(sid, weights=_logit(p)[row], minlength=ns)
+    logp = base.reindex(st).to_numpy() + lsum
+    F["logp"] = logp
+    g = pd.Series(logp).groupby(st)
+    F["logp_rank"] = g.rank(method="first", ascending=False).to_numpy()
+    best = g.transform("max").to_numpy()
+    second = pd.Series(logp).groupby(st).transform(lambda x: np.sort(x.to_numpy())[-2] if len(x) > 1 else -np.inf).to_numpy()
+    F["logp_gap"] = np.clip(np.where(logp >= best, logp - second, logp - best), -50, 50)
+    pm = pd.DataFrame({"sid": sid, "p": p[row], "a": ia[row], "g": np.asarray(group)[row], "cn": (ia[row] < 0).astype(np.float64)})
+    agg = pm.groupby("sid").agg(p_min=("p", "min"), p_max=("p", "max"), p_mean=("p", "mean"), p_sum=("p", "sum"),
+                                a_sum=("a", "sum"), n_groups=("g", "nunique"), cn=("cn", "max")).reindex(np.arange(ns))
+    for c in ("p_min", "p_max", "p_mean"):
+        F[c] = agg[c].to_numpy()
+    # the strongest candidate left out, and the mass left out
+    pt = pd.Series(p).groupby(t)
+    p_sum_t = pt.sum().reindex(st).to_numpy()
+    F["p_out_sum"] = p_sum_t - np.nan_to_num(agg["p_sum"].to_numpy())
+    top = pd.DataFrame({"t": t, "p": p, "row": np.arange(len(t))}).sort_values(["t", "p"], ascending=[True, False])
+    top["r"] = top.groupby("t").cumcount()
+    top = top[top["r"] < 3]
+    p_top = top.pivot(index="t", columns="r", values="p").reindex(columns=[0, 1, 2])
+    row_top = top.pivot(index="t", columns="r", values="row").reindex(columns=[0, 1, 2])
+    F["p_top1"] = p_top[0].reindex(st).to_numpy()
+    F["p_top2"] = p_top[1].reindex(st).fillna(0).to_numpy()
+    key = np.sort(sid.astype(np.int64) * (len(t) + 1) + row)
+    p_out_max = np.zeros(ns)
+    for r in (2, 1, 0):  # the best of the top-3 that is not in the set (the first one not in it wins)
+        rr = row_top[r].reindex(st).to_numpy()
+        has = ~np.isnan(rr)
+        rr_i = np.where(has, rr, 0).astype(np.int64)
+        probe = np.arange(ns, dtype=np.int64) * (len(t) + 1) + rr_i
+        pos = np.searchsorted(key, probe)
+        member = (pos < len(key)) & (key[np.minimum(pos, len(key) - 1)] == probe)
+        p_out_max = np.where(has & ~member, p[rr_i], p_out_max)
+    F["p_out_max"] = p_out_max
+    # amounts
+    ta = ta_by_t[st]
+    a_sum = np.nan_to_num(agg["a_sum"].to_numpy())
+    sz = np.maximum(size, 1)
+    nonempty = size > 0
+    F["amt_exact"] = (nonempty & (np.abs(a_sum - ta) <= CENT * sz + 1e-9)).astype(np.float32)
+    F["amt_fits"] = (nonempty & amount_fits(ta, a_sum, sz)).astype(np.float32)
+    ratio = np.where(nonempty & (a_sum != 0), ta / np.where(a_sum != 0, a_sum, 1.0), np.nan)
+    F["amt_ratio"] = ratio
+    F["amt_partial"] = ((size == 1) & (ratio >= 0.28) & (ratio <= 0.72)).astype(np.float32)
+    F["amt_over"] = (nonempty & (np.abs(ta) > np.abs(a_sum) + CENT * sz)).astype(np.float32)
+    F["n_groups"] = agg["n_groups"].fillna(0).to_numpy()
+    F["grp_exact"] = ((size >= 2) & (F["n_groups"].to_numpy() == 1) & (F["amt_exact"].to_numpy() > 0)).astype(np.float32)
+    F["n_exact_sets"] = pd.Series(F["amt_exact"].to_numpy()).groupby(st).transform("sum").to_numpy()
+    F["n_fit_sets"] = pd.Series(F["amt_fits"].to_numpy()).groupby(st).transform("sum").to_numpy()
+    F["member_credit"] = agg["cn"].fillna(0.0).to_numpy()
+    # the members' evidence
+    ev = X[_MEMBER_MIN + _MEMBER_MAX].iloc[row].reset_index(drop=True)
+    ev["sid"] = sid
+    gm = ev.groupby("sid")
+    mins = gm[_MEMBER_MIN].min().reindex(np.arange(ns))
+    maxs = gm[_MEMBER_MAX].max().reindex(np.arange(ns))
+    for c in _MEMBER_MIN:
+        F[f"min_{c}"] = mins[c].to_numpy()
+    for c in _MEMBER_MAX:
+        F[f"max_{c}"] = maxs[c].to_numpy()
+    # the transfer's own traits (constant over its pairs)
+    first = pd.DataFrame({"t": t}).drop_duplicates("t")
+    tf = X[_TRANSFER].iloc[first.index.to_numpy()].set_index(first["t"].to_numpy())
+    for c in _TRANSFER:
+        F[c] = tf[c].reindex(st).to_numpy()
+    return F[SET_FEATURE_NAMES].astype(np.float32)
+
+
+def _allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
+    """One invoice takes the whole transfer; several share it in proportion to their amounts (fees spread)."""
+    if len(inv_amounts) == 1:
+        return np.array([t_amount])
+    total = inv_amounts.sum()
+    alloc = np.round(inv_amounts * (t_amount / total if total else 0.0), 2)
+    alloc[np.argmax(np.abs(alloc))] += round(t_amount - alloc.sum(), 2)
+    return alloc
+
+
+def choose_sets(table: SetTable, q: np.ndarray, pair_t: np.ndarray, pair_i: np.ndarray, pair_p: np.ndarray,
+                t_amount: np.ndarray, i_amount: np.ndarray, n_transfers: int,
+                booked: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Best set per transfer by the set model's q, then conflicts.
+
+    Returns (links: t, i, allocated_amount, confidence; decisions: t, n_invoices, confidence) with a decision row
+    for every transfer 0..n_transfers-1 (a transfer without sets: the empty set, confidence NaN: the caller knows
+    how sure "no candidate" is). Confidence is q of the chosen set, normalised when the transfer's q sum over 1.
+    Conflicts (an invoice allocated beyond its amount) are settled by confidence (to 0.01), then booking date
+    (the first of two equally sure payments is the payment, the later a duplicate): the loser takes its best set
+    without the lost invoice. Two strong claims on one invoice mean one of them is wrong, so the winner's
+    confidence is multiplied by (1 - p) of its strongest rival's claim.
+    """
+    S = table.sets
+    conf = np.full(n_transfers, np.nan)
+    chosen: dict[int, np.ndarray] = {}
+    if len(S):
+        st = S["t"].to_numpy()
+        q = np.clip(np.asarray(q, np.float64), 0.0, 1.0)
+        z = np.maximum(pd.Series(q).groupby(st).transform("sum").to_numpy(), 1.0)
+        qn = q / z
+        order = np.lexsort((-qn, st))
+        first = np.r_[True, st[order][1:] != st[order][:-1]]
+        best = order[first]
+        conf[st[best]] = qn[best]
+        lists = table.member_lists()
+        sets_of = pd.Series(order).groupby(st[order]).apply(np.asarray)  # each transfer's sets, best first
+        for sid in best:
+            rows = lists.iloc[sid]
+            if isinstance(rows, np.ndarray) and len(rows):
+                chosen[int(st[sid])] = rows
+        _settle_conflicts(chosen, conf, sets_of, lists, qn, pair_t, pair_i, pair_p, t_amount, i_amount, booked,
+                          n_transfers)
+    conf = np.where(np.isnan(conf), np.nan, np.clip(conf, 0.0, 1.0 - EPS))
+    rows = [(tt, int(pair_i[r]), float(a), float(conf[tt])) for tt, rs in chosen.items()
+            for r, a in zip(rs, _allocate(t_amount[tt], i_amount[pair_i[rs]]))]
+    links = pd.DataFrame(rows, columns=["t", "i", "allocated_amount", "confidence"]).astype(
+        {"t": np.int64, "i": np.int64, "allocated_amount": np.float64, "confidence": np.float64}).sort_values(["t", "i"])
+    n_inv = np.zeros(n_transfers, np.int64)
+    for tt, rs in chosen.items():
+        n_inv[tt] = len(rs)
+    decisions = pd.DataFrame({"t": np.arange(n_transfers), "n_invoices": n_inv, "confidence": conf})
+    return links.reset_index(drop=True), decisions
+
+
+def _settle_conflicts(chosen, conf, sets_of, lists, qn, pair_t, pair_i, pair_p, t_amount, i_amount, booked,
+                      n_transfers) -> None:
+    used = [(int(pair_i[r]), abs(a), tt) for tt, rs in chosen.items()
+            for r, a in zip(rs, _allocate(t_amount[tt], i_amount[pair_i[rs]]))]
+    if not used:
+        return
+    used = pd.DataFrame(used, columns=["i", "a", "t"])
+    cap = np.abs(i_amount) * (1 + FEE_TOLERANCE) + CENT
+    total = used.groupby("i")["a"].sum()
+    over = total.index[total.to_numpy() > cap[total.index.to_numpy()]]
+    if len(over) == 0:
+        return
+    day = booked.astype("datetime64[D]").astype(np.int64) if booked is not None else np.zeros(n_transfers, np.int64)
+    involved = sorted(set(used.loc[used["i"].isin(over), "t"]), key=lambda tt: (-round(conf[tt], 2), day[tt], tt))
+    p_of = pd.Series(pair_p, index=pd.MultiIndex.from_arrays([pair_t, pair_i]))
+    contested = used[used["i"].isin(over)]
+    claims = {j: [(int(tt), float(p_of[(tt, j)])) for tt in g["t"]] for j, g in contested.groupby("i")}
+    remaining = np.abs(i_amount).astype(np.float64)
+    fixed = used[~used["t"].isin(involved)]
+    np.subtract.at(remaining, fixed["i"].to_numpy(), fixed["a"].to_numpy())
+    tol = FEE_TOLERANCE * np.abs(i_amount) + CENT
+    for tt in involved:
+        prev = chosen.get(tt)
+        for sid in sets_of.get(tt, []):  # the best set whose allocations still fit
+            rows = lists.iloc[sid]
+            rows = rows if isinstance(rows, np.ndarray) else np.zeros(0, np.int64)
+            alloc = np.abs(_allocate(t_amount[tt], i_amount[pair_i[rows]])) if len(rows) else np.zeros(0)
+            if all(a <= remaining[pair_i[r]] + tol[pair_i[r]] for r, a in zip(rows, alloc)):
+                break
+        else:
+            rows, alloc, sid = np.zeros(0, np.int64), np.zeros(0), None
+        if sid is not None and (prev is None or not np.array_equal(rows, prev)):
+            conf[tt] = qn[sid]  # it lost an invoice: as sure as its next best set
+        if len(rows):
+            chosen[tt] = rows
+            np.subtract.at(remaining, pair_i[rows], alloc)
+            for r in rows:
+                rivals = [q for u, q in claims.get(int(pair_i[r]), []) if u != tt]
+                if rivals:
+                    conf[tt] *= 1.0 - min(max(rivals), 1.0)
+        else:
+            chosen.pop(tt, None)
