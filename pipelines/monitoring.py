@@ -13,6 +13,7 @@ def monitoring(config: dict) -> None:
     """Drift of the newest month vs production's training data, production's fresh-month score, triggers."""
     ref = current_dataset(config=config)
     drift, _ = detect_data_drift(dataset_ref=ref, model_name=config["model_name"], monitoring=config["monitoring"])
-    fresh = score_production_on_fresh_month(dataset_ref=ref, model_name=config["model_name"])
+    fresh = score_production_on_fresh_month(dataset_ref=ref, model_name=config["model_name"],
+                                            promotion={**config["promotion"], **config["evaluation"]})
     decide_retraining(drift_summary=drift, fresh_performance=fresh, monitoring=config["monitoring"],
                       alerts=config["alerts"])

@@ -71,3 +71,26 @@ def test_bootstrap_of_identical_models_is_centered_on_zero():
     assert b["gain"] == 0 and b["lower"] == 0 and b["upper"] == 0
     b = paired_bootstrap(_outcomes(BASE | (rng.random(N) < 0.5), SIZE), out, "exact_set_accuracy", 200)
     assert b["lower"] > 0 and b["lower"] <= b["gain"] <= b["upper"]
+
+
+def _challenge(gain, lower, upper):
+    return {"month": "2025-09", "challenger": 8, "metric": "pair_f1", "gain": gain, "lower": lower, "upper": upper}
+
+
+def test_out_of_time_evidence_promotes_a_non_inferior_candidate_the_frozen_test_cannot_separate():
+    same = _evaluation("c", BASE, SIZE)
+    prod, rules = _evaluation("p", BASE, SIZE), _evaluation("r", BASE, SIZE)
+    assert not decide(same, prod, rules, CFG).promote
+    d = decide(same, prod, rules, {**CFG, "frozen_margin": 0.005}, _challenge(0.09, 0.06, 0.12))
+    assert d.promote and d.checks["route"] == "out-of-time"
+    assert any("retraining helps on fresh data" in r for r in d.reasons)
+    assert any("non-inferior" in r for r in d.reasons)
+
+
+def test_out_of_time_route_needs_significance_and_frozen_non_inferiority():
+    prod, rules = _evaluation("p", BASE, SIZE), _evaluation("r", BASE, SIZE)
+    same = _evaluation("c", BASE, SIZE)
+    assert not decide(same, prod, rules, CFG, _challenge(0.01, -0.01, 0.03)).promote  # noise on the fresh month
+    worse = BASE & (rng.random(N) < 0.9)  # clearly worse on the frozen test
+    d = decide(_evaluation("c", worse, SIZE), prod, rules, CFG, _challenge(0.09, 0.06, 0.12))
+    assert not d.promote and any("worse on the frozen test" in r for r in d.reasons)

@@ -1,8 +1,9 @@
-"""The continuous-training story on small data: drift hurts production, monitoring sees it.
+"""The continuous-training story on small data: drift hurts production, monitoring sees it, a retrained
+model is promoted and accuracy recovers.
 
-The frozen test set (month 1) cannot see the drift, so promotion by the frozen test alone does not
-recover; the out-of-time score of the newest retrained version on each fresh month shows that
-retraining would. See the issue notes: this test pins both facts down rather than hiding either.
+The frozen test set (month 1) cannot see the drift: candidates trained on drifted months look no
+better there. The recovery comes through the out-of-time route of the promotion rule: the newest
+retrained version beats production on a fresh month it never saw. This test pins both facts down.
 """
 from pathlib import Path
 
@@ -25,11 +26,16 @@ def test_simulated_year_shows_degradation_drift_and_the_recovery_retraining_brin
     v = [r["values"] for r in rows]
     pre = [x["fresh_accuracy"] for x in v[1:3]]      # months 2-3: production on fresh, undrifted months
     post = [x["fresh_accuracy"] for x in v[3:]]      # months 4-6: after the drift
-    assert np.mean(post) < np.mean(pre) - 0.05, (pre, post)          # production degrades
+    assert min(post[:2]) < np.mean(pre) - 0.04, (pre, post)          # production degrades after the drift
     assert all(x["drift_share"] >= 0.3 for x in v[3:]), v            # drift fires every month after the event
     assert all("drift" in x["triggers"] for x in v[3:])
-    # months 5-6: the newest retrained version (trained on drifted months, not on the scored one) does better
-    challengers = [(x["challenger_fresh_accuracy"], x["fresh_accuracy"]) for x in v[4:] if x["challenger_fresh_accuracy"]]
-    assert challengers and all(c > p for c, p in challengers), challengers
+    # month 5: the version retrained on month 4 beats production on month 5, which neither saw
+    assert v[4]["challenger_fresh_accuracy"] > v[4]["fresh_accuracy"] + 0.03, v[4]
+    # ... the frozen test alone cannot tell (candidate within noise there), so promotion goes out-of-time
+    promoted_after = [r for r in rows[3:] if r["promoted"]]
+    assert promoted_after, [r["decision"] for r in rows]
+    assert "out-of-time check" in promoted_after[0]["decision"]
+    # and production recovers on the next fresh month
+    assert v[5]["fresh_accuracy"] > v[3]["fresh_accuracy"] + 0.03, (v[3], v[5])
     png = tmp_path / "simulation" / "simulation.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

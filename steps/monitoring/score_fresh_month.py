@@ -4,17 +4,17 @@ from zenml import log_metadata, step
 from zenml.client import Client
 
 from ledgerlink.data.store import DatasetStore
-from ledgerlink.monitoring.performance import score_fresh_month
+from ledgerlink.monitoring.performance import challenge, fresh_month_data, score_fresh_month
 
 from .production_model import production_version
 
 
 def _latest_challenger(model_name: str, production_number: int, month: str):
-    """The newest version that is not production and has not trained on ``month``: an out-of-time challenger."""
+    """The newest version, newer than production, that has not trained on ``month``: an out-of-time challenger."""
     versions = Client().list_model_versions(model_name, sort_by="desc:number", size=5).items
     for v in versions:
-        if v.number == production_number:
-            continue
+        if v.number <= production_number:
+            break  # only versions newer than production challenge it
         v = Client().get_model_version(model_name, v.number)
         months = v.run_metadata.get("data_months") or []
         if months and max(months) < month:
@@ -23,7 +23,7 @@ def _latest_challenger(model_name: str, production_number: int, month: str):
 
 
 @step(enable_cache=False)
-def score_production_on_fresh_month(dataset_ref: dict, model_name: str) -> Annotated[dict, "fresh_performance"]:
+def score_production_on_fresh_month(dataset_ref: dict, model_name: str, promotion: dict) -> Annotated[dict, "fresh_performance"]:
     """Score production on the newest tagged month it has not trained on; record it per month on the model version.
 
     The newest non-production version that has not seen the month is scored too: when the frozen test set
@@ -37,7 +37,8 @@ def score_production_on_fresh_month(dataset_ref: dict, model_name: str) -> Annot
     if newest in meta.get("data_months", []):
         return {"month": newest, "skipped": f"production version {prod.number} was trained on {newest}", "version": prod.number}
     store = DatasetStore(dataset_ref["uri"])
-    result = score_fresh_month(prod.get_artifact("matcher").load(), store, newest)
+    data = fresh_month_data(store, newest)
+    result, prod_eval = score_fresh_month(prod.get_artifact("matcher").load(), store, newest, data)
     result["version"] = int(prod.number)
     history = {k: v for k, v in meta.items() if k.startswith("fresh_")}
     reference = history[min(history)]["metrics"] if history else meta.get("metrics")
@@ -46,8 +47,12 @@ def score_production_on_fresh_month(dataset_ref: dict, model_name: str) -> Annot
                  model_name=model_name, model_version=str(prod.number))
     challenger = _latest_challenger(model_name, prod.number, newest)
     if challenger is not None:
-        scored = score_fresh_month(challenger.get_artifact("matcher").load(), store, newest)
+        scored, chall_eval = score_fresh_month(challenger.get_artifact("matcher").load(), store, newest, data)
         result["challenger"] = {"version": int(challenger.number), "metrics": scored["metrics"]}
+        result["challenge"] = challenge(chall_eval, prod_eval, newest, challenger.number, promotion)
+        # the training pipeline's promotion rule reads this from the production version
+        log_metadata(metadata={f"challenge_{newest}": result["challenge"]},
+                     model_name=model_name, model_version=str(prod.number))
         log_metadata(metadata={f"fresh_{newest}": {"metrics": scored["metrics"], "as": "challenger"}},
                      model_name=model_name, model_version=str(challenger.number))
     log_metadata(metadata={"fresh_performance": {"month": newest, "version": int(prod.number), **result["metrics"],

@@ -33,7 +33,7 @@ def compare_with_production(evaluation: dict, test_outcomes: pd.DataFrame, datas
     candidate = _as_evaluation("candidate", evaluation["candidate"], test_outcomes)
     rules = _as_evaluation("rules", evaluation["rules"], None)
     prod_mv = _production_version(model_name)
-    production, prod_info = None, {}
+    production, prod_info, challenge = None, {}, None
     if prod_mv is not None:
         meta = prod_mv.run_metadata
         same_test = meta.get("test_fingerprint") == evaluation["test_fingerprint"]
@@ -43,7 +43,9 @@ def compare_with_production(evaluation: dict, test_outcomes: pd.DataFrame, datas
             test = DatasetStore(dataset_ref["uri"]).load_test()
             production = evaluate(prod_mv.get_artifact("matcher").load(), test, "production")
         prod_info = {"version": str(prod_mv.name), "number": int(prod_mv.number), "rescored": not same_test}
-    decision = decide(candidate, production, rules, promotion).to_dict()
+        # out-of-time evidence from this cycle's monitoring run, if it scored a challenger on the newest month
+        challenge = meta.get(f"challenge_{dataset_ref['months'][-1]}")
+    decision = decide(candidate, production, rules, promotion, challenge).to_dict()
     decision["production"] = prod_info
     decision["primary_metric"] = promotion.get("primary_metric", "pair_f1")
     log_metadata(metadata={"decision": decision})

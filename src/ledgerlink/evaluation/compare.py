@@ -5,6 +5,13 @@ metric. Later: promote only when (1) the primary metric gains at least ``min_del
 bootstrap over test transfers puts the lower end of the two-sided ``confidence`` interval of the gain
 above 0, and (3) no slice with at least ``min_slice_size`` transfers drops by more than
 ``slice_tolerance``. All three are reported, pass or fail.
+
+The frozen test set is drawn from the first month, so it cannot see a drift that came later: a
+retrained model that handles the new data looks no better there. A second, out-of-time route covers
+that: monitoring scores the newest retrained version (the challenger, which never saw the month) and
+production on each fresh month. When that paired bootstrap shows a significant gain (``challenge``:
+gain >= ``min_delta`` and lower bound > 0), the candidate, trained the same way on one more month, is
+promoted if it is non-inferior on the frozen test set (loses at most ``frozen_margin``) and passes (3).
 """
 from __future__ import annotations
 
@@ -66,8 +73,12 @@ class Decision:
         return asdict(self)
 
 
-def decide(candidate, production, rules, cfg: dict) -> Decision:
-    """Apply the promotion rule. ``candidate``/``production``/``rules`` are ``Evaluation``s (production may be None)."""
+def decide(candidate, production, rules, cfg: dict, challenge: dict | None = None) -> Decision:
+    """Apply the promotion rule. ``candidate``/``production``/``rules`` are ``Evaluation``s (production may be None).
+
+    ``challenge``: the out-of-time comparison of the newest challenger with production on a fresh month
+    (a ``paired_bootstrap`` result plus ``month`` and ``challenger``), or None.
+    """
     metric = cfg.get("primary_metric", "pair_f1")
     cand = candidate.metrics[metric]
     if production is None:
@@ -82,18 +93,13 @@ def decide(candidate, production, rules, cfg: dict) -> Decision:
                             cfg.get("confidence", 0.95), cfg.get("seed", 0))
     reasons, passed = [], True
     min_delta = cfg.get("min_delta", 0.002)
-    if gain >= min_delta:
-        reasons.append(f"{metric} gain {gain:+.4f} >= min_delta {min_delta}")
-    else:
-        passed = False
-        reasons.append(f"{metric} gain {gain:+.4f} < min_delta {min_delta}")
-    if boot["lower"] > 0:
-        reasons.append(f"bootstrap {int(boot['confidence']*100)}% interval of the gain [{boot['lower']:+.4f}, {boot['upper']:+.4f}] is above 0")
-    else:
-        passed = False
-        reasons.append(f"bootstrap {int(boot['confidence']*100)}% interval of the gain [{boot['lower']:+.4f}, {boot['upper']:+.4f}] includes 0: noise-level")
+    gain_ok = gain >= min_delta
+    reasons.append(f"{metric} gain {gain:+.4f} {'>=' if gain_ok else '<'} min_delta {min_delta}")
+    boot_ok = boot["lower"] > 0
+    interval = f"bootstrap {int(boot['confidence']*100)}% interval of the gain [{boot['lower']:+.4f}, {boot['upper']:+.4f}]"
+    reasons.append(f"{interval} is above 0" if boot_ok else f"{interval} includes 0: noise-level")
     tol, min_n = cfg.get("slice_tolerance", 0.02), cfg.get("min_slice_size", 30)
-    slice_checks = {}
+    slice_checks, slices_ok = {}, True
     for name in SLICES:
         c, p = candidate.slices.get(name, {}), production.slices.get(name, {})
         if not c or not p or c.get("n_transfers", 0) < min_n:
@@ -102,9 +108,25 @@ def decide(candidate, production, rules, cfg: dict) -> Decision:
         drop = p["exact_set_accuracy"] - c["exact_set_accuracy"]
         slice_checks[name] = {"candidate": c["exact_set_accuracy"], "production": p["exact_set_accuracy"], "drop": drop}
         if drop > tol:
-            passed = False
+            slices_ok = False
             reasons.append(f"slice '{name}' exact-set accuracy drops by {drop:.4f} > tolerance {tol}")
-    if passed:
+    if slices_ok:
         reasons.append(f"no slice drops by more than {tol}")
+    passed = gain_ok and boot_ok and slices_ok
+    route = "frozen test" if passed else None
+    if not passed and challenge is not None:
+        margin = cfg.get("frozen_margin", 0.005)
+        won = challenge["gain"] >= min_delta and challenge["lower"] > 0
+        non_inferior = gain >= -margin
+        reasons.append(
+            f"out-of-time check on {challenge['month']}: version {challenge['challenger']} vs production, {challenge['metric']} "
+            f"gain {challenge['gain']:+.4f} [{challenge['lower']:+.4f}, {challenge['upper']:+.4f}]: "
+            + ("retraining helps on fresh data" if won else "no significant gain on fresh data"))
+        if won:
+            reasons.append(f"frozen-test {metric} change {gain:+.4f} " + (f">= -{margin}: non-inferior" if non_inferior
+                                                                         else f"< -{margin}: worse on the frozen test"))
+        if won and non_inferior and slices_ok:
+            passed, route = True, "out-of-time"
     return Decision(passed, reasons, {"first_run": False, "candidate": cand, "production": prod, "gain": gain,
-                                      "bootstrap": boot, "slices": slice_checks})
+                                      "bootstrap": boot, "slices": slice_checks, "route": route,
+                                      "challenge": challenge})

@@ -34,7 +34,7 @@ import xgboost as xgb  # noqa: E402
 from ..data.contract import TABLES
 from .base import BaseMatcher
 from .candidates import blocking_recall, generate_candidates
-from .features import FEATURE_NAMES, Memory, pair_features
+from .features import FEATURE_NAMES, FEE_TOLERANCE, Memory, pair_features
 from .normalize import prepare_invoices, prepare_transfers
 from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, set_features, set_labels
 
@@ -121,7 +121,7 @@ class Matcher(BaseMatcher):
 
     def __init__(self, max_candidates=30, max_candidates_weak=100, lookback_days=180, n_estimators=400, max_depth=6,
                  learning_rate=0.08, target_precision=0.995, validation_fraction=0.2, n_folds=2,
-                 early_stopping_rounds=40, random_state=0, n_jobs=2, show_progress=False):
+                 early_stopping_rounds=40, peel_confidence=0.9, random_state=0, n_jobs=2, show_progress=False):
         self.max_candidates = max_candidates
         self.max_candidates_weak = max_candidates_weak
         self.lookback_days = lookback_days
@@ -132,12 +132,14 @@ class Matcher(BaseMatcher):
         self.validation_fraction = validation_fraction
         self.n_folds = n_folds
         self.early_stopping_rounds = early_stopping_rounds
+        self.peel_confidence = peel_confidence
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.show_progress = show_progress
 
     _PARAMS = ("max_candidates", "max_candidates_weak", "lookback_days", "n_estimators", "max_depth", "learning_rate",
-               "target_precision", "validation_fraction", "n_folds", "early_stopping_rounds", "random_state", "n_jobs",
+               "target_precision", "validation_fraction", "n_folds", "early_stopping_rounds", "peel_confidence", "random_state",
+               "n_jobs",
                "show_progress")
 
     def get_params(self, deep=True) -> dict:
@@ -161,8 +163,11 @@ class Matcher(BaseMatcher):
                                     max_candidates=self.max_candidates, max_candidates_weak=self.max_candidates_weak,
                                     lookback_days=self.lookback_days)
         pairs = cands[["t", "i"]].reset_index(drop=True)
+        return pairs, self._featurize(pairs, inv, ic, tr, tc, memory, exclude)
+
+    def _featurize(self, pairs, inv, ic, tr, tc, memory, exclude):
         X = pair_features(pairs, inv, ic, tr, tc, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
-        return pairs, self._extra_features(pairs, inv, tr, X)
+        return self._extra_features(pairs, inv, tr, X)
 
     def _extra_features(self, pairs, inv, tr, X):
         """Hook for families that add pair features (the transformer family adds a text score)."""
@@ -220,24 +225,68 @@ class Matcher(BaseMatcher):
         table = enumerate_sets(t, p, ia, ta, group, named=named, completer=X["completes_named_exact"].to_numpy() > 0)
         return table, set_features(table, t, p, ia, ta, group, X)
 
-    def _decide(self, pairs, X, p, inv, tr, set_booster, table=None, SX=None, q=None):
-        """Choose each transfer's set from pair probabilities ``p`` (set model, then conflicts)."""
+    def _decide(self, pairs, X, p, inv, tr, score_sets=None, refeaturize=None, pair_proba=None):
+        """Choose each transfer's set from pair probabilities ``p``: set model, conflicts, then a second pass.
+
+        ``score_sets(SX, set_t)`` -> q (None: no set model, independent pair probabilities decide);
+        ``refeaturize(pairs)`` -> X and ``pair_proba(X, t)`` -> p for the second pass: the invoices that
+        transfers decided with confidence >= ``peel_confidence`` settle are taken out of the other transfers'
+        candidates, which are then scored and decided again. A contractor's open invoices that this batch pays
+        elsewhere no longer hide which of them a transfer without a number pays (same-amount subscriptions,
+        multi-invoice sets)."""
         scored = pairs.assign(probability=p)
-        if set_booster is None:  # no set model (no cross-fitting): independent pair probabilities
+        if score_sets is None:
             from .assignment import assign
             links, dec = assign(scored, tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr),
                                 booked=tr["booked_at"].to_numpy())
         else:
-            if table is None:
-                table, SX = self._sets(pairs, X, p, inv, tr)
-            if q is None:
-                q = self._predict(set_booster, SX)
-            links, dec = choose_sets(table, q, pairs["t"].to_numpy(), pairs["i"].to_numpy(), p,
-                                     tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr),
-                                     booked=tr["booked_at"].to_numpy())
+            links, dec = self._choose(pairs, X, p, inv, tr, score_sets)
+            if refeaturize is not None and self.peel_confidence < 1:
+                links, dec = self._second_pass(pairs, links, dec, inv, tr, score_sets, refeaturize, pair_proba)
         no_cand = ~np.isin(dec["t"].to_numpy(), pairs["t"].to_numpy())
         dec["confidence"] = np.where(no_cand, self.empty_confidence_, dec["confidence"].to_numpy())
         return scored, links, dec
+
+    def _choose(self, pairs, X, p, inv, tr, score_sets):
+        table, SX = self._sets(pairs, X, p, inv, tr)
+        q = score_sets(SX, table.sets["t"].to_numpy())
+        return choose_sets(table, q, pairs["t"].to_numpy(), pairs["i"].to_numpy(), p, tr["amount"].to_numpy(),
+                           inv["amount"].to_numpy(), len(tr), booked=tr["booked_at"].to_numpy())
+
+    def _second_pass(self, pairs, links, dec, inv, tr, score_sets, refeaturize, pair_proba):
+        conf = dec["confidence"].to_numpy()
+        sure = np.nan_to_num(conf, nan=0.0) >= self.peel_confidence
+        amount = np.abs(inv["amount"].to_numpy())
+        used = np.zeros(len(inv))
+        sl = links[sure[links["t"].to_numpy()]]
+        np.add.at(used, sl["i"].to_numpy(), np.abs(sl["allocated_amount"].to_numpy()))
+        taken = used >= amount * (1 - FEE_TOLERANCE) - 0.01
+        t, i = pairs["t"].to_numpy(), pairs["i"].to_numpy()
+        unsure_pair = ~sure[t]
+        lost = unsure_pair & taken[i] & (used[i] > 0)
+        if not lost.any():
+            return links, dec
+        redo = np.zeros(len(tr), bool)
+        redo[t[unsure_pair]] = True  # every unsure transfer is decided again, together (their conflicts)
+        sub = pairs[redo[t] & ~(taken[i] & (used[i] > 0))].reset_index(drop=True)
+        if len(sub):
+            X2 = refeaturize(sub)
+            p2 = pair_proba(X2, sub["t"].to_numpy())
+            links2, dec2 = self._choose(sub, X2, p2, inv, tr, score_sets)
+        else:
+            links2 = links.iloc[:0]
+            dec2 = dec.assign(n_invoices=0, confidence=np.nan)
+        keep = links[~redo[links["t"].to_numpy()]]
+        links = pd.concat([keep, links2[redo[links2["t"].to_numpy()]]], ignore_index=True).sort_values(["t", "i"])
+        d2 = dec2.set_index("t")
+        dec = dec.copy()
+        rt = np.flatnonzero(redo)
+        dec.loc[rt, "n_invoices"] = d2["n_invoices"].reindex(rt).fillna(0).astype(np.int64).to_numpy()
+        dec.loc[rt, "confidence"] = d2["confidence"].reindex(rt).to_numpy()
+        # a transfer left without any candidate pays nothing, as surely as "no candidate" does
+        gone = rt[np.isnan(dec.loc[rt, "confidence"].to_numpy())]
+        dec.loc[gone, "confidence"] = self.empty_confidence_
+        return links.reset_index(drop=True), dec
 
     @staticmethod
     def _links_ti(links, inv, tr) -> pd.DataFrame:
@@ -267,11 +316,12 @@ class Matcher(BaseMatcher):
         n_t = len(tr)
         self._fit_prepare(inv, tr, links_ti)
         self.memory_ = Memory.learn(inv, tr, links_ti)
-        pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, Memory.exclusion(inv, tr, links_ti))
+        exclude = Memory.exclusion(inv, tr, links_ti)
+        pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, exclude)
         self.feature_names_ = list(X.columns)
         y = self._label(pairs, links_ti)
         t = pairs["t"].to_numpy()
-        summary = self._fit_models(pairs, X, y, t, inv, tr, links_ti)
+        summary = self._fit_models(pairs, X, y, t, inv, ic, tr, tc, links_ti, exclude)
         cand_ids = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[t],
                                  "invoice_id": inv["invoice_id"].to_numpy()[pairs["i"].to_numpy()]})
         self.training_summary_ = {
@@ -293,7 +343,7 @@ class Matcher(BaseMatcher):
         fold_of = pd.Series(np.random.default_rng(self.random_state).permutation(len(ids)) % k, index=ids)
         return fold_of.reindex(tr["transfer_id"].to_numpy()).to_numpy()
 
-    def _fit_models(self, pairs, X, y, t, inv, tr, links_ti) -> dict:
+    def _fit_models(self, pairs, X, y, t, inv, ic, tr, tc, links_ti, exclude) -> dict:
         """Cross-fit the pair model, fit the set model on out-of-fold sets, choose the threshold."""
         n_t = len(tr)
         has_cand = np.zeros(n_t, bool)
@@ -326,15 +376,27 @@ class Matcher(BaseMatcher):
         table, SX = self._sets(pairs, X, oof, inv, tr)
         z = set_labels(table, pairs["i"].to_numpy(), links_ti)
         sf = fold[table.sets["t"].to_numpy()]
-        q_oof = np.zeros(len(z))
+        set_folds = []
         for k in range(max(2, self.n_folds)):  # cross-fitted too, so the threshold is chosen on unseen decisions
-            b = self._train(SX[sf != k], z[sf != k], f"xgboost sets fold {k}", rounds=SET_ROUNDS, depth=SET_DEPTH)
-            q_oof[sf == k] = self._predict(b, SX[sf == k])
+            set_folds.append(self._train(SX[sf != k], z[sf != k], f"xgboost sets fold {k}", rounds=SET_ROUNDS,
+                                         depth=SET_DEPTH))
         self.set_booster_ = self._train(SX, z, "xgboost sets", rounds=SET_ROUNDS, depth=SET_DEPTH)
         if bar is not None:
             bar.update(1)
             bar.close()
-        _, v_links, v_dec = self._decide(pairs, X, oof, inv, tr, self.set_booster_, table, SX, q_oof)
+
+        def by_fold(models, X_, fold_of_rows):
+            out = np.zeros(len(X_))
+            for k, b in enumerate(models):
+                rows = fold_of_rows == k
+                if rows.any():
+                    out[rows] = self._predict(b, X_[rows])
+            return out
+
+        _, v_links, v_dec = self._decide(
+            pairs, X, oof, inv, tr, score_sets=lambda SX_, st: by_fold(set_folds, SX_, fold[st]),
+            refeaturize=lambda sub: self._featurize(sub, inv, ic, tr, tc, self.memory_, exclude),
+            pair_proba=lambda X2, t2: by_fold(boosters, X2, fold[t2]))
         correct = self._set_correct(v_links, v_dec, links_ti)
         conf = v_dec["confidence"].to_numpy()
         self._validation = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[v_dec["t"].to_numpy()],
@@ -387,7 +449,13 @@ class Matcher(BaseMatcher):
         inv, ic = prepare_invoices(invoices)
         tr, tc = prepare_transfers(transfers)
         pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, None)
-        scored, links, dec = self._decide(pairs, X, self._pair_proba(X), inv, tr, self.set_booster_)
+        score_sets = None
+        if self.set_booster_ is not None:
+            score_sets = lambda SX, st: self._predict(self.set_booster_, SX)  # noqa: E731
+        scored, links, dec = self._decide(
+            pairs, X, self._pair_proba(X), inv, tr, score_sets,
+            refeaturize=lambda sub: self._featurize(sub, inv, ic, tr, tc, self.memory_, None),
+            pair_proba=lambda X2, t2: self._pair_proba(X2))
         return self._result(scored, links, dec, inv, tr, self.auto_threshold_)
 
     @staticmethod

@@ -1,6 +1,7 @@
 """Score the production model on a freshly tagged month: the real degradation signal."""
 from __future__ import annotations
 
+from ..evaluation.compare import paired_bootstrap
 from ..evaluation.evaluate import evaluate
 
 
@@ -12,6 +13,14 @@ def fresh_month_data(store, month: str) -> dict:
     return {"invoices": pool, "transfers": data["transfers"], "links": data["links"]}
 
 
-def score_fresh_month(matcher, store, month: str) -> dict:
-    ev = evaluate(matcher, fresh_month_data(store, month), f"production on {month}")
-    return {"month": month, "metrics": ev.metrics, "slices": ev.slices}
+def score_fresh_month(matcher, store, month: str, data: dict | None = None):
+    """(summary dict, Evaluation) of ``matcher`` on the fresh month ``month``."""
+    ev = evaluate(matcher, data or fresh_month_data(store, month), f"on {month}")
+    return {"month": month, "metrics": ev.metrics, "slices": ev.slices}, ev
+
+
+def challenge(challenger_eval, production_eval, month: str, challenger: int, cfg: dict) -> dict:
+    """Paired bootstrap of challenger vs production on the same fresh-month transfers (out-of-time)."""
+    boot = paired_bootstrap(challenger_eval.outcomes, production_eval.outcomes, cfg.get("primary_metric", "pair_f1"),
+                            cfg.get("bootstrap_samples", 1000), cfg.get("confidence", 0.95), cfg.get("seed", 0))
+    return {"month": month, "challenger": int(challenger), **boot}
