@@ -148,7 +148,9 @@ def test_blocking_recall_on_generator_data_without_all_pairs(small):
     m = Matcher(**FAST).fit(inv, tr, ln)
     res = m.match(inv_all, tr_test)
     assert blocking_recall(res.candidates, ln_test) >= 0.95
-    assert res.candidates.groupby("transfer_id").size().max() <= m.max_candidates
+    per = res.candidates.groupby("transfer_id").size()
+    assert per.max() <= m.max_candidates_weak  # transfers without a number or an exact amount get more
+    assert (per <= m.max_candidates).mean() > 0.8
     assert len(res.candidates) < 0.1 * len(tr_test) * len(inv_all)  # far from all pairs
     assert m.training_summary_["blocking_recall_train"] >= 0.95
 

@@ -44,7 +44,7 @@ PAIR_MODEL_FILE = "pair_model_{k}.ubj"
 SET_MODEL_FILE = "set_model.ubj"
 META_FILE = "meta.json"
 SET_ROUNDS, SET_DEPTH = 150, 4
-PRECISION_MARGIN = 0.25  # the threshold aims at target + margin * (1 - target) precision on out-of-fold decisions
+PRECISION_MARGIN = 0.0  # the threshold aims at target + margin * (1 - target) precision on out-of-fold decisions
 
 
 def _library_version() -> str:
