@@ -51,8 +51,12 @@ def load_data(months: int, seed: int | None, description_only: bool, home: Path)
     from ledgerlink.data.warehouse import open_warehouse
 
     syn = {"description_only": description_only} | ({"seed": seed} if seed is not None else {})
-    cfg = load_config(None, {"data_dir": str(home), "synthetic": syn,
-                             "warehouse": {"path": str(home / "warehouse.duckdb")}, "store": {"uri": str(home / "datasets")}})
+    warehouse = {"path": str(home / "warehouse.duckdb")}
+    if description_only:  # the configuration a team without these columns writes: optional columns mapped to null
+        warehouse["columns"] = {"columns": {"invoices": {"invoice_number": None, "counterparty_name": None},
+                                            "transfers": {"counterparty_name": None, "counterparty_account": None}}}
+    cfg = load_config(None, {"data_dir": str(home), "synthetic": syn, "warehouse": warehouse,
+                             "store": {"uri": str(home / "datasets")}})
     wh, store = open_warehouse(cfg), open_store(cfg)
     all_months = wh.months()
     if months + 1 > len(all_months):

@@ -163,8 +163,6 @@ def test_match_without_candidates(client, payload):
     assert r.status_code == 200 and all(x["links"] == [] for x in r.json()["results"])
 
 
-@pytest.mark.xfail(reason="Matcher bug (reported): match() raises when blocking finds no pair "
-                          "(candidates._ref_tokens / features.pair_features on empty frames)", strict=False)
 def test_match_transfer_with_nothing_in_common(client, payload):
     invs, trs = payload
     bare = {"transfer_id": "T-x", "booked_at": "2019-01-01", "amount": 1.23, "currency": "EUR", "title": "refund"}

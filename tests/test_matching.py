@@ -1,8 +1,10 @@
 """Tests for ledgerlink.matching: normalisation, blocking, features, assignment, Matcher, RulesMatcher."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -194,12 +196,13 @@ def test_memory_features_are_leave_one_out():
     inv, ic, tr, tc = _prepared()
     links = pd.DataFrame({"t": [0, 1], "i": [0, 1], "a": [1230.0, 500.0]})  # T1->I1, T2->I2 (same account)
     mem = Memory.learn(inv, tr, links)
-    X = _features([("T1", "I1"), ("T4", "I6")], memory=mem)
+    X = _features([("T1", "I1"), ("T2", "I1"), ("T4", "I6")], memory=mem)
     assert X.loc[("T1", "I1"), "mem_acc_n"] == 2  # the account paid Łódź Trans twice
-    assert X.loc[("T1", "I1"), "inv_paid_frac"] == pytest.approx(1.0)  # I1 is already paid (by T1 itself)
+    # payments count only when booked before the transfer: T1's own payment of I1 does not, for T2 it does
+    assert X.loc[("T1", "I1"), "inv_paid_frac"] == pytest.approx(0.0)
+    assert X.loc[("T2", "I1"), "inv_paid_frac"] == pytest.approx(1.0) and X.loc[("T2", "I1"), "inv_paid_n"] == 1
     Xl = _features([("T1", "I1")], memory=mem, exclude=Memory.exclusion(inv, tr, links))
     assert Xl.loc[("T1", "I1"), "mem_acc_n"] == 1  # its own link left out
-    assert Xl.loc[("T1", "I1"), "inv_paid_frac"] == pytest.approx(0.0)
     assert list(X.columns) == FEATURE_NAMES
     back = Memory.from_dict(mem.to_dict())
     pd.testing.assert_frame_equal(_features([("T1", "I1")], memory=back), _features([("T1", "I1")], memory=mem))
@@ -215,7 +218,9 @@ def test_features_work_without_optional_columns():
     X = pair_features(c, i, ic, t, tc)
     got = dict(zip(zip(c["t"], c["i"]), X["ref_exact"]))
     assert got[(0, 0)] == 1  # the number is found in the description
-    assert X["payer_present"].max() == 0
+    # no counterparty columns: the contractor is the description's lead, the payer the title's words (no month)
+    assert i["name_key"].tolist()[:3] == ["lodz trans", "lodz trans", "nordwind handels"]
+    assert t["payer"].tolist()[4] == "odsetki za"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -355,5 +360,7 @@ def test_inputs_are_checked_at_the_boundary(fitted):
 
 def test_library_does_not_import_zenml():
     code = "import sys, ledgerlink.matching; print('zenml' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "False"

@@ -165,12 +165,13 @@ class Matcher(BaseMatcher):
         pairs = cands[["t", "i"]].reset_index(drop=True)
         return pairs, self._featurize(pairs, inv, ic, tr, tc, memory, exclude)
 
-    def _featurize(self, pairs, inv, ic, tr, tc, memory, exclude):
+    def _featurize(self, pairs, inv, ic, tr, tc, memory, exclude, fold=None):
         X = pair_features(pairs, inv, ic, tr, tc, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
-        return self._extra_features(pairs, inv, tr, X)
+        return self._extra_features(pairs, inv, tr, X, fold)
 
-    def _extra_features(self, pairs, inv, tr, X):
-        """Hook for families that add pair features (the transformer family adds a text score)."""
+    def _extra_features(self, pairs, inv, tr, X, fold=None):
+        """Hook for families that add pair features (the transformer family adds a text score). ``fold`` (per
+        transfer, in fit only): score each transfer with the fold model that did not train on it."""
         return X
 
     def _xgb_params(self, depth=None) -> dict:
@@ -314,14 +315,19 @@ class Matcher(BaseMatcher):
         tr, tc = prepare_transfers(transfers)
         links_ti = self._links_ti(links, inv, tr)
         n_t = len(tr)
-        self._fit_prepare(inv, tr, links_ti)
         self.memory_ = Memory.learn(inv, tr, links_ti)
         exclude = Memory.exclusion(inv, tr, links_ti)
-        pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, exclude)
-        self.feature_names_ = list(X.columns)
+        cands = generate_candidates(inv, ic, tr, tc, memory=self.memory_, exclude=exclude,
+                                    max_candidates=self.max_candidates, max_candidates_weak=self.max_candidates_weak,
+                                    lookback_days=self.lookback_days)
+        pairs = cands[["t", "i"]].reset_index(drop=True)
+        X = pair_features(pairs, inv, ic, tr, tc, memory=self.memory_, exclude=exclude, n_jobs=self.n_jobs)
         y = self._label(pairs, links_ti)
         t = pairs["t"].to_numpy()
-        summary = self._fit_models(pairs, X, y, t, inv, ic, tr, tc, links_ti, exclude)
+        fold = self._folds(tr)
+        X = self._fit_extra(pairs, X, y, inv, tr, fold)
+        self.feature_names_ = list(X.columns)
+        summary = self._fit_models(pairs, X, y, t, inv, ic, tr, tc, links_ti, exclude, fold)
         cand_ids = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[t],
                                  "invoice_id": inv["invoice_id"].to_numpy()[pairs["i"].to_numpy()]})
         self.training_summary_ = {
@@ -333,8 +339,10 @@ class Matcher(BaseMatcher):
         }
         return self
 
-    def _fit_prepare(self, inv, tr, links_ti) -> None:
-        """Hook run before blocking in fit (the transformer family trains its text model here)."""
+    def _fit_extra(self, pairs, X, y, inv, tr, fold) -> pd.DataFrame:
+        """Hook: a family that adds pair features trains what computes them here, on the training pairs (``y``
+        their labels, ``fold`` each transfer's fold), and returns ``X`` with its out-of-fold columns added."""
+        return X
 
     def _folds(self, tr) -> np.ndarray:
         """Fold of each transfer: a seeded permutation of the sorted ids, so row order does not matter."""
@@ -343,7 +351,7 @@ class Matcher(BaseMatcher):
         fold_of = pd.Series(np.random.default_rng(self.random_state).permutation(len(ids)) % k, index=ids)
         return fold_of.reindex(tr["transfer_id"].to_numpy()).to_numpy()
 
-    def _fit_models(self, pairs, X, y, t, inv, ic, tr, tc, links_ti, exclude) -> dict:
+    def _fit_models(self, pairs, X, y, t, inv, ic, tr, tc, links_ti, exclude, fold) -> dict:
         """Cross-fit the pair model, fit the set model on out-of-fold sets, choose the threshold."""
         n_t = len(tr)
         has_cand = np.zeros(n_t, bool)
@@ -358,7 +366,6 @@ class Matcher(BaseMatcher):
             self.set_booster_ = None
             self.auto_threshold_ = 1.0  # nothing to validate on: every decision goes to review
             return {"validation_transfers": 0}
-        fold = self._folds(tr)
         pf = fold[t]
         oof = np.zeros(len(y))
         boosters, rounds = [], []
@@ -395,7 +402,7 @@ class Matcher(BaseMatcher):
 
         _, v_links, v_dec = self._decide(
             pairs, X, oof, inv, tr, score_sets=lambda SX_, st: by_fold(set_folds, SX_, fold[st]),
-            refeaturize=lambda sub: self._featurize(sub, inv, ic, tr, tc, self.memory_, exclude),
+            refeaturize=lambda sub: self._featurize(sub, inv, ic, tr, tc, self.memory_, exclude, fold),
             pair_proba=lambda X2, t2: by_fold(boosters, X2, fold[t2]))
         correct = self._set_correct(v_links, v_dec, links_ti)
         conf = v_dec["confidence"].to_numpy()

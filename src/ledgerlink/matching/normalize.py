@@ -147,6 +147,10 @@ def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     inv = invoices.reset_index(drop=True)
     number, cp, desc = _col(inv, "invoice_number"), _col(inv, "counterparty_name"), _col(inv, "description")
     name_key = normalize_name(cp)
+    if (name_key == "").any():  # no counterparty column: a description "Name - what - number" leads with the name
+        lead = desc.str.split(r"\s+[-–|]\s+", n=1, regex=True).str[0]
+        lead = normalize_name(lead.where(desc.str.contains(r"\s[-–|]\s", regex=True), ""))
+        name_key = name_key.where(name_key != "", strip_digits(lead))
     name = name_key.where(name_key != "", strip_digits(desc))
     frame = pd.DataFrame({
         "invoice_id": inv["invoice_id"].astype(str).to_numpy(),
@@ -157,6 +161,7 @@ def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
         "due_at": pd.to_datetime(inv["due_at"]).to_numpy(dtype="datetime64[D]"),
         "name": name.to_numpy(),
         "name_key": name_key.to_numpy(),
+        "text": fold(number + " | " + cp + " | " + desc).to_numpy(),  # the raw text, for text models
     })
     has_num = number.str.strip() != ""
     parts = [ref_chunks(number[has_num], whole=True).assign(row=lambda c: np.flatnonzero(has_num.to_numpy())[c["row"]])]
@@ -192,6 +197,8 @@ def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
     title, cp = _col(tr, "title"), _col(tr, "counterparty_name")
     payer = normalize_name(cp)
     words = strip_digits(title)
+    if "counterparty_name" not in tr.columns:  # a terse bank line carries the payer's name: its words, no month
+        payer = normalize_name(words.str.replace(_MONTH_WORD_RE, " ", regex=True).str.replace(r"\s+", " ", regex=True).str.strip())
     frame = pd.DataFrame({
         "transfer_id": tr["transfer_id"].astype(str).to_numpy(),
         "amount": tr["amount"].to_numpy(dtype=np.float64),
@@ -203,6 +210,7 @@ def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
         "name": payer.where(payer != "", words).to_numpy(),
         "account": normalize_account(_col(tr, "counterparty_account")).to_numpy(),
         "title_month": title_month(title),
+        "text": fold(title + " | " + cp).to_numpy(),
     })
     chunks = ref_chunks(title).rename(columns={"row": "t"})
     return frame, chunks

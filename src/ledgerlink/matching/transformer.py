@@ -1,0 +1,306 @@
+"""The transformer family: a cross-encoder reads both sides' text and its score re-ranks the tree's candidates.
+
+``TransformerMatcher`` is the ``Matcher`` (same blocking, pair features, set model and choice) with one more pair
+feature, ``text_score``: a transformer cross-encoder (``[CLS] transfer text [SEP] invoice text [SEP]`` -> P(pays))
+applied to each transfer's ``rerank_k`` most plausible candidates (by the hand-weighted heuristic; the rest get
+NaN, which the trees handle). The encoder is fine-tuned on the training candidates, cross-fitted on the same
+folds as the tree's pair model, so the score a training pair gets comes from an encoder that never saw it; at
+match time the fold encoders' scores are averaged, like the fold trees'.
+
+Where the encoder comes from:
+- ``checkpoint``: a local directory with a Hugging Face sequence-classification-compatible model and tokenizer
+  (e.g. a multilingual BERT/MiniLM the user downloaded). Loaded with ``local_files_only=True``: nothing is ever
+  downloaded.
+- no checkpoint: a small BERT (``hidden_size``, ``num_layers``) initialised from scratch with a character-level
+  tokenizer (typos, transpositions and number formats are character phenomena), trained on the pairs.
+Training and inference use the GPU when ``torch.cuda.is_available()`` (``device`` overrides). Saved without
+pickle: each fold encoder as ``config.json`` + ``model.safetensors`` and its tokenizer's JSON files.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .model import Matcher  # sets OMP_WAIT_POLICY before torch loads its OpenMP runtime
+
+TEXT_FEATURE = "text_score"
+ENCODER_DIR = "text_encoder_{k}"
+CHAR_VOCAB_FILE = "char_vocab.json"
+_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+PAD, UNK, CLS, SEP = range(4)
+
+
+class _quiet:
+    """Hugging Face progress bars off while saving/loading (restored after)."""
+
+    def __enter__(self):
+        from transformers.utils import logging as hf_logging
+        self.was = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging as hf_logging
+        if self.was:
+            hf_logging.enable_progress_bar()
+
+
+class CharTokenizer:
+    """Characters of the folded (lower-case ASCII) text; a pair is ``[CLS] a [SEP] b [SEP]``, each side cut to
+    its share of ``max_length``. Saved as one JSON file."""
+
+    def __init__(self, chars: str):
+        self.chars = chars
+        self.index = {c: k + len(_SPECIAL) for k, c in enumerate(chars)}
+
+    @classmethod
+    def default(cls) -> "CharTokenizer":
+        return cls("abcdefghijklmnopqrstuvwxyz0123456789 .,-/|:;+#&()'\"_*%")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(_SPECIAL) + len(self.chars)
+
+    def _ids(self, text: str, n: int) -> list[int]:
+        return [self.index.get(c, UNK) for c in text[:n]]
+
+    def encode_pairs(self, a: list[str], b: list[str], max_length: int):
+        import torch
+        half = (max_length - 3) // 2
+        ids = np.full((len(a), max_length), PAD, np.int64)
+        types = np.zeros((len(a), max_length), np.int64)
+        for r, (x, y) in enumerate(zip(a, b)):
+            xa = self._ids(x, half)
+            yb = self._ids(y, max_length - 3 - len(xa))
+            seq = [CLS] + xa + [SEP] + yb + [SEP]
+            ids[r, :len(seq)] = seq
+            types[r, len(xa) + 2:len(seq)] = 1
+        ids_t = torch.from_numpy(ids)
+        return {"input_ids": ids_t, "token_type_ids": torch.from_numpy(types), "attention_mask": (ids_t != PAD).long()}
+
+    def save(self, path: Path) -> None:
+        (path / CHAR_VOCAB_FILE).write_text(json.dumps({"special": _SPECIAL, "chars": self.chars}))
+
+    @classmethod
+    def load(cls, path: Path) -> "CharTokenizer":
+        return cls(json.loads((path / CHAR_VOCAB_FILE).read_text())["chars"])
+
+
+class _HFTokenizer:
+    """A Hugging Face tokenizer from a local checkpoint, with the CharTokenizer interface."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def encode_pairs(self, a, b, max_length):
+        return dict(self.tok(list(a), list(b), truncation=True, max_length=max_length, padding=True, return_tensors="pt"))
+
+    def save(self, path: Path) -> None:
+        self.tok.save_pretrained(str(path))
+
+
+def pair_texts(pairs: pd.DataFrame, inv: pd.DataFrame, tr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(transfer side, invoice side) of each pair: the prepared frames' folded raw text and the amount.
+    Transfer: title | payer | amount; invoice: number | contractor | description | amount."""
+    t, i = pairs["t"].to_numpy(), pairs["i"].to_numpy()
+    ta = np.char.mod("%.2f", tr["amount"].to_numpy()[t]) if len(t) else np.zeros(0, str)
+    ia = np.char.mod("%.2f", inv["amount"].to_numpy()[i]) if len(i) else np.zeros(0, str)
+    a = pd.Series(tr["text"].to_numpy()[t]) + " | " + pd.Series(ta)
+    b = pd.Series(inv["text"].to_numpy()[i]) + " | " + pd.Series(ia)
+    return a.to_numpy(dtype=object), b.to_numpy(dtype=object)
+
+
+class TransformerMatcher(Matcher):
+    """``Matcher`` + a cross-encoder text score (see the module docstring). All ``Matcher`` parameters apply."""
+
+    _TEXT_PARAMS = ("checkpoint", "rerank_k", "max_length", "hidden_size", "num_layers", "num_heads", "epochs",
+                    "batch_size", "text_learning_rate", "max_train_pairs", "device")
+
+    def __init__(self, checkpoint=None, rerank_k=8, max_length=96, hidden_size=64, num_layers=2, num_heads=2,
+                 epochs=2, batch_size=64, text_learning_rate=None, max_train_pairs=20000, device=None, **params):
+        super().__init__(**params)
+        self.checkpoint = checkpoint
+        self.rerank_k = rerank_k
+        self.max_length = max_length
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.text_learning_rate = text_learning_rate
+        self.max_train_pairs = max_train_pairs
+        self.device = device
+
+    _PARAMS = Matcher._PARAMS + _TEXT_PARAMS
+
+    @classmethod
+    def _expected_features(cls, params: dict) -> list[str]:
+        return super()._expected_features(params) + [TEXT_FEATURE]
+
+    # ------------------------------------------------------------------------------------------------------
+    def _torch(self):
+        import torch
+        return torch
+
+    def _device(self):
+        torch = self._torch()
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def _new_encoder(self):
+        """(model, tokenizer): from ``checkpoint`` (local files only) or a small BERT from scratch."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+        if self.checkpoint:
+            with _quiet():
+                tok = AutoTokenizer.from_pretrained(str(self.checkpoint), local_files_only=True)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    str(self.checkpoint), num_labels=1, local_files_only=True, ignore_mismatched_sizes=True)
+            return model, _HFTokenizer(tok)
+        tok = CharTokenizer.default()
+        cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=self.hidden_size, num_hidden_layers=self.num_layers,
+                         num_attention_heads=self.num_heads, intermediate_size=4 * self.hidden_size,
+                         max_position_embeddings=self.max_length, type_vocab_size=2, num_labels=1,
+                         pad_token_id=PAD)
+        self._torch().manual_seed(self.random_state)
+        return BertForSequenceClassification(cfg), tok
+
+    def _rerank_rows(self, X: pd.DataFrame) -> np.ndarray:
+        """The rows the encoder scores: each transfer's rerank_k most plausible candidates (heuristic rank)."""
+        return np.flatnonzero(X["heur_rank"].to_numpy() <= self.rerank_k)
+
+    def _score(self, model, tok, a, b) -> np.ndarray:
+        torch = self._torch()
+        dev = self._device()
+        model.to(dev).eval()
+        out = np.zeros(len(a))
+        bs = max(4 * self.batch_size, 64)
+        with torch.no_grad():
+            for lo in range(0, len(a), bs):
+                enc = tok.encode_pairs(a[lo:lo + bs], b[lo:lo + bs], self.max_length)
+                logits = model(**{k: v.to(dev) for k, v in enc.items()}).logits.reshape(-1)
+                out[lo:lo + bs] = torch.sigmoid(logits).cpu().numpy()
+        return out
+
+    def _train_encoder(self, a, b, y, desc: str):
+        torch = self._torch()
+        model, tok = self._new_encoder()
+        dev = self._device()
+        model.to(dev).train()
+        lr = self.text_learning_rate or (5e-5 if self.checkpoint else 1e-3)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        rng = np.random.default_rng(self.random_state)
+        n = len(y)
+        steps = max(1, self.epochs * math.ceil(n / self.batch_size))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+        pos = max(float(y.sum()), 1.0)
+        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(min(10.0, (n - pos) / pos), device=dev))
+        from .model import _progress
+        bar = _progress(self.show_progress, steps, desc)
+        for _ in range(self.epochs):
+            order = rng.permutation(n)
+            for lo in range(0, n, self.batch_size):
+                idx = order[lo:lo + self.batch_size]
+                enc = tok.encode_pairs(a[idx], b[idx], self.max_length)
+                logits = model(**{k: v.to(dev) for k, v in enc.items()}).logits.reshape(-1)
+                loss = loss_fn(logits, torch.from_numpy(y[idx].astype(np.float32)).to(dev))
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        model.eval()
+        return model, tok
+
+    def _with_threads(self, fn):
+        torch = self._torch()
+        before = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(self.n_jobs)))
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+
+    # ------------------------------------------------------------------------------------------------------
+    # Matcher hooks
+
+    def _fit_extra(self, pairs, X, y, inv, tr, fold) -> pd.DataFrame:
+        start = time.perf_counter()
+        rows = self._rerank_rows(X)
+        a, b = pair_texts(pairs.iloc[rows], inv, tr)
+        pf = fold[pairs["t"].to_numpy()[rows]]
+        score = np.full(len(X), np.nan)
+        self.encoders_ = []
+        rng = np.random.default_rng(self.random_state)
+        k_folds = int(pf.max()) + 1 if len(pf) else max(2, self.n_folds)
+        for k in range(k_folds):
+            train_rows = np.flatnonzero(pf != k)
+            if len(train_rows) > self.max_train_pairs:  # all positives, negatives sampled
+                posr, negr = train_rows[y[rows][train_rows] > 0], train_rows[y[rows][train_rows] == 0]
+                keep = max(0, self.max_train_pairs - len(posr))
+                train_rows = np.r_[posr, rng.choice(negr, min(keep, len(negr)), replace=False)]
+            model, tok = self._with_threads(lambda: self._train_encoder(
+                a[train_rows], b[train_rows], y[rows][train_rows], f"text encoder fold {k}"))
+            self.encoders_.append((model, tok))
+            held = np.flatnonzero(pf == k)
+            score[rows[held]] = self._with_threads(lambda: self._score(model, tok, a[held], b[held]))
+        self.text_fit_seconds_ = round(time.perf_counter() - start, 3)
+        return X.assign(**{TEXT_FEATURE: score.astype(np.float32)})
+
+    def _extra_features(self, pairs, inv, tr, X, fold=None):
+        rows = self._rerank_rows(X)
+        score = np.full(len(X), np.nan)
+        if len(rows):
+            a, b = pair_texts(pairs.iloc[rows], inv, tr)
+            if fold is not None:  # in fit: each transfer by the encoder that did not train on it
+                pf = fold[pairs["t"].to_numpy()[rows]]
+                for k, (model, tok) in enumerate(self.encoders_):
+                    sel = np.flatnonzero(pf == k)
+                    if len(sel):
+                        score[rows[sel]] = self._with_threads(lambda: self._score(model, tok, a[sel], b[sel]))
+            else:
+                score[rows] = np.mean([self._with_threads(lambda: self._score(m, t, a, b)) for m, t in self.encoders_], axis=0)
+        return X.assign(**{TEXT_FEATURE: score.astype(np.float32)})
+
+    def fit(self, invoices, transfers, links):
+        super().fit(invoices, transfers, links)
+        self.training_summary_["text_fit_seconds"] = getattr(self, "text_fit_seconds_", None)
+        self.training_summary_["text_encoder"] = str(self.checkpoint or f"char-BERT {self.num_layers}x{self.hidden_size} (scratch)")
+        return self
+
+    def _check_fitted(self):
+        super()._check_fitted()
+        if not getattr(self, "encoders_", None):
+            raise RuntimeError("this TransformerMatcher has no text encoder; call fit() or TransformerMatcher.load() first")
+
+    # ------------------------------------------------------------------------------------------------------
+    def _save_extra(self, path: Path) -> dict:
+        with _quiet():
+            for k, (model, tok) in enumerate(self.encoders_):
+                d = path / ENCODER_DIR.format(k=k)
+                d.mkdir(parents=True, exist_ok=True)
+                model.save_pretrained(str(d), safe_serialization=True)
+                tok.save(d)
+        return {"n_encoders": len(self.encoders_),
+                "tokenizer": "hf" if self.checkpoint else "char", "torch_device_at_fit": str(self._device())}
+
+    def _load_extra(self, path: Path, meta: dict) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        self.encoders_ = []
+        with _quiet():
+            for k in range(int(meta["n_encoders"])):
+                d = path / ENCODER_DIR.format(k=k)
+                model = AutoModelForSequenceClassification.from_pretrained(str(d), local_files_only=True,
+                                                                           use_safetensors=True)
+                if meta.get("tokenizer") == "char":
+                    tok = CharTokenizer.load(d)
+                else:
+                    tok = _HFTokenizer(AutoTokenizer.from_pretrained(str(d), local_files_only=True))
+                model.eval()
+                self.encoders_.append((model, tok))
