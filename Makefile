@@ -7,7 +7,7 @@ export ZENML_ANALYTICS_OPT_IN := false
 export BENTOML_DO_NOT_TRACK := True
 export AUTO_OPEN_DASHBOARD := false
 
-.PHONY: run test install bench clean dashboard stack-gcp simulate serve
+.PHONY: run test install bench clean dashboard stack-gcp simulate screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -42,3 +42,6 @@ stack-gcp: $(STAMP)
 	@test -n "$(PROJECT)" -a -n "$(REGION)" -a -n "$(BUCKET)" || { echo "usage: make stack-gcp PROJECT=<project> REGION=<region> BUCKET=<bucket> [AUTH=auto|service-account|implicit KEY=sa.json]"; exit 2; }
 	$(PY) stacks/register_gcp.py --project $(PROJECT) --region $(REGION) --bucket $(BUCKET) --auth-method $(or $(AUTH),auto) $(if $(KEY),--key-file $(KEY))
 	@echo "Activate with: $(VENV)/bin/zenml stack set ledgerlink-gcp"
+
+screenshots: $(STAMP)   # needs a running `make dashboard` with runs, and chromium (apt-get install chromium)
+	$(PY) scripts/dashboard_screenshots.py --url http://127.0.0.1:8237 --out docs

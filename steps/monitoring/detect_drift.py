@@ -4,7 +4,7 @@ from zenml import log_metadata, step
 from zenml.types import HTMLString
 
 from ledgerlink.data.store import DatasetStore
-from ledgerlink.monitoring.drift import detect_drift, raw_columns
+from ledgerlink.monitoring.drift import detect_drift, drift_summary_html, raw_columns
 
 from .production_model import production_version
 
@@ -35,5 +35,6 @@ def detect_data_drift(dataset_ref: dict, model_name: str, monitoring: dict) -> t
                "views": {v.view: v.summary() for v in views}}
     log_metadata(metadata={"drift": {"month": newest, "drift_share": summary["drift_share"],
                                      "drifted_columns": {v.view: v.drifted_columns for v in views}}})
-    html = "".join(f"<h1>Data drift: {v.view} ({newest} vs {', '.join(ref_months)})</h1>" + v.html for v in views)
+    html = drift_summary_html(newest, ref_months, views) + "".join(
+        f"<h1>Evidently report: {v.view}</h1>" + v.html for v in views)
     return summary, HTMLString(html)

@@ -115,7 +115,7 @@ def decide(candidate, production, rules, cfg: dict, challenge: dict | None = Non
     passed = gain_ok and boot_ok and slices_ok
     route = "frozen test" if passed else None
     if not passed and challenge is not None:
-        margin = cfg.get("frozen_margin", 0.005)
+        margin = cfg.get("frozen_margin", 0.01)
         won = challenge["gain"] >= min_delta and challenge["lower"] > 0
         non_inferior = gain >= -margin
         reasons.append(

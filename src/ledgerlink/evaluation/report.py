@@ -12,7 +12,7 @@ from .metrics import METRICS
 _STYLE = """<style>
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:16px;color:#1f2937}
 table{border-collapse:collapse;margin:8px 0 20px}th,td{padding:4px 10px;border-bottom:1px solid #e5e7eb;text-align:right}
-th:first-child,td:first-child{text-align:left}th{background:#f3f4f6}
+th:first-child,td:first-child{text-align:left}td,th{white-space:nowrap;font-size:13px}th{background:#f3f4f6}
 .bar{display:inline-block;height:10px;background:#6366f1;margin-right:6px;vertical-align:middle}
 .ok{color:#047857;font-weight:600}.no{color:#b91c1c;font-weight:600}h2{margin-top:24px}
 </style>"""

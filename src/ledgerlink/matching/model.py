@@ -268,7 +268,7 @@ class Matcher(BaseMatcher):
         if not lost.any():
             return links, dec
         redo = np.zeros(len(tr), bool)
-        redo[t[unsure_pair]] = True  # every unsure transfer is decided again, together (their conflicts)
+        redo[t[lost]] = True  # the unsure transfers that lost a candidate are decided again, together
         sub = pairs[redo[t] & ~(taken[i] & (used[i] > 0))].reset_index(drop=True)
         if len(sub):
             X2 = refeaturize(sub)

@@ -57,7 +57,10 @@ class SetTable:
     members: pd.DataFrame
 
     def member_lists(self) -> pd.Series:
-        return self.members.groupby("sid")["row"].apply(np.asarray).reindex(self.sets.index)
+        """Each set's member rows (for inspection; the hot paths use offsets)."""
+        off = np.searchsorted(self.members["sid"].to_numpy(), np.arange(len(self.sets) + 1))
+        rows = self.members["row"].to_numpy()
+        return pd.Series([rows[off[k]:off[k + 1]] for k in range(len(self.sets))], index=self.sets.index)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -267,6 +270,29 @@ def _allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
     return alloc
 
 
+def allocate_all(t: np.ndarray, ta: np.ndarray, ia: np.ndarray) -> np.ndarray:
+    """``_allocate`` for many transfers at once: rows of one transfer are contiguous in ``t``."""
+    if len(t) == 0:
+        return np.zeros(0)
+    start = np.r_[0, np.flatnonzero(np.diff(t)) + 1]
+    size = np.diff(np.r_[start, len(t)])
+    total = np.add.reduceat(ia, start)
+    ratio = np.where(total != 0, ta[t[start]] / np.where(total != 0, total, 1.0), 0.0)
+    alloc = np.round(ia * np.repeat(ratio, size), 2)
+    residue = np.round(ta[t[start]] - np.add.reduceat(alloc, start), 2)
+    grp = np.repeat(np.arange(len(start)), size)
+    absval = np.abs(alloc)
+    big = pd.Series(absval).groupby(grp).idxmax().to_numpy()  # first of the largest, as np.argmax
+    alloc[big] += residue
+    single = np.repeat(size == 1, size)
+    return np.where(single, ta[t], np.round(alloc, 2))
+
+
+def _csr(table: SetTable) -> np.ndarray:
+    """Offsets of each set's members in ``table.members`` (sorted by sid)."""
+    return np.searchsorted(table.members["sid"].to_numpy(), np.arange(len(table.sets) + 1))
+
+
 def choose_sets(table: SetTable, q: np.ndarray, pair_t: np.ndarray, pair_i: np.ndarray, pair_p: np.ndarray,
                 t_amount: np.ndarray, i_amount: np.ndarray, n_transfers: int,
                 booked: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -282,75 +308,85 @@ def choose_sets(table: SetTable, q: np.ndarray, pair_t: np.ndarray, pair_i: np.n
     """
     S = table.sets
     conf = np.full(n_transfers, np.nan)
-    chosen: dict[int, np.ndarray] = {}
+    chosen_sid = np.full(n_transfers, -1, np.int64)
     if len(S):
         st = S["t"].to_numpy()
         q = np.clip(np.asarray(q, np.float64), 0.0, 1.0)
-        z = np.maximum(pd.Series(q).groupby(st).transform("sum").to_numpy(), 1.0)
+        z = np.maximum(np.bincount(st, weights=q, minlength=n_transfers)[st], 1.0)
         qn = q / z
-        order = np.lexsort((-qn, st))
+        order = np.lexsort((-qn, st))  # each transfer's sets, best first
         first = np.r_[True, st[order][1:] != st[order][:-1]]
         best = order[first]
         conf[st[best]] = qn[best]
-        lists = table.member_lists()
-        sets_of = pd.Series(order).groupby(st[order]).apply(np.asarray)  # each transfer's sets, best first
-        for sid in best:
-            rows = lists.iloc[sid]
-            if isinstance(rows, np.ndarray) and len(rows):
-                chosen[int(st[sid])] = rows
-        _settle_conflicts(chosen, conf, sets_of, lists, qn, pair_t, pair_i, pair_p, t_amount, i_amount, booked,
-                          n_transfers)
+        chosen_sid[st[best]] = best
+        off = _csr(table)
+        rows_all = table.members["row"].to_numpy()
+        _settle_conflicts(chosen_sid, conf, order, st, off, rows_all, qn, pair_t, pair_i, pair_p, t_amount, i_amount,
+                          booked, n_transfers)
+        has = np.flatnonzero(chosen_sid >= 0)
+        sid = chosen_sid[has]
+        n = off[sid + 1] - off[sid]
+        lt = np.repeat(has, n)
+        lr = rows_all[np.repeat(off[sid], n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))]
+    else:
+        lt, lr = np.zeros(0, np.int64), np.zeros(0, np.int64)
     conf = np.where(np.isnan(conf), np.nan, np.clip(conf, 0.0, 1.0 - EPS))
-    rows = [(tt, int(pair_i[r]), float(a), float(conf[tt])) for tt, rs in chosen.items()
-            for r, a in zip(rs, _allocate(t_amount[tt], i_amount[pair_i[rs]]))]
-    links = pd.DataFrame(rows, columns=["t", "i", "allocated_amount", "confidence"]).astype(
-        {"t": np.int64, "i": np.int64, "allocated_amount": np.float64, "confidence": np.float64}).sort_values(["t", "i"])
-    n_inv = np.zeros(n_transfers, np.int64)
-    for tt, rs in chosen.items():
-        n_inv[tt] = len(rs)
+    li = pair_i[lr] if len(lr) else np.zeros(0, np.int64)
+    alloc = allocate_all(lt, t_amount, i_amount[li]) if len(lt) else np.zeros(0)
+    links = pd.DataFrame({"t": lt.astype(np.int64), "i": li.astype(np.int64), "allocated_amount": alloc.astype(np.float64),
+                          "confidence": conf[lt] if len(lt) else np.zeros(0)}).sort_values(["t", "i"], kind="stable")
+    n_inv = np.bincount(lt, minlength=n_transfers).astype(np.int64)
     decisions = pd.DataFrame({"t": np.arange(n_transfers), "n_invoices": n_inv, "confidence": conf})
     return links.reset_index(drop=True), decisions
 
 
-def _settle_conflicts(chosen, conf, sets_of, lists, qn, pair_t, pair_i, pair_p, t_amount, i_amount, booked,
-                      n_transfers) -> None:
-    used = [(int(pair_i[r]), abs(a), tt) for tt, rs in chosen.items()
-            for r, a in zip(rs, _allocate(t_amount[tt], i_amount[pair_i[rs]]))]
-    if not used:
+def _settle_conflicts(chosen_sid, conf, order, st, off, rows_all, qn, pair_t, pair_i, pair_p, t_amount, i_amount,
+                      booked, n_transfers) -> None:
+    """Greedy over the (few) transfers whose chosen invoices are over-allocated; updates chosen_sid and conf."""
+    has = np.flatnonzero(chosen_sid >= 0)
+    if len(has) == 0:
         return
-    used = pd.DataFrame(used, columns=["i", "a", "t"])
+    sid = chosen_sid[has]
+    n = off[sid + 1] - off[sid]
+    ut = np.repeat(has, n)
+    ur = rows_all[np.repeat(off[sid], n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))]
+    ui = pair_i[ur]
+    ua = np.abs(allocate_all(ut, t_amount, i_amount[ui]))
     cap = np.abs(i_amount) * (1 + FEE_TOLERANCE) + CENT
-    total = used.groupby("i")["a"].sum()
-    over = total.index[total.to_numpy() > cap[total.index.to_numpy()]]
-    if len(over) == 0:
+    total = np.bincount(ui, weights=ua, minlength=len(i_amount))
+    over = total > cap
+    if not over[ui].any():
         return
     day = booked.astype("datetime64[D]").astype(np.int64) if booked is not None else np.zeros(n_transfers, np.int64)
-    involved = sorted(set(used.loc[used["i"].isin(over), "t"]), key=lambda tt: (-round(conf[tt], 2), day[tt], tt))
-    p_of = pd.Series(pair_p, index=pd.MultiIndex.from_arrays([pair_t, pair_i]))
-    contested = used[used["i"].isin(over)]
-    claims = {j: [(int(tt), float(p_of[(tt, j)])) for tt in g["t"]] for j, g in contested.groupby("i")}
+    involved = sorted(set(ut[over[ui]].tolist()), key=lambda tt: (-round(conf[tt], 2), day[tt], tt))
+    inv_set = set(involved)
+    contested = over[ui]
+    p_of = dict(zip(zip(pair_t.tolist(), pair_i.tolist()), pair_p.tolist()))
+    claims: dict[int, list] = {}
+    for tt, j in zip(ut[contested].tolist(), ui[contested].tolist()):
+        claims.setdefault(j, []).append((tt, p_of[(tt, j)]))
     remaining = np.abs(i_amount).astype(np.float64)
-    fixed = used[~used["t"].isin(involved)]
-    np.subtract.at(remaining, fixed["i"].to_numpy(), fixed["a"].to_numpy())
+    fixed = ~np.isin(ut, list(inv_set))
+    np.subtract.at(remaining, ui[fixed], ua[fixed])
     tol = FEE_TOLERANCE * np.abs(i_amount) + CENT
+    st_sorted = st[order]
+    t_start = np.searchsorted(st_sorted, np.arange(n_transfers + 1))
     for tt in involved:
-        prev = chosen.get(tt)
-        for sid in sets_of.get(tt, []):  # the best set whose allocations still fit
-            rows = lists.iloc[sid]
-            rows = rows if isinstance(rows, np.ndarray) else np.zeros(0, np.int64)
+        prev = chosen_sid[tt]
+        pick = -1
+        for s_ in order[t_start[tt]:t_start[tt + 1]]:  # the best set whose allocations still fit
+            rows = rows_all[off[s_]:off[s_ + 1]]
             alloc = np.abs(_allocate(t_amount[tt], i_amount[pair_i[rows]])) if len(rows) else np.zeros(0)
-            if all(a <= remaining[pair_i[r]] + tol[pair_i[r]] for r, a in zip(rows, alloc)):
+            if np.all(alloc <= remaining[pair_i[rows]] + tol[pair_i[rows]]):
+                pick = s_
                 break
-        else:
-            rows, alloc, sid = np.zeros(0, np.int64), np.zeros(0), None
-        if sid is not None and (prev is None or not np.array_equal(rows, prev)):
-            conf[tt] = qn[sid]  # it lost an invoice: as sure as its next best set
+        if pick != prev:
+            conf[tt] = qn[pick] if pick >= 0 else conf[tt]  # it lost an invoice: as sure as its next best set
+        chosen_sid[tt] = pick
+        rows = rows_all[off[pick]:off[pick + 1]] if pick >= 0 else np.zeros(0, np.int64)
         if len(rows):
-            chosen[tt] = rows
-            np.subtract.at(remaining, pair_i[rows], alloc)
+            np.subtract.at(remaining, pair_i[rows], np.abs(_allocate(t_amount[tt], i_amount[pair_i[rows]])))
             for r in rows:
                 rivals = [q for u, q in claims.get(int(pair_i[r]), []) if u != tt]
                 if rivals:
                     conf[tt] *= 1.0 - min(max(rivals), 1.0)
-        else:
-            chosen.pop(tt, None)

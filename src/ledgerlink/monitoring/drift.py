@@ -78,3 +78,18 @@ def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, view: str = "ra
     drifted = sorted(c for c, v in per_column.items() if v["drifted"])
     share = len(drifted) / len(per_column) if per_column else 0.0
     return DriftResult(view, share, drifted, per_column, snapshot.get_html_str(as_iframe=False) if with_html else "")
+
+
+def drift_summary_html(month: str, reference_months: list[str], results: list[DriftResult]) -> str:
+    """A plain table (no JavaScript) that renders in the dashboard's sandboxed frame."""
+    import html as _html
+    parts = [f"<h1>Data drift: {month} vs {', '.join(reference_months)}</h1>"]
+    for r in results:
+        parts.append(f"<h2>{_html.escape(r.view)}: drift share {r.drift_share:.2f} "
+                     f"({len(r.drifted_columns)} of {len(r.columns)} columns)</h2>"
+                     "<table border=1 cellpadding=4><tr><th>column</th><th>test</th><th>score</th><th>threshold</th><th>drifted</th></tr>")
+        for name, c in sorted(r.columns.items(), key=lambda kv: (not kv[1]["drifted"], kv[0])):
+            parts.append(f"<tr><td>{_html.escape(name)}</td><td>{_html.escape(c['method'])}</td><td>{c['value']:.4g}</td>"
+                         f"<td>{c['threshold']:.4g}</td><td>{'<b>yes</b>' if c['drifted'] else 'no'}</td></tr>")
+        parts.append("</table>")
+    return "".join(parts)
