@@ -80,7 +80,11 @@ def test_gcp_config_and_run_options(monkeypatch):
     assert cfg["warehouse"]["kind"] == "bigquery" and cfg["warehouse"]["project"] == "ledgerlink-prod"
     assert cfg["store"]["uri"] == "gs://ledgerlink-data/ledgerlink/datasets"
     gcp = GcpSettings.from_config(cfg["deploy"])
-    assert gcp.registry == "europe-west4-docker.pkg.dev/ledgerlink-prod/ledgerlink/ledgerlink-matcher"
+    assert gcp.registry == "europe-west4-docker.pkg.dev/ledgerlink-prod/ledgerlink/ledgerlink"
+    # Flux watches the same repository the deploy step pushes to
+    import yaml
+    watched = yaml.safe_load((Path(__file__).resolve().parents[1] / "stacks/gke/imagerepository.yaml").read_text())["spec"]["image"]
+    assert watched.split("/", 2)[2] == gcp.registry.split("/", 2)[2]
 
     schedule = build_schedule("0 3 1 * *", "Europe/Warsaw")
     xgb = run_options(ROOT / "configs" / "gcp.yaml", "xgboost", schedule)
