@@ -2,7 +2,8 @@
 
 A model is trained once on small data (the default synthetic world, 3 months, as ``quality.py`` does) and saved.
 For each size N a fresh world is generated (seed 7, one month of N transfers, N/8 contractors; every invoice
-issued that month is open at its start, ~2N invoices, since many are paid only in later months) and written to
+issued that month is open at its start, ~2N invoices, since many are paid only in later months; at most 20k
+contractors, the generator's limit) and written to
 Parquet; then a separate process loads the model and the data and times ``match`` alone: blocking, pair
 features, scoring (fold trees), set enumeration, set model and choice (including the second pass). Peak memory
 is that process's resident set during ``match`` (its high-water mark is reset after loading, via
@@ -49,7 +50,8 @@ def _reset_peak() -> bool:
 def cmd_generate(n: int, out: str) -> None:
     from ledgerlink.data.synthetic import SyntheticConfig, generate
     t0 = time.perf_counter()
-    d = generate(SyntheticConfig(seed=7, months=1, transfers_per_month=n, contractors=max(200, n // 8)))
+    # the generator's name pool ends near 20k distinct contractors (it fails above), so 1M gets 50 per contractor
+    d = generate(SyntheticConfig(seed=7, months=1, transfers_per_month=n, contractors=min(20000, max(200, n // 8))))
     for name in ("invoices", "transfers", "links"):
         d[name].to_parquet(Path(out) / f"{name}.parquet", index=False)
     print(json.dumps({"generate_s": round(time.perf_counter() - t0, 1)}))

@@ -1,4 +1,4 @@
-"""Tests for ledgerlink.matching: normalisation, blocking, features, assignment, Matcher, RulesMatcher."""
+"""Tests for ledgerlink.matching: normalisation, blocking, features, set choice, Matcher, RulesMatcher."""
 from __future__ import annotations
 
 import os
@@ -13,8 +13,10 @@ import pytest
 from ledgerlink.data.synthetic import SyntheticConfig, generate
 from ledgerlink.matching import Matcher, MatchResult, RulesMatcher, blocking_recall
 from ledgerlink.matching.assignment import assign
+from ledgerlink.matching import candidates as C
 from ledgerlink.matching.candidates import generate_candidates
-from ledgerlink.matching.features import FEATURE_NAMES, Memory, pair_features
+from ledgerlink.matching.features import FEATURE_NAMES, Memory, anchor_completions, group_set_features, pair_features
+from ledgerlink.matching.sets import SET_FEATURE_NAMES, allocate_all, choose_sets, enumerate_sets, set_features, set_labels
 from ledgerlink.matching.normalize import (
     digit_ngrams, normalize_account, normalize_name, normalize_text, prepare_invoices, prepare_transfers, ref_chunks,
 )
@@ -157,6 +159,65 @@ def test_blocking_recall_on_generator_data_without_all_pairs(small):
     assert m.training_summary_["blocking_recall_train"] >= 0.95
 
 
+def test_blocking_drops_invoices_settled_before_the_transfer():
+    inv, ic, tr, tc = _prepared()
+    # T1 (booked 03-20) paid I1 in full: for T2 (booked 03-21) I1 is settled, for T1 itself it is not
+    mem = Memory.learn(inv, tr, pd.DataFrame({"t": [0], "i": [0], "a": [1230.0]}))
+    c = generate_candidates(inv, ic, tr, tc, memory=mem)
+    got = set(zip(tr["transfer_id"].to_numpy()[c["t"]], inv["invoice_id"].to_numpy()[c["i"]]))
+    assert ("T1", "I1") in got and ("T2", "I1") not in got and ("T5", "I1") not in got
+    # a partial payment leaves the rest open
+    mem = Memory.learn(inv, tr, pd.DataFrame({"t": [0], "i": [0], "a": [600.0]}))
+    c = generate_candidates(inv, ic, tr, tc, memory=mem)
+    assert ("T2", "I1") in set(zip(tr["transfer_id"].to_numpy()[c["t"]], inv["invoice_id"].to_numpy()[c["i"]]))
+
+
+def _contractor_world(n_inv: int, paid: list[int], amount: float, title: str = "payment",
+                      payer: str = "Bibby Financial Services Ltd"):
+    """One contractor with ``n_inv`` open invoices; one transfer without a number paying those at ``paid``."""
+    rng = np.random.default_rng(0)
+    amounts = np.round(rng.uniform(100, 900, n_inv), 2)
+    rows = [(f"I{k}", f"FV/2025/03/{k:04d}", "Sudety Medical B.V.", float(amounts[k]), "2025-03-01") for k in range(n_inv)]
+    rows += [(f"X{k}", f"RE-2025-{k:04d}", f"Other{k} Trading GmbH", float(a), "2025-03-02") for k, a in enumerate(amounts[:5])]
+    total = float(amount if amount else round(amounts[paid].sum(), 2))
+    tr = _tr([("T1", title, payer, "GB00 1", total, "2025-03-20")])
+    return _inv(rows), tr, [f"I{k}" for k in paid]
+
+
+def test_set_channel_finds_unnamed_multi_invoice_payment_of_an_unknown_payer():
+    # a factor pays five invoices of a contractor it never paid before, "as agreed": only the amount says which
+    inv_df, tr_df, true = _contractor_world(8, [0, 2, 3, 5, 7], 0.0, title="as agreed")
+    inv, ic = prepare_invoices(inv_df)
+    tr, tc = prepare_transfers(tr_df)
+    c = generate_candidates(inv, ic, tr, tc, max_candidates=3, max_candidates_weak=10)
+    got = set(inv["invoice_id"].to_numpy()[c["i"]])
+    assert set(true) <= got
+    X = pair_features(c[["t", "i"]], inv, ic, tr, tc)
+    in_set = dict(zip(inv["invoice_id"].to_numpy()[c["i"]], X["grp_set"]))
+    assert all(in_set[i] == 1 for i in true) and X["grp_sets_in_transfer"].max() >= 1
+
+
+def test_weak_transfers_get_the_larger_candidate_cap():
+    inv_df, tr_df, _ = _contractor_world(40, [1, 2], 0.0, payer="SUDETY MEDICAL")
+    strong = _tr([("T2", "FV/2025/03/0005", "Sudety Medical", "GB00 1", float(inv_df["amount"].iloc[5]), "2025-03-20")])
+    inv, ic = prepare_invoices(inv_df)
+    tr, tc = prepare_transfers(pd.concat([tr_df, strong], ignore_index=True))
+    c = generate_candidates(inv, ic, tr, tc, max_candidates=5, max_candidates_weak=25)
+    per = c.groupby("t").size()
+    assert per[0] > 5 and per[0] <= 25  # no number, no exact amount: many of the payer's open invoices
+    assert per[1] <= 5  # its number is in the title
+
+
+def test_busy_contractor_expansion_is_bounded_by_amount_windows():
+    m = pd.DataFrame({"t": [0, 0], "name_id": [0, 1], "name_share": [1.0, 0.5]})
+    group = np.r_[np.zeros(1000, np.int64), np.ones(3, np.int64)]
+    cents = np.r_[np.arange(1000) * 100, [5, 6, 7]].astype(np.int64)
+    out = C._expand_by_amount(m, group, np.arange(1003), cents, np.array([50_000]), below=10, above=5, small=4)
+    big = out[out["i"] < 1000]["i"].to_numpy()
+    assert len(big) <= 19 and 500 in big and 505 in big and 0 in big  # near the amount, and the smallest ones
+    assert set(out[out["i"] >= 1000]["i"]) == {1000, 1001, 1002}  # a small group comes whole
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # features, family by family
 
@@ -206,6 +267,20 @@ def test_memory_features_are_leave_one_out():
     assert list(X.columns) == FEATURE_NAMES
     back = Memory.from_dict(mem.to_dict())
     pd.testing.assert_frame_equal(_features([("T1", "I1")], memory=back), _features([("T1", "I1")], memory=mem))
+
+
+def test_set_features_exact_sums_within_one_contractor():
+    # transfer 0: candidates of contractor 0 (4 of them) and 1; 100 + 250 + 50 = 400 exactly, contractor 0 only
+    t = np.zeros(6, np.int64)
+    group = np.array([0, 0, 0, 0, 1, 1])
+    ia = np.array([100.0, 250.0, 50.0, 333.0, 150.0, 260.0])
+    f = group_set_features(t, group, ia, np.full(6, 400.0))  # the transfer amount, per pair
+    assert f["grp_set"].tolist() == [1, 1, 1, 0, 0, 0] and f["grp_set_size"].iloc[0] == 3
+    assert f["grp_sets_in_transfer"].iloc[0] == 1
+    # a named invoice and the one that completes the amount to the cent
+    ac = anchor_completions(np.zeros(3, np.int64), np.array([1150.82, 490.0, 1231.32]), np.array([2382.14]),
+                            np.array([True, True, False]))
+    assert ac.values.tolist() == [[0, 2]]
 
 
 def test_features_work_without_optional_columns():
@@ -267,6 +342,80 @@ def test_assignment_conflicts_are_settled_greedily_unless_paid_in_parts():
     # two partial payments of one invoice fit in its amount: both keep it
     sets, _, _ = _assign([(0, 0, 0.95), (1, 0, 0.9)], [400.0, 600.0], [1000.0])
     assert sets == {0: [0], 1: [0]}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# set choice (sets.py): the set model's view
+
+
+def _sets_for(rows, t_amount, i_amount, q_of=None, groups=None):
+    """Enumerate the sets of hand-made pairs and score them with a stand-in set model ``q_of(members)``."""
+    c = pd.DataFrame(rows, columns=["t", "i", "probability"])
+    t, i, p = c["t"].to_numpy(), c["i"].to_numpy(), c["probability"].to_numpy()
+    ia, ta = np.array(i_amount, float)[i], np.array(t_amount, float)
+    group = np.zeros(len(c), np.int64) if groups is None else np.array(groups)
+    table = enumerate_sets(t, p, ia, ta, group)
+    lists = table.member_lists()
+    members = [tuple(sorted(i[r])) for r in lists]
+    q = np.array([q_of(int(tt), m) for tt, m in zip(table.sets["t"], members)])
+    links, dec = choose_sets(table, q, t, i, p, ta, np.array(i_amount, float), len(t_amount))
+    return {tt: sorted(g["i"]) for tt, g in links.groupby("t")}, links, dec, table, members
+
+
+def test_set_enumeration_covers_none_single_multi_partial():
+    i_amount = [100.0, 60.0, 40.0, 1000.0, -10.0, 60.0]
+    rows = [(0, 0, 0.9), (0, 1, 0.2),                  # single
+            (1, 1, 0.8), (1, 2, 0.7), (1, 0, 0.1),     # 60 + 40 = 100, paid 98.50 (1.5% fee)
+            (2, 3, 0.9),                               # partial: 400 of 1000
+            (3, 5, 0.6), (3, 4, 0.5)]                  # 60 - 10 (credit note) = 50
+    truth = {0: (0,), 1: (1, 2), 2: (3,), 3: (4, 5)}
+    sets, links, dec, table, members = _sets_for(rows, [100.0, 98.5, 400.0, 50.0], i_amount,
+                                                 lambda tt, m: 0.9 if m == truth[tt] else 0.05)
+    by_t = {tt: {m for tt2, m in zip(table.sets["t"], members) if tt2 == tt} for tt in truth}
+    assert all(() in v for v in by_t.values())  # the empty set is always a choice
+    assert (1, 2) in by_t[1] and (4, 5) in by_t[3] and (3,) in by_t[2]
+    assert not any(len(m) > 1 and 3 in m for m in by_t[2])  # 1000 cannot be part of a 400 payment set
+    assert sets == {0: [0], 1: [1, 2], 2: [3], 3: [4, 5]}
+    alloc = links.set_index(["t", "i"])["allocated_amount"]
+    assert alloc[(1, 1)] + alloc[(1, 2)] == pytest.approx(98.5) and alloc[(1, 1)] == pytest.approx(59.1)
+    assert alloc[(2, 3)] == pytest.approx(400.0)  # a partial payment allocates the transfer amount
+    assert dec["confidence"].between(0, 1).all()
+
+
+def test_set_choice_none_and_normalised_confidence():
+    rows = [(0, 0, 0.3), (0, 1, 0.3)]
+    # the set model says "pays nothing" (empty set) more than either invoice
+    sets, _, dec, _, _ = _sets_for(rows, [55.0], [100.0, 80.0], lambda tt, m: 0.8 if m == () else 0.4)
+    assert sets == {} and dec.loc[0, "n_invoices"] == 0
+    assert dec.loc[0, "confidence"] == pytest.approx(0.8 / 1.6)  # q normalised over the transfer's sets
+
+
+def test_set_choice_never_gives_an_invoice_twice_unless_paid_in_parts():
+    # two transfers both pay invoice 0 in full: the surer keeps it, the other falls back to its next set
+    sets, _, dec, _, _ = _sets_for([(0, 0, 0.99), (1, 0, 0.9), (1, 1, 0.2)], [100.0, 100.0], [100.0, 80.0],
+                                   lambda tt, m: {(0,): 0.95 if tt == 0 else 0.9, (): 0.02, (1,): 0.05}.get(m, 0.0))
+    assert sets == {0: [0]} and dec.loc[1, "n_invoices"] == 0
+    assert dec.loc[0, "confidence"] < 0.2  # a strong rival claim: the winner goes to review too
+    # two partial payments fit in the invoice: both keep it
+    sets, _, _, _, _ = _sets_for([(0, 0, 0.95), (1, 0, 0.9)], [400.0, 600.0], [1000.0],
+                                 lambda tt, m: 0.9 if m == (0,) else 0.05)
+    assert sets == {0: [0], 1: [0]}
+
+
+def test_set_features_and_labels_line_up():
+    rows = [(0, 0, 0.9), (0, 1, 0.2), (1, 1, 0.8), (1, 2, 0.7)]
+    c = pd.DataFrame(rows, columns=["t", "i", "p"])
+    ia = np.array([100.0, 60.0, 40.0])[c["i"]]
+    table = enumerate_sets(c["t"].to_numpy(), c["p"].to_numpy(), ia, np.array([100.0, 100.0]), np.zeros(4, np.int64))
+    X = pd.DataFrame(np.zeros((4, len(FEATURE_NAMES))), columns=FEATURE_NAMES)
+    F = set_features(table, c["t"].to_numpy(), c["p"].to_numpy(), ia, np.array([100.0, 100.0]), np.zeros(4), X)
+    assert list(F.columns) == SET_FEATURE_NAMES and len(F) == len(table.sets)
+    z = set_labels(table, c["i"].to_numpy(), pd.DataFrame({"t": [0, 1, 1], "i": [0, 1, 2]}))
+    members = [tuple(sorted(c["i"].to_numpy()[r])) for r in table.member_lists()]
+    assert {(tt, m) for tt, m, y in zip(table.sets["t"], members, z) if y} == {(0, (0,)), (1, (1, 2))}
+    exact = F["amt_exact"].to_numpy() > 0
+    assert {(tt, m) for tt, m, e in zip(table.sets["t"], members, exact) if e} >= {(0, (0,)), (1, (1, 2))}
+    np.testing.assert_allclose(allocate_all(np.array([0, 0]), np.array([98.5]), np.array([60.0, 40.0])), [59.1, 39.4])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -334,6 +483,39 @@ def test_description_only_data_still_matches(how):
     res = m.match(inv_all, tr_test)
     assert len(res.decisions) == len(tr_test)
     assert pair_f1(res.links, ln_test) > max(0.6, pair_f1(RulesMatcher().predict(inv_all, tr_test), ln_test))
+
+
+def test_description_only_configuration_through_the_pipeline_data_path(tmp_path):
+    """The configuration a team without the optional columns writes (mapped to null), through the warehouse,
+    the collection and the store; voided invoices and their reversals are never matched."""
+    from ledgerlink.config import load_config
+    from ledgerlink.data.collect import collect_month
+    from ledgerlink.data.store import open_store
+    from ledgerlink.data.warehouse import open_warehouse
+    from ledgerlink.evaluation.evaluate import evaluate
+    cfg = load_config(None, {
+        "data_dir": str(tmp_path), "store": {"uri": str(tmp_path / "datasets")},
+        "synthetic": {**SMALL, "description_only": True},
+        "warehouse": {"path": str(tmp_path / "wh.duckdb"), "columns": {"columns": {
+            "invoices": {"invoice_number": None, "counterparty_name": None},
+            "transfers": {"counterparty_name": None, "counterparty_account": None}}}}})
+    wh, store = open_warehouse(cfg), open_store(cfg)
+    for month in wh.months()[:3]:
+        collect_month(wh, store, month, test_fraction=0.3, seed=13)
+    train, test = store.load_train(), store.load_test()
+    assert not {"invoice_number", "counterparty_name"} & set(train["invoices"].columns)
+    assert not {"counterparty_name", "counterparty_account"} & set(train["transfers"].columns)
+    m = Matcher(**FAST).fit(train["invoices"], train["transfers"], train["links"])
+    e, rules = evaluate(m, test), evaluate(RulesMatcher(), test)
+    assert e.metrics["pair_f1"] > max(0.75, rules.metrics["pair_f1"] + 0.2), (e.metrics, rules.metrics)
+    inv = test["invoices"]
+    desc = inv["description"].fillna("")
+    reversal = desc.str.match(r"(?:VOID|STORNO)\b", case=False)
+    voided_numbers = desc[reversal].str.split().str[1]
+    voided = reversal | desc.str.split(" - ").str[-1].isin(set(voided_numbers)) & (inv["amount"] > 0)
+    assert reversal.any() and (voided & ~reversal).any()
+    links = m.match(inv, test["transfers"]).links
+    assert not links["invoice_id"].isin(inv.loc[voided, "invoice_id"]).any()
 
 
 def test_match_when_blocking_finds_nothing(fitted):

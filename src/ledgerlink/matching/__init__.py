@@ -1,4 +1,6 @@
-"""Transfer -> invoice matching: blocking, pair features, an XGBoost pair model, set assignment, rules baseline.
+"""Transfer -> invoice matching: blocking, pair features, an XGBoost pair model, a set model choosing each
+transfer's invoice set, the rules baseline; ``transformer.TransformerMatcher`` adds a cross-encoder text score
+(``registry.build_matcher("transformer")``).
 
 No orchestration here (no zenml import): pipelines, benchmarks and the BentoML service all call this API.
 """

@@ -1,4 +1,5 @@
-"""Assignment: from scored candidate pairs to the set of invoices each transfer pays.
+"""Assignment from independent pair probabilities: the fallback set choice of a Matcher fitted without
+cross-fitting (``validation_fraction=0`` or too little data for a set model); ``sets.py`` is the main path.
 
 Pair probabilities p_j are treated as independent, so the probability that a set S is exactly right is
     P(S) = prod_{j in S} p_j * prod_{j not in S} (1 - p_j)

@@ -1,17 +1,26 @@
 """Blocking: which invoices are worth scoring for each transfer, without an all-pairs step.
 
-Four indexes, each an exploded token frame joined with pandas merges (cost ~ sum of posting-list sizes):
+Open invoices only: an invoice that training payments booked before the transfer already settle (memory) is
+no candidate; paying it again is a duplicate payment, which pays nothing. Five indexes, each a token or key
+join whose cost is the sum of posting-list sizes, every list bounded:
 - reference: per reference chunk, its exact digit string, its one-deletion variants (symmetric-deletion:
   a typo, transposition, missing digit or truncation on either side still shares a variant), digit runs
-  (>= 3 digits, leading zeros stripped: other formats) and digit 4-grams; IDF-weighted, and tokens in more
-  than ``ref_max_df`` invoices dropped (years and month numbers are in every invoice and carry nothing);
-- amount: exact signed amount in cents;
-- name: words and word pairs of the invoice's counterparty name (or description), rarity counted over the
-  live invoices, matched against the payer name and title words;
-- memory: payer account / payer name -> contractors it paid in the training links.
+  (>= 3 digits, leading zeros stripped: other formats) and digit 4-grams; IDF-weighted, tokens in more than
+  ``ref_max_df`` invoices dropped (years and month numbers are in every invoice), integer-coded and joined
+  with numpy sorts; the MAX_REF_PER_TRANSFER best hits per transfer;
+- amount: exact signed amount in cents (amounts shared by more than ``amount_max_df`` invoices skipped);
+- name: words and word pairs of the invoice's counterparty name (or a description's lead), rarity counted over
+  the live invoices, matched (typo-tolerant) against the payer name and title words; the MAX_NAMES best names
+  per transfer, each contributing its invoices nearest the transfer amount (a searchsorted window: a contractor
+  with thousands of open invoices costs a window, not thousands of pairs);
+- memory: payer account / payer name -> the contractors it paid most in the training links, windowed the same;
+- sets: for a transfer with no strong hit (no number, no exact amount of its payer's invoice), the invoices of
+  any contractor with few open invoices that form a set summing to the transfer amount to the cent (a factor
+  paying five invoices "as agreed").
 Then the date window (issued before booked + 7 days, within ``lookback_days``), a cheap prescore (incl.
 "completes the amount": the invoice, alone or with one other, is what the title's named invoices leave
-unpaid) and a cap of ``max_candidates`` per transfer.
+unpaid) and a cap of ``max_candidates`` per transfer, ``max_candidates_weak`` for transfers without a strong
+hit (a multi-invoice payment with no number from a busy contractor needs all of that contractor's invoices).
 """
 from __future__ import annotations
 
@@ -23,9 +32,10 @@ from .normalize import digit_ngrams
 
 NGRAM = 4
 ISSUE_AFTER_BOOKING_DAYS = 7
-MAX_NAMES = 6               # contractor names a transfer's payer/title words may point to
+MAX_NAMES = 3               # contractor names a transfer's payer/title words may point to
+MAX_NAMES_PER_TOKEN = 100   # a name word shared by more contractors than this is too common to look up
 MAX_REF_PER_TRANSFER = 60   # reference-number hits kept per transfer (best IDF mass first)
-PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL = 96, 16, 16  # a named contractor's invoices nearest the amount
+PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL = 96, 48, 16  # a named contractor's invoices nearest the amount
 MAX_MEMORY_NAMES = 10       # contractors a payer account/name paid before, most often paid first
 
 
@@ -51,16 +61,18 @@ def _deletions(digits: str, prefix2: bool) -> list[str]:
 
 
 def _ref_tokens(chunks: pd.DataFrame, key: str, invoice_side: bool) -> pd.DataFrame:
+    """(key, tok, kind): digit 4-grams (kind 0), digit runs (1), one-deletion variants (2), the exact digits (3)."""
     if chunks.empty:
-        return pd.DataFrame({key: np.zeros(0, np.int64), "tok": np.zeros(0, object)})
+        return pd.DataFrame({key: np.zeros(0, np.int64), "tok": np.zeros(0, object), "kind": np.zeros(0, np.int8)})
     grams = digit_ngrams(chunks["digits"], NGRAM)
-    g = pd.DataFrame({key: chunks[key].to_numpy()[grams["pos"].to_numpy()], "tok": "n" + grams["gram"]})
+    g = pd.DataFrame({key: chunks[key].to_numpy()[grams["pos"].to_numpy()], "tok": "n" + grams["gram"], "kind": 0})
     runs = chunks[[key, "long_groups"]].explode("long_groups").dropna()
-    r = pd.DataFrame({key: runs[key].to_numpy(), "tok": "g" + runs["long_groups"].astype(str)})
+    r = pd.DataFrame({key: runs[key].to_numpy(), "tok": "g" + runs["long_groups"].astype(str), "kind": 1})
     dels = chunks["digits"].map(lambda s: _deletions(s, invoice_side)).explode()
-    d = pd.DataFrame({key: chunks[key].to_numpy()[dels.index.to_numpy()], "tok": "d" + dels.to_numpy().astype(str)})
-    x = pd.DataFrame({key: chunks[key].to_numpy(), "tok": "x" + chunks["digits"].astype(str).to_numpy()})
-    return pd.concat([g, r, d, x], ignore_index=True).drop_duplicates()
+    d = pd.DataFrame({key: chunks[key].to_numpy()[dels.index.to_numpy()], "tok": "d" + dels.to_numpy().astype(str), "kind": 2})
+    x = pd.DataFrame({key: chunks[key].to_numpy(), "tok": "x" + chunks["digits"].astype(str).to_numpy(), "kind": 3})
+    out = pd.concat([g, r, d, x], ignore_index=True).drop_duplicates([key, "tok"])
+    return out.astype({"kind": np.int8})
 
 
 def _name_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFrame:
@@ -84,25 +96,45 @@ def _fuzzy_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFr
 
 
 def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> pd.DataFrame:
-    """(t, i, ref_score, ref_share): IDF mass of shared rare reference tokens, and its share of the invoice's."""
+    """(t, i, ref_score, ref_share): IDF mass of shared rare reference tokens, and its share of the invoice's.
+    Tokens are integer codes (one factorisation of both sides), so counting and joining are numpy sorts."""
+    cols = ["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"]
     it = _ref_tokens(inv_chunks[np.isin(inv_chunks["i"].to_numpy(), live)].reset_index(drop=True), "i", True)
     if it.empty or tr_chunks.empty:
-        return _empty(["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"])
-    df = it.groupby("tok")["i"].nunique()
-    n = max(it["i"].nunique(), 1)
-    idf = np.log1p(n / df)
-    idf = idf[df <= max_df]
-    it = it[it["tok"].isin(idf.index)]
-    it = it.assign(w=idf.reindex(it["tok"]).to_numpy())
-    wsum = it.groupby("i")["w"].sum()
+        return _empty(cols)
     tt = _ref_tokens(tr_chunks.reset_index(drop=True), "t", False)
-    m = tt.merge(it, on="tok")
-    m["near"] = m["tok"].str.startswith("d")
-    m["exact"] = m["tok"].str.startswith("x")
-    out = m.groupby(["t", "i"], as_index=False).agg(ref_score=("w", "sum"), ref_near=("near", "max"), ref_exact=("exact", "max"))
-    out["ref_near"] = out["ref_near"].astype(np.float64)
-    out["ref_exact"] = out["ref_exact"].astype(np.float64)
-    out["ref_share"] = np.minimum(out["ref_score"].to_numpy() / wsum.reindex(out["i"]).to_numpy(), 1.0)
+    codes, uniq = pd.factorize(pd.concat([it["tok"], tt["tok"]], ignore_index=True))
+    ic, tcode = codes[:len(it)], codes[len(it):]
+    ii, kind = it["i"].to_numpy(np.int64), it["kind"].to_numpy()
+    df = np.bincount(ic, minlength=len(uniq))  # (i, tok) rows are distinct: document frequency
+    n = max(len(np.unique(ii)), 1)
+    idf = np.log1p(n / np.maximum(df, 1))
+    ok = (df[ic] <= max_df)
+    ic, ii, kind = ic[ok], ii[ok], kind[ok]
+    w = idf[ic]
+    wsum = np.bincount(ii, weights=w, minlength=int(ii.max(initial=0)) + 1)
+    # join transfer tokens to invoice postings: sort postings by token, expand each transfer token's range
+    order = np.argsort(ic, kind="stable")
+    ic_s, ii_s, kind_s, w_s = ic[order], ii[order], kind[order], w[order]
+    lo = np.searchsorted(ic_s, tcode, side="left")
+    hi = np.searchsorted(ic_s, tcode, side="right")
+    cnt = hi - lo
+    if cnt.sum() == 0:
+        return _empty(cols)
+    rows = np.repeat(np.arange(len(tcode)), cnt)
+    idx = np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    m = pd.DataFrame({"t": tt["t"].to_numpy(np.int64)[rows], "i": ii_s[idx], "w": w_s[idx],
+                      "near": (kind_s[idx] == 2).astype(np.float64), "exact": (kind_s[idx] == 3).astype(np.float64)})
+    key = m["t"].to_numpy() * (int(m["i"].max()) + 1) + m["i"].to_numpy()
+    o = np.argsort(key, kind="stable")
+    ks = key[o]
+    st = np.r_[0, np.flatnonzero(np.diff(ks)) + 1]
+    out = pd.DataFrame({"t": m["t"].to_numpy()[o][st], "i": m["i"].to_numpy()[o][st],
+                        "ref_score": np.add.reduceat(m["w"].to_numpy()[o], st),
+                        "ref_near": np.maximum.reduceat(m["near"].to_numpy()[o], st),
+                        "ref_exact": np.maximum.reduceat(m["exact"].to_numpy()[o], st)})
+    out["ref_share"] = np.minimum(out["ref_score"].to_numpy() / np.maximum(wsum[out["i"].to_numpy()], 1e-9), 1.0)
+    out = out[cols]
     return _top_per_t(out, out["ref_score"].to_numpy() + 10 * out["ref_exact"].to_numpy() + 5 * out["ref_near"].to_numpy(),
                       MAX_REF_PER_TRANSFER)
 
@@ -134,7 +166,8 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
     df = nt.groupby("tok")["cnt"].sum()
     idf = np.log1p(n_inv / df)
     wsum = nt.assign(w=idf.reindex(nt["tok"]).to_numpy()).groupby("name_id")["w"].sum()
-    idf = idf[df <= max(50, max_share * n_inv)]
+    names_per_tok = nt.groupby("tok")["name_id"].nunique()
+    idf = idf[(df <= max(50, max_share * n_inv)) & (names_per_tok.reindex(df.index).to_numpy() <= MAX_NAMES_PER_TOKEN)]
     nt = nt[nt["tok"].isin(idf.index)]
     nt = nt.assign(w=idf.reindex(nt["tok"]).to_numpy())
     tr_text = pd.Series(tr["name"].to_numpy() + " " + tr["title_words"].to_numpy())
@@ -143,8 +176,11 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
     # typo-tolerant: each invoice-name word counts once, at 80% of its weight, if a variant of it matches
     fz = _fuzzy_tokens(uniq, np.arange(len(uniq)), "name_id")
     fz["cnt"] = counts.to_numpy()[fz["name_id"].to_numpy()]
-    fz_df = fz.drop_duplicates(["name_id", "tok"]).groupby("tok")["cnt"].sum()
-    fz = fz[fz["tok"].isin(fz_df.index[fz_df <= max(50, max_share * n_inv)]) & fz["src"].isin(idf.index)]
+    fz_u = fz.drop_duplicates(["name_id", "tok"])
+    fz_df = fz_u.groupby("tok")["cnt"].sum()
+    fz_names = fz_u.groupby("tok").size()
+    ok_tok = fz_df.index[(fz_df <= max(50, max_share * n_inv)) & (fz_names <= MAX_NAMES_PER_TOKEN)]
+    fz = fz[fz["tok"].isin(ok_tok) & fz["src"].isin(idf.index)]
     fz = fz.assign(w=0.8 * idf.reindex(fz["src"]).to_numpy())
     ft = _fuzzy_tokens(tr_text, np.arange(len(tr)), "t")[["t", "tok"]].drop_duplicates()
     mf = ft.merge(fz[["name_id", "src", "tok", "w"]], on="tok").groupby(["t", "name_id", "src"], as_index=False)["w"].max()
@@ -210,8 +246,8 @@ def _expand_by_amount(m: pd.DataFrame, group_of_inv: np.ndarray, inv_pos: np.nda
     order = np.lexsort((inv_cents, group_of_inv))
     g, c = group_of_inv[order].astype(np.int64), inv_cents[order].astype(np.int64)
     keys = g * (shift << 1) + c + shift
-    bounds = np.searchsorted(g, np.arange(int(g.max()) + 2))
     mg = m[key].to_numpy(np.int64)
+    bounds = np.searchsorted(g, np.arange(max(int(g.max()), int(mg.max(initial=0))) + 2))  # a group may have none
     probe = mg * (shift << 1) + t_cents[m["t"].to_numpy()] + shift
     pos = np.searchsorted(keys, probe, side="right")
     lo = np.maximum(bounds[mg], pos - below)
@@ -245,7 +281,7 @@ def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Ex
 def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.DataFrame, tr_chunks: pd.DataFrame,
                         memory: Memory | None = None, exclude: Exclusion | None = None, max_candidates: int = 30,
                         max_candidates_weak: int | None = None,
-                        lookback_days: int = 180, ref_max_df: int = 50, amount_max_df: int = 200,
+                        lookback_days: int = 180, ref_max_df: int = 50, amount_max_df: int = 50,
                         name_max_share: float = 0.15) -> pd.DataFrame:
     """Candidate pairs (t, i, prescore, channel scores), at most ``max_candidates`` per transfer."""
     cols = ["t", "i", "prescore", "ref_score", "ref_share", "ref_near", "ref_exact", "amt_exact", "name_share", "mem",
@@ -265,9 +301,7 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
         name_channel(inv, tr, live, name_max_share),
         memory_channel(inv, tr, live, memory, exclude),
     ]
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return _empty(cols)
+    parts = [p for p in parts if len(p)] or [_empty(["t", "i"])]
 
     def settle(c: pd.DataFrame) -> pd.DataFrame:
         """Best score per pair over channels; drop pairs outside the date window or already settled."""
@@ -281,6 +315,8 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
         return c
 
     c = settle(pd.concat(parts, ignore_index=True))
+    if len(c) == 0 and len(live) == 0:
+        return _empty(cols)
     # a strong hit: a number in the title, or the exact amount of an invoice of the payer
     who = (c["name_share"].to_numpy() > 0) | (c["mem"].to_numpy() > 0)
     strong = ((c["ref_exact"] + c["ref_near"]).to_numpy() > 0) | ((c["amt_exact"].to_numpy() > 0) & who)

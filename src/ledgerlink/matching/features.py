@@ -212,10 +212,18 @@ class Memory:
 
 
 def _cdist(a, b, scorer, workers: int) -> np.ndarray:
-    """Element-wise string similarity of two equal-length sequences, vectorised in rapidfuzz's C++."""
+    """Element-wise string similarity of two equal-length sequences, vectorised in rapidfuzz's C++. Each distinct
+    (a, b) is scored once: a contractor's name meets the same payer name on many of its invoices."""
     if len(a) == 0:
         return np.zeros(0, dtype=np.float32)
-    return process.cpdist(list(a), list(b), scorer=scorer, workers=workers, dtype=np.float32)
+    ca, ua = pd.factorize(np.asarray(a, dtype=object))
+    cb, ub = pd.factorize(np.asarray(b, dtype=object))
+    key = ca.astype(np.int64) * (len(ub) + 1) + cb
+    uk, inverse = np.unique(key, return_inverse=True)
+    if len(uk) > 0.7 * len(key):
+        return process.cpdist(list(a), list(b), scorer=scorer, workers=workers, dtype=np.float32)
+    sa, sb = ua[uk // (len(ub) + 1)], ub[uk % (len(ub) + 1)]
+    return process.cpdist(list(sa), list(sb), scorer=scorer, workers=workers, dtype=np.float32)[inverse.ravel()]
 
 
 def common_suffix_len(a: np.ndarray, b: np.ndarray, width: int = 16) -> np.ndarray:
@@ -227,16 +235,34 @@ def common_suffix_len(a: np.ndarray, b: np.ndarray, width: int = 16) -> np.ndarr
     return np.cumprod(ra == rb, axis=1).sum(axis=1)
 
 
+def rank_within(t: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """1-based rank of each row's ``score`` (highest first) among its transfer's rows; ties by position."""
+    o = np.lexsort((-score, t))
+    ts = t[o]
+    start = np.r_[0, np.flatnonzero(np.diff(ts)) + 1] if len(ts) else np.zeros(0, np.int64)
+    rank = np.empty(len(t), np.float64)
+    rank[o] = np.arange(len(t)) - np.repeat(start, np.diff(np.r_[start, len(ts)])) + 1
+    return rank
+
+
 def _margin(df: pd.DataFrame, col: str) -> np.ndarray:
     """Value minus the best value among the transfer's other candidates (>0: clearly the best)."""
-    s = df[["t", col]].copy()
-    s["_r"] = s.groupby("t")[col].rank(method="first", ascending=False)
-    top = s[s["_r"] == 1].set_index("t")[col]
-    sec = s[s["_r"] == 2].set_index("t")[col]
-    t = s["t"]
-    best_other = np.where(s["_r"].to_numpy() == 1, sec.reindex(t).to_numpy(), top.reindex(t).to_numpy())
-    best_other = np.nan_to_num(best_other, nan=0.0)
-    return df[col].to_numpy() - best_other
+    t = df["t"].to_numpy()
+    v = df[col].to_numpy(np.float64)
+    if len(t) == 0:
+        return v
+    o = np.lexsort((-v, t))
+    ts = t[o]
+    start = np.r_[0, np.flatnonzero(np.diff(ts)) + 1]
+    size = np.diff(np.r_[start, len(ts)])
+    top = v[o][start]
+    sec = np.where(size > 1, v[o][np.minimum(start + 1, len(t) - 1)], 0.0)
+    grp = np.empty(len(t), np.int64)
+    grp[o] = np.repeat(np.arange(len(start)), size)
+    first = np.zeros(len(t), bool)
+    first[o[start]] = True
+    best_other = np.where(first, sec[grp], top[grp])
+    return v - best_other
 
 
 def subset_sums(pairs: pd.DataFrame, score: np.ndarray, t_amount: np.ndarray, i_amount: np.ndarray,
@@ -384,7 +410,7 @@ def group_set_features(t: np.ndarray, group: np.ndarray, ia: np.ndarray, ta: np.
         in_set[hit_rows] = True
         np.minimum.at(size, hit_rows, np.repeat(sz, sz).astype(np.float64))
         np.add.at(n_sets, r[:, 0], 1.0)  # counted on the first row of the key, spread per transfer below
-    per_t = pd.Series(n_sets).groupby(t).transform("sum").to_numpy()
+    per_t = np.bincount(t, weights=n_sets)[t]
     out["grp_set"] = in_set.astype(np.float32)
     out["grp_set_size"] = np.where(size < 99, size, np.nan).astype(np.float32)
     out["grp_sets_in_transfer"] = per_t.astype(np.float32)
@@ -441,7 +467,7 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     F["n_title_refs"] = n_title.reindex(t).fillna(0).to_numpy()
     F["inv_has_ref"] = np.isin(i, inv_chunks["i"].to_numpy()).astype(np.float32)
     F["ref_margin"] = _margin(F.assign(_x=F["ref_lev"].fillna(0)), "_x")
-    F["n_exact_refs_in_transfer"] = (F["ref_digits_exact"].fillna(0) > 0).groupby(F["t"]).transform("sum")
+    F["n_exact_refs_in_transfer"] = np.bincount(t, weights=(F["ref_digits_exact"].fillna(0).to_numpy() > 0))[t]
 
     # --- names
     iname, payer = inv["name"].to_numpy()[i], tr["payer"].to_numpy()[t]
@@ -507,8 +533,8 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
 
     # --- completing the amount: the invoices the title names exactly, plus this one (or this one and another)
     named = (F["ref_digits_exact"].fillna(0).to_numpy() > 0) | (F["ref_exact"].fillna(0).to_numpy() > 0)
-    named_sum = pd.Series(np.where(named, ia, 0.0)).groupby(t).transform("sum").to_numpy()
-    any_named = pd.Series(named).groupby(t).transform("any").to_numpy()
+    named_sum = np.bincount(t, weights=np.where(named, ia, 0.0))[t]
+    any_named = np.bincount(t, weights=named.astype(np.float64))[t] > 0
     ones = np.ones(n)
     F["named_sum_fits"] = np.where(any_named, amount_fits(ta, named_sum, ones * 2), np.nan).astype(np.float32)
     rest = ta - named_sum
@@ -532,10 +558,10 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
 
     # --- ambiguity, and subsets among the transfer's most plausible candidates
     heur = heuristic_score(F)
-    F["n_cands"] = F.groupby("t")["t"].transform("size").astype(np.float32)
-    F["heur_rank"] = pd.Series(heur).groupby(t).rank(method="first", ascending=False).to_numpy()
+    F["n_cands"] = np.bincount(t)[t].astype(np.float32)
+    F["heur_rank"] = rank_within(t, heur)
     F["heur_margin"] = _margin(F.assign(_x=heur), "_x")
-    F["n_same_amount"] = F.groupby("t")["amt_eq"].transform("sum")
+    F["n_same_amount"] = np.bincount(t, weights=F["amt_eq"].to_numpy(np.float64))[t]
     sub = subset_sums(pairs, heur, tr["amount"].to_numpy(), ia)
     for c in sub.columns:
         F[c] = sub[c].to_numpy()
@@ -579,22 +605,3 @@ def heuristic_score(F: pd.DataFrame) -> np.ndarray:
     return (3 * ref + 2 * F["amt_eq"].to_numpy() + F["amt_fee"].to_numpy() + 1.5 * name + 1.5 * mem + 2 * done
             + 2 * F["grp_set"].to_numpy()
             + 0.5 * F["amt_sign_agree"].to_numpy() - 0.002 * np.abs(days))
-
-
-# --------------------------------------------------------------------------------------------------------------
-# transfer level: does the transfer pay anything at all?
-
-_T_MAX = ["ref_lev", "ref_contains", "ref_digits_exact", "name_tset", "name_in_title", "mem_acc_share", "mem_pay_share",
-          "amt_eq", "amt_fee", "completes_named", "completes_pair", "subset_exact", "subset_fee", "grp_set", "heur_margin"]
-_T_FIRST = ["word_rate_min", "word_rate_mean", "mem_acc_total", "mem_pay_total", "n_title_refs", "payer_present",
-            "amt_transfer_log", "n_cands"]
-TRANSFER_FEATURE_NAMES = [f"max_{c}" for c in _T_MAX] + _T_FIRST
-
-
-def transfer_features(X: pd.DataFrame, t: np.ndarray) -> pd.DataFrame:
-    """One row per transfer that has candidates (sorted by t): the best pair evidence and the transfer's own
-    traits. Pair probabilities say which invoice; this says whether any: a title like "partial payment" with
-    no identifiable invoice is surely a payment even when every single pair is unlikely."""
-    g = X.groupby(t)
-    out = pd.concat([g[_T_MAX].max().add_prefix("max_"), g[_T_FIRST].first()], axis=1)
-    return out[TRANSFER_FEATURE_NAMES].astype(np.float32)

@@ -119,9 +119,10 @@ class Matcher(BaseMatcher):
     ``auto_threshold_`` = 1: every decision goes to review); any other value cross-fits on ``n_folds`` folds.
     """
 
-    def __init__(self, max_candidates=30, max_candidates_weak=100, lookback_days=180, n_estimators=400, max_depth=6,
+    def __init__(self, max_candidates=20, max_candidates_weak=100, lookback_days=180, n_estimators=400, max_depth=6,
                  learning_rate=0.08, target_precision=0.995, validation_fraction=0.2, n_folds=2,
-                 early_stopping_rounds=40, peel_confidence=0.9, random_state=0, n_jobs=2, show_progress=False):
+                 early_stopping_rounds=40, peel_confidence=0.9, batch_size=50000, random_state=0, n_jobs=2,
+                 show_progress=False):
         self.max_candidates = max_candidates
         self.max_candidates_weak = max_candidates_weak
         self.lookback_days = lookback_days
@@ -133,13 +134,14 @@ class Matcher(BaseMatcher):
         self.n_folds = n_folds
         self.early_stopping_rounds = early_stopping_rounds
         self.peel_confidence = peel_confidence
+        self.batch_size = batch_size
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.show_progress = show_progress
 
     _PARAMS = ("max_candidates", "max_candidates_weak", "lookback_days", "n_estimators", "max_depth", "learning_rate",
-               "target_precision", "validation_fraction", "n_folds", "early_stopping_rounds", "peel_confidence", "random_state",
-               "n_jobs",
+               "target_precision", "validation_fraction", "n_folds", "early_stopping_rounds", "peel_confidence", "batch_size",
+               "random_state", "n_jobs",
                "show_progress")
 
     def get_params(self, deep=True) -> dict:
@@ -205,8 +207,7 @@ class Matcher(BaseMatcher):
         if len(X) == 0:
             return np.zeros(0)
         names = booster.feature_names
-        d = xgb.DMatrix(X[names].to_numpy(np.float32), feature_names=names, nthread=self.n_jobs)
-        return booster.predict(d).astype(np.float64)
+        return booster.inplace_predict(X[names].to_numpy(np.float32)).astype(np.float64)
 
     def _pair_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Mean probability of the fold models (the models the set model was trained behind)."""
@@ -450,20 +451,49 @@ class Matcher(BaseMatcher):
             raise RuntimeError(f"this {type(self).__name__} is not fitted; call fit() or {type(self).__name__}.load() first")
 
     def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
-        """Match ``transfers`` against ``invoices`` (all invoices that could still be open, any month)."""
+        """Match ``transfers`` against ``invoices`` (all invoices that could still be open, any month).
+
+        More than ``batch_size`` transfers are matched in batches of consecutive booking dates against the same
+        prepared invoices, so memory stays bounded (an invoice claimed by transfers of two batches is not
+        settled between them; a month's transfers fit in one batch up to ``batch_size``)."""
         self._check_fitted()
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
         inv, ic = prepare_invoices(invoices)
-        tr, tc = prepare_transfers(transfers)
+        tr_all, tc_all = prepare_transfers(transfers)
+        n = len(tr_all)
+        size = int(self.batch_size) if self.batch_size else max(n, 1)
+        order = np.argsort(tr_all["booked_at"].to_numpy(), kind="stable")
+        parts = []
+        for lo in range(0, max(n, 1), size):
+            idx = np.sort(order[lo:lo + size])
+            if n and len(idx) == n:
+                tr, tc = tr_all, tc_all
+            else:
+                tr = tr_all.iloc[idx].reset_index(drop=True)
+                new_t = np.full(n, -1, np.int64)
+                new_t[idx] = np.arange(len(idx))
+                tc = tc_all[np.isin(tc_all["t"].to_numpy(), idx)].assign(t=lambda d: new_t[d["t"].to_numpy()])
+                tc = tc.reset_index(drop=True)
+            parts.append((idx, *self._match_batch(inv, ic, tr, tc)))
+        if len(parts) == 1:
+            scored, links, dec = parts[0][1:]
+            return self._result(scored, links, dec, inv, tr_all, self.auto_threshold_)
+        glob = lambda df, idx: df.assign(t=idx[df["t"].to_numpy()]) if len(df) else df  # noqa: E731
+        scored = pd.concat([glob(p[1], p[0]) for p in parts], ignore_index=True)
+        links = pd.concat([glob(p[2], p[0]) for p in parts], ignore_index=True).sort_values(["t", "i"], kind="stable")
+        dec = pd.concat([glob(p[3], p[0]) for p in parts], ignore_index=True).sort_values("t", kind="stable")
+        return self._result(scored, links.reset_index(drop=True), dec.reset_index(drop=True), inv, tr_all,
+                            self.auto_threshold_)
+
+    def _match_batch(self, inv, ic, tr, tc):
         pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, None)
         score_sets = None
         if self.set_booster_ is not None:
             score_sets = lambda SX, st: self._predict(self.set_booster_, SX)  # noqa: E731
-        scored, links, dec = self._decide(
+        return self._decide(
             pairs, X, self._pair_proba(X), inv, tr, score_sets,
             refeaturize=lambda sub: self._featurize(sub, inv, ic, tr, tc, self.memory_, None),
             pair_proba=lambda X2, t2: self._pair_proba(X2))
-        return self._result(scored, links, dec, inv, tr, self.auto_threshold_)
 
     @staticmethod
     def _result(scored, links, dec, inv, tr, threshold) -> MatchResult:

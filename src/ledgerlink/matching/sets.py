@@ -183,6 +183,8 @@ def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, 
     """Feature matrix (SET_FEATURE_NAMES) of the enumerated sets; ``X`` is the pair feature matrix, row per pair."""
     S, M = table.sets, table.members
     ns = len(S)
+    if ns == 0:
+        return pd.DataFrame({c: np.zeros(0, np.float32) for c in SET_FEATURE_NAMES})
     F = pd.DataFrame(index=pd.RangeIndex(ns))
     st = S["t"].to_numpy()
     sid, row = M["sid"].to_numpy(), M["row"].to_numpy()
@@ -194,11 +196,20 @@ def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, 
     lsum = np.bincount(sid, weights=_logit(p)[row], minlength=ns)
     logp = base.reindex(st).to_numpy() + lsum
     F["logp"] = logp
-    g = pd.Series(logp).groupby(st)
-    F["logp_rank"] = g.rank(method="first", ascending=False).to_numpy()
-    best = g.transform("max").to_numpy()
-    second = pd.Series(logp).groupby(st).transform(lambda x: np.sort(x.to_numpy())[-2] if len(x) > 1 else -np.inf).to_numpy()
-    F["logp_gap"] = np.clip(np.where(logp >= best, logp - second, logp - best), -50, 50)
+    # rank within the transfer, and the best / second best log-probability (one sort, no per-group Python)
+    o = np.lexsort((-logp, st))
+    st_o = st[o]
+    start = np.r_[0, np.flatnonzero(np.diff(st_o)) + 1]
+    n_sets_t = np.diff(np.r_[start, len(st_o)])
+    rank = np.empty(ns, np.float64)
+    rank[o] = np.arange(ns) - np.repeat(start, n_sets_t) + 1
+    F["logp_rank"] = rank
+    best_t = logp[o][start]
+    second_t = np.where(n_sets_t > 1, logp[o][np.minimum(start + 1, ns - 1)], -np.inf)
+    grp = np.empty(ns, np.int64)
+    grp[o] = np.repeat(np.arange(len(start)), n_sets_t)
+    best, second = best_t[grp], second_t[grp]
+    F["logp_gap"] = np.clip(np.where(rank == 1, logp - second, logp - best), -50, 50)
     pm = pd.DataFrame({"sid": sid, "p": p[row], "a": ia[row], "g": np.asarray(group)[row], "cn": (ia[row] < 0).astype(np.float64)})
     agg = pm.groupby("sid").agg(p_min=("p", "min"), p_max=("p", "max"), p_mean=("p", "mean"), p_sum=("p", "sum"),
                                 a_sum=("a", "sum"), n_groups=("g", "nunique"), cn=("cn", "max")).reindex(np.arange(ns))
