@@ -498,7 +498,7 @@ class Matcher(BaseMatcher):
     @staticmethod
     def _result(scored, links, dec, inv, tr, threshold) -> MatchResult:
         tid, iid = tr["transfer_id"].to_numpy(), inv["invoice_id"].to_numpy()
-        scored = scored.sort_values(["t", "probability"], ascending=[True, False], kind="stable")
+        scored = scored.sort_values(["t", "probability", "i"], ascending=[True, False, True], kind="stable")
         cands = pd.DataFrame({"transfer_id": tid[scored["t"].to_numpy()], "invoice_id": iid[scored["i"].to_numpy()],
                               "probability": scored["probability"].to_numpy(),
                               "rank": scored.groupby("t").cumcount().to_numpy() + 1})
