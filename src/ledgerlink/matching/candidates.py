@@ -57,7 +57,7 @@ def _deletions(digits: str, prefix2: bool) -> list[str]:
     out = {digits} | {digits[:k] + digits[k + 1:] for k in range(len(digits))} if len(digits) >= 4 else {digits}
     if prefix2 and len(digits) >= 6:
         out.add(digits[:-2])
-    return list(out)
+    return sorted(out)  # sorted, not set order: string hashing is salted per process, results must not be
 
 
 def _ref_tokens(chunks: pd.DataFrame, key: str, invoice_side: bool) -> pd.DataFrame:
@@ -91,7 +91,7 @@ def _fuzzy_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFr
     words = names.reset_index(drop=True).str.split().explode().dropna()
     words = words[(words.str.len() >= 4) & ~words.str.contains(r"\d", regex=True)]
     w = pd.DataFrame({key_name: key[words.index.to_numpy()], "src": words.to_numpy()}).drop_duplicates()
-    w["tok"] = w["src"].map(lambda x: list({x, x[:4]} | {x[:k] + x[k + 1:] for k in range(len(x))}))
+    w["tok"] = w["src"].map(lambda x: sorted({x, x[:4]} | {x[:k] + x[k + 1:] for k in range(len(x))}))
     return w.explode("tok").drop_duplicates().reset_index(drop=True)
 
 
