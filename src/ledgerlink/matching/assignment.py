@@ -41,7 +41,7 @@ def _solve(t: np.ndarray, p: np.ndarray, i_amount: np.ndarray, t_amount_by_t: np
     sizes = masks.sum(1)
     Lz = np.where(present, L, 0.0)
     score = Lz @ masks.T
-    all_present = (present.astype(np.int64) @ masks.T) == sizes
+    all_present = (present.astype(np.float64) @ masks.T) == sizes  # float: BLAS
     target = t_amount_by_t[tpos][:, None]
     feasible = all_present & ((sizes <= 1)[None, :] | amount_fits(target, A @ masks.T, sizes))
     score = np.where(feasible, score, -np.inf)

@@ -19,6 +19,7 @@ from .arrays import csr, eq_join, expand, rank_min_desc, run_starts, segment_red
 FEE_TOLERANCE = 0.02  # fees/discounts: a transfer may be up to 2% below the invoice (set) amount
 CENT = 0.005
 SUBSET_K = 8  # subsets are searched among the top-k candidates of a transfer
+PARALLEL_MIN_ROWS = 20000  # string comparisons run on n_jobs threads from this many pairs up
 
 FEATURE_NAMES = [
     # reference numbers
@@ -221,8 +222,13 @@ class Memory:
         t = np.r_[per[0][0], per[1][0]].astype(np.int64)
         nk = np.concatenate([per[0][1], per[1][1]]).astype(object)
         if len(t):
-            uniq, code = np.unique(nk, return_inverse=True)
-            keys, where = np.unique(t * (len(uniq) + 1) + code.reshape(-1), return_inverse=True)
+            code, uniq = pd.factorize(nk)  # hashing, then only the distinct names are sorted
+            uniq = np.asarray(uniq, dtype=object)
+            by_name = np.argsort(uniq.astype(str), kind="stable")
+            rank = np.empty(len(uniq), np.int64)
+            rank[by_name] = np.arange(len(uniq))
+            uniq, code = uniq[by_name], rank[code]
+            keys, where = np.unique(t * (len(uniq) + 1) + code, return_inverse=True)
             where = where.reshape(-1)
             acc, pay = np.zeros(len(keys)), np.zeros(len(keys))
             acc[where[:len(per[0][0])]] = per[0][2]
@@ -279,6 +285,7 @@ def _cdist(a, b, scorer, workers: int) -> np.ndarray:
     (a, b) is scored once: a contractor's name meets the same payer name on many of its invoices."""
     if len(a) == 0:
         return np.zeros(0, dtype=np.float32)
+    workers = workers if len(a) >= PARALLEL_MIN_ROWS else 1  # a thread pool costs more than 50 comparisons
     ca, ua = pd.factorize(np.asarray(a, dtype=object))
     cb, ub = pd.factorize(np.asarray(b, dtype=object))
     key = ca.astype(np.int64) * (len(ub) + 1) + cb
@@ -345,19 +352,20 @@ def subset_sums(t: np.ndarray, score: np.ndarray, t_amount: np.ndarray, i_amount
     amounts[slots[:, 0], slots[:, 1]] = i_amount[order]
     present = np.zeros((n_t, k), bool)
     present[slots[:, 0], slots[:, 1]] = True
-    masks = subset_masks(k)
+    masks = subset_masks(k).astype(np.float64)  # float matrices: products run in BLAS (integer ones do not)
     sizes = masks.sum(1)
     multi = sizes >= 2
     sums = amounts @ masks.T  # n_t x 2^k
-    valid = (present.astype(np.int64) @ masks.T == sizes) & multi  # only subsets of present candidates
+    valid = (present.astype(np.float64) @ masks.T == sizes) & multi  # only subsets of present candidates
     target = t_amount[tpos][:, None]
     exact = valid & (np.abs(sums - target) <= CENT * sizes + 1e-9)
     fee = valid & amount_fits(target, sums, sizes)
-    size_exact = np.where(fee, sizes[None, :], 99)
     # pair j (slot s) is in a matching subset if any matching subset contains s
-    in_exact = (exact.astype(np.int64) @ masks) > 0  # n_t x k
-    in_fee = (fee.astype(np.int64) @ masks) > 0
-    best_size = np.where(masks[None, :, :] & fee[:, :, None], size_exact[:, :, None], 99).min(axis=1)
+    in_exact = (exact.astype(np.float64) @ masks) > 0  # n_t x k
+    in_fee = (fee.astype(np.float64) @ masks) > 0
+    best_size = np.full((n_t, k), 99)
+    for size in range(k, 1, -1):  # the smallest matching subset containing the slot: smaller sizes overwrite
+        best_size[((fee & (sizes == size)).astype(np.float64) @ masks) > 0] = size
     r, s = slots[:, 0], slots[:, 1]
     out["subset_exact"][order] = in_exact[r, s]
     out["subset_fee"][order] = in_fee[r, s]

@@ -32,6 +32,7 @@ import pandas as pd  # noqa: E402
 import xgboost as xgb  # noqa: E402
 
 from ..data.contract import TABLES
+from .arrays import run_starts
 from .base import BaseMatcher
 from .candidates import blocking_recall, generate_candidates
 from .features import FEATURE_NAMES, FEE_TOLERANCE, Memory, pair_features
@@ -498,10 +499,12 @@ class Matcher(BaseMatcher):
     @staticmethod
     def _result(scored, links, dec, inv, tr, threshold) -> MatchResult:
         tid, iid = tr["transfer_id"].to_numpy(), inv["invoice_id"].to_numpy()
-        scored = scored.sort_values(["t", "probability", "i"], ascending=[True, False, True], kind="stable")
-        cands = pd.DataFrame({"transfer_id": tid[scored["t"].to_numpy()], "invoice_id": iid[scored["i"].to_numpy()],
-                              "probability": scored["probability"].to_numpy(),
-                              "rank": scored.groupby("t").cumcount().to_numpy() + 1})
+        st, si, sp = scored["t"].to_numpy(), scored["i"].to_numpy(), scored["probability"].to_numpy()
+        o = np.lexsort((si, -sp, st))  # each transfer's candidates, most probable first
+        st, si, sp = st[o], si[o], sp[o]
+        start = run_starts(st)
+        rank = np.arange(len(st)) - np.repeat(start, np.diff(np.r_[start, len(st)])) + 1
+        cands = pd.DataFrame({"transfer_id": tid[st], "invoice_id": iid[si], "probability": sp, "rank": rank})
         out_links = pd.DataFrame({"transfer_id": tid[links["t"].to_numpy()], "invoice_id": iid[links["i"].to_numpy()],
                                   "allocated_amount": links["allocated_amount"].to_numpy(np.float64),
                                   "confidence": links["confidence"].to_numpy(np.float64)})

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .arrays import eq_join, first_max_per_group, run_starts, segment_reduce
 from .features import CENT, FEE_TOLERANCE, amount_fits, anchor_completions, group_sets, subset_masks, top_k_slots
 
 SET_K = 8        # multi-invoice subsets among the top-k candidates by pair probability
@@ -82,7 +83,6 @@ def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.nda
         return SetTable(pd.DataFrame({"t": np.zeros(0, np.int64), "size": np.zeros(0, np.int64), "logp": np.zeros(0)}),
                         pd.DataFrame({"sid": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)}))
     logit = _logit(p)
-    base = pd.Series(np.log1p(-p)).groupby(t).sum()
     slots, tpos, order = top_k_slots(t, p, k)
     n_t = len(tpos)
     row_at = np.full((n_t, k), -1, np.int64)
@@ -96,7 +96,7 @@ def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.nda
         L = np.where(present, logit[np.maximum(ra, 0)], 0.0)
         A = np.where(present, ia[np.maximum(ra, 0)], 0.0)
         score = L @ masks.T
-        ok = (present.astype(np.int64) @ masks.T) == sizes
+        ok = (present.astype(np.float64) @ masks.T) == sizes  # float: BLAS
         target = ta_by_t[tpos[lo:lo + CHUNK]][:, None]
         multi = ok & (sizes >= 2)[None, :] & amount_fits(target, A @ masks.T, sizes)
         score_m = np.where(multi, score, -np.inf)
@@ -115,7 +115,7 @@ def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.nda
     st = np.concatenate(set_t)
     mem = np.concatenate(set_rows)
     sid_m, slot_m = np.nonzero(mem >= 0)
-    members = pd.DataFrame({"sid": sid_m.astype(np.int64), "row": mem[sid_m, slot_m]})
+    m_sid, m_row = [sid_m.astype(np.int64)], [mem[sid_m, slot_m]]
     # exact sets of one contractor among all of the transfer's candidates
     g = np.asarray(group, np.int64)
     key = np.where(g >= 0, t * (int(g.max(initial=0)) + 2) + g, -1)
@@ -128,42 +128,46 @@ def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.nda
         r = rows_g[hk]
         sz = mm.sum(1)
         extra_t.append(t[r[:, 0]])
-        extra_m.append(pd.DataFrame({"sid": next_sid + np.repeat(np.arange(len(hk)), sz), "row": r[mm]}))
+        m_sid.append(next_sid + np.repeat(np.arange(len(hk)), sz))
+        m_row.append(r[mm])
         next_sid += len(hk)
     if named is not None and completer is not None and np.any(completer):
-        nm = pd.DataFrame({"t": t[named], "row": np.flatnonzero(named)})
-        cp = pd.DataFrame({"t": t[completer], "c": np.flatnonzero(completer)})
-        cp["sid"] = next_sid + np.arange(len(cp))
-        both = cp.merge(nm, on="t")
-        extra_t.append(cp["t"].to_numpy())
-        extra_m.append(pd.concat([both[["sid", "row"]], cp[["sid", "c"]].rename(columns={"c": "row"})], ignore_index=True))
+        nm, cp = np.flatnonzero(named), np.flatnonzero(completer)
+        cp_sid = next_sid + np.arange(len(cp))
+        rc, rn = eq_join([t[cp]], [t[nm]])
+        extra_t.append(t[cp])
+        m_sid += [cp_sid[rc], cp_sid]
+        m_row += [nm[rn], cp]
         next_sid += len(cp)
     if named is not None and np.any(named):
         ac = anchor_completions(t, ia, ta_by_t, named)
         if len(ac):
             sid = next_sid + np.arange(len(ac))
             extra_t.append(t[ac["a"].to_numpy()])
-            extra_m.append(pd.DataFrame({"sid": np.r_[sid, sid], "row": np.r_[ac["a"].to_numpy(), ac["c"].to_numpy()]}))
+            m_sid.append(np.r_[sid, sid])
+            m_row.append(np.r_[ac["a"].to_numpy(), ac["c"].to_numpy()])
             next_sid += len(ac)
     if extra_t:
         st = np.r_[st, np.concatenate(extra_t)]
-        members = pd.concat([members] + extra_m, ignore_index=True)
-    sets = _dedupe(st, members, n)
-    return sets
+    return _dedupe(st, np.concatenate(m_sid).astype(np.int64), np.concatenate(m_row).astype(np.int64), n)
 
 
-def _dedupe(st: np.ndarray, members: pd.DataFrame, n_rows: int) -> SetTable:
-    """Drop repeated sets of a transfer (a group set may also be a top-k subset); renumber sids 0..n-1."""
+def _dedupe(st: np.ndarray, sid: np.ndarray, row: np.ndarray, n_rows: int) -> SetTable:
+    """Drop repeated sets of a transfer (a group set may also be a top-k subset); renumber sids 0..n-1.
+    A set is identified by the xor of random 62-bit hashes of its member rows."""
     h = np.random.default_rng(0).integers(1, 2**62, n_rows, dtype=np.int64)
     sh = np.zeros(len(st), np.int64)
-    np.bitwise_xor.at(sh, members["sid"].to_numpy(), h[members["row"].to_numpy()])
-    first = ~pd.DataFrame({"t": st, "h": sh}).duplicated().to_numpy()
+    np.bitwise_xor.at(sh, sid, h[row])
+    o = np.lexsort((sh, st))  # stable: the first of equal (t, hash) sets comes first
+    first = np.zeros(len(st), bool)
+    first[o[np.r_[True, (st[o][1:] != st[o][:-1]) | (sh[o][1:] != sh[o][:-1])]] if len(o) else o] = True
     new_id = np.cumsum(first) - 1
-    members = members[first[members["sid"].to_numpy()]]
-    members = pd.DataFrame({"sid": new_id[members["sid"].to_numpy()], "row": members["row"].to_numpy()})
-    size = np.bincount(members["sid"].to_numpy(), minlength=int(first.sum()))
+    keep = first[sid]
+    sid, row = new_id[sid[keep]], row[keep]
+    size = np.bincount(sid, minlength=int(first.sum()))
     sets = pd.DataFrame({"t": st[first], "size": size.astype(np.int64), "hash": sh[first]})
-    return SetTable(sets, members.sort_values(["sid", "row"], kind="stable").reset_index(drop=True))
+    om = np.lexsort((row, sid))
+    return SetTable(sets, pd.DataFrame({"sid": sid[om], "row": row[om]}))
 
 
 def set_labels(table: SetTable, pair_i: np.ndarray, true_ti: pd.DataFrame) -> np.ndarray:
@@ -180,26 +184,30 @@ def set_labels(table: SetTable, pair_i: np.ndarray, true_ti: pd.DataFrame) -> np
 
 def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray,
                  group: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
-    """Feature matrix (SET_FEATURE_NAMES) of the enumerated sets; ``X`` is the pair feature matrix, row per pair."""
+    """Feature matrix (SET_FEATURE_NAMES) of the enumerated sets; ``X`` is the pair feature matrix, row per pair.
+    Members are sorted by set, so per-set reductions are ``reduceat`` over offsets (no groupby)."""
     S, M = table.sets, table.members
     ns = len(S)
     if ns == 0:
         return pd.DataFrame({c: np.zeros(0, np.float32) for c in SET_FEATURE_NAMES})
-    F = pd.DataFrame(index=pd.RangeIndex(ns))
+    F: dict[str, np.ndarray] = {}
+    t = np.asarray(t, np.int64)
     st = S["t"].to_numpy()
     sid, row = M["sid"].to_numpy(), M["row"].to_numpy()
+    off = _csr(table)
     p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
     size = S["size"].to_numpy()
     F["size"] = size
     F["is_empty"] = (size == 0).astype(np.float32)
-    base = pd.Series(np.log1p(-p)).groupby(t).sum()
+    n_t = int(max(t.max(initial=-1), st.max(initial=-1))) + 1
+    base = np.bincount(t, weights=np.log1p(-p), minlength=n_t)
     lsum = np.bincount(sid, weights=_logit(p)[row], minlength=ns)
-    logp = base.reindex(st).to_numpy() + lsum
+    logp = base[st] + lsum
     F["logp"] = logp
     # rank within the transfer, and the best / second best log-probability (one sort, no per-group Python)
     o = np.lexsort((-logp, st))
     st_o = st[o]
-    start = np.r_[0, np.flatnonzero(np.diff(st_o)) + 1]
+    start = run_starts(st_o)
     n_sets_t = np.diff(np.r_[start, len(st_o)])
     rank = np.empty(ns, np.float64)
     rank[o] = np.arange(ns) - np.repeat(start, n_sets_t) + 1
@@ -210,28 +218,35 @@ def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, 
     grp[o] = np.repeat(np.arange(len(start)), n_sets_t)
     best, second = best_t[grp], second_t[grp]
     F["logp_gap"] = np.clip(np.where(rank == 1, logp - second, logp - best), -50, 50)
-    pm = pd.DataFrame({"sid": sid, "p": p[row], "a": ia[row], "g": np.asarray(group)[row], "cn": (ia[row] < 0).astype(np.float64)})
-    agg = pm.groupby("sid").agg(p_min=("p", "min"), p_max=("p", "max"), p_mean=("p", "mean"), p_sum=("p", "sum"),
-                                a_sum=("a", "sum"), n_groups=("g", "nunique"), cn=("cn", "max")).reindex(np.arange(ns))
-    for c in ("p_min", "p_max", "p_mean"):
-        F[c] = agg[c].to_numpy()
+    pm, am = p[row], ia[row]
+    count = np.diff(off)
+    F["p_min"] = segment_reduce(np.minimum, pm, off)
+    F["p_max"] = segment_reduce(np.maximum, pm, off)
+    p_sum = segment_reduce(np.add, pm, off)
+    F["p_mean"] = p_sum / np.where(count > 0, count, 1)
+    a_sum = np.nan_to_num(segment_reduce(np.add, am, off))
+    # distinct contractors among the members (-1, "no contractor", counts as one)
+    g = np.asarray(group)[row]
+    og = np.lexsort((g, sid))
+    new = np.r_[True, (sid[og][1:] != sid[og][:-1]) | (g[og][1:] != g[og][:-1])] if len(og) else np.zeros(0, bool)
+    n_groups = np.bincount(sid[og][new], minlength=ns).astype(np.float64)
+    credit = np.nan_to_num(segment_reduce(np.maximum, (am < 0).astype(np.float64), off))
     # the strongest candidate left out, and the mass left out
-    pt = pd.Series(p).groupby(t)
-    p_sum_t = pt.sum().reindex(st).to_numpy()
-    F["p_out_sum"] = p_sum_t - np.nan_to_num(agg["p_sum"].to_numpy())
-    top = pd.DataFrame({"t": t, "p": p, "row": np.arange(len(t))}).sort_values(["t", "p"], ascending=[True, False])
-    top["r"] = top.groupby("t").cumcount()
-    top = top[top["r"] < 3]
-    p_top = top.pivot(index="t", columns="r", values="p").reindex(columns=[0, 1, 2])
-    row_top = top.pivot(index="t", columns="r", values="row").reindex(columns=[0, 1, 2])
-    F["p_top1"] = p_top[0].reindex(st).to_numpy()
-    F["p_top2"] = p_top[1].reindex(st).fillna(0).to_numpy()
+    F["p_out_sum"] = np.bincount(t, weights=p, minlength=n_t)[st] - np.nan_to_num(p_sum)
+    ot = np.lexsort((-p, t))
+    ts = t[ot]
+    rank_p = np.arange(len(ts)) - np.repeat(run_starts(ts), np.diff(np.r_[run_starts(ts), len(ts)]))
+    row_top = np.full((n_t, 3), -1, np.int64)
+    keep = rank_p < 3
+    row_top[ts[keep], rank_p[keep]] = ot[keep]
+    F["p_top1"] = np.where(row_top[st, 0] >= 0, p[row_top[st, 0]], np.nan)
+    F["p_top2"] = np.where(row_top[st, 1] >= 0, p[row_top[st, 1]], 0.0)
     key = np.sort(sid.astype(np.int64) * (len(t) + 1) + row)
     p_out_max = np.zeros(ns)
     for r in (2, 1, 0):  # the best of the top-3 that is not in the set (the first one not in it wins)
-        rr = row_top[r].reindex(st).to_numpy()
-        has = ~np.isnan(rr)
-        rr_i = np.where(has, rr, 0).astype(np.int64)
+        rr = row_top[st, r]
+        has = rr >= 0
+        rr_i = np.where(has, rr, 0)
         probe = np.arange(ns, dtype=np.int64) * (len(t) + 1) + rr_i
         pos = np.searchsorted(key, probe)
         member = (pos < len(key)) & (key[np.minimum(pos, len(key) - 1)] == probe)
@@ -239,7 +254,6 @@ def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, 
     F["p_out_max"] = p_out_max
     # amounts
     ta = ta_by_t[st]
-    a_sum = np.nan_to_num(agg["a_sum"].to_numpy())
     sz = np.maximum(size, 1)
     nonempty = size > 0
     F["amt_exact"] = (nonempty & (np.abs(a_sum - ta) <= CENT * sz + 1e-9)).astype(np.float32)
@@ -248,27 +262,24 @@ def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, 
     F["amt_ratio"] = ratio
     F["amt_partial"] = ((size == 1) & (ratio >= 0.28) & (ratio <= 0.72)).astype(np.float32)
     F["amt_over"] = (nonempty & (np.abs(ta) > np.abs(a_sum) + CENT * sz)).astype(np.float32)
-    F["n_groups"] = agg["n_groups"].fillna(0).to_numpy()
-    F["grp_exact"] = ((size >= 2) & (F["n_groups"].to_numpy() == 1) & (F["amt_exact"].to_numpy() > 0)).astype(np.float32)
-    F["n_exact_sets"] = pd.Series(F["amt_exact"].to_numpy()).groupby(st).transform("sum").to_numpy()
-    F["n_fit_sets"] = pd.Series(F["amt_fits"].to_numpy()).groupby(st).transform("sum").to_numpy()
-    F["member_credit"] = agg["cn"].fillna(0.0).to_numpy()
-    # the members' evidence
-    ev = X[_MEMBER_MIN + _MEMBER_MAX].iloc[row].reset_index(drop=True)
-    ev["sid"] = sid
-    gm = ev.groupby("sid")
-    mins = gm[_MEMBER_MIN].min().reindex(np.arange(ns))
-    maxs = gm[_MEMBER_MAX].max().reindex(np.arange(ns))
+    F["n_groups"] = n_groups
+    F["grp_exact"] = ((size >= 2) & (n_groups == 1) & (F["amt_exact"] > 0)).astype(np.float32)
+    F["n_exact_sets"] = np.bincount(st, weights=F["amt_exact"], minlength=n_t)[st]
+    F["n_fit_sets"] = np.bincount(st, weights=F["amt_fits"], minlength=n_t)[st]
+    F["member_credit"] = credit
+    # the members' evidence (NaN-skipping, like pandas' min/max)
     for c in _MEMBER_MIN:
-        F[f"min_{c}"] = mins[c].to_numpy()
+        F[f"min_{c}"] = segment_reduce(np.fmin, X[c].to_numpy()[row], off)
     for c in _MEMBER_MAX:
-        F[f"max_{c}"] = maxs[c].to_numpy()
-    # the transfer's own traits (constant over its pairs)
-    first = pd.DataFrame({"t": t}).drop_duplicates("t")
-    tf = X[_TRANSFER].iloc[first.index.to_numpy()].set_index(first["t"].to_numpy())
+        F[f"max_{c}"] = segment_reduce(np.fmax, X[c].to_numpy()[row], off)
+    # the transfer's own traits (constant over its pairs): from each transfer's first pair
+    first_row = np.full(n_t, -1, np.int64)
+    first_row[t[::-1]] = np.arange(len(t))[::-1]
+    fr = first_row[st]
     for c in _TRANSFER:
-        F[c] = tf[c].reindex(st).to_numpy()
-    return F[SET_FEATURE_NAMES].astype(np.float32)
+        F[c] = np.where(fr >= 0, X[c].to_numpy()[np.maximum(fr, 0)], np.nan)
+    return pd.DataFrame(np.column_stack([np.asarray(F[c], np.float32) for c in SET_FEATURE_NAMES]),
+                        columns=SET_FEATURE_NAMES)
 
 
 def _allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
@@ -293,7 +304,7 @@ def allocate_all(t: np.ndarray, ta: np.ndarray, ia: np.ndarray) -> np.ndarray:
     residue = np.round(ta[t[start]] - np.add.reduceat(alloc, start), 2)
     grp = np.repeat(np.arange(len(start)), size)
     absval = np.abs(alloc)
-    big = pd.Series(absval).groupby(grp).idxmax().to_numpy()  # first of the largest, as np.argmax
+    big = first_max_per_group(grp, absval)  # first of the largest, as np.argmax
     alloc[big] += residue
     single = np.repeat(size == 1, size)
     return np.where(single, ta[t], np.round(alloc, 2))
