@@ -212,7 +212,7 @@ def test_busy_contractor_expansion_is_bounded_by_amount_windows():
     m = pd.DataFrame({"t": [0, 0], "name_id": [0, 1], "name_share": [1.0, 0.5]})
     group = np.r_[np.zeros(1000, np.int64), np.ones(3, np.int64)]
     cents = np.r_[np.arange(1000) * 100, [5, 6, 7]].astype(np.int64)
-    out = C._expand_by_amount(m, group, np.arange(1003), cents, np.array([50_000]), below=10, above=5, small=4)
+    out = pd.DataFrame(C._expand_by_amount(m, group, np.arange(1003), cents, np.array([50_000]), below=10, above=5, small=4))
     big = out[out["i"] < 1000]["i"].to_numpy()
     assert len(big) <= 19 and 500 in big and 505 in big and 0 in big  # near the amount, and the smallest ones
     assert set(out[out["i"] >= 1000]["i"]) == {1000, 1001, 1002}  # a small group comes whole

@@ -24,11 +24,14 @@ hit (a multi-invoice payment with no number from a busy contractor needs all of 
 """
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
 from .features import FEE_TOLERANCE, Exclusion, Memory, group_sets, is_settled
-from .normalize import digit_ngrams
+from .normalize import string_ngrams
 
 NGRAM = 4
 ISSUE_AFTER_BOOKING_DAYS = 7
@@ -38,16 +41,87 @@ MAX_REF_PER_TRANSFER = 60   # reference-number hits kept per transfer (best IDF 
 PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL = 96, 48, 16  # a named contractor's invoices nearest the amount
 MAX_MEMORY_NAMES = 10       # contractors a payer account/name paid before, most often paid first
 
+# Channels pass pairs around as plain columns ({"t": ..., "i": ..., score columns}): numpy all the way, one
+# DataFrame at the end. A pandas operation costs tens of microseconds whatever its size, which dominated a
+# one-transfer request; at scale the same numpy sorts and joins are as fast as pandas merges and groupbys.
+Pairs = dict[str, np.ndarray]
 
-def _top_per_t(df: pd.DataFrame, score: np.ndarray, k: int) -> pd.DataFrame:
-    """The ``k`` rows with the highest ``score`` of each transfer ``t`` (all of them when fewer)."""
-    if len(df) == 0:
-        return df
-    order = np.lexsort((-score, df["t"].to_numpy()))
-    ts = df["t"].to_numpy()[order]
-    start = np.r_[0, np.flatnonzero(np.diff(ts)) + 1]
-    rank = np.arange(len(ts)) - np.repeat(start, np.diff(np.r_[start, len(ts)]))
-    return df.iloc[np.sort(order[rank < k])].reset_index(drop=True)
+
+def _empty(cols: list[str]) -> Pairs:
+    return {c: np.zeros(0, np.int64 if c in ("t", "i") else np.float64) for c in cols}
+
+
+def _take(pairs: Pairs, rows: np.ndarray) -> Pairs:
+    return {c: v[rows] for c, v in pairs.items()}
+
+
+def _starts(keys: np.ndarray) -> np.ndarray:
+    """First row of each run of equal values in sorted ``keys``."""
+    if len(keys) == 0:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+
+
+def _rank_in_run(keys: np.ndarray) -> np.ndarray:
+    """0-based position of each row within its run of equal values in sorted ``keys``."""
+    start = _starts(keys)
+    return np.arange(len(keys)) - np.repeat(start, np.diff(np.append(start, len(keys))))
+
+
+def _top_per_t(t: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """Rows (in their order) of the ``k`` highest ``score`` of each transfer ``t`` (all of them when fewer); ties
+    by position."""
+    order = np.lexsort((-score, t))
+    return np.sort(order[_rank_in_run(t[order]) < k])
+
+
+def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, position) for every position in each row's range [lo, hi)."""
+    n = np.maximum(hi - lo, 0)
+    rows = np.repeat(np.arange(len(lo)), n)
+    return rows, np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+
+
+def _join(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-key pairs (left row, right row) of two integer key arrays, left-major, right rows in order."""
+    order = np.argsort(right, kind="stable")
+    rs = right[order]
+    rows, idx = _expand(np.searchsorted(rs, left, side="left"), np.searchsorted(rs, left, side="right"))
+    return rows, order[idx]
+
+
+def _first_rows(*keys: np.ndarray) -> np.ndarray:
+    """Rows where each combination of ``keys`` (small non-negative integers: positions, codes) first occurs, in
+    order: drop_duplicates."""
+    code = keys[0].astype(np.int64)
+    for k in keys[1:]:
+        code = code * (int(k.max(initial=0)) + 1) + k
+    return np.sort(np.unique(code, return_index=True)[1])
+
+
+def _group_sum(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group (0..n_groups-1), the sum of finite ``values`` as pandas' groupby sum computes it: Kahan-
+    compensated, rows in order. Scores summed here are compared to thresholds and ranked, so they must stay the
+    same to the last bit. One vectorised step per row position; rows before a group's second nonzero value leave
+    the sum exact and the compensation zero, so the steps start there."""
+    order = np.argsort(group, kind="stable")
+    g, v = group[order], values[order].astype(np.float64)
+    total, comp = np.zeros(n_groups), np.zeros(n_groups)
+    nz = np.flatnonzero(v != 0)
+    rank = _rank_in_run(g[nz])
+    total[g[nz[rank == 0]]] = v[nz[rank == 0]]
+    start = nz[rank == 1]  # each group's second nonzero row
+    end = np.searchsorted(g, g[start], side="right")
+    for step in range(int((end - start).max(initial=0))):
+        active = start + step < end
+        start, end = start[active], end[active]
+        rows = start + step
+        k = g[rows]
+        y = v[rows] - comp[k]
+        s = total[k] + y
+        comp[k] = (s - total[k]) - y
+        total[k] = s
+    return total
 
 
 def _deletions(digits: str, prefix2: bool) -> list[str]:
@@ -60,221 +134,267 @@ def _deletions(digits: str, prefix2: bool) -> list[str]:
     return sorted(out)  # sorted, not set order: string hashing is salted per process, results must not be
 
 
-def _ref_tokens(chunks: pd.DataFrame, key: str, invoice_side: bool) -> pd.DataFrame:
-    """(key, tok, kind): digit 4-grams (kind 0), digit runs (1), one-deletion variants (2), the exact digits (3)."""
-    if chunks.empty:
-        return pd.DataFrame({key: np.zeros(0, np.int64), "tok": np.zeros(0, object), "kind": np.zeros(0, np.int8)})
-    grams = digit_ngrams(chunks["digits"], NGRAM)
-    g = pd.DataFrame({key: chunks[key].to_numpy()[grams["pos"].to_numpy()], "tok": "n" + grams["gram"], "kind": 0})
-    runs = chunks[[key, "long_groups"]].explode("long_groups").dropna()
-    r = pd.DataFrame({key: runs[key].to_numpy(), "tok": "g" + runs["long_groups"].astype(str), "kind": 1})
-    dels = chunks["digits"].map(lambda s: _deletions(s, invoice_side)).explode()
-    d = pd.DataFrame({key: chunks[key].to_numpy()[dels.index.to_numpy()], "tok": "d" + dels.to_numpy().astype(str), "kind": 2})
-    x = pd.DataFrame({key: chunks[key].to_numpy(), "tok": "x" + chunks["digits"].astype(str).to_numpy(), "kind": 3})
-    out = pd.concat([g, r, d, x], ignore_index=True).drop_duplicates([key, "tok"])
-    return out.astype({"kind": np.int8})
+# Per-string token lists are cached: a service sees the same open invoices and contractors request after request.
+# About 1.3 kB an entry, so each cache stays under ~6 MB.
+_CACHE = 1 << 12
 
 
-def _name_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFrame:
-    """Words (>= 3 letters) and adjacent word pairs: "drew handel" is rare even when "drew" and "handel" are not."""
-    words = names.reset_index(drop=True).str.split()
-    words = words.map(lambda ws: [w for w in ws if len(w) >= 3 and not any(ch.isdigit() for ch in w)])
-    toks = words.map(lambda ws: ws + [a + "_" + b for a, b in zip(ws, ws[1:])]).explode().dropna()
-    out = pd.DataFrame({key_name: key[toks.index.to_numpy()], "tok": toks.to_numpy()})
-    return out.drop_duplicates()
+@lru_cache(maxsize=_CACHE)
+def _digit_tokens(digits: str, invoice_side: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A chunk's digit 4-gram tokens and one-deletion variant tokens."""
+    grams = string_ngrams([digits], NGRAM)[1]
+    return tuple("n" + g for g in grams), tuple("d" + v for v in _deletions(digits, invoice_side))
 
 
-def _fuzzy_tokens(names: pd.Series, key: np.ndarray, key_name: str) -> pd.DataFrame:
-    """Each word (>= 4 letters), its one-deletion variants and its 4-letter prefix, with the word they come from:
-    a payer name with a typo, a dropped letter or an abbreviation ("NWAK TRADIG", "NORT SOFT") still shares a
-    variant with the invoice's name."""
-    words = names.reset_index(drop=True).str.split().explode().dropna()
-    words = words[(words.str.len() >= 4) & ~words.str.contains(r"\d", regex=True)]
-    w = pd.DataFrame({key_name: key[words.index.to_numpy()], "src": words.to_numpy()}).drop_duplicates()
-    w["tok"] = w["src"].map(lambda x: sorted({x, x[:4]} | {x[:k] + x[k + 1:] for k in range(len(x))}))
-    return w.explode("tok").drop_duplicates().reset_index(drop=True)
+def _ref_tokens(keys: np.ndarray, digits: list[str], runs: list[list[str]],
+                invoice_side: bool) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(key, tok, kind) per token of each chunk (``key``, ``digits``, digit ``runs``): digit 4-grams (kind 0),
+    digit runs (1), one-deletion variants (2), the exact digits (3), kind by kind; a token repeated for the same
+    key is still there."""
+    grams, dels = zip(*[_digit_tokens(d, invoice_side) for d in digits]) if digits else ((), ())
+    blocks = [grams, [["g" + r for r in rs] for rs in runs], dels, [["x" + d] for d in digits]]
+    toks = [tok for block in blocks for chunk in block for tok in chunk]
+    sizes = [[len(chunk) for chunk in block] for block in blocks]
+    pos = np.concatenate([np.repeat(np.arange(len(digits)), n) for n in sizes])
+    return keys[pos], toks, np.repeat(np.arange(4, dtype=np.int8), [sum(n) for n in sizes])
 
 
-def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> pd.DataFrame:
+def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> Pairs:
     """(t, i, ref_score, ref_share): IDF mass of shared rare reference tokens, and its share of the invoice's.
     Tokens are integer codes (one factorisation of both sides), so counting and joining are numpy sorts."""
     cols = ["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"]
-    it = _ref_tokens(inv_chunks[np.isin(inv_chunks["i"].to_numpy(), live)].reset_index(drop=True), "i", True)
-    if it.empty or tr_chunks.empty:
+    sel = np.isin(inv_chunks["i"].to_numpy(), live)
+    if not sel.any() or len(tr_chunks) == 0:
         return _empty(cols)
-    tt = _ref_tokens(tr_chunks.reset_index(drop=True), "t", False)
-    codes, uniq = pd.factorize(pd.concat([it["tok"], tt["tok"]], ignore_index=True))
-    ic, tcode = codes[:len(it)], codes[len(it):]
-    ii, kind = it["i"].to_numpy(np.int64), it["kind"].to_numpy()
-    df = np.bincount(ic, minlength=len(uniq))  # (i, tok) rows are distinct: document frequency
+    ii, itok, kind = _ref_tokens(inv_chunks["i"].to_numpy(np.int64)[sel], inv_chunks["digits"].to_numpy()[sel].tolist(),
+                                 inv_chunks["long_groups"].to_numpy()[sel].tolist(), True)
+    tt, ttok, _ = _ref_tokens(tr_chunks["t"].to_numpy(np.int64), tr_chunks["digits"].tolist(),
+                              tr_chunks["long_groups"].tolist(), False)
+    codes, uniq = pd.factorize(np.array(itok + ttok, dtype=object))
+    ic, tcode = codes[:len(itok)], codes[len(itok):]
+    keep = _first_rows(ii, ic)  # each (invoice, token) once: document frequency, and an IDF mass per invoice
+    ic, ii, kind = ic[keep], ii[keep], kind[keep]
+    keep = _first_rows(tt, tcode)
+    tcode, tt = tcode[keep], tt[keep]
+    df = np.bincount(ic, minlength=len(uniq))
     n = max(len(np.unique(ii)), 1)
     idf = np.log1p(n / np.maximum(df, 1))
     ok = (df[ic] <= max_df)
     ic, ii, kind = ic[ok], ii[ok], kind[ok]
     w = idf[ic]
     wsum = np.bincount(ii, weights=w, minlength=int(ii.max(initial=0)) + 1)
-    # join transfer tokens to invoice postings: sort postings by token, expand each transfer token's range
-    order = np.argsort(ic, kind="stable")
-    ic_s, ii_s, kind_s, w_s = ic[order], ii[order], kind[order], w[order]
-    lo = np.searchsorted(ic_s, tcode, side="left")
-    hi = np.searchsorted(ic_s, tcode, side="right")
-    cnt = hi - lo
-    if cnt.sum() == 0:
+    # each transfer token meets the invoice postings of that token
+    rows, idx = _join(tcode, ic)
+    if len(rows) == 0:
         return _empty(cols)
-    rows = np.repeat(np.arange(len(tcode)), cnt)
-    idx = np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
-    m = pd.DataFrame({"t": tt["t"].to_numpy(np.int64)[rows], "i": ii_s[idx], "w": w_s[idx],
-                      "near": (kind_s[idx] == 2).astype(np.float64), "exact": (kind_s[idx] == 3).astype(np.float64)})
-    key = m["t"].to_numpy() * (int(m["i"].max()) + 1) + m["i"].to_numpy()
-    o = np.argsort(key, kind="stable")
-    ks = key[o]
-    st = np.r_[0, np.flatnonzero(np.diff(ks)) + 1]
-    out = pd.DataFrame({"t": m["t"].to_numpy()[o][st], "i": m["i"].to_numpy()[o][st],
-                        "ref_score": np.add.reduceat(m["w"].to_numpy()[o], st),
-                        "ref_near": np.maximum.reduceat(m["near"].to_numpy()[o], st),
-                        "ref_exact": np.maximum.reduceat(m["exact"].to_numpy()[o], st)})
-    out["ref_share"] = np.minimum(out["ref_score"].to_numpy() / np.maximum(wsum[out["i"].to_numpy()], 1e-9), 1.0)
-    out = out[cols]
-    return _top_per_t(out, out["ref_score"].to_numpy() + 10 * out["ref_exact"].to_numpy() + 5 * out["ref_near"].to_numpy(),
-                      MAX_REF_PER_TRANSFER)
+    mt, mi, mw = tt[rows], ii[idx], w[idx]
+    key = mt * (int(mi.max()) + 1) + mi
+    o = np.argsort(key, kind="stable")  # per pair, weights summed in the transfer's token order
+    st = _starts(key[o])
+    score = np.add.reduceat(mw[o], st)
+    near = np.maximum.reduceat((kind[idx] == 2).astype(np.float64)[o], st)
+    exact = np.maximum.reduceat((kind[idx] == 3).astype(np.float64)[o], st)
+    out = {"t": mt[o][st], "i": mi[o][st], "ref_score": score,
+           "ref_share": np.minimum(score / np.maximum(wsum[mi[o][st]], 1e-9), 1.0), "ref_near": near, "ref_exact": exact}
+    return _take(out, _top_per_t(out["t"], score + 10 * exact + 5 * near, MAX_REF_PER_TRANSFER))
 
 
-def amount_channel(inv, tr, live: np.ndarray, max_df: int) -> pd.DataFrame:
+def amount_channel(inv, tr, live: np.ndarray, max_df: int) -> Pairs:
     """(t, i): exact signed amount in cents (skipping zero and amounts shared by too many invoices)."""
-    ia = pd.DataFrame({"i": live, "cents": inv["cents"].to_numpy()[live]})
-    ia = ia[ia["cents"] != 0]
-    common = ia["cents"].value_counts()
-    ia = ia[~ia["cents"].isin(common.index[common > max_df])]
-    ta = pd.DataFrame({"t": np.arange(len(tr)), "cents": tr["cents"].to_numpy()})
-    return ta.merge(ia, on="cents")[["t", "i"]].assign(amt_exact=1.0)
+    cents = inv["cents"].to_numpy()[live]
+    nonzero = cents != 0
+    pos, cents = live[nonzero], cents[nonzero]
+    _, which, count = np.unique(cents, return_inverse=True, return_counts=True)
+    rare = count[which.ravel()] <= max_df
+    rows, idx = _join(tr["cents"].to_numpy(), cents[rare])
+    return {"t": rows, "i": pos[rare][idx], "amt_exact": np.ones(len(rows))}
 
 
-def name_channel(inv, tr, live: np.ndarray, max_share: float) -> pd.DataFrame:
+_DIGIT_RE = re.compile(r"\d")  # names and title words are folded to ASCII: the same test as str.isdigit
+
+
+def _words(text: str, min_len: int) -> list[str]:
+    return [w for w in text.split() if len(w) >= min_len and not _DIGIT_RE.search(w)]
+
+
+@lru_cache(maxsize=_CACHE)
+def _text_name_tokens(text: str) -> tuple[str, ...]:
+    """Words (>= 3 letters) and adjacent word pairs, each once: "drew handel" is rare even when "drew" and
+    "handel" are not."""
+    ws = _words(text, 3)
+    return tuple(dict.fromkeys(ws + [a + "_" + b for a, b in zip(ws, ws[1:])]))
+
+
+@lru_cache(maxsize=_CACHE)
+def _text_fuzzy_tokens(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(src, tok): each word (>= 4 letters), its one-deletion variants and its 4-letter prefix, with the word they
+    come from: a payer name with a typo, a dropped letter or an abbreviation ("NWAK TRADIG", "NORT SOFT") still
+    shares a variant with the invoice's name."""
+    srcs, toks = [], []
+    for x in dict.fromkeys(_words(text, 4)):
+        variants = sorted({x, x[:4]} | {x[:k] + x[k + 1:] for k in range(len(x))})
+        srcs += [x] * len(variants)
+        toks += variants
+    return tuple(srcs), tuple(toks)
+
+
+def _name_tokens(texts: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(position, tok) of every text's _text_name_tokens."""
+    per = [_text_name_tokens(text) for text in texts]
+    return np.repeat(np.arange(len(texts)), [len(toks) for toks in per]), [tok for toks in per for tok in toks]
+
+
+def _fuzzy_tokens(texts: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """(position, src, tok) of every text's _text_fuzzy_tokens."""
+    per = [_text_fuzzy_tokens(text) for text in texts]
+    pos = np.repeat(np.arange(len(texts)), [len(toks) for _, toks in per])
+    return pos, [src for srcs, _ in per for src in srcs], [tok for _, toks in per for tok in toks]
+
+
+def name_channel(inv, tr, live: np.ndarray, max_share: float) -> Pairs:
     """(t, i, name_share): share of the invoice name's IDF mass found among the payer name / title words.
 
     Rarity is counted over live invoices, so a big contractor's name stays usable while words in every
     description ("services", month names) drop out; tokens in more than ``max_share`` of invoices are ignored.
     """
-    names = pd.Series(inv["name"].to_numpy()[live])
-    counts = names[names != ""].value_counts()
+    names = inv["name"].to_numpy()[live]
+    counts = pd.Series(names[names != ""]).value_counts()
     if counts.empty:
         return _empty(["t", "i", "name_share"])
-    uniq = pd.Series(counts.index.to_numpy())
-    nt = _name_tokens(uniq, np.arange(len(uniq)), "name_id")
-    nt["cnt"] = counts.to_numpy()[nt["name_id"].to_numpy()]
-    n_inv = int(counts.sum())
-    df = nt.groupby("tok")["cnt"].sum()
-    idf = np.log1p(n_inv / df)
-    wsum = nt.assign(w=idf.reindex(nt["tok"]).to_numpy()).groupby("name_id")["w"].sum()
-    names_per_tok = nt.groupby("tok")["name_id"].nunique()
-    idf = idf[(df <= max(50, max_share * n_inv)) & (names_per_tok.reindex(df.index).to_numpy() <= MAX_NAMES_PER_TOKEN)]
-    nt = nt[nt["tok"].isin(idf.index)]
-    nt = nt.assign(w=idf.reindex(nt["tok"]).to_numpy())
-    tr_text = pd.Series(tr["name"].to_numpy() + " " + tr["title_words"].to_numpy())
-    tt = _name_tokens(tr_text, np.arange(len(tr)), "t")
-    m = tt.merge(nt[["name_id", "tok", "w"]], on="tok").groupby(["t", "name_id"], as_index=False)["w"].sum()
+    uniq, cnt = counts.index.tolist(), counts.to_numpy()
+    n_names, n_inv = len(uniq), int(cnt.sum())
+    limit = max(50, max_share * n_inv)
+    tr_text = [a + " " + b for a, b in zip(tr["name"].tolist(), tr["title_words"].tolist())]
+    nt_name, nt_tok = _name_tokens(uniq)
+    tt_t, tt_tok = _name_tokens(tr_text)
+    fz_name, fz_src, fz_tok = _fuzzy_tokens(uniq)
+    ft_t, _, ft_tok = _fuzzy_tokens(tr_text)
+    # exact words and word pairs of both sides (and the words fuzzy variants come from) as one token code space
+    code, tok_uniq = pd.factorize(np.array(nt_tok + tt_tok + fz_src, dtype=object))
+    nt_code, tt_code, src_code = np.split(code, [len(nt_tok), len(nt_tok) + len(tt_tok)])
+    df = np.bincount(nt_code, weights=cnt[nt_name], minlength=len(tok_uniq))  # invoices per token
+    names_per_tok = np.bincount(nt_code, minlength=len(tok_uniq))
+    idf = np.log1p(n_inv / np.maximum(df, 1))
+    wsum = _group_sum(nt_name, idf[nt_code], n_names)
+    useful = (df > 0) & (df <= limit) & (names_per_tok <= MAX_NAMES_PER_TOKEN)
+    ok = useful[nt_code]
+    rows, idx = _join(tt_code, nt_code[ok])
+    ex_t, ex_name, ex_w = tt_t[rows], nt_name[ok][idx], idf[nt_code[ok][idx]]
     # typo-tolerant: each invoice-name word counts once, at 80% of its weight, if a variant of it matches
-    fz = _fuzzy_tokens(uniq, np.arange(len(uniq)), "name_id")
-    fz["cnt"] = counts.to_numpy()[fz["name_id"].to_numpy()]
-    fz_u = fz.drop_duplicates(["name_id", "tok"])
-    fz_df = fz_u.groupby("tok")["cnt"].sum()
-    fz_names = fz_u.groupby("tok").size()
-    ok_tok = fz_df.index[(fz_df <= max(50, max_share * n_inv)) & (fz_names <= MAX_NAMES_PER_TOKEN)]
-    fz = fz[fz["tok"].isin(ok_tok) & fz["src"].isin(idf.index)]
-    fz = fz.assign(w=0.8 * idf.reindex(fz["src"]).to_numpy())
-    ft = _fuzzy_tokens(tr_text, np.arange(len(tr)), "t")[["t", "tok"]].drop_duplicates()
-    mf = ft.merge(fz[["name_id", "src", "tok", "w"]], on="tok").groupby(["t", "name_id", "src"], as_index=False)["w"].max()
-    mf = mf.groupby(["t", "name_id"], as_index=False)["w"].sum()
-    m = pd.concat([m, mf], ignore_index=True).groupby(["t", "name_id"], as_index=False)["w"].max()
-    m["name_share"] = m["w"].to_numpy() / wsum.reindex(m["name_id"]).to_numpy()
+    fcode, ftok_uniq = pd.factorize(np.array(fz_tok + ft_tok, dtype=object))
+    fz_code, ft_code = fcode[:len(fz_tok)], fcode[len(fz_tok):]
+    once = _first_rows(fz_name, fz_code)  # (name, variant) counted once though two words may share it
+    fz_df = np.bincount(fz_code[once], weights=cnt[fz_name[once]], minlength=len(ftok_uniq))
+    fz_names = np.bincount(fz_code[once], minlength=len(ftok_uniq))
+    ok = ((fz_df <= limit) & (fz_names <= MAX_NAMES_PER_TOKEN))[fz_code] & useful[src_code]
+    keep = _first_rows(ft_t, ft_code)
+    rows, idx = _join(ft_code[keep], fz_code[ok])
+    fz_rows = np.flatnonzero(ok)[idx]
+    f_t, f_name, f_src = ft_t[keep][rows], fz_name[fz_rows], src_code[fz_rows]
+    # per (transfer, name): each matched source word once, summed in alphabetical order as a groupby sums them
+    words = np.unique(src_code[ok])
+    rank = np.zeros(len(tok_uniq), np.int64)
+    rank[words[np.argsort(tok_uniq[words], kind="stable")]] = np.arange(len(words))
+    trip = np.unique((f_t * n_names + f_name) * max(len(words), 1) + rank[f_src], return_index=True)[1]
+    f_t, f_name, f_w = f_t[trip], f_name[trip], 0.8 * idf[f_src[trip]]
+    # exact and fuzzy sums per (transfer, name), the better of the two
+    pair_key = np.concatenate([ex_t * n_names + ex_name, f_t * n_names + f_name])
+    keys, which = np.unique(pair_key, return_inverse=True)
+    which = which.ravel()
+    n_ex = len(ex_t)
+    w = np.maximum(_group_sum(which[:n_ex], ex_w, len(keys)), _group_sum(which[n_ex:], f_w, len(keys)))
+    m_t, m_name = keys // n_names, keys % n_names
+    share = w / wsum[m_name]
     # most of the name, or one specific word (a long description dilutes the share of its name part)
-    m = m[(m["name_share"] >= 0.25) | (m["w"] >= 4.0)]
+    strong = (share >= 0.25) | (w >= 4.0)
+    m = {"t": m_t[strong], "name_id": m_name[strong], "name_share": share[strong]}
     # the few best names per transfer: a common word ("trading") must not pull in every contractor that has it
-    m = _top_per_t(m, m["w"].to_numpy() + m["name_share"].to_numpy(), MAX_NAMES)
+    m = _take(m, _top_per_t(m["t"], w[strong] + m["name_share"], MAX_NAMES))
     # each named contractor's invoices nearest to the transfer amount (a busy contractor has thousands)
-    name_of_inv = pd.Index(uniq).get_indexer(names.to_numpy())
-    ok = name_of_inv >= 0
-    return _expand_by_amount(m, name_of_inv[ok], live[ok], inv["cents"].to_numpy()[live[ok]],
+    name_of_inv = pd.factorize(np.concatenate([np.array(uniq, dtype=object), names]))[0][n_names:]
+    named = name_of_inv < n_names
+    return _expand_by_amount(m, name_of_inv[named], live[named], inv["cents"].to_numpy()[live[named]],
                              tr["cents"].to_numpy(), PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL)
 
 
-def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.ndarray) -> pd.DataFrame:
+def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.ndarray) -> Pairs:
     """(t, i, set_hit): for transfers without a strong hit, the invoices of any contractor with few open invoices
     (features.MAX_GROUP) that form a set of 2..MAX_SET summing exactly to the transfer amount. Finds a
     multi-invoice payment with no number by a payer never seen with that contractor (a factor, "as agreed").
-    The contractors' set sums are one table (sum over contractors of 2^n rows), joined on cents."""
+    The contractors' set sums are one table (sum over contractors of 2^n cells), joined on cents."""
     if len(weak) == 0 or len(live) == 0:
         return _empty(["t", "i", "set_hit"])
-    keys = pd.Series(inv["name_key"].to_numpy()[live])
-    code = np.where(keys.to_numpy() != "", pd.factorize(keys)[0], -1)
-    cents = inv["cents"].to_numpy()[live]
-    tables = []
-    for b, (rows, masks, sums) in enumerate(group_sets(code, cents)):
-        kk, ss = np.meshgrid(np.arange(sums.shape[0]), np.arange(sums.shape[1]), indexing="ij")
-        tables.append((rows, masks, pd.DataFrame({"b": b, "k": kk.ravel(), "s": ss.ravel(),
-                                                  "cents": np.round(sums.ravel()).astype(np.int64)})))
+    keys = inv["name_key"].to_numpy()[live]
+    code = np.where(keys != "", pd.factorize(keys)[0], -1)
+    tables = list(group_sets(code, inv["cents"].to_numpy()[live]))
     if not tables:
         return _empty(["t", "i", "set_hit"])
-    table = pd.concat([tb for _, _, tb in tables], ignore_index=True)
-    table = table[table["cents"] != 0]
-    hits = pd.DataFrame({"t": weak, "cents": tr["cents"].to_numpy()[weak]}).merge(table, on="cents")
-    out = []
-    for b, g in hits.groupby("b"):
-        rows, masks, _ = tables[b]
-        members = masks[g["s"].to_numpy()]
-        r = rows[g["k"].to_numpy()]
-        out.append(pd.DataFrame({"t": np.repeat(g["t"].to_numpy(), members.sum(1)), "i": live[r[members]]}))
-    if not out:
-        return _empty(["t", "i", "set_hit"])
-    return pd.concat(out, ignore_index=True).drop_duplicates().assign(set_hit=1.0)
+    sizes = [sums.size for _, _, sums in tables]
+    cents = np.concatenate([np.round(sums.ravel()).astype(np.int64) for _, _, sums in tables])
+    table_of = np.repeat(np.arange(len(tables)), sizes)
+    cell = np.concatenate([np.arange(n) for n in sizes])  # (contractor, set) of its table, row-major
+    nonzero = np.flatnonzero(cents != 0)
+    rows, idx = _join(tr["cents"].to_numpy()[weak], cents[nonzero])
+    hit_t, hit = weak[rows], nonzero[idx]
+    ts, ii = [], []
+    for b in np.unique(table_of[hit]):
+        rows_b, masks, sums = tables[b]
+        sel = table_of[hit] == b
+        k, s = np.divmod(cell[hit[sel]], sums.shape[1])
+        members = masks[s]
+        ts.append(np.repeat(hit_t[sel], members.sum(1)))
+        ii.append(live[rows_b[k][members]])
+    t, i = (np.concatenate(ts), np.concatenate(ii)) if ts else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return {"t": t, "i": i, "set_hit": np.ones(len(t))}
 
 
-def _expand_by_amount(m: pd.DataFrame, group_of_inv: np.ndarray, inv_pos: np.ndarray, inv_cents: np.ndarray,
-                      t_cents: np.ndarray, below: int, above: int, small: int = 0, key: str = "name_id") -> pd.DataFrame:
-    """(t, i, + m's other columns) for the (t, ``key``) rows of ``m``: the group's invoices nearest to the transfer
-    amount, ``below`` at or under it (a single or fee-reduced payment, parts of a multi-invoice payment) and
-    ``above`` over it (partial payments), and the ``small`` ones nearest zero (credit notes and small invoices
-    offset inside a multi-invoice payment). Searchsorted windows, so a group's size does not matter."""
-    if small:
-        near = _expand_by_amount(m, group_of_inv, inv_pos, inv_cents, np.zeros_like(t_cents), small // 2,
-                                 small - small // 2, 0, key)
-        wide = _expand_by_amount(m, group_of_inv, inv_pos, inv_cents, t_cents, below, above, 0, key)
-        return pd.concat([wide, near], ignore_index=True).drop_duplicates(["t", "i"]).reset_index(drop=True)
-    if len(m) == 0 or len(inv_pos) == 0:
-        return _empty(["t", "i"] + [c for c in m.columns if c not in ("t", key)])
+def _expand_by_amount(m, group_of_inv: np.ndarray, inv_pos: np.ndarray, inv_cents: np.ndarray,
+                      t_cents: np.ndarray, below: int, above: int, small: int = 0, key: str = "name_id") -> Pairs:
+    """(t, i, + m's other columns) for the (t, ``key``) rows of ``m`` (columns, or a DataFrame): the group's
+    invoices nearest to the transfer amount, ``below`` at or under it (a single or fee-reduced payment, parts of
+    a multi-invoice payment) and ``above`` over it (partial payments), and the ``small`` ones nearest zero
+    (credit notes and small invoices offset inside a multi-invoice payment). Searchsorted windows, so a group's
+    size does not matter."""
+    other = [c for c in m.keys() if c not in ("t", key)]
+    mt, mg = np.asarray(m["t"], np.int64), np.asarray(m[key], np.int64)
+    if len(mt) == 0 or len(inv_pos) == 0:
+        return _empty(["t", "i"] + other)
     shift = np.int64(1) << 40
     order = np.lexsort((inv_cents, group_of_inv))
     g, c = group_of_inv[order].astype(np.int64), inv_cents[order].astype(np.int64)
     keys = g * (shift << 1) + c + shift
-    mg = m[key].to_numpy(np.int64)
-    bounds = np.searchsorted(g, np.arange(max(int(g.max()), int(mg.max(initial=0))) + 2))  # a group may have none
-    probe = mg * (shift << 1) + t_cents[m["t"].to_numpy()] + shift
-    pos = np.searchsorted(keys, probe, side="right")
-    lo = np.maximum(bounds[mg], pos - below)
-    hi = np.minimum(bounds[mg + 1], pos + above)
-    n = np.maximum(hi - lo, 0)
-    rows = np.repeat(np.arange(len(m)), n)
-    idx = np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
-    out = m.drop(columns=[key]).iloc[rows].reset_index(drop=True)
-    out["i"] = inv_pos[order[idx]]
-    return out
+    bounds = np.searchsorted(g, np.arange(max(int(g.max()), int(mg.max())) + 2))  # a group may have none
+
+    def window(cents: np.ndarray, lo_n: int, hi_n: int) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.searchsorted(keys, mg * (shift << 1) + cents + shift, side="right")
+        return _expand(np.maximum(bounds[mg], pos - lo_n), np.minimum(bounds[mg + 1], pos + hi_n))
+
+    parts = [window(t_cents[mt], below, above)]
+    if small:
+        parts.append(window(np.zeros(len(mt), np.int64), small // 2, small - small // 2))
+    rows, idx = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    first = _first_rows(mt[rows], order[idx])  # a pair in both windows once
+    rows, i = rows[first], inv_pos[order[idx[first]]]
+    return {"t": mt[rows], "i": i, **{col: np.asarray(m[col])[rows] for col in other}}
 
 
-def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Exclusion | None) -> pd.DataFrame:
+def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Exclusion | None) -> Pairs:
     """(t, i, mem): invoices of contractors this payer account/name paid before."""
     if memory is None:
         return _empty(["t", "i", "mem"])
     pairs, _ = memory.lookup(tr, exclude=exclude)
     if pairs.empty:
         return _empty(["t", "i", "mem"])
-    pairs = pairs.assign(mem=pairs["acc_n"] + pairs["pay_n"])[["t", "name_key", "mem"]]
-    pairs = _top_per_t(pairs, pairs["mem"].to_numpy(), MAX_MEMORY_NAMES)  # the contractors it paid most often
-    keys = inv["name_key"].to_numpy()[live]
-    idx = pd.Index(pd.unique(pairs["name_key"]))
-    code = idx.get_indexer(keys)
-    ok = code >= 0
-    pairs = pairs.assign(key=idx.get_indexer(pairs["name_key"]))[["t", "key", "mem"]]
-    return _expand_by_amount(pairs, code[ok], live[ok], inv["cents"].to_numpy()[live[ok]], tr["cents"].to_numpy(),
+    t, name_key = pairs["t"].to_numpy(np.int64), pairs["name_key"].to_numpy()
+    mem = pairs["acc_n"].to_numpy() + pairs["pay_n"].to_numpy()
+    top = _top_per_t(t, mem, MAX_MEMORY_NAMES)  # the contractors it paid most often
+    t, name_key, mem = t[top], name_key[top], mem[top]
+    # one code space: the paid contractors first, so an invoice's code below their number is one of them
+    code = pd.factorize(np.concatenate([name_key, inv["name_key"].to_numpy()[live]]))[0]
+    inv_code = code[len(name_key):]
+    ok = inv_code <= code[:len(name_key)].max()
+    return _expand_by_amount({"t": t, "key": code[:len(name_key)], "mem": mem}, inv_code[ok], live[ok],
+                             inv["cents"].to_numpy()[live[ok]], tr["cents"].to_numpy(),
                              PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL, key="key")
 
 
@@ -287,7 +407,7 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     cols = ["t", "i", "prescore", "ref_score", "ref_share", "ref_near", "ref_exact", "amt_exact", "name_share", "mem",
             "completes"]
     if len(tr) == 0 or len(inv) == 0:
-        return _empty(cols)
+        return pd.DataFrame(_empty(cols))
     booked = tr["booked_at"].to_numpy()
     issued = inv["issued_at"].to_numpy()
     lo = booked.min() - np.timedelta64(lookback_days, "D")
@@ -301,31 +421,28 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
         name_channel(inv, tr, live, name_max_share),
         memory_channel(inv, tr, live, memory, exclude),
     ]
-    parts = [p for p in parts if len(p)] or [_empty(["t", "i"])]
 
-    def settle(c: pd.DataFrame) -> pd.DataFrame:
+    def settle(parts: list[Pairs]) -> Pairs:
         """Best score per pair over channels; drop pairs outside the date window or already settled."""
-        c = _max_per_pair(c, cols[3:] + ["set_hit"], len(inv))
-        t, i = c["t"].to_numpy(np.int64), c["i"].to_numpy(np.int64)
-        days = (booked[t] - issued[i]).astype("timedelta64[D]").astype(np.int64)
-        keep = (days >= -ISSUE_AFTER_BOOKING_DAYS) & (days <= lookback_days)
-        c = c[keep].reset_index(drop=True)
+        c = _max_per_pair(parts, cols[3:] + ["set_hit"], len(inv))
+        days = (booked[c["t"]] - issued[c["i"]]).astype("timedelta64[D]").astype(np.int64)
+        c = _take(c, (days >= -ISSUE_AFTER_BOOKING_DAYS) & (days <= lookback_days))
         if memory is not None and len(memory.paid):
-            c = c[_open_for(c, inv, tr, memory)].reset_index(drop=True)
+            c = _take(c, _open_for(c, inv, tr, memory))
         return c
 
-    c = settle(pd.concat(parts, ignore_index=True))
-    if len(c) == 0 and len(live) == 0:
-        return _empty(cols)
+    c = settle(parts)
+    if len(c["t"]) == 0 and len(live) == 0:
+        return pd.DataFrame(_empty(cols))
     # a strong hit: a number in the title, or the exact amount of an invoice of the payer
-    who = (c["name_share"].to_numpy() > 0) | (c["mem"].to_numpy() > 0)
-    strong = ((c["ref_exact"] + c["ref_near"]).to_numpy() > 0) | ((c["amt_exact"].to_numpy() > 0) & who)
+    who = (c["name_share"] > 0) | (c["mem"] > 0)
+    strong = ((c["ref_exact"] + c["ref_near"]) > 0) | ((c["amt_exact"] > 0) & who)
     has_strong = np.zeros(len(tr), bool)
-    has_strong[c["t"].to_numpy()[strong]] = True
+    has_strong[c["t"][strong]] = True
     sets = set_channel(inv, tr, live, np.flatnonzero(~has_strong))
-    if len(sets):
-        c = settle(pd.concat([c, sets], ignore_index=True))
-    t, i = c["t"].to_numpy(np.int64), c["i"].to_numpy(np.int64)
+    if len(sets["t"]):
+        c = settle([c, sets])
+    t, i = c["t"], c["i"]
     days = (booked[t] - issued[i]).astype("timedelta64[D]").astype(np.int64)
     ta, ia = tr["amount"].to_numpy()[t], inv["amount"].to_numpy()[i]
     same_sign = np.sign(ta) == np.sign(ia)
@@ -333,7 +450,7 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     near = same_sign & (np.abs(gap) <= FEE_TOLERANCE + 1e-9)
     # part of a multi-invoice payment: smaller than the transfer, or a credit note offset inside it
     fits_in = np.abs(ia) <= np.abs(ta) * (1 + FEE_TOLERANCE)
-    who = (c["name_share"].to_numpy() > 0) | (c["mem"].to_numpy() > 0)
+    who = (c["name_share"] > 0) | (c["mem"] > 0)
     # a partial payment is 30-70% of its invoice; an invoice several times the transfer is neither part nor whole
     ratio = np.abs(ta) / np.maximum(np.abs(ia), 0.01)
     partial = same_sign & (ratio >= 0.28) & (ratio <= 0.72)
@@ -342,64 +459,70 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     term = (inv["due_at"].to_numpy()[i] - issued[i]).astype("timedelta64[D]").astype(np.int64)
     in_term = (days >= 0.25 * term) & (days <= term + 3)
     long_overdue = days > term + 60
-    c["completes"] = np.maximum(_completions(c, ta, ia), c["set_hit"].to_numpy())
+    c["completes"] = np.maximum(_completions(t, c["ref_exact"], ta, ia), c["set_hit"])
     c["prescore"] = (4 * c["ref_share"] + 2 * c["ref_near"] + 3 * c["ref_exact"] + 0.05 * np.minimum(c["ref_score"], 40)
                      + 4 * c["amt_exact"] + 2 * c["name_share"] + 2 * (c["mem"] > 0) + 1.5 * (near & who)
                      + 0.5 * (fits_in & who) + 0.3 * (partial & who) - 0.5 * too_big + 3 * c["completes"]
                      + 0.8 * in_term - 0.8 * long_overdue - 0.004 * np.clip(days, 0, None) - 0.5 * (days < 0))
-    c = c.sort_values(["t", "prescore"], ascending=[True, False], kind="stable")
+    order = np.lexsort((-c["prescore"], t))
     cap = np.full(len(tr), max_candidates)
     if max_candidates_weak is not None and max_candidates_weak > max_candidates:
         cap[~has_strong] = max_candidates_weak  # no number, no exact amount: all of the payer's open invoices
-    c = c[c.groupby("t").cumcount().to_numpy() < cap[c["t"].to_numpy()]]
-    return c[cols].reset_index(drop=True)
+    order = order[_rank_in_run(t[order]) < cap[t[order]]]
+    return pd.DataFrame({col: c[col][order] for col in cols}, copy=False)
 
 
-def _open_for(c: pd.DataFrame, inv: pd.DataFrame, tr: pd.DataFrame, memory: Memory) -> np.ndarray:
+def _open_for(c: Pairs, inv: pd.DataFrame, tr: pd.DataFrame, memory: Memory) -> np.ndarray:
     """Per pair: is the invoice still open when the transfer is booked (training payments before it do not
     settle it)? Paying a settled invoice again is a duplicate payment, which pays nothing."""
-    paid, _ = memory.paid_before(inv, c[["t", "i"]], tr)
-    return ~is_settled(inv["amount"].to_numpy()[c["i"].to_numpy()], paid)
+    paid, _ = memory.paid_before(inv, pd.DataFrame({"t": c["t"], "i": c["i"]}), tr)
+    return ~is_settled(inv["amount"].to_numpy()[c["i"]], paid)
 
 
-def _max_per_pair(c: pd.DataFrame, cols: list[str], n_inv: int) -> pd.DataFrame:
-    """One row per (t, i) with each column's maximum over the rows of that pair (missing counts as 0); a sort and
-    a reduceat, several times faster than a pandas groupby on two keys."""
-    key = c["t"].to_numpy(np.int64) * (n_inv + 1) + c["i"].to_numpy(np.int64)
+def _max_per_pair(parts: list[Pairs], cols: list[str], n_inv: int) -> Pairs:
+    """One row per (t, i), in (t, i) order, with each column's maximum over the pair's rows in ``parts`` (missing
+    counts as 0); one sort and one reduceat over all columns."""
+    key = np.concatenate([p["t"].astype(np.int64) * (n_inv + 1) + p["i"].astype(np.int64) for p in parts])
     order = np.argsort(key, kind="stable")
     ks = key[order]
-    start = np.r_[0, np.flatnonzero(np.diff(ks)) + 1] if len(ks) else np.zeros(0, np.int64)
-    out = {"t": ks[start] // (n_inv + 1), "i": ks[start] % (n_inv + 1)}
-    for col in cols:
-        v = np.nan_to_num(c[col].to_numpy(np.float64)[order], nan=0.0) if col in c else np.zeros(len(ks))
-        out[col] = np.maximum.reduceat(v, start) if len(ks) else np.zeros(0)
-    return pd.DataFrame(out)
+    start = _starts(ks)
+    values = np.zeros((len(cols), len(key)))
+    at = 0
+    for p in parts:
+        for j, col in enumerate(cols):
+            if col in p:
+                values[j, at:at + len(p["t"])] = p[col]
+        at += len(p["t"])
+    values = np.nan_to_num(np.take(values, order, axis=1), copy=False, nan=0.0)
+    best = np.maximum.reduceat(values, start, axis=1) if len(ks) else values
+    return {"t": ks[start] // (n_inv + 1), "i": ks[start] % (n_inv + 1), **{col: best[j] for j, col in enumerate(cols)}}
 
 
-def _empty(cols: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: np.zeros(0, np.int64 if c in ("t", "i") else np.float64) for c in cols})
-
-
-def _completions(c: pd.DataFrame, ta: np.ndarray, ia: np.ndarray) -> np.ndarray:
+def _completions(t: np.ndarray, ref_exact: np.ndarray, ta: np.ndarray, ia: np.ndarray) -> np.ndarray:
     """1 for invoices that complete the amount: what is left of the transfer after the invoices its title names
     exactly (all of it when none) is paid by this one invoice (within the fee tolerance) or by this one and
     another candidate (to the cent). Finds unnamed invoices and credit notes of multi-invoice payments.
-    Pair sums are an equality self-merge on cents per transfer, so no candidate x candidate product is built."""
-    t = c["t"].to_numpy()
-    named = c["ref_exact"].to_numpy() > 0
-    s = pd.Series(np.where(named, ia, 0.0)).groupby(t).transform("sum").to_numpy()
-    rest = ta - s
+    Pairs are counted, not built: a candidate completes with another when some other candidate of its transfer
+    has the cents it leaves."""
+    named = ref_exact > 0
+    groups, which = np.unique(t, return_inverse=True)
+    which = which.ravel()
+    rest = ta - _group_sum(which, np.where(named, ia, 0.0), len(groups))[which]
     open_ = ~named & (np.abs(rest) >= 0.01)
     single = open_ & (np.abs(ia - rest) <= FEE_TOLERANCE * np.abs(ia) + 0.01)
-    cents = np.round(ia * 100).astype(np.int64)
-    rest_c = np.round(rest * 100).astype(np.int64)
-    a = pd.DataFrame({"t": t[open_], "cents": cents[open_], "row": np.flatnonzero(open_)})
-    b = pd.DataFrame({"t": t[open_], "cents": rest_c[open_] - cents[open_], "row2": np.flatnonzero(open_)})
-    pairs = a.merge(b, on=["t", "cents"])
-    pairs = pairs[pairs["row"] != pairs["row2"]]
+    rows = np.flatnonzero(open_)
+    cents = np.round(ia * 100).astype(np.int64)[rows]
+    need = np.round(rest * 100).astype(np.int64)[rows] - cents  # the cents another invoice must have
+    # (transfer, cents) as one integer code, for what each candidate has and what it needs
+    value = pd.factorize(np.concatenate([cents, need]))[0]
+    key = np.tile(which[rows], 2) * (int(value.max(initial=0)) + 1) + value
+    code = np.unique(key, return_inverse=True)[1].ravel()
+    has, wants = code[:len(rows)], code[len(rows):]
+    n_has, n_wants = np.bincount(has, minlength=len(key)), np.bincount(wants, minlength=len(key))
+    itself = has == wants  # its cents are half the rest: it does not pair with itself
+    in_pair = (n_wants[has] - itself > 0) | (n_has[wants] - itself > 0)
     out = single.astype(np.float64)
-    out[pairs["row"].to_numpy()] = 1.0
-    out[pairs["row2"].to_numpy()] = 1.0
+    out[rows[in_pair]] = 1.0
     return out
 
 

@@ -1,11 +1,15 @@
 """Text normalisation shared by blocking, features and the rules baseline.
 
-Everything here is vectorised over pandas Series, and the same functions run in fit, match and serving,
-so a string is normalised the same way wherever it is compared.
+The public functions take and return pandas Series; each string goes through one per-string function in a list
+comprehension (pandas ``.str`` chains loop in Python too, but pay a fixed cost per call that dominated a
+one-transfer request). The same functions run in fit, match and serving, so a string is normalised the same way
+wherever it is compared.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -38,37 +42,132 @@ _TOK = r"(?:[a-z]{0,4}\d+[a-z]{0,3}|[a-z]{1,3})"
 _SPACED_RE = r"(?<![a-z0-9/\-._])(" + _TOK + r"(?: " + _TOK + r"){1,5})(?![a-z0-9/\-._])"
 
 
-def _str(s: pd.Series) -> pd.Series:
-    return s.astype(object).where(s.notna(), "").astype(str)
+def _strs(s: pd.Series) -> list[str]:
+    """The values as Python strings, missing ones as ''."""
+    v = s.to_numpy(dtype=object)
+    return ["" if miss else str(x) for x, miss in zip(v, pd.isna(v))]
+
+
+def _objects(values: list) -> np.ndarray:
+    """A 1-D object array of ``values`` (lists stay list elements, never a second dimension)."""
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _series(values: list, s: pd.Series) -> pd.Series:
+    return pd.Series(_objects(values), index=s.index, name=s.name)
+
+
+_NON_ALNUM_RE = re.compile(r"[^0-9a-z]+")
+_SPACES_RE = re.compile(r"\s+")
+_DIGIT_WORD_RE = re.compile(r"\b\w*\d\w*\b")
+_ACCOUNT_JUNK_RE = re.compile(r"[^0-9A-Z]+")
+
+
+def _fold1(x: str) -> str:
+    """fold() of one string."""
+    if x.isascii():  # translate and NFKD leave ASCII as it is
+        return x.lower()
+    return unicodedata.normalize("NFKD", x.translate(_SPECIAL)).encode("ascii", "ignore").decode("ascii").lower()
+
+
+def _text1(x: str) -> str:
+    return _NON_ALNUM_RE.sub(" ", _fold1(x)).strip()
+
+
+@lru_cache(maxsize=1 << 14)  # a service sees the same contractors and payers request after request (~2 MB)
+def _name1(x: str) -> str:
+    t = _SPACES_RE.sub(" ", _LONG_RE.sub(" ", _text1(x))).strip()
+    for _ in range(2):  # "... GmbH & Co. KG", "... sp. k." stacked forms
+        t = _SHORT_RE.sub("", t).strip()
+    return t
+
+
+def _strip_digits1(x: str) -> str:
+    return _SPACES_RE.sub(" ", _DIGIT_WORD_RE.sub(" ", _text1(x))).strip()
 
 
 def fold(s: pd.Series) -> pd.Series:
     """Lower case, diacritics stripped to ASCII (Łódź -> lodz). Missing values become ''."""
-    s = _str(s).str.translate(_SPECIAL).str.normalize("NFKD").str.encode("ascii", "ignore").str.decode("ascii")
-    return s.str.lower()
+    return _series([_fold1(x) for x in _strs(s)], s)
 
 
 def normalize_text(s: pd.Series) -> pd.Series:
     """fold() then every non-alphanumeric run becomes one space."""
-    return fold(s).str.replace(r"[^0-9a-z]+", " ", regex=True).str.strip()
+    return _series([_text1(x) for x in _strs(s)], s)
 
 
 def normalize_name(s: pd.Series) -> pd.Series:
     """Company/person name without legal form, case, diacritics or punctuation ("ACME Sp. z o.o." -> "acme")."""
-    t = normalize_text(s).str.replace(_LONG_RE, " ", regex=True).str.replace(r"\s+", " ", regex=True).str.strip()
-    for _ in range(2):  # "... GmbH & Co. KG", "... sp. k." stacked forms
-        t = t.str.replace(_SHORT_RE, "", regex=True).str.strip()
-    return t
+    return _series([_name1(x) for x in _strs(s)], s)
 
 
 def normalize_account(s: pd.Series) -> pd.Series:
     """Bank account as upper-case alphanumerics only (IBAN spacing and dashes differ between banks)."""
-    return _str(s).str.upper().str.replace(r"[^0-9A-Z]+", "", regex=True)
+    return _series([_ACCOUNT_JUNK_RE.sub("", x.upper()) for x in _strs(s)], s)
 
 
 def strip_digits(s: pd.Series) -> pd.Series:
     """Words only: what is left of a description/title once reference numbers are removed (for names)."""
-    return normalize_text(s).str.replace(r"\b\w*\d\w*\b", " ", regex=True).str.replace(r"\s+", " ", regex=True).str.strip()
+    return _series([_strip_digits1(x) for x in _strs(s)], s)
+
+
+_CHUNK_FIND = re.compile(_CHUNK_RE)
+_SPACED_FIND = re.compile(_SPACED_RE)
+_SPACED_NUMBER_RE = re.compile(r"(?:^| )[a-z]{0,4}\d")
+_NON_ALNUM1_RE = re.compile(r"[^0-9a-z]")
+_DIGITS_RE = re.compile(r"\d+")
+_CHUNK_COLUMNS = ["alnum", "digits", "groups", "long_groups"]
+
+
+def _chunk_rows(texts: list[str], whole: bool) -> tuple[list[int], list[str]]:
+    """(position, chunk) of every candidate chunk: all regular chunks in text order, then the spaced numbers."""
+    if whole:
+        chunks = [_NON_ALNUM_RE.sub("/", _fold1(x)).strip("/") for x in texts]
+        return list(range(len(texts))), chunks
+    folded = [_fold1(x) for x in texts]
+    rows, chunks = [], []
+    for r, f in enumerate(folded):
+        found = _CHUNK_FIND.findall(f)
+        rows += [r] * len(found)
+        chunks += found
+    for r, f in enumerate(folded):
+        for sp in _SPACED_FIND.findall(_SPACES_RE.sub(" ", f)):
+            if len(_SPACED_NUMBER_RE.findall(sp)) >= 2:
+                rows.append(r)
+                chunks.append(sp.replace(" ", "/"))
+    return rows, chunks
+
+
+def _chunk_columns(texts: list[str], positions, whole: bool) -> dict[str, list]:
+    """ref_chunks of ``texts`` as lists, ``key`` = ``positions[row]``."""
+    rows, chunks = _chunk_rows(texts, whole)
+    out = {"key": [], "alnum": [], "digits": [], "groups": [], "long_groups": []}
+    seen = set()
+    for r, c in zip(rows, chunks):
+        alnum, digits, groups, long_groups = _chunk_parts(c)
+        if len(digits) < MIN_CHUNK_DIGITS or (r, alnum) in seen:  # short ones (and empty chunks) are no references
+            continue
+        seen.add((r, alnum))
+        out["key"].append(positions[r])
+        out["alnum"].append(alnum)
+        out["digits"].append(digits)
+        out["groups"].append(groups)
+        out["long_groups"].append(list(long_groups))
+    return out
+
+
+@lru_cache(maxsize=1 << 14)  # a service sees the same open invoices request after request (~4 MB)
+def _chunk_parts(chunk: str) -> tuple[str, str, str, tuple[str, ...]]:
+    """(alnum, digits, groups, long_groups) of one chunk."""
+    runs = _DIGITS_RE.findall(chunk)
+    stripped = [d.lstrip("0") or "0" for d in runs]
+    return (_NON_ALNUM1_RE.sub("", chunk), "".join(runs), " ".join(stripped),
+            tuple(g for g, d in zip(stripped, runs) if len(d) >= MIN_CHUNK_DIGITS))
+
+
+def _chunk_frame(columns: dict[str, list], key: str) -> pd.DataFrame:
+    return pd.DataFrame({key: np.array(columns["key"], dtype=np.int64),
+                         **{c: _objects(columns[c]) for c in _CHUNK_COLUMNS}}, copy=False)
 
 
 def ref_chunks(s: pd.Series, whole: bool = False) -> pd.DataFrame:
@@ -80,31 +179,8 @@ def ref_chunks(s: pd.Series, whole: bool = False) -> pd.DataFrame:
     ``whole=True`` treats each text as one number (an ``invoice_number`` column): spaces inside it do not split.
     Chunks with fewer than 3 digits are dropped (they are dates' days, quantities, not references).
     """
-    f = fold(s)
-    if whole:
-        chunks = f.str.replace(r"[^0-9a-z]+", "/", regex=True).str.strip("/").to_frame("chunk")
-        chunks["row"] = np.arange(len(f))
-    else:
-        ex = f.str.extractall(_CHUNK_RE)
-        sp = f.str.replace(r"\s+", " ", regex=True).str.extractall(_SPACED_RE)
-        sp = sp[sp[0].str.count(r"(?:^| )[a-z]{0,4}\d") >= 2]
-        chunks = pd.DataFrame({"row": np.r_[ex.index.get_level_values(0), sp.index.get_level_values(0)],
-                               "chunk": np.r_[ex[0].to_numpy(), sp[0].str.replace(" ", "/").to_numpy()]})
-        pos = pd.Series(np.arange(len(f)), index=f.index)
-        chunks["row"] = pos.reindex(chunks["row"]).to_numpy()
-    chunks = chunks[chunks["chunk"].str.len() > 0]
-    c = chunks["chunk"]
-    out = pd.DataFrame({
-        "row": chunks["row"].to_numpy(dtype=np.int64),
-        "alnum": c.str.replace(r"[^0-9a-z]", "", regex=True).to_numpy(),
-        "digits": c.str.replace(r"\D", "", regex=True).to_numpy(),
-    })
-    runs = c.str.findall(r"\d+")
-    out["groups"] = runs.map(lambda rs: " ".join(r.lstrip("0") or "0" for r in rs)).to_numpy()
-    out["long_groups"] = runs.map(lambda rs: [r.lstrip("0") or "0" for r in rs if len(r) >= MIN_CHUNK_DIGITS]).to_numpy()
-    out = out[out["digits"].str.len() >= MIN_CHUNK_DIGITS]
-    out = out.drop_duplicates(["row", "alnum"]).reset_index(drop=True)
-    return out.astype({"row": np.int64, "alnum": object, "digits": object, "groups": object, "long_groups": object})
+    texts = _strs(s)
+    return _chunk_frame(_chunk_columns(texts, range(len(texts)), whole), "row")
 
 
 def digit_ngrams(digits: pd.Series, n: int = 4) -> pd.DataFrame:
@@ -113,29 +189,52 @@ def digit_ngrams(digits: pd.Series, n: int = 4) -> pd.DataFrame:
     A typo, transposition or truncation breaks only the grams around it, so the rest still hit the index.
     Strings shorter than n give themselves as the one gram.
     """
-    d = digits.reset_index(drop=True)
-    lens = d.str.len().to_numpy()
-    n_grams = np.maximum(lens - n + 1, 1)
-    rows = np.repeat(np.arange(len(d)), n_grams)
-    starts = np.arange(n_grams.sum()) - np.repeat(np.cumsum(n_grams) - n_grams, n_grams)
-    src = d.to_numpy()[rows]
-    grams = [s[i:i + n] for s, i in zip(src, starts)]
-    return pd.DataFrame({"pos": rows.astype(np.int64), "gram": pd.Series(grams, dtype=object)})
+    pos, grams = string_ngrams(list(digits), n)
+    return pd.DataFrame({"pos": np.array(pos, dtype=np.int64), "gram": _objects(grams)})
+
+
+def string_ngrams(strings: list[str], n: int) -> tuple[list[int], list[str]]:
+    """digit_ngrams as (positions, grams) lists."""
+    pos, grams = [], []
+    for p, s in enumerate(strings):
+        g = [s[k:k + n] for k in range(max(len(s) - n + 1, 1))]
+        pos += [p] * len(g)
+        grams += g
+    return pos, grams
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Prepared views: each side normalised once per call, then shared by blocking, features, memory and rules.
 
 
-def _col(df: pd.DataFrame, name: str) -> pd.Series:
-    """An optional text column, or all-empty when the warehouse does not have it."""
+def _col(df: pd.DataFrame, name: str) -> list[str]:
+    """An optional text column as strings, or all-empty when the warehouse does not have it."""
     if name in df.columns:
-        return _str(df[name])
-    return pd.Series([""] * len(df), index=df.index, dtype=object)
+        return _strs(df[name])
+    return [""] * len(df)
 
 
 def _cents(amount: pd.Series) -> np.ndarray:
     return np.round(amount.to_numpy(dtype=np.float64) * 100.0).astype(np.int64)
+
+
+def _days(dates: pd.Series) -> np.ndarray:
+    """Dates as datetime64[D] (parsed unless they already are numpy datetimes, which parsing leaves as they are)."""
+    if not (isinstance(dates.dtype, np.dtype) and dates.dtype.kind == "M"):
+        dates = pd.to_datetime(dates)
+    return dates.to_numpy(dtype="datetime64[D]")
+
+
+_LEAD_SPLIT_RE = re.compile(r"\s+[-–|]\s+")
+_LEAD_SEP_RE = re.compile(r"\s[-–|]\s")
+
+
+def _invoice_name_key(cp: str, desc: str) -> str:
+    """The counterparty's name; without one, the lead of a description "Name - what - number"."""
+    key = _name1(cp)
+    if key == "" and _LEAD_SEP_RE.search(desc):
+        key = _strip_digits1(_name1(_LEAD_SPLIT_RE.split(desc, maxsplit=1)[0]))
+    return key
 
 
 def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -144,31 +243,27 @@ def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     Without ``invoice_number`` the reference chunks come from ``description``; without ``counterparty_name`` the
     name is the description's words. ``name_key`` (the memory key) needs a real counterparty name.
     """
-    inv = invoices.reset_index(drop=True)
-    number, cp, desc = _col(inv, "invoice_number"), _col(inv, "counterparty_name"), _col(inv, "description")
-    name_key = normalize_name(cp)
-    if (name_key == "").any():  # no counterparty column: a description "Name - what - number" leads with the name
-        lead = desc.str.split(r"\s+[-–|]\s+", n=1, regex=True).str[0]
-        lead = normalize_name(lead.where(desc.str.contains(r"\s[-–|]\s", regex=True), ""))
-        name_key = name_key.where(name_key != "", strip_digits(lead))
-    name = name_key.where(name_key != "", strip_digits(desc))
+    number, cp = _col(invoices, "invoice_number"), _col(invoices, "counterparty_name")
+    desc = _col(invoices, "description")
+    name_key = [_invoice_name_key(c, d) for c, d in zip(cp, desc)]
     frame = pd.DataFrame({
-        "invoice_id": inv["invoice_id"].astype(str).to_numpy(),
-        "amount": inv["amount"].to_numpy(dtype=np.float64),
-        "cents": _cents(inv["amount"]),
-        "currency": _col(inv, "currency").to_numpy(),
-        "issued_at": pd.to_datetime(inv["issued_at"]).to_numpy(dtype="datetime64[D]"),
-        "due_at": pd.to_datetime(inv["due_at"]).to_numpy(dtype="datetime64[D]"),
-        "name": name.to_numpy(),
-        "name_key": name_key.to_numpy(),
-        "text": fold(number + " | " + cp + " | " + desc).to_numpy(),  # the raw text, for text models
-    })
-    has_num = number.str.strip() != ""
-    parts = [ref_chunks(number[has_num], whole=True).assign(row=lambda c: np.flatnonzero(has_num.to_numpy())[c["row"]])]
-    if (~has_num).any():
-        parts.append(ref_chunks(desc[~has_num]).assign(row=lambda c: np.flatnonzero(~has_num.to_numpy())[c["row"]]))
-    chunks = pd.concat(parts, ignore_index=True).rename(columns={"row": "i"})
-    return frame, chunks
+        "invoice_id": invoices["invoice_id"].astype(str).to_numpy(),
+        "amount": invoices["amount"].to_numpy(dtype=np.float64, copy=True),
+        "cents": _cents(invoices["amount"]),
+        "currency": _objects(_col(invoices, "currency")),
+        "issued_at": _days(invoices["issued_at"]),
+        "due_at": _days(invoices["due_at"]),
+        "name": _objects([k if k != "" else _strip_digits1(d) for k, d in zip(name_key, desc)]),
+        "name_key": _objects(name_key),
+        "text": _objects([_fold1(n + " | " + c + " | " + d) for n, c, d in zip(number, cp, desc)]),  # for text models
+    }, copy=False)  # all columns are new arrays
+    # the invoice number when there is one (spaces inside it do not split it), else numbers in the description
+    with_num = [k for k, n in enumerate(number) if n.strip() != ""]
+    without = [k for k, n in enumerate(number) if n.strip() == ""]
+    chunks = _chunk_columns([number[k] for k in with_num], with_num, True)
+    for col, values in _chunk_columns([desc[k] for k in without], without, False).items():
+        chunks[col] += values
+    return frame, _chunk_frame(chunks, "i")
 
 
 _MONTHS = {  # folded month names and abbreviations (en, pl nominative/genitive, de) -> 1..12
@@ -181,36 +276,42 @@ _MONTHS = {  # folded month names and abbreviations (en, pl nominative/genitive,
 }
 _MONTH_WORD_RE = r"\b(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\b"
 _MONTH_NUM_RE = r"(?<![0-9])(0?[1-9]|1[0-2])[/.\-](?:20)?\d\d(?![0-9/.\-])"
+_MONTH_WORD_FIND = re.compile(_MONTH_WORD_RE)
+_MONTH_NUM_FIND = re.compile(_MONTH_NUM_RE)
+
+
+def _title_month1(folded: str) -> float:
+    m = _MONTH_WORD_FIND.search(folded)
+    if m:
+        return float(_MONTHS[m.group(1)])
+    m = _MONTH_NUM_FIND.search(folded)
+    return float(m.group(1)) if m else np.nan
 
 
 def title_month(s: pd.Series) -> np.ndarray:
     """The month a title mentions ("services March", "usługi marzec", "Miete 04/2025", "... MAR"), NaN if none."""
-    f = fold(s)
-    word = f.str.extract(_MONTH_WORD_RE, expand=False).map(_MONTHS)
-    num = pd.to_numeric(f.str.extract(_MONTH_NUM_RE, expand=False), errors="coerce")
-    return word.fillna(num).to_numpy(dtype=np.float64)
+    return np.array([_title_month1(_fold1(x)) for x in _strs(s)], dtype=np.float64)
 
 
 def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(frame, chunks) for transfers. The payer name falls back to the title's words when there is none."""
-    tr = transfers.reset_index(drop=True)
-    title, cp = _col(tr, "title"), _col(tr, "counterparty_name")
-    payer = normalize_name(cp)
-    words = strip_digits(title)
-    if "counterparty_name" not in tr.columns:  # a terse bank line carries the payer's name: its words, no month
-        payer = normalize_name(words.str.replace(_MONTH_WORD_RE, " ", regex=True).str.replace(r"\s+", " ", regex=True).str.strip())
+    title, cp = _col(transfers, "title"), _col(transfers, "counterparty_name")
+    words = [_strip_digits1(x) for x in title]
+    if "counterparty_name" in transfers.columns:
+        payer = [_name1(x) for x in cp]
+    else:  # a terse bank line carries the payer's name: its words, no month
+        payer = [_name1(_SPACES_RE.sub(" ", _MONTH_WORD_FIND.sub(" ", w)).strip()) for w in words]
     frame = pd.DataFrame({
-        "transfer_id": tr["transfer_id"].astype(str).to_numpy(),
-        "amount": tr["amount"].to_numpy(dtype=np.float64),
-        "cents": _cents(tr["amount"]),
-        "currency": _col(tr, "currency").to_numpy(),
-        "booked_at": pd.to_datetime(tr["booked_at"]).to_numpy(dtype="datetime64[D]"),
-        "payer": payer.to_numpy(),
-        "title_words": words.to_numpy(),
-        "name": payer.where(payer != "", words).to_numpy(),
-        "account": normalize_account(_col(tr, "counterparty_account")).to_numpy(),
-        "title_month": title_month(title),
-        "text": fold(title + " | " + cp).to_numpy(),
-    })
-    chunks = ref_chunks(title).rename(columns={"row": "t"})
-    return frame, chunks
+        "transfer_id": transfers["transfer_id"].astype(str).to_numpy(),
+        "amount": transfers["amount"].to_numpy(dtype=np.float64, copy=True),
+        "cents": _cents(transfers["amount"]),
+        "currency": _objects(_col(transfers, "currency")),
+        "booked_at": _days(transfers["booked_at"]),
+        "payer": _objects(payer),
+        "title_words": _objects(words),
+        "name": _objects([p if p != "" else w for p, w in zip(payer, words)]),
+        "account": _objects([_ACCOUNT_JUNK_RE.sub("", x.upper()) for x in _col(transfers, "counterparty_account")]),
+        "title_month": np.array([_title_month1(_fold1(x)) for x in title], dtype=np.float64),
+        "text": _objects([_fold1(t + " | " + c) for t, c in zip(title, cp)]),
+    }, copy=False)  # all columns are new arrays
+    return frame, _chunk_frame(_chunk_columns(title, range(len(title)), False), "t")
