@@ -2,7 +2,9 @@
 
 Routes (port 3000):
 - ``POST /match``: one transfer and its candidate invoices -> ranked invoices with probabilities, the
-  chosen set with allocated amounts, and ``auto`` / ``review`` from the model's stored threshold.
+  chosen set with allocated amounts, and ``auto`` / ``review`` from the model's stored threshold. Concurrent
+  requests are matched together (``MicroBatcher``; ``LEDGERLINK_MAX_MATCH_BATCH``, 1 turns it off), with the
+  same answers as one by one.
 - ``POST /match_batch``: many transfers and the open invoices -> the assignment for each transfer.
 - ``GET /model``: model name, version, stage, metrics, training months, image tag.
 - BentoML's own ``/livez``, ``/healthz``, ``/readyz`` (ready once the model is loaded), ``/metrics``.
@@ -61,6 +63,11 @@ def max_open_invoices() -> int:
 
 def max_body_bytes() -> int:
     return _limit("LEDGERLINK_MAX_BODY_BYTES", 5_000_000)
+
+
+def max_match_batch() -> int:
+    """Concurrent ``/match`` requests matched together (1: each alone)."""
+    return _limit("LEDGERLINK_MAX_MATCH_BATCH", 16)
 
 
 _MODEL_CURRENCIES: set[str] | None = None  # from the loaded model's metadata ("currencies"), if recorded
@@ -306,6 +313,62 @@ _INVOICE_COLUMNS = list(Invoice.model_fields)
 _TRANSFER_COLUMNS = list(Transfer.model_fields)
 
 
+class MicroBatcher:
+    """Adaptive batching for ``/match``: requests that arrive while a batch is being matched wait, and go
+    together into the next ``Matcher.match_many`` call (up to ``max_match_batch()``).
+
+    A lone request is matched at once (no batching window to wait out); under load the batch grows with the
+    queue, so the fixed cost of a match call is paid once per batch. ``match_many`` answers each request as
+    ``match`` would alone (blocking runs per request), so batching never changes an answer. BentoML's own
+    batching (``batchable=True``) concatenates a list-valued request body; ``/match`` takes one transfer with its
+    candidates, so it is batched here. If a batch fails (a request the library rejects), each of its requests is
+    retried alone, so one bad request gets its own 400 and the others their answers."""
+
+    def __init__(self, match_many):
+        self.match_many = match_many
+        self.queue: list[tuple[Any, Any]] = []
+        self.draining = False
+        self.sizes: list[int] = []  # batch sizes seen (the last 1000), for tests and metrics
+
+    async def submit(self, problem):
+        import asyncio
+
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((problem, future))
+        if not self.draining:
+            self.draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        from anyio import to_thread
+
+        try:
+            while self.queue:
+                size = max_match_batch()
+                batch, self.queue = self.queue[:size], self.queue[size:]
+                self.sizes = (self.sizes + [len(batch)])[-1000:]
+                problems = [p for p, _ in batch]
+                try:
+                    results = await to_thread.run_sync(self.match_many, problems)
+                except Exception:  # noqa: BLE001 - find the request at fault: each alone
+                    results = []
+                    for p in problems:
+                        try:
+                            results.append((await to_thread.run_sync(self.match_many, [p]))[0])
+                        except Exception as exc:  # noqa: BLE001 - handed to that request's caller
+                            results.append(exc)
+                for (_, future), result in zip(batch, results):
+                    if future.cancelled():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self.draining = False
+
+
 def _bad_request(loc: list[Any], msg: str) -> JSONResponse:
     return JSONResponse({"error": msg, "detail": [{"loc": loc, "msg": msg, "type": "value_error"}]}, status_code=400)
 
@@ -323,6 +386,11 @@ class LedgerLink:
         global _MODEL_CURRENCIES
         currencies = stored.info.metadata.get("currencies")
         _MODEL_CURRENCIES = {str(c).upper() for c in currencies} if currencies else None
+        self.batcher = MicroBatcher(self._match_many)
+
+    def _match_many(self, requests: list[tuple[Transfer, list[Invoice]]]):
+        return self.matcher.match_many([(_frame(candidates, _INVOICE_COLUMNS), _frame([transfer], _TRANSFER_COLUMNS))
+                                        for transfer, candidates in requests])
 
     def _run(self, invoices: list[Invoice], transfers: list[Transfer]):
         return self.matcher.match(_frame(invoices, _INVOICE_COLUMNS), _frame(transfers, _TRANSFER_COLUMNS))
@@ -333,14 +401,19 @@ class LedgerLink:
         return ("auto" if conf >= self.threshold else "review"), conf
 
     @bentoml.api(route="/match", input_spec=MatchRequest)
-    def match(self, transfer: Transfer, candidates: list[Invoice], top_k: int = 10) -> MatchResponse:
+    async def match(self, transfer: Transfer, candidates: list[Invoice], top_k: int = 10) -> MatchResponse:
         tid = transfer.transfer_id
         if not candidates:
             decision, conf = self._nothing_to_match()
             return MatchResponse(transfer_id=tid, decision=decision, confidence=conf, auto_threshold=self.threshold,
                                  chosen=[], ranked=[], unscored_invoice_ids=[], model=self.model_tag)
         try:
-            result = self._run(candidates, [transfer])
+            if max_match_batch() > 1:
+                result = await self.batcher.submit((transfer, candidates))
+            else:
+                from anyio import to_thread
+
+                result = await to_thread.run_sync(self._run, candidates, [transfer])
         except ValueError as exc:  # the library's boundary checks: still the caller's input
             return _bad_request(["body"], str(exc))
         dec = result.decisions[result.decisions["transfer_id"] == tid]

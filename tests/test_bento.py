@@ -244,3 +244,45 @@ def test_oversized_body_is_413(client, payload, monkeypatch):
 def test_invalid_json_is_400(client):
     r = client.post("/match", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400
+
+
+def test_micro_batcher_groups_waiting_requests_and_isolates_a_bad_one(monkeypatch):
+    """Adaptive batching of /match: a lone request goes at once; requests arriving while a batch runs go together
+    in the next one; a request the library rejects fails alone."""
+    import asyncio
+    import importlib
+    import threading
+    import time
+
+    monkeypatch.syspath_prepend(str(REPO))
+    service = importlib.import_module("bentos.service")
+    calls: list[list] = []
+    release = threading.Event()
+
+    def match_many(problems):
+        calls.append(list(problems))
+        if len(calls) == 1:
+            release.wait(5)  # the first batch is busy while the others arrive
+        if "bad" in problems:
+            raise ValueError("invoices: bad input")
+        return [f"answer {p}" for p in problems]
+
+    batcher = service.MicroBatcher(match_many)
+
+    async def scenario():
+        first = asyncio.create_task(batcher.submit("p0"))
+        while not calls:
+            await asyncio.sleep(0.001)
+        rest = [asyncio.create_task(batcher.submit(p)) for p in ("p1", "bad", "p2", "p3")]
+        await asyncio.sleep(0.05)
+        release.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    t0 = time.perf_counter()
+    out = asyncio.run(scenario())
+    assert time.perf_counter() - t0 < 5
+    assert out[0] == "answer p0" and out[1] == "answer p1" and out[3:] == ["answer p2", "answer p3"]
+    assert isinstance(out[2], ValueError) and "bad input" in str(out[2])
+    assert calls[0] == ["p0"] and calls[1] == ["p1", "bad", "p2", "p3"]  # one batch for the four that waited
+    assert [c for c in calls[2:]] == [["p1"], ["bad"], ["p2"], ["p3"]]  # then each alone, to isolate the bad one
+    assert batcher.sizes == [1, 4] and not batcher.draining

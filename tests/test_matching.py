@@ -540,6 +540,25 @@ def test_inputs_are_checked_at_the_boundary(fitted):
         fitted.match(pd.concat([INVOICES, INVOICES]), TRANSFERS)
 
 
+def test_match_many_answers_each_problem_as_match_alone(small, fitted):
+    """Several independent problems in one call (the service's adaptive batching): the same answers as one by
+    one, also when two problems offer the same invoice or reuse a transfer id."""
+    d, test_month = small
+    _, (inv, tr, _) = split(d, test_month)
+    tr = tr.head(12)
+    problems = [(inv, tr.iloc[[k]]) for k in range(6)]  # the same open invoices offered to six transfers
+    problems += [(inv.sample(80, random_state=k), tr.iloc[[6 + k]].assign(transfer_id="T-same")) for k in range(4)]
+    problems += [(INVOICES, TRANSFERS), (INVOICES.iloc[:0], TRANSFERS)]
+    many = fitted.match_many(problems)
+    assert len(many) == len(problems)
+    for (i, t), got in zip(problems, many):
+        alone = fitted.match(i, t)
+        for a, b in ((alone.links, got.links), (alone.decisions, got.decisions), (alone.candidates, got.candidates)):
+            pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    with pytest.raises(ValueError, match=r"duplicate .* problem\(s\) \[1\]"):
+        fitted.match_many([(INVOICES, TRANSFERS), (pd.concat([INVOICES, INVOICES]), TRANSFERS)])
+
+
 def test_library_does_not_import_zenml():
     code = "import sys, ledgerlink.matching; print('zenml' in sys.modules)"
     src = str(Path(__file__).resolve().parents[1] / "src")

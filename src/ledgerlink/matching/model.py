@@ -63,8 +63,9 @@ class MatchResult:
     candidates: pd.DataFrame  # transfer_id, invoice_id, probability, rank
 
 
-def check_frame(df: pd.DataFrame, table: str) -> pd.DataFrame:
-    """Boundary check: required columns (``month`` is not needed to match), parseable dates and amounts, unique ids."""
+def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -> pd.DataFrame:
+    """Boundary check: required columns (``month`` is not needed to match), parseable dates and amounts, unique ids
+    (within each ``scope``: several problems checked at once may reuse ids)."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"{table} must be a pandas DataFrame, got {type(df).__name__}")
     need = [c.name for c in TABLES[table] if c.required and c.name != "month"]
@@ -91,9 +92,10 @@ def check_frame(df: pd.DataFrame, table: str) -> pd.DataFrame:
         elif c.kind in ("id",):
             df[c.name] = df[c.name].astype(str)
     key = {"invoices": ["invoice_id"], "transfers": ["transfer_id"], "links": ["transfer_id", "invoice_id"]}[table]
-    dup = df.duplicated(key)
+    dup = df.assign(_scope=scope).duplicated(key + ["_scope"]) if scope is not None else df.duplicated(key)
     if dup.any():
-        raise ValueError(f"{table}: {int(dup.sum())} duplicate key(s) {key}, e.g. {df.loc[dup, key].head(3).values.tolist()}")
+        where = f" in problem(s) {sorted(set(scope[dup.to_numpy()].tolist()))[:5]}" if scope is not None else ""
+        raise ValueError(f"{table}: {int(dup.sum())} duplicate key(s) {key}{where}, e.g. {df.loc[dup, key].head(3).values.tolist()}")
     return df
 
 
@@ -162,11 +164,14 @@ class Matcher(BaseMatcher):
     # the steps fit and match share
 
     def _block_and_featurize(self, inv, ic, tr, tc, memory, exclude):
-        cands = generate_candidates(inv, ic, tr, tc, memory=memory, exclude=exclude,
-                                    max_candidates=self.max_candidates, max_candidates_weak=self.max_candidates_weak,
-                                    lookback_days=self.lookback_days)
-        pairs = cands[["t", "i"]].reset_index(drop=True)
+        pairs = self._block(inv, ic, tr, tc, memory, exclude)
         return pairs, self._featurize(pairs, inv, ic, tr, tc, memory, exclude)
+
+    def _block(self, inv, ic, tr, tc, memory, exclude) -> pd.DataFrame:
+        """Candidate pairs (t, i)."""
+        return generate_candidates(inv, ic, tr, tc, memory=memory, exclude=exclude, max_candidates=self.max_candidates,
+                                   max_candidates_weak=self.max_candidates_weak,
+                                   lookback_days=self.lookback_days)[["t", "i"]].reset_index(drop=True)
 
     def _featurize(self, pairs, inv, ic, tr, tc, memory, exclude, fold=None):
         X = pair_features(pairs, inv, ic, tr, tc, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
@@ -486,8 +491,50 @@ class Matcher(BaseMatcher):
         return self._result(scored, links.reset_index(drop=True), dec.reset_index(drop=True), inv, tr_all,
                             self.auto_threshold_)
 
-    def _match_batch(self, inv, ic, tr, tc):
-        pairs, X = self._block_and_featurize(inv, ic, tr, tc, self.memory_, None)
+    def match_many(self, problems: list[tuple[pd.DataFrame, pd.DataFrame]]) -> list[MatchResult]:
+        """Match independent (invoices, transfers) problems in one call, e.g. concurrent HTTP requests.
+
+        Each answer is the one ``match(invoices, transfers)`` gives for that problem alone: blocking runs per
+        problem, and problems stay apart (two may offer the same invoice: conflicts are settled between rows,
+        and a problem's rows are its own). Everything after blocking (features, scoring, sets, choice) runs once over all problems, so the
+        fixed cost of a call is paid once per batch instead of once per request."""
+        self._check_fitted()
+        if not problems:
+            return []
+        inv_scope = np.repeat(np.arange(len(problems)), [len(i) for i, _ in problems])
+        tr_scope = np.repeat(np.arange(len(problems)), [len(t) for _, t in problems])
+        invoices = check_frame(pd.concat([i for i, _ in problems], ignore_index=True), "invoices", inv_scope)
+        transfers = check_frame(pd.concat([t for _, t in problems], ignore_index=True), "transfers", tr_scope)
+        inv, ic = prepare_invoices(invoices)  # row by row: the same as per problem
+        tr, tc = prepare_transfers(transfers)
+        # blocking per problem: its statistics (how many invoices share a reference token, an amount, a name
+        # word) describe one problem's invoices and must not mix
+        i_off, t_off = np.r_[0, np.cumsum(np.bincount(inv_scope, minlength=len(problems)))], np.r_[0, np.cumsum(np.bincount(tr_scope, minlength=len(problems)))]
+        ic_scope, tc_scope = inv_scope[ic["i"].to_numpy()], tr_scope[tc["t"].to_numpy()]
+        parts = []
+        for k in range(len(problems)):
+            ic_k, tc_k = ic[ic_scope == k], tc[tc_scope == k]
+            c = self._block(inv.iloc[i_off[k]:i_off[k + 1]].reset_index(drop=True),
+                            ic_k.assign(i=ic_k["i"].to_numpy() - i_off[k]).reset_index(drop=True),
+                            tr.iloc[t_off[k]:t_off[k + 1]].reset_index(drop=True),
+                            tc_k.assign(t=tc_k["t"].to_numpy() - t_off[k]).reset_index(drop=True), self.memory_, None)
+            parts.append(c + np.array([t_off[k], i_off[k]]))
+        pairs = pd.concat(parts, ignore_index=True)
+        scored, links, dec = self._match_batch(inv, ic, tr, tc, pairs)
+        # one result, cut per problem: its frames are sorted by transfer, and a problem's transfers are contiguous
+        bounds = [np.r_[0, np.cumsum(np.bincount(tr_scope[df["t"].to_numpy()], minlength=len(problems)))]
+                  for df in (scored, links, dec)]
+        result = self._result(scored, links, dec, inv, tr, self.auto_threshold_)
+        frames = (result.candidates, result.links, result.decisions)
+        cut = lambda df, b, k: df.iloc[b[k]:b[k + 1]].reset_index(drop=True)  # noqa: E731
+        return [MatchResult(candidates=cut(frames[0], bounds[0], k), links=cut(frames[1], bounds[1], k),
+                            decisions=cut(frames[2], bounds[2], k)) for k in range(len(problems))]
+
+    def _match_batch(self, inv, ic, tr, tc, pairs=None):
+        """(scored pairs, links, decisions) of one batch; ``pairs`` (t, i): the candidates, when already blocked."""
+        if pairs is None:
+            pairs = self._block(inv, ic, tr, tc, self.memory_, None)
+        X = self._featurize(pairs, inv, ic, tr, tc, self.memory_, None)
         score_sets = None
         if self.set_booster_ is not None:
             score_sets = lambda SX, st: self._predict(self.set_booster_, SX)  # noqa: E731
