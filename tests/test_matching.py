@@ -549,6 +549,7 @@ def test_match_many_answers_each_problem_as_match_alone(small, fitted):
     problems = [(inv, tr.iloc[[k]]) for k in range(6)]  # the same open invoices offered to six transfers
     problems += [(inv.sample(80, random_state=k), tr.iloc[[6 + k]].assign(transfer_id="T-same")) for k in range(4)]
     problems += [(INVOICES, TRANSFERS), (INVOICES.iloc[:0], TRANSFERS)]
+    problems.insert(2, (INVOICES.iloc[:0], TRANSFERS))  # a problem without invoices between others
     many = fitted.match_many(problems)
     assert len(many) == len(problems)
     for (i, t), got in zip(problems, many):

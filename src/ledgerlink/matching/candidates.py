@@ -99,6 +99,15 @@ def _first_rows(*keys: np.ndarray) -> np.ndarray:
     return np.sort(np.unique(code, return_index=True)[1])
 
 
+def _scoped(codes: np.ndarray, scope: np.ndarray | None) -> np.ndarray:
+    """Codes that also tell the scope apart (independent problems blocked in one call): a token, amount or name
+    of one problem never meets another's. First-appearance order, like ``pd.factorize``; unchanged with one
+    scope."""
+    if scope is None:
+        return codes
+    return pd.factorize(codes.astype(np.int64) * (int(scope.max(initial=0)) + 1) + scope)[0]
+
+
 def _group_sum(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     """Per group (0..n_groups-1), the sum of finite ``values`` as pandas' groupby sum computes it: Kahan-
     compensated, rows in order. Scores summed here are compared to thresholds and ranked, so they must stay the
@@ -159,9 +168,10 @@ def _ref_tokens(keys: np.ndarray, digits: list[str], runs: list[list[str]],
     return keys[pos], toks, np.repeat(np.arange(4, dtype=np.int8), [sum(n) for n in sizes])
 
 
-def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> Pairs:
+def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int, inv_scope=None, tr_scope=None) -> Pairs:
     """(t, i, ref_score, ref_share): IDF mass of shared rare reference tokens, and its share of the invoice's.
-    Tokens are integer codes (one factorisation of both sides), so counting and joining are numpy sorts."""
+    Tokens are integer codes (one factorisation of both sides), so counting and joining are numpy sorts.
+    With scopes, frequencies and joins stay within each scope."""
     cols = ["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"]
     sel = np.isin(inv_chunks["i"].to_numpy(), live)
     if not sel.any() or len(tr_chunks) == 0:
@@ -170,14 +180,23 @@ def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> Pairs:
                                  inv_chunks["long_groups"].to_numpy()[sel].tolist(), True)
     tt, ttok, _ = _ref_tokens(tr_chunks["t"].to_numpy(np.int64), tr_chunks["digits"].tolist(),
                               tr_chunks["long_groups"].tolist(), False)
-    codes, uniq = pd.factorize(np.array(itok + ttok, dtype=object))
+    codes = pd.factorize(np.array(itok + ttok, dtype=object))[0]
+    tok_scope = None if inv_scope is None else np.concatenate([inv_scope[ii], tr_scope[tt]])
+    codes = _scoped(codes, tok_scope)
+    n_codes = int(codes.max(initial=-1)) + 1
     ic, tcode = codes[:len(itok)], codes[len(itok):]
     keep = _first_rows(ii, ic)  # each (invoice, token) once: document frequency, and an IDF mass per invoice
     ic, ii, kind = ic[keep], ii[keep], kind[keep]
     keep = _first_rows(tt, tcode)
     tcode, tt = tcode[keep], tt[keep]
-    df = np.bincount(ic, minlength=len(uniq))
-    n = max(len(np.unique(ii)), 1)
+    df = np.bincount(ic, minlength=n_codes)
+    if inv_scope is None:
+        n = max(len(np.unique(ii)), 1)
+    else:  # invoices with reference tokens, per scope, for each code's scope
+        per_scope = np.bincount(inv_scope[np.unique(ii)], minlength=int(tok_scope.max(initial=0)) + 1)
+        code_scope = np.zeros(n_codes, np.int64)
+        code_scope[codes] = tok_scope
+        n = np.maximum(per_scope[code_scope], 1)
     idf = np.log1p(n / np.maximum(df, 1))
     ok = (df[ic] <= max_df)
     ic, ii, kind = ic[ok], ii[ok], kind[ok]
@@ -199,14 +218,18 @@ def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int) -> Pairs:
     return _take(out, _top_per_t(out["t"], score + 10 * exact + 5 * near, MAX_REF_PER_TRANSFER))
 
 
-def amount_channel(inv, tr, live: np.ndarray, max_df: int) -> Pairs:
+def amount_channel(inv, tr, live: np.ndarray, max_df: int, inv_scope=None, tr_scope=None) -> Pairs:
     """(t, i): exact signed amount in cents (skipping zero and amounts shared by too many invoices)."""
     cents = inv["cents"].to_numpy()[live]
     nonzero = cents != 0
     pos, cents = live[nonzero], cents[nonzero]
+    t_cents = tr["cents"].to_numpy()
+    if inv_scope is not None:  # (scope, cents) codes
+        code = _scoped(pd.factorize(np.concatenate([cents, t_cents]))[0], np.concatenate([inv_scope[pos], tr_scope]))
+        cents, t_cents = code[:len(cents)], code[len(cents):]
     _, which, count = np.unique(cents, return_inverse=True, return_counts=True)
     rare = count[which.ravel()] <= max_df
-    rows, idx = _join(tr["cents"].to_numpy(), cents[rare])
+    rows, idx = _join(t_cents, cents[rare])
     return {"t": rows, "i": pos[rare][idx], "amt_exact": np.ones(len(rows))}
 
 
@@ -251,50 +274,69 @@ def _fuzzy_tokens(texts: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
     return pos, [src for srcs, _ in per for src in srcs], [tok for _, toks in per for tok in toks]
 
 
-def name_channel(inv, tr, live: np.ndarray, max_share: float) -> Pairs:
+def name_channel(inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr_scope=None) -> Pairs:
     """(t, i, name_share): share of the invoice name's IDF mass found among the payer name / title words.
 
     Rarity is counted over live invoices, so a big contractor's name stays usable while words in every
     description ("services", month names) drop out; tokens in more than ``max_share`` of invoices are ignored.
     """
     names = inv["name"].to_numpy()[live]
-    counts = pd.Series(names[names != ""]).value_counts()
-    if counts.empty:
+    live_scope = np.zeros(len(live), np.int64) if inv_scope is None else inv_scope[live]
+    # distinct names with their invoice counts, scope by scope (a name in two problems is two names)
+    uniq, cnt, uniq_scope = [], [], []
+    for sc in np.unique(live_scope):
+        own = names[(live_scope == sc) & (names != "")]
+        counts = pd.Series(own).value_counts()
+        uniq += counts.index.tolist()
+        cnt.append(counts.to_numpy())
+        uniq_scope.append(np.full(len(counts), sc))
+    if not uniq:
         return _empty(["t", "i", "name_share"])
-    uniq, cnt = counts.index.tolist(), counts.to_numpy()
-    n_names, n_inv = len(uniq), int(cnt.sum())
-    limit = max(50, max_share * n_inv)
+    cnt, uniq_scope = np.concatenate(cnt), np.concatenate(uniq_scope)
+    n_names = len(uniq)
+    t_scope = np.zeros(len(tr), np.int64) if tr_scope is None else tr_scope
+    n_inv = np.bincount(uniq_scope, weights=cnt, minlength=int(t_scope.max(initial=0)) + 1)  # invoices per scope
+    limit = np.maximum(50, max_share * n_inv)
     tr_text = [a + " " + b for a, b in zip(tr["name"].tolist(), tr["title_words"].tolist())]
     nt_name, nt_tok = _name_tokens(uniq)
     tt_t, tt_tok = _name_tokens(tr_text)
     fz_name, fz_src, fz_tok = _fuzzy_tokens(uniq)
     ft_t, _, ft_tok = _fuzzy_tokens(tr_text)
     # exact words and word pairs of both sides (and the words fuzzy variants come from) as one token code space
-    code, tok_uniq = pd.factorize(np.array(nt_tok + tt_tok + fz_src, dtype=object))
+    raw, tok_uniq = pd.factorize(np.array(nt_tok + tt_tok + fz_src, dtype=object))
+    tok_scope = np.concatenate([uniq_scope[nt_name], t_scope[tt_t], uniq_scope[fz_name]])
+    code = _scoped(raw, None if inv_scope is None else tok_scope)
+    n_codes = int(code.max(initial=-1)) + 1
+    code_scope, code_word = np.zeros(n_codes, np.int64), np.zeros(n_codes, np.int64)
+    code_scope[code], code_word[code] = tok_scope, raw  # each code's scope and word
     nt_code, tt_code, src_code = np.split(code, [len(nt_tok), len(nt_tok) + len(tt_tok)])
-    df = np.bincount(nt_code, weights=cnt[nt_name], minlength=len(tok_uniq))  # invoices per token
-    names_per_tok = np.bincount(nt_code, minlength=len(tok_uniq))
-    idf = np.log1p(n_inv / np.maximum(df, 1))
+    df = np.bincount(nt_code, weights=cnt[nt_name], minlength=n_codes)  # invoices per token
+    names_per_tok = np.bincount(nt_code, minlength=n_codes)
+    idf = np.log1p(n_inv[code_scope] / np.maximum(df, 1))
     wsum = _group_sum(nt_name, idf[nt_code], n_names)
-    useful = (df > 0) & (df <= limit) & (names_per_tok <= MAX_NAMES_PER_TOKEN)
+    useful = (df > 0) & (df <= limit[code_scope]) & (names_per_tok <= MAX_NAMES_PER_TOKEN)
     ok = useful[nt_code]
     rows, idx = _join(tt_code, nt_code[ok])
     ex_t, ex_name, ex_w = tt_t[rows], nt_name[ok][idx], idf[nt_code[ok][idx]]
     # typo-tolerant: each invoice-name word counts once, at 80% of its weight, if a variant of it matches
-    fcode, ftok_uniq = pd.factorize(np.array(fz_tok + ft_tok, dtype=object))
+    fscope = np.concatenate([uniq_scope[fz_name], t_scope[ft_t]])
+    fcode = _scoped(pd.factorize(np.array(fz_tok + ft_tok, dtype=object))[0], None if inv_scope is None else fscope)
+    n_fcodes = int(fcode.max(initial=-1)) + 1
+    fcode_scope = np.zeros(n_fcodes, np.int64)
+    fcode_scope[fcode] = fscope
     fz_code, ft_code = fcode[:len(fz_tok)], fcode[len(fz_tok):]
     once = _first_rows(fz_name, fz_code)  # (name, variant) counted once though two words may share it
-    fz_df = np.bincount(fz_code[once], weights=cnt[fz_name[once]], minlength=len(ftok_uniq))
-    fz_names = np.bincount(fz_code[once], minlength=len(ftok_uniq))
-    ok = ((fz_df <= limit) & (fz_names <= MAX_NAMES_PER_TOKEN))[fz_code] & useful[src_code]
+    fz_df = np.bincount(fz_code[once], weights=cnt[fz_name[once]], minlength=n_fcodes)
+    fz_names = np.bincount(fz_code[once], minlength=n_fcodes)
+    ok = ((fz_df <= limit[fcode_scope]) & (fz_names <= MAX_NAMES_PER_TOKEN))[fz_code] & useful[src_code]
     keep = _first_rows(ft_t, ft_code)
     rows, idx = _join(ft_code[keep], fz_code[ok])
     fz_rows = np.flatnonzero(ok)[idx]
     f_t, f_name, f_src = ft_t[keep][rows], fz_name[fz_rows], src_code[fz_rows]
     # per (transfer, name): each matched source word once, summed in alphabetical order as a groupby sums them
     words = np.unique(src_code[ok])
-    rank = np.zeros(len(tok_uniq), np.int64)
-    rank[words[np.argsort(tok_uniq[words], kind="stable")]] = np.arange(len(words))
+    rank = np.zeros(n_codes, np.int64)
+    rank[words[np.argsort(tok_uniq[code_word[words]], kind="stable")]] = np.arange(len(words))
     trip = np.unique((f_t * n_names + f_name) * max(len(words), 1) + rank[f_src], return_index=True)[1]
     f_t, f_name, f_w = f_t[trip], f_name[trip], 0.8 * idf[f_src[trip]]
     # exact and fuzzy sums per (transfer, name), the better of the two
@@ -311,13 +353,16 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float) -> Pairs:
     # the few best names per transfer: a common word ("trading") must not pull in every contractor that has it
     m = _take(m, _top_per_t(m["t"], w[strong] + m["name_share"], MAX_NAMES))
     # each named contractor's invoices nearest to the transfer amount (a busy contractor has thousands)
-    name_of_inv = pd.factorize(np.concatenate([np.array(uniq, dtype=object), names]))[0][n_names:]
+    name_code = _scoped(pd.factorize(np.concatenate([np.array(uniq, dtype=object), names]))[0],
+                        None if inv_scope is None else np.concatenate([uniq_scope, live_scope]))
+    name_of_inv = name_code[n_names:]  # the (scope, name) pairs of uniq are the first n_names codes
     named = name_of_inv < n_names
     return _expand_by_amount(m, name_of_inv[named], live[named], inv["cents"].to_numpy()[live[named]],
                              tr["cents"].to_numpy(), PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL)
 
 
-def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.ndarray) -> Pairs:
+def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.ndarray, inv_scope=None,
+                tr_scope=None) -> Pairs:
     """(t, i, set_hit): for transfers without a strong hit, the invoices of any contractor with few open invoices
     (features.MAX_GROUP) that form a set of 2..MAX_SET summing exactly to the transfer amount. Finds a
     multi-invoice payment with no number by a payer never seen with that contractor (a factor, "as agreed").
@@ -325,7 +370,7 @@ def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.
     if len(weak) == 0 or len(live) == 0:
         return _empty(["t", "i", "set_hit"])
     keys = inv["name_key"].to_numpy()[live]
-    code = np.where(keys != "", pd.factorize(keys)[0], -1)
+    code = np.where(keys != "", _scoped(pd.factorize(keys)[0], None if inv_scope is None else inv_scope[live]), -1)
     tables = list(group_sets(code, inv["cents"].to_numpy()[live]))
     if not tables:
         return _empty(["t", "i", "set_hit"])
@@ -334,7 +379,13 @@ def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.
     table_of = np.repeat(np.arange(len(tables)), sizes)
     cell = np.concatenate([np.arange(n) for n in sizes])  # (contractor, set) of its table, row-major
     nonzero = np.flatnonzero(cents != 0)
-    rows, idx = _join(tr["cents"].to_numpy()[weak], cents[nonzero])
+    t_cents = tr["cents"].to_numpy()[weak]
+    if inv_scope is not None:  # a set of one problem's invoices pays only that problem's transfers
+        first_row = np.concatenate([np.repeat(rows_b[:, 0], sums.shape[1]) for rows_b, _, sums in tables])
+        cell_scope = inv_scope[live[first_row]]
+        code2 = _scoped(pd.factorize(np.concatenate([cents, t_cents]))[0], np.concatenate([cell_scope, tr_scope[weak]]))
+        cents, t_cents = code2[:len(cents)], code2[len(cents):]
+    rows, idx = _join(t_cents, cents[nonzero])
     hit_t, hit = weak[rows], nonzero[idx]
     ts, ii = [], []
     for b in np.unique(table_of[hit]):
@@ -378,7 +429,8 @@ def _expand_by_amount(m, group_of_inv: np.ndarray, inv_pos: np.ndarray, inv_cent
     return {"t": mt[rows], "i": i, **{col: np.asarray(m[col])[rows] for col in other}}
 
 
-def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Exclusion | None) -> Pairs:
+def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Exclusion | None, inv_scope=None,
+                   tr_scope=None) -> Pairs:
     """(t, i, mem): invoices of contractors this payer account/name paid before."""
     if memory is None:
         return _empty(["t", "i", "mem"])
@@ -390,7 +442,8 @@ def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Ex
     top = _top_per_t(t, mem, MAX_MEMORY_NAMES)  # the contractors it paid most often
     t, name_key, mem = t[top], name_key[top], mem[top]
     # one code space: the paid contractors first, so an invoice's code below their number is one of them
-    code = pd.factorize(np.concatenate([name_key, inv["name_key"].to_numpy()[live]]))[0]
+    code = _scoped(pd.factorize(np.concatenate([name_key, inv["name_key"].to_numpy()[live]]))[0],
+                   None if inv_scope is None else np.concatenate([tr_scope[t], inv_scope[live]]))
     inv_code = code[len(name_key):]
     ok = inv_code <= code[:len(name_key)].max()
     return _expand_by_amount({"t": t, "key": code[:len(name_key)], "mem": mem}, inv_code[ok], live[ok],
@@ -402,24 +455,39 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
                         memory: Memory | None = None, exclude: Exclusion | None = None, max_candidates: int = 30,
                         max_candidates_weak: int | None = None,
                         lookback_days: int = 180, ref_max_df: int = 50, amount_max_df: int = 50,
-                        name_max_share: float = 0.15) -> pd.DataFrame:
-    """Candidate pairs (t, i, prescore, channel scores), at most ``max_candidates`` per transfer."""
+                        name_max_share: float = 0.15, inv_scope: np.ndarray | None = None,
+                        tr_scope: np.ndarray | None = None) -> pd.DataFrame:
+    """Candidate pairs (t, i, prescore, channel scores), at most ``max_candidates`` per transfer.
+
+    ``inv_scope``/``tr_scope`` (ints per invoice / transfer): independent problems blocked in one call (the
+    service's batch of requests). Each problem's pairs, statistics and date window are its own, so its candidates
+    are exactly those it gets alone."""
     cols = ["t", "i", "prescore", "ref_score", "ref_share", "ref_near", "ref_exact", "amt_exact", "name_share", "mem",
             "completes"]
     if len(tr) == 0 or len(inv) == 0:
         return pd.DataFrame(_empty(cols))
     booked = tr["booked_at"].to_numpy()
     issued = inv["issued_at"].to_numpy()
-    lo = booked.min() - np.timedelta64(lookback_days, "D")
-    hi = booked.max() + np.timedelta64(ISSUE_AFTER_BOOKING_DAYS, "D")
+    day = booked.astype("datetime64[D]").astype(np.int64)
+    if inv_scope is None:
+        first, last = day.min(), day.max()
+    else:  # each problem's own booking window; an invoice of a problem without transfers is not live
+        n_scopes = int(max(inv_scope.max(initial=0), tr_scope.max(initial=0))) + 1
+        first_s, last_s = np.full(n_scopes, np.iinfo(np.int64).max // 4), np.full(n_scopes, np.iinfo(np.int64).min // 4)
+        np.minimum.at(first_s, tr_scope, day)
+        np.maximum.at(last_s, tr_scope, day)
+        first, last = first_s[inv_scope], last_s[inv_scope]
+    issued_day = issued.astype("datetime64[D]").astype(np.int64)
     # invoices settled by training payments before the first transfer is booked are no candidates at all
     settled = memory.settled_by(inv) if memory is not None else np.zeros(len(inv), np.int64) + (1 << 40)
-    live = np.flatnonzero((issued >= lo) & (issued <= hi) & (settled > booked.astype("datetime64[D]").astype(np.int64).min()))
+    live = np.flatnonzero((issued_day >= first - lookback_days) & (issued_day <= last + ISSUE_AFTER_BOOKING_DAYS)
+                          & (settled > first))
+    scopes = {"inv_scope": inv_scope, "tr_scope": tr_scope}
     parts = [
-        ref_channel(inv_chunks, tr_chunks, live, ref_max_df),
-        amount_channel(inv, tr, live, amount_max_df),
-        name_channel(inv, tr, live, name_max_share),
-        memory_channel(inv, tr, live, memory, exclude),
+        ref_channel(inv_chunks, tr_chunks, live, ref_max_df, **scopes),
+        amount_channel(inv, tr, live, amount_max_df, **scopes),
+        name_channel(inv, tr, live, name_max_share, **scopes),
+        memory_channel(inv, tr, live, memory, exclude, **scopes),
     ]
 
     def settle(parts: list[Pairs]) -> Pairs:
@@ -439,7 +507,7 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     strong = ((c["ref_exact"] + c["ref_near"]) > 0) | ((c["amt_exact"] > 0) & who)
     has_strong = np.zeros(len(tr), bool)
     has_strong[c["t"][strong]] = True
-    sets = set_channel(inv, tr, live, np.flatnonzero(~has_strong))
+    sets = set_channel(inv, tr, live, np.flatnonzero(~has_strong), **scopes)
     if len(sets["t"]):
         c = settle([c, sets])
     t, i = c["t"], c["i"]

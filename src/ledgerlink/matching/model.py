@@ -167,11 +167,11 @@ class Matcher(BaseMatcher):
         pairs = self._block(inv, ic, tr, tc, memory, exclude)
         return pairs, self._featurize(pairs, inv, ic, tr, tc, memory, exclude)
 
-    def _block(self, inv, ic, tr, tc, memory, exclude) -> pd.DataFrame:
-        """Candidate pairs (t, i)."""
+    def _block(self, inv, ic, tr, tc, memory, exclude, scopes=(None, None)) -> pd.DataFrame:
+        """Candidate pairs (t, i); ``scopes``: (invoice, transfer) problem numbers when several are matched at once."""
         return generate_candidates(inv, ic, tr, tc, memory=memory, exclude=exclude, max_candidates=self.max_candidates,
-                                   max_candidates_weak=self.max_candidates_weak,
-                                   lookback_days=self.lookback_days)[["t", "i"]].reset_index(drop=True)
+                                   max_candidates_weak=self.max_candidates_weak, lookback_days=self.lookback_days,
+                                   inv_scope=scopes[0], tr_scope=scopes[1])[["t", "i"]].reset_index(drop=True)
 
     def _featurize(self, pairs, inv, ic, tr, tc, memory, exclude, fold=None):
         X = pair_features(pairs, inv, ic, tr, tc, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
@@ -494,10 +494,11 @@ class Matcher(BaseMatcher):
     def match_many(self, problems: list[tuple[pd.DataFrame, pd.DataFrame]]) -> list[MatchResult]:
         """Match independent (invoices, transfers) problems in one call, e.g. concurrent HTTP requests.
 
-        Each answer is the one ``match(invoices, transfers)`` gives for that problem alone: blocking runs per
-        problem, and problems stay apart (two may offer the same invoice: conflicts are settled between rows,
-        and a problem's rows are its own). Everything after blocking (features, scoring, sets, choice) runs once over all problems, so the
-        fixed cost of a call is paid once per batch instead of once per request."""
+        Each answer is the one ``match(invoices, transfers)`` gives for that problem alone: blocking keeps the
+        problems apart (``generate_candidates`` scopes), and two problems may offer the same invoice without
+        either taking it from the other (conflicts are settled between rows; a problem's rows are its own).
+        Everything runs once over all problems, so the fixed cost of a call is paid once per batch, not per
+        request."""
         self._check_fitted()
         if not problems:
             return []
@@ -507,19 +508,9 @@ class Matcher(BaseMatcher):
         transfers = check_frame(pd.concat([t for _, t in problems], ignore_index=True), "transfers", tr_scope)
         inv, ic = prepare_invoices(invoices)  # row by row: the same as per problem
         tr, tc = prepare_transfers(transfers)
-        # blocking per problem: its statistics (how many invoices share a reference token, an amount, a name
-        # word) describe one problem's invoices and must not mix
-        i_off, t_off = np.r_[0, np.cumsum(np.bincount(inv_scope, minlength=len(problems)))], np.r_[0, np.cumsum(np.bincount(tr_scope, minlength=len(problems)))]
-        ic_scope, tc_scope = inv_scope[ic["i"].to_numpy()], tr_scope[tc["t"].to_numpy()]
-        parts = []
-        for k in range(len(problems)):
-            ic_k, tc_k = ic[ic_scope == k], tc[tc_scope == k]
-            c = self._block(inv.iloc[i_off[k]:i_off[k + 1]].reset_index(drop=True),
-                            ic_k.assign(i=ic_k["i"].to_numpy() - i_off[k]).reset_index(drop=True),
-                            tr.iloc[t_off[k]:t_off[k + 1]].reset_index(drop=True),
-                            tc_k.assign(t=tc_k["t"].to_numpy() - t_off[k]).reset_index(drop=True), self.memory_, None)
-            parts.append(c + np.array([t_off[k], i_off[k]]))
-        pairs = pd.concat(parts, ignore_index=True)
+        # blocking keeps the problems apart: its statistics (how many invoices share a reference token, an amount,
+        # a name word) and its date window are each problem's own
+        pairs = self._block(inv, ic, tr, tc, self.memory_, None, (inv_scope, tr_scope))
         scored, links, dec = self._match_batch(inv, ic, tr, tc, pairs)
         # one result, cut per problem: its frames are sorted by transfer, and a problem's transfers are contiguous
         bounds = [np.r_[0, np.cumsum(np.bincount(tr_scope[df["t"].to_numpy()], minlength=len(problems)))]
