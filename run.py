@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="print the Cloud Build request the gcp deployer would send for the production model; send nothing")
     p.add_argument("--host", default="127.0.0.1", help="--serve: address to bind")
     p.add_argument("--port", type=int, default=3000, help="--serve: port")
-    p.add_argument("--workers", type=int, default=None, help="--serve: BentoML worker processes")
+    p.add_argument("--workers", type=int, default=None, help="--serve: BentoML worker processes (default: one per CPU, up to 4)")
     return p.parse_args(argv)
 
 

@@ -63,7 +63,11 @@ def production_bento(cfg: dict, echo=print) -> str:
 
 
 def serve_production(cfg: dict, port: int = 3000, host: str = "127.0.0.1", workers: int | None = None) -> int:
-    """``bentoml serve`` the production model in the foreground (Ctrl+C stops it); returns the exit code."""
+    """``bentoml serve`` the production model in the foreground (Ctrl+C stops it); returns the exit code.
+    One worker process per CPU by default (up to 4): matching is CPU-bound Python, one process uses one core."""
+    import os
+
     from ledgerlink.deploy.local import serve_foreground
 
+    workers = workers or min(os.cpu_count() or 1, 4)
     return serve_foreground(production_bento(cfg), host=host, port=port, workers=workers)
