@@ -313,6 +313,19 @@ _INVOICE_COLUMNS = list(Invoice.model_fields)
 _TRANSFER_COLUMNS = list(Transfer.model_fields)
 
 
+def _quiet_garbage_collector() -> None:
+    """Fewer, cheaper garbage collections in the serving process. A match call allocates thousands of short-lived
+    containers, so the default gen-0 threshold (700) runs collections mid-request, and a full collection scans
+    the model and libraries loaded at start. Freezing what exists after loading takes it out of every scan, and
+    a higher threshold collects between requests rather than inside them. Measured on 2 cores, 2 workers, c8:
+    p99 152 -> 69 ms, 130 -> 145 req/s (benchmarks/serving.py, medians of 3)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 class MicroBatcher:
     """Adaptive batching for ``/match``: requests that arrive while a batch is being matched wait, and go
     together into the next ``Matcher.match_many`` call (up to ``max_match_batch()``).
@@ -382,6 +395,7 @@ class LedgerLink:
         stored = bentoml.models.get(model_tag())
         self.model_tag = str(stored.tag)
         self.matcher = load_matcher(stored.path_of(MATCHER_SUBDIR))
+        _quiet_garbage_collector()
         self.threshold = float(self.matcher.auto_threshold_)
         global _MODEL_CURRENCIES
         currencies = stored.info.metadata.get("currencies")
