@@ -61,13 +61,14 @@ def csr(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def segment_reduce(ufunc, values: np.ndarray, offsets: np.ndarray, empty=np.nan) -> np.ndarray:
-    """``ufunc.reduceat`` over the segments offsets[k]:offsets[k+1] of ``values``; ``empty`` for empty segments."""
+    """``ufunc.reduceat`` over the segments offsets[k]:offsets[k+1] of ``values`` (rows, for a matrix: each column
+    reduced); ``empty`` for empty segments."""
     n = len(offsets) - 1
-    out = np.full(n, empty, dtype=np.result_type(values.dtype, np.asarray(empty).dtype))
+    out = np.full((n,) + values.shape[1:], empty, dtype=np.result_type(values.dtype, np.asarray(empty).dtype))
     size = np.diff(offsets)
     nz = size > 0
     if nz.any():
-        out[nz] = ufunc.reduceat(values, offsets[:-1][nz])
+        out[nz] = ufunc.reduceat(values, offsets[:-1][nz], axis=0)
     return out
 
 

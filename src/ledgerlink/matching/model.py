@@ -213,7 +213,8 @@ class Matcher(BaseMatcher):
         if len(X) == 0:
             return np.zeros(0)
         names = booster.feature_names
-        return booster.inplace_predict(X[names].to_numpy(np.float32)).astype(np.float64)
+        same = len(names) == X.shape[1] and all(a == b for a, b in zip(names, X.columns))
+        return booster.inplace_predict((X if same else X[names]).to_numpy(np.float32)).astype(np.float64)
 
     def _pair_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Mean probability of the fold models (the models the set model was trained behind)."""

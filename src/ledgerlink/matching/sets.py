@@ -268,16 +268,16 @@ def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, 
     F["n_fit_sets"] = np.bincount(st, weights=F["amt_fits"], minlength=n_t)[st]
     F["member_credit"] = credit
     # the members' evidence (NaN-skipping, like pandas' min/max)
-    for c in _MEMBER_MIN:
-        F[f"min_{c}"] = segment_reduce(np.fmin, X[c].to_numpy()[row], off)
-    for c in _MEMBER_MAX:
-        F[f"max_{c}"] = segment_reduce(np.fmax, X[c].to_numpy()[row], off)
+    lo = segment_reduce(np.fmin, X[_MEMBER_MIN].to_numpy()[row], off)
+    hi = segment_reduce(np.fmax, X[_MEMBER_MAX].to_numpy()[row], off)
+    F.update({f"min_{c}": lo[:, k] for k, c in enumerate(_MEMBER_MIN)})
+    F.update({f"max_{c}": hi[:, k] for k, c in enumerate(_MEMBER_MAX)})
     # the transfer's own traits (constant over its pairs): from each transfer's first pair
     first_row = np.full(n_t, -1, np.int64)
     first_row[t[::-1]] = np.arange(len(t))[::-1]
     fr = first_row[st]
-    for c in _TRANSFER:
-        F[c] = np.where(fr >= 0, X[c].to_numpy()[np.maximum(fr, 0)], np.nan)
+    traits = np.where((fr >= 0)[:, None], X[_TRANSFER].to_numpy()[np.maximum(fr, 0)], np.nan)
+    F.update({c: traits[:, k] for k, c in enumerate(_TRANSFER)})
     return pd.DataFrame(np.column_stack([np.asarray(F[c], np.float32) for c in SET_FEATURE_NAMES]),
                         columns=SET_FEATURE_NAMES)
 
