@@ -337,7 +337,9 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr
     words = np.unique(src_code[ok])
     rank = np.zeros(n_codes, np.int64)
     rank[words[np.argsort(tok_uniq[code_word[words]], kind="stable")]] = np.arange(len(words))
-    trip = np.unique((f_t * n_names + f_name) * max(len(words), 1) + rank[f_src], return_index=True)[1]
+    key = (f_t * n_names + f_name) * max(len(words), 1) + rank[f_src]
+    first = np.flatnonzero(~pd.Series(key).duplicated().to_numpy())  # hashing first: the join has many repeats
+    trip = first[np.argsort(key[first], kind="stable")]  # = np.unique(key, return_index=True)[1]
     f_t, f_name, f_w = f_t[trip], f_name[trip], 0.8 * idf[f_src[trip]]
     # exact and fuzzy sums per (transfer, name), the better of the two
     pair_key = np.concatenate([ex_t * n_names + ex_name, f_t * n_names + f_name])
@@ -551,7 +553,7 @@ def _max_per_pair(parts: list[Pairs], cols: list[str], n_inv: int) -> Pairs:
     """One row per (t, i), in (t, i) order, with each column's maximum over the pair's rows in ``parts`` (missing
     counts as 0); one sort and one reduceat over all columns."""
     key = np.concatenate([p["t"].astype(np.int64) * (n_inv + 1) + p["i"].astype(np.int64) for p in parts])
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)  # any order among a pair's rows: only their maximum is kept
     ks = key[order]
     start = _starts(ks)
     values = np.zeros((len(cols), len(key)))
