@@ -313,6 +313,21 @@ _INVOICE_COLUMNS = list(Invoice.model_fields)
 _TRANSFER_COLUMNS = list(Transfer.model_fields)
 
 
+_BATCH_SIZES = None
+
+
+def _batch_size_histogram():
+    """``ledgerlink_match_batch_size`` on ``/metrics``. Made on first use, in the worker (BentoML sets up Prometheus'
+    multiprocess directory after importing this module), and once per process (a registry refuses duplicates)."""
+    global _BATCH_SIZES
+    if _BATCH_SIZES is None:
+        from prometheus_client import Histogram
+
+        _BATCH_SIZES = Histogram("ledgerlink_match_batch_size", "Concurrent /match requests matched in one call",
+                                 buckets=(1, 2, 4, 8, 16, 32, 64))
+    return _BATCH_SIZES
+
+
 def _quiet_garbage_collector() -> None:
     """Fewer, cheaper garbage collections in the serving process. A match call allocates thousands of short-lived
     containers, so the default gen-0 threshold (700) runs collections mid-request, and a full collection scans
@@ -337,11 +352,12 @@ class MicroBatcher:
     candidates, so it is batched here. If a batch fails (a request the library rejects), each of its requests is
     retried alone, so one bad request gets its own 400 and the others their answers."""
 
-    def __init__(self, match_many):
+    def __init__(self, match_many, observe=None):
         self.match_many = match_many
+        self.observe = observe  # called with each batch's size (the service's Prometheus histogram)
         self.queue: list[tuple[Any, Any]] = []
         self.draining = False
-        self.sizes: list[int] = []  # batch sizes seen (the last 1000), for tests and metrics
+        self.sizes: list[int] = []  # batch sizes seen (the last 1000)
 
     async def submit(self, problem):
         import asyncio
@@ -361,6 +377,8 @@ class MicroBatcher:
                 size = max_match_batch()
                 batch, self.queue = self.queue[:size], self.queue[size:]
                 self.sizes = (self.sizes + [len(batch)])[-1000:]
+                if self.observe is not None:
+                    self.observe(len(batch))
                 problems = [p for p, _ in batch]
                 try:
                     results = await to_thread.run_sync(self.match_many, problems)
@@ -400,7 +418,7 @@ class LedgerLink:
         global _MODEL_CURRENCIES
         currencies = stored.info.metadata.get("currencies")
         _MODEL_CURRENCIES = {str(c).upper() for c in currencies} if currencies else None
-        self.batcher = MicroBatcher(self._match_many)
+        self.batcher = MicroBatcher(self._match_many, observe=_batch_size_histogram().observe)
 
     def _match_many(self, requests: list[tuple[Transfer, list[Invoice]]]):
         return self.matcher.match_many([(_frame(candidates, _INVOICE_COLUMNS), _frame([transfer], _TRANSFER_COLUMNS))

@@ -236,3 +236,4 @@ def test_metrics_count_requests_by_status(url, multi_request):
     assert any('endpoint="/match"' in ln and 'http_response_code="200"' in ln for ln in lines), lines
     assert any('endpoint="/match"' in ln and 'http_response_code="400"' in ln for ln in lines), lines
     assert "bentoml_service_request_duration_seconds_bucket" in text
+    assert "ledgerlink_match_batch_size_count" in text  # the adaptive batching of /match
