@@ -347,7 +347,7 @@ class MicroBatcher:
 
     A lone request is matched at once (no batching window to wait out); under load the batch grows with the
     queue, so the fixed cost of a match call is paid once per batch. ``match_many`` answers each request as
-    ``match`` would alone (blocking runs per request), so batching never changes an answer. BentoML's own
+    ``match`` would alone (blocking keeps the requests apart), so batching never changes an answer. BentoML's own
     batching (``batchable=True``) concatenates a list-valued request body; ``/match`` takes one transfer with its
     candidates, so it is batched here. If a batch fails (a request the library rejects), each of its requests is
     retried alone, so one bad request gets its own 400 and the others their answers."""
