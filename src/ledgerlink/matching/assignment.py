@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .features import CENT, FEE_TOLERANCE, amount_fits, subset_masks, top_k_slots
+from .sets import allocate
 
 EPS = 1e-6
 MAX_K = 8
@@ -57,16 +58,6 @@ def _solve(t: np.ndarray, p: np.ndarray, i_amount: np.ndarray, t_amount_by_t: np
     return tpos, chosen, logp
 
 
-def _allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
-    """One invoice takes the whole transfer; several share it in proportion to their amounts (fees spread)."""
-    if len(inv_amounts) == 1:
-        return np.array([t_amount])
-    total = inv_amounts.sum()
-    alloc = np.round(inv_amounts * (t_amount / total if total else 0.0), 2)
-    alloc[np.argmax(np.abs(alloc))] += round(t_amount - alloc.sum(), 2)
-    return alloc
-
-
 def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_transfers: int,
            k: int = MAX_K, booked: np.ndarray | None = None,
            p_none: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -98,7 +89,7 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
 
     # --- conflicts: invoices whose allocations over all transfers exceed their amount
     def alloc_of(tt, rows):
-        return _allocate(t_amount[tt], ia[rows])
+        return allocate(t_amount[tt], ia[rows])
 
     allocs = {tt: alloc_of(tt, rows) for tt, rows in sets.items()}
     used = pd.DataFrame([(i[r], abs(a), tt) for tt, rows in sets.items() for r, a in zip(rows, allocs[tt])],

@@ -282,7 +282,7 @@ def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, 
                         columns=SET_FEATURE_NAMES)
 
 
-def _allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
+def allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
     """One invoice takes the whole transfer; several share it in proportion to their amounts (fees spread)."""
     if len(inv_amounts) == 1:
         return np.array([t_amount])
@@ -293,7 +293,7 @@ def _allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
 
 
 def allocate_all(t: np.ndarray, ta: np.ndarray, ia: np.ndarray) -> np.ndarray:
-    """``_allocate`` for many transfers at once: rows of one transfer are contiguous in ``t``."""
+    """``allocate`` for many transfers at once: rows of one transfer are contiguous in ``t``."""
     if len(t) == 0:
         return np.zeros(0)
     start = np.r_[0, np.flatnonzero(np.diff(t)) + 1]
@@ -398,7 +398,7 @@ def _settle_conflicts(chosen_sid, conf, order, st, off, rows_all, qn, pair_t, pa
         pick = -1
         for s_ in order[t_start[tt]:t_start[tt + 1]]:  # the best set whose allocations still fit
             rows = rows_all[off[s_]:off[s_ + 1]]
-            alloc = np.abs(_allocate(t_amount[tt], i_amount[pair_i[rows]])) if len(rows) else np.zeros(0)
+            alloc = np.abs(allocate(t_amount[tt], i_amount[pair_i[rows]])) if len(rows) else np.zeros(0)
             if np.all(alloc <= remaining[pair_i[rows]] + tol[pair_i[rows]]):
                 pick = s_
                 break
@@ -407,7 +407,7 @@ def _settle_conflicts(chosen_sid, conf, order, st, off, rows_all, qn, pair_t, pa
         chosen_sid[tt] = pick
         rows = rows_all[off[pick]:off[pick + 1]] if pick >= 0 else np.zeros(0, np.int64)
         if len(rows):
-            np.subtract.at(remaining, pair_i[rows], np.abs(_allocate(t_amount[tt], i_amount[pair_i[rows]])))
+            np.subtract.at(remaining, pair_i[rows], np.abs(allocate(t_amount[tt], i_amount[pair_i[rows]])))
             for r in rows:
                 rivals = [q for u, q in claims.get(int(pair_i[r]), []) if u != tt]
                 if rivals:
