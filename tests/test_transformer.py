@@ -22,7 +22,7 @@ from ledgerlink.matching.registry import build_matcher  # noqa: E402
 from ledgerlink.matching.transformer import TEXT_FEATURE, CharTokenizer, TransformerMatcher, pair_texts  # noqa: E402
 
 TINY = dict(n_estimators=30, max_depth=3, n_jobs=1, hidden_size=16, num_layers=1, num_heads=2, epochs=1,
-            max_length=48, rerank_k=3, batch_size=32, max_train_pairs=600)
+            max_length=48, rerank_k=3, text_batch_size=32, max_train_pairs=600)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,10 @@ def test_fit_match_and_the_text_feature(data, fitted):
     assert fitted.training_summary_["text_fit_seconds"] > 0
     res = fitted.match(test["invoices"], test["transfers"])
     assert list(res.links.columns) == ["transfer_id", "invoice_id", "allocated_amount", "confidence"]
+    # the encoder's batch size is its own: a month is matched in one batch, as with the tree family
+    assert fitted.text_batch_size == TINY["text_batch_size"] and fitted.batch_size == build_matcher("xgboost").batch_size
+    many = fitted.match_many([(test["invoices"], test["transfers"])])[0]
+    pd.testing.assert_frame_equal(res.links, many.links)
     assert res.decisions["transfer_id"].tolist() == test["transfers"]["transfer_id"].tolist()
     e = evaluate(fitted, test)
     assert e.metrics["pair_f1"] > evaluate(RulesMatcher(), test).metrics["pair_f1"]

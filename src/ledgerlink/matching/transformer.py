@@ -118,10 +118,11 @@ class TransformerMatcher(Matcher):
     """``Matcher`` + a cross-encoder text score (see the module docstring). All ``Matcher`` parameters apply."""
 
     _TEXT_PARAMS = ("checkpoint", "rerank_k", "max_length", "hidden_size", "num_layers", "num_heads", "epochs",
-                    "batch_size", "text_learning_rate", "max_train_pairs", "device")
+                    "text_batch_size", "text_learning_rate", "max_train_pairs", "device")
 
     def __init__(self, checkpoint=None, rerank_k=8, max_length=96, hidden_size=64, num_layers=2, num_heads=2,
-                 epochs=2, batch_size=64, text_learning_rate=None, max_train_pairs=20000, device=None, **params):
+                 epochs=2, text_batch_size=64, text_learning_rate=None, max_train_pairs=20000, device=None,
+                 **params):
         super().__init__(**params)
         self.checkpoint = checkpoint
         self.rerank_k = rerank_k
@@ -130,7 +131,7 @@ class TransformerMatcher(Matcher):
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.epochs = epochs
-        self.batch_size = batch_size
+        self.text_batch_size = text_batch_size  # pairs per encoder step; ``batch_size`` stays Matcher's (transfers per match batch)
         self.text_learning_rate = text_learning_rate
         self.max_train_pairs = max_train_pairs
         self.device = device
@@ -176,7 +177,7 @@ class TransformerMatcher(Matcher):
         dev = self._device()
         model.to(dev).eval()
         out = np.zeros(len(a))
-        bs = max(4 * self.batch_size, 64)
+        bs = max(4 * self.text_batch_size, 64)
         with torch.no_grad():
             for lo in range(0, len(a), bs):
                 enc = tok.encode_pairs(a[lo:lo + bs], b[lo:lo + bs], self.max_length)
@@ -193,7 +194,7 @@ class TransformerMatcher(Matcher):
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
         rng = np.random.default_rng(self.random_state)
         n = len(y)
-        steps = max(1, self.epochs * math.ceil(n / self.batch_size))
+        steps = max(1, self.epochs * math.ceil(n / self.text_batch_size))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
         pos = max(float(y.sum()), 1.0)
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(min(10.0, (n - pos) / pos), device=dev))
@@ -201,8 +202,8 @@ class TransformerMatcher(Matcher):
         bar = _progress(self.show_progress, steps, desc)
         for _ in range(self.epochs):
             order = rng.permutation(n)
-            for lo in range(0, n, self.batch_size):
-                idx = order[lo:lo + self.batch_size]
+            for lo in range(0, n, self.text_batch_size):
+                idx = order[lo:lo + self.text_batch_size]
                 enc = tok.encode_pairs(a[idx], b[idx], self.max_length)
                 logits = model(**{k: v.to(dev) for k, v in enc.items()}).logits.reshape(-1)
                 loss = loss_fn(logits, torch.from_numpy(y[idx].astype(np.float32)).to(dev))
