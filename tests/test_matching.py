@@ -549,6 +549,8 @@ def test_match_many_answers_each_problem_as_match_alone(small, fitted):
     problems = [(inv, tr.iloc[[k]]) for k in range(6)]  # the same open invoices offered to six transfers
     problems += [(inv.sample(80, random_state=k), tr.iloc[[6 + k]].assign(transfer_id="T-same")) for k in range(4)]
     problems += [(INVOICES, TRANSFERS), (INVOICES.iloc[:0], TRANSFERS)]
+    # a problem without the optional columns: the title stands in for the payer, as in match() alone
+    problems += [(inv.drop(columns=["counterparty_name"]), tr.iloc[[10, 11]].drop(columns=["counterparty_name"]))]
     problems.insert(2, (INVOICES.iloc[:0], TRANSFERS))  # a problem without invoices between others
     many = fitted.match_many(problems)
     assert len(many) == len(problems)
@@ -558,6 +560,14 @@ def test_match_many_answers_each_problem_as_match_alone(small, fitted):
             pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
     with pytest.raises(ValueError, match=r"duplicate .* problem\(s\) \[1\]"):
         fitted.match_many([(INVOICES, TRANSFERS), (pd.concat([INVOICES, INVOICES]), TRANSFERS)])
+    with pytest.raises(TypeError, match="problem 1: expected an .invoices, transfers. pair"):
+        fitted.match_many([(INVOICES, TRANSFERS), INVOICES])
+    with pytest.raises(ValueError, match="problem 0: transfers: missing required column.*amount"):
+        fitted.match_many([(INVOICES, TRANSFERS.drop(columns="amount")), (INVOICES.drop(columns="description"), TRANSFERS)])
+    small_batches = Matcher(**{**fitted.get_params(), "batch_size": 1})
+    small_batches.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    with pytest.raises(ValueError, match="problem 0: 2 transfers, more than batch_size=1"):
+        small_batches.match_many([(INVOICES, TRANSFERS.head(2))])
 
 
 def test_library_does_not_import_zenml():

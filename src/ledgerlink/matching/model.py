@@ -511,16 +511,12 @@ class Matcher(BaseMatcher):
         problems apart (``generate_candidates`` scopes), and two problems may offer the same invoice without
         either taking it from the other (conflicts are settled between rows; a problem's rows are its own).
         Everything runs once over all problems, so the fixed cost of a call is paid once per batch, not per
-        request."""
+        request. A problem must fit in one batch (at most ``batch_size`` transfers); larger ones go to ``match``."""
         self._check_fitted()
+        problems = list(problems)
         if not problems:
             return []
-        inv_scope = np.repeat(np.arange(len(problems)), [len(i) for i, _ in problems])
-        tr_scope = np.repeat(np.arange(len(problems)), [len(t) for _, t in problems])
-        invoices = check_frame(pd.concat([i for i, _ in problems], ignore_index=True), "invoices", inv_scope)
-        transfers = check_frame(pd.concat([t for _, t in problems], ignore_index=True), "transfers", tr_scope)
-        inv, ic = prepare_invoices(invoices)  # row by row: the same as per problem
-        tr, tc = prepare_transfers(transfers)
+        inv, ic, tr, tc, inv_scope, tr_scope = self._prepare_many(problems)
         # blocking keeps the problems apart: its statistics (how many invoices share a reference token, an amount,
         # a name word) and its date window are each problem's own
         pairs = self._block(inv, ic, tr, tc, self.memory_, None, (inv_scope, tr_scope))
@@ -533,6 +529,48 @@ class Matcher(BaseMatcher):
         cut = lambda df, b, k: df.iloc[b[k]:b[k + 1]].reset_index(drop=True)  # noqa: E731
         return [MatchResult(candidates=cut(frames[0], bounds[0], k), links=cut(frames[1], bounds[1], k),
                             decisions=cut(frames[2], bounds[2], k)) for k in range(len(problems))]
+
+    def _prepare_many(self, problems):
+        """Checked and prepared frames of all problems, one after the other, with each row's problem number.
+
+        Problems with the same columns are checked and prepared together (one pandas pass for the batch).
+        Otherwise each is prepared on its own: a column that one problem lacks must not appear, filled with
+        nulls, in another (a missing ``counterparty_name`` makes the title stand in for the payer)."""
+        for k, p in enumerate(problems):
+            if not (isinstance(p, (tuple, list)) and len(p) == 2):
+                raise TypeError(f"problem {k}: expected an (invoices, transfers) pair of DataFrames, got {type(p).__name__}")
+            for frame, table in zip(p, ("invoices", "transfers")):
+                if not isinstance(frame, pd.DataFrame):
+                    raise TypeError(f"problem {k}: {table} must be a pandas DataFrame, got {type(frame).__name__}")
+            if len(p[1]) > self.batch_size:
+                raise ValueError(f"problem {k}: {len(p[1])} transfers, more than batch_size={self.batch_size}; "
+                                 "match it alone with match(), which splits it into batches")
+        inv_scope = np.repeat(np.arange(len(problems)), [len(i) for i, _ in problems])
+        tr_scope = np.repeat(np.arange(len(problems)), [len(t) for _, t in problems])
+        same = (len({tuple(i.columns) for i, _ in problems}) == 1 and len({tuple(t.columns) for _, t in problems}) == 1)
+        if same:
+            try:
+                invoices = check_frame(pd.concat([i for i, _ in problems], ignore_index=True), "invoices", inv_scope)
+                transfers = check_frame(pd.concat([t for _, t in problems], ignore_index=True), "transfers", tr_scope)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (checked {len(problems)} problem(s) together)") from exc
+            inv, ic = prepare_invoices(invoices)  # row by row: the same as per problem
+            tr, tc = prepare_transfers(transfers)
+            return inv, ic, tr, tc, inv_scope, tr_scope
+        parts = []
+        for k, (invoices, transfers) in enumerate(problems):
+            try:
+                parts.append((*prepare_invoices(check_frame(invoices, "invoices")),
+                              *prepare_transfers(check_frame(transfers, "transfers"))))
+            except ValueError as exc:
+                raise ValueError(f"problem {k}: {exc}") from exc
+        i_off = np.r_[0, np.cumsum([len(p[0]) for p in parts])]
+        t_off = np.r_[0, np.cumsum([len(p[2]) for p in parts])]
+        inv = pd.concat([p[0] for p in parts], ignore_index=True)
+        ic = pd.concat([p[1].assign(i=p[1]["i"] + i_off[k]) for k, p in enumerate(parts)], ignore_index=True)
+        tr = pd.concat([p[2] for p in parts], ignore_index=True)
+        tc = pd.concat([p[3].assign(t=p[3]["t"] + t_off[k]) for k, p in enumerate(parts)], ignore_index=True)
+        return inv, ic, tr, tc, inv_scope, tr_scope
 
     def _match_batch(self, inv, ic, tr, tc, pairs=None):
         """(scored pairs, links, decisions) of one batch; ``pairs`` (t, i): the candidates, when already blocked."""
