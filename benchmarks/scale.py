@@ -63,7 +63,7 @@ def cmd_match(model_dir: str, data: str) -> None:
     import pandas as pd
 
     from ledgerlink.matching.base import load_matcher
-    from ledgerlink.matching.candidates import blocking_recall
+    from ledgerlink.evaluation.metrics import blocking_recall
     model = load_matcher(model_dir)
     inv = pd.read_parquet(Path(data) / "invoices.parquet")
     tr = pd.read_parquet(Path(data) / "transfers.parquet")

@@ -103,9 +103,10 @@ def slice_metrics(outcomes: pd.DataFrame, labels: pd.DataFrame) -> dict[str, dic
 
 
 def blocking_recall(candidates: pd.DataFrame, true_links: pd.DataFrame) -> float:
-    """Share of true links that survive candidate generation."""
-    if true_links.empty:
+    """Share of the distinct true (transfer_id, invoice_id) links that survive candidate generation."""
+    key = ["transfer_id", "invoice_id"]
+    true = true_links[key].drop_duplicates()
+    if true.empty:
         return 1.0
-    kept = true_links[["transfer_id", "invoice_id"]].merge(candidates[["transfer_id", "invoice_id"]].drop_duplicates(),
-                                                           on=["transfer_id", "invoice_id"])
-    return len(kept) / len(true_links[["transfer_id", "invoice_id"]].drop_duplicates())
+    kept = true.merge(candidates[key].drop_duplicates(), on=key)
+    return len(kept) / len(true)

@@ -4,7 +4,8 @@ transfer's invoice set, the rules baseline; ``transformer.TransformerMatcher`` a
 
 No orchestration here (no zenml import): pipelines, benchmarks and the BentoML service all call this API.
 """
-from .candidates import blocking_recall, generate_candidates
+from ..evaluation.metrics import blocking_recall
+from .candidates import generate_candidates
 from .features import FEATURE_NAMES, pair_features
 from .model import Matcher, MatchResult
 from .rules import RulesMatcher

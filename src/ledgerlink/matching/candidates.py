@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from .arrays import eq_join, run_starts
 from .features import FEE_TOLERANCE, Exclusion, Memory, group_sets, is_settled
 from .normalize import string_ngrams
 
@@ -55,16 +56,9 @@ def _take(pairs: Pairs, rows: np.ndarray) -> Pairs:
     return {c: v[rows] for c, v in pairs.items()}
 
 
-def _starts(keys: np.ndarray) -> np.ndarray:
-    """First row of each run of equal values in sorted ``keys``."""
-    if len(keys) == 0:
-        return np.zeros(0, np.int64)
-    return np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-
-
 def _rank_in_run(keys: np.ndarray) -> np.ndarray:
     """0-based position of each row within its run of equal values in sorted ``keys``."""
-    start = _starts(keys)
+    start = run_starts(keys)
     return np.arange(len(keys)) - np.repeat(start, np.diff(np.append(start, len(keys))))
 
 
@@ -80,14 +74,6 @@ def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = np.maximum(hi - lo, 0)
     rows = np.repeat(np.arange(len(lo)), n)
     return rows, np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
-
-
-def _join(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Equal-key pairs (left row, right row) of two integer key arrays, left-major, right rows in order."""
-    order = np.argsort(right, kind="stable")
-    rs = right[order]
-    rows, idx = _expand(np.searchsorted(rs, left, side="left"), np.searchsorted(rs, left, side="right"))
-    return rows, order[idx]
 
 
 def _first_rows(*keys: np.ndarray) -> np.ndarray:
@@ -203,13 +189,13 @@ def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int, inv_scope=
     w = idf[ic]
     wsum = np.bincount(ii, weights=w, minlength=int(ii.max(initial=0)) + 1)
     # each transfer token meets the invoice postings of that token
-    rows, idx = _join(tcode, ic)
+    rows, idx = eq_join([tcode], [ic])
     if len(rows) == 0:
         return _empty(cols)
     mt, mi, mw = tt[rows], ii[idx], w[idx]
     key = mt * (int(mi.max()) + 1) + mi
     o = np.argsort(key, kind="stable")  # per pair, weights summed in the transfer's token order
-    st = _starts(key[o])
+    st = run_starts(key[o])
     score = np.add.reduceat(mw[o], st)
     near = np.maximum.reduceat((kind[idx] == 2).astype(np.float64)[o], st)
     exact = np.maximum.reduceat((kind[idx] == 3).astype(np.float64)[o], st)
@@ -229,7 +215,7 @@ def amount_channel(inv, tr, live: np.ndarray, max_df: int, inv_scope=None, tr_sc
         cents, t_cents = code[:len(cents)], code[len(cents):]
     _, which, count = np.unique(cents, return_inverse=True, return_counts=True)
     rare = count[which.ravel()] <= max_df
-    rows, idx = _join(t_cents, cents[rare])
+    rows, idx = eq_join([t_cents], [cents[rare]])
     return {"t": rows, "i": pos[rare][idx], "amt_exact": np.ones(len(rows))}
 
 
@@ -316,7 +302,7 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr
     wsum = _group_sum(nt_name, idf[nt_code], n_names)
     useful = (df > 0) & (df <= limit[code_scope]) & (names_per_tok <= MAX_NAMES_PER_TOKEN)
     ok = useful[nt_code]
-    rows, idx = _join(tt_code, nt_code[ok])
+    rows, idx = eq_join([tt_code], [nt_code[ok]])
     ex_t, ex_name, ex_w = tt_t[rows], nt_name[ok][idx], idf[nt_code[ok][idx]]
     # typo-tolerant: each invoice-name word counts once, at 80% of its weight, if a variant of it matches
     fscope = np.concatenate([uniq_scope[fz_name], t_scope[ft_t]])
@@ -330,7 +316,7 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr
     fz_names = np.bincount(fz_code[once], minlength=n_fcodes)
     ok = ((fz_df <= limit[fcode_scope]) & (fz_names <= MAX_NAMES_PER_TOKEN))[fz_code] & useful[src_code]
     keep = _first_rows(ft_t, ft_code)
-    rows, idx = _join(ft_code[keep], fz_code[ok])
+    rows, idx = eq_join([ft_code[keep]], [fz_code[ok]])
     fz_rows = np.flatnonzero(ok)[idx]
     f_t, f_name, f_src = ft_t[keep][rows], fz_name[fz_rows], src_code[fz_rows]
     # per (transfer, name): each matched source word once, summed in alphabetical order as a groupby sums them
@@ -387,7 +373,7 @@ def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.
         cell_scope = inv_scope[live[first_row]]
         code2 = _scoped(pd.factorize(np.concatenate([cents, t_cents]))[0], np.concatenate([cell_scope, tr_scope[weak]]))
         cents, t_cents = code2[:len(cents)], code2[len(cents):]
-    rows, idx = _join(t_cents, cents[nonzero])
+    rows, idx = eq_join([t_cents], [cents[nonzero]])
     hit_t, hit = weak[rows], nonzero[idx]
     ts, ii = [], []
     for b in np.unique(table_of[hit]):
@@ -555,7 +541,7 @@ def _max_per_pair(parts: list[Pairs], cols: list[str], n_inv: int) -> Pairs:
     key = np.concatenate([p["t"].astype(np.int64) * (n_inv + 1) + p["i"].astype(np.int64) for p in parts])
     order = np.argsort(key)  # any order among a pair's rows: only their maximum is kept
     ks = key[order]
-    start = _starts(ks)
+    start = run_starts(ks)
     values = np.zeros((len(cols), len(key)))
     at = 0
     for p in parts:
@@ -594,12 +580,3 @@ def _completions(t: np.ndarray, ref_exact: np.ndarray, ta: np.ndarray, ia: np.nd
     out = single.astype(np.float64)
     out[rows[in_pair]] = 1.0
     return out
-
-
-def blocking_recall(candidates: pd.DataFrame, links: pd.DataFrame) -> float:
-    """Share of true (transfer_id, invoice_id) links present in ``candidates``."""
-    if len(links) == 0:
-        return 1.0
-    key = ["transfer_id", "invoice_id"]
-    hit = links[key].drop_duplicates().merge(candidates[key].drop_duplicates(), on=key, how="left", indicator=True)
-    return float((hit["_merge"] == "both").mean())

@@ -34,7 +34,8 @@ import xgboost as xgb  # noqa: E402
 from ..data.contract import TABLES
 from .arrays import run_starts
 from .base import BaseMatcher
-from .candidates import blocking_recall, generate_candidates
+from ..evaluation.metrics import blocking_recall
+from .candidates import generate_candidates
 from .features import FEATURE_NAMES, FEE_TOLERANCE, Memory, pair_features
 from .normalize import prepare_invoices, prepare_transfers
 from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, set_features, set_labels
@@ -337,10 +338,7 @@ class Matcher(BaseMatcher):
         n_t = len(tr)
         self.memory_ = Memory.learn(inv, tr, links_ti)
         exclude = Memory.exclusion(inv, tr, links_ti)
-        cands = generate_candidates(inv, ic, tr, tc, memory=self.memory_, exclude=exclude,
-                                    max_candidates=self.max_candidates, max_candidates_weak=self.max_candidates_weak,
-                                    lookback_days=self.lookback_days)
-        pairs = cands[["t", "i"]].reset_index(drop=True)
+        pairs = self._block(inv, ic, tr, tc, self.memory_, exclude)
         X = pair_features(pairs, inv, ic, tr, tc, memory=self.memory_, exclude=exclude, n_jobs=self.n_jobs)
         y = self._label(pairs, links_ti)
         t = pairs["t"].to_numpy()
@@ -629,8 +627,7 @@ class Matcher(BaseMatcher):
                              f"{candidates_frame.loc[unknown, ['transfer_id', 'invoice_id']].head(3).values.tolist()}")
         pairs = pd.DataFrame({"t": ti[candidates_frame["transfer_id"].astype(str)].to_numpy(),
                               "i": ii[candidates_frame["invoice_id"].astype(str)].to_numpy()})
-        X = pair_features(pairs, inv, ic, tr, tc, memory=self.memory_, n_jobs=self.n_jobs)
-        X = self._extra_features(pairs, inv, tr, X)
+        X = self._featurize(pairs, inv, ic, tr, tc, self.memory_, None)
         out = candidates_frame[["transfer_id", "invoice_id"]].reset_index(drop=True).copy()
         out["probability"] = self._pair_proba(X)
         return out
