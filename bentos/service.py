@@ -10,7 +10,9 @@ Routes (port 3000):
 - BentoML's own ``/livez``, ``/healthz``, ``/readyz`` (ready once the model is loaded), ``/metrics``.
 
 The model is the BentoML model ``$LEDGERLINK_MODEL_TAG`` (default ``ledgerlink:latest``); scoring is
-``ledgerlink.matching.Matcher.match``, the same code training evaluates, so serving cannot skew.
+``ledgerlink.matching.Matcher.match`` (``/match_batch``) and ``Matcher.match_many`` (``/match``, batched; each
+answer equal to ``match`` on that request alone, which the tests and the serving benchmark check), the code
+training evaluates, so serving cannot skew.
 
 Bad requests get a 4xx whose body names the field (pydantic ``loc``): missing or wrong-typed fields,
 unknown fields, non-positive ``top_k``, too many candidates/transfers/invoices (limits from env),

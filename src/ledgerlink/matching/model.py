@@ -7,7 +7,7 @@ cross-fitted: each fold's pairs are scored by a model trained on the other folds
 them. These out-of-fold probabilities train the *set model* (``sets.py``: which whole set of invoices, the
 empty set included, the transfer pays) and, cross-fitted again, give out-of-fold decisions on every training
 transfer, on which ``auto_threshold_`` is chosen: the lowest confidence at which the decisions above it reach
-``target_precision`` with a margin. At match time the fold models' probabilities are averaged, so the set
+``target_precision``. At match time the fold models' probabilities are averaged, so the set
 model and the threshold see probabilities like the ones they were fitted on (a model refitted on all data is
 more confident than its out-of-fold self, which would make the threshold too lenient).
 Transfers without any candidate get ``empty_confidence_``: how often such a training transfer paid nothing.
@@ -46,7 +46,6 @@ PAIR_MODEL_FILE = "pair_model_{k}.ubj"
 SET_MODEL_FILE = "set_model.ubj"
 META_FILE = "meta.json"
 SET_ROUNDS, SET_DEPTH = 150, 4
-PRECISION_MARGIN = 0.0  # the threshold aims at target + margin * (1 - target) precision on out-of-fold decisions
 
 
 def _library_version() -> str:
@@ -447,8 +446,7 @@ class Matcher(BaseMatcher):
         return (p.to_numpy() == q.to_numpy()).astype(bool) if len(tt) else np.zeros(0, bool)
 
     def _choose_threshold(self, conf: np.ndarray, correct: np.ndarray) -> float:
-        """Lowest confidence c such that the transfers with confidence >= c are right with precision >= target
-        (with a margin: PRECISION_MARGIN of the allowed error rate is kept in reserve for estimation noise).
+        """Lowest confidence c such that the transfers with confidence >= c are right with precision >= target.
 
         Never below MIN_AUTO_THRESHOLD: a few hundred validation transfers can show 99.5% precision down to
         absurd confidences by chance, and a set the model itself thinks more likely wrong is never automatic."""
@@ -458,7 +456,7 @@ class Matcher(BaseMatcher):
         c, ok = conf[order], correct[order].astype(np.float64)
         prec = np.cumsum(ok) / np.arange(1, len(ok) + 1)
         last_of_tie = np.r_[c[1:] != c[:-1], True]  # a threshold keeps all tied confidences together
-        need = self.target_precision + PRECISION_MARGIN * (1.0 - self.target_precision)
+        need = self.target_precision
         good = np.flatnonzero((prec >= need) & last_of_tie)
         return max(float(c[good[-1]]), MIN_AUTO_THRESHOLD) if len(good) else 1.0
 
@@ -606,7 +604,8 @@ class Matcher(BaseMatcher):
 
     def predict_proba_pairs(self, invoices: pd.DataFrame, candidates_frame: pd.DataFrame,
                             transfers: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Score given (transfer_id, invoice_id) pairs with the training feature code (for serving).
+        """Score given (transfer_id, invoice_id) pairs with the training feature code (pair probabilities only:
+        no set choice; for callers that bring their own candidates and want scores).
 
         The transfer columns come from ``transfers`` or, when it is None, from ``candidates_frame`` itself
         (one row per pair, transfer columns repeated). Features that look across a transfer's candidates are

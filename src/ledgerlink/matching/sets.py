@@ -52,7 +52,8 @@ SET_FEATURE_NAMES = (
 
 @dataclass
 class SetTable:
-    """Enumerated sets: ``sets`` (one row per set: t, size, logp) and ``members`` (sid, row into the pairs)."""
+    """Enumerated sets: ``sets`` (one row per set: t, size, hash of its members) and ``members`` (sid, row into
+    the pairs, sorted by sid)."""
 
     sets: pd.DataFrame
     members: pd.DataFrame
@@ -80,7 +81,7 @@ def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.nda
     p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
     n = len(t)
     if n == 0:
-        return SetTable(pd.DataFrame({"t": np.zeros(0, np.int64), "size": np.zeros(0, np.int64), "logp": np.zeros(0)}),
+        return SetTable(pd.DataFrame({"t": np.zeros(0, np.int64), "size": np.zeros(0, np.int64), "hash": np.zeros(0, np.int64)}),
                         pd.DataFrame({"sid": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)}))
     logit = _logit(p)
     slots, tpos, order = top_k_slots(t, p, k)
