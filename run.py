@@ -42,7 +42,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from ledgerlink.config import load_config
     from pipelines.runner import run_cycles, schedule
-    from pipelines.schedule import ScheduleError, build_schedule, check_orchestrator_can_schedule, run_options
+    from pipelines.schedule import (ScheduleError, build_schedule, check_orchestrator_can_schedule,
+                                    check_schedule_names_free, run_options)
 
     cfg = load_config(args.config)
     family = cfg["model"].get("family", "xgboost")
@@ -61,8 +62,9 @@ def main(argv=None) -> int:
             return 2
     if args.schedule:
         try:
-            sched = build_schedule(args.schedule, args.timezone, name=f"ledgerlink-{args.pipeline}")
+            sched = build_schedule(args.schedule, args.timezone)
             check_orchestrator_can_schedule()
+            check_schedule_names_free(args.pipeline)
         except ScheduleError as exc:
             print(f"--schedule: {exc}", file=sys.stderr)
             return 2

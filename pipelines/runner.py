@@ -126,16 +126,18 @@ def run_cycles(cfg: dict, pipeline: str = "training", months: int = 1, enable_ca
 
 
 def schedule(cfg: dict, pipeline: str, options: dict) -> int:
-    """Attach the schedule in ``options`` to the pipelines; the orchestrator (Vertex) runs them from now on."""
+    """Attach the schedule in ``options`` to each pipeline ``pipeline`` stands for, one named schedule per pipeline
+    (``ledgerlink-<pipeline name>``); the orchestrator (Vertex) fires each on its own, not one after another."""
     from .data_collection import data_collection
     from .monitoring import monitoring
+    from .schedule import SCHEDULED_PIPELINES, schedule_name
     from .training import training
-    if pipeline in ("data", "all"):
-        data_collection.with_options(**options)(config=cfg)
-    if pipeline in ("monitoring", "all"):
-        monitoring.with_options(**options)(config=cfg)
-    if pipeline in ("training", "all"):
-        training.with_options(model=model_spec(cfg), **options)(config=cfg)
-    console.print(f"Scheduled '{pipeline}' with cron {options['schedule'].cron_expression!r}. "
-                  "List or delete schedules as the README describes (ZenML cannot update one).")
+    pipelines = {"data_collection": data_collection, "monitoring": monitoring,
+                 "training": training.with_options(model=model_spec(cfg))}
+    base = options["schedule"]
+    for name in SCHEDULED_PIPELINES[pipeline]:
+        sched = base.model_copy(update={"name": schedule_name(name)})
+        pipelines[name].with_options(**{**options, "schedule": sched})(config=cfg)
+        console.print(f"Scheduled {name!r} as {schedule_name(name)!r} with cron {base.cron_expression!r}.")
+    console.print("List or delete schedules as the README describes (ZenML cannot update one).")
     return 0

@@ -93,6 +93,31 @@ def check_orchestrator_can_schedule(client=None) -> str:
     return orchestrator.flavor_name
 
 
+SCHEDULED_PIPELINES = {"data": ["data_collection"], "monitoring": ["monitoring"], "training": ["training"],
+                       "all": ["data_collection", "monitoring", "training"]}
+
+
+def schedule_name(pipeline_name: str) -> str:
+    """One schedule per pipeline: ZenML schedule names are unique within a project."""
+    return f"ledgerlink-{pipeline_name}"
+
+
+def check_schedule_names_free(pipeline: str, client=None) -> list[str]:
+    """The schedule names ``--pipeline`` needs, if none exists yet (ZenML cannot update a schedule; a name in use
+    would fail after the other pipelines were already scheduled). Returns the names."""
+    from zenml.client import Client
+
+    client = client or Client()
+    names = [schedule_name(p) for p in SCHEDULED_PIPELINES[pipeline]]
+    taken = [n for n in names if client.list_schedules(name=n, size=1).total]
+    if taken:
+        raise ScheduleError(
+            f"schedule(s) {taken} exist already and ZenML cannot update a schedule. Delete each with "
+            f"`zenml pipeline schedule delete <name>` and its Vertex AI schedule (README: "
+            "\"From the local default to monthly runs on Google Cloud\"), then schedule again.")
+    return names
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for key, value in over.items():

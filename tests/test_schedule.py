@@ -195,3 +195,22 @@ def test_pipeline_compiles_for_vertex_with_the_cron(tmp_path, gcs_emulator, monk
     assert "train_matcher" in pool["container_spec"]["args"]
     assert "NVIDIA_TESLA_T4" not in json.dumps(compiled["components"]["comp-evaluate-matcher"])
     assert os.path.basename(captured["path"]).endswith(".json")
+
+
+def test_one_schedule_per_pipeline_and_a_taken_name_is_refused_before_any_is_submitted():
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+    from zenml.models import ScheduleRequest
+
+    from pipelines.schedule import check_schedule_names_free
+    client = Client()
+    assert check_schedule_names_free("all", client) == [
+        "ledgerlink-data_collection", "ledgerlink-monitoring", "ledgerlink-training"]
+    assert check_schedule_names_free("training", client) == ["ledgerlink-training"]
+    orchestrator = client.active_stack_model.components[StackComponentType.ORCHESTRATOR][0]
+    client.zen_store.create_schedule(ScheduleRequest(
+        project=client.active_project.id, name="ledgerlink-monitoring", active=True, cron_expression="0 3 1 * *",
+        orchestrator_id=orchestrator.id, pipeline_id=None))
+    with pytest.raises(ScheduleError, match=r"\['ledgerlink-monitoring'\] exist already.*zenml pipeline schedule delete"):
+        check_schedule_names_free("all", client)
+    assert check_schedule_names_free("training", client) == ["ledgerlink-training"]
