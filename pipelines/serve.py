@@ -1,9 +1,10 @@
 """The production model, found in ZenML's Model Control Plane: serve it, or print its Cloud Build request.
 
-    python run.py --serve [--port 3000] [--host 127.0.0.1]   # bentoml serve the production model's Bento
+    python run.py --serve [--port 3000] [--host 127.0.0.1] [--workers N]   # bentoml serve the production model's Bento
     python run.py --dry-run [--config configs/gcp.yaml]      # the Cloud Build request the gcp deployer would send
 
-The work is done by ``ledgerlink.deploy``; this module only asks ZenML which version is in production.
+The work is done by ``ledgerlink.deploy``; this module asks ZenML which version is in production and whether
+the Bento its deploy built can be reused.
 """
 from __future__ import annotations
 
@@ -44,12 +45,19 @@ def dry_run(cfg: dict, now: datetime | None = None) -> tuple[dict[str, Any], str
 
 def production_bento(cfg: dict, echo=print) -> str:
     """The production model's Bento tag: the one its deploy built if it is still in the local BentoML store,
-    otherwise built now from the model version's ``matcher`` artifact."""
+    otherwise built now from the model version's ``matcher`` artifact. A version whose Bento failed to build or
+    failed its smoke test is refused; one that passed them and failed later (e.g. in Cloud Build) is served."""
     import bentoml
 
     mv = production_version(cfg)
     deployment = (mv.run_metadata or {}).get("deployment") or {}
-    tag = deployment.get("bento_tag") if isinstance(deployment, dict) else None
+    deployment = deployment if isinstance(deployment, dict) else {}
+    if deployment.get("status") == "failed" and deployment.get("stage") in ("configuration", "package", "smoke_test"):
+        raise NoProductionModel(
+            f"production version {mv.number} of {cfg['model_name']!r} failed its deployment at "
+            f"{deployment['stage']} ({deployment.get('error', 'no error recorded')}); it is not served. Fix the "
+            "cause and run the training pipeline again (or promote another version).")
+    tag = deployment.get("bento_tag")
     if tag:
         try:
             bentoml.bentos.get(tag)

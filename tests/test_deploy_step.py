@@ -134,10 +134,12 @@ def test_gcp_deployer_failed_build_raises_with_the_log_url(matcher, tmp_path):
 
 def test_gcp_deployer_config_errors_fail_before_building(matcher):
     with pytest.raises(DeploymentFailed, match="deploy.gcp.registry") as info:
-        deploy_promoted(matcher, _info(), {"deployer": "gcp", "gcp": {"project": PROJECT, "bucket": "gs://b"}})
+        deploy_promoted(matcher, _info(), {"deployer": "gcp", "gcp": {"project": PROJECT, "bucket": "gs://b"}},
+                        smoke_tables={})
     assert info.value.record["stage"] == "configuration" and "bento_tag" not in info.value.record
-    with pytest.raises(ValueError, match="deploy.deployer"):
-        deploy_promoted(matcher, _info(), {"deployer": "k8s"})
+    with pytest.raises(DeploymentFailed, match="deploy.deployer must be one of") as info:
+        deploy_promoted(matcher, _info(), {"deployer": "k8s"}, smoke_tables={})
+    assert info.value.record["stage"] == "configuration" and info.value.record["deployer"] == "k8s"
 
 
 def test_gcp_settings_buckets_and_regional_dry_run():
@@ -180,11 +182,15 @@ def test_local_deployer_smoke_tests_the_served_bento(matcher, data, tmp_path):
         s.connect(("127.0.0.1", int(smoke["url"].rsplit(":", 1)[1])))
 
 
-def test_local_deployer_without_smoke_data_fails_at_the_smoke_test(matcher, tmp_path):
-    with pytest.raises(DeploymentFailed, match="smoke") as info:
+def test_local_deployer_without_smoke_data_fails_before_building(matcher, tmp_path):
+    import bentoml
+
+    before = {str(b.tag) for b in bentoml.bentos.list()}
+    with pytest.raises(DeploymentFailed, match="smoke test needs data") as info:
         deploy_promoted(matcher, _info(), {"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)},
                         echo=lambda _: None)
-    assert info.value.record["stage"] == "smoke_test" and info.value.record["status"] == "failed"
+    assert info.value.record["stage"] == "configuration" and info.value.record["status"] == "failed"
+    assert {str(b.tag) for b in bentoml.bentos.list()} == before  # nothing built for a deploy that cannot pass
 
 
 # ------------------------------------------------------------------------------------------------
@@ -296,3 +302,16 @@ def test_step_failed_build_fails_the_run_and_records_failed(deploy_pipeline, mat
     assert dep["status"] == "failed" and dep["deployed"] is False and dep["stage"] == "gcp"
     assert dep["build_status"] == "FAILURE" and dep["build_id"] == BUILD_ID and dep["log_url"] == LOG_URL
     assert len(fake.requests) >= 2  # it did submit and poll
+    # the Bento passed its smoke test before Cloud Build failed: it can still be served locally
+    from pipelines.serve import production_bento
+    assert production_bento({"model_name": "step_gcp_fail", "deploy": {}}) == dep["bento_tag"]
+
+
+def test_serve_refuses_a_production_version_whose_bento_failed(deploy_pipeline, matcher_dir, tmp_path):
+    mv, error = _run(deploy_pipeline, "step_smoke_fail", path=matcher_dir, promote=True,
+                     deploy={"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)})
+    assert error is not None and "smoke test needs data" in error, error
+    assert mv.run_metadata["deployment"]["stage"] == "configuration"
+    from pipelines.serve import NoProductionModel, production_bento
+    with pytest.raises(NoProductionModel, match="failed its deployment at configuration.*not served"):
+        production_bento({"model_name": "step_smoke_fail", "deploy": {}})

@@ -113,11 +113,15 @@ def deploy_promoted(matcher, info: ModelVersionInfo, deploy_cfg: dict, *, smoke_
     ``client`` (a ``CloudBuildClient``) and ``fs`` (the bucket's fsspec filesystem) override what the gcp
     deployer builds from ``deploy_cfg['gcp']``. Raises ``DeploymentFailed`` (with ``record``) on any failure.
     """
-    deployer = _deployer(deploy_cfg)
+    deployer = str(deploy_cfg.get("deployer") or "local")
     record: dict[str, Any] = {"deployed": False, "status": "failed", "deployer": deployer, "model_name": info.model_name,
                               "version": info.number, "model_version_id": info.model_version_id}
     stage = "configuration"
     try:
+        _deployer(deploy_cfg)  # an unknown deployer is recorded as a failed deployment, like any other mistake
+        if deploy_cfg.get("smoke_test", True) and smoke_tables is None:
+            raise ValueError("the smoke test needs data to build a request from (the frozen test split); "
+                             "pass smoke_tables or set deploy.smoke_test: false")
         if deployer == "gcp":
             from .gcp import GcpSettings
 
