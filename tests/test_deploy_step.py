@@ -315,3 +315,29 @@ def test_serve_refuses_a_production_version_whose_bento_failed(deploy_pipeline, 
     from pipelines.serve import NoProductionModel, production_bento
     with pytest.raises(NoProductionModel, match="failed its deployment at configuration.*not served"):
         production_bento({"model_name": "step_smoke_fail", "deploy": {}})
+
+
+def test_re_export_swaps_directories_and_a_crash_between_the_renames_keeps_the_old_copy(matcher, tmp_path, monkeypatch):
+    from ledgerlink.deploy import export
+    from ledgerlink.matching.base import load_matcher
+
+    first = export.export_model(matcher, tmp_path, "m", "3", {"run": 1})
+    assert json.loads((first / "info.json").read_text()) == {"run": 1}
+    second = export.export_model(matcher, tmp_path, "m", "3", {"run": 2})
+    assert second == first and json.loads((second / "info.json").read_text()) == {"run": 2}
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["3", "production.json"]
+
+    real_rename = Path.rename
+
+    def crash_on_the_second_rename(self, target):
+        if self.name == "3.partial":
+            raise OSError("crash")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", crash_on_the_second_rename)
+    with pytest.raises(OSError, match="crash"):
+        export.export_model(matcher, tmp_path, "m", "3", {"run": 3})
+    monkeypatch.undo()
+    kept = export.production_model_dir(tmp_path, "m")
+    assert kept.name == "3.old" and json.loads((kept / "info.json").read_text()) == {"run": 2}
+    assert load_matcher(kept).auto_threshold_ == matcher.auto_threshold_
