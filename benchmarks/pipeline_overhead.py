@@ -1,4 +1,5 @@
-"""Time one monthly cycle (collection + training) through ZenML and as bare library calls.
+"""Time one monthly cycle (collection + training + deploy: Bento build and smoke test) through ZenML and as bare
+library calls.
 
 Runs at the default size and at 10x (``--scales 1 10``). The first cycle of each warms up (first
 collection, frozen test split); the second, timed cycle collects month 2 and trains on months 1-2.

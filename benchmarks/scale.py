@@ -1,6 +1,6 @@
 """Scale: match 10k, 100k (and, asked for, 1M) transfers against their month's open invoices.
 
-A model is trained once on small data (the default synthetic world, 3 months, as ``quality.py`` does) and saved.
+A model is trained once on small data (the default synthetic world, 3 months; ``quality.py`` defaults to 6) and saved.
 For each size N a fresh world is generated (seed 7, one month of N transfers, N/8 contractors; every invoice
 issued that month is open at its start, ~2N invoices, since many are paid only in later months; at most 20k
 contractors, the generator's limit) and written to
@@ -10,7 +10,7 @@ is that process's resident set during ``match`` (its high-water mark is reset af
 /proc/self/clear_refs), also shown with the process total. A process per size keeps the figures independent.
 
     .venv/bin/python benchmarks/scale.py                         # 10k and 100k (~3-5 min on 2 busy cores)
-    .venv/bin/python benchmarks/scale.py --sizes 1000000         # 1M once (several minutes, several GB)
+    .venv/bin/python benchmarks/scale.py --sizes 10000,100000,1000000   # with 1M (over 20 minutes, several GB)
     .venv/bin/python benchmarks/scale.py --family transformer    # the transformer family instead
 
 Last line: JSON with seconds_100k, peak_gb_100k, growth_per_10x (the largest time ratio between sizes 10x

@@ -1,7 +1,8 @@
 """Run monthly cycles of the pipelines and print one summary table.
 
-The cycle is: collect the next month (if the warehouse has one), then train. ``--pipeline
-training`` on a fresh machine therefore collects first; a second call processes the next month.
+The cycle is: collect the next month (if the warehouse has one), then monitor and train, as ``--pipeline``
+says. ``--pipeline training`` on a fresh machine therefore collects first; a second call processes the next
+month. ``schedule()`` attaches a cron to each pipeline instead (one run per pipeline, not this cycle).
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "store": {"uri": "{data_dir}/datasets"},
     "split": {"test_fraction": 0.3, "seed": 13},
     "model": {"family": "xgboost", "params": {}},
-    "evaluation": {"target_precision": 0.995, "primary_metric": "pair_f1"},
+    "evaluation": {"primary_metric": "pair_f1"},
     "promotion": {"min_delta": 0.002, "bootstrap_samples": 1000, "confidence": 0.95, "frozen_margin": 0.01,
                   "slice_tolerance": 0.02, "min_slice_size": 30, "seed": 0},
     "deploy": {"deployer": "local",  # local | gcp (ledgerlink.deploy.deployers)

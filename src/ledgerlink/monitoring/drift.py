@@ -2,8 +2,9 @@
 
 Evidently is called directly (ZenML's integration pins an old Evidently). Two views are compared:
 raw columns people understand (amount, text lengths, share of titles with a reference number, ...)
-and the model's own pair features, which is what the model actually sees. The full Evidently HTML
-report is kept for the dashboard; a small JSON summary (drift share, drifted columns) is what
+and the model's own pair features, which is what the model actually sees. The dashboard gets a plain
+summary table (``drift_summary_html``, which renders in its sandboxed frame) followed by the full Evidently
+report (download it to open in a browser); a small JSON summary (drift share, drifted columns) is what
 triggers and metadata use.
 """
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Score the production model on a freshly tagged month: the real degradation signal."""
+"""Score the production model on a freshly tagged month: the real degradation signal; ``challenge`` compares a
+newer version with production on that month (the out-of-time promotion route)."""
 from __future__ import annotations
 
 from ..evaluation.compare import paired_bootstrap
