@@ -50,3 +50,24 @@ def tiny_month(month: str = "2025-01", n: int = 20, start: int = 0) -> dict[str,
 @pytest.fixture
 def month_tables():
     return tiny_month()
+
+
+GCS_BUCKET, GCS_PROJECT = "finanse-ml-dev", "finanse-ml"
+
+
+@pytest.fixture
+def gcs_emulator():
+    """gcp-storage-emulator in this process on a free loopback port, with bucket ``GCS_BUCKET``: (endpoint, a real
+    gcsfs filesystem pointed at it). Stopped after the test."""
+    emulator = pytest.importorskip("gcp_storage_emulator.server")
+    gcsfs = pytest.importorskip("gcsfs")
+    from ledgerlink.deploy.local import free_port
+
+    port = free_port()
+    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=GCS_BUCKET)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        yield endpoint, gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon", project=GCS_PROJECT)
+    finally:
+        server.stop()

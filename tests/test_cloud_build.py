@@ -153,28 +153,15 @@ def test_upload_context_writes_a_tar_gz(tmp_path):
     assert archive.read_bytes() == first  # reproducible archive
 
 
-def test_upload_context_to_gcs_emulator(tmp_path, monkeypatch):
+def test_upload_context_to_gcs_emulator(tmp_path, gcs_emulator):
     """gs:// path through the real gcsfs, against gcp-storage-emulator on loopback."""
-    import socket
-
-    gcsfs = pytest.importorskip("gcsfs")
-    emulator = pytest.importorskip("gcp_storage_emulator.server")
-    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # else gcsfs waits on a gRPC probe
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    try:
-        (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-        fs = gcsfs.GCSFileSystem(endpoint_url=f"http://127.0.0.1:{port}", token="anon", project=PROJECT)
-        bucket, obj = upload_context(tmp_path, f"gs://{BUCKET}/ledgerlink", "models/v1/context.tar.gz", fs=fs)
-        assert (bucket, obj) == (BUCKET, "ledgerlink/models/v1/context.tar.gz")
-        with tarfile.open(fileobj=io.BytesIO(fs.cat(f"{bucket}/{obj}")), mode="r:gz") as tar:
-            assert tar.getnames() == ["Dockerfile"]
-        assert build_request(bucket, obj, IMAGE)["source"]["storageSource"] == {"bucket": BUCKET, "object": obj}
-    finally:
-        server.stop()
+    _, fs = gcs_emulator
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    bucket, obj = upload_context(tmp_path, f"gs://{BUCKET}/ledgerlink", "models/v1/context.tar.gz", fs=fs)
+    assert (bucket, obj) == (BUCKET, "ledgerlink/models/v1/context.tar.gz")
+    with tarfile.open(fileobj=io.BytesIO(fs.cat(f"{bucket}/{obj}")), mode="r:gz") as tar:
+        assert tar.getnames() == ["Dockerfile"]
+    assert build_request(bucket, obj, IMAGE)["source"]["storageSource"] == {"bucket": BUCKET, "object": obj}
 
 
 def test_upload_context_requires_a_dockerfile(tmp_path):

@@ -76,23 +76,6 @@ def _valid_body(body: dict) -> bool:
 # gcp deployer, library level
 # ------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def gcs_emulator(monkeypatch):
-    emulator = pytest.importorskip("gcp_storage_emulator.server")
-    gcsfs = pytest.importorskip("gcsfs")
-    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # else gcsfs waits on a gRPC probe
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        yield endpoint, gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon", project=PROJECT)
-    finally:
-        server.stop()
-
-
 def test_gcp_deployer_uploads_the_context_and_builds_the_image(matcher, gcs_emulator):
     endpoint, fs = gcs_emulator
     mv_id = "8f19cd96-ca7b-40bd-980e-f2ce19908a6b"

@@ -109,8 +109,9 @@ def _missing_sdks() -> list[str]:
 
 
 @pytest.fixture
-def gcs_emulator():
-    """Stock gcp-storage-emulator: ZenML uploads the code archive to the GCS artifact store before submitting."""
+def gcs_emulator_process():
+    """Stock gcp-storage-emulator as its own process: ZenML uploads the code archive to the GCS artifact store
+    before submitting."""
     pytest.importorskip("gcp_storage_emulator")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,6 +126,9 @@ def gcs_emulator():
             break
         except OSError:
             time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"gcp-storage-emulator did not answer on {url} within 30 s")
     yield url
     proc.terminate()
     proc.wait(timeout=10)
@@ -133,7 +137,7 @@ def gcs_emulator():
 @pytest.mark.skipif(bool(_missing_sdks()), reason=(
     f"needs the Vertex SDKs ({', '.join(_missing_sdks())} missing): kfp==2.16.0, google-cloud-aiplatform, "
     "google-cloud-pipeline-components. They are not in the default venv: kfp pins protobuf<7 (we run 7.x)"))
-def test_pipeline_compiles_for_vertex_with_the_cron(tmp_path, gcs_emulator, monkeypatch):
+def test_pipeline_compiles_for_vertex_with_the_cron(tmp_path, gcs_emulator_process, monkeypatch):
     from zenml import pipeline, step
     from zenml.client import Client
     from zenml.config import DockerSettings
@@ -150,7 +154,7 @@ def test_pipeline_compiles_for_vertex_with_the_cron(tmp_path, gcs_emulator, monk
     client = Client()
     # The code archive goes to the GCS emulator instead of GCS; everything else keeps the connector.
     client.update_stack_component("ledgerlink-gcs", StackComponentType.ARTIFACT_STORE, disconnect=True)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator_process)
     # Two replacements: the final submission (a cloud call), and the guard that wants a remote ZenML
     # server for remote orchestrators (the tests run on a local store).
     captured = {}
