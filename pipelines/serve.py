@@ -20,13 +20,13 @@ class NoProductionModel(RuntimeError):
 
 def production_version(cfg: dict):
     """The production model version (ZenML response); ``NoProductionModel`` when there is none."""
-    from zenml.client import Client
+    from steps.monitoring.production_model import production_version as find
 
-    try:
-        return Client().get_model_version(cfg["model_name"], "production")
-    except KeyError:
+    mv = find(cfg["model_name"])
+    if mv is None:
         raise NoProductionModel(f"no version of model {cfg['model_name']!r} is in production yet; run "
-                                "`python run.py --pipeline training` first") from None
+                                "`python run.py --pipeline training` first")
+    return mv
 
 
 def production_info(cfg: dict, mv=None) -> ModelVersionInfo:

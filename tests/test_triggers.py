@@ -27,3 +27,14 @@ def test_first_month_without_production_trains_and_bad_policy_is_rejected():
     assert evaluate_triggers(None, None, None, {"retrain": "on_trigger"}, has_production=False).retrain
     with pytest.raises(ValueError, match="monitoring.retrain"):
         evaluate_triggers(0.1, None, None, {"retrain": "sometimes"})
+
+
+def test_out_of_time_challenger_is_the_newest_version_after_production_that_has_not_seen_the_month():
+    from ledgerlink.monitoring.performance import challenge_key, pick_challenger
+
+    versions = [(3, ["2025-01", "2025-02"]), (4, ["2025-01", "2025-03"]), (5, ["2025-01", "2025-04"]), (2, ["2025-01"])]
+    assert pick_challenger(versions, 3, "2025-04") == 4     # 5 trained on the month itself
+    assert pick_challenger(versions, 3, "2025-05") == 5     # the newest one it has not seen
+    assert pick_challenger(versions, 4, "2025-04") is None  # only versions newer than production challenge it
+    assert pick_challenger([(6, [])], 3, "2025-04") is None  # a version without recorded months is not trusted
+    assert challenge_key("2025-04") == "challenge_2025-04"

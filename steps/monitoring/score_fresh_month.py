@@ -4,22 +4,19 @@ from zenml import log_metadata, step
 from zenml.client import Client
 
 from ledgerlink.data.store import DatasetStore
-from ledgerlink.monitoring.performance import challenge, fresh_month_data, score_fresh_month
+from ledgerlink.monitoring.performance import challenge, challenge_key, fresh_month_data, pick_challenger, score_fresh_month
 
 from .production_model import production_version
 
 
 def _latest_challenger(model_name: str, production_number: int, month: str):
-    """The newest version, newer than production, that has not trained on ``month``: an out-of-time challenger."""
-    versions = Client().list_model_versions(model_name, sort_by="desc:number", size=5).items
-    for v in versions:
-        if v.number <= production_number:
-            break  # only versions newer than production challenge it
-        v = Client().get_model_version(model_name, v.number)
-        months = v.run_metadata.get("data_months") or []
-        if months and max(months) < month:
-            return v
-    return None
+    """The out-of-time challenger (``pick_challenger``) among the versions newer than production."""
+    client = Client()
+    newer = client.list_model_versions(model_name, sort_by="desc:number", size=50, number=f"gt:{production_number}").items
+    versions = [(v.number, client.get_model_version(model_name, v.number).run_metadata.get("data_months") or [])
+                for v in newer]
+    number = pick_challenger(versions, production_number, month)
+    return None if number is None else client.get_model_version(model_name, number)
 
 
 @step(enable_cache=False)
@@ -51,7 +48,7 @@ def score_production_on_fresh_month(dataset_ref: dict, model_name: str, promotio
         result["challenger"] = {"version": int(challenger.number), "metrics": scored["metrics"]}
         result["challenge"] = challenge(chall_eval, prod_eval, newest, challenger.number, promotion)
         # the training pipeline's promotion rule reads this from the production version
-        log_metadata(metadata={f"challenge_{newest}": result["challenge"]},
+        log_metadata(metadata={challenge_key(newest): result["challenge"]},
                      model_name=model_name, model_version=str(prod.number))
         log_metadata(metadata={f"fresh_{newest}": {"metrics": scored["metrics"], "as": "challenger"}},
                      model_name=model_name, model_version=str(challenger.number))

@@ -2,20 +2,15 @@ from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
-from zenml.client import Client
 from zenml.types import HTMLString
 
 from ledgerlink.data.store import DatasetStore
 from ledgerlink.evaluation.compare import decide
 from ledgerlink.evaluation.evaluate import Evaluation, evaluate
 from ledgerlink.evaluation.report import decision_html
+from ledgerlink.monitoring.performance import challenge_key
 
-
-def _production_version(model_name: str):
-    try:
-        return Client().get_model_version(model_name, "production")
-    except KeyError:
-        return None
+from ..monitoring.production_model import production_version
 
 
 def _as_evaluation(name: str, summary: dict, outcomes: pd.DataFrame | None) -> Evaluation:
@@ -32,7 +27,7 @@ def compare_with_production(evaluation: dict, test_outcomes: pd.DataFrame, datas
     """
     candidate = _as_evaluation("candidate", evaluation["candidate"], test_outcomes)
     rules = _as_evaluation("rules", evaluation["rules"], None)
-    prod_mv = _production_version(model_name)
+    prod_mv = production_version(model_name)
     production, prod_info, challenge = None, {}, None
     if prod_mv is not None:
         meta = prod_mv.run_metadata
@@ -44,7 +39,7 @@ def compare_with_production(evaluation: dict, test_outcomes: pd.DataFrame, datas
             production = evaluate(prod_mv.get_artifact("matcher").load(), test, "production")
         prod_info = {"version": str(prod_mv.name), "number": int(prod_mv.number), "rescored": not same_test}
         # out-of-time evidence from this cycle's monitoring run, if it scored a challenger on the newest month
-        challenge = meta.get(f"challenge_{dataset_ref['months'][-1]}")
+        challenge = meta.get(challenge_key(dataset_ref["months"][-1]))
     decision = decide(candidate, production, rules, promotion, challenge).to_dict()
     decision["production"] = prod_info
     decision["primary_metric"] = promotion.get("primary_metric", "pair_f1")
