@@ -7,7 +7,7 @@ export ZENML_ANALYTICS_OPT_IN := false
 export BENTOML_DO_NOT_TRACK := True
 export AUTO_OPEN_DASHBOARD := false
 
-.PHONY: run test install bench clean dashboard stack-gcp simulate screenshots
+.PHONY: run test lint install bench clean dashboard stack-gcp simulate screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -24,6 +24,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+lint: $(STAMP)   # ruff: imports sorted, line length 120 (pyproject.toml), formatting
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
 	$(PY) benchmarks/pipeline_overhead.py

@@ -1,9 +1,10 @@
 """ledgerlink command line: pick a pipeline and a config, run it, print what happened.
 
-    python run.py --pipeline training            # collects the next month first, then trains
-    python run.py --pipeline data                # only collect the next month
-    python run.py --pipeline all --months 3      # three monthly cycles in a row
+python run.py --pipeline training            # collects the next month first, then trains
+python run.py --pipeline data                # only collect the next month
+python run.py --pipeline all --months 3      # three monthly cycles in a row
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,27 +24,47 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", default=str(ROOT / "configs" / "local.yaml"), help="YAML run configuration")
     p.add_argument("--no-cache", action="store_true", help="disable ZenML step caching")
     p.add_argument("--months", type=int, default=1, help="run N monthly cycles in a row")
-    p.add_argument("--simulate", type=int, metavar="N", help="fresh state, N monthly cycles of collection, "
-                   "monitoring and training on synthetic data with a drift event, then a plot")
+    p.add_argument(
+        "--simulate",
+        type=int,
+        metavar="N",
+        help="fresh state, N monthly cycles of collection, "
+        "monitoring and training on synthetic data with a drift event, then a plot",
+    )
     p.add_argument("--drift-month", type=int, default=7, help="month of the drift event in --simulate")
-    p.add_argument("--schedule", metavar="CRON", help='schedule instead of running now, e.g. "0 3 1 * *" (needs the gcp stack)')
+    p.add_argument(
+        "--schedule", metavar="CRON", help='schedule instead of running now, e.g. "0 3 1 * *" (needs the gcp stack)'
+    )
     p.add_argument("--timezone", help="IANA timezone for --schedule (default UTC), e.g. Europe/Warsaw")
-    p.add_argument("--serve", action="store_true",
-                   help="serve the production model with `bentoml serve` in the foreground (Ctrl+C stops it)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the Cloud Build request the gcp deployer would send for the production model; send nothing")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the production model with `bentoml serve` in the foreground (Ctrl+C stops it)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the Cloud Build request the gcp deployer would send for the production model; send nothing",
+    )
     p.add_argument("--host", default="127.0.0.1", help="--serve: address to bind")
     p.add_argument("--port", type=int, default=3000, help="--serve: port")
-    p.add_argument("--workers", type=int, default=None, help="--serve: BentoML worker processes (default: one per CPU, up to 4)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="--serve: BentoML worker processes (default: one per CPU, up to 4)"
+    )
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from cli.runner import run_cycles, schedule
+    from cli.schedule import (
+        ScheduleError,
+        build_schedule,
+        check_orchestrator_can_schedule,
+        check_schedule_names_free,
+        run_options,
+    )
     from ledgerlink.config import load_config
-    from pipelines.runner import run_cycles, schedule
-    from pipelines.schedule import (ScheduleError, build_schedule, check_orchestrator_can_schedule,
-                                    check_schedule_names_free, run_options)
 
     cfg = load_config(args.config)
     family = cfg["model"].get("family", "xgboost")
@@ -51,7 +72,8 @@ def main(argv=None) -> int:
         if args.serve and args.dry_run:
             print("--serve and --dry-run do not go together", file=sys.stderr)
             return 2
-        from pipelines.serve import NoProductionModel, dry_run, serve_production
+        from cli.serve import NoProductionModel, dry_run, serve_production
+
         try:
             if args.dry_run:
                 print(dry_run(cfg)[1])
@@ -70,14 +92,20 @@ def main(argv=None) -> int:
             return 2
         return schedule(cfg, args.pipeline, run_options(args.config, family, sched))
     if args.simulate:
-        from pipelines.simulate import simulate
+        from cli.simulate import simulate
+
         simulate(cfg, months=args.simulate, drift_month=args.drift_month)
         return 0
     if args.months < 1:
         print("--months must be at least 1", file=sys.stderr)
         return 2
-    return run_cycles(cfg, pipeline=args.pipeline, months=args.months, enable_cache=not args.no_cache,
-                      options=run_options(args.config, family))
+    return run_cycles(
+        cfg,
+        pipeline=args.pipeline,
+        months=args.months,
+        enable_cache=not args.no_cache,
+        options=run_options(args.config, family),
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ collection, frozen test split); the second, timed cycle collects month 2 and tra
 It also records the stored size of every step output of the ZenML runs. Prints a table and, last,
 one JSON line: zenml_s, bare_s, overhead_ratio, max_artifact_bytes_excluding_model, rows (10x figures).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,14 +31,19 @@ os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
 
 def _config(home: Path, scale: int, model_name: str) -> dict:
     from ledgerlink.config import load_config
-    return load_config(ROOT / "configs" / "local.yaml", {
-        "data_dir": str(home), "model_name": model_name,
-        "synthetic": {"months": 3, "transfers_per_month": 800 * scale},
-        "warehouse": {"path": str(WORK / f"warehouse-{scale}.duckdb")},
-        "store": {"uri": str(home / "datasets")},
-        "deploy": {"model_dir": str(home / "models")},
-        "promotion": {"bootstrap_samples": 1000},
-    })
+
+    return load_config(
+        ROOT / "configs" / "local.yaml",
+        {
+            "data_dir": str(home),
+            "model_name": model_name,
+            "synthetic": {"months": 3, "transfers_per_month": 800 * scale},
+            "warehouse": {"path": str(WORK / f"warehouse-{scale}.duckdb")},
+            "store": {"uri": str(home / "datasets")},
+            "deploy": {"model_dir": str(home / "models")},
+            "promotion": {"bootstrap_samples": 1000},
+        },
+    )
 
 
 def bare_cycle(cfg: dict) -> None:
@@ -52,7 +58,9 @@ def bare_cycle(cfg: dict) -> None:
     from ledgerlink.matching.registry import build_matcher
 
     store = open_store(cfg)
-    ref, _ = collect_month(open_warehouse(cfg), store, test_fraction=cfg["split"]["test_fraction"], seed=cfg["split"]["seed"])
+    ref, _ = collect_month(
+        open_warehouse(cfg), store, test_fraction=cfg["split"]["test_fraction"], seed=cfg["split"]["seed"]
+    )
     train, test = store.load_train(), store.load_test()
     matcher = build_matcher(cfg["model"]["family"], **cfg["model"].get("params", {}))
     matcher.fit(train["invoices"], train["transfers"], train["links"])
@@ -61,9 +69,15 @@ def bare_cycle(cfg: dict) -> None:
     decision = decide(cand, prod, rules, {**cfg["promotion"], **cfg["evaluation"]})
     if decision.promote:
         bare_cycle.production = cand
-        info = ModelVersionInfo(model_name=cfg["model_name"], version=str(len(ref.months)), number=len(ref.months),
-                                model_version_id=f"bare-{len(ref.months)}", metrics=cand.metrics, months=ref.months,
-                                threshold=getattr(matcher, "auto_threshold_", None))
+        info = ModelVersionInfo(
+            model_name=cfg["model_name"],
+            version=str(len(ref.months)),
+            number=len(ref.months),
+            model_version_id=f"bare-{len(ref.months)}",
+            metrics=cand.metrics,
+            months=ref.months,
+            threshold=getattr(matcher, "auto_threshold_", None),
+        )
         deploy_promoted(matcher, info, cfg["deploy"], smoke_tables=test)
 
 
@@ -87,8 +101,10 @@ def artifact_sizes(run) -> dict[str, int]:
 
 
 def zenml_cycle(cfg: dict) -> dict[str, int]:
-    from pipelines.runner import collect, train
     from zenml.client import Client
+
+    from cli.runner import collect, train
+
     collect(cfg)
     train(cfg, enable_cache=False)
     client = Client()
@@ -100,6 +116,7 @@ def zenml_cycle(cfg: dict) -> dict[str, int]:
 
 def measure(scale: int) -> dict:
     from ledgerlink.data.warehouse import open_warehouse
+
     open_warehouse(_config(WORK / "seed", scale, "seed"))  # seed the warehouse outside the timings
     result = {"scale": scale}
     for mode in ("bare", "zenml"):
@@ -115,6 +132,7 @@ def measure(scale: int) -> dict:
         if mode == "zenml":
             result["artifacts"] = sizes
     from ledgerlink.data.store import open_store
+
     ref = open_store(_config(WORK / f"zenml-{scale}", scale, "x")).ref()
     result["rows"] = ref.train_rows["transfers"] + ref.test_rows["transfers"]
     result["overhead_ratio"] = result["zenml_s"] / result["bare_s"]
@@ -131,19 +149,48 @@ def main() -> None:
     args = p.parse_args()
     from rich.console import Console
     from rich.table import Table
+
     results = [measure(s) for s in args.scales]
     table = Table(title="One monthly cycle (collection + training): ZenML vs bare library calls")
-    for col in ("scale", "rows", "bare_s", "zenml_s", "overhead_ratio", "max_artifact_bytes_excluding_model", "largest_artifact", "model_bytes"):
+    for col in (
+        "scale",
+        "rows",
+        "bare_s",
+        "zenml_s",
+        "overhead_ratio",
+        "max_artifact_bytes_excluding_model",
+        "largest_artifact",
+        "model_bytes",
+    ):
         table.add_column(col)
     for r in results:
-        table.add_row(*(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in
-                        ("scale", "rows", "bare_s", "zenml_s", "overhead_ratio", "max_artifact_bytes_excluding_model", "largest_artifact", "model_bytes")))
+        table.add_row(
+            *(
+                f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c])
+                for c in (
+                    "scale",
+                    "rows",
+                    "bare_s",
+                    "zenml_s",
+                    "overhead_ratio",
+                    "max_artifact_bytes_excluding_model",
+                    "largest_artifact",
+                    "model_bytes",
+                )
+            )
+        )
     Console().print(table)
     for r in results:
         print(f"scale {r['scale']} step outputs (bytes): {json.dumps(r['artifacts'], sort_keys=True)}")
     last = results[-1]
-    print(json.dumps({k: (round(last[k], 3) if isinstance(last[k], float) else last[k])
-                      for k in ("zenml_s", "bare_s", "overhead_ratio", "max_artifact_bytes_excluding_model", "rows")}))
+    print(
+        json.dumps(
+            {
+                k: (round(last[k], 3) if isinstance(last[k], float) else last[k])
+                for k in ("zenml_s", "bare_s", "overhead_ratio", "max_artifact_bytes_excluding_model", "rows")
+            }
+        )
+    )
     shutil.rmtree(WORK, ignore_errors=True)
 
 

@@ -30,6 +30,7 @@ Last line: one JSON object, the best model's (by frozen-test pair F1) frozen-tes
 pair_precision, pair_recall, exact_set_accuracy, auto_match_rate, auto_match_precision, blocking_recall,
 rules_pair_f1, and the same for the later month under ``later_month``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,10 +59,16 @@ def load_data(months: int, seed: int | None, description_only: bool, home: Path)
     syn = {"description_only": description_only} | ({"seed": seed} if seed is not None else {})
     warehouse = {"path": str(home / "warehouse.duckdb")}
     if description_only:  # the configuration a team without these columns writes: optional columns mapped to null
-        warehouse["columns"] = {"columns": {"invoices": {"invoice_number": None, "counterparty_name": None},
-                                            "transfers": {"counterparty_name": None, "counterparty_account": None}}}
-    cfg = load_config(None, {"data_dir": str(home), "synthetic": syn, "warehouse": warehouse,
-                             "store": {"uri": str(home / "datasets")}})
+        warehouse["columns"] = {
+            "columns": {
+                "invoices": {"invoice_number": None, "counterparty_name": None},
+                "transfers": {"counterparty_name": None, "counterparty_account": None},
+            }
+        }
+    cfg = load_config(
+        None,
+        {"data_dir": str(home), "synthetic": syn, "warehouse": warehouse, "store": {"uri": str(home / "datasets")}},
+    )
     wh, store = open_warehouse(cfg), open_store(cfg)
     all_months = wh.months()
     if months + 1 > len(all_months):
@@ -70,18 +77,22 @@ def load_data(months: int, seed: int | None, description_only: bool, home: Path)
         collect_month(wh, store, m, test_fraction=cfg["split"]["test_fraction"], seed=cfg["split"]["seed"])
     train, test = store.load_train(), store.load_test()
     later_month = all_months[months]
-    later = check_month(wh.extract_month(later_month), later_month, known_invoice_ids=set(train["invoices"]["invoice_id"]))
+    later = check_month(
+        wh.extract_month(later_month), later_month, known_invoice_ids=set(train["invoices"]["invoice_id"])
+    )
     later["invoices"] = pd.concat([train["invoices"], later["invoices"]], ignore_index=True)
     return train, test, later, later_month, cfg
 
 
 def build(family: str, params: dict):
     from ledgerlink.matching.registry import build_matcher
+
     return build_matcher(family, **params)
 
 
 def evaluate_timed(model, data: dict, repeats: int):
     from ledgerlink.evaluation.evaluate import evaluate
+
     runs = [evaluate(model, data) for _ in range(max(1, repeats))]
     e = runs[0]
     e.metrics["ms_per_1k_transfers"] = statistics.median(r.metrics["ms_per_1k_transfers"] for r in runs)
@@ -89,17 +100,28 @@ def evaluate_timed(model, data: dict, repeats: int):
 
 
 def fmt_row(name: str, m: dict, train_s: float | None) -> str:
-    return (f"{name:<22} {m['pair_precision']:>7.4f} {m['pair_recall']:>7.4f} {m['pair_f1']:>7.4f} "
-            f"{m['exact_set_accuracy']:>7.4f} {m['auto_match_rate']:>7.4f} {m['auto_match_precision']:>8.4f} "
-            f"{m['blocking_recall']:>8.4f} {('-' if train_s is None else f'{train_s:.1f}'):>8} "
-            f"{m['ms_per_1k_transfers']:>9.0f}")
+    return (
+        f"{name:<22} {m['pair_precision']:>7.4f} {m['pair_recall']:>7.4f} {m['pair_f1']:>7.4f} "
+        f"{m['exact_set_accuracy']:>7.4f} {m['auto_match_rate']:>7.4f} {m['auto_match_precision']:>8.4f} "
+        f"{m['blocking_recall']:>8.4f} {('-' if train_s is None else f'{train_s:.1f}'):>8} "
+        f"{m['ms_per_1k_transfers']:>9.0f}"
+    )
 
 
-HEADER = (f"{'model':<22} {'pair_P':>7} {'pair_R':>7} {'pair_F1':>7} {'exact':>7} {'auto':>7} {'auto_P':>8} "
-          f"{'blocking':>8} {'train_s':>8} {'ms/1k_tr':>9}")
+HEADER = (
+    f"{'model':<22} {'pair_P':>7} {'pair_R':>7} {'pair_F1':>7} {'exact':>7} {'auto':>7} {'auto_P':>8} "
+    f"{'blocking':>8} {'train_s':>8} {'ms/1k_tr':>9}"
+)
 
-KEYS = ("pair_f1", "pair_precision", "pair_recall", "exact_set_accuracy", "auto_match_rate", "auto_match_precision",
-        "blocking_recall")
+KEYS = (
+    "pair_f1",
+    "pair_precision",
+    "pair_recall",
+    "exact_set_accuracy",
+    "auto_match_rate",
+    "auto_match_precision",
+    "blocking_recall",
+)
 
 
 def main() -> None:
@@ -110,32 +132,48 @@ def main() -> None:
     ap.add_argument("--description-only", action="store_true", help="only invoices.description and transfers.title")
     ap.add_argument("--repeats", type=int, default=3, help="match() runs per evaluation; the median time is reported")
     ap.add_argument("--xgboost-params", default="{}", help="JSON params for the xgboost family")
-    ap.add_argument("--transformer-params", default="{}", help="JSON params for the transformer family "
-                    "(e.g. '{\"checkpoint\": \"/path/to/model\"}')")
+    ap.add_argument(
+        "--transformer-params",
+        default="{}",
+        help='JSON params for the transformer family (e.g. \'{"checkpoint": "/path/to/model"}\')',
+    )
     args = ap.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="ledgerlink-quality-"))
     os.environ["LEDGERLINK_HOME"] = str(home)
     t0 = time.perf_counter()
     train, test, later, later_month, cfg = load_data(args.months, args.seed, args.description_only, home)
-    print(f"data: train {len(train['transfers'])} transfers / {len(train['invoices'])} invoices (months 1-{args.months}, "
-          f"month 1 without its frozen test split); frozen test {len(test['transfers'])} transfers (month 1); "
-          f"later month {later_month}: {len(later['transfers'])} transfers; prepared in {time.perf_counter() - t0:.1f}s"
-          + ("; description-only" if args.description_only else ""), flush=True)
+    print(
+        f"data: train {len(train['transfers'])} transfers / {len(train['invoices'])} invoices (months 1-{args.months}, "
+        f"month 1 without its frozen test split); frozen test {len(test['transfers'])} transfers (month 1); "
+        f"later month {later_month}: {len(later['transfers'])} transfers; prepared in {time.perf_counter() - t0:.1f}s"
+        + ("; description-only" if args.description_only else ""),
+        flush=True,
+    )
 
-    params = {"xgboost": json.loads(args.xgboost_params), "transformer": json.loads(args.transformer_params), "rules": {}}
+    params = {
+        "xgboost": json.loads(args.xgboost_params),
+        "transformer": json.loads(args.transformer_params),
+        "rules": {},
+    }
     results = {}
     for family in [f.strip() for f in args.families.split(",") if f.strip()]:
         model = build(family, params.get(family, {}))
         start = time.perf_counter()
         model.fit(train["invoices"], train["transfers"], train["links"])
         train_s = None if family == "rules" else time.perf_counter() - start
-        results[family] = (train_s, evaluate_timed(model, test, args.repeats), evaluate_timed(model, later, args.repeats),
-                           getattr(model, "training_summary_", {}))
+        results[family] = (
+            train_s,
+            evaluate_timed(model, test, args.repeats),
+            evaluate_timed(model, later, args.repeats),
+            getattr(model, "training_summary_", {}),
+        )
         print(f"  {family}: trained in {0 if train_s is None else train_s:.1f}s", flush=True)
 
-    for title, idx in (("FROZEN TEST SET (month-1 test split, as the training pipeline scores)", 1),
-                       (f"LATER FULL MONTH {later_month} (month k+1, invoices of months 1..k+1)", 2)):
+    for title, idx in (
+        ("FROZEN TEST SET (month-1 test split, as the training pipeline scores)", 1),
+        (f"LATER FULL MONTH {later_month} (month k+1, invoices of months 1..k+1)", 2),
+    ):
         print(f"\n{title}: {len(test['transfers']) if idx == 1 else len(later['transfers'])} transfers")
         print(HEADER)
         for family, r in results.items():
@@ -143,9 +181,11 @@ def main() -> None:
     for family, r in results.items():
         s = r[3]
         if s.get("validation_transfers"):
-            print(f"{family}: auto threshold {s.get('auto_threshold'):.3f} (out-of-fold on {s['validation_transfers']} "
-                  f"training transfers: auto {s['validation_auto_rate']:.3f} at precision "
-                  f"{s['validation_auto_precision']:.4f}); blocking recall on training {s['blocking_recall_train']:.4f}")
+            print(
+                f"{family}: auto threshold {s.get('auto_threshold'):.3f} (out-of-fold on {s['validation_transfers']} "
+                f"training transfers: auto {s['validation_auto_rate']:.3f} at precision "
+                f"{s['validation_auto_precision']:.4f}); blocking recall on training {s['blocking_recall_train']:.4f}"
+            )
 
     learnt = {f: r for f, r in results.items() if f != "rules"} or results
     best = max(learnt, key=lambda f: learnt[f][1].metrics["pair_f1"])
@@ -153,8 +193,9 @@ def main() -> None:
     out["rules_pair_f1"] = round(float(results["rules"][1].metrics["pair_f1"]), 4) if "rules" in results else None
     out["model"] = best
     out["later_month"] = {k: round(float(results[best][2].metrics[k]), 4) for k in KEYS}
-    out["later_month"]["rules_pair_f1"] = (round(float(results["rules"][2].metrics["pair_f1"]), 4)
-                                           if "rules" in results else None)
+    out["later_month"]["rules_pair_f1"] = (
+        round(float(results["rules"][2].metrics["pair_f1"]), 4) if "rules" in results else None
+    )
     print(json.dumps(out))
 
 

@@ -16,6 +16,7 @@ is that process's resident set during ``match`` (its high-water mark is reset af
 Last line: JSON with seconds_100k, peak_gb_100k, growth_per_10x (the largest time ratio between sizes 10x
 apart, per 10x; 1M included when run), and every size's figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,6 +50,7 @@ def _reset_peak() -> bool:
 
 def cmd_generate(n: int, out: str) -> None:
     from ledgerlink.data.synthetic import SyntheticConfig, generate
+
     t0 = time.perf_counter()
     # the generator's name pool ends near 20k distinct contractors (it fails above), so 1M gets 50 per contractor
     d = generate(SyntheticConfig(seed=7, months=1, transfers_per_month=n, contractors=min(20000, max(200, n // 8))))
@@ -62,8 +64,9 @@ def cmd_match(model_dir: str, data: str) -> None:
 
     import pandas as pd
 
-    from ledgerlink.matching.base import load_matcher
     from ledgerlink.evaluation.metrics import blocking_recall
+    from ledgerlink.matching.base import load_matcher
+
     model = load_matcher(model_dir)
     inv = pd.read_parquet(Path(data) / "invoices.parquet")
     tr = pd.read_parquet(Path(data) / "transfers.parquet")
@@ -75,13 +78,22 @@ def cmd_match(model_dir: str, data: str) -> None:
     res = model.match(inv, tr)
     seconds = time.perf_counter() - t0
     peak_gb = _rss_gb("VmHWM")
-    print(json.dumps({
-        "transfers": len(tr), "invoices": len(inv), "seconds": round(seconds, 2),
-        "peak_gb": round(peak_gb, 3), "loaded_gb": round(base_gb, 3), "peak_reset": reset,
-        "pairs": int(len(res.candidates)), "pairs_per_transfer": round(len(res.candidates) / max(len(tr), 1), 1),
-        "blocking_recall": round(blocking_recall(res.candidates, links), 4),
-        "auto_rate": round(float((res.decisions["decision"] == "auto").mean()), 4),
-    }))
+    print(
+        json.dumps(
+            {
+                "transfers": len(tr),
+                "invoices": len(inv),
+                "seconds": round(seconds, 2),
+                "peak_gb": round(peak_gb, 3),
+                "loaded_gb": round(base_gb, 3),
+                "peak_reset": reset,
+                "pairs": int(len(res.candidates)),
+                "pairs_per_transfer": round(len(res.candidates) / max(len(tr), 1), 1),
+                "blocking_recall": round(blocking_recall(res.candidates, links), 4),
+                "auto_rate": round(float((res.decisions["decision"] == "auto").mean()), 4),
+            }
+        )
+    )
 
 
 def _run(args: list[str], timeout: float) -> dict:
@@ -96,6 +108,7 @@ def train_model(family: str, model_dir: str) -> float:
     from ledgerlink.data.synthetic import SyntheticConfig, generate
     from ledgerlink.matching.base import save_matcher
     from ledgerlink.matching.registry import build_matcher
+
     d = generate(SyntheticConfig(months=4))
     train = {k: d[k][d[k]["month"] < "2025-04"] for k in ("invoices", "transfers", "links")}
     t0 = time.perf_counter()
@@ -107,7 +120,9 @@ def train_model(family: str, model_dir: str) -> float:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in ("_generate", "_match"):
-        {"_generate": cmd_generate, "_match": cmd_match}[sys.argv[1]](*([int(sys.argv[2])] if sys.argv[1] == "_generate" else [sys.argv[2]]) + sys.argv[3:])
+        {"_generate": cmd_generate, "_match": cmd_match}[sys.argv[1]](
+            *([int(sys.argv[2])] if sys.argv[1] == "_generate" else [sys.argv[2]]) + sys.argv[3:]
+        )
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000", help="comma-separated transfer counts (1000000 for 1M)")
@@ -119,8 +134,11 @@ def main() -> None:
     model_dir = str(work / "model")
     fit_s = train_model(args.family, model_dir)
     print(f"model: {args.family} trained once on 3 months x 800 transfers in {fit_s:.1f}s", flush=True)
-    print(f"{'transfers':>10} {'invoices':>10} {'generate_s':>10} {'match_s':>8} {'peak_GB':>8} {'loaded_GB':>9} "
-          f"{'pairs/tr':>8} {'blocking':>8} {'auto':>6}", flush=True)
+    print(
+        f"{'transfers':>10} {'invoices':>10} {'generate_s':>10} {'match_s':>8} {'peak_GB':>8} {'loaded_GB':>9} "
+        f"{'pairs/tr':>8} {'blocking':>8} {'auto':>6}",
+        flush=True,
+    )
     rows = {}
     for n in sizes:
         data = work / f"n{n}"
@@ -134,9 +152,12 @@ def main() -> None:
             continue
         r["generate_s"] = gen["generate_s"]
         rows[n] = r
-        print(f"{n:>10} {r['invoices']:>10} {gen['generate_s']:>10.1f} {r['seconds']:>8.1f} {r['peak_gb']:>8.2f} "
-              f"{r['loaded_gb']:>9.2f} {r['pairs_per_transfer']:>8.1f} {r['blocking_recall']:>8.4f} {r['auto_rate']:>6.3f}",
-              flush=True)
+        print(
+            f"{n:>10} {r['invoices']:>10} {gen['generate_s']:>10.1f} {r['seconds']:>8.1f} {r['peak_gb']:>8.2f} "
+            f"{r['loaded_gb']:>9.2f} {r['pairs_per_transfer']:>8.1f} {r['blocking_recall']:>8.4f} "
+            f"{r['auto_rate']:>6.3f}",
+            flush=True,
+        )
     done = {n: r for n, r in rows.items() if "seconds" in r}
     growth = []
     for a in done:
@@ -144,9 +165,13 @@ def main() -> None:
             if b > a:
                 steps = math.log10(b / a)
                 growth.append((done[b]["seconds"] / done[a]["seconds"]) ** (1 / steps))
-    out = {"seconds_100k": done.get(100000, {}).get("seconds"), "peak_gb_100k": done.get(100000, {}).get("peak_gb"),
-           "growth_per_10x": round(max(growth), 2) if growth else None, "family": args.family,
-           "sizes": {str(n): r for n, r in rows.items()}}
+    out = {
+        "seconds_100k": done.get(100000, {}).get("seconds"),
+        "peak_gb_100k": done.get(100000, {}).get("peak_gb"),
+        "growth_per_10x": round(max(growth), 2) if growth else None,
+        "family": args.family,
+        "sizes": {str(n): r for n, r in rows.items()},
+    }
     print(json.dumps(out))
 
 

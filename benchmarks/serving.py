@@ -20,6 +20,7 @@ process are sent; the share it could not answer is printed (0 so far).
 
 Last line: JSON with p50_ms_c8, p99_ms_c8, rps_c8, inprocess_ms (and the other levels, the setup).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=300, help="requests per level and repeat (at most)")
     p.add_argument("--max-seconds", type=float, default=20.0, help="time per level and repeat (at most)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--workers", type=int, default=2, help="BentoML server worker processes (2 on these 2-core machines)")
+    p.add_argument(
+        "--workers", type=int, default=2, help="BentoML server worker processes (2 on these 2-core machines)"
+    )
     p.add_argument("--max-batch", type=int, default=16, help="the server's LEDGERLINK_MAX_MATCH_BATCH (1: no batching)")
     p.add_argument("--pool", type=int, default=40, help="distinct requests to cycle through")
     p.add_argument("--months", type=int, default=3)
@@ -84,12 +87,19 @@ def prepare(args):
         bento_tag = str(bento.tag)
     else:
         t0 = time.perf_counter()
-        matcher = Matcher(n_estimators=args.n_estimators, n_jobs=2).fit(data["invoices"], data["transfers"], data["links"])
+        matcher = Matcher(n_estimators=args.n_estimators, n_jobs=2).fit(
+            data["invoices"], data["transfers"], data["links"]
+        )
         print(f"trained on {len(data['transfers'])} transfers in {time.perf_counter() - t0:.1f}s", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             save_matcher(matcher, tmp)
-            model_tag = str(deploy.save_to_model_store(tmp, labels={"zenml_model_name": "bench", "zenml_model_version": 1},
-                                                       metadata={"threshold": float(matcher.auto_threshold_)}))
+            model_tag = str(
+                deploy.save_to_model_store(
+                    tmp,
+                    labels={"zenml_model_name": "bench", "zenml_model_version": 1},
+                    metadata={"threshold": float(matcher.auto_threshold_)},
+                )
+            )
         bento_tag = str(deploy.build_bento(model_tag))
         import bentoml
 
@@ -131,7 +141,7 @@ def batch_estimate(matcher, requests, size: int, rounds: int = 3) -> dict:
     ``disagree`` is the share of requests whose chosen set differs from the one-by-one answer (0 by design)."""
     from ledgerlink.deploy.payloads import request_frames
 
-    groups = [requests[k:k + size] for k in range(0, len(requests) - size + 1, size)] or [requests]
+    groups = [requests[k : k + size] for k in range(0, len(requests) - size + 1, size)] or [requests]
     per_request, disagree, n = [], 0, 0
     for group in groups:
         problems = [request_frames(r) for r, _ in group]
@@ -202,9 +212,14 @@ def load(host: str, port: int, requests, concurrency: int, n_max: int, seconds: 
             f.result()
     wall = time.perf_counter() - t0
     lat = state["lat"]
-    return {"n": len(lat), "errors": state["errors"], "mismatch": state["mismatch"],
-            "p50_ms": _pct(lat, 50) if lat else float("nan"), "p99_ms": _pct(lat, 99) if lat else float("nan"),
-            "rps": len(lat) / wall if wall else 0.0}
+    return {
+        "n": len(lat),
+        "errors": state["errors"],
+        "mismatch": state["mismatch"],
+        "p50_ms": _pct(lat, 50) if lat else float("nan"),
+        "p99_ms": _pct(lat, 99) if lat else float("nan"),
+        "rps": len(lat) / wall if wall else 0.0,
+    }
 
 
 def main(argv=None) -> int:
@@ -216,16 +231,22 @@ def main(argv=None) -> int:
     from ledgerlink.deploy.local import BentoServer
 
     matcher, bento_tag, model_tag, requests, unanswerable = prepare(args)
-    print(f"bento {bento_tag}: {len(requests)} distinct requests of {args.candidates} candidates; "
-          f"{unanswerable:.0%} of the transfers tried were skipped (the Matcher could not answer them in process)", flush=True)
+    print(
+        f"bento {bento_tag}: {len(requests)} distinct requests of {args.candidates} candidates; "
+        f"{unanswerable:.0%} of the transfers tried were skipped (the Matcher could not answer them in process)",
+        flush=True,
+    )
     served_n_jobs = matcher.n_jobs  # what the server uses (the saved params)
     ip = inprocess(matcher, requests)
     matcher.n_jobs = 1 if served_n_jobs != 1 else 2
     ip_other = inprocess(matcher, requests)
     other_n_jobs, matcher.n_jobs = matcher.n_jobs, served_n_jobs
     inprocess_ms = statistics.median(ip)
-    print(f"in process: median {inprocess_ms:.1f} ms, p99 {_pct(ip, 99):.1f} ms per request (n_jobs={served_n_jobs}, as "
-          f"served); median {statistics.median(ip_other):.1f} ms with n_jobs={other_n_jobs}", flush=True)
+    print(
+        f"in process: median {inprocess_ms:.1f} ms, p99 {_pct(ip, 99):.1f} ms per request (n_jobs={served_n_jobs}, as "
+        f"served); median {statistics.median(ip_other):.1f} ms with n_jobs={other_n_jobs}",
+        flush=True,
+    )
     if args.profile:
         print(profile(matcher, requests), flush=True)
     batching = {}
@@ -233,13 +254,18 @@ def main(argv=None) -> int:
         if len(requests) >= size:
             est = batch_estimate(matcher, requests, size)
             batching[size] = est
-            print(f"in process, {size} requests in one match_many() call (what the server's batching does): "
-                  f"{est['ms_per_request']:.1f} ms per request (vs {inprocess_ms:.1f} alone); "
-                  f"{est['disagree']:.0%} of the answers differ from one-by-one", flush=True)
+            print(
+                f"in process, {size} requests in one match_many() call (what the server's batching does): "
+                f"{est['ms_per_request']:.1f} ms per request (vs {inprocess_ms:.1f} alone); "
+                f"{est['disagree']:.0%} of the answers differ from one-by-one",
+                flush=True,
+            )
 
     results: dict[int, list[dict]] = {c: [] for c in args.concurrency}
     inprocess_reps: list[float] = []
-    with BentoServer(bento_tag, workers=args.workers, env={"LEDGERLINK_MAX_MATCH_BATCH": str(args.max_batch)}) as server:
+    with BentoServer(
+        bento_tag, workers=args.workers, env={"LEDGERLINK_MAX_MATCH_BATCH": str(args.max_batch)}
+    ) as server:
         host, port = server.host, server.port
         load(host, port, requests[:4], 2, 8, 30)  # warm-up
         for rep in range(args.repeats):
@@ -249,24 +275,43 @@ def main(argv=None) -> int:
             for c in args.concurrency:
                 r = load(host, port, requests, c, max(args.requests, 2 * c), args.max_seconds)
                 results[c].append(r)
-                print(f"repeat {rep + 1} c={c:>2}: n={r['n']:>4} errors={r['errors']} mismatches={r['mismatch']} "
-                      f"p50={r['p50_ms']:.1f} ms p99={r['p99_ms']:.1f} ms {r['rps']:.1f} req/s", flush=True)
+                print(
+                    f"repeat {rep + 1} c={c:>2}: n={r['n']:>4} errors={r['errors']} mismatches={r['mismatch']} "
+                    f"p50={r['p50_ms']:.1f} ms p99={r['p99_ms']:.1f} ms {r['rps']:.1f} req/s",
+                    flush=True,
+                )
         alive = server.alive()
 
     inprocess_ms = statistics.median(inprocess_reps)
-    summary = {"candidates": args.candidates, "workers": args.workers, "repeats": args.repeats, "inprocess_ms": round(inprocess_ms, 2),
-               f"inprocess_ms_njobs{other_n_jobs}": round(statistics.median(ip_other), 2), "server_alive_after": alive,
-               "unanswerable_share": round(unanswerable, 3), "cpus": os.cpu_count(),
-               "max_match_batch": args.max_batch,
-               **{f"batch{k}_ms_per_request": round(v["ms_per_request"], 2) for k, v in batching.items()},
-               **{f"batch{k}_answers_changed": round(v["disagree"], 3) for k, v in batching.items()}}
-    print(f"\n{'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50/in-process':>15}   (medians of {args.repeats})")
+    summary = {
+        "candidates": args.candidates,
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "inprocess_ms": round(inprocess_ms, 2),
+        f"inprocess_ms_njobs{other_n_jobs}": round(statistics.median(ip_other), 2),
+        "server_alive_after": alive,
+        "unanswerable_share": round(unanswerable, 3),
+        "cpus": os.cpu_count(),
+        "max_match_batch": args.max_batch,
+        **{f"batch{k}_ms_per_request": round(v["ms_per_request"], 2) for k, v in batching.items()},
+        **{f"batch{k}_answers_changed": round(v["disagree"], 3) for k, v in batching.items()},
+    }
+    print(
+        f"\n{'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50/in-process':>15}   (medians of {args.repeats})"
+    )
     for c, rs in results.items():
         p50 = statistics.median(r["p50_ms"] for r in rs)
         p99 = statistics.median(r["p99_ms"] for r in rs)
         rps = statistics.median(r["rps"] for r in rs)
-        summary.update({f"p50_ms_c{c}": round(p50, 2), f"p99_ms_c{c}": round(p99, 2), f"rps_c{c}": round(rps, 2),
-                        f"errors_c{c}": sum(r["errors"] for r in rs), f"mismatches_c{c}": sum(r["mismatch"] for r in rs)})
+        summary.update(
+            {
+                f"p50_ms_c{c}": round(p50, 2),
+                f"p99_ms_c{c}": round(p99, 2),
+                f"rps_c{c}": round(rps, 2),
+                f"errors_c{c}": sum(r["errors"] for r in rs),
+                f"mismatches_c{c}": sum(r["mismatch"] for r in rs),
+            }
+        )
         print(f"{c:>4} {p50:>8.1f} {p99:>8.1f} {rps:>7.1f} {p50 / inprocess_ms:>15.2f}")
     summary["http_overhead_ratio_c1"] = round(summary.get("p50_ms_c1", float("nan")) / inprocess_ms, 2)
     if own_home:

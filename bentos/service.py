@@ -18,6 +18,7 @@ Bad requests get a 4xx whose body names the field (pydantic ``loc``): missing or
 unknown fields, non-positive ``top_k``, too many candidates/transfers/invoices (limits from env),
 currencies that are not ISO codes or not allowed, duplicate ids, an oversized body (413).
 """
+
 from __future__ import annotations
 
 import json
@@ -85,6 +86,7 @@ def allowed_currencies() -> set[str] | None:
 # ------------------------------------------------------------------------------------------------
 # Request / response models
 # ------------------------------------------------------------------------------------------------
+
 
 def _check_currency(code: str) -> str:
     allowed = allowed_currencies()
@@ -232,6 +234,7 @@ class BatchResponse(BaseModel):
 # Body size limit (BentoML reads the whole body before validating it)
 # ------------------------------------------------------------------------------------------------
 
+
 class BodySizeLimit:
     """ASGI middleware: 413 for bodies over ``LEDGERLINK_MAX_BODY_BYTES``, by header or as streamed."""
 
@@ -241,10 +244,17 @@ class BodySizeLimit:
     @staticmethod
     def _response(limit: int, size: int | None) -> tuple[dict, dict]:
         got = f"{size} bytes" if size is not None else "the streamed body is"
-        body = json.dumps({"error": f"request body too large: {got} over the limit of {limit} bytes (LEDGERLINK_MAX_BODY_BYTES)",
-                           "detail": [{"loc": ["body"], "msg": "request body too large", "type": "too_large"}]}).encode()
-        start = {"type": "http.response.start", "status": 413,
-                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+        body = json.dumps(
+            {
+                "error": f"request body too large: {got} over the limit of {limit} bytes (LEDGERLINK_MAX_BODY_BYTES)",
+                "detail": [{"loc": ["body"], "msg": "request body too large", "type": "too_large"}],
+            }
+        ).encode()
+        start = {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
         return start, {"type": "http.response.body", "body": body}
 
     async def __call__(self, scope, receive, send):
@@ -291,6 +301,7 @@ class BodySizeLimit:
 # GET /model (a plain Starlette route: BentoML API methods are POST-only)
 # ------------------------------------------------------------------------------------------------
 
+
 async def _model_route(request: Request) -> JSONResponse:
     try:
         return JSONResponse(model_info(model_tag()))
@@ -304,6 +315,7 @@ info_app = Starlette(routes=[Route("/model", _model_route, methods=["GET"])])
 # ------------------------------------------------------------------------------------------------
 # Service
 # ------------------------------------------------------------------------------------------------
+
 
 def _frame(rows: list[BaseModel], columns: list[str]):
     import pandas as pd
@@ -325,8 +337,11 @@ def _batch_size_histogram():
     if _BATCH_SIZES is None:
         from prometheus_client import Histogram
 
-        _BATCH_SIZES = Histogram("ledgerlink_match_batch_size", "Concurrent /match requests matched in one call",
-                                 buckets=(1, 2, 4, 8, 16, 32, 64))
+        _BATCH_SIZES = Histogram(
+            "ledgerlink_match_batch_size",
+            "Concurrent /match requests matched in one call",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
     return _BATCH_SIZES
 
 
@@ -423,8 +438,12 @@ class LedgerLink:
         self.batcher = MicroBatcher(self._match_many, observe=_batch_size_histogram().observe)
 
     def _match_many(self, requests: list[tuple[Transfer, list[Invoice]]]):
-        return self.matcher.match_many([(_frame(candidates, _INVOICE_COLUMNS), _frame([transfer], _TRANSFER_COLUMNS))
-                                        for transfer, candidates in requests])
+        return self.matcher.match_many(
+            [
+                (_frame(candidates, _INVOICE_COLUMNS), _frame([transfer], _TRANSFER_COLUMNS))
+                for transfer, candidates in requests
+            ]
+        )
 
     def _run(self, invoices: list[Invoice], transfers: list[Transfer]):
         return self.matcher.match(_frame(invoices, _INVOICE_COLUMNS), _frame(transfers, _TRANSFER_COLUMNS))
@@ -439,8 +458,16 @@ class LedgerLink:
         tid = transfer.transfer_id
         if not candidates:
             decision, conf = self._nothing_to_match()
-            return MatchResponse(transfer_id=tid, decision=decision, confidence=conf, auto_threshold=self.threshold,
-                                 chosen=[], ranked=[], unscored_invoice_ids=[], model=self.model_tag)
+            return MatchResponse(
+                transfer_id=tid,
+                decision=decision,
+                confidence=conf,
+                auto_threshold=self.threshold,
+                chosen=[],
+                ranked=[],
+                unscored_invoice_ids=[],
+                model=self.model_tag,
+            )
         try:
             if max_match_batch() > 1:
                 result = await self.batcher.submit((transfer, candidates))
@@ -460,10 +487,16 @@ class LedgerLink:
             decision=str(row["decision"]) if row is not None else "review",
             confidence=float(row["confidence"]) if row is not None else 0.0,
             auto_threshold=self.threshold,
-            chosen=[ChosenInvoice(invoice_id=r.invoice_id, allocated_amount=float(r.allocated_amount),
-                                  confidence=float(r.confidence)) for r in links.itertuples()],
-            ranked=[RankedInvoice(invoice_id=r.invoice_id, probability=float(r.probability), rank=int(r.rank))
-                    for r in cands.head(top_k).itertuples()],
+            chosen=[
+                ChosenInvoice(
+                    invoice_id=r.invoice_id, allocated_amount=float(r.allocated_amount), confidence=float(r.confidence)
+                )
+                for r in links.itertuples()
+            ],
+            ranked=[
+                RankedInvoice(invoice_id=r.invoice_id, probability=float(r.probability), rank=int(r.rank))
+                for r in cands.head(top_k).itertuples()
+            ],
             unscored_invoice_ids=[c.invoice_id for c in candidates if c.invoice_id not in scored],
             model=self.model_tag,
         )
@@ -472,9 +505,16 @@ class LedgerLink:
     def match_batch(self, transfers: list[Transfer], invoices: list[Invoice]) -> BatchResponse:
         if not invoices:
             decision, conf = self._nothing_to_match()
-            return BatchResponse(results=[TransferAssignment(transfer_id=t.transfer_id, decision=decision, confidence=conf,
-                                                             n_invoices=0, links=[]) for t in transfers],
-                                 auto_threshold=self.threshold, model=self.model_tag)
+            return BatchResponse(
+                results=[
+                    TransferAssignment(
+                        transfer_id=t.transfer_id, decision=decision, confidence=conf, n_invoices=0, links=[]
+                    )
+                    for t in transfers
+                ],
+                auto_threshold=self.threshold,
+                model=self.model_tag,
+            )
         try:
             result = self._run(invoices, transfers)
         except ValueError as exc:
@@ -485,15 +525,24 @@ class LedgerLink:
         for t in transfers:
             links = by_transfer.get(t.transfer_id)
             has = t.transfer_id in decisions.index
-            out.append(TransferAssignment(
-                transfer_id=t.transfer_id,
-                decision=str(decisions.at[t.transfer_id, "decision"]) if has else "review",
-                confidence=float(decisions.at[t.transfer_id, "confidence"]) if has else 0.0,
-                n_invoices=int(decisions.at[t.transfer_id, "n_invoices"]) if has else 0,
-                links=[] if links is None else [
-                    ChosenInvoice(invoice_id=r.invoice_id, allocated_amount=float(r.allocated_amount),
-                                  confidence=float(r.confidence)) for r in links.itertuples()],
-            ))
+            out.append(
+                TransferAssignment(
+                    transfer_id=t.transfer_id,
+                    decision=str(decisions.at[t.transfer_id, "decision"]) if has else "review",
+                    confidence=float(decisions.at[t.transfer_id, "confidence"]) if has else 0.0,
+                    n_invoices=int(decisions.at[t.transfer_id, "n_invoices"]) if has else 0,
+                    links=[]
+                    if links is None
+                    else [
+                        ChosenInvoice(
+                            invoice_id=r.invoice_id,
+                            allocated_amount=float(r.allocated_amount),
+                            confidence=float(r.confidence),
+                        )
+                        for r in links.itertuples()
+                    ],
+                )
+            )
         return BatchResponse(results=out, auto_threshold=self.threshold, model=self.model_tag)
 
 

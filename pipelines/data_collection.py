@@ -1,11 +1,10 @@
 from zenml import pipeline
 
+from steps import collect_month
 from steps.hooks import alert_on_failure
-
-from steps import collect_month_step
 
 
 @pipeline(enable_cache=False, on_failure=alert_on_failure)
 def data_collection(config: dict, month: str | None = None) -> None:
     """Extract the next month from the warehouse, validate it and commit it to the dataset store."""
-    collect_month_step(config=config, month=month)
+    collect_month(config=config, month=month)

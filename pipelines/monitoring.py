@@ -1,11 +1,7 @@
 from zenml import pipeline
 
+from steps import current_dataset, decide_retraining, detect_data_drift, score_production_on_fresh_month
 from steps.hooks import alert_on_failure
-
-from steps.etl.current_dataset import current_dataset
-from steps.monitoring.decide_retraining import decide_retraining
-from steps.monitoring.detect_drift import detect_data_drift
-from steps.monitoring.score_fresh_month import score_production_on_fresh_month
 
 
 @pipeline(enable_cache=False, on_failure=alert_on_failure)
@@ -13,7 +9,9 @@ def monitoring(config: dict) -> None:
     """Drift of the newest month vs production's training data, production's fresh-month score, triggers."""
     ref = current_dataset(config=config)
     drift, _ = detect_data_drift(dataset_ref=ref, model_name=config["model_name"], monitoring=config["monitoring"])
-    fresh = score_production_on_fresh_month(dataset_ref=ref, model_name=config["model_name"],
-                                            promotion={**config["promotion"], **config["evaluation"]})
-    decide_retraining(drift_summary=drift, fresh_performance=fresh, monitoring=config["monitoring"],
-                      alerts=config["alerts"])
+    fresh = score_production_on_fresh_month(
+        dataset_ref=ref, model_name=config["model_name"], promotion={**config["promotion"], **config["evaluation"]}
+    )
+    decide_retraining(
+        drift_summary=drift, fresh_performance=fresh, monitoring=config["monitoring"], alerts=config["alerts"]
+    )

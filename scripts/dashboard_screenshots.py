@@ -27,6 +27,7 @@ and writes 1400x900 PNGs to ``--out``:
 ``--raw DIR`` also renders each report's HTML straight from the artifact store (no dashboard) to
 ``DIR/report_<name>.png``, to check that the HTML renders on its own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,24 @@ from pathlib import Path
 
 WIDTH, HEIGHT = 1400, 900
 MAX_BYTES = 300_000
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  f"--window-size={WIDTH},{HEIGHT}", "--hide-scrollbars", "--remote-debugging-port=0",
-                  "--remote-allow-origins=*"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    f"--window-size={WIDTH},{HEIGHT}",
+    "--hide-scrollbars",
+    "--remote-debugging-port=0",
+    "--remote-allow-origins=*",
+]
 
 
 # --- the server's REST API -------------------------------------------------------------------------------
+
 
 class Api:
     def __init__(self, url: str, username: str, password: str):
@@ -83,8 +95,9 @@ class Api:
         pipelines = self.get("/pipelines", name=pipeline)["items"]
         if not pipelines:
             return None
-        items = self.get("/runs", pipeline_id=pipelines[0]["id"], status="completed", sort_by="desc:created",
-                         size=1)["items"]
+        items = self.get("/runs", pipeline_id=pipelines[0]["id"], status="completed", sort_by="desc:created", size=1)[
+            "items"
+        ]
         return items[0] if items else None
 
     def output(self, run_id: str, name: str) -> dict | None:
@@ -106,6 +119,7 @@ class Api:
 
 # --- headless Chromium over the DevTools protocol --------------------------------------------------------
 
+
 class Browser:
     def __init__(self, chromium: str):
         self.chromium = chromium
@@ -114,8 +128,11 @@ class Browser:
         import websockets  # installed with zenml[server] (uvicorn[standard])
 
         self.profile = tempfile.mkdtemp(prefix="ledgerlink-chromium-")
-        self.proc = subprocess.Popen([self.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [self.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = Path(self.profile) / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -129,8 +146,9 @@ class Browser:
         self.n = 0
         await self.send("Page.enable")
         await self.send("Runtime.enable")
-        await self.send("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1,
-                        mobile=False)
+        await self.send(
+            "Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False
+        )
         return self
 
     async def __aexit__(self, *exc):
@@ -169,8 +187,10 @@ class Browser:
         while not await self.js(f"!!({predicate})"):
             if time.monotonic() > deadline:
                 text = (await self.js("document.body ? document.body.innerText : ''") or "")[:500]
-                raise TimeoutError(f"waited {timeout:.0f}s for {what or predicate} at "
-                                   f"{await self.js('location.href')}; the page says: {text!r}")
+                raise TimeoutError(
+                    f"waited {timeout:.0f}s for {what or predicate} at "
+                    f"{await self.js('location.href')}; the page says: {text!r}"
+                )
             await asyncio.sleep(0.3)
 
     async def wait_text(self, text: str, timeout: float = 45) -> None:
@@ -183,7 +203,7 @@ class Browser:
               && e.textContent.trim() === {json.dumps(text)}
               && ![...e.children].some(c => c.textContent.trim() === {json.dumps(text)}));
           if (!els.length) return null;
-          const e = els[{'els.length - 1' if last else '0'}];
+          const e = els[{"els.length - 1" if last else "0"}];
           e.scrollIntoView({{block: 'center', inline: 'center'}});
           const r = e.getBoundingClientRect();
           return [r.x + r.width / 2, r.y + r.height / 2];
@@ -216,6 +236,7 @@ def _small_png(data: bytes) -> bytes:
 
 # --- the pages ------------------------------------------------------------------------------------------
 
+
 async def _open_dashboard(b: Browser, base: str, username: str, password: str) -> None:
     """Same-origin login in the page: the server sets its session cookie (harmless under NO_AUTH)."""
     await b.goto(f"{base}/health")
@@ -244,8 +265,9 @@ async def _run_page(b: Browser, base: str, run: dict, last_step: str) -> None:
     await _close_banner(b)
 
 
-async def _artifact_visualization(b: Browser, base: str, run: dict, last_step: str, artifact: str, out: Path,
-                                  expect: str | None) -> Path:
+async def _artifact_visualization(
+    b: Browser, base: str, run: dict, last_step: str, artifact: str, out: Path, expect: str | None
+) -> Path:
     await _run_page(b, base, run, last_step)
     await b.click_text(artifact)
     await b.wait_text("Visualization")
@@ -255,10 +277,13 @@ async def _artifact_visualization(b: Browser, base: str, run: dict, last_step: s
     await b.click_text("Load Preview")
     await b.wait("document.querySelector('iframe')", what="the visualization frame")
     if expect:  # the frame is sandboxed: read what the dashboard fetched for it instead
-        await b.wait(f"""[...document.querySelectorAll('iframe')].some(f =>
+        await b.wait(
+            f"""[...document.querySelectorAll('iframe')].some(f =>
             (f.srcdoc || '').includes({json.dumps(expect)}) || (f.src || '').startsWith('blob:')
-            || (f.contentDocument && f.contentDocument.body && f.contentDocument.body.innerText.includes({json.dumps(expect)})))""",
-                     what=f"{expect!r} in the visualization")
+            || (f.contentDocument && f.contentDocument.body
+                && f.contentDocument.body.innerText.includes({json.dumps(expect)})))""",
+            what=f"{expect!r} in the visualization",
+        )
     return await b.screenshot(out, settle=3.0)
 
 
@@ -282,13 +307,16 @@ async def main_async(args) -> int:
     api.skip_survey()
     training = api.latest_run("training", args.run)
     if training is None:
-        print(f"no completed training run on {args.url}: run `python run.py --pipeline training` first",
-              file=sys.stderr)
+        print(
+            f"no completed training run on {args.url}: run `python run.py --pipeline training` first", file=sys.stderr
+        )
         return 1
     monitoring = api.latest_run("monitoring", args.monitoring_run)
     out = Path(args.out)
-    reports = [("evaluation_report", training, "deploy_model", "dashboard_evaluation.png", "Evaluation on the frozen"),
-               ("comparison_report", training, "deploy_model", "dashboard_comparison.png", "Promotion decision")]
+    reports = [
+        ("evaluation_report", training, "deploy_model", "dashboard_evaluation.png", "Evaluation on the frozen"),
+        ("comparison_report", training, "deploy_model", "dashboard_comparison.png", "Promotion decision"),
+    ]
     if args.drift and monitoring is not None:
         reports.append(("drift_report", monitoring, "decide_retraining", "dashboard_drift.png", "Data drift"))
     written = []
@@ -309,8 +337,15 @@ async def main_async(args) -> int:
             await b.wait("document.querySelector('main, #root')", what="the models page")
             await _close_banner(b)
             written.append(await b.screenshot(out / "dashboard_models.png", settle=3.0))
-    print(json.dumps({"training_run": training["name"], "monitoring_run": monitoring and monitoring["name"],
-                      "screenshots": [str(p) for p in written]}))
+    print(
+        json.dumps(
+            {
+                "training_run": training["name"],
+                "monitoring_run": monitoring and monitoring["name"],
+                "screenshots": [str(p) for p in written],
+            }
+        )
+    )
     return 0
 
 
@@ -322,11 +357,19 @@ def main(argv=None) -> int:
     p.add_argument("--monitoring-run", help="monitoring run name or id (default: the latest completed one)")
     p.add_argument("--username", default="default")
     p.add_argument("--password", default="")
-    p.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser")
-                   or shutil.which("google-chrome") or "chromium")
-    p.add_argument("--drift", action="store_true",
-                   help="also the latest monitoring run's drift_report (Evidently needs JavaScript, which the "
-                        "dashboard's sandboxed frame blocks: only the report's static HTML shows)")
+    p.add_argument(
+        "--chromium",
+        default=shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+        or "chromium",
+    )
+    p.add_argument(
+        "--drift",
+        action="store_true",
+        help="also the latest monitoring run's drift_report (Evidently needs JavaScript, which the "
+        "dashboard's sandboxed frame blocks: only the report's static HTML shows)",
+    )
     p.add_argument("--models", action="store_true", help="also the Models page (ZenML Pro only in OSS)")
     p.add_argument("--raw", metavar="DIR", help="also render each report's HTML directly to DIR/report_<name>.png")
     args = p.parse_args(argv)

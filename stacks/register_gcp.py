@@ -11,6 +11,7 @@ secret lands in the stack definition. ``auto`` takes the local gcloud credential
 (``gcloud auth application-default login``), ``service-account`` a key file, ``implicit`` the
 environment of a ZenML server that runs on GCP. Re-running updates everything in place.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,12 @@ import yaml
 TEMPLATE = Path(__file__).resolve().parent / "gcp.yaml"
 CONNECTOR = "ledgerlink-gcp"
 # ZenML resource type and resource id each component is connected to (None: the connector's project).
-RESOURCES = {"orchestrator": ("gcp-generic", None), "image_builder": ("gcp-generic", None),
-             "artifact_store": ("gcs-bucket", "bucket"), "container_registry": ("docker-registry", "uri")}
+RESOURCES = {
+    "orchestrator": ("gcp-generic", None),
+    "image_builder": ("gcp-generic", None),
+    "artifact_store": ("gcs-bucket", "bucket"),
+    "container_registry": ("docker-registry", "uri"),
+}
 
 
 def _check(project: str, region: str, bucket: str) -> str:
@@ -44,12 +49,23 @@ def _check(project: str, region: str, bucket: str) -> str:
     return bucket
 
 
-def render_stack(project: str, region: str, bucket: str, repository: str = "ledgerlink",
-                 service_account: str | None = None, template: Path = TEMPLATE) -> dict[str, Any]:
+def render_stack(
+    project: str,
+    region: str,
+    bucket: str,
+    repository: str = "ledgerlink",
+    service_account: str | None = None,
+    template: Path = TEMPLATE,
+) -> dict[str, Any]:
     """stacks/gcp.yaml with the placeholders filled in, as the dict `zenml stack import` reads."""
     bucket = _check(project, region, bucket)
-    values = {"PROJECT": project, "REGION": region, "BUCKET": bucket, "REPOSITORY": repository,
-              "SERVICE_ACCOUNT": service_account or f"ledgerlink-runner@{project}.iam.gserviceaccount.com"}
+    values = {
+        "PROJECT": project,
+        "REGION": region,
+        "BUCKET": bucket,
+        "REPOSITORY": repository,
+        "SERVICE_ACCOUNT": service_account or f"ledgerlink-runner@{project}.iam.gserviceaccount.com",
+    }
     text = string.Template(template.read_text()).substitute(values)
     return yaml.safe_load(text)
 
@@ -72,21 +88,40 @@ def _connector(client, name: str, project: str, auth_method: str, key_file: str 
     if auth_method == "auto":
         if exists:
             client.delete_service_connector(name)
-        connector, _ = client.create_service_connector(name=name, connector_type="gcp", auto_configure=True,
-                                                       verify=verify, description="ledgerlink: Vertex, GCS, Artifact Registry, Cloud Build")
+        connector, _ = client.create_service_connector(
+            name=name,
+            connector_type="gcp",
+            auto_configure=True,
+            verify=verify,
+            description="ledgerlink: Vertex, GCS, Artifact Registry, Cloud Build",
+        )
         return connector
     if exists:
-        connector, _ = client.update_service_connector(name, auth_method=auth_method, configuration=configuration,
-                                                       resource_type="", verify=verify)
+        connector, _ = client.update_service_connector(
+            name, auth_method=auth_method, configuration=configuration, resource_type="", verify=verify
+        )
         return connector
-    connector, _ = client.create_service_connector(name=name, connector_type="gcp", auth_method=auth_method,
-                                                   configuration=configuration, verify=verify,
-                                                   description="ledgerlink: Vertex, GCS, Artifact Registry, Cloud Build")
+    connector, _ = client.create_service_connector(
+        name=name,
+        connector_type="gcp",
+        auth_method=auth_method,
+        configuration=configuration,
+        verify=verify,
+        description="ledgerlink: Vertex, GCS, Artifact Registry, Cloud Build",
+    )
     return connector
 
 
-def register_stack(spec: dict, project: str, bucket: str, auth_method: str = "auto", key_file: str | None = None,
-                   verify: bool = True, connector_name: str = CONNECTOR, set_active: bool = False):
+def register_stack(
+    spec: dict,
+    project: str,
+    bucket: str,
+    auth_method: str = "auto",
+    key_file: str | None = None,
+    verify: bool = True,
+    connector_name: str = CONNECTOR,
+    set_active: bool = False,
+):
     """Register (or update) the connector, the components and the stack described by ``spec``."""
     from zenml.client import Client
     from zenml.enums import StackComponentType
@@ -102,17 +137,21 @@ def register_stack(spec: dict, project: str, bucket: str, auth_method: str = "au
         except KeyError:
             existing = None
         if existing is None:
-            component = client.create_stack_component(name=entry["name"], flavor=entry["flavor"], component_type=ctype,
-                                                      configuration=entry["configuration"])
+            component = client.create_stack_component(
+                name=entry["name"], flavor=entry["flavor"], component_type=ctype, configuration=entry["configuration"]
+            )
         elif existing.flavor_name != entry["flavor"]:
-            raise ValueError(f"a {type_name} named {entry['name']!r} already exists with flavor {existing.flavor_name!r}; "
-                             f"delete it (zenml {type_name.replace('_', '-')} delete {entry['name']}) and re-run")
+            raise ValueError(
+                f"a {type_name} named {entry['name']!r} already exists with flavor {existing.flavor_name!r}; "
+                f"delete it (zenml {type_name.replace('_', '-')} delete {entry['name']}) and re-run"
+            )
         else:
             component = client.update_stack_component(entry["name"], ctype, configuration=entry["configuration"])
         resource_type, id_from = RESOURCES[type_name]
         resource_id = {"bucket": f"gs://{bucket}", "uri": entry["configuration"].get("uri"), None: None}[id_from]
-        component = client.update_stack_component(component.id, ctype, connector_id=connector.id,
-                                                  connector_resource_id=resource_id)
+        component = client.update_stack_component(
+            component.id, ctype, connector_id=connector.id, connector_resource_id=resource_id
+        )
         components[ctype] = component.id
     name = spec["stack_name"]
     try:
@@ -131,8 +170,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--region", required=True, help="GCP region for Vertex AI, Artifact Registry and Cloud Build")
     p.add_argument("--bucket", required=True, help="GCS bucket (name or gs://name) for artifacts and datasets")
     p.add_argument("--repository", default="ledgerlink", help="Artifact Registry Docker repository")
-    p.add_argument("--service-account", help="service account Vertex runs the steps as "
-                                             "(default: ledgerlink-runner@PROJECT.iam.gserviceaccount.com)")
+    p.add_argument(
+        "--service-account",
+        help="service account Vertex runs the steps as (default: ledgerlink-runner@PROJECT.iam.gserviceaccount.com)",
+    )
     p.add_argument("--auth-method", choices=["auto", "service-account", "implicit"], default="auto")
     p.add_argument("--key-file", help="service account JSON key (--auth-method service-account)")
     p.add_argument("--connector", default=CONNECTOR, help="service connector name")
@@ -149,14 +190,23 @@ def main(argv=None) -> int:
         if args.render_only:
             print(yaml.safe_dump(spec, sort_keys=False), end="")
             return 0
-        stack = register_stack(spec, project=args.project, bucket=args.bucket.removeprefix("gs://").rstrip("/"),
-                               auth_method=args.auth_method, key_file=args.key_file, verify=not args.no_verify,
-                               connector_name=args.connector, set_active=args.set)
+        stack = register_stack(
+            spec,
+            project=args.project,
+            bucket=args.bucket.removeprefix("gs://").rstrip("/"),
+            auth_method=args.auth_method,
+            key_file=args.key_file,
+            verify=not args.no_verify,
+            connector_name=args.connector,
+            set_active=args.set,
+        )
     except (ValueError, OSError) as exc:
         print(f"register_gcp: {exc}", file=sys.stderr)
         return 2
-    print(f"Registered stack {stack.name!r} with service connector {args.connector!r}. "
-          f"Use it with: zenml stack set {stack.name}")
+    print(
+        f"Registered stack {stack.name!r} with service connector {args.connector!r}. "
+        f"Use it with: zenml stack set {stack.name}"
+    )
     return 0
 
 

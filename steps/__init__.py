@@ -1,11 +1,25 @@
-"""ZenML steps: thin glue over the ledgerlink library, one concern per file."""
+"""ZenML steps: thin glue over the ledgerlink library, one step per module, grouped by stage."""
+
 from .deployment.deploy_model import deploy_model
-from .etl.collect_month import collect_month_step
+from .etl.collect_month import collect_month
 from .etl.current_dataset import current_dataset
+from .monitoring.decide_retraining import decide_retraining
+from .monitoring.detect_data_drift import detect_data_drift
+from .monitoring.score_production_on_fresh_month import score_production_on_fresh_month
 from .promotion.compare_with_production import compare_with_production
 from .promotion.promote_model import promote_model
 from .training.evaluate_matcher import evaluate_matcher
 from .training.train_matcher import train_matcher
 
-__all__ = ["collect_month_step", "current_dataset", "train_matcher", "evaluate_matcher",
-           "compare_with_production", "promote_model", "deploy_model"]
+__all__ = [
+    "collect_month",
+    "current_dataset",
+    "train_matcher",
+    "evaluate_matcher",
+    "compare_with_production",
+    "promote_model",
+    "deploy_model",
+    "detect_data_drift",
+    "score_production_on_fresh_month",
+    "decide_retraining",
+]

@@ -1,4 +1,5 @@
 """Store matchers in the artifact store as their own directory format (JSON model + meta), not pickle."""
+
 from __future__ import annotations
 
 import os

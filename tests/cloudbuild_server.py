@@ -6,6 +6,7 @@ exact JSON body it receives, answers ``create`` with a long-running Operation wh
 ``BuildOperationMetadata`` and answers each poll from a script. Used by test_cloud_build.py and
 test_deploy_step.py.
 """
+
 from __future__ import annotations
 
 import http.server
@@ -35,19 +36,31 @@ def build_json(status: S, image: str, **extra) -> dict:
 
 
 def op_json(status: S, done: bool, image: str, **extra) -> dict:
-    return {"name": OP_NAME, "metadata": {"@type": META_TYPE, "build": build_json(status, image)}, "done": done, **extra}
+    return {
+        "name": OP_NAME,
+        "metadata": {"@type": META_TYPE, "build": build_json(status, image)},
+        "done": done,
+        **extra,
+    }
 
 
 def success_op(image: str, digest: str = "sha256:" + "a" * 64) -> dict:
     return {
-        "name": OP_NAME, "done": True,
+        "name": OP_NAME,
+        "done": True,
         "metadata": {"@type": META_TYPE, "build": build_json(S.SUCCESS, image)},
-        "response": {"@type": BUILD_TYPE, **build_json(S.SUCCESS, image, results={"images": [{"name": image, "digest": digest}]})},
+        "response": {
+            "@type": BUILD_TYPE,
+            **build_json(S.SUCCESS, image, results={"images": [{"name": image, "digest": digest}]}),
+        },
     }
 
 
 def failure_op(image: str, detail: str = "step 0 exited with 1") -> dict:
-    failed = {**op_json(S.FAILURE, True, image), "error": {"code": 2, "message": "Build failed; check build logs for details"}}
+    failed = {
+        **op_json(S.FAILURE, True, image),
+        "error": {"code": 2, "message": "Build failed; check build logs for details"},
+    }
     failed["metadata"]["build"]["statusDetail"] = detail
     return failed
 
@@ -60,9 +73,14 @@ class FakeCloudBuild:
     for answers that depend on the request (e.g. the image name the client chose).
     """
 
-    def __init__(self, create: tuple[int, dict] | Callable[[dict], tuple[int, dict]],
-                 polls: list[dict] | Callable[[dict], list[dict]] | None = None, repeat_last: bool = False,
-                 expected_body: dict | Callable[[dict], bool] | None = None, project: str = PROJECT):
+    def __init__(
+        self,
+        create: tuple[int, dict] | Callable[[dict], tuple[int, dict]],
+        polls: list[dict] | Callable[[dict], list[dict]] | None = None,
+        repeat_last: bool = False,
+        expected_body: dict | Callable[[dict], bool] | None = None,
+        project: str = PROJECT,
+    ):
         self.create, self.polls, self.repeat_last = create, polls if callable(polls) else list(polls or []), repeat_last
         self.expected_body, self.project = expected_body, project
         self.requests: list[dict[str, Any]] = []
@@ -82,10 +100,14 @@ class FakeCloudBuild:
                 posted = json.loads(raw or b"{}")
                 fake.requests.append({"method": "POST", "path": self.path, "body": posted})
                 if not self.path.startswith(f"/v1/projects/{fake.project}/builds?"):
-                    return self._reply(404, {"error": {"code": 404, "message": f"unexpected path {self.path}", "status": "NOT_FOUND"}})
+                    return self._reply(
+                        404, {"error": {"code": 404, "message": f"unexpected path {self.path}", "status": "NOT_FOUND"}}
+                    )
                 expected = fake.expected_body
                 if expected is not None and not (expected(posted) if callable(expected) else posted == expected):
-                    return self._reply(400, {"error": {"code": 400, "message": "unexpected body", "status": "INVALID_ARGUMENT"}})
+                    return self._reply(
+                        400, {"error": {"code": 400, "message": "unexpected body", "status": "INVALID_ARGUMENT"}}
+                    )
                 if callable(fake.polls):
                     fake.polls = list(fake.polls(posted))
                 self._reply(*(fake.create(posted) if callable(fake.create) else fake.create))
@@ -93,9 +115,13 @@ class FakeCloudBuild:
             def do_GET(self):  # noqa: N802
                 fake.requests.append({"method": "GET", "path": self.path})
                 if not self.path.startswith(f"/v1/{OP_NAME}"):
-                    return self._reply(404, {"error": {"code": 404, "message": f"unexpected path {self.path}", "status": "NOT_FOUND"}})
+                    return self._reply(
+                        404, {"error": {"code": 404, "message": f"unexpected path {self.path}", "status": "NOT_FOUND"}}
+                    )
                 if not fake.polls:
-                    return self._reply(500, {"error": {"code": 500, "message": "no more scripted polls", "status": "INTERNAL"}})
+                    return self._reply(
+                        500, {"error": {"code": 500, "message": "no more scripted polls", "status": "INTERNAL"}}
+                    )
                 answer = fake.polls[0] if (fake.repeat_last and len(fake.polls) == 1) else fake.polls.pop(0)
                 self._reply(200, answer)
 

@@ -1,4 +1,5 @@
 """Alerts: the real slack_sdk webhook client against a local HTTP server that captures the payload."""
+
 import json
 import logging
 import threading
@@ -34,7 +35,9 @@ def webhook():
 
 def test_alert_payload_reaches_the_webhook(webhook):
     url, received, _ = webhook
-    alert = Alert("promotion", "model v3 promoted to production", {"pair_f1": 0.9712, "gain": 0.0123}, run="training-42")
+    alert = Alert(
+        "promotion", "model v3 promoted to production", {"pair_f1": 0.9712, "gain": 0.0123}, run="training-42"
+    )
     assert Alerter(url).send(alert) is True
     (req,) = received
     assert req["path"] == "/services/T000/B000/XXXX"

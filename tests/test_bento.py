@@ -4,6 +4,7 @@ A tiny Matcher is trained on hand-made months, saved to the (temp) BentoML model
 Bento from bentos/bentofile.yaml, exported as a Docker build context, and served in-process through
 BentoML's own ASGI app.
 """
+
 from __future__ import annotations
 
 import tarfile
@@ -13,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import tiny_month
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,9 +37,13 @@ def model_tag(tables, tmp_path_factory):
     d = tmp_path_factory.mktemp("matcher")
     m.save(d)
     return deploy.save_to_model_store(
-        d, labels={"zenml_model_name": "ledgerlink", "zenml_model_version": 3, "stage": "production"},
-        metadata={"metrics": {"set_accuracy": 0.9, "missing": None}, "months": ["2025-01", "2025-02"],
-                  "threshold": float(m.auto_threshold_)},
+        d,
+        labels={"zenml_model_name": "ledgerlink", "zenml_model_version": 3, "stage": "production"},
+        metadata={
+            "metrics": {"set_accuracy": 0.9, "missing": None},
+            "months": ["2025-01", "2025-02"],
+            "threshold": float(m.auto_threshold_),
+        },
     )
 
 
@@ -99,16 +103,30 @@ def test_export_build_context_has_a_root_dockerfile_and_the_model(bento_tag, mod
 # Service, in process
 # ------------------------------------------------------------------------------------------------
 
+
 def _inv(r) -> dict:
-    return {"invoice_id": r.invoice_id, "issued_at": str(r.issued_at.date()), "due_at": str(r.due_at.date()),
-            "amount": r.amount, "currency": r.currency, "invoice_number": r.invoice_number,
-            "counterparty_name": r.counterparty_name, "description": r.description}
+    return {
+        "invoice_id": r.invoice_id,
+        "issued_at": str(r.issued_at.date()),
+        "due_at": str(r.due_at.date()),
+        "amount": r.amount,
+        "currency": r.currency,
+        "invoice_number": r.invoice_number,
+        "counterparty_name": r.counterparty_name,
+        "description": r.description,
+    }
 
 
 def _tr(r) -> dict:
-    return {"transfer_id": r.transfer_id, "booked_at": str(r.booked_at.date()), "amount": r.amount,
-            "currency": r.currency, "title": r.title, "counterparty_name": r.counterparty_name,
-            "counterparty_account": r.counterparty_account}
+    return {
+        "transfer_id": r.transfer_id,
+        "booked_at": str(r.booked_at.date()),
+        "amount": r.amount,
+        "currency": r.currency,
+        "title": r.title,
+        "counterparty_name": r.counterparty_name,
+        "counterparty_account": r.counterparty_account,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -181,16 +199,19 @@ def test_match_batch(client, payload):
     assert all(x["n_invoices"] == len(x["links"]) for x in results)
 
 
-@pytest.mark.parametrize("case,loc", [
-    ("missing", ["transfer", "amount"]),
-    ("wrong_type", ["transfer", "amount"]),
-    ("bad_date", ["candidates", 0, "issued_at"]),
-    ("negative_top_k", ["top_k"]),
-    ("bad_currency", ["transfer", "currency"]),
-    ("unknown_field", ["transfer", "tittle"]),
-    ("duplicate_ids", ["candidates"]),
-    ("due_before_issue", ["candidates", 0, "due_at"]),
-])
+@pytest.mark.parametrize(
+    "case,loc",
+    [
+        ("missing", ["transfer", "amount"]),
+        ("wrong_type", ["transfer", "amount"]),
+        ("bad_date", ["candidates", 0, "issued_at"]),
+        ("negative_top_k", ["top_k"]),
+        ("bad_currency", ["transfer", "currency"]),
+        ("unknown_field", ["transfer", "tittle"]),
+        ("duplicate_ids", ["candidates"]),
+        ("due_before_issue", ["candidates", 0, "due_at"]),
+    ],
+)
 def test_bad_requests_are_400_naming_the_field(client, payload, case, loc):
     invs, trs = payload
     t, c = dict(trs[0]), [dict(i) for i in invs[:2]]

@@ -8,6 +8,7 @@ Two local endpoints stand in for BigQuery (design.md, "Measured facts"):
   getQueryResults) and answers like BigQuery does. A local gRPC server plays the BigQuery Storage
   Read API for the fast path, and refuses it for the fallback.
 """
+
 import copy
 import json
 import shutil
@@ -19,8 +20,8 @@ import time
 import urllib.request
 import warnings
 from concurrent import futures
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
@@ -37,7 +38,14 @@ from google.auth.credentials import AnonymousCredentials  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 PROJECT = "ledgerlink-test"
-BQ_TYPES = {"id": "STRING", "str": "STRING", "currency": "STRING", "month": "STRING", "date": "DATE", "money": "NUMERIC"}
+BQ_TYPES = {
+    "id": "STRING",
+    "str": "STRING",
+    "currency": "STRING",
+    "month": "STRING",
+    "date": "DATE",
+    "money": "NUMERIC",
+}
 
 
 def _free_port() -> int:
@@ -81,10 +89,15 @@ def crucible():
     exe = Path(sys.executable).with_name("crucible")
     exe = str(exe) if exe.exists() else shutil.which("crucible")
     if exe is None:
-        pytest.skip("crucible-emulator is not installed (pip install 'crucible-emulator[server]'); it is the offline BigQuery")
+        pytest.skip(
+            "crucible-emulator is not installed (pip install 'crucible-emulator[server]'); it is the offline BigQuery"
+        )
     port = _free_port()
-    proc = subprocess.Popen([exe, "serve", "--dialect", "bigquery", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [exe, "serve", "--dialect", "bigquery", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -105,8 +118,10 @@ def crucible():
             if i == 0:
                 client.query(_ddl(f"{PROJECT}.ds.{table}", table)).result()
             client.query(_insert(f"{PROJECT}.ds.{table}", table, data[table])).result()
-    for dataset, table, override in (("renamed", "transfers", {"booked_at": ("booking_date", "DATE")}),
-                                     ("badtype", "invoices", {"amount": ("amount", "STRING")})):
+    for dataset, table, override in (
+        ("renamed", "transfers", {"booked_at": ("booking_date", "DATE")}),
+        ("badtype", "invoices", {"amount": ("amount", "STRING")}),
+    ):
         client.create_dataset(dataset)
         for t in TABLES:
             client.query(_ddl(f"{PROJECT}.{dataset}.{t}", t, override if t == table else None)).result()
@@ -124,8 +139,12 @@ def test_months_and_schema_come_from_the_live_tables(crucible):
 
 
 def test_missing_table_names_the_table(crucible):
-    wh = BigQueryWarehouse(_client(crucible), dataset="ds", columns=ColumnMap(tables={"transfers": "bank_transfers"}),
-                           use_storage_api=False)
+    wh = BigQueryWarehouse(
+        _client(crucible),
+        dataset="ds",
+        columns=ColumnMap(tables={"transfers": "bank_transfers"}),
+        use_storage_api=False,
+    )
     with pytest.raises(ContractError, match=rf"`{PROJECT}.ds.bank_transfers` not found") as err:
         wh.months()
     assert err.value.table == "bank_transfers"
@@ -137,8 +156,12 @@ def test_renamed_column_names_table_and_column_and_the_mapping_fixes_it(crucible
         wh.extract_month("2025-01")  # fails at the schema check, before any query is sent
     assert (err.value.table, err.value.column) == ("transfers", "booked_at")
     assert "warehouse.columns" in str(err.value)
-    fixed = BigQueryWarehouse(_client(crucible), dataset="renamed", use_storage_api=False,
-                              columns=ColumnMap(columns={"transfers": {"booked_at": "booking_date"}}))
+    fixed = BigQueryWarehouse(
+        _client(crucible),
+        dataset="renamed",
+        use_storage_api=False,
+        columns=ColumnMap(columns={"transfers": {"booked_at": "booking_date"}}),
+    )
     assert fixed.check_table("transfers")["booking_date"] == "DATE"
 
 
@@ -210,9 +233,14 @@ class FakeBigQuery:
         self.jobs[ref["jobId"]] = table
         config = copy.deepcopy(body["configuration"])
         config["query"]["destinationTable"] = {"projectId": PROJECT, "datasetId": "_anon", "tableId": f"anon_{table}"}
-        return {"kind": "bigquery#job", "id": f"{PROJECT}:{ref.get('location')}.{ref['jobId']}", "jobReference": ref,
-                "configuration": config, "status": {"state": "DONE"},
-                "statistics": {"creationTime": "1", "startTime": "1", "endTime": "2", "query": {"statementType": "SELECT"}}}
+        return {
+            "kind": "bigquery#job",
+            "id": f"{PROJECT}:{ref.get('location')}.{ref['jobId']}",
+            "jobReference": ref,
+            "configuration": config,
+            "status": {"state": "DONE"},
+            "statistics": {"creationTime": "1", "startTime": "1", "endTime": "2", "query": {"statementType": "SELECT"}},
+        }
 
     def get(self, path: str):
         url = urlparse(path)
@@ -221,18 +249,27 @@ class FakeBigQuery:
         if "queries" in parts:  # getQueryResults
             job_id = parts[-1]
             df = self.answers[self.jobs[job_id]]
-            resp = {"kind": "bigquery#getQueryResultsResponse", "jobComplete": True,
-                    "jobReference": {"projectId": PROJECT, "jobId": job_id, "location": "EU"},
-                    "schema": self.schema(df), "totalRows": str(len(df))}
+            resp = {
+                "kind": "bigquery#getQueryResultsResponse",
+                "jobComplete": True,
+                "jobReference": {"projectId": PROJECT, "jobId": job_id, "location": "EU"},
+                "schema": self.schema(df),
+                "totalRows": str(len(df)),
+            }
             if query.get("maxResults") != ["0"]:
-                resp["rows"] = [{"f": [self.cell(c, v) for c, v in zip(df.columns, row)]}
-                                for row in df.itertuples(index=False)]
+                resp["rows"] = [
+                    {"f": [self.cell(c, v) for c, v in zip(df.columns, row)]} for row in df.itertuples(index=False)
+                ]
             return 200, resp
         if "tables" in parts:  # tables.get: the schema check
             table = parts[-1]
             df = self.answers[table]
-            return 200, {"kind": "bigquery#table", "tableReference": {"projectId": PROJECT, "datasetId": parts[-3], "tableId": table},
-                         "schema": self.schema(df), "numRows": str(len(df))}
+            return 200, {
+                "kind": "bigquery#table",
+                "tableReference": {"projectId": PROJECT, "datasetId": parts[-3], "tableId": table},
+                "schema": self.schema(df),
+                "numRows": str(len(df)),
+            }
         return 404, {"error": {"code": 404, "message": f"Not found: {path}", "status": "NOT_FOUND"}}
 
     def row_reads(self) -> list[str]:
@@ -263,14 +300,17 @@ def test_extraction_sends_our_sql_with_a_date_window(fake_bq, month_data):
     wh = _warehouse(fake_bq, use_storage_api=False)
     frames = wh.extract_month("2025-01")
     jobs = [body for method, path, body in fake_bq.requests if method == "POST"]
-    assert [p for m, p, _ in fake_bq.requests if m == "POST"] == [f"/bigquery/v2/projects/{PROJECT}/jobs?prettyPrint=false"] * 3
+    assert [p for m, p, _ in fake_bq.requests if m == "POST"] == [
+        f"/bigquery/v2/projects/{PROJECT}/jobs?prettyPrint=false"
+    ] * 3
     for table, body in zip(TABLES, jobs):
         q = body["configuration"]["query"]
         assert q["query"] == extraction_sql(table, ColumnMap(), f"{PROJECT}.ds")
         assert q["useLegacySql"] is False and q["parameterMode"] == "NAMED"
         assert sorted(q["queryParameters"], key=lambda p: p["name"]) == [
             {"name": "window_end", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "2025-02-01"}},
-            {"name": "window_start", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "2025-01-01"}}]
+            {"name": "window_start", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "2025-01-01"}},
+        ]
         assert body["jobReference"]["location"] == "EU"
     # the frames satisfy the contract and hold what the warehouse holds
     checked = check_month(frames, "2025-01")
@@ -289,11 +329,14 @@ def test_window_parameters_follow_the_live_column_type(month_data):
     params = {}
     for _, _, body in (r for r in fake.requests if r[0] == "POST"):
         q = body["configuration"]["query"]
-        params[fake.table_for(q["query"])] = {p["name"]: (p["parameterType"]["type"], p["parameterValue"]["value"])
-                                              for p in q["queryParameters"]}
+        params[fake.table_for(q["query"])] = {
+            p["name"]: (p["parameterType"]["type"], p["parameterValue"]["value"]) for p in q["queryParameters"]
+        }
     assert params["invoices"]["window_start"] == ("DATE", "2025-01-01")
     for table in ("transfers", "links"):  # links are windowed by their transfer's booked_at
-        assert params[table]["window_start"][0] == "TIMESTAMP" and params[table]["window_start"][1].startswith("2025-01-01")
+        assert params[table]["window_start"][0] == "TIMESTAMP" and params[table]["window_start"][1].startswith(
+            "2025-01-01"
+        )
         assert params[table]["window_end"][1].startswith("2025-02-01")
     checked = check_month(frames, "2025-01")
     assert (checked["transfers"]["booked_at"] == month_data["transfers"]["booked_at"]).all()
@@ -330,6 +373,7 @@ class FakeStorageRead:
                     arrays.append(pa.array([v.date() for v in df[col]], pa.date32()))
                 elif kind == "money":
                     from decimal import Decimal
+
                     arrays.append(pa.array([Decimal(str(v)) for v in df[col]], pa.decimal128(38, 9)))
                 else:
                     arrays.append(pa.array([None if v != v else v for v in df[col]], pa.string()))
@@ -341,10 +385,13 @@ class FakeStorageRead:
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, "bigquery.readsessions.create denied")
             table = request.read_session.table.rsplit("anon_", 1)[-1]
             batch = arrow(table)
-            return types.ReadSession(name=f"sessions/{table}", table=request.read_session.table,
-                                     data_format=types.DataFormat.ARROW,
-                                     arrow_schema=types.ArrowSchema(serialized_schema=batch.schema.serialize().to_pybytes()),
-                                     streams=[types.ReadStream(name=f"sessions/{table}/streams/0")])
+            return types.ReadSession(
+                name=f"sessions/{table}",
+                table=request.read_session.table,
+                data_format=types.DataFormat.ARROW,
+                arrow_schema=types.ArrowSchema(serialized_schema=batch.schema.serialize().to_pybytes()),
+                streams=[types.ReadStream(name=f"sessions/{table}/streams/0")],
+            )
 
         def read_rows(request, context):
             self.calls.append(("ReadRows", request.read_stream))
@@ -352,17 +399,26 @@ class FakeStorageRead:
             yield types.ReadRowsResponse(  # like the real API, the first response carries the schema
                 row_count=batch.num_rows,
                 arrow_schema=types.ArrowSchema(serialized_schema=batch.schema.serialize().to_pybytes()),
-                arrow_record_batch=types.ArrowRecordBatch(serialized_record_batch=batch.serialize().to_pybytes(),
-                                                          row_count=batch.num_rows))
+                arrow_record_batch=types.ArrowRecordBatch(
+                    serialized_record_batch=batch.serialize().to_pybytes(), row_count=batch.num_rows
+                ),
+            )
 
-        handler = grpc.method_handlers_generic_handler("google.cloud.bigquery.storage.v1.BigQueryRead", {
-            "CreateReadSession": grpc.unary_unary_rpc_method_handler(
-                create_read_session, request_deserializer=types.CreateReadSessionRequest.deserialize,
-                response_serializer=types.ReadSession.serialize),
-            "ReadRows": grpc.unary_stream_rpc_method_handler(
-                read_rows, request_deserializer=types.ReadRowsRequest.deserialize,
-                response_serializer=types.ReadRowsResponse.serialize),
-        })
+        handler = grpc.method_handlers_generic_handler(
+            "google.cloud.bigquery.storage.v1.BigQueryRead",
+            {
+                "CreateReadSession": grpc.unary_unary_rpc_method_handler(
+                    create_read_session,
+                    request_deserializer=types.CreateReadSessionRequest.deserialize,
+                    response_serializer=types.ReadSession.serialize,
+                ),
+                "ReadRows": grpc.unary_stream_rpc_method_handler(
+                    read_rows,
+                    request_deserializer=types.ReadRowsRequest.deserialize,
+                    response_serializer=types.ReadRowsResponse.serialize,
+                ),
+            },
+        )
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         self.server.add_generic_rpc_handlers((handler,))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
@@ -372,6 +428,7 @@ class FakeStorageRead:
         import grpc
         from google.cloud import bigquery_storage
         from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
+
         transport = BigQueryReadGrpcTransport(channel=grpc.insecure_channel(f"127.0.0.1:{self.port}"))
         return bigquery_storage.BigQueryReadClient(transport=transport)
 

@@ -5,6 +5,7 @@ The real ``CloudBuildClient`` (REST transport, anonymous credentials) talks to a
 the client sends, answers ``create`` with a long-running Operation whose metadata is a
 ``BuildOperationMetadata``, and answers the polls at ``GET /v1/operations/...``.
 """
+
 from __future__ import annotations
 
 import io
@@ -13,9 +14,9 @@ import tarfile
 from datetime import datetime, timezone
 
 import pytest
+from cloudbuild_server import BUILD_ID, BUILD_TYPE, LOG_URL, META_TYPE, OP_NAME, PROJECT, S, build_json, op_json  # noqa: F401
+from cloudbuild_server import FakeCloudBuild as _FakeCloudBuild
 
-from cloudbuild_server import (BUILD_ID, BUILD_TYPE, LOG_URL, META_TYPE, OP_NAME, PROJECT, S,  # noqa: F401
-                               FakeCloudBuild as _FakeCloudBuild, build_json, op_json)
 from ledgerlink.deploy.cloud_build import (  # noqa: E402
     BUILD_ROLE,
     CloudBuildError,
@@ -65,7 +66,9 @@ def test_build_request_is_the_article_payload():
     assert json.loads(printed.split("\n", 1)[1]) == req
 
 
-@pytest.mark.parametrize("args", [("", OBJECT, IMAGE), ("a/b", OBJECT, IMAGE), (BUCKET, "", IMAGE), (BUCKET, OBJECT, "")])
+@pytest.mark.parametrize(
+    "args", [("", OBJECT, IMAGE), ("a/b", OBJECT, IMAGE), (BUCKET, "", IMAGE), (BUCKET, OBJECT, "")]
+)
 def test_build_request_rejects_bad_input(args):
     with pytest.raises(ValueError):
         build_request(*args)
@@ -73,9 +76,13 @@ def test_build_request_rejects_bad_input(args):
 
 def test_submit_success():
     done = {
-        "name": OP_NAME, "done": True,
+        "name": OP_NAME,
+        "done": True,
         "metadata": {"@type": META_TYPE, "build": _build(S.SUCCESS)},
-        "response": {"@type": BUILD_TYPE, **_build(S.SUCCESS, results={"images": [{"name": IMAGE, "digest": "sha256:" + "a" * 64}]})},
+        "response": {
+            "@type": BUILD_TYPE,
+            **_build(S.SUCCESS, results={"images": [{"name": IMAGE, "digest": "sha256:" + "a" * 64}]}),
+        },
     }
     with FakeCloudBuild((200, _op(S.QUEUED, False)), [_op(S.WORKING, False), done]) as fake:
         result = submit_build(_request(), PROJECT, client=fake.client(), timeout_s=30, poll=0.01)

@@ -1,4 +1,5 @@
 """Every kind of bad input stops with an error that names table, column and rows; nothing is dropped."""
+
 import pandas as pd
 import pytest
 
@@ -13,17 +14,55 @@ def test_valid_month_passes_unchanged_in_size(month_tables):
     assert str(out["transfers"]["booked_at"].dtype).startswith("datetime64")
 
 
-@pytest.mark.parametrize("table,column,mutate,expect", [
-    ("transfers", "amount", lambda df: df.drop(columns=["amount"]), "required column is missing"),
-    ("transfers", "booked_at", lambda df: df.assign(booked_at=df["booked_at"].astype(object).where(df.index != 3, None)), "null value"),
-    ("transfers", "amount", lambda df: df.assign(amount=df["amount"].astype(object).where(df.index != 2, "12,50")), "not finite numbers"),
-    ("invoices", "issued_at", lambda df: df.assign(issued_at=df["issued_at"].astype(str).where(df.index != 1, "yesterday")), "not dates"),
-    ("invoices", "currency", lambda df: df.assign(currency=df["currency"].where(df.index != 4, "euro")), "3-letter"),
-    ("invoices", "month", lambda df: df.assign(month=df["month"].where(df.index != 0, "2025-02")), "not in month"),
-    ("invoices", "invoice_id", lambda df: df.assign(invoice_id=df["invoice_id"].where(df.index != 1, df["invoice_id"][0])), "share a key"),
-    ("transfers", "transfer_id", lambda df: df.assign(transfer_id=df["transfer_id"].where(df.index != 1, "  ")), "empty identifier"),
-    ("invoices", "due_at", lambda df: df.assign(due_at=df["issued_at"] - pd.Timedelta(days=1)), "due date before issue"),
-])
+@pytest.mark.parametrize(
+    "table,column,mutate,expect",
+    [
+        ("transfers", "amount", lambda df: df.drop(columns=["amount"]), "required column is missing"),
+        (
+            "transfers",
+            "booked_at",
+            lambda df: df.assign(booked_at=df["booked_at"].astype(object).where(df.index != 3, None)),
+            "null value",
+        ),
+        (
+            "transfers",
+            "amount",
+            lambda df: df.assign(amount=df["amount"].astype(object).where(df.index != 2, "12,50")),
+            "not finite numbers",
+        ),
+        (
+            "invoices",
+            "issued_at",
+            lambda df: df.assign(issued_at=df["issued_at"].astype(str).where(df.index != 1, "yesterday")),
+            "not dates",
+        ),
+        (
+            "invoices",
+            "currency",
+            lambda df: df.assign(currency=df["currency"].where(df.index != 4, "euro")),
+            "3-letter",
+        ),
+        ("invoices", "month", lambda df: df.assign(month=df["month"].where(df.index != 0, "2025-02")), "not in month"),
+        (
+            "invoices",
+            "invoice_id",
+            lambda df: df.assign(invoice_id=df["invoice_id"].where(df.index != 1, df["invoice_id"][0])),
+            "share a key",
+        ),
+        (
+            "transfers",
+            "transfer_id",
+            lambda df: df.assign(transfer_id=df["transfer_id"].where(df.index != 1, "  ")),
+            "empty identifier",
+        ),
+        (
+            "invoices",
+            "due_at",
+            lambda df: df.assign(due_at=df["issued_at"] - pd.Timedelta(days=1)),
+            "due date before issue",
+        ),
+    ],
+)
 def test_contract_errors_name_table_column_and_rows(month_tables, table, column, mutate, expect):
     month_tables[table] = mutate(month_tables[table])
     with pytest.raises(ContractError) as err:
@@ -87,8 +126,9 @@ def test_renamed_warehouse_column_is_named(tmp_path, month_tables):
     wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
     wh.seed(month_tables)
     import duckdb
+
     with duckdb.connect(str(wh.path)) as con:
-        con.execute('ALTER TABLE ledgerlink.transfers RENAME COLUMN title TO memo')
+        con.execute("ALTER TABLE ledgerlink.transfers RENAME COLUMN title TO memo")
     with pytest.raises(ContractError) as err:
         wh.extract_month("2025-01")
     assert err.value.column == "title" and "memo" in str(err.value) and "warehouse.columns" in str(err.value)

@@ -7,6 +7,7 @@ token: the run and its DAG, the `evaluation_report` and `comparison_report` visu
 model version with its stage and metadata. `zenml logout --local` stops the server, also on failure.
 No browser is needed (screenshots are a documentation tool: scripts/dashboard_screenshots.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ import json, sys
 from zenml.client import Client
 from zenml.config.global_config import GlobalConfiguration
 from ledgerlink.config import load_config
-from pipelines.runner import collect, train
+from cli.runner import collect, train
 
 home, model = sys.argv[1], sys.argv[2]
 store = GlobalConfiguration().store_configuration
@@ -91,19 +92,33 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("dashboard")
     config_path = home / "zenml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_STORE_")}
-    env.update(ZENML_CONFIG_PATH=str(config_path), ZENML_ANALYTICS_OPT_IN="false", ZENML_LOGGING_VERBOSITY="WARN",
-               ZENML_AUTO_OPEN_DASHBOARD="false", LEDGERLINK_HOME=str(home / "ledgerlink"),
-               BENTOML_HOME=str(home / "bentoml"), BENTOML_DO_NOT_TRACK="True")
+    env.update(
+        ZENML_CONFIG_PATH=str(config_path),
+        ZENML_ANALYTICS_OPT_IN="false",
+        ZENML_LOGGING_VERBOSITY="WARN",
+        ZENML_AUTO_OPEN_DASHBOARD="false",
+        LEDGERLINK_HOME=str(home / "ledgerlink"),
+        BENTOML_HOME=str(home / "bentoml"),
+        BENTOML_DO_NOT_TRACK="True",
+    )
     env.pop("AUTO_OPEN_DASHBOARD", None)  # deprecated name; ZenML warns about it
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     daemon = config_path / "zen_server" / "daemon"
     try:
-        login = subprocess.run([str(ZENML), "login", "--local", "--ip-address", "127.0.0.1", "--port", str(port)],
-                               env=env, cwd=home, capture_output=True, text=True, timeout=180)
+        login = subprocess.run(
+            [str(ZENML), "login", "--local", "--ip-address", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         if login.returncode != 0:
-            pytest.fail(f"zenml login --local failed ({login.returncode}):\n{login.stdout}\n{login.stderr}\n"
-                        f"server log:\n{_tail(daemon / 'service.log')}")
+            pytest.fail(
+                f"zenml login --local failed ({login.returncode}):\n{login.stdout}\n{login.stderr}\n"
+                f"server log:\n{_tail(daemon / 'service.log')}"
+            )
         yield {"url": url, "env": env, "home": home, "log": daemon / "service.log"}
     finally:
         pid = _daemon_pid(daemon, config_path)  # read first: logout removes the daemon folder
@@ -152,13 +167,18 @@ def run(server):
     path = os.pathsep.join(p for p in (str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")) if p)
     script = server["home"] / "run_training.py"  # a file: ZenML derives its source root from the main module
     script.write_text(PIPELINE)
-    proc = subprocess.run([sys.executable, str(script), str(server["home"] / "ledgerlink"), MODEL,
-                           str(ROOT / "configs" / "local.yaml")],
-                          env={**server["env"], "PYTHONPATH": path}, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(server["home"] / "ledgerlink"), MODEL, str(ROOT / "configs" / "local.yaml")],
+        env={**server["env"], "PYTHONPATH": path},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         pytest.fail(f"pipeline run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 @pytest.fixture(scope="module")
@@ -194,14 +214,26 @@ def test_run_dag_lists_the_training_steps(run, api):
     run_id = _training_run(api, run["run"])["id"]
     dag = api.get(f"/runs/{run_id}/dag")
     steps = {n["name"]: n["metadata"]["status"] for n in dag["nodes"] if n["type"] == "step"}
-    assert steps == dict.fromkeys(["current_dataset", "train_matcher", "evaluate_matcher", "compare_with_production",
-                                   "promote_model", "deploy_model"], "completed")
+    assert steps == dict.fromkeys(
+        [
+            "current_dataset",
+            "train_matcher",
+            "evaluate_matcher",
+            "compare_with_production",
+            "promote_model",
+            "deploy_model",
+        ],
+        "completed",
+    )
 
 
-@pytest.mark.parametrize("step, name, title, tables", [
-    ("evaluate_matcher", "evaluation_report", "Evaluation on the frozen test set", 3),  # overall + slices x2
-    ("compare_with_production", "comparison_report", "Promotion decision", 1),  # first model: vs rules only
-])
+@pytest.mark.parametrize(
+    "step, name, title, tables",
+    [
+        ("evaluate_matcher", "evaluation_report", "Evaluation on the frozen test set", 3),  # overall + slices x2
+        ("compare_with_production", "comparison_report", "Promotion decision", 1),  # first model: vs rules only
+    ],
+)
 def test_report_visualizations_render_our_html(run, api, step, name, title, tables):
     run_id = _training_run(api, run["run"])["id"]
     steps = {s["name"]: s for s in api.get("/steps", pipeline_run_id=run_id, hydrate="true", size=50)["items"]}

@@ -1,4 +1,5 @@
 """The promotion rule: first run, clear win, noise-level gain, slice regression."""
+
 import numpy as np
 import pandas as pd
 
@@ -6,8 +7,15 @@ from ledgerlink.evaluation.compare import decide, paired_bootstrap
 from ledgerlink.evaluation.evaluate import Evaluation
 from ledgerlink.evaluation.metrics import slice_metrics, summarize
 
-CFG = {"primary_metric": "pair_f1", "min_delta": 0.002, "bootstrap_samples": 500, "confidence": 0.95,
-       "slice_tolerance": 0.02, "min_slice_size": 30, "seed": 0}
+CFG = {
+    "primary_metric": "pair_f1",
+    "min_delta": 0.002,
+    "bootstrap_samples": 500,
+    "confidence": 0.95,
+    "slice_tolerance": 0.02,
+    "min_slice_size": 30,
+    "seed": 0,
+}
 
 
 def _outcomes(correct: np.ndarray, size: np.ndarray) -> pd.DataFrame:
@@ -17,9 +25,20 @@ def _outcomes(correct: np.ndarray, size: np.ndarray) -> pd.DataFrame:
     tp = np.where(correct, n_true, np.maximum(n_true - 1, 0))
     fp = np.where(correct, 0, 1)
     fn = n_true - tp
-    return pd.DataFrame({"transfer_id": [f"T{i}" for i in range(n)], "n_true": n_true, "n_pred": tp + fp, "tp": tp,
-                         "fp": fp, "fn": fn, "exact": correct, "auto": False, "size": size,
-                         "number": np.where(size == "none", "none", "present")})
+    return pd.DataFrame(
+        {
+            "transfer_id": [f"T{i}" for i in range(n)],
+            "n_true": n_true,
+            "n_pred": tp + fp,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "exact": correct,
+            "auto": False,
+            "size": size,
+            "number": np.where(size == "none", "none", "present"),
+        }
+    )
 
 
 def _evaluation(name, correct, size) -> Evaluation:

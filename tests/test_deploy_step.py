@@ -25,6 +25,8 @@ import pytest
 pytest.importorskip("bentoml")
 
 from cloudbuild_server import BUILD_ID, LOG_URL, PROJECT, FakeCloudBuild, S, failure_op, op_json, success_op  # noqa: E402
+from zenml import get_step_context, log_metadata, pipeline, step  # noqa: E402
+
 from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy.cloud_build import build_request  # noqa: E402
 from ledgerlink.deploy.deployers import DeploymentFailed, ModelVersionInfo, deploy_promoted, dry_run_request  # noqa: E402
@@ -33,7 +35,6 @@ from ledgerlink.matching import Matcher  # noqa: E402
 from ledgerlink.matching.base import BaseMatcher, load_matcher  # noqa: E402
 from steps.deployment.deploy_model import deploy_model  # noqa: E402
 from steps.materializers import MatcherMaterializer  # noqa: E402
-from zenml import get_step_context, log_metadata, pipeline, step  # noqa: E402
 
 BUCKET = "finanse-ml-dev"
 REGISTRY = "europe-west4-docker.pkg.dev/finanse-project/models/ledgerlink"
@@ -53,36 +54,60 @@ def matcher(data):
 
 
 def _info(number: int = 7, mv_id: str | None = None) -> ModelVersionInfo:
-    return ModelVersionInfo(model_name="ledgerlink_matcher", version=str(number), number=number,
-                            model_version_id=mv_id or str(uuid.uuid4()), metrics={"pair_f1": 0.93},
-                            months=["2025-01", "2025-02"])
+    return ModelVersionInfo(
+        model_name="ledgerlink_matcher",
+        version=str(number),
+        number=number,
+        model_version_id=mv_id or str(uuid.uuid4()),
+        metrics={"pair_f1": 0.93},
+        months=["2025-01", "2025-02"],
+    )
 
 
 def _gcp_cfg(bucket: str, endpoint: str, **extra) -> dict:
-    return {"deployer": "gcp", "smoke_test": False, "model_dir": "unused",
-            "gcp": {"project": PROJECT, "bucket": bucket, "registry": REGISTRY, "timeout_s": 600, "poll_s": 0.01,
-                    "wait_timeout_s": 30, "api_endpoint": endpoint, **extra}}
+    return {
+        "deployer": "gcp",
+        "smoke_test": False,
+        "model_dir": "unused",
+        "gcp": {
+            "project": PROJECT,
+            "bucket": bucket,
+            "registry": REGISTRY,
+            "timeout_s": 600,
+            "poll_s": 0.01,
+            "wait_timeout_s": 30,
+            "api_endpoint": endpoint,
+            **extra,
+        },
+    }
 
 
 def _valid_body(body: dict) -> bool:
     """The article's payload with our image and context: what the fake accepts when the tag is not known ahead."""
     image = (body.get("images") or [""])[0]
     obj = body.get("source", {}).get("storageSource", {}).get("object", "")
-    return bool(IMAGE_RE.fullmatch(image)) and re.fullmatch(r"models/[0-9a-f-]{36}/context\.tar\.gz", obj) is not None \
+    return (
+        bool(IMAGE_RE.fullmatch(image))
+        and re.fullmatch(r"models/[0-9a-f-]{36}/context\.tar\.gz", obj) is not None
         and body == build_request(BUCKET, obj, image, timeout_s=600)
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # gcp deployer, library level
 # ------------------------------------------------------------------------------------------------
 
+
 def test_gcp_deployer_uploads_the_context_and_builds_the_image(matcher, gcs_emulator):
     endpoint, fs = gcs_emulator
     mv_id = "8f19cd96-ca7b-40bd-980e-f2ce19908a6b"
     obj = f"models/{mv_id}/context.tar.gz"
     expected = build_request(BUCKET, obj, IMAGE, timeout_s=600)
-    with FakeCloudBuild((200, op_json(S.QUEUED, False, IMAGE)), [op_json(S.WORKING, False, IMAGE), success_op(IMAGE)],
-                        expected_body=expected) as fake:
+    with FakeCloudBuild(
+        (200, op_json(S.QUEUED, False, IMAGE)),
+        [op_json(S.WORKING, False, IMAGE), success_op(IMAGE)],
+        expected_body=expected,
+    ) as fake:
         cfg = _gcp_cfg(f"gs://{BUCKET}", fake.endpoint, storage_endpoint=endpoint)
         record = deploy_promoted(matcher, _info(7, mv_id), cfg, now=NOW, echo=lambda _: None)
     assert fake.requests[0]["body"] == expected  # the exact article payload reached Cloud Build
@@ -97,12 +122,17 @@ def test_gcp_deployer_uploads_the_context_and_builds_the_image(matcher, gcs_emul
     assert any(n.endswith("/matcher/meta.json") and n.startswith("models/ledgerlink/") for n in names)
     # --dry-run builds the same request without uploading or submitting anything
     request, text = dry_run_request(cfg, _info(7, mv_id), now=NOW)
-    assert request == expected and text.startswith(f"POST https://cloudbuild.googleapis.com/v1/projects/{PROJECT}/builds")
+    assert request == expected and text.startswith(
+        f"POST https://cloudbuild.googleapis.com/v1/projects/{PROJECT}/builds"
+    )
 
 
 def test_gcp_deployer_failed_build_raises_with_the_log_url(matcher, tmp_path):
-    with FakeCloudBuild((200, op_json(S.QUEUED, False, IMAGE)), [op_json(S.WORKING, False, IMAGE), failure_op(IMAGE)],
-                        expected_body=build_request(BUCKET, "models/mv-7/context.tar.gz", IMAGE, 600)) as fake:
+    with FakeCloudBuild(
+        (200, op_json(S.QUEUED, False, IMAGE)),
+        [op_json(S.WORKING, False, IMAGE), failure_op(IMAGE)],
+        expected_body=build_request(BUCKET, "models/mv-7/context.tar.gz", IMAGE, 600),
+    ) as fake:
         cfg = _gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)  # a local folder named like the bucket
         with pytest.raises(DeploymentFailed) as info:
             deploy_promoted(matcher, _info(7, "mv-7"), cfg, now=NOW, echo=lambda _: None)
@@ -117,8 +147,9 @@ def test_gcp_deployer_failed_build_raises_with_the_log_url(matcher, tmp_path):
 
 def test_gcp_deployer_config_errors_fail_before_building(matcher):
     with pytest.raises(DeploymentFailed, match="deploy.gcp.registry") as info:
-        deploy_promoted(matcher, _info(), {"deployer": "gcp", "gcp": {"project": PROJECT, "bucket": "gs://b"}},
-                        smoke_tables={})
+        deploy_promoted(
+            matcher, _info(), {"deployer": "gcp", "gcp": {"project": PROJECT, "bucket": "gs://b"}}, smoke_tables={}
+        )
     assert info.value.record["stage"] == "configuration" and "bento_tag" not in info.value.record
     with pytest.raises(DeploymentFailed, match="deploy.deployer must be one of") as info:
         deploy_promoted(matcher, _info(), {"deployer": "k8s"}, smoke_tables={})
@@ -136,13 +167,16 @@ def test_gcp_settings_buckets_and_regional_dry_run():
     with pytest.raises(ValueError, match="unknown key"):
         GcpSettings.from_config({"gcp": {**base, "timeout": 5}})
     request, text = dry_run_request({"gcp": {**base, "location": "europe-west4"}}, _info(7, "mv-7"), now=NOW)
-    assert text.startswith(f"POST https://cloudbuild.googleapis.com/v1/projects/{PROJECT}/locations/europe-west4/builds\n")
+    assert text.startswith(
+        f"POST https://cloudbuild.googleapis.com/v1/projects/{PROJECT}/locations/europe-west4/builds\n"
+    )
     assert request == build_request(BUCKET, "models/mv-7/context.tar.gz", IMAGE)
 
 
 # ------------------------------------------------------------------------------------------------
 # local deployer, library level: build, serve, check, stop
 # ------------------------------------------------------------------------------------------------
+
 
 def test_local_deployer_smoke_tests_the_served_bento(matcher, data, tmp_path):
     import bentoml
@@ -170,8 +204,9 @@ def test_local_deployer_without_smoke_data_fails_before_building(matcher, tmp_pa
 
     before = {str(b.tag) for b in bentoml.bentos.list()}
     with pytest.raises(DeploymentFailed, match="smoke test needs data") as info:
-        deploy_promoted(matcher, _info(), {"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)},
-                        echo=lambda _: None)
+        deploy_promoted(
+            matcher, _info(), {"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)}, echo=lambda _: None
+        )
     assert info.value.record["stage"] == "configuration" and info.value.record["status"] == "failed"
     assert {str(b.tag) for b in bentoml.bentos.list()} == before  # nothing built for a deploy that cannot pass
 
@@ -179,6 +214,7 @@ def test_local_deployer_without_smoke_data_fails_before_building(matcher, tmp_pa
 # ------------------------------------------------------------------------------------------------
 # The ZenML step
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def matcher_dir(matcher, tmp_path_factory):
@@ -201,8 +237,10 @@ def decided(promote: bool) -> tuple[Annotated[dict, "decision"], Annotated[dict,
     log_metadata(metadata={"metrics": {"pair_f1": 0.93}, "data_months": ["2025-01"]}, infer_model=True)
     if promote:
         model.set_stage("production", force=True)
-    return ({"promote": promote, "reasons": ["beats production" if promote else "gain below min_delta"]},
-            {"promoted": promote, "model_name": model.name, "version": str(model.version), "number": int(model.number)})
+    return (
+        {"promote": promote, "reasons": ["beats production" if promote else "gain below min_delta"]},
+        {"promoted": promote, "model_name": model.name, "version": str(model.version), "number": int(model.number)},
+    )
 
 
 @pipeline(enable_cache=False)
@@ -235,22 +273,30 @@ def test_step_does_nothing_when_not_promoted(deploy_pipeline, matcher_dir):
     import bentoml
 
     before = {str(b.tag) for b in bentoml.bentos.list()}
-    mv, error = _run(deploy_pipeline, "step_skip", path=matcher_dir, promote=False,
-                     deploy={"deployer": "gcp", "gcp": {}})  # would fail if it tried to deploy
+    mv, error = _run(
+        deploy_pipeline, "step_skip", path=matcher_dir, promote=False, deploy={"deployer": "gcp", "gcp": {}}
+    )  # would fail if it tried to deploy
     assert error is None
     assert mv.run_metadata["deployment"] == {"deployed": False, "reason": "gain below min_delta"}
     assert {str(b.tag) for b in bentoml.bentos.list()} == before
 
-    from pipelines.serve import NoProductionModel, production_bento
+    from cli.serve import NoProductionModel, production_bento
+
     with pytest.raises(NoProductionModel, match="run.py --pipeline training"):
         production_bento({"model_name": "step_skip", "deploy": {}})
 
 
 def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, tmp_path):
-    with FakeCloudBuild((200, op_json(S.QUEUED, False, IMAGE)), lambda body: [success_op(body["images"][0])],
-                        expected_body=_valid_body) as fake:
-        mv, error = _run(deploy_pipeline, "step_gcp_ok", path=matcher_dir, promote=True,
-                         deploy=_gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint))
+    with FakeCloudBuild(
+        (200, op_json(S.QUEUED, False, IMAGE)), lambda body: [success_op(body["images"][0])], expected_body=_valid_body
+    ) as fake:
+        mv, error = _run(
+            deploy_pipeline,
+            "step_gcp_ok",
+            path=matcher_dir,
+            promote=True,
+            deploy=_gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint),
+        )
     assert error is None, error
     dep = mv.run_metadata["deployment"]
     assert dep["status"] == "success" and dep["deployed"] is True
@@ -263,39 +309,56 @@ def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, tmp_p
     # python run.py --dry-run / --serve find this production version through the Model Control Plane
     import bentoml
 
-    from pipelines.serve import dry_run, production_bento
+    from cli.serve import dry_run, production_bento
+
     cfg = {"model_name": "step_gcp_ok", "deploy": _gcp_cfg(f"gs://{BUCKET}/ledgerlink", fake.endpoint)}
     request, text = dry_run(cfg, now=NOW)
-    assert request == build_request(BUCKET, f"ledgerlink/models/{mv.id}/context.tar.gz",
-                                    f"{REGISTRY}:20261121093000-v{mv.number}", timeout_s=600)
+    assert request == build_request(
+        BUCKET, f"ledgerlink/models/{mv.id}/context.tar.gz", f"{REGISTRY}:20261121093000-v{mv.number}", timeout_s=600
+    )
     assert json.loads(text.split("\n", 1)[1]) == request
     assert production_bento(cfg) == dep["bento_tag"]
     bentoml.bentos.delete(dep["bento_tag"])  # e.g. another machine: rebuilt from the model version's matcher
     rebuilt = production_bento(cfg, echo=lambda _: None)
-    assert rebuilt != dep["bento_tag"] and bentoml.bentos.get(rebuilt).info.labels["zenml_model_version"] == str(mv.number)
+    assert rebuilt != dep["bento_tag"] and bentoml.bentos.get(rebuilt).info.labels["zenml_model_version"] == str(
+        mv.number
+    )
 
 
 def test_step_failed_build_fails_the_run_and_records_failed(deploy_pipeline, matcher_dir, tmp_path):
-    with FakeCloudBuild((200, op_json(S.QUEUED, False, IMAGE)), lambda body: [failure_op(body["images"][0])],
-                        expected_body=_valid_body) as fake:
-        mv, error = _run(deploy_pipeline, "step_gcp_fail", path=matcher_dir, promote=True,
-                         deploy=_gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint))
+    with FakeCloudBuild(
+        (200, op_json(S.QUEUED, False, IMAGE)), lambda body: [failure_op(body["images"][0])], expected_body=_valid_body
+    ) as fake:
+        mv, error = _run(
+            deploy_pipeline,
+            "step_gcp_fail",
+            path=matcher_dir,
+            promote=True,
+            deploy=_gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint),
+        )
     assert error is not None and "DeploymentFailed" in error and LOG_URL in error, error
     dep = mv.run_metadata["deployment"]
     assert dep["status"] == "failed" and dep["deployed"] is False and dep["stage"] == "gcp"
     assert dep["build_status"] == "FAILURE" and dep["build_id"] == BUILD_ID and dep["log_url"] == LOG_URL
     assert len(fake.requests) >= 2  # it did submit and poll
     # the Bento passed its smoke test before Cloud Build failed: it can still be served locally
-    from pipelines.serve import production_bento
+    from cli.serve import production_bento
+
     assert production_bento({"model_name": "step_gcp_fail", "deploy": {}}) == dep["bento_tag"]
 
 
 def test_serve_refuses_a_production_version_whose_bento_failed(deploy_pipeline, matcher_dir, tmp_path):
-    mv, error = _run(deploy_pipeline, "step_smoke_fail", path=matcher_dir, promote=True,
-                     deploy={"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)})
+    mv, error = _run(
+        deploy_pipeline,
+        "step_smoke_fail",
+        path=matcher_dir,
+        promote=True,
+        deploy={"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)},
+    )
     assert error is not None and "smoke test needs data" in error, error
     assert mv.run_metadata["deployment"]["stage"] == "configuration"
-    from pipelines.serve import NoProductionModel, production_bento
+    from cli.serve import NoProductionModel, production_bento
+
     with pytest.raises(NoProductionModel, match="failed its deployment at configuration.*not served"):
         production_bento({"model_name": "step_smoke_fail", "deploy": {}})
 

@@ -7,6 +7,7 @@ rule to simple (media/multipart) uploads: HTTP 412 unless the live object's gene
 ``ifGenerationMatch`` (0: the object must not exist). The emulator serves one request at a time, so
 check-and-write is atomic, as on GCS. Everything else (uploads, reads, listings) is the emulator's.
 """
+
 import multiprocessing as mp
 import os
 import socket
@@ -26,7 +27,7 @@ from tests.conftest import tiny_month
 gcsfs = pytest.importorskip("gcsfs")
 from ledgerlink.data.gcs import GCSDatasetStore  # noqa: E402
 
-EMULATOR = r'''
+EMULATOR = r"""
 import sys
 from http import HTTPStatus
 from gcp_storage_emulator import server as srv
@@ -45,9 +46,9 @@ def insert(request, response, storage, *args, **kwargs):
             live = 0
         if live != int(want[0]):
             response.status = HTTPStatus.PRECONDITION_FAILED
-            response.json({"error": {"code": 412, "message": "At least one of the pre-conditions you specified did not hold.",
-                                     "errors": [{"domain": "global", "reason": "conditionNotMet", "locationType": "header",
-                                                 "location": "If-Match", "message": "At least one of the pre-conditions you specified did not hold."}]}})
+            message = "At least one of the pre-conditions you specified did not hold."
+            error = {"domain": "global", "reason": "conditionNotMet", "locationType": "header", "location": "If-Match"}
+            response.json({"error": {"code": 412, "message": message, "errors": [{**error, "message": message}]}})
             return
     return original(request, response, storage, *args, **kwargs)
 
@@ -57,7 +58,7 @@ for _, handlers in srv.HANDLERS:
         if handler is original:
             handlers[method] = insert
 srv.create_server("127.0.0.1", int(sys.argv[1]), in_memory=True, default_bucket="bucket").run()
-'''
+"""
 
 
 def _free_port() -> int:
@@ -70,7 +71,9 @@ def _free_port() -> int:
 def emulator():
     pytest.importorskip("gcp_storage_emulator")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", EMULATOR, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EMULATOR, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

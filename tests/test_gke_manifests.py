@@ -6,6 +6,7 @@ image.toolkit.fluxcd.io/v1 CRDs (image-reflector-controller / image-automation-c
 ImagePolicy is then applied to tags from ``image_tag()`` the way Flux does it: regex filter with
 named groups, ``extract`` expansion, numerical sort, highest wins.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,6 +47,7 @@ def _all() -> dict[str, dict]:
 # ------------------------------------------------------------------------------------------------
 # Kubernetes kinds
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["namespace.yaml", "deployment.yaml", "service.yaml"])
 def test_kubernetes_kinds_validate(name):
@@ -112,6 +114,7 @@ def test_kustomization_lists_every_manifest():
 # Flux kinds: required fields and enums of the v1 CRDs
 # ------------------------------------------------------------------------------------------------
 
+
 def _crd(spec_props: dict, required: list[str]) -> dict:
     return {
         "type": "object",
@@ -137,7 +140,10 @@ FLUX_SCHEMAS = {
     "ImagePolicy": _crd(
         {
             "imageRepositoryRef": _REF,
-            "filterTags": {"type": "object", "properties": {"pattern": {"type": "string"}, "extract": {"type": "string"}}},
+            "filterTags": {
+                "type": "object",
+                "properties": {"pattern": {"type": "string"}, "extract": {"type": "string"}},
+            },
             "policy": {
                 "type": "object",
                 "minProperties": 1,
@@ -184,11 +190,14 @@ FLUX_SCHEMAS = {
 }
 
 
-@pytest.mark.parametrize("name,kind", [
-    ("imagerepository.yaml", "ImageRepository"),
-    ("imagepolicy.yaml", "ImagePolicy"),
-    ("imageupdateautomation.yaml", "ImageUpdateAutomation"),
-])
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        ("imagerepository.yaml", "ImageRepository"),
+        ("imagepolicy.yaml", "ImagePolicy"),
+        ("imageupdateautomation.yaml", "ImageUpdateAutomation"),
+    ],
+)
 def test_flux_kinds_have_required_fields(name, kind):
     doc = _one(name)
     assert doc["kind"] == kind
@@ -222,7 +231,13 @@ def _markers() -> list[dict]:
     for line in (GKE / "deployment.yaml").read_text().splitlines():
         m = MARKER.match(line)
         if m and "$imagepolicy" in m.group("marker"):
-            out.append({"key": m.group("key"), "value": m.group("value").strip('"'), "ref": json.loads(m.group("marker"))["$imagepolicy"]})
+            out.append(
+                {
+                    "key": m.group("key"),
+                    "value": m.group("value").strip('"'),
+                    "ref": json.loads(m.group("marker"))["$imagepolicy"],
+                }
+            )
     return out
 
 
@@ -250,14 +265,17 @@ def test_setter_markers_point_at_the_policy():
 # Tag ordering as Flux does it
 # ------------------------------------------------------------------------------------------------
 
+
 def _go_expand(template: str, m: re.Match) -> str:
     """Go's regexp.Expand for `$name` / `${name}` / `$1` (what Flux uses for filterTags.extract)."""
+
     def repl(t: re.Match) -> str:
         key = t.group(1) or t.group(2)
         try:
             return m.group(int(key) if key.isdigit() else key) or ""
         except IndexError:  # Go expands an unknown group to ""
             return ""
+
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", repl, template)
 
 
@@ -281,8 +299,8 @@ def test_policy_picks_the_newest_build():
     spec = _one("imagepolicy.yaml")["spec"]
     t0 = datetime(2026, 11, 21, 9, 30, 5, tzinfo=timezone.utc)
     history = [
-        image_tag(99, t0 - timedelta(days=60)),   # old, but "v99" beats "v10" as a string
-        image_tag(9, t0),                          # 09:30:05
+        image_tag(99, t0 - timedelta(days=60)),  # old, but "v99" beats "v10" as a string
+        image_tag(9, t0),  # 09:30:05
         image_tag("v10", t0 + timedelta(seconds=36)),  # same minute, 36 s later: the newest
         image_tag(2, t0 - timedelta(days=400)),
     ]
@@ -303,6 +321,7 @@ def test_policy_regex_is_the_library_pattern():
 # ------------------------------------------------------------------------------------------------
 # Tags
 # ------------------------------------------------------------------------------------------------
+
 
 def test_image_tag_format_and_round_trip():
     when = datetime(2026, 11, 21, 10, 30, 0, 987654, tzinfo=timezone(timedelta(hours=1)))

@@ -1,4 +1,5 @@
 """Tests for ledgerlink.matching: normalisation, blocking, features, set choice, Matcher, RulesMatcher."""
+
 from __future__ import annotations
 
 import os
@@ -12,13 +13,26 @@ import pytest
 
 from ledgerlink.data.synthetic import SyntheticConfig, generate
 from ledgerlink.matching import Matcher, MatchResult, RulesMatcher, blocking_recall
-from ledgerlink.matching.assignment import assign
 from ledgerlink.matching import candidates as C
+from ledgerlink.matching.assignment import assign
 from ledgerlink.matching.candidates import generate_candidates
 from ledgerlink.matching.features import FEATURE_NAMES, Memory, anchor_completions, group_set_features, pair_features
-from ledgerlink.matching.sets import SET_FEATURE_NAMES, allocate_all, choose_sets, enumerate_sets, set_features, set_labels
 from ledgerlink.matching.normalize import (
-    digit_ngrams, normalize_account, normalize_name, normalize_text, prepare_invoices, prepare_transfers, ref_chunks,
+    digit_ngrams,
+    normalize_account,
+    normalize_name,
+    normalize_text,
+    prepare_invoices,
+    prepare_transfers,
+    ref_chunks,
+)
+from ledgerlink.matching.sets import (
+    SET_FEATURE_NAMES,
+    allocate_all,
+    choose_sets,
+    enumerate_sets,
+    set_features,
+    set_labels,
 )
 
 SMALL = dict(seed=3, months=3, contractors=40, transfers_per_month=150)
@@ -68,27 +82,33 @@ def _inv(rows):
 
 
 def _tr(rows):
-    df = pd.DataFrame(rows, columns=["transfer_id", "title", "counterparty_name", "counterparty_account", "amount", "booked_at"])
+    df = pd.DataFrame(
+        rows, columns=["transfer_id", "title", "counterparty_name", "counterparty_account", "amount", "booked_at"]
+    )
     df["booked_at"] = pd.to_datetime(df["booked_at"])
     df["currency"], df["month"] = "EUR", df["booked_at"].dt.strftime("%Y-%m")
     return df
 
 
-INVOICES = _inv([
-    ("I1", "FV/2025/03/0142", "Łódź Trans Sp. z o.o.", 1230.00, "2025-03-02"),
-    ("I2", "FV/2025/03/0143", "Łódź Trans Sp. z o.o.", 500.00, "2025-03-03"),
-    ("I3", "INV-2025-00077", "Nordwind Handels GmbH", 2000.00, "2025-03-05"),
-    ("I4", "INV-2025-00078", "Nordwind Handels GmbH", 800.00, "2025-03-06"),
-    ("I5", "KOR/2025/03/011", "Nordwind Handels GmbH", -300.00, "2025-03-07"),
-    ("I6", "RE-2025-0456", "Acme Widgets Ltd", 990.00, "2025-03-10"),
-])
-TRANSFERS = _tr([
-    ("T1", "Zapłata za FV/2025/03/0142", "LODZ TRANS SP Z O O", "PL11 2222 3333", 1230.00, "2025-03-20"),   # exact
-    ("T2", "faktura FV/2025/03/0124", "Lodz Trans", "PL11 2222 3333", 500.00, "2025-03-21"),                # damaged
-    ("T3", "Rechnung 202500077 202500078", "Nordwind Handels", "DE99 1", 2480.00, "2025-03-25"),            # multi+fee+CN
-    ("T4", "RE 2025 0456 rata 1", "ACME WIDGETS", "GB00 7", 400.00, "2025-03-26"),                           # partial
-    ("T5", "Odsetki za marzec", "mBank S.A.", "", 12.34, "2025-03-31"),                                      # nothing
-])
+INVOICES = _inv(
+    [
+        ("I1", "FV/2025/03/0142", "Łódź Trans Sp. z o.o.", 1230.00, "2025-03-02"),
+        ("I2", "FV/2025/03/0143", "Łódź Trans Sp. z o.o.", 500.00, "2025-03-03"),
+        ("I3", "INV-2025-00077", "Nordwind Handels GmbH", 2000.00, "2025-03-05"),
+        ("I4", "INV-2025-00078", "Nordwind Handels GmbH", 800.00, "2025-03-06"),
+        ("I5", "KOR/2025/03/011", "Nordwind Handels GmbH", -300.00, "2025-03-07"),
+        ("I6", "RE-2025-0456", "Acme Widgets Ltd", 990.00, "2025-03-10"),
+    ]
+)
+TRANSFERS = _tr(
+    [
+        ("T1", "Zapłata za FV/2025/03/0142", "LODZ TRANS SP Z O O", "PL11 2222 3333", 1230.00, "2025-03-20"),  # exact
+        ("T2", "faktura FV/2025/03/0124", "Lodz Trans", "PL11 2222 3333", 500.00, "2025-03-21"),  # damaged
+        ("T3", "Rechnung 202500077 202500078", "Nordwind Handels", "DE99 1", 2480.00, "2025-03-25"),  # multi+fee+CN
+        ("T4", "RE 2025 0456 rata 1", "ACME WIDGETS", "GB00 7", 400.00, "2025-03-26"),  # partial
+        ("T5", "Odsetki za marzec", "mBank S.A.", "", 12.34, "2025-03-31"),  # nothing
+    ]
+)
 
 
 def _prepared():
@@ -112,15 +132,32 @@ def _features(pairs_ids, memory=None, exclude=None):
 
 
 def test_normalize_name_drops_legal_forms_case_and_diacritics():
-    names = pd.Series(["Łódź Trans Sp. z o.o.", "LODZ TRANS SPOLKA Z OGRANICZONA ODPOWIEDZIALNOSCIA",
-                       "Nordwind Handels GmbH & Co. KG", "Müller Bau AG", None, "AS Baltic AS"])
-    assert normalize_name(names).tolist() == ["lodz trans", "lodz trans", "nordwind handels", "muller bau", "", "as baltic"]
+    names = pd.Series(
+        [
+            "Łódź Trans Sp. z o.o.",
+            "LODZ TRANS SPOLKA Z OGRANICZONA ODPOWIEDZIALNOSCIA",
+            "Nordwind Handels GmbH & Co. KG",
+            "Müller Bau AG",
+            None,
+            "AS Baltic AS",
+        ]
+    )
+    assert normalize_name(names).tolist() == [
+        "lodz trans",
+        "lodz trans",
+        "nordwind handels",
+        "muller bau",
+        "",
+        "as baltic",
+    ]
     assert normalize_text(pd.Series(["Zapłata: FV/2025"])).tolist() == ["zaplata fv 2025"]
     assert normalize_account(pd.Series(["pl 11-2222 3333"])).tolist() == ["PL1122223333"]
 
 
 def test_ref_chunks_find_numbers_in_any_format():
-    ch = ref_chunks(pd.Series(["Zapłata za FV/2025/03/0142 i 12.03.2025", "RECHNUNG 2025 640 KR RATE 1", "brak", "RG 67"]))
+    ch = ref_chunks(
+        pd.Series(["Zapłata za FV/2025/03/0142 i 12.03.2025", "RECHNUNG 2025 640 KR RATE 1", "brak", "RG 67"])
+    )
     by_row = ch.groupby("row")["digits"].apply(set)
     assert {"2025030142", "12032025"} <= by_row[0]
     assert "2025640" in by_row[1]  # a number written with spaces is joined
@@ -172,13 +209,19 @@ def test_blocking_drops_invoices_settled_before_the_transfer():
     assert ("T2", "I1") in set(zip(tr["transfer_id"].to_numpy()[c["t"]], inv["invoice_id"].to_numpy()[c["i"]]))
 
 
-def _contractor_world(n_inv: int, paid: list[int], amount: float, title: str = "payment",
-                      payer: str = "Bibby Financial Services Ltd"):
+def _contractor_world(
+    n_inv: int, paid: list[int], amount: float, title: str = "payment", payer: str = "Bibby Financial Services Ltd"
+):
     """One contractor with ``n_inv`` open invoices; one transfer without a number paying those at ``paid``."""
     rng = np.random.default_rng(0)
     amounts = np.round(rng.uniform(100, 900, n_inv), 2)
-    rows = [(f"I{k}", f"FV/2025/03/{k:04d}", "Sudety Medical B.V.", float(amounts[k]), "2025-03-01") for k in range(n_inv)]
-    rows += [(f"X{k}", f"RE-2025-{k:04d}", f"Other{k} Trading GmbH", float(a), "2025-03-02") for k, a in enumerate(amounts[:5])]
+    rows = [
+        (f"I{k}", f"FV/2025/03/{k:04d}", "Sudety Medical B.V.", float(amounts[k]), "2025-03-01") for k in range(n_inv)
+    ]
+    rows += [
+        (f"X{k}", f"RE-2025-{k:04d}", f"Other{k} Trading GmbH", float(a), "2025-03-02")
+        for k, a in enumerate(amounts[:5])
+    ]
     total = float(amount if amount else round(amounts[paid].sum(), 2))
     tr = _tr([("T1", title, payer, "GB00 1", total, "2025-03-20")])
     return _inv(rows), tr, [f"I{k}" for k in paid]
@@ -212,7 +255,9 @@ def test_busy_contractor_expansion_is_bounded_by_amount_windows():
     m = pd.DataFrame({"t": [0, 0], "name_id": [0, 1], "name_share": [1.0, 0.5]})
     group = np.r_[np.zeros(1000, np.int64), np.ones(3, np.int64)]
     cents = np.r_[np.arange(1000) * 100, [5, 6, 7]].astype(np.int64)
-    out = pd.DataFrame(C._expand_by_amount(m, group, np.arange(1003), cents, np.array([50_000]), below=10, above=5, small=4))
+    out = pd.DataFrame(
+        C._expand_by_amount(m, group, np.arange(1003), cents, np.array([50_000]), below=10, above=5, small=4)
+    )
     big = out[out["i"] < 1000]["i"].to_numpy()
     assert len(big) <= 19 and 500 in big and 505 in big and 0 in big  # near the amount, and the smallest ones
     assert set(out[out["i"] >= 1000]["i"]) == {1000, 1001, 1002}  # a small group comes whole
@@ -278,14 +323,16 @@ def test_set_features_exact_sums_within_one_contractor():
     assert f["grp_set"].tolist() == [1, 1, 1, 0, 0, 0] and f["grp_set_size"].iloc[0] == 3
     assert f["grp_sets_in_transfer"].iloc[0] == 1
     # a named invoice and the one that completes the amount to the cent
-    ac = anchor_completions(np.zeros(3, np.int64), np.array([1150.82, 490.0, 1231.32]), np.array([2382.14]),
-                            np.array([True, True, False]))
+    ac = anchor_completions(
+        np.zeros(3, np.int64), np.array([1150.82, 490.0, 1231.32]), np.array([2382.14]), np.array([True, True, False])
+    )
     assert ac.values.tolist() == [[0, 2]]
 
 
 def test_features_work_without_optional_columns():
     inv = INVOICES.drop(columns=["invoice_number", "counterparty_name"]).assign(
-        description=INVOICES["counterparty_name"] + " - services - " + INVOICES["invoice_number"])
+        description=INVOICES["counterparty_name"] + " - services - " + INVOICES["invoice_number"]
+    )
     tr = TRANSFERS.drop(columns=["counterparty_name", "counterparty_account"])
     i, ic = prepare_invoices(inv)
     t, tc = prepare_transfers(tr)
@@ -304,19 +351,29 @@ def test_features_work_without_optional_columns():
 
 def _assign(rows, t_amount, i_amount, p_none=None):
     c = pd.DataFrame(rows, columns=["t", "i", "probability"])
-    links, dec = assign(c, np.array(t_amount, float), np.array(i_amount, float), len(t_amount),
-                        p_none=None if p_none is None else np.array(p_none, float))
+    links, dec = assign(
+        c,
+        np.array(t_amount, float),
+        np.array(i_amount, float),
+        len(t_amount),
+        p_none=None if p_none is None else np.array(p_none, float),
+    )
     return {tt: sorted(g["i"]) for tt, g in links.groupby("t")}, links, dec
 
 
 def test_assignment_single_multi_partial_none():
     i_amount = [100.0, 60.0, 40.0, 1000.0, 77.0, -10.0, 60.0]
     rows = [
-        (0, 0, 0.97), (0, 1, 0.05),                 # single
-        (1, 1, 0.80), (1, 2, 0.75), (1, 0, 0.10),   # 60 + 40 = 100, paid 98.50 (1.5% fee)
-        (2, 3, 0.90),                               # partial: 400 of 1000
-        (3, 4, 0.03), (3, 0, 0.02),                 # nothing probable
-        (4, 6, 0.60), (4, 5, 0.55),                 # 60 - 10 (credit note) = 50
+        (0, 0, 0.97),
+        (0, 1, 0.05),  # single
+        (1, 1, 0.80),
+        (1, 2, 0.75),
+        (1, 0, 0.10),  # 60 + 40 = 100, paid 98.50 (1.5% fee)
+        (2, 3, 0.90),  # partial: 400 of 1000
+        (3, 4, 0.03),
+        (3, 0, 0.02),  # nothing probable
+        (4, 6, 0.60),
+        (4, 5, 0.55),  # 60 - 10 (credit note) = 50
     ]
     sets, links, dec = _assign(rows, [100.0, 98.5, 400.0, 55.0, 50.0], i_amount)
     assert sets[0] == [0] and sets[1] == [1, 2] and sets[2] == [3] and 3 not in sets and sets[4] == [5, 6]
@@ -364,13 +421,20 @@ def _sets_for(rows, t_amount, i_amount, q_of=None, groups=None):
 
 def test_set_enumeration_covers_none_single_multi_partial():
     i_amount = [100.0, 60.0, 40.0, 1000.0, -10.0, 60.0]
-    rows = [(0, 0, 0.9), (0, 1, 0.2),                  # single
-            (1, 1, 0.8), (1, 2, 0.7), (1, 0, 0.1),     # 60 + 40 = 100, paid 98.50 (1.5% fee)
-            (2, 3, 0.9),                               # partial: 400 of 1000
-            (3, 5, 0.6), (3, 4, 0.5)]                  # 60 - 10 (credit note) = 50
+    rows = [
+        (0, 0, 0.9),
+        (0, 1, 0.2),  # single
+        (1, 1, 0.8),
+        (1, 2, 0.7),
+        (1, 0, 0.1),  # 60 + 40 = 100, paid 98.50 (1.5% fee)
+        (2, 3, 0.9),  # partial: 400 of 1000
+        (3, 5, 0.6),
+        (3, 4, 0.5),
+    ]  # 60 - 10 (credit note) = 50
     truth = {0: (0,), 1: (1, 2), 2: (3,), 3: (4, 5)}
-    sets, links, dec, table, members = _sets_for(rows, [100.0, 98.5, 400.0, 50.0], i_amount,
-                                                 lambda tt, m: 0.9 if m == truth[tt] else 0.05)
+    sets, links, dec, table, members = _sets_for(
+        rows, [100.0, 98.5, 400.0, 50.0], i_amount, lambda tt, m: 0.9 if m == truth[tt] else 0.05
+    )
     by_t = {tt: {m for tt2, m in zip(table.sets["t"], members) if tt2 == tt} for tt in truth}
     assert all(() in v for v in by_t.values())  # the empty set is always a choice
     assert (1, 2) in by_t[1] and (4, 5) in by_t[3] and (3,) in by_t[2]
@@ -392,13 +456,18 @@ def test_set_choice_none_and_normalised_confidence():
 
 def test_set_choice_never_gives_an_invoice_twice_unless_paid_in_parts():
     # two transfers both pay invoice 0 in full: the surer keeps it, the other falls back to its next set
-    sets, _, dec, _, _ = _sets_for([(0, 0, 0.99), (1, 0, 0.9), (1, 1, 0.2)], [100.0, 100.0], [100.0, 80.0],
-                                   lambda tt, m: {(0,): 0.95 if tt == 0 else 0.9, (): 0.02, (1,): 0.05}.get(m, 0.0))
+    sets, _, dec, _, _ = _sets_for(
+        [(0, 0, 0.99), (1, 0, 0.9), (1, 1, 0.2)],
+        [100.0, 100.0],
+        [100.0, 80.0],
+        lambda tt, m: {(0,): 0.95 if tt == 0 else 0.9, (): 0.02, (1,): 0.05}.get(m, 0.0),
+    )
     assert sets == {0: [0]} and dec.loc[1, "n_invoices"] == 0
     assert dec.loc[0, "confidence"] < 0.2  # a strong rival claim: the winner goes to review too
     # two partial payments fit in the invoice: both keep it
-    sets, _, _, _, _ = _sets_for([(0, 0, 0.95), (1, 0, 0.9)], [400.0, 600.0], [1000.0],
-                                 lambda tt, m: 0.9 if m == (0,) else 0.05)
+    sets, _, _, _, _ = _sets_for(
+        [(0, 0, 0.95), (1, 0, 0.9)], [400.0, 600.0], [1000.0], lambda tt, m: 0.9 if m == (0,) else 0.05
+    )
     assert sets == {0: [0], 1: [0]}
 
 
@@ -473,8 +542,11 @@ def test_description_only_data_still_matches(how):
         d = generate(SyntheticConfig(**SMALL, description_only=True))
     else:
         d = generate(SyntheticConfig(**SMALL))
-        d["invoices"] = d["invoices"].drop(columns=["invoice_number", "counterparty_name"]).assign(
-            description=lambda x: d["invoices"]["counterparty_name"] + " " + d["invoices"]["invoice_number"])
+        d["invoices"] = (
+            d["invoices"]
+            .drop(columns=["invoice_number", "counterparty_name"])
+            .assign(description=lambda x: d["invoices"]["counterparty_name"] + " " + d["invoices"]["invoice_number"])
+        )
         d["transfers"] = d["transfers"].drop(columns=["counterparty_name", "counterparty_account"])
     test_month = sorted(d["transfers"]["month"].unique())[-1]
     (inv, tr, ln), (inv_all, tr_test, ln_test) = split(d, test_month)
@@ -493,12 +565,24 @@ def test_description_only_configuration_through_the_pipeline_data_path(tmp_path)
     from ledgerlink.data.store import open_store
     from ledgerlink.data.warehouse import open_warehouse
     from ledgerlink.evaluation.evaluate import evaluate
-    cfg = load_config(None, {
-        "data_dir": str(tmp_path), "store": {"uri": str(tmp_path / "datasets")},
-        "synthetic": {**SMALL, "description_only": True},
-        "warehouse": {"path": str(tmp_path / "wh.duckdb"), "columns": {"columns": {
-            "invoices": {"invoice_number": None, "counterparty_name": None},
-            "transfers": {"counterparty_name": None, "counterparty_account": None}}}}})
+
+    cfg = load_config(
+        None,
+        {
+            "data_dir": str(tmp_path),
+            "store": {"uri": str(tmp_path / "datasets")},
+            "synthetic": {**SMALL, "description_only": True},
+            "warehouse": {
+                "path": str(tmp_path / "wh.duckdb"),
+                "columns": {
+                    "columns": {
+                        "invoices": {"invoice_number": None, "counterparty_name": None},
+                        "transfers": {"counterparty_name": None, "counterparty_account": None},
+                    }
+                },
+            },
+        },
+    )
     wh, store = open_warehouse(cfg), open_store(cfg)
     for month in wh.months()[:3]:
         collect_month(wh, store, month, test_fraction=0.3, seed=13)
@@ -519,16 +603,24 @@ def test_description_only_configuration_through_the_pipeline_data_path(tmp_path)
 
 
 def test_match_when_blocking_finds_nothing(fitted):
-    bare = pd.DataFrame([{"transfer_id": "T-x", "booked_at": "2019-01-01", "amount": 1.23, "currency": "EUR",
-                          "title": "refund"}])
+    bare = pd.DataFrame(
+        [{"transfer_id": "T-x", "booked_at": "2019-01-01", "amount": 1.23, "currency": "EUR", "title": "refund"}]
+    )
     only_desc = INVOICES.drop(columns=["invoice_number", "counterparty_name"])
-    for inv, tr in [(only_desc, bare), (INVOICES, bare.drop(columns="title")), (INVOICES.iloc[:0], bare),
-                    (INVOICES, TRANSFERS.iloc[:0])]:
+    for inv, tr in [
+        (only_desc, bare),
+        (INVOICES, bare.drop(columns="title")),
+        (INVOICES.iloc[:0], bare),
+        (INVOICES, TRANSFERS.iloc[:0]),
+    ]:
         res = fitted.match(inv, tr)
         assert len(res.decisions) == len(tr) and res.links.empty
         # "no candidates" is "pays nothing" only as surely as validation found it to be
         assert np.allclose(res.decisions["confidence"], fitted.empty_confidence_)
-        assert (res.decisions["decision"] == np.where(res.decisions["confidence"] >= fitted.auto_threshold_, "auto", "review")).all()
+        assert (
+            res.decisions["decision"]
+            == np.where(res.decisions["confidence"] >= fitted.auto_threshold_, "auto", "review")
+        ).all()
 
 
 def test_inputs_are_checked_at_the_boundary(fitted):
@@ -563,7 +655,9 @@ def test_match_many_answers_each_problem_as_match_alone(small, fitted):
     with pytest.raises(TypeError, match="problem 1: expected an .invoices, transfers. pair"):
         fitted.match_many([(INVOICES, TRANSFERS), INVOICES])
     with pytest.raises(ValueError, match="problem 0: transfers: missing required column.*amount"):
-        fitted.match_many([(INVOICES, TRANSFERS.drop(columns="amount")), (INVOICES.drop(columns="description"), TRANSFERS)])
+        fitted.match_many(
+            [(INVOICES, TRANSFERS.drop(columns="amount")), (INVOICES.drop(columns="description"), TRANSFERS)]
+        )
     small_batches = Matcher(**{**fitted.get_params(), "batch_size": 1})
     small_batches.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
     with pytest.raises(ValueError, match="problem 0: 2 transfers, more than batch_size=1"):

@@ -1,4 +1,5 @@
 """The monitoring pipeline and `--pipeline all` through real ZenML, on small data."""
+
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cfg(home, **over):
     from ledgerlink.config import load_config
+
     base = {
-        "data_dir": str(home), "model_name": f"mon_{home.name}",
+        "data_dir": str(home),
+        "model_name": f"mon_{home.name}",
         "synthetic": {"months": 3, "contractors": 50, "transfers_per_month": 200},
-        "warehouse": {"path": str(home / "warehouse.duckdb")}, "store": {"uri": str(home / "datasets")},
+        "warehouse": {"path": str(home / "warehouse.duckdb")},
+        "store": {"uri": str(home / "datasets")},
         "deploy": {"model_dir": str(home / "models"), "deployer": "local", "smoke_test": False},
-        "model": {"params": {"n_estimators": 40}}, "promotion": {"bootstrap_samples": 200},
+        "model": {"params": {"n_estimators": 40}},
+        "promotion": {"bootstrap_samples": 200},
     }
     for k, v in over.items():
         base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
@@ -24,7 +29,8 @@ def _cfg(home, **over):
 def test_all_runs_collection_monitoring_training_and_records_fresh_month_performance(tmp_path):
     from zenml.client import Client
 
-    from pipelines.runner import run_cycle
+    from cli.runner import run_cycle
+
     cfg = _cfg(tmp_path / "always")
     first = run_cycle(cfg, "all")
     assert first["month"] == "2025-01" and first["promoted"]
@@ -46,9 +52,12 @@ def test_all_runs_collection_monitoring_training_and_records_fresh_month_perform
 
 
 def test_on_trigger_policy_skips_training_when_nothing_fires(tmp_path):
-    from pipelines.runner import run_cycle
-    cfg = _cfg(tmp_path / "trigger", monitoring={"retrain": "on_trigger", "drift_share": 1.01,
-                                                   "accuracy_drop": 1.0, "auto_rate_drop": 1.0})
+    from cli.runner import run_cycle
+
+    cfg = _cfg(
+        tmp_path / "trigger",
+        monitoring={"retrain": "on_trigger", "drift_share": 1.01, "accuracy_drop": 1.0, "auto_rate_drop": 1.0},
+    )
     run_cycle(cfg, "all")  # first month: no production yet, trains
     row = run_cycle(cfg, "all")
     assert row["candidate"] == "" and "no trigger fired" in row["decision"]

@@ -1,4 +1,5 @@
 """Monthly cycles through real ZenML pipelines in an isolated ZenML config (see conftest)."""
+
 import json
 from pathlib import Path
 
@@ -12,22 +13,27 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     from ledgerlink.config import load_config
+
     home = tmp_path_factory.mktemp("e2e")
-    return load_config(ROOT / "configs" / "local.yaml", {
-        "data_dir": str(home), "model_name": "e2e_matcher",
-        "synthetic": {"months": 3, "contractors": 60, "transfers_per_month": 300},
-        "warehouse": {"path": str(home / "warehouse.duckdb")},
-        "store": {"uri": str(home / "datasets")},
-        "deploy": {"model_dir": str(home / "models")},
-        "model": {"params": {"n_estimators": 60}},
-        "promotion": {"bootstrap_samples": 300},
-    })
+    return load_config(
+        ROOT / "configs" / "local.yaml",
+        {
+            "data_dir": str(home),
+            "model_name": "e2e_matcher",
+            "synthetic": {"months": 3, "contractors": 60, "transfers_per_month": 300},
+            "warehouse": {"path": str(home / "warehouse.duckdb")},
+            "store": {"uri": str(home / "datasets")},
+            "deploy": {"model_dir": str(home / "models")},
+            "model": {"params": {"n_estimators": 60}},
+            "promotion": {"bootstrap_samples": 300},
+        },
+    )
 
 
 def test_two_monthly_cycles_with_the_model_control_plane(cfg, capsys):
     from zenml.client import Client
 
-    from pipelines.runner import collect, run_cycles, train
+    from cli.runner import collect, run_cycles, train
 
     assert run_cycles(cfg, "training", months=1) == 0
     client = Client()
@@ -71,7 +77,7 @@ def test_two_monthly_cycles_with_the_model_control_plane(cfg, capsys):
 def test_retraining_on_unchanged_data_is_not_promoted_and_deploy_is_skipped(cfg):
     from zenml.client import Client
 
-    from pipelines.runner import train
+    from cli.runner import train
 
     before = Client().get_model_version(cfg["model_name"], "production").number
     result = train(cfg)

@@ -1,6 +1,7 @@
 """Schedules: cron validation, the local orchestrator's refusal, the GCP run options, and (when the
 Vertex SDKs are installed) the Vertex pipeline spec compiled for a cron schedule, submission replaced.
 """
+
 import datetime as dt
 import importlib.util
 import json
@@ -14,8 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.schedule import (ScheduleError, build_schedule, check_orchestrator_can_schedule, next_runs,
-                                run_options, validate_cron)
+from cli.schedule import (
+    ScheduleError,
+    build_schedule,
+    check_orchestrator_can_schedule,
+    next_runs,
+    run_options,
+    validate_cron,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +49,7 @@ def test_bad_timezone_is_refused():
 
 def test_local_orchestrator_refuses_schedules_and_points_to_the_gcp_stack():
     from zenml.client import Client
+
     client = Client()
     client.activate_stack("default")
     with pytest.raises(ScheduleError) as err:
@@ -53,14 +61,22 @@ def test_local_orchestrator_refuses_schedules_and_points_to_the_gcp_stack():
 def test_vertex_orchestrator_is_accepted_without_its_sdk():
     from zenml.client import Client
     from zenml.enums import StackComponentType
+
     client = Client()
     if not client.list_stacks(name="schedule-vertex"):
-        orch = client.create_stack_component("schedule-vertex", "vertex", StackComponentType.ORCHESTRATOR,
-                                             {"location": "europe-west4", "project": "ledgerlink-prod"})
-        store = client.create_stack_component("schedule-gcs", "gcp", StackComponentType.ARTIFACT_STORE,
-                                              {"path": "gs://ledgerlink-data/zenml"})
-        client.create_stack("schedule-vertex", components={StackComponentType.ORCHESTRATOR: orch.id,
-                                                           StackComponentType.ARTIFACT_STORE: store.id})
+        orch = client.create_stack_component(
+            "schedule-vertex",
+            "vertex",
+            StackComponentType.ORCHESTRATOR,
+            {"location": "europe-west4", "project": "ledgerlink-prod"},
+        )
+        store = client.create_stack_component(
+            "schedule-gcs", "gcp", StackComponentType.ARTIFACT_STORE, {"path": "gs://ledgerlink-data/zenml"}
+        )
+        client.create_stack(
+            "schedule-vertex",
+            components={StackComponentType.ORCHESTRATOR: orch.id, StackComponentType.ARTIFACT_STORE: store.id},
+        )
     client.activate_stack("schedule-vertex")
     try:
         assert check_orchestrator_can_schedule(client) == "vertex"
@@ -71,8 +87,10 @@ def test_vertex_orchestrator_is_accepted_without_its_sdk():
 def test_gcp_config_and_run_options(monkeypatch):
     from zenml.config import DockerSettings
     from zenml.integrations.gcp.flavors.vertex_orchestrator_flavor import VertexOrchestratorSettings
+
     from ledgerlink.config import load_config
     from ledgerlink.deploy.gcp import GcpSettings
+
     monkeypatch.setenv("GCP_PROJECT", "ledgerlink-prod")
     monkeypatch.setenv("GCP_REGION", "europe-west4")
     monkeypatch.setenv("GCP_BUCKET", "ledgerlink-data")
@@ -83,7 +101,10 @@ def test_gcp_config_and_run_options(monkeypatch):
     assert gcp.registry == "europe-west4-docker.pkg.dev/ledgerlink-prod/ledgerlink/ledgerlink"
     # Flux watches the same repository the deploy step pushes to
     import yaml
-    watched = yaml.safe_load((Path(__file__).resolve().parents[1] / "stacks/gke/imagerepository.yaml").read_text())["spec"]["image"]
+
+    watched = yaml.safe_load((Path(__file__).resolve().parents[1] / "stacks/gke/imagerepository.yaml").read_text())[
+        "spec"
+    ]["image"]
     assert watched.split("/", 2)[2] == gcp.registry.split("/", 2)[2]
 
     schedule = build_schedule("0 3 1 * *", "Europe/Warsaw")
@@ -92,10 +113,18 @@ def test_gcp_config_and_run_options(monkeypatch):
     assert xgb["schedule"] is schedule
     DockerSettings(**xgb["settings"]["docker"])  # the settings validate against ZenML's schemas
     VertexOrchestratorSettings(**xgb["settings"]["orchestrator.vertex"])
-    cpu_job = VertexOrchestratorSettings(**xgb["steps"]["train_matcher"]["settings"]["orchestrator.vertex"]).custom_job_parameters
-    gpu_job = VertexOrchestratorSettings(**gpu["steps"]["train_matcher"]["settings"]["orchestrator.vertex"]).custom_job_parameters
+    cpu_job = VertexOrchestratorSettings(
+        **xgb["steps"]["train_matcher"]["settings"]["orchestrator.vertex"]
+    ).custom_job_parameters
+    gpu_job = VertexOrchestratorSettings(
+        **gpu["steps"]["train_matcher"]["settings"]["orchestrator.vertex"]
+    ).custom_job_parameters
     assert (cpu_job.machine_type, cpu_job.accelerator_count) == ("n2-standard-8", 0)
-    assert (gpu_job.accelerator_type, gpu_job.accelerator_count, gpu_job.boot_disk_size_gb) == ("NVIDIA_TESLA_T4", 1, 100)
+    assert (gpu_job.accelerator_type, gpu_job.accelerator_count, gpu_job.boot_disk_size_gb) == (
+        "NVIDIA_TESLA_T4",
+        1,
+        100,
+    )
     assert run_options(ROOT / "configs" / "local.yaml") == {}
 
 
@@ -104,8 +133,12 @@ VERTEX_SDKS = ("kfp", "google.cloud.aiplatform", "google_cloud_pipeline_componen
 
 
 def _missing_sdks() -> list[str]:
-    return [m for m in VERTEX_SDKS if importlib.util.find_spec(m.split(".")[0]) is None
-            or (m == "google.cloud.aiplatform" and importlib.util.find_spec(m) is None)]
+    return [
+        m
+        for m in VERTEX_SDKS
+        if importlib.util.find_spec(m.split(".")[0]) is None
+        or (m == "google.cloud.aiplatform" and importlib.util.find_spec(m) is None)
+    ]
 
 
 @pytest.fixture
@@ -117,8 +150,22 @@ def gcs_emulator_process():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).with_name("gcp-storage-emulator")
-    proc = subprocess.Popen([str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory",
-                             "--default-bucket", "ledgerlink-data", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+            "--default-bucket",
+            "ledgerlink-data",
+            "-q",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -134,9 +181,13 @@ def gcs_emulator_process():
     proc.wait(timeout=10)
 
 
-@pytest.mark.skipif(bool(_missing_sdks()), reason=(
-    f"needs the Vertex SDKs ({', '.join(_missing_sdks())} missing): kfp==2.16.0, google-cloud-aiplatform, "
-    "google-cloud-pipeline-components. They are not in the default venv: kfp pins protobuf<7 (we run 7.x)"))
+@pytest.mark.skipif(
+    bool(_missing_sdks()),
+    reason=(
+        f"needs the Vertex SDKs ({', '.join(_missing_sdks())} missing): kfp==2.16.0, google-cloud-aiplatform, "
+        "google-cloud-pipeline-components. They are not in the default venv: kfp pins protobuf<7 (we run 7.x)"
+    ),
+)
 def test_pipeline_compiles_for_vertex_with_the_cron(tmp_path, gcs_emulator_process, monkeypatch):
     from zenml import pipeline, step
     from zenml.client import Client
@@ -148,9 +199,13 @@ def test_pipeline_compiles_for_vertex_with_the_cron(tmp_path, gcs_emulator_proce
     spec = importlib.util.spec_from_file_location("register_gcp", ROOT / "stacks" / "register_gcp.py")
     register_gcp = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(register_gcp)
-    stack = register_gcp.register_stack(register_gcp.render_stack("ledgerlink-prod", "europe-west4", "ledgerlink-data"),
-                                        project="ledgerlink-prod", bucket="ledgerlink-data", auth_method="implicit",
-                                        verify=False)
+    stack = register_gcp.register_stack(
+        register_gcp.render_stack("ledgerlink-prod", "europe-west4", "ledgerlink-data"),
+        project="ledgerlink-prod",
+        bucket="ledgerlink-data",
+        auth_method="implicit",
+        verify=False,
+    )
     client = Client()
     # The code archive goes to the GCS emulator instead of GCS; everything else keeps the connector.
     client.update_stack_component("ledgerlink-gcs", StackComponentType.ARTIFACT_STORE, disconnect=True)
@@ -173,17 +228,26 @@ def test_pipeline_compiles_for_vertex_with_the_cron(tmp_path, gcs_emulator_proce
     def evaluate_matcher(x: int) -> int:
         return x
 
-    @pipeline(enable_cache=False, settings={"docker": DockerSettings(
-        skip_build=True, parent_image="europe-west4-docker.pkg.dev/ledgerlink-prod/ledgerlink/steps:test")})
+    @pipeline(
+        enable_cache=False,
+        settings={
+            "docker": DockerSettings(
+                skip_build=True, parent_image="europe-west4-docker.pkg.dev/ledgerlink-prod/ledgerlink/steps:test"
+            )
+        },
+    )
     def monthly():
         evaluate_matcher(train_matcher())
 
     from zenml.utils import source_utils
+
     source_utils.set_custom_source_root(str(ROOT))  # under pytest the "main module" is pytest itself
     client.activate_stack(stack.id)
     try:
         assert check_orchestrator_can_schedule(client) == "vertex"
-        options = run_options(ROOT / "configs" / "gcp.yaml", "transformer", build_schedule("0 3 1 * *", "Europe/Warsaw"))
+        options = run_options(
+            ROOT / "configs" / "gcp.yaml", "transformer", build_schedule("0 3 1 * *", "Europe/Warsaw")
+        )
         options.pop("settings")  # the image settings need a real build; this run uses skip_build
         monthly.with_options(**options)()
     finally:
@@ -193,8 +257,11 @@ def test_pipeline_compiles_for_vertex_with_the_cron(tmp_path, gcs_emulator_proce
     compiled = json.loads(Path(captured["path"]).read_text())
     train = compiled["components"]["comp-train-matcher"]["inputDefinitions"]["parameters"]
     (pool,) = train["worker_pool_specs"]["defaultValue"]  # train_matcher runs as a Vertex custom job
-    assert pool["machine_spec"] == {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
-                                    "accelerator_count": 1}
+    assert pool["machine_spec"] == {
+        "machine_type": "n1-standard-8",
+        "accelerator_type": "NVIDIA_TESLA_T4",
+        "accelerator_count": 1,
+    }
     assert pool["container_spec"]["image_uri"].endswith("/ledgerlink/steps:test")
     assert "train_matcher" in pool["container_spec"]["args"]
     assert "NVIDIA_TESLA_T4" not in json.dumps(compiled["components"]["comp-evaluate-matcher"])
@@ -206,15 +273,28 @@ def test_one_schedule_per_pipeline_and_a_taken_name_is_refused_before_any_is_sub
     from zenml.enums import StackComponentType
     from zenml.models import ScheduleRequest
 
-    from pipelines.schedule import check_schedule_names_free
+    from cli.schedule import check_schedule_names_free
+
     client = Client()
     assert check_schedule_names_free("all", client) == [
-        "ledgerlink-data_collection", "ledgerlink-monitoring", "ledgerlink-training"]
+        "ledgerlink-data_collection",
+        "ledgerlink-monitoring",
+        "ledgerlink-training",
+    ]
     assert check_schedule_names_free("training", client) == ["ledgerlink-training"]
     orchestrator = client.active_stack_model.components[StackComponentType.ORCHESTRATOR][0]
-    client.zen_store.create_schedule(ScheduleRequest(
-        project=client.active_project.id, name="ledgerlink-monitoring", active=True, cron_expression="0 3 1 * *",
-        orchestrator_id=orchestrator.id, pipeline_id=None))
-    with pytest.raises(ScheduleError, match=r"\['ledgerlink-monitoring'\] exist already.*zenml pipeline schedule delete"):
+    client.zen_store.create_schedule(
+        ScheduleRequest(
+            project=client.active_project.id,
+            name="ledgerlink-monitoring",
+            active=True,
+            cron_expression="0 3 1 * *",
+            orchestrator_id=orchestrator.id,
+            pipeline_id=None,
+        )
+    )
+    with pytest.raises(
+        ScheduleError, match=r"\['ledgerlink-monitoring'\] exist already.*zenml pipeline schedule delete"
+    ):
         check_schedule_names_free("all", client)
     assert check_schedule_names_free("training", client) == ["ledgerlink-training"]

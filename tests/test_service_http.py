@@ -5,6 +5,7 @@ Bento; the module's server is started once and stopped in teardown. Requests go 
 library, so this checks what a client sees: status codes, bodies that name the field, limits from the
 server's environment, the server surviving bad input, concurrent requests, health and metrics routes.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,14 +18,16 @@ bentoml = pytest.importorskip("bentoml")
 from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy import bento as deploy  # noqa: E402
 from ledgerlink.deploy.local import BentoServer, check_match_response, http_json  # noqa: E402
-from ledgerlink.deploy.payloads import (candidate_invoices, inprocess_answer, match_request,  # noqa: E402
-                                        pick_transfers, same_answer)
+from ledgerlink.deploy.payloads import candidate_invoices, inprocess_answer, match_request, pick_transfers, same_answer  # noqa: E402
 from ledgerlink.matching import Matcher  # noqa: E402
 from ledgerlink.matching.base import save_matcher  # noqa: E402
 
 MAX_CANDIDATES, MAX_BODY = 60, 200_000
-SERVER_ENV = {"LEDGERLINK_MAX_CANDIDATES": str(MAX_CANDIDATES), "LEDGERLINK_MAX_BODY_BYTES": str(MAX_BODY),
-              "LEDGERLINK_IMAGE_TAG": "20261121093000-v4"}
+SERVER_ENV = {
+    "LEDGERLINK_MAX_CANDIDATES": str(MAX_CANDIDATES),
+    "LEDGERLINK_MAX_BODY_BYTES": str(MAX_BODY),
+    "LEDGERLINK_IMAGE_TAG": "20261121093000-v4",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +44,18 @@ def matcher(data):
 def model_tag(matcher, tmp_path_factory):
     d = tmp_path_factory.mktemp("matcher")
     save_matcher(matcher, d)
-    return str(deploy.save_to_model_store(
-        d, labels={"zenml_model_name": "ledgerlink_matcher", "zenml_model_version": 4, "stage": "production"},
-        metadata={"metrics": {"pair_f1": 0.91}, "months": ["2025-01", "2025-02"],
-                  "threshold": float(matcher.auto_threshold_), "currencies": ["EUR"]}))
+    return str(
+        deploy.save_to_model_store(
+            d,
+            labels={"zenml_model_name": "ledgerlink_matcher", "zenml_model_version": 4, "stage": "production"},
+            metadata={
+                "metrics": {"pair_f1": 0.91},
+                "months": ["2025-01", "2025-02"],
+                "threshold": float(matcher.auto_threshold_),
+                "currencies": ["EUR"],
+            },
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +106,7 @@ def requests_pool(data, matcher):
 # Happy path
 # ------------------------------------------------------------------------------------------------
 
+
 def test_multi_invoice_transfer(url, multi_request, model_tag):
     req, expected, paid = multi_request
     assert paid <= {c["invoice_id"] for c in req["candidates"]}
@@ -133,6 +145,7 @@ def test_model_info(url, model_tag):
 # Bad requests: 4xx naming the field, and the server stays up
 # ------------------------------------------------------------------------------------------------
 
+
 def _bad(req: dict, case: str):
     t, c = dict(req["transfer"]), [dict(i) for i in req["candidates"]]
     body: dict = {"transfer": t, "candidates": c, "top_k": 5}
@@ -163,20 +176,23 @@ def _bad(req: dict, case: str):
     return body
 
 
-@pytest.mark.parametrize("case,loc", [
-    ("missing_field", ["transfer", "amount"]),
-    ("missing_candidates", ["candidates"]),
-    ("wrong_type_amount", ["transfer", "amount"]),
-    ("wrong_type_candidates", ["candidates"]),
-    ("bad_date", ["candidates", 0, "issued_at"]),
-    ("negative_top_k", ["top_k"]),
-    ("zero_top_k", ["top_k"]),
-    ("too_many_candidates", ["candidates"]),
-    ("currency_not_served", ["transfer", "currency"]),
-    ("currency_not_iso", ["candidates", 0, "currency"]),
-    ("unknown_field", ["transfer", "tittle"]),
-    ("duplicate_candidates", ["candidates"]),
-])
+@pytest.mark.parametrize(
+    "case,loc",
+    [
+        ("missing_field", ["transfer", "amount"]),
+        ("missing_candidates", ["candidates"]),
+        ("wrong_type_amount", ["transfer", "amount"]),
+        ("wrong_type_candidates", ["candidates"]),
+        ("bad_date", ["candidates", 0, "issued_at"]),
+        ("negative_top_k", ["top_k"]),
+        ("zero_top_k", ["top_k"]),
+        ("too_many_candidates", ["candidates"]),
+        ("currency_not_served", ["transfer", "currency"]),
+        ("currency_not_iso", ["candidates", 0, "currency"]),
+        ("unknown_field", ["transfer", "tittle"]),
+        ("duplicate_candidates", ["candidates"]),
+    ],
+)
 def test_bad_request_is_400_naming_the_field(url, multi_request, case, loc):
     status, body = _post(url, _bad(multi_request[0], case))
     assert status == 400, body
@@ -187,8 +203,13 @@ def test_bad_request_is_400_naming_the_field(url, multi_request, case, loc):
 
 def test_oversized_body_is_413(url, multi_request):
     req = multi_request[0]
-    body = {**req, "candidates": [{**req["candidates"][0], "invoice_id": f"X-{k}", "description": "x" * 1900}
-                                  for k in range(MAX_BODY // 1900 + 5)]}
+    body = {
+        **req,
+        "candidates": [
+            {**req["candidates"][0], "invoice_id": f"X-{k}", "description": "x" * 1900}
+            for k in range(MAX_BODY // 1900 + 5)
+        ],
+    }
     status, answer = _post(url, body)
     assert status == 413, answer
     assert "LEDGERLINK_MAX_BODY_BYTES" in answer["error"] and answer["detail"][0]["loc"] == ["body"]
@@ -211,6 +232,7 @@ def test_server_survives_bad_requests(server, url, multi_request):
 # ------------------------------------------------------------------------------------------------
 # Concurrency, health, metrics
 # ------------------------------------------------------------------------------------------------
+
 
 def test_32_concurrent_requests_agree(url, requests_pool):
     jobs = [requests_pool[k % len(requests_pool)] for k in range(32)]

@@ -4,6 +4,7 @@ Runs in the session's isolated ZenML (tests/conftest.py: temp ZENML_CONFIG_PATH,
 No cloud call: components are validated against the flavors' config schemas, and the service
 connector is registered without verification (``--no-verify``) from a made-up key.
 """
+
 import importlib.util
 import json
 from pathlib import Path
@@ -29,6 +30,7 @@ ARGS = dict(project="ledgerlink-prod", region="europe-west4", bucket="ledgerlink
 def _zenml(*args: str):
     from click.testing import CliRunner
     from zenml.cli.cli import cli
+
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result
@@ -36,19 +38,26 @@ def _zenml(*args: str):
 
 def test_local_stack_imports_with_zenml_stack_import():
     from zenml.client import Client
+
     _zenml("stack", "import", str(STACKS / "local.yaml"))
     stack = Client().get_stack("ledgerlink-local")
-    assert {t.value: c[0].flavor_name for t, c in stack.components.items()} == {"orchestrator": "local", "artifact_store": "local"}
+    assert {t.value: c[0].flavor_name for t, c in stack.components.items()} == {
+        "orchestrator": "local",
+        "artifact_store": "local",
+    }
 
 
 def test_gcp_components_validate_against_their_flavor_schemas():
     from zenml.enums import StackComponentType
     from zenml.stack.utils import validate_stack_component_config
+
     spec = register_gcp.render_stack(**ARGS)
     assert "${" not in yaml.safe_dump(spec)
     configs = {}
     for type_name, (entry,) in spec["components"].items():
-        configs[type_name] = validate_stack_component_config(entry["configuration"], entry["flavor"], StackComponentType(type_name))
+        configs[type_name] = validate_stack_component_config(
+            entry["configuration"], entry["flavor"], StackComponentType(type_name)
+        )
     vertex = configs["orchestrator"]
     assert type(vertex).__name__ == "VertexOrchestratorConfig" and vertex.is_schedulable and vertex.is_remote
     assert (vertex.location, vertex.pipeline_root) == ("europe-west4", "gs://ledgerlink-data/vertex-pipeline-root")
@@ -56,7 +65,10 @@ def test_gcp_components_validate_against_their_flavor_schemas():
     assert type(configs["artifact_store"]).__name__ == "GCPArtifactStoreConfig"
     assert configs["artifact_store"].path == "gs://ledgerlink-data/zenml-artifacts"
     assert configs["container_registry"].uri == "europe-west4-docker.pkg.dev/ledgerlink-prod/ledgerlink"
-    assert type(configs["image_builder"]).__name__ == "GCPImageBuilderConfig" and configs["image_builder"].location == "europe-west4"
+    assert (
+        type(configs["image_builder"]).__name__ == "GCPImageBuilderConfig"
+        and configs["image_builder"].location == "europe-west4"
+    )
     # the schemas are real: a Vertex orchestrator without a region, or an artifact store off GCS, is refused
     with pytest.raises(ValueError):
         validate_stack_component_config({"project": "p"}, "vertex", StackComponentType.ORCHESTRATOR)
@@ -66,8 +78,21 @@ def test_gcp_components_validate_against_their_flavor_schemas():
 
 def test_rendered_gcp_stack_imports_with_zenml_stack_import(tmp_path, capsys):
     from zenml.client import Client
-    assert register_gcp.main(["--project", ARGS["project"], "--region", ARGS["region"],
-                              "--bucket", "gs://ledgerlink-data", "--render-only"]) == 0
+
+    assert (
+        register_gcp.main(
+            [
+                "--project",
+                ARGS["project"],
+                "--region",
+                ARGS["region"],
+                "--bucket",
+                "gs://ledgerlink-data",
+                "--render-only",
+            ]
+        )
+        == 0
+    )
     spec = yaml.safe_load(capsys.readouterr().out)
     spec["stack_name"] = "imported-gcp"
     for entries in spec["components"].values():
@@ -77,36 +102,73 @@ def test_rendered_gcp_stack_imports_with_zenml_stack_import(tmp_path, capsys):
     _zenml("stack", "import", str(path))
     stack = Client().get_stack("imported-gcp")
     flavors = {t.value: c[0].flavor_name for t, c in stack.components.items()}
-    assert flavors == {"orchestrator": "vertex", "artifact_store": "gcp", "container_registry": "gcp", "image_builder": "gcp"}
+    assert flavors == {
+        "orchestrator": "vertex",
+        "artifact_store": "gcp",
+        "container_registry": "gcp",
+        "image_builder": "gcp",
+    }
 
 
 def test_register_script_links_every_component_to_the_service_connector(tmp_path):
-    pytest.importorskip("google.cloud.artifactregistry_v1", reason="the GCP service connector needs google-cloud-artifact-registry")
+    pytest.importorskip(
+        "google.cloud.artifactregistry_v1", reason="the GCP service connector needs google-cloud-artifact-registry"
+    )
     pytest.importorskip("google.cloud.container_v1", reason="the GCP service connector needs google-cloud-container")
     from zenml.client import Client
+
     key = tmp_path / "sa.json"
-    key.write_text(json.dumps({"type": "service_account", "project_id": ARGS["project"], "private_key_id": "0",
-                               "private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
-                               "client_email": f"ledgerlink-runner@{ARGS['project']}.iam.gserviceaccount.com",
-                               "client_id": "0", "token_uri": "https://oauth2.googleapis.com/token"}))
-    argv = ["--project", ARGS["project"], "--region", ARGS["region"], "--bucket", ARGS["bucket"],
-            "--auth-method", "service-account", "--key-file", str(key), "--no-verify"]
+    key.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": ARGS["project"],
+                "private_key_id": "0",
+                "private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+                "client_email": f"ledgerlink-runner@{ARGS['project']}.iam.gserviceaccount.com",
+                "client_id": "0",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            }
+        )
+    )
+    argv = [
+        "--project",
+        ARGS["project"],
+        "--region",
+        ARGS["region"],
+        "--bucket",
+        ARGS["bucket"],
+        "--auth-method",
+        "service-account",
+        "--key-file",
+        str(key),
+        "--no-verify",
+    ]
     assert register_gcp.main(argv) == 0
     first = Client().get_stack("ledgerlink-gcp")
     assert register_gcp.main(argv) == 0  # re-running updates in place
     stack = Client().get_stack("ledgerlink-gcp")
     assert stack.id == first.id
     connector = Client().get_service_connector("ledgerlink-gcp")
-    assert (connector.connector_type.connector_type if hasattr(connector.connector_type, "connector_type")
-            else connector.connector_type) == "gcp"
+    assert (
+        connector.connector_type.connector_type
+        if hasattr(connector.connector_type, "connector_type")
+        else connector.connector_type
+    ) == "gcp"
     assert connector.auth_method == "service-account"
     linked = {t.value: (c[0].connector.name, c[0].connector_resource_id) for t, c in stack.components.items()}
-    assert linked == {"orchestrator": ("ledgerlink-gcp", None), "image_builder": ("ledgerlink-gcp", None),
-                      "artifact_store": ("ledgerlink-gcp", "gs://ledgerlink-data"),
-                      "container_registry": ("ledgerlink-gcp", "europe-west4-docker.pkg.dev/ledgerlink-prod/ledgerlink")}
+    assert linked == {
+        "orchestrator": ("ledgerlink-gcp", None),
+        "image_builder": ("ledgerlink-gcp", None),
+        "artifact_store": ("ledgerlink-gcp", "gs://ledgerlink-data"),
+        "container_registry": ("ledgerlink-gcp", "europe-west4-docker.pkg.dev/ledgerlink-prod/ledgerlink"),
+    }
 
 
 def test_bad_names_are_refused_before_anything_is_registered(capsys):
-    assert register_gcp.main(["--project", "Ledgerlink", "--region", "europe", "--bucket", "ok-bucket", "--render-only"]) == 2
+    assert (
+        register_gcp.main(["--project", "Ledgerlink", "--region", "europe", "--bucket", "ok-bucket", "--render-only"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "PROJECT 'Ledgerlink'" in err and "REGION 'europe'" in err

@@ -1,4 +1,5 @@
 """The dataset store: frozen disjoint test split, idempotent months, crash safety."""
+
 import json
 
 import pandas as pd
@@ -6,7 +7,7 @@ import pytest
 
 from ledgerlink.data.collect import collect_month, next_month
 from ledgerlink.data.contract import ContractError
-from ledgerlink.data.split import split_month, is_test_transfer
+from ledgerlink.data.split import is_test_transfer, split_month
 from ledgerlink.data.store import DatasetStore, StoreError
 from ledgerlink.data.warehouse import DuckDBWarehouse
 from tests.conftest import tiny_month

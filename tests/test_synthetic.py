@@ -1,7 +1,6 @@
 """The synthetic generator: contract, determinism, realised rates and the phenomena it claims."""
-from __future__ import annotations
 
-import re
+from __future__ import annotations
 
 import numpy as np
 import pandas as pd
@@ -11,9 +10,20 @@ from ledgerlink.data.contract import check_month
 from ledgerlink.data.synthetic import SyntheticConfig, generate, month_labels, parse_drift_kind
 
 SMALL = SyntheticConfig(months=6, transfers_per_month=500, contractors=80)
-CHANGED = dict(rate_exact_number=0.25, rate_damaged_number=0.30, rate_no_number=0.35, rate_multi_invoice=0.20,
-               rate_partial=0.10, rate_fee=0.15, rate_no_invoice=0.15, rate_other_payer=0.30, rate_name_variant=0.60,
-               rate_credit_note=0.08, rate_outgoing=0.12, rate_same_amount_siblings=0.40)
+CHANGED = dict(
+    rate_exact_number=0.25,
+    rate_damaged_number=0.30,
+    rate_no_number=0.35,
+    rate_multi_invoice=0.20,
+    rate_partial=0.10,
+    rate_fee=0.15,
+    rate_no_invoice=0.15,
+    rate_other_payer=0.30,
+    rate_name_variant=0.60,
+    rate_credit_note=0.08,
+    rate_outgoing=0.12,
+    rate_same_amount_siblings=0.40,
+)
 TABLES = ("invoices", "transfers", "links")
 
 
@@ -43,9 +53,12 @@ def months_of(d, cfg):
 
 def linked(d):
     """Links joined with their transfer, invoice and truth."""
-    return (d["links"].merge(d["transfers"], on=["transfer_id", "month"])
-            .merge(d["invoices"].rename(columns={"month": "month_i"}), on="invoice_id", suffixes=("_t", "_i"))
-            .merge(d["truth"], on=["transfer_id", "month"]))
+    return (
+        d["links"]
+        .merge(d["transfers"], on=["transfer_id", "month"])
+        .merge(d["invoices"].rename(columns={"month": "month_i"}), on="invoice_id", suffixes=("_t", "_i"))
+        .merge(d["truth"], on=["transfer_id", "month"])
+    )
 
 
 # ---------------------------------------------------------------------------------------------- basics
@@ -58,9 +71,17 @@ def test_same_config_gives_identical_frames_and_other_seed_differs(small):
     assert not small["transfers"]["amount"].equals(other["transfers"]["amount"])
 
 
-@pytest.mark.parametrize("extra", [{}, {"drift_month": 3}, {"description_only": True}, CHANGED,
-                                   {"drift_month": 3, "drift_kind": "title_format+payer_change"},
-                                   {"drift_month": 2, "drift_kind": "payer_change", "description_only": True, "drift_share_contractors": 0.8}])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"drift_month": 3},
+        {"description_only": True},
+        CHANGED,
+        {"drift_month": 3, "drift_kind": "title_format+payer_change"},
+        {"drift_month": 2, "drift_kind": "payer_change", "description_only": True, "drift_share_contractors": 0.8},
+    ],
+)
 def test_every_month_passes_the_contract(extra):
     cfg = SyntheticConfig(months=4, transfers_per_month=300, contractors=60, **extra)
     months = [m for m, _ in months_of(generate(cfg), cfg)]
@@ -73,7 +94,9 @@ def test_size_ids_and_row_order(small):
     assert len(generate(months=2, transfers_per_month=1234)["transfers"]) == 2468
     assert tr["transfer_id"].is_unique and inv["invoice_id"].is_unique
     assert tr["transfer_id"].str.fullmatch(r"TRF-\d{7}").all() and inv["invoice_id"].str.fullmatch(r"INV-\d{7}").all()
-    assert list(tr["month"]) == sorted(tr["month"]) and not tr["booked_at"].is_monotonic_increasing  # shuffled in a month
+    assert (
+        list(tr["month"]) == sorted(tr["month"]) and not tr["booked_at"].is_monotonic_increasing
+    )  # shuffled in a month
     assert truth["transfer_id"].tolist() == tr["transfer_id"].tolist()
     for df, col in [(tr, "amount"), (inv, "amount"), (small["links"], "allocated_amount")]:
         assert np.allclose(df[col] * 100, (df[col] * 100).round(), atol=1e-6)
@@ -139,7 +162,10 @@ def test_truth_matches_the_frames(small):
     damaged = L[(L["number_in_title"] == "damaged") & (L["kind"] == "single")]
     assert not any(num in title for num, title in zip(damaged["invoice_number"], damaged["title"]))
     own = L[~L["other_payer"] & (L["kind"] == "single")]
-    assert (own["counterparty_name_t"] == own["counterparty_name_i"]).groupby(own["name_variant"]).mean().to_dict() == {False: 1.0, True: 0.0}
+    assert (own["counterparty_name_t"] == own["counterparty_name_i"]).groupby(own["name_variant"]).mean().to_dict() == {
+        False: 1.0,
+        True: 0.0,
+    }
     other = L[L["other_payer"]]
     assert (other["counterparty_name_t"] != other["counterparty_name_i"]).all()
     truth = small["truth"].set_index("transfer_id")
@@ -155,7 +181,9 @@ def test_amounts_and_allocations(small):
     alloc = small["links"].groupby("transfer_id")["allocated_amount"].sum().round(2)
     amount = small["transfers"].set_index("transfer_id")["amount"].reindex(alloc.index)
     assert (alloc == amount).all()  # allocations always sum to the transfer amount
-    by_t = L.groupby("transfer_id").agg(amount=("amount_t", "first"), total=("amount_i", "sum"), fee=("fee", "first"), kind=("kind", "first"))
+    by_t = L.groupby("transfer_id").agg(
+        amount=("amount_t", "first"), total=("amount_i", "sum"), fee=("fee", "first"), kind=("kind", "first")
+    )
     full = by_t[by_t["kind"].isin(["single", "multi"])]
     assert np.allclose(full.loc[~full["fee"], "amount"], full.loc[~full["fee"], "total"])
     f = full[full["fee"]]
@@ -181,8 +209,12 @@ def test_multi_partial_signed_and_sibling_invoices(small):
     # equal-amount invoices of one contractor, open at the same time as a transfer paying one of them
     inv = small["invoices"]
     for _, row in L[L["kind"] == "single"].iterrows():
-        same = inv[(inv["counterparty_name"] == row["counterparty_name_i"]) & (inv["amount"] == row["amount_i"])
-                   & (inv["issued_at"] <= row["booked_at"]) & (inv["invoice_id"] != row["invoice_id"])]
+        same = inv[
+            (inv["counterparty_name"] == row["counterparty_name_i"])
+            & (inv["amount"] == row["amount_i"])
+            & (inv["issued_at"] <= row["booked_at"])
+            & (inv["invoice_id"] != row["invoice_id"])
+        ]
         paid_later = ~same["invoice_id"].isin(L.loc[L["booked_at"] < row["booked_at"], "invoice_id"])
         if paid_later.sum() >= 2:
             break
@@ -205,14 +237,19 @@ def test_transfers_paying_nothing_are_hard(small):
     dup = none[none["reason"] == "duplicate"]
     assert len(dup) > 10
     for _, t in dup.iterrows():
-        quoted = inv[np.array([n in t["title"] for n in inv["invoice_number"]]) & (inv["amount"] == t["amount"]).to_numpy()]
+        quoted = inv[
+            np.array([n in t["title"] for n in inv["invoice_number"]]) & (inv["amount"] == t["amount"]).to_numpy()
+        ]
         paid = L[L["invoice_id"].isin(quoted["invoice_id"]) & (L["booked_at"] <= t["booked_at"])]
         assert len(paid), t["title"]
 
 
 def test_titles_and_names_are_varied(small):
     titles = small["transfers"]["title"].dropna()
-    assert titles.str.contains(r"\b(?:Faktura|Zapłata|zaplata)\b").any() and titles.str.contains(r"\b(?:Rechnung|Zahlung)\b").any()
+    assert (
+        titles.str.contains(r"\b(?:Faktura|Zapłata|zaplata)\b").any()
+        and titles.str.contains(r"\b(?:Rechnung|Zahlung)\b").any()
+    )
     assert titles.str.contains(r"\b(?:PO \d{7}|NIP \d{10}|\d\d\.\d\d\.\d{4})").any()  # noise numbers
     numbers = small["invoices"]["invoice_number"]
     for pattern in [r"FV/\d{4}/\d\d/\d{4}", r"INV-\d{4}-\d{5}", r"\d{4}/\d+/KR", r"F\d+/\d\d/\d\d", r"\d{7}"]:
@@ -222,7 +259,7 @@ def test_titles_and_names_are_varied(small):
     assert small["transfers"]["counterparty_account"].str.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}").mean() > 0.9
 
 
-# ---------------------------------------------------------------------------------------------- drift and description_only
+# ------------------------------------------------------------------------------------ drift and description_only
 def test_drift_changes_titles_only_from_drift_month(small):
     drifted = generate(SMALL, drift_month=4)
     tr, truth = drifted["transfers"], drifted["truth"]
@@ -234,14 +271,24 @@ def test_drift_changes_titles_only_from_drift_month(small):
     assert not prefixed[before].any() and (prefixed == truth["drifted"]).all()
     assert 0.2 < truth.loc[~before, "drifted"].mean() < 0.6
     after = truth[~before & (truth["kind"] != "none")]
-    assert (after.loc[after["drifted"], "number_in_title"] == "absent").mean() > (after.loc[~after["drifted"], "number_in_title"] == "absent").mean() + 0.15
+    assert (after.loc[after["drifted"], "number_in_title"] == "absent").mean() > (
+        after.loc[~after["drifted"], "number_in_title"] == "absent"
+    ).mean() + 0.15
     assert tr.loc[truth["drifted"], "counterparty_name"].str.len().max() <= 18
 
 
 def test_description_only_world(small):
     cfg = dataclasses_replace(SMALL, description_only=True)
     d = generate(cfg)
-    assert list(d["invoices"].columns) == ["invoice_id", "month", "issued_at", "due_at", "amount", "currency", "description"]
+    assert list(d["invoices"].columns) == [
+        "invoice_id",
+        "month",
+        "issued_at",
+        "due_at",
+        "amount",
+        "currency",
+        "description",
+    ]
     assert list(d["transfers"].columns) == ["transfer_id", "month", "booked_at", "amount", "currency", "title"]
     for _ in months_of(d, cfg):
         pass
@@ -275,12 +322,19 @@ def test_description_only_world(small):
 
 def dataclasses_replace(cfg, **kw):
     import dataclasses
+
     return dataclasses.replace(cfg, **kw)
 
 
-# ---------------------------------------------------------------------------------------------- drift kinds and payer_change
-PROCESSOR_NAMES = {"PAYFLOW COLLECTIONS BV", "PayFlow Collections B.V.", "PAYFLOW COLL. BV",
-                   "Nordic Factoring AB", "NORDIC FACTORING AB", "Nordic Factoring AB (publ)"}
+# ------------------------------------------------------------------------------------ drift kinds and payer_change
+PROCESSOR_NAMES = {
+    "PAYFLOW COLLECTIONS BV",
+    "PayFlow Collections B.V.",
+    "PAYFLOW COLL. BV",
+    "Nordic Factoring AB",
+    "NORDIC FACTORING AB",
+    "Nordic Factoring AB (publ)",
+}
 
 
 def test_drift_kind_combinations_and_unknown_parts():
@@ -288,7 +342,9 @@ def test_drift_kind_combinations_and_unknown_parts():
     assert parse_drift_kind("title_format+payer_change") == ("title_format", "payer_change")
     assert parse_drift_kind(" payer_change + title_format+payer_change") == ("payer_change", "title_format")
     for bad, part in [("title_format+nope", "nope"), ("payer_change+", ""), ("Title_Format", "Title_Format")]:
-        with pytest.raises(ValueError, match=rf"drift_kind .*unknown part\(s\) \['{part}'\].*title_format.*payer_change"):
+        with pytest.raises(
+            ValueError, match=rf"drift_kind .*unknown part\(s\) \['{part}'\].*title_format.*payer_change"
+        ):
             generate(months=1, drift_kind=bad)
     with pytest.raises(ValueError, match="drift_kind"):
         parse_drift_kind(None)
@@ -318,7 +374,7 @@ def test_payer_change_only_from_drift_month_and_deterministic(small, payer):
 
 def test_payer_change_new_accounts_names_and_processor_titles(small, payer):
     tr, truth = payer["transfers"], payer["truth"]
-    hit, before = truth["drifted"], tr["month"] < "2025-04"
+    hit = truth["drifted"]
     proc = tr[hit]
     assert set(proc["counterparty_name"]) <= PROCESSOR_NAMES
     assert proc["counterparty_name"].isin(["PAYFLOW COLLECTIONS BV", "Nordic Factoring AB"]).mean() > 0.5
@@ -328,8 +384,14 @@ def test_payer_change_new_accounts_names_and_processor_titles(small, payer):
     assert proc["counterparty_account"].notna().all() and 2 <= len(accounts) <= 5  # the processors' few accounts
     assert not accounts & set(tr.loc[~hit, "counterparty_account"].dropna())  # never seen before, nor by anyone else
     assert proc["counterparty_account"].str.fullmatch(r"(NL\d{2}BUNQ\d{10}|SE\d{2}\d{20})").all()
-    assert proc["title"].str.fullmatch(r"(PAYFLOW REF \d{14}|\d{14} PAYFLOW PAYOUT|PFC \d{14}|Nordic Factoring remittance NF\d{11}"
-                                       r"|NF\d{11}|Payment ref NF-\d{11})( .*)?").all()
+    assert (
+        proc["title"]
+        .str.fullmatch(
+            r"(PAYFLOW REF \d{14}|\d{14} PAYFLOW PAYOUT|PFC \d{14}|Nordic Factoring remittance NF\d{11}"
+            r"|NF\d{11}|Payment ref NF-\d{11})( .*)?"
+        )
+        .all()
+    )
     # the long processor reference is never an invoice number; the invoice number is there only for some
     L = linked(payer)
     L = L[L["drifted"]]
@@ -338,7 +400,9 @@ def test_payer_change_new_accounts_names_and_processor_titles(small, payer):
     per_t = truth[hit]
     assert 0.55 < (per_t["number_in_title"] == "absent").mean() < 0.85
     absent = L[L["number_in_title"] == "absent"]
-    assert not any(n in t or n.replace("/", "").replace("-", "") in t for n, t in zip(absent["invoice_number"], absent["title"]))
+    assert not any(
+        n in t or n.replace("/", "").replace("-", "") in t for n, t in zip(absent["invoice_number"], absent["title"])
+    )
     exact = L[(L["number_in_title"] == "exact") & (L["amount_i"] > 0)]
     assert len(exact) and all(n in t for n, t in zip(exact["invoice_number"], exact["title"]))
     # sometimes the contractor's name, abbreviated, is in the title
@@ -347,8 +411,11 @@ def test_payer_change_new_accounts_names_and_processor_titles(small, payer):
     # amounts: unchanged, or a small processor fee; allocations still sum to the transfer amount
     alloc = payer["links"].groupby("transfer_id")["allocated_amount"].sum().round(2)
     assert (alloc == tr.set_index("transfer_id")["amount"].reindex(alloc.index)).all()
-    full = L[L["kind"].isin(["single", "multi"])].groupby("transfer_id").agg(
-        amount=("amount_t", "first"), total=("amount_i", "sum"), fee=("fee", "first"))
+    full = (
+        L[L["kind"].isin(["single", "multi"])]
+        .groupby("transfer_id")
+        .agg(amount=("amount_t", "first"), total=("amount_i", "sum"), fee=("fee", "first"))
+    )
     assert np.allclose(full.loc[~full["fee"], "amount"], full.loc[~full["fee"], "total"])
     f = full[full["fee"]]
     assert len(f) and ((f["amount"] < f["total"]) & (f["amount"] >= 0.98 * f["total"] - 0.01)).all()
@@ -359,6 +426,7 @@ def test_payer_change_takes_over_the_configured_share_of_contractors(small, paye
         L = linked(d)
         L = L[(L["month"] >= "2025-04") & ~L["outgoing"] & ~L["batch"] & (L["kind"] != "none")]
         return L.groupby("counterparty_name_i")["drifted"].agg(["min", "max"])
+
     per_c = taken_over(payer)
     assert (per_c["min"] == per_c["max"]).all()  # all of a contractor's payments, or none
     assert 0.35 < per_c["max"].mean() < 0.65
@@ -385,5 +453,7 @@ def test_combined_drift_is_the_union(small, payer):
     assert (retitled & ~proc).any() and (proc & ~retitled).any() and (proc & retitled).any()
     for col in ("title", "counterparty_name", "counterparty_account", "amount"):
         assert tr.loc[~proc, col].equals(title_only["transfers"].loc[~proc, col]), col
-        assert tr.loc[proc, col].equals(payer["transfers"].loc[proc, col]), col  # the processor's own text, no bank rewrite
+        assert tr.loc[proc, col].equals(payer["transfers"].loc[proc, col]), (
+            col
+        )  # the processor's own text, no bank rewrite
     pd.testing.assert_frame_equal(both["links"], payer["links"])

@@ -1,4 +1,5 @@
 """The transformer family on tiny local models: never a download (HF_HUB_OFFLINE), seconds on a CPU."""
+
 from __future__ import annotations
 
 import json
@@ -21,16 +22,30 @@ from ledgerlink.matching.base import FAMILY_FILE, load_matcher, save_matcher  # 
 from ledgerlink.matching.registry import build_matcher  # noqa: E402
 from ledgerlink.matching.transformer import TEXT_FEATURE, CharTokenizer, TransformerMatcher, pair_texts  # noqa: E402
 
-TINY = dict(n_estimators=30, max_depth=3, n_jobs=1, hidden_size=16, num_layers=1, num_heads=2, epochs=1,
-            max_length=48, rerank_k=3, text_batch_size=32, max_train_pairs=600)
+TINY = dict(
+    n_estimators=30,
+    max_depth=3,
+    n_jobs=1,
+    hidden_size=16,
+    num_layers=1,
+    num_heads=2,
+    epochs=1,
+    max_length=48,
+    rerank_k=3,
+    text_batch_size=32,
+    max_train_pairs=600,
+)
 
 
 @pytest.fixture(scope="module")
 def data():
     d = generate(SyntheticConfig(seed=5, months=3, contractors=30, transfers_per_month=90))
     inv, tr, ln = d["invoices"], d["transfers"], d["links"]
-    train = {"invoices": inv[inv["month"] < "2025-03"], "transfers": tr[tr["month"] < "2025-03"],
-             "links": ln[ln["month"] < "2025-03"]}
+    train = {
+        "invoices": inv[inv["month"] < "2025-03"],
+        "transfers": tr[tr["month"] < "2025-03"],
+        "links": ln[ln["month"] < "2025-03"],
+    }
     test = {"invoices": inv, "transfers": tr[tr["month"] == "2025-03"], "links": ln[ln["month"] == "2025-03"]}
     return train, test
 
@@ -46,7 +61,7 @@ def test_char_tokenizer_pairs_and_round_trip(tmp_path):
     enc = tok.encode_pairs(["fv/2025/03/0142 | lodz"], ["fv/2025/03/0142 | lodz trans | 1230.00"], 24)
     ids, types = enc["input_ids"][0].tolist(), enc["token_type_ids"][0].tolist()
     assert ids[0] == 2 and ids.count(3) == 2 and len(ids) == 24  # [CLS] a [SEP] b [SEP], cut to length
-    assert types[:ids.index(3) + 1] == [0] * (ids.index(3) + 1) and types[ids.index(3) + 1] == 1
+    assert types[: ids.index(3) + 1] == [0] * (ids.index(3) + 1) and types[ids.index(3) + 1] == 1
     tok.save(tmp_path)
     assert CharTokenizer.load(tmp_path).chars == tok.chars
 
@@ -59,7 +74,9 @@ def test_fit_match_and_the_text_feature(data, fitted):
     res = fitted.match(test["invoices"], test["transfers"])
     assert list(res.links.columns) == ["transfer_id", "invoice_id", "allocated_amount", "confidence"]
     # the encoder's batch size is its own: a month is matched in one batch, as with the tree family
-    assert fitted.text_batch_size == TINY["text_batch_size"] and fitted.batch_size == build_matcher("xgboost").batch_size
+    assert (
+        fitted.text_batch_size == TINY["text_batch_size"] and fitted.batch_size == build_matcher("xgboost").batch_size
+    )
     many = fitted.match_many([(test["invoices"], test["transfers"])])[0]
     pd.testing.assert_frame_equal(res.links, many.links)
     assert res.decisions["transfer_id"].tolist() == test["transfers"]["transfer_id"].tolist()
@@ -70,6 +87,7 @@ def test_fit_match_and_the_text_feature(data, fitted):
 
 def test_text_score_only_for_the_top_candidates(data, fitted):
     from ledgerlink.matching.normalize import prepare_invoices, prepare_transfers
+
     _, test = data
     inv, ic = prepare_invoices(test["invoices"])
     tr, tc = prepare_transfers(test["transfers"])
@@ -103,13 +121,25 @@ def test_device_is_the_gpu_when_there_is_one(fitted):
 def _tiny_checkpoint(path):
     """A real Hugging Face checkpoint made here: a 1-layer BERT and a WordPiece tokenizer over a small vocab."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
     words = list("abcdefghijklmnopqrstuvwxyz0123456789/-.|") + ["fv", "inv", "gmbh", "sp", "zoo"]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    vocab = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + words
+        + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    )
     path.mkdir(parents=True, exist_ok=True)
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64, num_labels=1)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=1,
+    )
     BertForSequenceClassification(cfg).save_pretrained(str(path), safe_serialization=True)
     tok.save_pretrained(str(path))
     return path
@@ -134,4 +164,5 @@ def test_unfitted_and_missing_checkpoint_say_what_to_do(tmp_path, data):
         TransformerMatcher().match(train["invoices"], train["transfers"])
     with pytest.raises(OSError):
         build_matcher("transformer", checkpoint=str(tmp_path / "nowhere"), **TINY).fit(
-            train["invoices"], train["transfers"], train["links"])
+            train["invoices"], train["transfers"], train["links"]
+        )

@@ -1,4 +1,5 @@
 """Retraining triggers: thresholds, policies and reasons."""
+
 import pytest
 
 from ledgerlink.monitoring.triggers import evaluate_triggers
@@ -33,8 +34,8 @@ def test_out_of_time_challenger_is_the_newest_version_after_production_that_has_
     from ledgerlink.monitoring.performance import challenge_key, pick_challenger
 
     versions = [(3, ["2025-01", "2025-02"]), (4, ["2025-01", "2025-03"]), (5, ["2025-01", "2025-04"]), (2, ["2025-01"])]
-    assert pick_challenger(versions, 3, "2025-04") == 4     # 5 trained on the month itself
-    assert pick_challenger(versions, 3, "2025-05") == 5     # the newest one it has not seen
+    assert pick_challenger(versions, 3, "2025-04") == 4  # 5 trained on the month itself
+    assert pick_challenger(versions, 3, "2025-05") == 5  # the newest one it has not seen
     assert pick_challenger(versions, 4, "2025-04") is None  # only versions newer than production challenge it
     assert pick_challenger([(6, [])], 3, "2025-04") is None  # a version without recorded months is not trusted
     assert challenge_key("2025-04") == "challenge_2025-04"

@@ -4,6 +4,7 @@ Like Kedro's catalog, locations are declared here once (warehouse, dataset store
 code asks the config, never hard-codes a path. ``load_config`` merges a YAML file over the defaults
 below, so a config names only what differs from the local default.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,26 +22,53 @@ DEFAULTS: dict[str, Any] = {
         "kind": "duckdb",  # duckdb | bigquery
         "path": "{data_dir}/warehouse.duckdb",
         "seed_if_empty": True,
-        "project": None, "dataset": "ledgerlink", "location": "EU",
-        "columns": {},   # ColumnMap: {"tables": {...}, "columns": {table: {canonical: warehouse}}}
+        "project": None,
+        "dataset": "ledgerlink",
+        "location": "EU",
+        "columns": {},  # ColumnMap: {"tables": {...}, "columns": {table: {canonical: warehouse}}}
     },
-    "synthetic": {"seed": 7, "months": 24, "contractors": 200, "transfers_per_month": 800,
-                  "start_month": "2025-01", "drift_month": None},
+    "synthetic": {
+        "seed": 7,
+        "months": 24,
+        "contractors": 200,
+        "transfers_per_month": 800,
+        "start_month": "2025-01",
+        "drift_month": None,
+    },
     "store": {"uri": "{data_dir}/datasets"},
     "split": {"test_fraction": 0.3, "seed": 13},
     "model": {"family": "xgboost", "params": {}},
     "evaluation": {"primary_metric": "pair_f1"},
-    "promotion": {"min_delta": 0.002, "bootstrap_samples": 1000, "confidence": 0.95, "frozen_margin": 0.01,
-                  "slice_tolerance": 0.02, "min_slice_size": 30, "seed": 0},
-    "deploy": {"deployer": "local",  # local | gcp (ledgerlink.deploy.deployers)
-               "smoke_test": True,   # serve the built Bento on loopback and check one real POST /match first
-               "model_dir": "{data_dir}/models",
-               "currencies": None,   # e.g. [EUR, PLN]: the service rejects others; None: any ISO 4217 code
-               "gcp": {"project": None, "bucket": None,  # gs://BUCKET[/PREFIX]: contexts go to models/<id>/
-                       "registry": None,  # REGION-docker.pkg.dev/PROJECT/REPO/IMAGE (tag added per build)
-                       "timeout_s": 1200, "poll_s": 10, "location": None}},
-    "monitoring": {"drift_share": 0.3, "accuracy_drop": 0.03, "auto_rate_drop": 0.05, "retrain": "always",
-                   "max_rows": 20000},
+    "promotion": {
+        "min_delta": 0.002,
+        "bootstrap_samples": 1000,
+        "confidence": 0.95,
+        "frozen_margin": 0.01,
+        "slice_tolerance": 0.02,
+        "min_slice_size": 30,
+        "seed": 0,
+    },
+    "deploy": {
+        "deployer": "local",  # local | gcp (ledgerlink.deploy.deployers)
+        "smoke_test": True,  # serve the built Bento on loopback and check one real POST /match first
+        "model_dir": "{data_dir}/models",
+        "currencies": None,  # e.g. [EUR, PLN]: the service rejects others; None: any ISO 4217 code
+        "gcp": {
+            "project": None,
+            "bucket": None,  # gs://BUCKET[/PREFIX]: contexts go to models/<id>/
+            "registry": None,  # REGION-docker.pkg.dev/PROJECT/REPO/IMAGE (tag added per build)
+            "timeout_s": 1200,
+            "poll_s": 10,
+            "location": None,
+        },
+    },
+    "monitoring": {
+        "drift_share": 0.3,
+        "accuracy_drop": 0.03,
+        "auto_rate_drop": 0.05,
+        "retrain": "always",
+        "max_rows": 20000,
+    },
     "alerts": {"slack_webhook": None},
 }
 
@@ -66,7 +94,7 @@ def _merge(base: dict, over: dict) -> dict:
 def _data_dir(raw: str) -> str:
     # ${VAR:-default} is not understood by os.path.expandvars; resolve it here.
     if raw.startswith("${LEDGERLINK_HOME:-") and raw.endswith("}"):
-        return os.environ.get("LEDGERLINK_HOME") or raw[len("${LEDGERLINK_HOME:-"):-1]
+        return os.environ.get("LEDGERLINK_HOME") or raw[len("${LEDGERLINK_HOME:-") : -1]
     return os.path.expandvars(raw)
 
 

@@ -9,8 +9,14 @@ from ledgerlink.monitoring.alerts import Alert, Alerter
 
 
 @step(enable_cache=False)
-def deploy_model(matcher: BaseMatcher, decision: dict, promotion: dict, deploy: dict, alerts: dict,
-                 dataset_ref: Optional[dict] = None) -> Annotated[dict, "deployment"]:
+def deploy_model(
+    matcher: BaseMatcher,
+    decision: dict,
+    promotion: dict,
+    deploy: dict,
+    alerts: dict,
+    dataset_ref: Optional[dict] = None,
+) -> Annotated[dict, "deployment"]:
     """Ship a promoted model (BentoML model + Bento, smoke test, then the configured deployer); otherwise do
     nothing and say why. The outcome is the model version's ``deployment`` metadata, failures included."""
     alerter = Alerter(alerts.get("slack_webhook"))
@@ -23,10 +29,16 @@ def deploy_model(matcher: BaseMatcher, decision: dict, promotion: dict, deploy: 
 
     model = get_step_context().model
     meta = model.run_metadata  # logged by promote_model
-    info = ModelVersionInfo(model_name=promotion["model_name"], version=str(promotion["version"]),
-                            number=int(promotion["number"]), model_version_id=str(model.id),
-                            metrics=dict(meta.get("metrics") or {}), months=list(meta.get("data_months") or []),
-                            threshold=getattr(matcher, "auto_threshold_", None), currencies=deploy.get("currencies"))
+    info = ModelVersionInfo(
+        model_name=promotion["model_name"],
+        version=str(promotion["version"]),
+        number=int(promotion["number"]),
+        model_version_id=str(model.id),
+        metrics=dict(meta.get("metrics") or {}),
+        months=list(meta.get("data_months") or []),
+        threshold=getattr(matcher, "auto_threshold_", None),
+        currencies=deploy.get("currencies"),
+    )
     smoke_tables = None
     if deploy.get("smoke_test", True) and dataset_ref:
         smoke_tables = DatasetStore(dataset_ref["uri"]).load_test()
@@ -38,6 +50,11 @@ def deploy_model(matcher: BaseMatcher, decision: dict, promotion: dict, deploy: 
     log_metadata(metadata={"deployment": result}, infer_model=True)
     where = result.get("image") or result.get("model_path")
     print(f"Deployed model version {info.number} ({result['deployer']}): {where}")
-    alerter.send(Alert("deployment", f"version {info.number} deployed ({result['deployer']})",
-                       {k: result[k] for k in ("image", "build_id", "bento_tag", "model_path") if k in result}))
+    alerter.send(
+        Alert(
+            "deployment",
+            f"version {info.number} deployed ({result['deployer']})",
+            {k: result[k] for k in ("image", "build_id", "bento_tag", "model_path") if k in result},
+        )
+    )
     return result

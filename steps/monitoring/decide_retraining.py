@@ -7,12 +7,18 @@ from ledgerlink.monitoring.triggers import evaluate_triggers
 
 
 @step(enable_cache=False)
-def decide_retraining(drift_summary: dict, fresh_performance: dict, monitoring: dict,
-                      alerts: dict) -> Annotated[dict, "retraining_decision"]:
+def decide_retraining(
+    drift_summary: dict, fresh_performance: dict, monitoring: dict, alerts: dict
+) -> Annotated[dict, "retraining_decision"]:
     """Apply the configured triggers; alert when drift or degradation passes its threshold."""
     fresh = fresh_performance.get("metrics")
-    decision = evaluate_triggers(drift_summary.get("drift_share"), fresh, fresh_performance.get("reference"), monitoring,
-                                 has_production="version" in fresh_performance)
+    decision = evaluate_triggers(
+        drift_summary.get("drift_share"),
+        fresh,
+        fresh_performance.get("reference"),
+        monitoring,
+        has_production="version" in fresh_performance,
+    )
     result = {"month": drift_summary.get("month"), **decision.to_dict()}
     log_metadata(metadata={"retraining_decision": result})
     alerter = Alerter(alerts.get("slack_webhook"))

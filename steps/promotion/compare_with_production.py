@@ -9,8 +9,7 @@ from ledgerlink.evaluation.compare import decide
 from ledgerlink.evaluation.evaluate import Evaluation, evaluate
 from ledgerlink.evaluation.report import decision_html
 from ledgerlink.monitoring.performance import challenge_key
-
-from ..monitoring.production_model import production_version
+from utils.model_versions import production_version
 
 
 def _as_evaluation(name: str, summary: dict, outcomes: pd.DataFrame | None) -> Evaluation:
@@ -18,8 +17,9 @@ def _as_evaluation(name: str, summary: dict, outcomes: pd.DataFrame | None) -> E
 
 
 @step(enable_cache=False)
-def compare_with_production(evaluation: dict, test_outcomes: pd.DataFrame, dataset_ref: dict, model_name: str,
-                            promotion: dict) -> tuple[Annotated[dict, "decision"], Annotated[HTMLString, "comparison_report"]]:
+def compare_with_production(
+    evaluation: dict, test_outcomes: pd.DataFrame, dataset_ref: dict, model_name: str, promotion: dict
+) -> tuple[Annotated[dict, "decision"], Annotated[HTMLString, "comparison_report"]]:
     """Compare with the production version on the same frozen test set and decide by the configured rule.
 
     When production was scored on the same test fingerprint its stored evaluation holds; otherwise its
@@ -44,5 +44,7 @@ def compare_with_production(evaluation: dict, test_outcomes: pd.DataFrame, datas
     decision["production"] = prod_info
     decision["primary_metric"] = promotion.get("primary_metric", "pair_f1")
     log_metadata(metadata={"decision": decision})
-    html = decision_html(decision, evaluation["candidate"], production.summary() if production else None, evaluation["rules"])
+    html = decision_html(
+        decision, evaluation["candidate"], production.summary() if production else None, evaluation["rules"]
+    )
     return decision, HTMLString(html)

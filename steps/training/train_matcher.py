@@ -15,7 +15,14 @@ def train_matcher(dataset_ref: dict, model: dict) -> Annotated[BaseMatcher, "mat
     train = DatasetStore(dataset_ref["uri"]).load_train(dataset_ref["months"])
     matcher = build_matcher(model.get("family", "xgboost"), **model.get("params", {}), show_progress=True)
     matcher.fit(train["invoices"], train["transfers"], train["links"])
-    log_metadata(metadata={"training": {"months": dataset_ref["months"], "rows": dataset_ref["train_rows"],
-                                        "train_fingerprint": dataset_ref["train_fingerprint"],
-                                        **getattr(matcher, "training_summary_", {})}})
+    log_metadata(
+        metadata={
+            "training": {
+                "months": dataset_ref["months"],
+                "rows": dataset_ref["train_rows"],
+                "train_fingerprint": dataset_ref["train_fingerprint"],
+                **getattr(matcher, "training_summary_", {}),
+            }
+        }
+    )
     return matcher

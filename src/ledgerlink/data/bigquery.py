@@ -11,6 +11,7 @@ and over REST otherwise: when google-cloud-bigquery-storage is not installed, wh
 be created, or when the read session is refused (a service account without
 ``bigquery.readsessions.create``). ``last_read_path`` says which one the last read took.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,9 +49,11 @@ def check_types(table: str, fields: list[Any], columns: ColumnMap) -> None:
         if mode == "REPEATED" or ftype not in ACCEPTED_TYPES[col.kind]:
             found = f"{mode} {ftype}" if mode == "REPEATED" else ftype
             raise ContractError(
-                columns.table(table), wanted,
+                columns.table(table),
+                wanted,
                 f"has BigQuery type {found}, but '{col.name}' is a {col.kind} column and needs one of "
-                f"{sorted(ACCEPTED_TYPES[col.kind])}. Cast it in a view, or map another column in warehouse.columns.")
+                f"{sorted(ACCEPTED_TYPES[col.kind])}. Cast it in a view, or map another column in warehouse.columns.",
+            )
 
 
 def _canonical_frame(table: str, df: pd.DataFrame) -> pd.DataFrame:
@@ -60,8 +63,9 @@ def _canonical_frame(table: str, df: pd.DataFrame) -> pd.DataFrame:
     for name in out.columns:
         kind = kinds.get(name)
         if kind == "money" and not pd.api.types.is_float_dtype(out[name]):
-            out[name] = pd.to_numeric(out[name].map(lambda v: None if v is None or v != v else float(v)),
-                                      errors="coerce").astype("float64")
+            out[name] = pd.to_numeric(
+                out[name].map(lambda v: None if v is None or v != v else float(v)), errors="coerce"
+            ).astype("float64")
         elif kind == "date" and not pd.api.types.is_datetime64_any_dtype(out[name]):
             out[name] = pd.to_datetime(out[name].astype(object), errors="coerce")
     return out
@@ -76,8 +80,16 @@ class BigQueryWarehouse:
     read when ``use_storage_api`` is on.
     """
 
-    def __init__(self, client, dataset: str, columns: ColumnMap | None = None, project: str | None = None,
-                 location: str | None = None, bqstorage_client=None, use_storage_api: bool = True):
+    def __init__(
+        self,
+        client,
+        dataset: str,
+        columns: ColumnMap | None = None,
+        project: str | None = None,
+        location: str | None = None,
+        bqstorage_client=None,
+        use_storage_api: bool = True,
+    ):
         self.client, self.dataset = client, dataset
         self.project = project or client.project
         self.location = location or getattr(client, "location", None)
@@ -91,12 +103,21 @@ class BigQueryWarehouse:
     def from_config(cls, wcfg: dict, columns: ColumnMap | None = None) -> "BigQueryWarehouse":
         """Build from the config's ``warehouse:`` section (project, dataset, location; credentials: ADC)."""
         from google.cloud import bigquery
+
         project = wcfg.get("project")
         if not project:
-            raise ValueError("warehouse.project must name the GCP project of the BigQuery dataset (warehouse.kind: bigquery)")
+            raise ValueError(
+                "warehouse.project must name the GCP project of the BigQuery dataset (warehouse.kind: bigquery)"
+            )
         client = bigquery.Client(project=wcfg.get("billing_project") or project, location=wcfg.get("location"))
-        return cls(client, dataset=wcfg.get("dataset") or "ledgerlink", columns=columns, project=project,
-                   location=wcfg.get("location"), use_storage_api=wcfg.get("use_storage_api", True))
+        return cls(
+            client,
+            dataset=wcfg.get("dataset") or "ledgerlink",
+            columns=columns,
+            project=project,
+            location=wcfg.get("location"),
+            use_storage_api=wcfg.get("use_storage_api", True),
+        )
 
     # -- schema ---------------------------------------------------------------------------------
     @property
@@ -108,18 +129,22 @@ class BigQueryWarehouse:
 
     def _get_table(self, table: str):
         from google.api_core.exceptions import Forbidden, NotFound
+
         table_id = self.table_id(table)
         try:
             return self.client.get_table(table_id)
         except NotFound as exc:
             raise ContractError(
-                self.columns.table(table), None,
+                self.columns.table(table),
+                None,
                 f"table `{table_id}` not found in BigQuery ({exc.message}). Check warehouse.project, "
-                "warehouse.dataset and warehouse.columns.tables in the config.") from exc
+                "warehouse.dataset and warehouse.columns.tables in the config.",
+            ) from exc
         except Forbidden as exc:
             raise PermissionError(
                 f"no access to BigQuery table `{table_id}` ({exc.message}); the runner's service account needs "
-                "roles/bigquery.dataViewer on the dataset and roles/bigquery.jobUser on the project") from exc
+                "roles/bigquery.dataViewer on the dataset and roles/bigquery.jobUser on the project"
+            ) from exc
 
     def live_columns(self, table: str) -> list[str]:
         return [f.name for f in self._get_table(table).schema]
@@ -134,6 +159,7 @@ class BigQueryWarehouse:
     # -- queries --------------------------------------------------------------------------------
     def _query(self, sql: str, parameters: list | None = None):
         from google.cloud import bigquery
+
         job_config = bigquery.QueryJobConfig(query_parameters=parameters) if parameters else bigquery.QueryJobConfig()
         return self.client.query(sql, job_config=job_config, location=self.location)
 
@@ -142,7 +168,10 @@ class BigQueryWarehouse:
             return self._bqstorage
         try:
             from google.cloud import bigquery_storage
-            self._bqstorage = bigquery_storage.BigQueryReadClient(credentials=getattr(self.client, "_credentials", None))
+
+            self._bqstorage = bigquery_storage.BigQueryReadClient(
+                credentials=getattr(self.client, "_credentials", None)
+            )
         except Exception as exc:  # not installed, or no credentials for it
             log.info("BigQuery Storage API unavailable (%s); reading results over REST", exc)
             self._bqstorage_unavailable = True
@@ -151,6 +180,7 @@ class BigQueryWarehouse:
     def _read(self, job) -> pd.DataFrame:
         """Rows of a finished query job: Storage API first, REST when that cannot be used."""
         from google.api_core.exceptions import GoogleAPICallError
+
         bqstorage = self._storage_client() if self.use_storage_api else None
         if bqstorage is not None:
             rows = job.result()
@@ -161,8 +191,11 @@ class BigQueryWarehouse:
                 self.last_read_path = "storage" if used_storage else "rest"
                 return df
             except GoogleAPICallError as exc:
-                log.warning("BigQuery Storage API read refused (%s); reading over REST from now on. Grant "
-                            "roles/bigquery.readSessionUser to use the faster path.", exc)
+                log.warning(
+                    "BigQuery Storage API read refused (%s); reading over REST from now on. Grant "
+                    "roles/bigquery.readSessionUser to use the faster path.",
+                    exc,
+                )
                 self._bqstorage, self._bqstorage_unavailable = None, True
         self.last_read_path = "rest"
         return job.result().to_arrow(create_bqstorage_client=False).to_pandas()
@@ -174,6 +207,7 @@ class BigQueryWarehouse:
 
     def extract_month(self, month: str) -> dict[str, pd.DataFrame]:
         from google.cloud import bigquery
+
         start, end = month_window(month)
         live = {t: self.check_table(t) for t in TABLES}
         out = {}
@@ -181,14 +215,23 @@ class BigQueryWarehouse:
             window_table = table if WINDOW_COLUMN[table] else "transfers"
             window_col = self.columns.column(window_table, WINDOW_COLUMN[window_table])
             ptype = live[window_table].get(window_col.lower(), "DATE")
-            lo, hi = (start, end) if ptype == "DATE" else (pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime())
-            params = [bigquery.ScalarQueryParameter("window_start", ptype, lo),
-                      bigquery.ScalarQueryParameter("window_end", ptype, hi)]
+            lo, hi = (
+                (start, end)
+                if ptype == "DATE"
+                else (pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime())
+            )
+            params = [
+                bigquery.ScalarQueryParameter("window_start", ptype, lo),
+                bigquery.ScalarQueryParameter("window_end", ptype, hi),
+            ]
             job = self._query(extraction_sql(table, self.columns, self.dataset_ref), params)
             out[table] = _canonical_frame(table, self._read(job))
         for table in ("invoices", "transfers"):
             if out[table].empty:
-                raise ContractError(self.columns.table(table), None,
-                                    f"month {month} has no rows in `{self.table_id(table)}` "
-                                    f"(window {start} to {end}); is the month loaded yet?")
+                raise ContractError(
+                    self.columns.table(table),
+                    None,
+                    f"month {month} has no rows in `{self.table_id(table)}` "
+                    f"(window {start} to {end}); is the month loaded yet?",
+                )
         return out

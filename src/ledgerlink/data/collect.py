@@ -2,6 +2,7 @@
 
 Library code with no orchestration, so the ZenML step, a benchmark or a notebook call the same thing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,18 +32,25 @@ def month_statistics(tables: dict[str, pd.DataFrame], month: str) -> dict:
     t, links = tables["transfers"], tables["links"]
     stats = {
         "month": month,
-        "invoices": int(len(tables["invoices"])), "transfers": int(len(t)), "links": int(len(links)),
+        "invoices": int(len(tables["invoices"])),
+        "transfers": int(len(t)),
+        "links": int(len(links)),
         "linked_share": float(t["transfer_id"].isin(links["transfer_id"]).mean()) if len(t) else 0.0,
         "amount_median": float(t["amount"].abs().median()) if len(t) else 0.0,
     }
     if stats["links"] == 0:
-        raise ContractError("links", None, f"month {month} has {stats['transfers']} transfers but no tagged links; "
-                            "has the finance team finished tagging it?")
+        raise ContractError(
+            "links",
+            None,
+            f"month {month} has {stats['transfers']} transfers but no tagged links; "
+            "has the finance team finished tagging it?",
+        )
     return stats
 
 
-def collect_month(warehouse: Warehouse, store: DatasetStore, month: str | None = None,
-                  test_fraction: float = 0.3, seed: int = 13) -> tuple[DatasetRef, dict]:
+def collect_month(
+    warehouse: Warehouse, store: DatasetStore, month: str | None = None, test_fraction: float = 0.3, seed: int = 13
+) -> tuple[DatasetRef, dict]:
     """Collect ``month`` (default: the next one). Returns the store reference and the month's statistics."""
     month = month or next_month(warehouse, store)
     if month is None:

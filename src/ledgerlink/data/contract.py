@@ -5,6 +5,7 @@ names maps them in configuration (see ``ColumnMap``); the mapping is applied at 
 Validation never drops rows: a row that breaks the contract stops the run with a ``ContractError``
 that names the table, the column and example rows.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -52,9 +53,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
     ),
 }
 
-TEXT_COLUMNS = {
-    table: tuple(c.name for c in cols if c.kind == "str") for table, cols in TABLES.items()
-}
+TEXT_COLUMNS = {table: tuple(c.name for c in cols if c.kind == "str") for table, cols in TABLES.items()}
 
 
 def column_names(table: str, include_optional: bool = True) -> list[str]:
@@ -126,11 +125,15 @@ def conform(table: str, df: pd.DataFrame, month: str | None = None) -> pd.DataFr
     for col in TABLES[table]:
         if col.name not in df.columns:
             if col.required:
-                raise ContractError(table, col.name, f"required column is missing (columns present: {list(df.columns)})")
+                raise ContractError(
+                    table, col.name, f"required column is missing (columns present: {list(df.columns)})"
+                )
             continue
         s = df[col.name]
         if col.required and s.isna().any():
-            raise ContractError(table, col.name, f"{int(s.isna().sum())} null value(s) in a required column", _examples(df, s.isna()))
+            raise ContractError(
+                table, col.name, f"{int(s.isna().sum())} null value(s) in a required column", _examples(df, s.isna())
+            )
         if col.kind in ("id", "str", "currency", "month"):
             bad = s.map(lambda v: v is not None and v == v and not isinstance(v, str)).astype(bool)
             if bad.any():
@@ -143,14 +146,18 @@ def conform(table: str, df: pd.DataFrame, month: str | None = None) -> pd.DataFr
             if col.kind == "currency":
                 bad = ~s.str.fullmatch(r"[A-Z]{3}").astype(bool)
                 if bad.any():
-                    raise ContractError(table, col.name, "currency must be a 3-letter ISO 4217 code", _examples(df, bad))
+                    raise ContractError(
+                        table, col.name, "currency must be a 3-letter ISO 4217 code", _examples(df, bad)
+                    )
             if col.kind == "month":
                 bad = ~s.str.fullmatch(r"\d{4}-\d{2}").astype(bool)
                 if bad.any():
                     raise ContractError(table, col.name, "month must look like YYYY-MM", _examples(df, bad))
                 if month is not None and (s != month).any():
                     wrong = s != month
-                    raise ContractError(table, col.name, f"{int(wrong.sum())} row(s) not in month {month}", _examples(df, wrong))
+                    raise ContractError(
+                        table, col.name, f"{int(wrong.sum())} row(s) not in month {month}", _examples(df, wrong)
+                    )
         elif col.kind == "date":
             parsed = pd.to_datetime(s, errors="coerce")
             bad = s.notna() & parsed.isna()
@@ -164,11 +171,15 @@ def conform(table: str, df: pd.DataFrame, month: str | None = None) -> pd.DataFr
             if pd.api.types.is_numeric_dtype(s):
                 parsed, bad = s.astype("float64"), pd.Series(False, index=s.index)
             else:  # text or mixed values: each one must be a real number, "12,50" is not
-                is_num = s.map(lambda v: v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool))).astype(bool)
+                is_num = s.map(lambda v: v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool))).astype(
+                    bool
+                )
                 parsed, bad = pd.to_numeric(s.where(is_num), errors="coerce"), ~is_num
             bad = bad | (s.notna() & ~parsed.abs().lt(1e12))
             if bad.any():
-                raise ContractError(table, col.name, f"{int(bad.sum())} amount(s) are not finite numbers", _examples(df, bad))
+                raise ContractError(
+                    table, col.name, f"{int(bad.sum())} amount(s) are not finite numbers", _examples(df, bad)
+                )
             s = parsed.astype("float64").round(2)
         out[col.name] = s
     key = {"invoices": ["invoice_id"], "transfers": ["transfer_id"], "links": ["transfer_id", "invoice_id"]}[table]
@@ -198,11 +209,18 @@ def check_month(tables: dict[str, pd.DataFrame], month: str, known_invoice_ids=N
     links, transfers = out["links"], out["transfers"]
     unknown_t = ~links["transfer_id"].isin(transfers["transfer_id"])
     if unknown_t.any():
-        raise ContractError("links", "transfer_id", f"{int(unknown_t.sum())} link(s) point to a transfer not in month {month}", links[unknown_t])
+        raise ContractError(
+            "links",
+            "transfer_id",
+            f"{int(unknown_t.sum())} link(s) point to a transfer not in month {month}",
+            links[unknown_t],
+        )
     known = set(out["invoices"]["invoice_id"]) | set(known_invoice_ids or ())
     unknown_i = ~links["invoice_id"].isin(known)
     if unknown_i.any():
-        raise ContractError("links", "invoice_id", f"{int(unknown_i.sum())} link(s) point to an unknown invoice", links[unknown_i])
+        raise ContractError(
+            "links", "invoice_id", f"{int(unknown_i.sum())} link(s) point to an unknown invoice", links[unknown_i]
+        )
     alloc = links.groupby("transfer_id")["allocated_amount"].sum()
     amount = transfers.set_index("transfer_id")["amount"].reindex(alloc.index)
     over = alloc.abs() > amount.abs() * 1.05 + 1.0

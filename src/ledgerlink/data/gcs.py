@@ -12,6 +12,7 @@ gcsfs has no public way to pass ``ifGenerationMatch`` except "must not exist" (`
 so the upload is the JSON API's multipart upload sent through gcsfs's own authenticated session
 (the same request gcsfs's ``simple_upload`` builds, plus the precondition).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ class GCSDatasetStore(DatasetStore):
     def __init__(self, uri: str, fs=None, **storage_options):
         if fs is None:
             import gcsfs
+
             fs = gcsfs.GCSFileSystem(**storage_options)
         super().__init__(uri, fs=fs)
         self.bucket, _, prefix = self.root.partition("/")
@@ -43,8 +45,9 @@ class GCSDatasetStore(DatasetStore):
                 return Manifest(), 0
             generation = int(meta["generation"])
             try:
-                _, body = self.fs.call("GET", "b/{}/o/{}", self.bucket, self.manifest_key,
-                                       alt="media", generation=str(generation))
+                _, body = self.fs.call(
+                    "GET", "b/{}/o/{}", self.bucket, self.manifest_key, alt="media", generation=str(generation)
+                )
             except FileNotFoundError:
                 continue  # replaced between the two calls; read again
             return Manifest.from_json(body.decode()), generation
@@ -56,13 +59,24 @@ class GCSDatasetStore(DatasetStore):
     def _upload_manifest(self, data: bytes, if_generation_match: int) -> dict:
         """One multipart upload with ``ifGenerationMatch``; gcsfs raises FileExistsError on HTTP 412."""
         meta = json.dumps({"name": self.manifest_key, "contentType": "application/json"})
-        body = (f"--{_BOUNDARY}\nContent-Type: application/json; charset=UTF-8\n\n{meta}\n"
-                f"--{_BOUNDARY}\nContent-Type: application/json\n\n").encode() + data + f"\n--{_BOUNDARY}--".encode()
+        body = (
+            (
+                f"--{_BOUNDARY}\nContent-Type: application/json; charset=UTF-8\n\n{meta}\n"
+                f"--{_BOUNDARY}\nContent-Type: application/json\n\n"
+            ).encode()
+            + data
+            + f"\n--{_BOUNDARY}--".encode()
+        )
         try:
-            return self.fs.call("POST", f"{self.fs._location}/upload/storage/v1/b/{quote(self.bucket)}/o",
-                                uploadType="multipart", ifGenerationMatch=str(if_generation_match),
-                                headers={"Content-Type": f'multipart/related; boundary="{_BOUNDARY}"'},
-                                data=body, json_out=True)
+            return self.fs.call(
+                "POST",
+                f"{self.fs._location}/upload/storage/v1/b/{quote(self.bucket)}/o",
+                uploadType="multipart",
+                ifGenerationMatch=str(if_generation_match),
+                headers={"Content-Type": f'multipart/related; boundary="{_BOUNDARY}"'},
+                data=body,
+                json_out=True,
+            )
         finally:
             self.fs.invalidate_cache(self._path(MANIFEST))
 
@@ -84,10 +98,12 @@ class GCSDatasetStore(DatasetStore):
         adding = sorted(m for m in ours.months if theirs.months.get(m) != ours.months[m]) or ["(none)"]
         newest = max(theirs.months) if theirs.months else "(none)"
         first = adding[0] if adding[0] in theirs.months else newest
-        return (f"another collection committed month {first} first (manifest {self.uri}, now at generation "
-                f"{theirs.generation}, newest month {newest}); nothing was written by this run's manifest for "
-                f"month {', '.join(adding)}; its data files are unreferenced (see garbage()). "
-                "Re-run to pick up the next month.")
+        return (
+            f"another collection committed month {first} first (manifest {self.uri}, now at generation "
+            f"{theirs.generation}, newest month {newest}); nothing was written by this run's manifest for "
+            f"month {', '.join(adding)}; its data files are unreferenced (see garbage()). "
+            "Re-run to pick up the next month."
+        )
 
     def garbage(self) -> list[str]:
         self.fs.invalidate_cache()  # listings may be cached from before another writer's commit

@@ -3,6 +3,7 @@
 Hashing instead of sampling makes the choice independent of row order and of how many rows arrive
 with a month, so re-running the first collection reproduces exactly the same split.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,12 @@ def is_test_transfer(transfer_ids: pd.Series, fraction: float, seed: int) -> np.
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"split.test_fraction must be in (0, 1), got {fraction}")
     salt = str(seed).encode()
-    u = np.array([int.from_bytes(hashlib.blake2b(salt + t.encode(), digest_size=8).digest(), "big") / 2**64
-                  for t in transfer_ids.astype(str)])
+    u = np.array(
+        [
+            int.from_bytes(hashlib.blake2b(salt + t.encode(), digest_size=8).digest(), "big") / 2**64
+            for t in transfer_ids.astype(str)
+        ]
+    )
     return u < fraction
 
 

@@ -12,6 +12,7 @@ readers never see. Collecting a month again with the same content changes nothin
 content it is refused, because months are append-only and the test set is never rewritten.
 Steps pass ``DatasetRef`` (URI, months, row counts, fingerprints), never DataFrames.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -22,7 +23,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 import fsspec
-import numpy as np
 import pandas as pd
 
 from .contract import TABLES
@@ -54,6 +54,7 @@ def fingerprint(tables: dict[str, pd.DataFrame]) -> str:
 @dataclass
 class DatasetRef:
     """What steps pass instead of data: where it is and what it holds."""
+
     uri: str
     months: list[str]
     train_rows: dict[str, int]
@@ -81,7 +82,9 @@ class Manifest:
         return cls(months=raw.get("months", {}), test=raw.get("test"), generation=raw.get("generation", 0))
 
     def to_json(self) -> str:
-        return json.dumps({"months": self.months, "test": self.test, "generation": self.generation}, indent=2, sort_keys=True)
+        return json.dumps(
+            {"months": self.months, "test": self.test, "generation": self.generation}, indent=2, sort_keys=True
+        )
 
 
 class DatasetStore:
@@ -121,7 +124,9 @@ class DatasetStore:
         current = self.read_manifest()
         if current.generation != expected_generation:
             raise ConcurrentCommitError(
-                f"manifest at {self.uri} changed while writing (generation {current.generation}, expected {expected_generation})")
+                f"manifest at {self.uri} changed while writing (generation {current.generation}, "
+                f"expected {expected_generation})"
+            )
         manifest.generation = expected_generation + 1
         path = self._path(MANIFEST)
         tmp = self._path(f".{MANIFEST}.{uuid.uuid4().hex}.tmp")
@@ -134,8 +139,13 @@ class DatasetStore:
     def collected_months(self) -> list[str]:
         return sorted(self.read_manifest().months)
 
-    def add_month(self, month: str, train: dict[str, pd.DataFrame], test: dict[str, pd.DataFrame] | None = None,
-                  source_fingerprint: str | None = None) -> tuple[bool, str]:
+    def add_month(
+        self,
+        month: str,
+        train: dict[str, pd.DataFrame],
+        test: dict[str, pd.DataFrame] | None = None,
+        source_fingerprint: str | None = None,
+    ) -> tuple[bool, str]:
         """Append one month of training data (and, on the first month only, the frozen test set).
 
         Returns (written, message). Same content again: (False, "...unchanged"). Different content
@@ -152,11 +162,17 @@ class DatasetStore:
             raise StoreError(
                 f"month {month} was already collected with fingerprint {old}, but the warehouse now gives {fp}. "
                 "Collected months are append-only and the frozen test set is never rewritten; "
-                "load late corrections as a new month.")
+                "load late corrections as a new month."
+            )
         if manifest.months and month < max(manifest.months):
-            raise StoreError(f"month {month} is older than the newest collected month {max(manifest.months)}; months are collected in order")
+            raise StoreError(
+                f"month {month} is older than the newest collected month {max(manifest.months)}; "
+                "months are collected in order"
+            )
         if test is not None and manifest.test is not None:
-            raise StoreError(f"the frozen test set already exists (from {manifest.test['month']}); it is never rewritten")
+            raise StoreError(
+                f"the frozen test set already exists (from {manifest.test['month']}); it is never rewritten"
+            )
         if test is None and manifest.test is None:
             raise StoreError("the first collected month must create the frozen test set")
 
@@ -164,14 +180,17 @@ class DatasetStore:
         if manifest.test is not None:
             overlap |= set(self.load_test()["transfers"]["transfer_id"]) & set(train["transfers"]["transfer_id"])
         if overlap:
-            raise StoreError(f"{len(overlap)} transfer_id(s) would be in both train and test, e.g. {sorted(overlap)[:3]}")
+            raise StoreError(
+                f"{len(overlap)} transfer_id(s) would be in both train and test, e.g. {sorted(overlap)[:3]}"
+            )
 
         token = f"{fp}-{uuid.uuid4().hex[:8]}"
         month_dir = f"months/{month}/{token}"
         for name, df in train.items():
             self._write_parquet(df, self._path(month_dir, f"{name}.parquet"))
         manifest.months[month] = {
-            "path": month_dir, "fingerprint": fp,
+            "path": month_dir,
+            "fingerprint": fp,
             "rows": {k: int(len(v)) for k, v in train.items()},
             "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -180,8 +199,12 @@ class DatasetStore:
             test_dir = f"test/{test_fp}-{uuid.uuid4().hex[:8]}"
             for name, df in test.items():
                 self._write_parquet(df, self._path(test_dir, f"{name}.parquet"))
-            manifest.test = {"month": month, "path": test_dir, "fingerprint": test_fp,
-                             "rows": {k: int(len(v)) for k, v in test.items()}}
+            manifest.test = {
+                "month": month,
+                "path": test_dir,
+                "fingerprint": test_fp,
+                "rows": {k: int(len(v)) for k, v in test.items()},
+            }
         self._commit(manifest, generation)
         return True, f"month {month} committed (fingerprint {fp})"
 
@@ -210,9 +233,18 @@ class DatasetStore:
         train_rows = {t: int(sum(manifest.months[m]["rows"][t] for m in months)) for t in TABLES}
         train_fp = hashlib.sha256("".join(manifest.months[m]["fingerprint"] for m in months).encode()).hexdigest()[:16]
         test = manifest.test or {"rows": {}, "fingerprint": "", "month": ""}
-        return DatasetRef(uri=self.uri, months=months, train_rows=train_rows, test_rows=test["rows"],
-                          train_fingerprint=train_fp, test_fingerprint=test["fingerprint"], test_month=test["month"],
-                          new_month=new_month, collected=collected, message=message)
+        return DatasetRef(
+            uri=self.uri,
+            months=months,
+            train_rows=train_rows,
+            test_rows=test["rows"],
+            train_fingerprint=train_fp,
+            test_fingerprint=test["fingerprint"],
+            test_month=test["month"],
+            new_month=new_month,
+            collected=collected,
+            message=message,
+        )
 
     def garbage(self) -> list[str]:
         """Month/test folders no manifest names: leftovers of interrupted writes (safe to delete)."""
@@ -225,7 +257,7 @@ class DatasetStore:
                 continue
             depth = 2 if top == "months" else 1
             for p in self.fs.glob(base + "/*" * depth):
-                rel = p[len(self.root) + 1:] if p.startswith(self.root) else p
+                rel = p[len(self.root) + 1 :] if p.startswith(self.root) else p
                 rel = rel.lstrip("/")
                 if rel not in live:
                     found.append(rel)
@@ -237,5 +269,6 @@ def open_store(cfg: dict) -> DatasetStore:
     uri = cfg["store"]["uri"]
     if uri.startswith("gs://"):
         from .gcs import GCSDatasetStore
+
         return GCSDatasetStore(uri)
     return DatasetStore(uri)

@@ -82,6 +82,7 @@ phenomena per transfer for tests and evaluation slices and is never written to t
 IDs (``INV-0000001``, ``TRF-0000001``) are assigned after shuffling within each month, so they say
 nothing about the links. Rows are ordered by month, shuffled within a month.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -154,7 +155,14 @@ _FORMS = {
     "CZ": ["s.r.o.", "a.s."],
 }
 _FORM_VARIANTS = {
-    "Sp. z o.o.": ["Sp z oo", "SP. Z O.O.", "spółka z o.o.", "Sp. z o. o.", "sp. z o.o.", "Spółka z ograniczoną odpowiedzialnością"],
+    "Sp. z o.o.": [
+        "Sp z oo",
+        "SP. Z O.O.",
+        "spółka z o.o.",
+        "Sp. z o. o.",
+        "sp. z o.o.",
+        "Spółka z ograniczoną odpowiedzialnością",
+    ],
     "S.A.": ["SA", "Spółka Akcyjna", "S.A"],
     "Sp.j.": ["Spółka Jawna", "SJ"],
     "sp.k.": ["Spółka Komandytowa", "SK"],
@@ -174,66 +182,230 @@ _COUNTRIES = np.array(["PL", "DE", "GB", "NL", "CZ"], dtype=object)
 _COUNTRY_P = [0.45, 0.25, 0.15, 0.08, 0.07]
 _VAT = {"PL": 1.23, "DE": 1.19, "GB": 1.20, "NL": 1.21, "CZ": 1.21}
 _LANG = {"PL": "pl", "DE": "de", "GB": "en", "NL": "en", "CZ": "en"}
-_FACTORS = [("Pekao Faktoring", "Sp. z o.o.", "PL"), ("Coface Finanz", "GmbH", "DE"), ("BNP Paribas Factor", "GmbH", "DE"),
-            ("Bibby Financial Services", "Ltd", "GB"), ("ING Commercial Finance", "B.V.", "NL"), ("mFaktoring", "S.A.", "PL")]
+_FACTORS = [
+    ("Pekao Faktoring", "Sp. z o.o.", "PL"),
+    ("Coface Finanz", "GmbH", "DE"),
+    ("BNP Paribas Factor", "GmbH", "DE"),
+    ("Bibby Financial Services", "Ltd", "GB"),
+    ("ING Commercial Finance", "B.V.", "NL"),
+    ("mFaktoring", "S.A.", "PL"),
+]
 # payer_change drift: (legal name, names as banks show them, their weights, country, bank code, accounts,
 # share of the affected contractors, short name for terse bank lines)
 _PROCESSORS = [
-    ("PayFlow Collections B.V.", ["PAYFLOW COLLECTIONS BV", "PayFlow Collections B.V.", "PAYFLOW COLL. BV"], [0.7, 0.2, 0.1],
-     "NL", "BUNQ", 3, 0.65, "PAYFLOW COLLECTIONS"),
-    ("Nordic Factoring AB", ["Nordic Factoring AB", "NORDIC FACTORING AB", "Nordic Factoring AB (publ)"], [0.7, 0.2, 0.1],
-     "SE", "500", 2, 0.35, "NORDIC FACTORING"),
+    (
+        "PayFlow Collections B.V.",
+        ["PAYFLOW COLLECTIONS BV", "PayFlow Collections B.V.", "PAYFLOW COLL. BV"],
+        [0.7, 0.2, 0.1],
+        "NL",
+        "BUNQ",
+        3,
+        0.65,
+        "PAYFLOW COLLECTIONS",
+    ),
+    (
+        "Nordic Factoring AB",
+        ["Nordic Factoring AB", "NORDIC FACTORING AB", "Nordic Factoring AB (publ)"],
+        [0.7, 0.2, 0.1],
+        "SE",
+        "500",
+        2,
+        0.35,
+        "NORDIC FACTORING",
+    ),
 ]
 _T_PROC = [  # ({ref}, then optional {inv} numbers and {abbr} contractor name)
-    [("PAYFLOW REF {ref}", " INV {inv}", " FOR {abbr}"), ("{ref} PAYFLOW PAYOUT", " {inv}", " {abbr}"),
-     ("PFC {ref}", " /INV/ {inv}", " /ORD/ {abbr}")],
-    [("Nordic Factoring remittance NF{ref}", " invoice {inv}", " on behalf of {abbr}"), ("NF{ref}", " faktura {inv}", " {abbr}"),
-     ("Payment ref NF-{ref}", " inv. {inv}", " obo {abbr}")],
+    [
+        ("PAYFLOW REF {ref}", " INV {inv}", " FOR {abbr}"),
+        ("{ref} PAYFLOW PAYOUT", " {inv}", " {abbr}"),
+        ("PFC {ref}", " /INV/ {inv}", " /ORD/ {abbr}"),
+    ],
+    [
+        ("Nordic Factoring remittance NF{ref}", " invoice {inv}", " on behalf of {abbr}"),
+        ("NF{ref}", " faktura {inv}", " {abbr}"),
+        ("Payment ref NF-{ref}", " inv. {inv}", " obo {abbr}"),
+    ],
 ]
 PROC_NUMBER_SHARE, PROC_ABBR_SHARE, PROC_FEE_SHARE, PROC_OTHER_ACCOUNT = 0.3, 0.4, 0.2, 0.05
 _SPECIAL = {  # reason -> counterparties of transfers that pay nothing
     "bank": [("mBank", "S.A.", "PL")],
-    "tax": [("Urząd Skarbowy Warszawa-Śródmieście", "", "PL"), ("Finanzamt München", "", "DE"), ("HMRC", "", "GB"), ("ZUS", "", "PL")],
-    "card": [("Elavon Financial Services", "DAC", "PL"), ("PayU", "S.A.", "PL"), ("Adyen", "N.V.", "NL"), ("Stripe Payments Europe", "Ltd", "GB")],
-    "other": [("PZU", "S.A.", "PL"), ("Allianz Versicherungs", "AG", "DE"), ("Bank Gospodarstwa Krajowego", "", "PL"), ("Aviva", "PLC", "GB")],
+    "tax": [
+        ("Urząd Skarbowy Warszawa-Śródmieście", "", "PL"),
+        ("Finanzamt München", "", "DE"),
+        ("HMRC", "", "GB"),
+        ("ZUS", "", "PL"),
+    ],
+    "card": [
+        ("Elavon Financial Services", "DAC", "PL"),
+        ("PayU", "S.A.", "PL"),
+        ("Adyen", "N.V.", "NL"),
+        ("Stripe Payments Europe", "Ltd", "GB"),
+    ],
+    "other": [
+        ("PZU", "S.A.", "PL"),
+        ("Allianz Versicherungs", "AG", "DE"),
+        ("Bank Gospodarstwa Krajowego", "", "PL"),
+        ("Aviva", "PLC", "GB"),
+    ],
 }
-_FIRST = "Jan Anna Piotr Maria Tomasz Katarzyna Michael Julia Stefan Ewa Thomas Sabine David Emma Lukas Zofia Marek Agnieszka".split()
-_LAST = "Kowalczyk Szymański Woźniak Kaczmarek Müller Wagner Smith Jones Taylor Brown Jankowski Pawlak Richter Klein Wolf".split()
-_SERVICES = ["consulting services", "transport services", "software licence", "maintenance", "office supplies", "spare parts",
-             "subscription", "marketing services", "cleaning services", "IT support", "rent", "hosting", "translation",
-             "training", "freight", "packaging", "installation", "audit"]
+_FIRST = (
+    "Jan Anna Piotr Maria Tomasz Katarzyna Michael Julia Stefan Ewa Thomas Sabine David Emma Lukas Zofia Marek "
+    "Agnieszka"
+).split()
+_LAST = (
+    "Kowalczyk Szymański Woźniak Kaczmarek Müller Wagner Smith Jones Taylor Brown Jankowski Pawlak Richter Klein Wolf"
+).split()
+_SERVICES = [
+    "consulting services",
+    "transport services",
+    "software licence",
+    "maintenance",
+    "office supplies",
+    "spare parts",
+    "subscription",
+    "marketing services",
+    "cleaning services",
+    "IT support",
+    "rent",
+    "hosting",
+    "translation",
+    "training",
+    "freight",
+    "packaging",
+    "installation",
+    "audit",
+]
 _MON_EN = "January February March April May June July August September October November December".split()
 _MON_PL = "styczeń luty marzec kwiecień maj czerwiec lipiec sierpień wrzesień październik listopad grudzień".split()
 _MON_DE = "Januar Februar März April Mai Juni Juli August September Oktober November Dezember".split()
 
 _T_NUM = {
-    "en": ["Payment {n}", "Invoice {n}", "INV {n}", "{n}", "Payment for invoice {n}", "Ref: {n}", "inv. {n} thank you", "invoice no {n}"],
-    "pl": ["Zapłata za fakturę {n}", "Faktura {n}", "FV {n}", "Płatność za {n}", "zaplata {n}", "{n}", "Przelew faktura nr {n}", "fakt. {n}"],
-    "de": ["Rechnung {n}", "Zahlung RE {n}", "Re-Nr. {n}", "Begleichung Rechnung {n}", "{n}", "Rechnungsnr. {n}", "RG {n}"],
+    "en": [
+        "Payment {n}",
+        "Invoice {n}",
+        "INV {n}",
+        "{n}",
+        "Payment for invoice {n}",
+        "Ref: {n}",
+        "inv. {n} thank you",
+        "invoice no {n}",
+    ],
+    "pl": [
+        "Zapłata za fakturę {n}",
+        "Faktura {n}",
+        "FV {n}",
+        "Płatność za {n}",
+        "zaplata {n}",
+        "{n}",
+        "Przelew faktura nr {n}",
+        "fakt. {n}",
+    ],
+    "de": [
+        "Rechnung {n}",
+        "Zahlung RE {n}",
+        "Re-Nr. {n}",
+        "Begleichung Rechnung {n}",
+        "{n}",
+        "Rechnungsnr. {n}",
+        "RG {n}",
+    ],
 }
 _T_NONUM = {
-    "en": ["payment", "{mon} services", "invoice payment", "services {mon} {y}", "transfer", "as agreed", "monthly fee {mon}", "settlement", "payment invoice"],
-    "pl": ["zaplata faktura", "płatność", "usługi {mon_pl}", "za fakturę", "przelew", "abonament {mm}/{y}", "należność", "zapłata za usługi"],
-    "de": ["Zahlung", "Rechnung", "Leistungen {mon_de}", "Überweisung", "Begleichung", "Miete {mm}/{y}", "Zahlung offene Posten"],
+    "en": [
+        "payment",
+        "{mon} services",
+        "invoice payment",
+        "services {mon} {y}",
+        "transfer",
+        "as agreed",
+        "monthly fee {mon}",
+        "settlement",
+        "payment invoice",
+    ],
+    "pl": [
+        "zaplata faktura",
+        "płatność",
+        "usługi {mon_pl}",
+        "za fakturę",
+        "przelew",
+        "abonament {mm}/{y}",
+        "należność",
+        "zapłata za usługi",
+    ],
+    "de": [
+        "Zahlung",
+        "Rechnung",
+        "Leistungen {mon_de}",
+        "Überweisung",
+        "Begleichung",
+        "Miete {mm}/{y}",
+        "Zahlung offene Posten",
+    ],
 }
-_T_PART1 = {"en": ["partial payment", "instalment 1"], "pl": ["część 1", "rata 1/2", "czesciowa wplata"], "de": ["Teilzahlung", "Rate 1"]}
-_T_PART2 = {"en": ["remaining balance", "final instalment"], "pl": ["dopłata", "rata 2/2", "reszta"], "de": ["Restzahlung", "Rate 2"]}
+_T_PART1 = {
+    "en": ["partial payment", "instalment 1"],
+    "pl": ["część 1", "rata 1/2", "czesciowa wplata"],
+    "de": ["Teilzahlung", "Rate 1"],
+}
+_T_PART2 = {
+    "en": ["remaining balance", "final instalment"],
+    "pl": ["dopłata", "rata 2/2", "reszta"],
+    "de": ["Restzahlung", "Rate 2"],
+}
 _T_REASON = {
-    "bank_fee": ["Opłata za prowadzenie rachunku", "Account maintenance fee", "Prowizja za przelew", "Kontoführungsgebühr {mm}/{y}", "Bank charges {mon}", "SEPA transfer fee"],
+    "bank_fee": [
+        "Opłata za prowadzenie rachunku",
+        "Account maintenance fee",
+        "Prowizja za przelew",
+        "Kontoführungsgebühr {mm}/{y}",
+        "Bank charges {mon}",
+        "SEPA transfer fee",
+    ],
     "interest": ["Odsetki", "Interest {mon} {y}", "Kapitalisierung Zinsen", "Credit interest Q{q}"],
     "salary": ["Wynagrodzenie {mm}/{y}", "Salary {mon} {y}", "Gehalt {mon_de}", "wypłata {mon_pl}", "Premia Q{q}"],
-    "tax": ["VAT-7 {mm}/{y}", "PIT-4R {mm}/{y}", "CIT-8 zaliczka {mm}/{y}", "Umsatzsteuer-Voranmeldung {mm}/{y}", "HMRC VAT {y}Q{q}", "ZUS DRA {mm}/{y}"],
-    "card_settlement": ["Rozliczenie kart {dd}.{mm}.{y}", "Card settlement batch {ref}", "Kartenumsätze {dd}.{mm}.", "POS settlement {y}{mm}{dd}", "payout {ref}"],
-    "other_income": ["odszkodowanie polisa {ref}", "insurance claim {ref}", "loan tranche {ref}", "dotacja", "Zuschuss {y}", "deposit return"],
+    "tax": [
+        "VAT-7 {mm}/{y}",
+        "PIT-4R {mm}/{y}",
+        "CIT-8 zaliczka {mm}/{y}",
+        "Umsatzsteuer-Voranmeldung {mm}/{y}",
+        "HMRC VAT {y}Q{q}",
+        "ZUS DRA {mm}/{y}",
+    ],
+    "card_settlement": [
+        "Rozliczenie kart {dd}.{mm}.{y}",
+        "Card settlement batch {ref}",
+        "Kartenumsätze {dd}.{mm}.",
+        "POS settlement {y}{mm}{dd}",
+        "payout {ref}",
+    ],
+    "other_income": [
+        "odszkodowanie polisa {ref}",
+        "insurance claim {ref}",
+        "loan tranche {ref}",
+        "dotacja",
+        "Zuschuss {y}",
+        "deposit return",
+    ],
     "refund_num": ["zwrot nadpłaty {n}", "Refund {n}", "Rückerstattung {n}", "korekta {n} zwrot"],
     "refund": ["zwrot nadpłaty", "Refund overpayment", "Rückerstattung", "zwrot", "refund as agreed"],
-    "advance": ["zaliczka", "zaliczka na poczet dostawy", "advance payment", "prepayment order {ref}", "Anzahlung Auftrag {ref}", "przedpłata zam. {ref}"],
+    "advance": [
+        "zaliczka",
+        "zaliczka na poczet dostawy",
+        "advance payment",
+        "prepayment order {ref}",
+        "Anzahlung Auftrag {ref}",
+        "przedpłata zam. {ref}",
+    ],
 }
 _D_REASON = {  # terse bank lines (description_only)
-    "bank_fee": ["BANK FEE {MON}", "ACCOUNT FEE", "TRANSFER FEE"], "interest": ["INTEREST {MON}", "CREDIT INTEREST"],
-    "salary": ["SALARY {MON} {PERSON}", "PAYROLL {MON}"], "tax": ["TAX PAYMENT {mm}/{y}", "VAT {mm}/{y}"],
-    "card_settlement": ["CARD SETTLEMENT {mm}{dd}", "POS BATCH {ref}"], "other_income": ["INSURANCE CLAIM {ref}", "LOAN {ref}", "GRANT"],
-    "refund": ["REFUND {NAME}", "REFUND {NAME} {n}"], "advance": ["{NAME} ADVANCE", "{NAME} PREPAYMENT {ref}"],
+    "bank_fee": ["BANK FEE {MON}", "ACCOUNT FEE", "TRANSFER FEE"],
+    "interest": ["INTEREST {MON}", "CREDIT INTEREST"],
+    "salary": ["SALARY {MON} {PERSON}", "PAYROLL {MON}"],
+    "tax": ["TAX PAYMENT {mm}/{y}", "VAT {mm}/{y}"],
+    "card_settlement": ["CARD SETTLEMENT {mm}{dd}", "POS BATCH {ref}"],
+    "other_income": ["INSURANCE CLAIM {ref}", "LOAN {ref}", "GRANT"],
+    "refund": ["REFUND {NAME}", "REFUND {NAME} {n}"],
+    "advance": ["{NAME} ADVANCE", "{NAME} PREPAYMENT {ref}"],
 }
 _FOLD = str.maketrans({"ł": "l", "Ł": "L", "ß": "ss", "ø": "o", "Ø": "O"})
 
@@ -286,11 +458,15 @@ def _validate(cfg: SyntheticConfig) -> None:
 def parse_drift_kind(kind: str) -> tuple[str, ...]:
     """``"title_format+payer_change"`` -> ``("title_format", "payer_change")``; unknown parts raise ValueError."""
     if not isinstance(kind, str):
-        raise ValueError(f"drift_kind must be a string like 'title_format' or 'title_format+payer_change', got {kind!r}")
+        raise ValueError(
+            f"drift_kind must be a string like 'title_format' or 'title_format+payer_change', got {kind!r}"
+        )
     parts = [p.strip() for p in kind.split("+")]
     bad = [p for p in parts if p not in DRIFT_KINDS]
     if bad:
-        raise ValueError(f"drift_kind {kind!r}: unknown part(s) {bad}; each '+'-joined part must be one of {list(DRIFT_KINDS)}")
+        raise ValueError(
+            f"drift_kind {kind!r}: unknown part(s) {bad}; each '+'-joined part must be one of {list(DRIFT_KINDS)}"
+        )
     return tuple(dict.fromkeys(parts))
 
 
@@ -313,7 +489,7 @@ class _World:
     def __init__(self, cfg: SyntheticConfig):
         rng = np.random.default_rng([cfg.seed, 0])
         C = cfg.contractors
-        names, bases, forms, countries = [], [], [], []
+        bases, forms, countries = [], [], []
         # unique contractor names: base x industry (x region when more are needed)
         nb, ni = len(_BASES), len(_INDUSTRIES)
         total = nb * ni * (1 + len(_REGIONS))
@@ -330,7 +506,11 @@ class _World:
         for g in range(G):
             c = str(rng.choice(_COUNTRIES, p=_COUNTRY_P))
             form = _FORMS[c][0]
-            bases.append(f"{_BASES[rng.integers(nb)]} {['Group', 'Holding', 'Capital'][g % 3]}"), forms.append(form), countries.append(c)
+            (
+                bases.append(f"{_BASES[rng.integers(nb)]} {['Group', 'Holding', 'Capital'][g % 3]}"),
+                forms.append(form),
+                countries.append(c),
+            )
         self.factor_ids = np.arange(len(bases), len(bases) + len(_FACTORS))
         for b, f, c in _FACTORS:
             bases.append(b), forms.append(f), countries.append(c)
@@ -342,16 +522,29 @@ class _World:
         P = max(20, C // 4)
         self.special["person"] = np.arange(len(bases), len(bases) + P)
         for _ in range(P):
-            bases.append(f"{_FIRST[rng.integers(len(_FIRST))]} {_LAST[rng.integers(len(_LAST))]}"), forms.append(""), countries.append("PL")
+            (
+                bases.append(f"{_FIRST[rng.integers(len(_FIRST))]} {_LAST[rng.integers(len(_LAST))]}"),
+                forms.append(""),
+                countries.append("PL"),
+            )
         E = len(bases)
         self.base, self.form, self.country = bases, forms, countries
         self.legal = [f"{b} {f}".strip() for b, f in zip(bases, forms)]
         self.lang = [_LANG[c] if rng.random() < 0.8 else "en" for c in countries]
         self.bank = rng.choice(6, E, p=[0.4, 0.2, 0.15, 0.1, 0.1, 0.05])
         self.bank[self.special["bank"]] = 1  # our own bank is not the drifting one
-        codes = {(c, b): (("".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), 4)) + "".join(map(str, rng.integers(0, 10, 6 if c == "GB" else 0))))
-                          if c in ("GB", "NL") else "".join(map(str, rng.integers(0, 10, 4 if c == "CZ" else 8))))
-                 for c in _COUNTRIES for b in range(6)}
+        codes = {
+            (c, b): (
+                (
+                    "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), 4))
+                    + "".join(map(str, rng.integers(0, 10, 6 if c == "GB" else 0)))
+                )
+                if c in ("GB", "NL")
+                else "".join(map(str, rng.integers(0, 10, 4 if c == "CZ" else 8)))
+            )
+            for c in _COUNTRIES
+            for b in range(6)
+        }
         self.account = [_iban(rng, c, codes[c, b]) for c, b in zip(countries, self.bank)]
         self.alt_account = [_iban(rng, c, codes[c, (b + 1) % 6]) for c, b in zip(countries, self.bank)]
         # contractor traits
@@ -370,7 +563,11 @@ class _World:
         subs = rng.permutation(C)[: round(cfg.rate_same_amount_siblings * C)]
         prices = np.array([49, 99, 149, 199, 249, 299, 350, 499, 799, 999, 1200, 1499, 2500, 2999, 4500])
         for c in subs:
-            fixed[c] = float(prices[np.abs(prices - self.scale[c]).argmin()]) if rng.random() < 0.6 else round(round(self.scale[c], -1) * self.vat[c], 2)
+            fixed[c] = (
+                float(prices[np.abs(prices - self.scale[c]).argmin()])
+                if rng.random() < 0.6
+                else round(round(self.scale[c], -1) * self.vat[c], 2)
+            )
         self.fixed = fixed
         self.fmt = np.where(sup, rng.choice([5, 6, 7], C), rng.choice(5, C, p=[0.3, 0.25, 0.15, 0.15, 0.15]))
         self.parent = np.where((rng.random(C) < 0.25) & ~sup, C + rng.integers(0, G, C), -1)
@@ -403,14 +600,22 @@ class _Planner:
     def __init__(self, cfg: SyntheticConfig, world: _World):
         self.cfg, self.w = cfg, world
         start = pd.Period(cfg.start_month, freq="M")
-        self.bounds = [(int(np.datetime64(str(start + i), "D").astype(np.int64)), int(np.datetime64(str(start + i + 1), "D").astype(np.int64)))
-                       for i in range(cfg.months + TAIL_MONTHS + 1)]
+        self.bounds = [
+            (
+                int(np.datetime64(str(start + i), "D").astype(np.int64)),
+                int(np.datetime64(str(start + i + 1), "D").astype(np.int64)),
+            )
+            for i in range(cfg.months + TAIL_MONTHS + 1)
+        ]
         self.start_day, self.end_day = self.bounds[0][0], self.bounds[cfg.months][0]
         self.inv: list[dict] = []
         self.n_inv = 0
         self.trf: list[dict] = []
         self.lnk: list[dict] = []
-        self.pool = {k: np.zeros(0, t) for k, t in [("inv", np.int64), ("rest", float), ("due", np.int64), ("contr", np.int64), ("out", bool)]}
+        self.pool = {
+            k: np.zeros(0, t)
+            for k, t in [("inv", np.int64), ("rest", float), ("due", np.int64), ("contr", np.int64), ("out", bool)]
+        }
 
     def weekdays(self, i: int) -> np.ndarray:
         d = np.arange(*self.bounds[i])
@@ -452,20 +657,24 @@ class _Planner:
         booked = rng.choice(days, T)
         kind = np.full(T, SINGLE, np.int8)
         order = rng.permutation(T)
-        n_none, n_multi, n_part = (round(r * T) for r in (cfg.rate_no_invoice, cfg.rate_multi_invoice, cfg.rate_partial))
+        n_none, n_multi, n_part = (
+            round(r * T) for r in (cfg.rate_no_invoice, cfg.rate_multi_invoice, cfg.rate_partial)
+        )
         kind[order[:n_none]] = NONE
-        kind[order[n_none:n_none + n_multi]] = MULTI
-        part_slots = order[n_none + n_multi:n_none + n_multi + n_part]
+        kind[order[n_none : n_none + n_multi]] = MULTI
+        part_slots = order[n_none + n_multi : n_none + n_multi + n_part]
         kind[part_slots] = PARTIAL
         role = np.zeros(T, np.int8)  # 1 first part, 2 remainder
         # remainders of earlier partial payments that fall due now
         pool = self.pool
         elig = np.flatnonzero(pool["due"] < m1)
         elig = elig[np.argsort(pool["due"][elig], kind="stable")][: int(0.6 * len(part_slots))]
-        rem_slots, first_slots = part_slots[: len(elig)], part_slots[len(elig):]
+        rem_slots, first_slots = part_slots[: len(elig)], part_slots[len(elig) :]
         role[rem_slots], role[first_slots] = 2, 1
         due = pool["due"][elig]
-        booked[rem_slots] = np.where(due >= m0, days[np.minimum(np.searchsorted(days, due), len(days) - 1)], booked[rem_slots])
+        booked[rem_slots] = np.where(
+            due >= m0, days[np.minimum(np.searchsorted(days, due), len(days) - 1)], booked[rem_slots]
+        )
         out = np.zeros(T, bool)
         out[rem_slots] = pool["out"][elig]
         contr = np.full(T, -1, np.int64)
@@ -483,7 +692,12 @@ class _Planner:
         cat = np.full(T, ABSENT, np.int8)
         p = rng.permutation(paying)
         ne, nd, na = (round(r * n_pay) for r in (cfg.rate_exact_number, cfg.rate_damaged_number, cfg.rate_no_number))
-        cat[p[:ne]], cat[p[ne:ne + nd]], cat[p[ne + nd:ne + nd + na]], cat[p[ne + nd + na:]] = EXACT, DAMAGED, ABSENT, OTHER
+        cat[p[:ne]], cat[p[ne : ne + nd]], cat[p[ne + nd : ne + nd + na]], cat[p[ne + nd + na :]] = (
+            EXACT,
+            DAMAGED,
+            ABSENT,
+            OTHER,
+        )
 
         def pick(pool_idx, rate):
             m = np.zeros(T, bool)
@@ -502,11 +716,17 @@ class _Planner:
         ic = contr[rep]
         term = w.term[ic]
         u = rng.random(N)
-        delay = np.where(u < 0.08, rng.uniform(0, 0.3, N) * term, np.where(u < 0.88, rng.uniform(0.3, 1.0, N) * term, term + rng.integers(1, 61, N)))
+        delay = np.where(
+            u < 0.08,
+            rng.uniform(0, 0.3, N) * term,
+            np.where(u < 0.88, rng.uniform(0.3, 1.0, N) * term, term + rng.integers(1, 61, N)),
+        )
         delay = np.minimum(np.round(delay).astype(np.int64), 90)
         issued = booked[rep] - delay
         early = issued < self.start_day
-        issued[early] = self.start_day + (rng.random(early.sum()) * (booked[rep][early] - self.start_day + 1)).astype(np.int64)
+        issued[early] = self.start_day + (rng.random(early.sum()) * (booked[rep][early] - self.start_day + 1)).astype(
+            np.int64
+        )
         amount = self.amounts(rng, ic)
         credit = np.zeros(N, bool)
         n_unpaid = max(1, round(UNPAID_RATE * N))  # >= 1: every month has invoices
@@ -523,7 +743,11 @@ class _Planner:
         tamt[new] = gsum
         # fees / discounts: up to 2 % or a fixed 5-25, always below the invoice total
         f_new = fee[new]
-        ded = np.where(rng.random(len(new)) < 0.4, rng.choice([5.0, 10.0, 15.0, 20.0, 25.0], len(new)), np.abs(gsum) * rng.uniform(0.002, 0.02, len(new)))
+        ded = np.where(
+            rng.random(len(new)) < 0.4,
+            rng.choice([5.0, 10.0, 15.0, 20.0, 25.0], len(new)),
+            np.abs(gsum) * rng.uniform(0.002, 0.02, len(new)),
+        )
         ded = np.maximum(0.01, np.round(np.minimum(ded, 0.02 * np.abs(gsum)), 2))
         tamt[new[f_new]] = np.round(gsum[f_new] - np.sign(gsum[f_new]) * ded[f_new], 2)
         # partial first parts: 30-70 %, often round; half get their remainder paid later
@@ -535,9 +759,19 @@ class _Planner:
         tamt[new[fp]] = part
         later = rng.random(fp.sum()) < 0.5
         inv_ids = self.add_invoices(contr=ic, issued=issued, due=issued + term, amount=amount, credit=credit)
-        self.pool = {k: np.concatenate([v[np.setdiff1d(np.arange(len(v)), elig)], add]) for (k, v), add in zip(pool.items(), [
-            inv_ids[starts[fp]][later], np.round(gsum[fp] - part, 2)[later], booked[new[fp]][later] + rng.integers(7, 61, later.sum()),
-            contr[new[fp]][later], out[new[fp]][later]])}
+        self.pool = {
+            k: np.concatenate([v[np.setdiff1d(np.arange(len(v)), elig)], add])
+            for (k, v), add in zip(
+                pool.items(),
+                [
+                    inv_ids[starts[fp]][later],
+                    np.round(gsum[fp] - part, 2)[later],
+                    booked[new[fp]][later] + rng.integers(7, 61, later.sum()),
+                    contr[new[fp]][later],
+                    out[new[fp]][later],
+                ],
+            )
+        }
         tamt[rem_slots] = pool["rest"][elig]
         # allocations: invoice amounts, scaled proportionally under a fee; partials take the transfer amount
         ratio = np.where(fee[rep], tamt[rep] / np.repeat(gsum, n_per), 1.0)
@@ -569,7 +803,9 @@ class _Planner:
         payer[nz] = contr[nz]
         ramt = amount[ref_local] if len(single_in) else np.zeros(n_none)
         amt = np.zeros(n_none)
-        for r, (lo, hi) in enumerate([(1.0, 30.0), (5.0, 200.0), (2500.0, 9000.0), (300.0, 30000.0), (100.0, 20000.0), (500.0, 50000.0)]):
+        for r, (lo, hi) in enumerate(
+            [(1.0, 30.0), (5.0, 200.0), (2500.0, 9000.0), (300.0, 30000.0), (100.0, 20000.0), (500.0, 50000.0)]
+        ):
             sel = reason == r
             amt[sel] = np.round(np.exp(rng.uniform(np.log(lo), np.log(hi), sel.sum())), 2)
         sal = reason == 2
@@ -578,7 +814,9 @@ class _Planner:
         amt[card_eq] = np.abs(amount[rng.integers(0, N, card_eq.sum())]) if N else amt[card_eq]
         amt[reason == 5] = np.round(amt[reason == 5], -2)
         refund_full = rng.random(n_none) < 0.6
-        amt = np.where(reason == R_REFUND, np.where(refund_full, ramt, np.round(ramt * rng.uniform(0.05, 0.5, n_none), 2)), amt)
+        amt = np.where(
+            reason == R_REFUND, np.where(refund_full, ramt, np.round(ramt * rng.uniform(0.05, 0.5, n_none), 2)), amt
+        )
         amt = np.where((reason == R_ADVANCE) | (reason == R_DUPLICATE), ramt, amt)
         amt = np.where(np.isin(reason, [0, 2, 3, R_REFUND]), -np.abs(amt), np.abs(amt))
         tamt[none] = amt
@@ -606,12 +844,33 @@ class _Planner:
         ui = rng.integers(m0, m1, len(cu))
         self.add_invoices(contr=cu, issued=ui, due=ui + w.term[cu], amount=ua, credit=ucn)
         if cfg.description_only and i < cfg.months:  # extras on their own stream: the base world is unchanged
-            link_t, link_i, link_a = self.description_extras(i, T, kind, role, fee, other, out, booked, contr, tamt, cat, batch, variant, N, link_t, link_i, link_a)
-        self.trf.append(dict(month=np.full(T, i), booked=booked, kind=kind, role=role, out=out, contr=contr, payer=payer, amount=np.round(tamt, 2),
-                             cat=cat, fee=fee, other=other, variant=variant, reason=rsn, ref=ref, batch=batch))
+            link_t, link_i, link_a = self.description_extras(
+                i, T, kind, role, fee, other, out, booked, contr, tamt, cat, batch, variant, N, link_t, link_i, link_a
+            )
+        self.trf.append(
+            dict(
+                month=np.full(T, i),
+                booked=booked,
+                kind=kind,
+                role=role,
+                out=out,
+                contr=contr,
+                payer=payer,
+                amount=np.round(tamt, 2),
+                cat=cat,
+                fee=fee,
+                other=other,
+                variant=variant,
+                reason=rsn,
+                ref=ref,
+                batch=batch,
+            )
+        )
         self.lnk.append(dict(t=link_t, inv=link_i, alloc=np.round(link_a, 2), month=np.full(len(link_t), i)))
 
-    def description_extras(self, i, T, kind, role, fee, other, out, booked, contr, tamt, cat, batch, variant, N, link_t, link_i, link_a):
+    def description_extras(
+        self, i, T, kind, role, fee, other, out, booked, contr, tamt, cat, batch, variant, N, link_t, link_i, link_a
+    ):
         """Batch deposits (several contractors' invoices in one transfer) and voided/reversed invoices."""
         w = self.w
         rng = np.random.default_rng([self.cfg.seed, 2, i])
@@ -744,7 +1003,11 @@ class _Renderer:
         c = inv["contr"]
         fmt = np.where(inv["credit"], np.where(np.isin(w.fmt[c], [0, 2, 3]), 8, 9), w.fmt[c])
         per_month = np.isin(fmt, [0, 3, 8])
-        key = fmt * 10**9 + np.where(fmt >= 5, c, 0) % 10**6 * 10**3 + np.where(fmt == 4, 0, (y % 100) * 13 + np.where(per_month, m, 0))
+        key = (
+            fmt * 10**9
+            + np.where(fmt >= 5, c, 0) % 10**6 * 10**3
+            + np.where(fmt == 4, 0, (y % 100) * 13 + np.where(per_month, m, 0))
+        )
         rng = np.random.default_rng([self.cfg.seed, 3])
         order = np.lexsort((rng.random(len(c)), inv["issued"]))
         seq = np.empty(len(c), np.int64)
@@ -771,7 +1034,11 @@ class _Renderer:
         x = r.random()
         if x < 0.2:
             words = base.split()
-            abbr = "".join(wd[0] for wd in words).upper() if len(words) > 1 and r.random() < 0.5 else " ".join(wd[:4] + "." if len(wd) > 5 else wd for wd in words)
+            abbr = (
+                "".join(wd[0] for wd in words).upper()
+                if len(words) > 1 and r.random() < 0.5
+                else " ".join(wd[:4] + "." if len(wd) > 5 else wd for wd in words)
+            )
             return f"{abbr} {form}".strip()
         if x < 0.4:
             return base
@@ -796,8 +1063,11 @@ class _Renderer:
         cfg, inv, trf, lnk = self.cfg, self.inv, self.trf, self.lnk
         labels = month_labels(cfg)
         start = pd.Period(cfg.start_month, freq="M")
-        inv_month = (inv["issued"].astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-                     - (start.year - 1970) * 12 - (start.month - 1))
+        inv_month = (
+            inv["issued"].astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+            - (start.year - 1970) * 12
+            - (start.month - 1)
+        )
         inv_order = np.lexsort((np.random.default_rng([cfg.seed, 5]).random(len(inv_month)), inv_month))
         trf_order = np.lexsort((np.random.default_rng([cfg.seed, 6]).random(len(trf["month"])), trf["month"]))
         iw = max(7, len(str(len(inv_order))))
@@ -823,8 +1093,14 @@ class _Renderer:
         proc = np.zeros(n, bool)  # payer_change: paid by a processor
         if "payer_change" in kinds:
             c = trf["contr"]
-            proc = (post & (trf["kind"] != NONE) & ~trf["out"] & ~trf["batch"] & (c >= 0)
-                    & (self.pc.proc[np.clip(c, 0, self.w.C - 1)] >= 0))
+            proc = (
+                post
+                & (trf["kind"] != NONE)
+                & ~trf["out"]
+                & ~trf["batch"]
+                & (c >= 0)
+                & (self.pc.proc[np.clip(c, 0, self.w.C - 1)] >= 0)
+            )
         titles, names, accounts, cats = self.transfer_text(li, bounds, retitled, proc)
         drifted = retitled | proc
         fee, other, variant = trf["fee"].copy(), trf["other"] | proc, trf["variant"].copy()
@@ -833,24 +1109,56 @@ class _Renderer:
             fee = self.processor_fee(proc, fee, lo, bounds)
             trf, lnk = self.trf, self.lnk
         invoices = self.invoice_frame(inv_id, inv_month, month_lbl)
-        transfers = pd.DataFrame({
-            "transfer_id": trf_id, "month": month_lbl[trf["month"]],
-            "booked_at": trf["booked"].astype("datetime64[D]").astype("datetime64[us]"),
-            "amount": trf["amount"], "currency": cfg.currency, "title": titles,
-            "counterparty_name": names, "counterparty_account": accounts,
-        }).iloc[trf_order].reset_index(drop=True)
-        links = pd.DataFrame({
-            "transfer_id": trf_id[lnk["t"]], "invoice_id": inv_id[lnk["inv"]],
-            "allocated_amount": lnk["alloc"], "month": month_lbl[lnk["month"]],
-        })
-        links = links.iloc[np.lexsort((links["invoice_id"].to_numpy(), links["transfer_id"].to_numpy()))].reset_index(drop=True)
-        truth = pd.DataFrame({
-            "transfer_id": trf_id, "month": month_lbl[trf["month"]], "kind": KINDS[trf["kind"]], "number_in_title": CATS[cats],
-            "fee": fee, "other_payer": other, "name_variant": variant, "drifted": drifted,
-            "outgoing": trf["out"], "batch": trf["batch"], "noise_numbers": self.noise,
-            "reason": np.where(trf["reason"] >= 0, np.array(REASONS, dtype=object)[np.maximum(trf["reason"], 0)], None),
-            "n_invoices": np.diff(bounds),
-        }).iloc[trf_order].reset_index(drop=True)
+        transfers = (
+            pd.DataFrame(
+                {
+                    "transfer_id": trf_id,
+                    "month": month_lbl[trf["month"]],
+                    "booked_at": trf["booked"].astype("datetime64[D]").astype("datetime64[us]"),
+                    "amount": trf["amount"],
+                    "currency": cfg.currency,
+                    "title": titles,
+                    "counterparty_name": names,
+                    "counterparty_account": accounts,
+                }
+            )
+            .iloc[trf_order]
+            .reset_index(drop=True)
+        )
+        links = pd.DataFrame(
+            {
+                "transfer_id": trf_id[lnk["t"]],
+                "invoice_id": inv_id[lnk["inv"]],
+                "allocated_amount": lnk["alloc"],
+                "month": month_lbl[lnk["month"]],
+            }
+        )
+        links = links.iloc[np.lexsort((links["invoice_id"].to_numpy(), links["transfer_id"].to_numpy()))].reset_index(
+            drop=True
+        )
+        truth = (
+            pd.DataFrame(
+                {
+                    "transfer_id": trf_id,
+                    "month": month_lbl[trf["month"]],
+                    "kind": KINDS[trf["kind"]],
+                    "number_in_title": CATS[cats],
+                    "fee": fee,
+                    "other_payer": other,
+                    "name_variant": variant,
+                    "drifted": drifted,
+                    "outgoing": trf["out"],
+                    "batch": trf["batch"],
+                    "noise_numbers": self.noise,
+                    "reason": np.where(
+                        trf["reason"] >= 0, np.array(REASONS, dtype=object)[np.maximum(trf["reason"], 0)], None
+                    ),
+                    "n_invoices": np.diff(bounds),
+                }
+            )
+            .iloc[trf_order]
+            .reset_index(drop=True)
+        )
         if cfg.description_only:
             invoices = invoices.drop(columns=["invoice_number", "counterparty_name"])
             transfers = transfers.drop(columns=["counterparty_name", "counterparty_account"])
@@ -860,7 +1168,9 @@ class _Renderer:
         inv, w, r = self.inv, self.w, self.r_inv
         legal = [w.legal[c] for c in inv["contr"].tolist()]
         desc = []
-        for k, (c, credit, void, mon) in enumerate(zip(inv["contr"].tolist(), inv["credit"].tolist(), inv["void"].tolist(), (self.m - 1).tolist())):
+        for k, (c, credit, void, mon) in enumerate(
+            zip(inv["contr"].tolist(), inv["credit"].tolist(), inv["void"].tolist(), (self.m - 1).tolist())
+        ):
             service = "credit note" if credit else _SERVICES[(w.service[c] + (k % 3 == 0)) % len(_SERVICES)]
             if self.cfg.description_only:
                 if void == 2:
@@ -869,13 +1179,19 @@ class _Renderer:
                     desc.append(f"{legal[k]} - {service} {_MON_EN[mon]} - {self.num[k]}")
             else:
                 desc.append(None if r.random() < 0.3 else f"{service} {mon + 1:02d}/{self.y[k]}")
-        df = pd.DataFrame({
-            "invoice_id": inv_id, "month": month_lbl[inv_month],
-            "issued_at": inv["issued"].astype("datetime64[D]").astype("datetime64[us]"),
-            "due_at": inv["due"].astype("datetime64[D]").astype("datetime64[us]"),
-            "amount": np.round(inv["amount"], 2), "currency": self.cfg.currency,
-            "invoice_number": self.num, "counterparty_name": legal, "description": desc,
-        })
+        df = pd.DataFrame(
+            {
+                "invoice_id": inv_id,
+                "month": month_lbl[inv_month],
+                "issued_at": inv["issued"].astype("datetime64[D]").astype("datetime64[us]"),
+                "due_at": inv["due"].astype("datetime64[D]").astype("datetime64[us]"),
+                "amount": np.round(inv["amount"], 2),
+                "currency": self.cfg.currency,
+                "invoice_number": self.num,
+                "counterparty_name": legal,
+                "description": desc,
+            }
+        )
         return df.iloc[np.lexsort((inv_id, inv_month))].reset_index(drop=True)
 
     def transfer_text(self, li, bounds, drifted, proc):
@@ -894,11 +1210,20 @@ class _Renderer:
             e, cat = int(trf["payer"][t]), int(cats[t])
             lang = w.lang[e]
             d = booked[t]
-            invs = li[bounds[t]:bounds[t + 1]].tolist()
+            invs = li[bounds[t] : bounds[t + 1]].tolist()
             if trf["ref"][t] >= 0:
                 invs = [int(trf["ref"][t])]
-            ctx = dict(y=d.year, mm=f"{d.month:02d}", dd=f"{d.day:02d}", q=(d.month - 1) // 3 + 1, ref=r.randrange(10**5, 10**8),
-                       mon=_MON_EN[d.month - 1], mon_pl=_MON_PL[d.month - 1], mon_de=_MON_DE[d.month - 1], MON=_MON_EN[d.month - 1][:3].upper())
+            ctx = dict(
+                y=d.year,
+                mm=f"{d.month:02d}",
+                dd=f"{d.day:02d}",
+                q=(d.month - 1) // 3 + 1,
+                ref=r.randrange(10**5, 10**8),
+                mon=_MON_EN[d.month - 1],
+                mon_pl=_MON_PL[d.month - 1],
+                mon_de=_MON_DE[d.month - 1],
+                MON=_MON_EN[d.month - 1][:3].upper(),
+            )
             if invs:
                 im = int(self.m[invs[0]]) - 1
                 ctx.update(mon=_MON_EN[im], mon_pl=_MON_PL[im], mon_de=_MON_DE[im], MON=_MON_EN[im][:3].upper())
@@ -939,10 +1264,12 @@ class _Renderer:
             titles[t] = title
             names[t] = name
             x = r.random()
-            if not (reason in ("bank_fee", "interest")) and x >= 0.02:
+            if reason not in ("bank_fee", "interest") and x >= 0.02:
                 accounts[t] = w.alt_account[e] if x < 0.06 else w.account[e]
             if proc[t]:
-                titles[t], names[t], accounts[t], cats[t], self.proc_variant[t] = self.processor_text(int(trf["contr"][t]), invs)
+                titles[t], names[t], accounts[t], cats[t], self.proc_variant[t] = self.processor_text(
+                    int(trf["contr"][t]), invs
+                )
                 self.noise[t] = True  # the processor's reference number
         return titles, names, accounts, cats
 
@@ -966,7 +1293,11 @@ class _Renderer:
             title = " ".join([short, ref, *parts, abbr]).strip()
         else:
             head, with_inv, with_abbr = r.choice(_T_PROC[p])
-            title = head.format(ref=ref) + (with_inv.format(inv=" ".join(parts)) if parts else "") + (with_abbr.format(abbr=abbr) if abbr else "")
+            title = (
+                head.format(ref=ref)
+                + (with_inv.format(inv=" ".join(parts)) if parts else "")
+                + (with_abbr.format(abbr=abbr) if abbr else "")
+            )
         return title, name, account, cat, name != legal
 
     def processor_fee(self, proc, fee, lo, bounds) -> np.ndarray:
@@ -979,11 +1310,13 @@ class _Renderer:
         amt = trf["amount"]
         ded = np.where(fixed, rng.choice([0.5, 1.0, 1.5, 2.0, 2.5], n), np.abs(amt) * rng.uniform(0.001, 0.008, n))
         ded = np.maximum(0.01, np.round(np.minimum(ded, 0.02 * np.abs(amt)), 2))
-        sel = np.flatnonzero(proc & np.isin(trf["kind"], [SINGLE, MULTI]) & (trf["role"] == 0) & ~fee & (u < PROC_FEE_SHARE))
+        sel = np.flatnonzero(
+            proc & np.isin(trf["kind"], [SINGLE, MULTI]) & (trf["role"] == 0) & ~fee & (u < PROC_FEE_SHARE)
+        )
         amount, alloc = amt.copy(), lnk["alloc"].copy()
         for t in sel.tolist():
             new = round(float(amt[t] - np.sign(amt[t]) * ded[t]), 2)
-            idx = lo[bounds[t]:bounds[t + 1]]
+            idx = lo[bounds[t] : bounds[t + 1]]
             a = np.round(alloc[idx] * (new / amt[t]), 2)
             a[-1] = round(a[-1] + round(new - a.sum(), 2), 2)
             alloc[idx], amount[t] = a, new
@@ -999,7 +1332,10 @@ class _Renderer:
             key = "refund_num" if reason == "refund" and parts else reason
             title = r.choice(_T_REASON[key]).format(n=" ".join(parts), **ctx)
         elif parts:
-            joiner = r.choice([", ", " ", "; ", " + "] + ([" i ", " oraz "] if lang == "pl" else [" und "] if lang == "de" else [" and "]))
+            joiner = r.choice(
+                [", ", " ", "; ", " + "]
+                + ([" i ", " oraz "] if lang == "pl" else [" und "] if lang == "de" else [" and "])
+            )
             title = r.choice(_T_NUM[lang]).format(n=joiner.join(parts))
         else:
             if r.random() < 0.01:
@@ -1021,12 +1357,22 @@ class _Renderer:
         r = self.r
         a = abs(float(self.trf["amount"][t]))
         acct = self.w.account[int(self.trf["payer"][t])]
-        return r.choice([
-            f"PO {r.randrange(10**6, 10**7)}", f"zam. {r.randrange(100, 9999)}/{ctx['y']}", f"ZAM/{ctx['y']}/{ctx['mm']}/{r.randrange(1, 999):04d}",
-            f"{ctx['dd']}.{ctx['mm']}.{ctx['y']}", f"{ctx['y']}-{ctx['mm']}-{ctx['dd']}", f"acc ...{acct[-4:]}",
-            f"kwota {a:,.2f}".replace(",", " ").replace(".", ","), f"EUR {a:.2f}", f"Kd-Nr. {r.randrange(10**5, 10**6)}",
-            f"order {r.randrange(10**4, 10**5)}", f"NIP {r.randrange(10**9, 10**10)}", f"client no {r.randrange(10**5, 10**6)}",
-        ])
+        return r.choice(
+            [
+                f"PO {r.randrange(10**6, 10**7)}",
+                f"zam. {r.randrange(100, 9999)}/{ctx['y']}",
+                f"ZAM/{ctx['y']}/{ctx['mm']}/{r.randrange(1, 999):04d}",
+                f"{ctx['dd']}.{ctx['mm']}.{ctx['y']}",
+                f"{ctx['y']}-{ctx['mm']}-{ctx['dd']}",
+                f"acc ...{acct[-4:]}",
+                f"kwota {a:,.2f}".replace(",", " ").replace(".", ","),
+                f"EUR {a:.2f}",
+                f"Kd-Nr. {r.randrange(10**5, 10**6)}",
+                f"order {r.randrange(10**4, 10**5)}",
+                f"NIP {r.randrange(10**9, 10**10)}",
+                f"client no {r.randrange(10**5, 10**6)}",
+            ]
+        )
 
     def bank_line(self, t, e, name, reason, parts, noise, ctx, drifted, n_items) -> str:
         """Terse bank line for description_only: "NORDWIND HANDELS 142 MAR"."""

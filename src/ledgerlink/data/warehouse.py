@@ -7,6 +7,7 @@ sqlglot, so the local default exercises the production query. Warehouse column n
 speaks the contract. Before querying, the live schema is compared with the mapping, so a renamed or
 dropped column fails with a message naming table and column instead of a SQL error.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,6 +35,7 @@ def _quote(name: str) -> str:
 
 def extraction_sql(table: str, columns: ColumnMap, dataset_ref: str) -> str:
     """The BigQuery Standard SQL that extracts one month of ``table`` with canonical column names."""
+
     def ref(t: str) -> str:
         return _quote(f"{dataset_ref}.{columns.table(t)}")
 
@@ -41,18 +43,20 @@ def extraction_sql(table: str, columns: ColumnMap, dataset_ref: str) -> str:
     if table == "links":
         booked = columns.column("transfers", "booked_at")
         tid_l, tid_t = columns.column("links", "transfer_id"), columns.column("transfers", "transfer_id")
-        return (f"SELECT {select} FROM {ref('links')} AS x JOIN {ref('transfers')} AS t "
-                f"ON t.{_quote(tid_t)} = x.{_quote(tid_l)} "
-                f"WHERE t.{_quote(booked)} >= @window_start AND t.{_quote(booked)} < @window_end")
+        return (
+            f"SELECT {select} FROM {ref('links')} AS x JOIN {ref('transfers')} AS t "
+            f"ON t.{_quote(tid_t)} = x.{_quote(tid_l)} "
+            f"WHERE t.{_quote(booked)} >= @window_start AND t.{_quote(booked)} < @window_end"
+        )
     date_col = _quote(columns.column(table, WINDOW_COLUMN[table]))
-    return (f"SELECT {select} FROM {ref(table)} AS x "
-            f"WHERE x.{date_col} >= @window_start AND x.{date_col} < @window_end")
+    return f"SELECT {select} FROM {ref(table)} AS x WHERE x.{date_col} >= @window_start AND x.{date_col} < @window_end"
 
 
 def months_sql(columns: ColumnMap, dataset_ref: str) -> str:
     """Distinct months present in the transfers table, oldest first."""
     month = _quote(columns.column("transfers", "month"))
-    return f"SELECT DISTINCT x.{month} AS month FROM {_quote(dataset_ref + '.' + columns.table('transfers'))} AS x ORDER BY month"
+    table = _quote(dataset_ref + "." + columns.table("transfers"))
+    return f"SELECT DISTINCT x.{month} AS month FROM {table} AS x ORDER BY month"
 
 
 def to_duckdb(sql: str) -> str:
@@ -66,9 +70,12 @@ def check_schema(table: str, live_columns: list[str], columns: ColumnMap) -> Non
         wanted = columns.column(table, canonical)
         if wanted.lower() not in live:
             raise ContractError(
-                columns.table(table), wanted,
-                f"column is missing from the warehouse table (maps to '{canonical}'); columns there: {sorted(live_columns)}. "
-                "If it was renamed, update warehouse.columns in the config.")
+                columns.table(table),
+                wanted,
+                f"column is missing from the warehouse table (maps to '{canonical}'); "
+                f"columns there: {sorted(live_columns)}. "
+                "If it was renamed, update warehouse.columns in the config.",
+            )
 
 
 class Warehouse(Protocol):
@@ -85,13 +92,16 @@ class DuckDBWarehouse:
 
     def _connect(self, read_only: bool = True):
         import duckdb
+
         return duckdb.connect(str(self.path), read_only=read_only)
 
     def exists(self) -> bool:
         if not self.path.exists():
             return False
         with self._connect() as con:
-            n = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ?", [self.dataset]).fetchone()[0]
+            n = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ?", [self.dataset]
+            ).fetchone()[0]
         return n >= len(TABLES)
 
     def seed(self, tables: dict[str, pd.DataFrame]) -> None:
@@ -100,6 +110,7 @@ class DuckDBWarehouse:
         tmp = self.path.with_suffix(".seeding")
         tmp.unlink(missing_ok=True)
         import duckdb
+
         with duckdb.connect(str(tmp)) as con:
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.dataset}"')
             for table in TABLES:
@@ -117,9 +128,12 @@ class DuckDBWarehouse:
         with self._connect() as con:
             rows = con.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-                [self.dataset, self.columns.table(table)]).fetchall()
+                [self.dataset, self.columns.table(table)],
+            ).fetchall()
         if not rows:
-            raise ContractError(self.columns.table(table), None, f"table not found in warehouse {self.path} (schema {self.dataset})")
+            raise ContractError(
+                self.columns.table(table), None, f"table not found in warehouse {self.path} (schema {self.dataset})"
+            )
         return [r[0] for r in rows]
 
     def months(self) -> list[str]:
@@ -147,10 +161,12 @@ def open_warehouse(cfg: dict) -> Warehouse:
             if not wcfg.get("seed_if_empty", True):
                 raise FileNotFoundError(f"DuckDB warehouse {wh.path} does not exist and seeding is off")
             from .synthetic import SyntheticConfig, generate
+
             syn = {k: v for k, v in cfg["synthetic"].items()}
             wh.seed(generate(SyntheticConfig(**syn)))
         return wh
     if wcfg["kind"] == "bigquery":
         from .bigquery import BigQueryWarehouse
+
         return BigQueryWarehouse.from_config(wcfg, columns)
     raise ValueError(f"warehouse.kind must be 'duckdb' or 'bigquery', got {wcfg['kind']!r}")

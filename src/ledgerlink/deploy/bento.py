@@ -11,6 +11,7 @@
   models, generated Dockerfile), made without a Docker engine, with the Dockerfile also at the root
   so Cloud Build's ``docker build .`` finds it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,6 +48,7 @@ _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*(.*)$")
 # Model store
 # --------------------------------------------------------------------------------------------
 
+
 def _clean_metadata(value: Any) -> Any:
     """BentoML metadata takes basic types only: drop None/NaN, stringify the rest it cannot hold."""
     if isinstance(value, dict):
@@ -62,14 +64,21 @@ def _clean_metadata(value: Any) -> Any:
     return str(value)
 
 
-def save_to_model_store(model_dir: str | os.PathLike, name: str = MODEL_NAME, labels: dict | None = None,
-                        metadata: dict | None = None, *, check_loads: bool = True):
+def save_to_model_store(
+    model_dir: str | os.PathLike,
+    name: str = MODEL_NAME,
+    labels: dict | None = None,
+    metadata: dict | None = None,
+    *,
+    check_loads: bool = True,
+):
     """Copy a saved Matcher directory into the BentoML model store and return the new ``Tag``.
 
     ``labels``: e.g. ``{"zenml_model_name": ..., "zenml_model_version": "7", "stage": "production"}``
     (values become strings). ``metadata``: e.g. ``{"metrics": {...}, "months": [...], "threshold": 0.93,
     "currencies": ["EUR", "PLN"]}``; the service rejects other currencies when ``currencies`` is given.
-    ``check_loads`` loads the directory with ``load_matcher`` (any model family) first, so a broken model never gets a tag.
+    ``check_loads`` loads the directory with ``load_matcher`` (any model family) first, so a broken model never gets
+    a tag.
     """
     import bentoml
 
@@ -110,6 +119,7 @@ def model_info(tag: str | None = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Bento
 # --------------------------------------------------------------------------------------------
+
 
 def _installed(dist: str) -> str | None:
     try:
@@ -155,8 +165,15 @@ def _env(name: str, value: str):
             os.environ[name] = old
 
 
-def build_bento(model_tag, *, bentofile: str | os.PathLike | None = None, build_ctx: str | os.PathLike | None = None,
-                version: str | None = None, labels: dict | None = None, pin_installed: bool = True):
+def build_bento(
+    model_tag,
+    *,
+    bentofile: str | os.PathLike | None = None,
+    build_ctx: str | os.PathLike | None = None,
+    version: str | None = None,
+    labels: dict | None = None,
+    pin_installed: bool = True,
+):
     """Build the Bento for ``model_tag`` and return its ``Tag``.
 
     ``build_ctx`` defaults to the repository root (the bentofile's ``include`` paths are relative to it).
@@ -177,7 +194,8 @@ def build_bento(model_tag, *, bentofile: str | os.PathLike | None = None, build_
         python["packages"] = pin_packages(list(python["packages"]))
     cfg["python"] = python
     cfg["envs"] = [e for e in (cfg.get("envs") or []) if e.get("name") != MODEL_TAG_ENV] + [
-        {"name": MODEL_TAG_ENV, "value": tag}]
+        {"name": MODEL_TAG_ENV, "value": tag}
+    ]
     cfg["models"] = [tag]
     all_labels = {**(cfg.get("labels") or {}), **{k: str(v) for k, v in (labels or {}).items()}, "model_tag": tag}
     for k in (LABEL_MODEL_NAME, LABEL_MODEL_VERSION, LABEL_STAGE):
@@ -213,7 +231,9 @@ def export_build_context(bento_tag, out_dir: str | os.PathLike, *, enable_buildk
     try:
         from bentoml._internal.container import construct_containerfile
     except ImportError as exc:  # internal API; fail loudly if a BentoML upgrade moves it
-        raise RuntimeError(f"this BentoML version ({bentoml.__version__}) has no construct_containerfile: {exc}") from exc
+        raise RuntimeError(
+            f"this BentoML version ({bentoml.__version__}) has no construct_containerfile: {exc}"
+        ) from exc
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):

@@ -12,6 +12,7 @@ Three steps, each usable on its own:
    failure (build status, our own timeout, HTTP 403, missing credentials) becomes a
    ``CloudBuildError`` whose message says what happened and where the build log is.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -38,7 +39,9 @@ class CloudBuildError(RuntimeError):
     ``WAIT_TIMEOUT`` / an HTTP error name; ``log_url`` points at the build log when known.
     """
 
-    def __init__(self, message: str, *, status: str | None = None, build_id: str | None = None, log_url: str | None = None):
+    def __init__(
+        self, message: str, *, status: str | None = None, build_id: str | None = None, log_url: str | None = None
+    ):
         super().__init__(message)
         self.status, self.build_id, self.log_url = status, build_id, log_url
 
@@ -55,6 +58,7 @@ class BuildResult:
 # --------------------------------------------------------------------------------------------
 # Source archive
 # --------------------------------------------------------------------------------------------
+
 
 def context_object_path(model_version_id: str, filename: str = "context.tar.gz") -> str:
     """Object name for a model version's build context: ``models/<model-version-id>/context.tar.gz``."""
@@ -77,7 +81,10 @@ def write_archive(context_dir: str | os.PathLike, fileobj) -> list[str]:
     (so ``Dockerfile`` is at the root, where ``docker build .`` looks). Returns member names."""
     root = Path(context_dir)
     names: list[str] = []
-    with gzip.GzipFile(fileobj=fileobj, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=fileobj, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
             for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
@@ -136,7 +143,10 @@ def upload_context(context_dir: str | os.PathLike, bucket_uri: str, object_path:
 # Request
 # --------------------------------------------------------------------------------------------
 
-def build_request(bucket: str, object_path: str, image: str, timeout_s: int = DEFAULT_BUILD_TIMEOUT_S) -> dict[str, Any]:
+
+def build_request(
+    bucket: str, object_path: str, image: str, timeout_s: int = DEFAULT_BUILD_TIMEOUT_S
+) -> dict[str, Any]:
     """The Cloud Build ``Build`` resource as JSON (camelCase, as POSTed to ``projects/*/builds``)."""
     bucket = bucket.removeprefix("gs://").strip("/")
     if not bucket or "/" in bucket:
@@ -164,6 +174,7 @@ def format_request(request: dict[str, Any], project_id: str) -> str:
 # Submit and wait
 # --------------------------------------------------------------------------------------------
 
+
 def _status_name(build) -> str:
     from google.cloud.devtools import cloudbuild_v1
 
@@ -185,13 +196,18 @@ def _api_error(exc, project_id: str, client, *, during: str, build_id=None, log_
     detail = getattr(exc, "message", None) or str(exc)
     if isinstance(exc, gexc.Forbidden):
         if "SERVICE_DISABLED" in str(exc) or "has not been used" in detail or "is disabled" in detail:
-            msg = (f"Cloud Build API is not enabled in project {project_id!r} (HTTP 403 while {during}): {detail}. "
-                   "Enable it with `gcloud services enable cloudbuild.googleapis.com`.")
+            msg = (
+                f"Cloud Build API is not enabled in project {project_id!r} (HTTP 403 while {during}): {detail}. "
+                "Enable it with `gcloud services enable cloudbuild.googleapis.com`."
+            )
         else:
-            msg = (f"Cloud Build refused the request (HTTP 403 PERMISSION_DENIED while {during}) in project {project_id!r}: "
-                   f"{_who(client)} lacks permission to create builds. Grant it {BUILD_ROLE} "
-                   f"(`gcloud projects add-iam-policy-binding {project_id} --member=serviceAccount:SA_EMAIL "
-                   f"--role={BUILD_ROLE}`). Server said: {detail}")
+            msg = (
+                f"Cloud Build refused the request (HTTP 403 PERMISSION_DENIED while {during}) "
+                f"in project {project_id!r}: "
+                f"{_who(client)} lacks permission to create builds. Grant it {BUILD_ROLE} "
+                f"(`gcloud projects add-iam-policy-binding {project_id} --member=serviceAccount:SA_EMAIL "
+                f"--role={BUILD_ROLE}`). Server said: {detail}"
+            )
         status = "PERMISSION_DENIED"
     elif isinstance(exc, gexc.Unauthorized):
         msg = f"Cloud Build rejected our credentials (HTTP 401 while {during}) in project {project_id!r}: {detail}"
@@ -267,7 +283,9 @@ def submit_build(
         try:
             done = operation.done()
         except gexc.GoogleAPICallError as exc:
-            raise _api_error(exc, project_id, client, during=f"waiting for build {build_id}", build_id=build_id, log_url=log_url) from None
+            raise _api_error(
+                exc, project_id, client, during=f"waiting for build {build_id}", build_id=build_id, log_url=log_url
+            ) from None
         if done:
             break
         if clock() >= deadline:
@@ -276,7 +294,9 @@ def submit_build(
             raise CloudBuildError(
                 f"Cloud Build {build_id or '(unknown id)'} did not finish within {timeout_s:g}s (last status {last}); "
                 f"it may still be running. Build log: {log_url or 'unknown'}",
-                status="WAIT_TIMEOUT", build_id=build_id, log_url=log_url,
+                status="WAIT_TIMEOUT",
+                build_id=build_id,
+                log_url=log_url,
             )
         sleep(max(0.0, min(poll, deadline - clock())))
 
@@ -287,8 +307,12 @@ def submit_build(
         final = operation.metadata.build if operation.metadata is not None else None
     if final is None:
         detail = raw.error.message if raw.HasField("error") else "no build in the finished operation"
-        raise CloudBuildError(f"Cloud Build {build_id} finished without a build record: {detail}. Build log: {log_url or 'unknown'}",
-                              status="UNKNOWN", build_id=build_id, log_url=log_url)
+        raise CloudBuildError(
+            f"Cloud Build {build_id} finished without a build record: {detail}. Build log: {log_url or 'unknown'}",
+            status="UNKNOWN",
+            build_id=build_id,
+            log_url=log_url,
+        )
     build_id = final.id or build_id
     log_url = final.log_url or log_url
     status = _status_name(final)
@@ -298,7 +322,11 @@ def submit_build(
             f"Cloud Build {build_id} for {image} ended with status {status}"
             + (f": {reason}" if reason else "")
             + f". Build log: {log_url or 'unknown'}",
-            status=status, build_id=build_id, log_url=log_url,
+            status=status,
+            build_id=build_id,
+            log_url=log_url,
         )
-    digest = next((i.digest for i in final.results.images if i.name == image and i.digest), None) if final.results else None
+    digest = (
+        next((i.digest for i in final.results.images if i.name == image and i.digest), None) if final.results else None
+    )
     return BuildResult(build_id=build_id, image=image, status=status, log_url=log_url, digest=digest)

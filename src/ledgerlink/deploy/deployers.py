@@ -17,6 +17,7 @@ It returns the record to keep as the model version's ``deployment`` metadata. An
 build id, status and log URL, so the caller can record it before the run fails. No ZenML here: the step
 ``steps/deployment/deploy_model.py`` passes the model version's facts in and logs the record.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,9 +34,10 @@ DEPLOYERS = ("local", "gcp")
 @dataclass(frozen=True)
 class ModelVersionInfo:
     """The model version being deployed, as the Model Control Plane knows it."""
+
     model_name: str
-    version: str           # ZenML version name
-    number: int            # ZenML version number: the image tag's ``v<number>``
+    version: str  # ZenML version name
+    number: int  # ZenML version number: the image tag's ``v<number>``
     model_version_id: str  # ZenML model version id: the bucket folder ``models/<id>/``
     metrics: dict = field(default_factory=dict)
     months: list = field(default_factory=list)
@@ -78,11 +80,20 @@ def package(matcher, info: ModelVersionInfo) -> Packaged:
     from ..matching.base import save_matcher
     from .bento import LABEL_MODEL_NAME, LABEL_MODEL_VERSION, LABEL_STAGE, build_bento, save_to_model_store
 
-    labels = {LABEL_MODEL_NAME: info.model_name, LABEL_MODEL_VERSION: info.number, LABEL_STAGE: info.stage,
-              "zenml_model_version_id": info.model_version_id}
+    labels = {
+        LABEL_MODEL_NAME: info.model_name,
+        LABEL_MODEL_VERSION: info.number,
+        LABEL_STAGE: info.stage,
+        "zenml_model_version_id": info.model_version_id,
+    }
     threshold = info.threshold if info.threshold is not None else getattr(matcher, "auto_threshold_", None)
-    metadata = {"metrics": info.metrics, "months": list(info.months), "threshold": threshold,
-                "model_version_id": info.model_version_id, "zenml_version_name": info.version}
+    metadata = {
+        "metrics": info.metrics,
+        "months": list(info.months),
+        "threshold": threshold,
+        "model_version_id": info.model_version_id,
+        "zenml_version_name": info.version,
+    }
     if info.currencies:
         metadata["currencies"] = [str(c).upper() for c in info.currencies]
     with tempfile.TemporaryDirectory(prefix="ledgerlink-matcher-") as tmp:
@@ -99,29 +110,48 @@ def smoke_test(packaged: Packaged, tables: dict | None, matcher=None, n_candidat
     from .payloads import inprocess_answer, smoke_request
 
     if tables is None:
-        raise ValueError("the smoke test needs data to build a request from (the frozen test split); "
-                         "pass smoke_tables or set deploy.smoke_test: false")
+        raise ValueError(
+            "the smoke test needs data to build a request from (the frozen test split); "
+            "pass smoke_tables or set deploy.smoke_test: false"
+        )
     request = smoke_request(tables, n_candidates, matcher=matcher)
     expected = inprocess_answer(matcher, request) if matcher is not None else None
     return serve_and_check(packaged.bento_tag, request, expected_model=packaged.model_tag, expected_answer=expected)
 
 
-def deploy_promoted(matcher, info: ModelVersionInfo, deploy_cfg: dict, *, smoke_tables: dict | None = None,
-                    client=None, fs=None, echo: Callable[[str], Any] = print, now: datetime | None = None) -> dict[str, Any]:
+def deploy_promoted(
+    matcher,
+    info: ModelVersionInfo,
+    deploy_cfg: dict,
+    *,
+    smoke_tables: dict | None = None,
+    client=None,
+    fs=None,
+    echo: Callable[[str], Any] = print,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Package, smoke-test and deploy a promoted model version; returns the ``deployment`` record.
 
     ``client`` (a ``CloudBuildClient``) and ``fs`` (the bucket's fsspec filesystem) override what the gcp
     deployer builds from ``deploy_cfg['gcp']``. Raises ``DeploymentFailed`` (with ``record``) on any failure.
     """
     deployer = str(deploy_cfg.get("deployer") or "local")
-    record: dict[str, Any] = {"deployed": False, "status": "failed", "deployer": deployer, "model_name": info.model_name,
-                              "version": info.number, "model_version_id": info.model_version_id}
+    record: dict[str, Any] = {
+        "deployed": False,
+        "status": "failed",
+        "deployer": deployer,
+        "model_name": info.model_name,
+        "version": info.number,
+        "model_version_id": info.model_version_id,
+    }
     stage = "configuration"
     try:
         _deployer(deploy_cfg)  # an unknown deployer is recorded as a failed deployment, like any other mistake
         if deploy_cfg.get("smoke_test", True) and smoke_tables is None:
-            raise ValueError("the smoke test needs data to build a request from (the frozen test split); "
-                             "pass smoke_tables or set deploy.smoke_test: false")
+            raise ValueError(
+                "the smoke test needs data to build a request from (the frozen test split); "
+                "pass smoke_tables or set deploy.smoke_test: false"
+            )
         if deployer == "gcp":
             from .gcp import GcpSettings
 
@@ -133,8 +163,10 @@ def deploy_promoted(matcher, info: ModelVersionInfo, deploy_cfg: dict, *, smoke_
         if deploy_cfg.get("smoke_test", True):
             stage = "smoke_test"
             record["smoke_test"] = smoke_test(packaged, smoke_tables, matcher)
-            echo(f"Smoke test passed: `bentoml serve {packaged.bento_tag}` answered POST /match "
-                 f"in {record['smoke_test']['latency_ms']} ms")
+            echo(
+                f"Smoke test passed: `bentoml serve {packaged.bento_tag}` answered POST /match "
+                f"in {record['smoke_test']['latency_ms']} ms"
+            )
         stage = deployer
         if deployer == "local":
             from .local import deploy_local
@@ -148,9 +180,12 @@ def deploy_promoted(matcher, info: ModelVersionInfo, deploy_cfg: dict, *, smoke_
         record.update(getattr(exc, "record", None) or {})
         record.update(stage=stage, error=f"{type(exc).__name__}: {exc}"[:4000])
         record = _clean(record)
-        where = f" Build log: {record['log_url']}" if record.get("log_url") and record["log_url"] not in str(exc) else ""
-        raise DeploymentFailed(f"deployment of {info.model_name} version {info.number} failed at {stage}: {exc}{where}",
-                               record) from exc
+        where = (
+            f" Build log: {record['log_url']}" if record.get("log_url") and record["log_url"] not in str(exc) else ""
+        )
+        raise DeploymentFailed(
+            f"deployment of {info.model_name} version {info.number} failed at {stage}: {exc}{where}", record
+        ) from exc
     record.update(deployed=True, status="success")
     return _clean(record)
 
@@ -160,7 +195,9 @@ def skipped(reasons: list[str]) -> dict[str, Any]:
     return {"deployed": False, "reason": "; ".join(reasons)}
 
 
-def dry_run_request(deploy_cfg: dict, info: ModelVersionInfo, now: datetime | None = None) -> tuple[dict[str, Any], str]:
+def dry_run_request(
+    deploy_cfg: dict, info: ModelVersionInfo, now: datetime | None = None
+) -> tuple[dict[str, Any], str]:
     """The exact Cloud Build request the gcp deployer would send for ``info`` (nothing uploaded or submitted),
     and its printable form (``POST https://cloudbuild.googleapis.com/v1/projects/<project>/builds`` + JSON)."""
     from .gcp import GcpSettings, dry_run_text, plan_build

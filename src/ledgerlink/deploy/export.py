@@ -5,6 +5,7 @@ Layout: ``<root>/<model_name>/<version>/`` holds the matcher files and ``info.js
 replaced atomically after the files are complete, so a reader never sees a half-written model; a re-export
 of a version swaps whole directories.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ def export_model(matcher, root: str | Path, model_name: str, version: str, info:
     shutil.rmtree(old, ignore_errors=True)
     pointer = target.parent / "production.json"
     pointer_tmp = pointer.with_suffix(".json.tmp")
-    pointer_tmp.write_text(json.dumps({"version": str(version), "path": str(target.resolve()), **info}, indent=2, default=str))
+    pointer_tmp.write_text(
+        json.dumps({"version": str(version), "path": str(target.resolve()), **info}, indent=2, default=str)
+    )
     os.replace(pointer_tmp, pointer)
     return target
 

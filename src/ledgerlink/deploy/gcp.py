@@ -18,6 +18,7 @@ stands in for a bucket named like its last path component in tests), ``registry`
 emulators and tests only, ``api_endpoint`` (Cloud Build, anonymous credentials) and ``storage_endpoint``
 (GCS, anonymous).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -26,9 +27,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .cloud_build import (_OBJECT_STORE_PROTOCOLS, DEFAULT_BUILD_TIMEOUT_S, BuildResult,
-                          CloudBuildError, build_request,
-                          context_object_path, format_request, submit_build, upload_context)
+from .cloud_build import (
+    _OBJECT_STORE_PROTOCOLS,
+    DEFAULT_BUILD_TIMEOUT_S,
+    BuildResult,
+    CloudBuildError,
+    build_request,
+    context_object_path,
+    format_request,
+    submit_build,
+    upload_context,
+)
 from .tags import image_tag, image_uri
 
 
@@ -49,13 +58,17 @@ class GcpSettings:
         gcp = dict(deploy_cfg.get("gcp") or {})
         missing = [k for k in ("project", "bucket", "registry") if not gcp.get(k)]
         if missing:
-            raise ValueError(f"deploy.gcp.{missing[0]} is not set; the gcp deployer needs deploy.gcp.project, "
-                             f"deploy.gcp.bucket (gs://BUCKET[/PREFIX]) and deploy.gcp.registry "
-                             f"(REGION-docker.pkg.dev/PROJECT/REPO/IMAGE) in the run config (missing: {missing})")
+            raise ValueError(
+                f"deploy.gcp.{missing[0]} is not set; the gcp deployer needs deploy.gcp.project, "
+                f"deploy.gcp.bucket (gs://BUCKET[/PREFIX]) and deploy.gcp.registry "
+                f"(REGION-docker.pkg.dev/PROJECT/REPO/IMAGE) in the run config (missing: {missing})"
+            )
         unset = {k: v for k, v in gcp.items() if isinstance(v, str) and "$" in v}
         if unset:
-            raise ValueError(f"deploy.gcp has values with unset environment variables: {unset}; export them "
-                             "(e.g. GCP_PROJECT, GCP_REGION, GCP_BUCKET for configs/gcp.yaml)")
+            raise ValueError(
+                f"deploy.gcp has values with unset environment variables: {unset}; export them "
+                "(e.g. GCP_PROJECT, GCP_REGION, GCP_BUCKET for configs/gcp.yaml)"
+            )
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(gcp) - known)
         if unknown:
@@ -85,8 +98,11 @@ def cloud_build_client(settings: GcpSettings):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud.devtools import cloudbuild_v1
 
-    return cloudbuild_v1.CloudBuildClient(transport="rest", credentials=AnonymousCredentials(),
-                                          client_options=ClientOptions(api_endpoint=settings.api_endpoint))
+    return cloudbuild_v1.CloudBuildClient(
+        transport="rest",
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=settings.api_endpoint),
+    )
 
 
 def bucket_and_object(bucket_uri: str, object_path: str) -> tuple[str, str]:
@@ -115,7 +131,9 @@ class BuildPlan:
         return f"gs://{self.bucket}/{self.object_path}"
 
 
-def plan_build(settings: GcpSettings, model_version_id: str, version_number: int, now: datetime | None = None) -> BuildPlan:
+def plan_build(
+    settings: GcpSettings, model_version_id: str, version_number: int, now: datetime | None = None
+) -> BuildPlan:
     """The exact Cloud Build request for a model version (pure: nothing is uploaded or sent)."""
     tag = image_tag(version_number, now=now)
     image = image_uri(settings.registry, tag)
@@ -128,12 +146,17 @@ def dry_run_text(settings: GcpSettings, plan: BuildPlan) -> str:
     and the exact JSON body."""
     text = format_request(plan.request, settings.project)
     if settings.location:
-        text = text.replace(f"/v1/projects/{settings.project}/builds",
-                            f"/v1/projects/{settings.project}/locations/{settings.location}/builds", 1)
+        text = text.replace(
+            f"/v1/projects/{settings.project}/builds",
+            f"/v1/projects/{settings.project}/locations/{settings.location}/builds",
+            1,
+        )
     return text
 
 
-def deploy_gcp(packaged, deploy_cfg: dict, *, client=None, fs=None, echo=print, now: datetime | None = None) -> dict[str, Any]:
+def deploy_gcp(
+    packaged, deploy_cfg: dict, *, client=None, fs=None, echo=print, now: datetime | None = None
+) -> dict[str, Any]:
     """Upload the build context and build the image; returns the build record. Raises ``CloudBuildError``."""
     from .bento import export_build_context
 
@@ -142,21 +165,42 @@ def deploy_gcp(packaged, deploy_cfg: dict, *, client=None, fs=None, echo=print, 
     plan = plan_build(settings, info.model_version_id, info.number, now=now)
     with tempfile.TemporaryDirectory(prefix="ledgerlink-buildctx-") as tmp:
         ctx = export_build_context(packaged.bento_tag, Path(tmp) / "context")
-        bucket, obj = upload_context(ctx, settings.bucket, context_object_path(info.model_version_id),
-                                     fs=fs if fs is not None else storage_fs(settings))
+        bucket, obj = upload_context(
+            ctx,
+            settings.bucket,
+            context_object_path(info.model_version_id),
+            fs=fs if fs is not None else storage_fs(settings),
+        )
     if (Path(bucket).name, obj) != (plan.bucket, plan.object_path):  # a bug here, not bad input
         raise RuntimeError(f"uploaded to {bucket}/{obj} but the request names {plan.bucket}/{plan.object_path}")
     echo(f"Uploaded the build context to {plan.context_uri}; submitting Cloud Build for {plan.image}")
-    record = {"image": plan.image, "image_tag": plan.image_tag, "context_uri": plan.context_uri,
-              "project": settings.project}
+    record = {
+        "image": plan.image,
+        "image_tag": plan.image_tag,
+        "context_uri": plan.context_uri,
+        "project": settings.project,
+    }
     try:
-        result: BuildResult = submit_build(plan.request, settings.project,
-                                           client=client if client is not None else cloud_build_client(settings),
-                                           timeout_s=settings.wait_s, poll=settings.poll_s, location=settings.location)
+        result: BuildResult = submit_build(
+            plan.request,
+            settings.project,
+            client=client if client is not None else cloud_build_client(settings),
+            timeout_s=settings.wait_s,
+            poll=settings.poll_s,
+            location=settings.location,
+        )
     except CloudBuildError as exc:
         # What the model version's metadata must say about the failed build (deployers.deploy_promoted).
         exc.record = {**record, "build_id": exc.build_id, "build_status": exc.status, "log_url": exc.log_url}
         raise
-    echo(f"Cloud Build {result.build_id} pushed {result.image} ({result.status}); Flux rolls it out. Log: {result.log_url}")
-    return {**record, "build_id": result.build_id, "build_status": result.status, "log_url": result.log_url,
-            "digest": result.digest}
+    echo(
+        f"Cloud Build {result.build_id} pushed {result.image} ({result.status}); Flux rolls it out. "
+        f"Log: {result.log_url}"
+    )
+    return {
+        **record,
+        "build_id": result.build_id,
+        "build_status": result.status,
+        "log_url": result.log_url,
+        "digest": result.digest,
+    }

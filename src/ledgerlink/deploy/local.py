@@ -8,6 +8,7 @@ with a well-formed answer, and the server is stopped again (always). The model i
 
 ``BentoServer`` is also what the HTTP tests, the serving benchmark and ``python run.py --serve`` use.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,8 +60,9 @@ def server_env(env: dict[str, str] | None = None, workers: int | None = None) ->
 def http_json(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
     """(status, parsed JSON or text) with the standard library, 4xx/5xx included."""
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"} if data is not None else {}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             status, raw = resp.status, resp.read()
@@ -79,9 +81,17 @@ class BentoServer:
     in its own process group, so ``stop`` ends the BentoML supervisor and its workers, and nothing else.
     """
 
-    def __init__(self, bento: str, host: str = "127.0.0.1", port: int | None = None, *,
-                 env: dict[str, str] | None = None, workers: int | None = None, startup_timeout: float = 120.0,
-                 cwd: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        bento: str,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        workers: int | None = None,
+        startup_timeout: float = 120.0,
+        cwd: str | os.PathLike | None = None,
+    ):
         self.bento, self.host, self.port = str(bento), host, port
         self.env, self.workers, self.startup_timeout = env, workers, startup_timeout
         self.cwd = cwd
@@ -104,9 +114,15 @@ class BentoServer:
             raise RuntimeError("server already started")
         self.port = self.port or free_port(self.host)
         self._log = tempfile.NamedTemporaryFile(prefix="ledgerlink-serve-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(serve_command(self.bento, self.host, self.port), stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=server_env(self.env, self.workers), cwd=self.cwd, start_new_session=True)
+        self.proc = subprocess.Popen(
+            serve_command(self.bento, self.host, self.port),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(self.env, self.workers),
+            cwd=self.cwd,
+            start_new_session=True,
+        )
         try:
             self.wait_ready()
         except BaseException:
@@ -118,15 +134,19 @@ class BentoServer:
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if self.proc.poll() is not None:
-                raise ServerError(f"`bentoml serve {self.bento}` exited with code {self.proc.returncode} before it was "
-                                  f"ready. Its log:\n{self.log_tail()}")
+                raise ServerError(
+                    f"`bentoml serve {self.bento}` exited with code {self.proc.returncode} before it was "
+                    f"ready. Its log:\n{self.log_tail()}"
+                )
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as resp:
                     if resp.status == 200:
                         return
             if time.monotonic() > deadline:
-                raise ServerError(f"`bentoml serve {self.bento}` on {self.url} was not ready after "
-                                  f"{self.startup_timeout:g}s. Its log:\n{self.log_tail()}")
+                raise ServerError(
+                    f"`bentoml serve {self.bento}` on {self.url} was not ready after "
+                    f"{self.startup_timeout:g}s. Its log:\n{self.log_tail()}"
+                )
             time.sleep(0.2)
 
     def alive(self) -> bool:
@@ -164,8 +184,16 @@ class BentoServer:
 # Smoke check
 # --------------------------------------------------------------------------------------------
 
-_MATCH_KEYS = {"transfer_id", "decision", "confidence", "auto_threshold", "chosen", "ranked", "unscored_invoice_ids",
-               "model"}
+_MATCH_KEYS = {
+    "transfer_id",
+    "decision",
+    "confidence",
+    "auto_threshold",
+    "chosen",
+    "ranked",
+    "unscored_invoice_ids",
+    "model",
+}
 
 
 def check_match_response(body: Any, request: dict[str, Any]) -> list[str]:
@@ -205,8 +233,13 @@ def check_match_response(body: Any, request: dict[str, Any]) -> list[str]:
     return problems
 
 
-def smoke_check(url: str, request: dict[str, Any], expected_model: str | None = None,
-                expected_answer: dict[str, Any] | None = None, timeout: float = 60.0) -> dict[str, Any]:
+def smoke_check(
+    url: str,
+    request: dict[str, Any],
+    expected_model: str | None = None,
+    expected_answer: dict[str, Any] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
     """One real ``POST /match`` against a running server; raises ``ServerError`` unless the answer is well formed,
     comes from ``expected_model`` (if given) and equals ``expected_answer`` (``payloads.inprocess_answer``: the
     same call in process; a difference is train/serve skew). Returns a short summary."""
@@ -227,14 +260,25 @@ def smoke_check(url: str, request: dict[str, Any], expected_model: str | None = 
     status, ready = http_json("GET", f"{url}/readyz", timeout=timeout)
     if status != 200:
         raise ServerError(f"{url}/readyz answered HTTP {status} after the smoke request")
-    return {"passed": True, "transfer_id": body["transfer_id"], "n_candidates": len(request["candidates"]),
-            "chosen": [c["invoice_id"] for c in body["chosen"]], "decision": body["decision"],
-            "confidence": round(float(body["confidence"]), 4), "latency_ms": round(latency_ms, 1),
-            "same_as_in_process": expected_answer is not None}
+    return {
+        "passed": True,
+        "transfer_id": body["transfer_id"],
+        "n_candidates": len(request["candidates"]),
+        "chosen": [c["invoice_id"] for c in body["chosen"]],
+        "decision": body["decision"],
+        "confidence": round(float(body["confidence"]), 4),
+        "latency_ms": round(latency_ms, 1),
+        "same_as_in_process": expected_answer is not None,
+    }
 
 
-def serve_and_check(bento_tag: str, request: dict[str, Any], expected_model: str | None = None,
-                    expected_answer: dict[str, Any] | None = None, startup_timeout: float = 120.0) -> dict[str, Any]:
+def serve_and_check(
+    bento_tag: str,
+    request: dict[str, Any],
+    expected_model: str | None = None,
+    expected_answer: dict[str, Any] | None = None,
+    startup_timeout: float = 120.0,
+) -> dict[str, Any]:
     """Start ``bentoml serve`` on a free loopback port, wait for ``/readyz``, smoke-check, stop (always)."""
     with BentoServer(bento_tag, startup_timeout=startup_timeout) as server:
         try:
@@ -246,8 +290,10 @@ def serve_and_check(bento_tag: str, request: dict[str, Any], expected_model: str
 
 def serve_foreground(bento_tag: str, host: str = "127.0.0.1", port: int = 3000, workers: int | None = None) -> int:
     """Run ``bentoml serve`` in the foreground until Ctrl+C; returns its exit code."""
-    print(f"Serving {bento_tag} on http://{host}:{port} (POST /match, /match_batch; GET /model, /readyz, /metrics)",
-          flush=True)
+    print(
+        f"Serving {bento_tag} on http://{host}:{port} (POST /match, /match_batch; GET /model, /readyz, /metrics)",
+        flush=True,
+    )
     proc = subprocess.Popen(serve_command(bento_tag, host, port), env=server_env(None, workers))
     # SIGTERM (e.g. from a process manager) is passed on, so the server never outlives us.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGTERM))
@@ -272,6 +318,7 @@ def serve_foreground(bento_tag: str, host: str = "127.0.0.1", port: int = 3000, 
 # The deployer
 # --------------------------------------------------------------------------------------------
 
+
 def deploy_local(matcher, packaged, deploy_cfg: dict, echo=print) -> dict[str, Any]:
     """Export the model to ``deploy_cfg['model_dir']`` (``production.json`` points at it) and say how to serve it.
 
@@ -281,10 +328,17 @@ def deploy_local(matcher, packaged, deploy_cfg: dict, echo=print) -> dict[str, A
     from .export import export_model
 
     info = packaged.info
-    record = {"model_name": info.model_name, "version": info.version, "number": info.number,
-              "model_version_id": info.model_version_id, "bento_tag": packaged.bento_tag,
-              "bento_model_tag": packaged.model_tag}
+    record = {
+        "model_name": info.model_name,
+        "version": info.version,
+        "number": info.number,
+        "model_version_id": info.model_version_id,
+        "bento_tag": packaged.bento_tag,
+        "bento_model_tag": packaged.model_tag,
+    }
     path = export_model(matcher, deploy_cfg["model_dir"], info.model_name, info.number, record)
-    echo(f"{info.model_name} version {info.number} exported to {path}. Serve it with `{SERVE_HINT}` "
-         f"(or `bentoml serve {packaged.bento_tag}`).")
+    echo(
+        f"{info.model_name} version {info.number} exported to {path}. Serve it with `{SERVE_HINT}` "
+        f"(or `bentoml serve {packaged.bento_tag}`)."
+    )
     return {"model_path": str(Path(path)), "serve_command": SERVE_HINT}

@@ -4,6 +4,7 @@ The deploy smoke test, the HTTP tests and the serving benchmark all send ``POST 
 here from real rows: one transfer and a list of candidate invoices (its own invoices, if it pays any,
 plus open invoices of the same currency from the weeks before it, as a finance system would offer).
 """
+
 from __future__ import annotations
 
 import math
@@ -12,10 +13,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-INVOICE_FIELDS = ("invoice_id", "issued_at", "due_at", "amount", "currency", "invoice_number", "counterparty_name",
-                  "description")
-TRANSFER_FIELDS = ("transfer_id", "booked_at", "amount", "currency", "title", "counterparty_name",
-                   "counterparty_account")
+INVOICE_FIELDS = (
+    "invoice_id",
+    "issued_at",
+    "due_at",
+    "amount",
+    "currency",
+    "invoice_number",
+    "counterparty_name",
+    "description",
+)
+TRANSFER_FIELDS = (
+    "transfer_id",
+    "booked_at",
+    "amount",
+    "currency",
+    "title",
+    "counterparty_name",
+    "counterparty_account",
+)
 _DATES = {"issued_at", "due_at", "booked_at"}
 
 
@@ -51,8 +67,15 @@ def transfer_json(row: Any) -> dict[str, Any]:
     return _row_json(row, TRANSFER_FIELDS)
 
 
-def candidate_invoices(transfer: pd.Series, invoices: pd.DataFrame, links: pd.DataFrame | None, n: int,
-                       *, lookback_days: int = 120, seed: int = 0) -> pd.DataFrame:
+def candidate_invoices(
+    transfer: pd.Series,
+    invoices: pd.DataFrame,
+    links: pd.DataFrame | None,
+    n: int,
+    *,
+    lookback_days: int = 120,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Up to ``n`` candidate invoices for ``transfer``: the invoices it pays (if present in ``invoices``),
     then others of the same currency issued in the ``lookback_days`` before it was booked (nearest first
     in time, ties broken by a seeded shuffle)."""
@@ -64,9 +87,12 @@ def candidate_invoices(transfer: pd.Series, invoices: pd.DataFrame, links: pd.Da
     own = invoices[invoices["invoice_id"].astype(str).isin(own_ids)]
     booked = pd.Timestamp(transfer["booked_at"])
     issued = pd.to_datetime(invoices["issued_at"])
-    window = ((invoices["currency"] == transfer["currency"]) & (issued <= booked)
-              & (issued >= booked - pd.Timedelta(days=lookback_days))
-              & ~invoices["invoice_id"].astype(str).isin(own_ids))
+    window = (
+        (invoices["currency"] == transfer["currency"])
+        & (issued <= booked)
+        & (issued >= booked - pd.Timedelta(days=lookback_days))
+        & ~invoices["invoice_id"].astype(str).isin(own_ids)
+    )
     others = invoices[window]
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(others)), (booked - issued[window]).dt.days.to_numpy()))
@@ -75,8 +101,11 @@ def candidate_invoices(transfer: pd.Series, invoices: pd.DataFrame, links: pd.Da
 
 
 def match_request(transfer: pd.Series, candidates: pd.DataFrame, top_k: int = 10) -> dict[str, Any]:
-    return {"transfer": transfer_json(transfer), "candidates": [invoice_json(r) for _, r in candidates.iterrows()],
-            "top_k": int(top_k)}
+    return {
+        "transfer": transfer_json(transfer),
+        "candidates": [invoice_json(r) for _, r in candidates.iterrows()],
+        "top_k": int(top_k),
+    }
 
 
 def pick_transfers(tables: dict[str, pd.DataFrame], kind: str = "multi", n: int = 1) -> pd.DataFrame:
@@ -117,11 +146,15 @@ def inprocess_answer(matcher, request: dict[str, Any]) -> dict[str, Any]:
     links = result.links[result.links["transfer_id"] == tid]
     cands = result.candidates[result.candidates["transfer_id"] == tid].sort_values("rank")
     dec = result.decisions[result.decisions["transfer_id"] == tid]
-    return {"transfer_id": tid,
-            "chosen": [[str(r.invoice_id), round(float(r.allocated_amount), 2)] for r in links.itertuples()],
-            "ranked": [[str(r.invoice_id), float(r.probability)] for r in cands.head(request.get("top_k", 10)).itertuples()],
-            "decision": str(dec["decision"].iloc[0]) if len(dec) else "review",
-            "confidence": float(dec["confidence"].iloc[0]) if len(dec) else 0.0}
+    return {
+        "transfer_id": tid,
+        "chosen": [[str(r.invoice_id), round(float(r.allocated_amount), 2)] for r in links.itertuples()],
+        "ranked": [
+            [str(r.invoice_id), float(r.probability)] for r in cands.head(request.get("top_k", 10)).itertuples()
+        ],
+        "decision": str(dec["decision"].iloc[0]) if len(dec) else "review",
+        "confidence": float(dec["confidence"].iloc[0]) if len(dec) else 0.0,
+    }
 
 
 def same_answer(served: dict[str, Any], expected: dict[str, Any], tol: float = 1e-6) -> list[str]:
@@ -139,18 +172,26 @@ def same_answer(served: dict[str, Any], expected: dict[str, Any], tol: float = 1
         # the same invoices at the same probabilities; equal probabilities may come in either order, and a tie
         # at the top-k cut-off may keep either invoice
         cut = exp[-1][1] if exp else 0.0
+
         def key(items):
             return sorted((round(p / tol), i) for i, p in items if p > cut + tol)
+
         if key(got) != key(exp):
             diffs.append(f"ranked {[g[0] for g in got]} != in-process {[e[0] for e in exp]}")
-    if served.get("decision") != expected["decision"] or abs(float(served.get("confidence", -1)) - expected["confidence"]) > tol:
-        diffs.append(f"decision {served.get('decision')}/{served.get('confidence')} != in-process "
-                     f"{expected['decision']}/{expected['confidence']}")
+    if (
+        served.get("decision") != expected["decision"]
+        or abs(float(served.get("confidence", -1)) - expected["confidence"]) > tol
+    ):
+        diffs.append(
+            f"decision {served.get('decision')}/{served.get('confidence')} != in-process "
+            f"{expected['decision']}/{expected['confidence']}"
+        )
     return diffs
 
 
-def smoke_request(tables: dict[str, pd.DataFrame], n_candidates: int = 20, seed: int = 0,
-                  matcher=None) -> dict[str, Any]:
+def smoke_request(
+    tables: dict[str, pd.DataFrame], n_candidates: int = 20, seed: int = 0, matcher=None
+) -> dict[str, Any]:
     """One realistic ``POST /match`` body from contract tables (e.g. the frozen test split): a transfer that
     pays several invoices if there is one, with its invoices among ``n_candidates`` candidates.
 
@@ -172,6 +213,11 @@ def smoke_request(tables: dict[str, pd.DataFrame], n_candidates: int = 20, seed:
                     errors.append(f"{t['transfer_id']}: {type(exc).__name__}: {exc}")
                     continue
             return request
-    raise ValueError("no transfer in the tables gives a request the model can answer"
-                     + (f"; in-process errors: {errors[:3]}" if errors else
-                        ": none has a candidate invoice of its currency issued before it"))
+    raise ValueError(
+        "no transfer in the tables gives a request the model can answer"
+        + (
+            f"; in-process errors: {errors[:3]}"
+            if errors
+            else ": none has a candidate invoice of its currency issued before it"
+        )
+    )

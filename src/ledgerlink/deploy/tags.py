@@ -5,6 +5,7 @@ UTC timestamp with seconds precision first (two builds in the same minute still 
 model version second: ``20261121093000-v12``. The policy in ``stacks/gke/imagepolicy.yaml``
 extracts the 14-digit timestamp and sorts it numerically.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,7 +37,8 @@ def _version_number(model_version: str | int) -> int:
         m = _VERSION_RE.match(str(model_version).strip())
         if not m:
             raise ValueError(
-                f"model_version must be a number like 12 or 'v12' (the ZenML model version number), got {model_version!r}"
+                "model_version must be a number like 12 or 'v12' (the ZenML model version number), "
+                f"got {model_version!r}"
             )
         number = int(m.group(1))
     if number < 0:
@@ -65,7 +67,9 @@ def image_uri(registry_path: str, tag: str) -> str:
     """``REGION-docker.pkg.dev/PROJECT/REPO/ledgerlink`` + tag -> full image reference."""
     path = registry_path.strip().rstrip("/")
     if not path or "://" in path:
-        raise ValueError(f"registry_path must look like REGION-docker.pkg.dev/PROJECT/REPO/IMAGE, got {registry_path!r}")
+        raise ValueError(
+            f"registry_path must look like REGION-docker.pkg.dev/PROJECT/REPO/IMAGE, got {registry_path!r}"
+        )
     last = path.rsplit("/", 1)[-1]
     if ":" in last or "@" in last:
         raise ValueError(f"registry_path must not carry a tag or digest already, got {registry_path!r}")

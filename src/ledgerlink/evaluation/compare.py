@@ -13,6 +13,7 @@ production on each fresh month. When that paired bootstrap shows a significant g
 gain >= ``min_delta`` and lower bound > 0), the candidate, trained the same way on one more month, is
 promoted if it is non-inferior on the frozen test set (loses at most ``frozen_margin``) and passes (3).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -38,8 +39,14 @@ def _metric_from_sums(tp, fp, fn, exact, n, metric: str) -> np.ndarray:
     raise ValueError(f"bootstrap supports pair_f1, pair_precision, pair_recall, exact_set_accuracy; got {metric!r}")
 
 
-def paired_bootstrap(candidate: pd.DataFrame, production: pd.DataFrame, metric: str = "pair_f1",
-                     samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+def paired_bootstrap(
+    candidate: pd.DataFrame,
+    production: pd.DataFrame,
+    metric: str = "pair_f1",
+    samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict:
     """Gain of candidate over production, resampling the same test transfers for both."""
     a = candidate.set_index("transfer_id").sort_index()
     b = production.set_index("transfer_id").reindex(a.index)
@@ -59,8 +66,14 @@ def paired_bootstrap(candidate: pd.DataFrame, production: pd.DataFrame, metric: 
     gains = stat(a) - stat(b)
     alpha = (1 - confidence) / 2
     point = summarize(a.reset_index())[metric] - summarize(b.reset_index())[metric]
-    return {"metric": metric, "gain": float(point), "lower": float(np.quantile(gains, alpha)),
-            "upper": float(np.quantile(gains, 1 - alpha)), "samples": samples, "confidence": confidence}
+    return {
+        "metric": metric,
+        "gain": float(point),
+        "lower": float(np.quantile(gains, alpha)),
+        "upper": float(np.quantile(gains, 1 - alpha)),
+        "samples": samples,
+        "confidence": confidence,
+    }
 
 
 @dataclass
@@ -84,19 +97,27 @@ def decide(candidate, production, rules, cfg: dict, challenge: dict | None = Non
     if production is None:
         base = rules.metrics[metric]
         ok = cand > base
-        reason = (f"first model: {metric} {cand:.4f} {'beats' if ok else 'does not beat'} the rules baseline {base:.4f}")
+        reason = f"first model: {metric} {cand:.4f} {'beats' if ok else 'does not beat'} the rules baseline {base:.4f}"
         return Decision(ok, [reason], {"first_run": True, "candidate": cand, "rules": base})
 
     prod = production.metrics[metric]
     gain = cand - prod
-    boot = paired_bootstrap(candidate.outcomes, production.outcomes, metric, cfg.get("bootstrap_samples", 1000),
-                            cfg.get("confidence", 0.95), cfg.get("seed", 0))
+    boot = paired_bootstrap(
+        candidate.outcomes,
+        production.outcomes,
+        metric,
+        cfg.get("bootstrap_samples", 1000),
+        cfg.get("confidence", 0.95),
+        cfg.get("seed", 0),
+    )
     reasons, passed = [], True
     min_delta = cfg.get("min_delta", 0.002)
     gain_ok = gain >= min_delta
     reasons.append(f"{metric} gain {gain:+.4f} {'>=' if gain_ok else '<'} min_delta {min_delta}")
     boot_ok = boot["lower"] > 0
-    interval = f"bootstrap {int(boot['confidence']*100)}% interval of the gain [{boot['lower']:+.4f}, {boot['upper']:+.4f}]"
+    interval = (
+        f"bootstrap {int(boot['confidence'] * 100)}% interval of the gain [{boot['lower']:+.4f}, {boot['upper']:+.4f}]"
+    )
     reasons.append(f"{interval} is above 0" if boot_ok else f"{interval} includes 0: noise-level")
     tol, min_n = cfg.get("slice_tolerance", 0.02), cfg.get("min_slice_size", 30)
     slice_checks, slices_ok = {}, True
@@ -119,14 +140,29 @@ def decide(candidate, production, rules, cfg: dict, challenge: dict | None = Non
         won = challenge["gain"] >= min_delta and challenge["lower"] > 0
         non_inferior = gain >= -margin
         reasons.append(
-            f"out-of-time check on {challenge['month']}: version {challenge['challenger']} vs production, {challenge['metric']} "
+            f"out-of-time check on {challenge['month']}: version {challenge['challenger']} vs production, "
+            f"{challenge['metric']} "
             f"gain {challenge['gain']:+.4f} [{challenge['lower']:+.4f}, {challenge['upper']:+.4f}]: "
-            + ("retraining helps on fresh data" if won else "no significant gain on fresh data"))
+            + ("retraining helps on fresh data" if won else "no significant gain on fresh data")
+        )
         if won:
-            reasons.append(f"frozen-test {metric} change {gain:+.4f} " + (f">= -{margin}: non-inferior" if non_inferior
-                                                                         else f"< -{margin}: worse on the frozen test"))
+            reasons.append(
+                f"frozen-test {metric} change {gain:+.4f} "
+                + (f">= -{margin}: non-inferior" if non_inferior else f"< -{margin}: worse on the frozen test")
+            )
         if won and non_inferior and slices_ok:
             passed, route = True, "out-of-time"
-    return Decision(passed, reasons, {"first_run": False, "candidate": cand, "production": prod, "gain": gain,
-                                      "bootstrap": boot, "slices": slice_checks, "route": route,
-                                      "challenge": challenge})
+    return Decision(
+        passed,
+        reasons,
+        {
+            "first_run": False,
+            "candidate": cand,
+            "production": prod,
+            "gain": gain,
+            "bootstrap": boot,
+            "slices": slice_checks,
+            "route": route,
+            "challenge": challenge,
+        },
+    )

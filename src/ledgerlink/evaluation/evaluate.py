@@ -1,4 +1,5 @@
 """Evaluate any matcher (model, rules baseline, production model) on a test set the same way."""
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,15 @@ def evaluate(model, test: dict[str, pd.DataFrame], name: str = "model") -> Evalu
     seconds = time.perf_counter() - start
     outcomes = transfer_outcomes(result.links, test["links"], test["transfers"], result.decisions)
     metrics = summarize(outcomes)
-    metrics["blocking_recall"] = blocking_recall(result.candidates, test["links"]) if result.candidates is not None else float("nan")
+    metrics["blocking_recall"] = (
+        blocking_recall(result.candidates, test["links"]) if result.candidates is not None else float("nan")
+    )
     metrics["ms_per_1k_transfers"] = 1000.0 * seconds / max(len(test["transfers"]), 1) * 1000.0
     labels = slice_labels(test["transfers"], test["invoices"], test["links"])
-    return Evaluation(name=name, metrics=metrics, slices=slice_metrics(outcomes, labels),
-                      outcomes=outcomes.merge(labels, on="transfer_id", how="left"), seconds=seconds)
+    return Evaluation(
+        name=name,
+        metrics=metrics,
+        slices=slice_metrics(outcomes, labels),
+        outcomes=outcomes.merge(labels, on="transfer_id", how="left"),
+        seconds=seconds,
+    )

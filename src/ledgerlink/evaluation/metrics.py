@@ -6,6 +6,7 @@ positives, false positives, false negatives, whether the chosen set is exactly r
 was auto-decided. Summing rows gives micro-averaged pair metrics, so resampling rows is a valid
 bootstrap over transfers.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,9 @@ import pandas as pd
 METRICS = ("pair_precision", "pair_recall", "pair_f1", "exact_set_accuracy", "auto_match_rate", "auto_match_precision")
 
 
-def transfer_outcomes(pred_links: pd.DataFrame, true_links: pd.DataFrame, transfers: pd.DataFrame,
-                      decisions: pd.DataFrame | None = None) -> pd.DataFrame:
+def transfer_outcomes(
+    pred_links: pd.DataFrame, true_links: pd.DataFrame, transfers: pd.DataFrame, decisions: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per transfer: n_true, n_pred, tp, fp, fn, exact, auto."""
     ids = transfers[["transfer_id"]].drop_duplicates().reset_index(drop=True)
     pred = pred_links[["transfer_id", "invoice_id"]].drop_duplicates()
@@ -45,7 +47,9 @@ def summarize(outcomes: pd.DataFrame) -> dict:
     n = len(outcomes)
     auto = outcomes["auto"]
     return {
-        "pair_precision": precision, "pair_recall": recall, "pair_f1": f1,
+        "pair_precision": precision,
+        "pair_recall": recall,
+        "pair_f1": f1,
         "exact_set_accuracy": float(outcomes["exact"].mean()) if n else 0.0,
         "auto_match_rate": float(auto.mean()) if n else 0.0,
         "auto_match_precision": float(outcomes.loc[auto, "exact"].mean()) if auto.any() else 1.0,
@@ -53,8 +57,12 @@ def summarize(outcomes: pd.DataFrame) -> dict:
     }
 
 
-def score_links(pred_links: pd.DataFrame, true_links: pd.DataFrame, transfers: pd.DataFrame | None = None,
-                decisions: pd.DataFrame | None = None) -> dict:
+def score_links(
+    pred_links: pd.DataFrame,
+    true_links: pd.DataFrame,
+    transfers: pd.DataFrame | None = None,
+    decisions: pd.DataFrame | None = None,
+) -> dict:
     """Score predicted links against true links (public API). ``transfers`` defaults to all ids seen."""
     if transfers is None:
         ids = pd.concat([pred_links["transfer_id"], true_links["transfer_id"]]).drop_duplicates()
@@ -77,11 +85,17 @@ def slice_labels(transfers: pd.DataFrame, invoices: pd.DataFrame, true_links: pd
     there is no number column) appears among the title's digits.
     """
     ref_col = "invoice_number" if "invoice_number" in invoices.columns else "description"
-    core = invoices.set_index("invoice_id")[ref_col].map(_core_digits) if ref_col in invoices.columns else pd.Series(dtype=str)
+    core = (
+        invoices.set_index("invoice_id")[ref_col].map(_core_digits)
+        if ref_col in invoices.columns
+        else pd.Series(dtype=str)
+    )
     titles = transfers.set_index("transfer_id")["title"] if "title" in transfers.columns else pd.Series(dtype=object)
     links = true_links[["transfer_id", "invoice_id"]].copy()
     links["core"] = links["invoice_id"].map(core).fillna("")
-    links["title_digits"] = links["transfer_id"].map(titles).fillna("").astype(str).map(lambda s: "".join(_DIGITS.findall(s)))
+    links["title_digits"] = (
+        links["transfer_id"].map(titles).fillna("").astype(str).map(lambda s: "".join(_DIGITS.findall(s)))
+    )
     links["present"] = [bool(c) and c in t for c, t in zip(links["core"], links["title_digits"])]
     n = true_links.groupby("transfer_id").size()
     present = links.groupby("transfer_id")["present"].any()
@@ -92,8 +106,13 @@ def slice_labels(transfers: pd.DataFrame, invoices: pd.DataFrame, true_links: pd
     return out
 
 
-SLICES = {"single": ("size", "single"), "multi": ("size", "multi"), "pays_nothing": ("size", "none"),
-          "number_present": ("number", "present"), "number_absent": ("number", "absent")}
+SLICES = {
+    "single": ("size", "single"),
+    "multi": ("size", "multi"),
+    "pays_nothing": ("size", "none"),
+    "number_present": ("number", "present"),
+    "number_absent": ("number", "absent"),
+}
 
 
 def slice_metrics(outcomes: pd.DataFrame, labels: pd.DataFrame) -> dict[str, dict]:

@@ -4,6 +4,7 @@ The matcher runs the same code on one transfer with 50 candidates (an HTTP reque
 or groupby costs a fixed ~0.1-1 ms) and on a million transfers (where it must stay vectorised). Sorting,
 ``searchsorted`` and ``reduceat`` are cheap at both ends, so the hot paths are written with these.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,8 @@ def _codes(columns_a: list[np.ndarray], columns_b: list[np.ndarray]) -> tuple[np
         if both.dtype.kind in "iu" and len(columns_a) == 1:
             return np.asarray(ca, np.int64), np.asarray(cb, np.int64)
         inv, uniq = pd.factorize(both)  # hashing: strings are never sorted (slow in Python on millions)
-        ka = ka * (len(uniq) + 1) + inv[:len(ka)]
-        kb = kb * (len(uniq) + 1) + inv[len(ka):]
+        ka = ka * (len(uniq) + 1) + inv[: len(ka)]
+        kb = kb * (len(uniq) + 1) + inv[len(ka) :]
     return ka, kb
 
 

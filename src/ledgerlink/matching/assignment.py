@@ -10,6 +10,7 @@ P(S) is the transfer's confidence. All transfers are solved at once as an (n_tra
 An invoice is then given to two transfers only when their allocations fit in its amount (paid in parts);
 otherwise transfers are settled greedily by confidence and the later one re-chooses without it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,14 @@ EPS = 1e-6
 MAX_K = 8
 
 
-def _solve(t: np.ndarray, p: np.ndarray, i_amount: np.ndarray, t_amount_by_t: np.ndarray, k: int,
-           log_none_by_t: np.ndarray | None = None):
+def _solve(
+    t: np.ndarray,
+    p: np.ndarray,
+    i_amount: np.ndarray,
+    t_amount_by_t: np.ndarray,
+    k: int,
+    log_none_by_t: np.ndarray | None = None,
+):
     """Best feasible set per transfer. Returns (tpos, chosen row indices per transfer, log P(S)).
 
     ``log_none_by_t``: log P(pays nothing) from the transfer-level model; the empty set gets the smaller of it
@@ -58,9 +65,15 @@ def _solve(t: np.ndarray, p: np.ndarray, i_amount: np.ndarray, t_amount_by_t: np
     return tpos, chosen, logp
 
 
-def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_transfers: int,
-           k: int = MAX_K, booked: np.ndarray | None = None,
-           p_none: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def assign(
+    cands: pd.DataFrame,
+    t_amount: np.ndarray,
+    i_amount: np.ndarray,
+    n_transfers: int,
+    k: int = MAX_K,
+    booked: np.ndarray | None = None,
+    p_none: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Choose each transfer's invoice set.
 
     ``cands``: columns t, i, probability (positions into the prepared transfers/invoices); ``p_none``: per
@@ -92,8 +105,9 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
         return allocate(t_amount[tt], ia[rows])
 
     allocs = {tt: alloc_of(tt, rows) for tt, rows in sets.items()}
-    used = pd.DataFrame([(i[r], abs(a), tt) for tt, rows in sets.items() for r, a in zip(rows, allocs[tt])],
-                        columns=["i", "a", "t"])
+    used = pd.DataFrame(
+        [(i[r], abs(a), tt) for tt, rows in sets.items() for r, a in zip(rows, allocs[tt])], columns=["i", "a", "t"]
+    )
     if len(used):
         cap = np.abs(i_amount) * (1 + FEE_TOLERANCE) + CENT
         total = used.groupby("i")["a"].sum()
@@ -114,7 +128,11 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
                 while True:
                     rows = sets.get(tt, np.array([], np.int64))
                     a = alloc_of(tt, rows) if len(rows) else np.array([])
-                    bad = [i[r] for r, x in zip(rows, a) if abs(x) > remaining[i[r]] + FEE_TOLERANCE * abs(i_amount[i[r]]) + CENT]
+                    bad = [
+                        i[r]
+                        for r, x in zip(rows, a)
+                        if abs(x) > remaining[i[r]] + FEE_TOLERANCE * abs(i_amount[i[r]]) + CENT
+                    ]
                     if not bad:
                         break
                     banned.update(bad)
@@ -125,10 +143,13 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
                     ln_tt = None if log_none is None else log_none[[tt]] - lost_logp
                     if len(cand_rows) == 0:
                         sets.pop(tt, None)
-                        conf[tt] = float(np.exp(lost_logp if ln_tt is None or np.isnan(ln_tt[0]) else min(0.0, ln_tt[0]) + lost_logp))
+                        conf[tt] = float(
+                            np.exp(lost_logp if ln_tt is None or np.isnan(ln_tt[0]) else min(0.0, ln_tt[0]) + lost_logp)
+                        )
                         continue
-                    _, ch, lp = _solve(np.zeros(len(cand_rows), np.int64), p[cand_rows], ia[cand_rows],
-                                       t_amount[[tt]], k, ln_tt)
+                    _, ch, lp = _solve(
+                        np.zeros(len(cand_rows), np.int64), p[cand_rows], ia[cand_rows], t_amount[[tt]], k, ln_tt
+                    )
                     conf[tt] = float(np.exp(lp[0] + lost_logp))
                     if len(ch[0]):
                         sets[tt] = cand_rows[ch[0]]
@@ -146,8 +167,11 @@ def assign(cands: pd.DataFrame, t_amount: np.ndarray, i_amount: np.ndarray, n_tr
 
     conf = np.clip(conf, 0.0, 1.0 - EPS)
     rows = [(tt, int(i[r]), float(x), float(conf[tt])) for tt, rs in sets.items() for r, x in zip(rs, allocs[tt])]
-    links = pd.DataFrame(rows, columns=["t", "i", "allocated_amount", "confidence"]).astype(
-        {"t": np.int64, "i": np.int64, "allocated_amount": np.float64, "confidence": np.float64}).sort_values(["t", "i"])
+    links = (
+        pd.DataFrame(rows, columns=["t", "i", "allocated_amount", "confidence"])
+        .astype({"t": np.int64, "i": np.int64, "allocated_amount": np.float64, "confidence": np.float64})
+        .sort_values(["t", "i"])
+    )
     n_inv = np.zeros(n_transfers, np.int64)
     for tt, rs in sets.items():
         n_inv[tt] = len(rs)

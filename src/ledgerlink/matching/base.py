@@ -1,4 +1,5 @@
 """The estimator interface every model family shares, so pipelines, benchmarks and the service need not care."""
+
 from __future__ import annotations
 
 
@@ -30,6 +31,7 @@ def save_matcher(matcher: BaseMatcher, path) -> None:
     """Save any family and record which class wrote it, so ``load_matcher`` needs no type hint."""
     import json
     from pathlib import Path
+
     matcher.save(path)
     cls = type(matcher)
     (Path(path) / FAMILY_FILE).write_text(json.dumps({"class": f"{cls.__module__}:{cls.__qualname__}"}))
@@ -39,9 +41,11 @@ def load_matcher(path) -> BaseMatcher:
     import importlib
     import json
     from pathlib import Path
+
     marker = Path(path) / FAMILY_FILE
     if not marker.exists():
         from .model import Matcher
+
         return Matcher.load(path)
     module, _, name = json.loads(marker.read_text())["class"].partition(":")
     if not module.startswith("ledgerlink."):

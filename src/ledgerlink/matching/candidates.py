@@ -22,6 +22,7 @@ Then the date window (issued before booked + 7 days, within ``lookback_days``), 
 unpaid) and a cap of ``max_candidates`` per transfer, ``max_candidates_weak`` for transfers without a strong
 hit (a multi-invoice payment with no number from a busy contractor needs all of that contractor's invoices).
 """
+
 from __future__ import annotations
 
 import re
@@ -36,11 +37,11 @@ from .normalize import string_ngrams
 
 NGRAM = 4
 ISSUE_AFTER_BOOKING_DAYS = 7
-MAX_NAMES = 3               # contractor names a transfer's payer/title words may point to
-MAX_NAMES_PER_TOKEN = 100   # a name word shared by more contractors than this is too common to look up
-MAX_REF_PER_TRANSFER = 60   # reference-number hits kept per transfer (best IDF mass first)
+MAX_NAMES = 3  # contractor names a transfer's payer/title words may point to
+MAX_NAMES_PER_TOKEN = 100  # a name word shared by more contractors than this is too common to look up
+MAX_REF_PER_TRANSFER = 60  # reference-number hits kept per transfer (best IDF mass first)
 PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL = 96, 48, 16  # a named contractor's invoices nearest the amount
-MAX_MEMORY_NAMES = 10       # contractors a payer account/name paid before, most often paid first
+MAX_MEMORY_NAMES = 10  # contractors a payer account/name paid before, most often paid first
 
 # Channels pass pairs around as plain columns ({"t": ..., "i": ..., score columns}): numpy all the way, one
 # DataFrame at the end. A pandas operation costs tens of microseconds whatever its size, which dominated a
@@ -123,7 +124,7 @@ def _deletions(digits: str, prefix2: bool) -> list[str]:
     """The digit string and its one-deletion variants (symmetric-deletion index): a typo, transposition, missing
     digit or one-digit truncation on either side leaves the two strings sharing one variant. Invoices also
     index the string cut by two digits (two-digit truncation in the title)."""
-    out = {digits} | {digits[:k] + digits[k + 1:] for k in range(len(digits))} if len(digits) >= 4 else {digits}
+    out = {digits} | {digits[:k] + digits[k + 1 :] for k in range(len(digits))} if len(digits) >= 4 else {digits}
     if prefix2 and len(digits) >= 6:
         out.add(digits[:-2])
     return sorted(out)  # sorted, not set order: string hashing is salted per process, results must not be
@@ -141,8 +142,9 @@ def _digit_tokens(digits: str, invoice_side: bool) -> tuple[tuple[str, ...], tup
     return tuple("n" + g for g in grams), tuple("d" + v for v in _deletions(digits, invoice_side))
 
 
-def _ref_tokens(keys: np.ndarray, digits: list[str], runs: list[list[str]],
-                invoice_side: bool) -> tuple[np.ndarray, list[str], np.ndarray]:
+def _ref_tokens(
+    keys: np.ndarray, digits: list[str], runs: list[list[str]], invoice_side: bool
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """(key, tok, kind) per token of each chunk (``key``, ``digits``, digit ``runs``): digit 4-grams (kind 0),
     digit runs (1), one-deletion variants (2), the exact digits (3), kind by kind; a token repeated for the same
     key is still there."""
@@ -162,15 +164,20 @@ def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int, inv_scope=
     sel = np.isin(inv_chunks["i"].to_numpy(), live)
     if not sel.any() or len(tr_chunks) == 0:
         return _empty(cols)
-    ii, itok, kind = _ref_tokens(inv_chunks["i"].to_numpy(np.int64)[sel], inv_chunks["digits"].to_numpy()[sel].tolist(),
-                                 inv_chunks["long_groups"].to_numpy()[sel].tolist(), True)
-    tt, ttok, _ = _ref_tokens(tr_chunks["t"].to_numpy(np.int64), tr_chunks["digits"].tolist(),
-                              tr_chunks["long_groups"].tolist(), False)
+    ii, itok, kind = _ref_tokens(
+        inv_chunks["i"].to_numpy(np.int64)[sel],
+        inv_chunks["digits"].to_numpy()[sel].tolist(),
+        inv_chunks["long_groups"].to_numpy()[sel].tolist(),
+        True,
+    )
+    tt, ttok, _ = _ref_tokens(
+        tr_chunks["t"].to_numpy(np.int64), tr_chunks["digits"].tolist(), tr_chunks["long_groups"].tolist(), False
+    )
     codes = pd.factorize(np.array(itok + ttok, dtype=object))[0]
     tok_scope = None if inv_scope is None else np.concatenate([inv_scope[ii], tr_scope[tt]])
     codes = _scoped(codes, tok_scope)
     n_codes = int(codes.max(initial=-1)) + 1
-    ic, tcode = codes[:len(itok)], codes[len(itok):]
+    ic, tcode = codes[: len(itok)], codes[len(itok) :]
     keep = _first_rows(ii, ic)  # each (invoice, token) once: document frequency, and an IDF mass per invoice
     ic, ii, kind = ic[keep], ii[keep], kind[keep]
     keep = _first_rows(tt, tcode)
@@ -184,7 +191,7 @@ def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int, inv_scope=
         code_scope[codes] = tok_scope
         n = np.maximum(per_scope[code_scope], 1)
     idf = np.log1p(n / np.maximum(df, 1))
-    ok = (df[ic] <= max_df)
+    ok = df[ic] <= max_df
     ic, ii, kind = ic[ok], ii[ok], kind[ok]
     w = idf[ic]
     wsum = np.bincount(ii, weights=w, minlength=int(ii.max(initial=0)) + 1)
@@ -199,8 +206,14 @@ def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int, inv_scope=
     score = np.add.reduceat(mw[o], st)
     near = np.maximum.reduceat((kind[idx] == 2).astype(np.float64)[o], st)
     exact = np.maximum.reduceat((kind[idx] == 3).astype(np.float64)[o], st)
-    out = {"t": mt[o][st], "i": mi[o][st], "ref_score": score,
-           "ref_share": np.minimum(score / np.maximum(wsum[mi[o][st]], 1e-9), 1.0), "ref_near": near, "ref_exact": exact}
+    out = {
+        "t": mt[o][st],
+        "i": mi[o][st],
+        "ref_score": score,
+        "ref_share": np.minimum(score / np.maximum(wsum[mi[o][st]], 1e-9), 1.0),
+        "ref_near": near,
+        "ref_exact": exact,
+    }
     return _take(out, _top_per_t(out["t"], score + 10 * exact + 5 * near, MAX_REF_PER_TRANSFER))
 
 
@@ -212,7 +225,7 @@ def amount_channel(inv, tr, live: np.ndarray, max_df: int, inv_scope=None, tr_sc
     t_cents = tr["cents"].to_numpy()
     if inv_scope is not None:  # (scope, cents) codes
         code = _scoped(pd.factorize(np.concatenate([cents, t_cents]))[0], np.concatenate([inv_scope[pos], tr_scope]))
-        cents, t_cents = code[:len(cents)], code[len(cents):]
+        cents, t_cents = code[: len(cents)], code[len(cents) :]
     _, which, count = np.unique(cents, return_inverse=True, return_counts=True)
     rare = count[which.ravel()] <= max_df
     rows, idx = eq_join([t_cents], [cents[rare]])
@@ -241,7 +254,7 @@ def _text_fuzzy_tokens(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     shares a variant with the invoice's name."""
     srcs, toks = [], []
     for x in dict.fromkeys(_words(text, 4)):
-        variants = sorted({x, x[:4]} | {x[:k] + x[k + 1:] for k in range(len(x))})
+        variants = sorted({x, x[:4]} | {x[:k] + x[k + 1 :] for k in range(len(x))})
         srcs += [x] * len(variants)
         toks += variants
     return tuple(srcs), tuple(toks)
@@ -310,7 +323,7 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr
     n_fcodes = int(fcode.max(initial=-1)) + 1
     fcode_scope = np.zeros(n_fcodes, np.int64)
     fcode_scope[fcode] = fscope
-    fz_code, ft_code = fcode[:len(fz_tok)], fcode[len(fz_tok):]
+    fz_code, ft_code = fcode[: len(fz_tok)], fcode[len(fz_tok) :]
     once = _first_rows(fz_name, fz_code)  # (name, variant) counted once though two words may share it
     fz_df = np.bincount(fz_code[once], weights=cnt[fz_name[once]], minlength=n_fcodes)
     fz_names = np.bincount(fz_code[once], minlength=n_fcodes)
@@ -341,16 +354,27 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr
     # the few best names per transfer: a common word ("trading") must not pull in every contractor that has it
     m = _take(m, _top_per_t(m["t"], w[strong] + m["name_share"], MAX_NAMES))
     # each named contractor's invoices nearest to the transfer amount (a busy contractor has thousands)
-    name_code = _scoped(pd.factorize(np.concatenate([np.array(uniq, dtype=object), names]))[0],
-                        None if inv_scope is None else np.concatenate([uniq_scope, live_scope]))
+    name_code = _scoped(
+        pd.factorize(np.concatenate([np.array(uniq, dtype=object), names]))[0],
+        None if inv_scope is None else np.concatenate([uniq_scope, live_scope]),
+    )
     name_of_inv = name_code[n_names:]  # the (scope, name) pairs of uniq are the first n_names codes
     named = name_of_inv < n_names
-    return _expand_by_amount(m, name_of_inv[named], live[named], inv["cents"].to_numpy()[live[named]],
-                             tr["cents"].to_numpy(), PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL)
+    return _expand_by_amount(
+        m,
+        name_of_inv[named],
+        live[named],
+        inv["cents"].to_numpy()[live[named]],
+        tr["cents"].to_numpy(),
+        PER_NAME_BELOW,
+        PER_NAME_ABOVE,
+        PER_NAME_SMALL,
+    )
 
 
-def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.ndarray, inv_scope=None,
-                tr_scope=None) -> Pairs:
+def set_channel(
+    inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.ndarray, inv_scope=None, tr_scope=None
+) -> Pairs:
     """(t, i, set_hit): for transfers without a strong hit, the invoices of any contractor with few open invoices
     (features.MAX_GROUP) that form a set of 2..MAX_SET summing exactly to the transfer amount. Finds a
     multi-invoice payment with no number by a payer never seen with that contractor (a factor, "as agreed").
@@ -372,7 +396,7 @@ def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.
         first_row = np.concatenate([np.repeat(rows_b[:, 0], sums.shape[1]) for rows_b, _, sums in tables])
         cell_scope = inv_scope[live[first_row]]
         code2 = _scoped(pd.factorize(np.concatenate([cents, t_cents]))[0], np.concatenate([cell_scope, tr_scope[weak]]))
-        cents, t_cents = code2[:len(cents)], code2[len(cents):]
+        cents, t_cents = code2[: len(cents)], code2[len(cents) :]
     rows, idx = eq_join([t_cents], [cents[nonzero]])
     hit_t, hit = weak[rows], nonzero[idx]
     ts, ii = [], []
@@ -387,8 +411,17 @@ def set_channel(inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.
     return {"t": t, "i": i, "set_hit": np.ones(len(t))}
 
 
-def _expand_by_amount(m, group_of_inv: np.ndarray, inv_pos: np.ndarray, inv_cents: np.ndarray,
-                      t_cents: np.ndarray, below: int, above: int, small: int = 0, key: str = "name_id") -> Pairs:
+def _expand_by_amount(
+    m,
+    group_of_inv: np.ndarray,
+    inv_pos: np.ndarray,
+    inv_cents: np.ndarray,
+    t_cents: np.ndarray,
+    below: int,
+    above: int,
+    small: int = 0,
+    key: str = "name_id",
+) -> Pairs:
     """(t, i, + m's other columns) for the (t, ``key``) rows of ``m`` (columns, or a DataFrame): the group's
     invoices nearest to the transfer amount, ``below`` at or under it (a single or fee-reduced payment, parts of
     a multi-invoice payment) and ``above`` over it (partial payments), and the ``small`` ones nearest zero
@@ -417,8 +450,9 @@ def _expand_by_amount(m, group_of_inv: np.ndarray, inv_pos: np.ndarray, inv_cent
     return {"t": mt[rows], "i": i, **{col: np.asarray(m[col])[rows] for col in other}}
 
 
-def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Exclusion | None, inv_scope=None,
-                   tr_scope=None) -> Pairs:
+def memory_channel(
+    inv, tr, live: np.ndarray, memory: Memory | None, exclude: Exclusion | None, inv_scope=None, tr_scope=None
+) -> Pairs:
     """(t, i, mem): invoices of contractors this payer account/name paid before."""
     if memory is None:
         return _empty(["t", "i", "mem"])
@@ -430,28 +464,59 @@ def memory_channel(inv, tr, live: np.ndarray, memory: Memory | None, exclude: Ex
     top = _top_per_t(t, mem, MAX_MEMORY_NAMES)  # the contractors it paid most often
     t, name_key, mem = t[top], name_key[top], mem[top]
     # one code space: the paid contractors first, so an invoice's code below their number is one of them
-    code = _scoped(pd.factorize(np.concatenate([name_key, inv["name_key"].to_numpy()[live]]))[0],
-                   None if inv_scope is None else np.concatenate([tr_scope[t], inv_scope[live]]))
-    inv_code = code[len(name_key):]
-    ok = inv_code <= code[:len(name_key)].max()
-    return _expand_by_amount({"t": t, "key": code[:len(name_key)], "mem": mem}, inv_code[ok], live[ok],
-                             inv["cents"].to_numpy()[live[ok]], tr["cents"].to_numpy(),
-                             PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL, key="key")
+    code = _scoped(
+        pd.factorize(np.concatenate([name_key, inv["name_key"].to_numpy()[live]]))[0],
+        None if inv_scope is None else np.concatenate([tr_scope[t], inv_scope[live]]),
+    )
+    inv_code = code[len(name_key) :]
+    ok = inv_code <= code[: len(name_key)].max()
+    return _expand_by_amount(
+        {"t": t, "key": code[: len(name_key)], "mem": mem},
+        inv_code[ok],
+        live[ok],
+        inv["cents"].to_numpy()[live[ok]],
+        tr["cents"].to_numpy(),
+        PER_NAME_BELOW,
+        PER_NAME_ABOVE,
+        PER_NAME_SMALL,
+        key="key",
+    )
 
 
-def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.DataFrame, tr_chunks: pd.DataFrame,
-                        memory: Memory | None = None, exclude: Exclusion | None = None, max_candidates: int = 30,
-                        max_candidates_weak: int | None = None,
-                        lookback_days: int = 180, ref_max_df: int = 50, amount_max_df: int = 50,
-                        name_max_share: float = 0.15, inv_scope: np.ndarray | None = None,
-                        tr_scope: np.ndarray | None = None) -> pd.DataFrame:
+def generate_candidates(
+    inv: pd.DataFrame,
+    inv_chunks: pd.DataFrame,
+    tr: pd.DataFrame,
+    tr_chunks: pd.DataFrame,
+    memory: Memory | None = None,
+    exclude: Exclusion | None = None,
+    max_candidates: int = 30,
+    max_candidates_weak: int | None = None,
+    lookback_days: int = 180,
+    ref_max_df: int = 50,
+    amount_max_df: int = 50,
+    name_max_share: float = 0.15,
+    inv_scope: np.ndarray | None = None,
+    tr_scope: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Candidate pairs (t, i, prescore, channel scores), at most ``max_candidates`` per transfer.
 
     ``inv_scope``/``tr_scope`` (ints per invoice / transfer): independent problems blocked in one call (the
     service's batch of requests). Each problem's pairs, statistics and date window are its own, so its candidates
     are exactly those it gets alone."""
-    cols = ["t", "i", "prescore", "ref_score", "ref_share", "ref_near", "ref_exact", "amt_exact", "name_share", "mem",
-            "completes"]
+    cols = [
+        "t",
+        "i",
+        "prescore",
+        "ref_score",
+        "ref_share",
+        "ref_near",
+        "ref_exact",
+        "amt_exact",
+        "name_share",
+        "mem",
+        "completes",
+    ]
     if len(tr) == 0 or len(inv) == 0:
         return pd.DataFrame(_empty(cols))
     booked = tr["booked_at"].to_numpy()
@@ -468,8 +533,9 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     issued_day = issued.astype("datetime64[D]").astype(np.int64)
     # invoices settled by training payments before the first transfer is booked are no candidates at all
     settled = memory.settled_by(inv) if memory is not None else np.zeros(len(inv), np.int64) + (1 << 40)
-    live = np.flatnonzero((issued_day >= first - lookback_days) & (issued_day <= last + ISSUE_AFTER_BOOKING_DAYS)
-                          & (settled > first))
+    live = np.flatnonzero(
+        (issued_day >= first - lookback_days) & (issued_day <= last + ISSUE_AFTER_BOOKING_DAYS) & (settled > first)
+    )
     scopes = {"inv_scope": inv_scope, "tr_scope": tr_scope}
     parts = [
         ref_channel(inv_chunks, tr_chunks, live, ref_max_df, **scopes),
@@ -516,10 +582,24 @@ def generate_candidates(inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.Data
     in_term = (days >= 0.25 * term) & (days <= term + 3)
     long_overdue = days > term + 60
     c["completes"] = np.maximum(_completions(t, c["ref_exact"], ta, ia), c["set_hit"])
-    c["prescore"] = (4 * c["ref_share"] + 2 * c["ref_near"] + 3 * c["ref_exact"] + 0.05 * np.minimum(c["ref_score"], 40)
-                     + 4 * c["amt_exact"] + 2 * c["name_share"] + 2 * (c["mem"] > 0) + 1.5 * (near & who)
-                     + 0.5 * (fits_in & who) + 0.3 * (partial & who) - 0.5 * too_big + 3 * c["completes"]
-                     + 0.8 * in_term - 0.8 * long_overdue - 0.004 * np.clip(days, 0, None) - 0.5 * (days < 0))
+    c["prescore"] = (
+        4 * c["ref_share"]
+        + 2 * c["ref_near"]
+        + 3 * c["ref_exact"]
+        + 0.05 * np.minimum(c["ref_score"], 40)
+        + 4 * c["amt_exact"]
+        + 2 * c["name_share"]
+        + 2 * (c["mem"] > 0)
+        + 1.5 * (near & who)
+        + 0.5 * (fits_in & who)
+        + 0.3 * (partial & who)
+        - 0.5 * too_big
+        + 3 * c["completes"]
+        + 0.8 * in_term
+        - 0.8 * long_overdue
+        - 0.004 * np.clip(days, 0, None)
+        - 0.5 * (days < 0)
+    )
     order = np.lexsort((-c["prescore"], t))
     cap = np.full(len(tr), max_candidates)
     if max_candidates_weak is not None and max_candidates_weak > max_candidates:
@@ -547,7 +627,7 @@ def _max_per_pair(parts: list[Pairs], cols: list[str], n_inv: int) -> Pairs:
     for p in parts:
         for j, col in enumerate(cols):
             if col in p:
-                values[j, at:at + len(p["t"])] = p[col]
+                values[j, at : at + len(p["t"])] = p[col]
         at += len(p["t"])
     values = np.nan_to_num(np.take(values, order, axis=1), copy=False, nan=0.0)
     best = np.maximum.reduceat(values, start, axis=1) if len(ks) else values
@@ -573,7 +653,7 @@ def _completions(t: np.ndarray, ref_exact: np.ndarray, ta: np.ndarray, ia: np.nd
     value = pd.factorize(np.concatenate([cents, need]))[0]
     key = np.tile(which[rows], 2) * (int(value.max(initial=0)) + 1) + value
     code = np.unique(key, return_inverse=True)[1].ravel()
-    has, wants = code[:len(rows)], code[len(rows):]
+    has, wants = code[: len(rows)], code[len(rows) :]
     n_has, n_wants = np.bincount(has, minlength=len(key)), np.bincount(wants, minlength=len(key))
     itself = has == wants  # its cents are half the rest: it does not pair with itself
     in_pair = (n_wants[has] - itself > 0) | (n_has[wants] - itself > 0)

@@ -5,6 +5,7 @@ invoices). Features that look across a transfer's candidates (ambiguity, subset 
 within the given pair set, so scoring the same pairs gives the same features wherever it runs.
 Missing evidence is NaN (xgboost learns a direction for it), not a made-up zero.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,23 +24,67 @@ PARALLEL_MIN_ROWS = 20000  # string comparisons run on n_jobs threads from this 
 
 FEATURE_NAMES = [
     # reference numbers
-    "ref_exact", "ref_digits_exact", "ref_contains", "ref_lev", "ref_partial", "ref_groups", "ref_suffix",
-    "ref_suffix_frac", "ref_margin", "n_title_refs", "inv_has_ref", "n_exact_refs_in_transfer",
+    "ref_exact",
+    "ref_digits_exact",
+    "ref_contains",
+    "ref_lev",
+    "ref_partial",
+    "ref_groups",
+    "ref_suffix",
+    "ref_suffix_frac",
+    "ref_margin",
+    "n_title_refs",
+    "inv_has_ref",
+    "n_exact_refs_in_transfer",
     # names
-    "name_tset", "name_partial", "name_in_title", "payer_present",
+    "name_tset",
+    "name_partial",
+    "name_in_title",
+    "payer_present",
     # memory learnt from training links: payer account / name -> contractor, title-word link rates, already paid
-    "mem_acc_n", "mem_acc_share", "mem_acc_total", "mem_pay_n", "mem_pay_share", "mem_pay_total",
-    "word_rate_min", "word_rate_mean", "inv_paid_frac", "inv_paid_n", "amt_eq_remaining",
+    "mem_acc_n",
+    "mem_acc_share",
+    "mem_acc_total",
+    "mem_pay_n",
+    "mem_pay_share",
+    "mem_pay_total",
+    "word_rate_min",
+    "word_rate_mean",
+    "inv_paid_frac",
+    "inv_paid_n",
+    "amt_eq_remaining",
     # amounts
-    "amt_transfer_log", "amt_invoice_log", "amt_eq", "amt_ratio", "amt_absdiff", "amt_reldiff", "amt_fee",
-    "amt_sign_agree", "amt_partial", "amt_over", "currency_eq", "subset_exact", "subset_fee", "subset_size",
-    "n_same_amount", "named_sum_fits", "completes_named", "completes_named_exact", "completes_pair",
+    "amt_transfer_log",
+    "amt_invoice_log",
+    "amt_eq",
+    "amt_ratio",
+    "amt_absdiff",
+    "amt_reldiff",
+    "amt_fee",
+    "amt_sign_agree",
+    "amt_partial",
+    "amt_over",
+    "currency_eq",
+    "subset_exact",
+    "subset_fee",
+    "subset_size",
+    "n_same_amount",
+    "named_sum_fits",
+    "completes_named",
+    "completes_named_exact",
+    "completes_pair",
     "same_amount_age_rank",
-    "grp_set", "grp_set_size", "grp_sets_in_transfer",
+    "grp_set",
+    "grp_set_size",
+    "grp_sets_in_transfer",
     # dates
-    "days_since_issue", "days_to_due", "title_month_diff",
+    "days_since_issue",
+    "days_to_due",
+    "title_month_diff",
     # ambiguity
-    "n_cands", "heur_rank", "heur_margin",
+    "n_cands",
+    "heur_rank",
+    "heur_margin",
 ]
 
 
@@ -51,10 +96,10 @@ FEATURE_NAMES = [
 class Exclusion:
     """What leave-one-out takes out of memory for the training transfers: their own links and title words."""
 
-    own: pd.DataFrame          # t, name_key of each training transfer's true links
-    counted: np.ndarray        # bool per transfer: its title words were counted in memory
-    linked: np.ndarray         # bool per transfer: it pays something
-    own_alloc: pd.DataFrame    # t, i, a: each training transfer's own allocations
+    own: pd.DataFrame  # t, name_key of each training transfer's true links
+    counted: np.ndarray  # bool per transfer: its title words were counted in memory
+    linked: np.ndarray  # bool per transfer: it pays something
+    own_alloc: pd.DataFrame  # t, i, a: each training transfer's own allocations
 
 
 def _title_words(tr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +118,9 @@ def _title_words(tr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def _table(columns: list[str], rows=()) -> pd.DataFrame:
     """A memory table with fixed dtypes (text keys, float counts), also when empty."""
     df = rows[columns] if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=columns)
-    return df.reset_index(drop=True).astype({c: (object if c in ("key", "name_key", "word", "invoice_id") else np.float64) for c in columns})
+    return df.reset_index(drop=True).astype(
+        {c: (object if c in ("key", "name_key", "word", "invoice_id") else np.float64) for c in columns}
+    )
 
 
 PAID_COLUMNS = ["invoice_id", "day", "paid", "n"]
@@ -104,7 +151,9 @@ class Memory:
     @staticmethod
     def own_links(inv: pd.DataFrame, tr: pd.DataFrame, links_ti: pd.DataFrame) -> pd.DataFrame:
         """Distinct (t, name_key) of each transfer's true links; ``links_ti`` has positions t, i."""
-        own = pd.DataFrame({"t": links_ti["t"].to_numpy(), "name_key": inv["name_key"].to_numpy()[links_ti["i"].to_numpy()]})
+        own = pd.DataFrame(
+            {"t": links_ti["t"].to_numpy(), "name_key": inv["name_key"].to_numpy()[links_ti["i"].to_numpy()]}
+        )
         return own[own["name_key"] != ""].drop_duplicates()
 
     @classmethod
@@ -115,27 +164,39 @@ class Memory:
         own = cls.own_links(inv, tr, links_ti)
         alloc = links_ti[counted[links_ti["t"].to_numpy()]]
         alloc = alloc.assign(a=alloc["a"] if "a" in alloc else inv["amount"].to_numpy()[alloc["i"].to_numpy()])
-        return Exclusion(own=own[counted[own["t"].to_numpy()]], counted=counted, linked=linked,
-                         own_alloc=alloc[["t", "i", "a"]].reset_index(drop=True))
+        return Exclusion(
+            own=own[counted[own["t"].to_numpy()]],
+            counted=counted,
+            linked=linked,
+            own_alloc=alloc[["t", "i", "a"]].reset_index(drop=True),
+        )
 
     @classmethod
-    def learn(cls, inv: pd.DataFrame, tr: pd.DataFrame, links_ti: pd.DataFrame,
-              counted: np.ndarray | None = None) -> "Memory":
+    def learn(
+        cls, inv: pd.DataFrame, tr: pd.DataFrame, links_ti: pd.DataFrame, counted: np.ndarray | None = None
+    ) -> "Memory":
         """Learn from the transfers in ``counted`` (default all) and their links."""
         ex = cls.exclusion(inv, tr, links_ti, counted)
         tables = {}
         for side, col in (("account", "account"), ("payer", "payer")):
             k = ex.own.assign(key=tr[col].to_numpy()[ex.own["t"].to_numpy()])
             k = k[k["key"] != ""]
-            tables[side] = _table(["key", "name_key", "n"],
-                                  k.groupby(["key", "name_key"], as_index=False).size().rename(columns={"size": "n"}))
+            tables[side] = _table(
+                ["key", "name_key", "n"],
+                k.groupby(["key", "name_key"], as_index=False).size().rename(columns={"size": "n"}),
+            )
         wt, ww = _title_words(tr)
         w = pd.DataFrame({"t": wt, "word": ww})
         w = w[ex.counted[w["t"].to_numpy()]].assign(linked=lambda d: ex.linked[d["t"].to_numpy()].astype(np.int64))
-        words = _table(["word", "n", "n_linked"], w.groupby("word", as_index=False).agg(n=("t", "size"), n_linked=("linked", "sum")))
+        words = _table(
+            ["word", "n", "n_linked"],
+            w.groupby("word", as_index=False).agg(n=("t", "size"), n_linked=("linked", "sum")),
+        )
         rate = float(ex.linked[ex.counted].mean()) if ex.counted.any() else 0.9
-        pa = ex.own_alloc.assign(invoice_id=inv["invoice_id"].to_numpy()[ex.own_alloc["i"].to_numpy()],
-                                 day=_day(tr["booked_at"].to_numpy()[ex.own_alloc["t"].to_numpy()]))
+        pa = ex.own_alloc.assign(
+            invoice_id=inv["invoice_id"].to_numpy()[ex.own_alloc["i"].to_numpy()],
+            day=_day(tr["booked_at"].to_numpy()[ex.own_alloc["t"].to_numpy()]),
+        )
         paid = pa.groupby(["invoice_id", "day"], as_index=False).agg(paid=("a", "sum"), n=("t", "size"))
         return cls(**tables, words=words, paid=_table(PAID_COLUMNS, paid), link_rate=rate)
 
@@ -151,9 +212,14 @@ class Memory:
         codes = pd.Index(tab["invoice_id"].unique())
         tab = tab.assign(code=codes.get_indexer(tab["invoice_id"])).sort_values(["code", "day"])
         code, day = tab["code"].to_numpy(np.int64), tab["day"].to_numpy().astype(np.int64)
-        return {"codes": codes, "code": code, "day": day, "key": code * (1 << 24) + day,
-                "cum_paid": tab.groupby("code")["paid"].cumsum().to_numpy(np.float64),
-                "cum_n": tab.groupby("code")["n"].cumsum().to_numpy(np.float64)}
+        return {
+            "codes": codes,
+            "code": code,
+            "day": day,
+            "key": code * (1 << 24) + day,
+            "cum_paid": tab.groupby("code")["paid"].cumsum().to_numpy(np.float64),
+            "cum_n": tab.groupby("code")["n"].cumsum().to_numpy(np.float64),
+        }
 
     def paid_before(self, inv: pd.DataFrame, pairs: pd.DataFrame, tr: pd.DataFrame):
         """(amount, number of transfers) allocated to each pair's invoice by training transfers booked strictly
@@ -192,8 +258,13 @@ class Memory:
         keys = pd.Index(table["key"].unique())
         code = keys.get_indexer(table["key"])
         order, off = csr(code, len(keys))
-        return {"keys": keys, "order": order, "off": off, "name_key": table["name_key"].to_numpy(),
-                "n": table["n"].to_numpy(np.float64)}
+        return {
+            "keys": keys,
+            "order": order,
+            "off": off,
+            "name_key": table["name_key"].to_numpy(),
+            "n": table["n"].to_numpy(np.float64),
+        }
 
     def lookup(self, tr: pd.DataFrame, exclude: Exclusion | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(pairs, totals): pairs = t, name_key, acc_n, pay_n (sorted by t, name_key); totals = t, acc_total,
@@ -231,8 +302,8 @@ class Memory:
             keys, where = np.unique(t * (len(uniq) + 1) + code, return_inverse=True)
             where = where.reshape(-1)
             acc, pay = np.zeros(len(keys)), np.zeros(len(keys))
-            acc[where[:len(per[0][0])]] = per[0][2]
-            pay[where[len(per[0][0]):]] = per[1][2]
+            acc[where[: len(per[0][0])]] = per[0][2]
+            pay[where[len(per[0][0]) :]] = per[1][2]
             pt, pk = keys // (len(uniq) + 1), uniq[keys % (len(uniq) + 1)]
         else:
             pt, pk, acc, pay = np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0)
@@ -240,8 +311,11 @@ class Memory:
         return pairs, pd.DataFrame(totals)
 
     def _word_index(self):
-        return {"words": pd.Index(self.words["word"]), "n": self.words["n"].to_numpy(np.float64),
-                "n_linked": self.words["n_linked"].to_numpy(np.float64)}
+        return {
+            "words": pd.Index(self.words["word"]),
+            "n": self.words["n"].to_numpy(np.float64),
+            "n_linked": self.words["n_linked"].to_numpy(np.float64),
+        }
 
     def word_rates(self, tr: pd.DataFrame, exclude: Exclusion | None = None, prior: float = 2.0) -> pd.DataFrame:
         """Per transfer: the lowest and the mean smoothed link rate of its title words (NaN without words)."""
@@ -258,22 +332,31 @@ class Memory:
         rate = (n_linked + prior * self.link_rate) / (n + prior)
         off = np.searchsorted(t, np.arange(len(tr) + 1))
         cnt = np.diff(off)
-        return pd.DataFrame({"word_rate_min": segment_reduce(np.minimum, rate, off),
-                             "word_rate_mean": segment_reduce(np.add, rate, off) / np.where(cnt > 0, cnt, 1)})
+        return pd.DataFrame(
+            {
+                "word_rate_min": segment_reduce(np.minimum, rate, off),
+                "word_rate_mean": segment_reduce(np.add, rate, off) / np.where(cnt > 0, cnt, 1),
+            }
+        )
 
     def to_dict(self) -> dict:
-        return {"account": self.account[["key", "name_key", "n"]].values.tolist(),
-                "payer": self.payer[["key", "name_key", "n"]].values.tolist(),
-                "words": self.words[["word", "n", "n_linked"]].values.tolist(),
-                "paid": self.paid[PAID_COLUMNS].values.tolist(), "link_rate": self.link_rate}
+        return {
+            "account": self.account[["key", "name_key", "n"]].values.tolist(),
+            "payer": self.payer[["key", "name_key", "n"]].values.tolist(),
+            "words": self.words[["word", "n", "n_linked"]].values.tolist(),
+            "paid": self.paid[PAID_COLUMNS].values.tolist(),
+            "link_rate": self.link_rate,
+        }
 
     @classmethod
     def from_dict(cls, raw: dict) -> "Memory":
-        return cls(account=_table(["key", "name_key", "n"], raw.get("account", [])),
-                   payer=_table(["key", "name_key", "n"], raw.get("payer", [])),
-                   words=_table(["word", "n", "n_linked"], raw.get("words", [])),
-                   paid=_table(PAID_COLUMNS, raw.get("paid", [])),
-                   link_rate=float(raw.get("link_rate", 0.9)))
+        return cls(
+            account=_table(["key", "name_key", "n"], raw.get("account", [])),
+            payer=_table(["key", "name_key", "n"], raw.get("payer", [])),
+            words=_table(["word", "n", "n_linked"], raw.get("words", [])),
+            paid=_table(PAID_COLUMNS, raw.get("paid", [])),
+            link_rate=float(raw.get("link_rate", 0.9)),
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -301,7 +384,11 @@ def common_suffix_len(a: np.ndarray, b: np.ndarray, width: int = 16) -> np.ndarr
     if len(a) == 0:
         return np.zeros(0, dtype=np.int64)
     ra = np.array([s[::-1][:width].ljust(width, "\0") for s in a], dtype=f"U{width}").view(np.uint32).reshape(-1, width)
-    rb = np.array([s[::-1][:width].ljust(width, "\x01") for s in b], dtype=f"U{width}").view(np.uint32).reshape(-1, width)
+    rb = (
+        np.array([s[::-1][:width].ljust(width, "\x01") for s in b], dtype=f"U{width}")
+        .view(np.uint32)
+        .reshape(-1, width)
+    )
     return np.cumprod(ra == rb, axis=1).sum(axis=1)
 
 
@@ -334,16 +421,20 @@ def _margin(t: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v - best_other
 
 
-def subset_sums(t: np.ndarray, score: np.ndarray, t_amount: np.ndarray, i_amount: np.ndarray,
-                k: int = SUBSET_K) -> dict[str, np.ndarray]:
+def subset_sums(
+    t: np.ndarray, score: np.ndarray, t_amount: np.ndarray, i_amount: np.ndarray, k: int = SUBSET_K
+) -> dict[str, np.ndarray]:
     """For each pair: is it in a subset (size>=2) of its transfer's top-k candidates (by ``score``) whose
     invoice amounts sum to the transfer amount exactly / within the fee tolerance; and the smallest such size.
 
     All transfers at once: an (n_transfers x 2^k) matrix of subset sums, no Python loop over transfers.
     """
     n = len(t)
-    out = {"subset_exact": np.zeros(n, np.float32), "subset_fee": np.zeros(n, np.float32),
-           "subset_size": np.full(n, np.nan, np.float32)}
+    out = {
+        "subset_exact": np.zeros(n, np.float32),
+        "subset_fee": np.zeros(n, np.float32),
+        "subset_size": np.full(n, np.nan, np.float32),
+    }
     if n == 0:
         return out
     slots, tpos, order = top_k_slots(t, score, k)
@@ -376,7 +467,9 @@ def subset_sums(t: np.ndarray, score: np.ndarray, t_amount: np.ndarray, i_amount
 
 def is_settled(amount: np.ndarray, paid: np.ndarray) -> np.ndarray:
     """Payments ``paid`` cover ``amount`` (same sign, up to the fee tolerance): nothing is left to pay."""
-    return (paid != 0) & (np.sign(paid) == np.sign(amount)) & (np.abs(paid) >= np.abs(amount) * (1 - FEE_TOLERANCE) - 0.01)
+    return (
+        (paid != 0) & (np.sign(paid) == np.sign(amount)) & (np.abs(paid) >= np.abs(amount) * (1 - FEE_TOLERANCE) - 0.01)
+    )
 
 
 def amount_fits(target, sums, sizes):
@@ -393,7 +486,7 @@ _MASKS: dict[int, np.ndarray] = {}
 def subset_masks(k: int) -> np.ndarray:
     """All 2^k subsets of k slots as a boolean (2^k x k) matrix; row 0 is the empty set."""
     if k not in _MASKS:
-        _MASKS[k] = ((np.arange(2 ** k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+        _MASKS[k] = ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
     return _MASKS[k]
 
 
@@ -411,7 +504,7 @@ def top_k_slots(t: np.ndarray, score: np.ndarray, k: int):
 
 
 MAX_GROUP = 12  # exact set sums are searched among all open invoices of one contractor when it has at most this many
-MAX_SET = 6     # ... over sets of 2..MAX_SET invoices
+MAX_SET = 6  # ... over sets of 2..MAX_SET invoices
 _SET_MASKS: dict[tuple[int, int], np.ndarray] = {}
 
 
@@ -424,8 +517,13 @@ def set_masks(n: int, max_size: int = MAX_SET) -> np.ndarray:
     return _SET_MASKS[(n, max_size)]
 
 
-def group_sets(key: np.ndarray, cents: np.ndarray, target: np.ndarray | None = None, max_n: int = MAX_GROUP,
-               max_size: int = MAX_SET):
+def group_sets(
+    key: np.ndarray,
+    cents: np.ndarray,
+    target: np.ndarray | None = None,
+    max_n: int = MAX_GROUP,
+    max_size: int = MAX_SET,
+):
     """Sets of rows that share a key (a contractor), for keys with 2..max_n rows: every subset of 2..max_size.
 
     Yields, per group size n, (rows: keys x n row indices, masks: sets x n, sums: keys x sets in cents) with
@@ -461,8 +559,13 @@ def group_set_features(t: np.ndarray, group: np.ndarray, ia: np.ndarray, ta: np.
     many such sets the transfer has (several: ambiguous). Only (transfer, contractor) pairs with <= MAX_GROUP
     candidates are searched: with more, an exact sum of 4-6 invoices is no longer evidence."""
     n = len(t)
-    out = pd.DataFrame({"grp_set": np.zeros(n, np.float32), "grp_set_size": np.full(n, np.nan, np.float32),
-                        "grp_sets_in_transfer": np.zeros(n, np.float32)})
+    out = pd.DataFrame(
+        {
+            "grp_set": np.zeros(n, np.float32),
+            "grp_set_size": np.full(n, np.nan, np.float32),
+            "grp_sets_in_transfer": np.zeros(n, np.float32),
+        }
+    )
     if n == 0:
         return out
     g = np.asarray(group, np.int64)
@@ -491,12 +594,21 @@ def group_set_features(t: np.ndarray, group: np.ndarray, ia: np.ndarray, ta: np.
 # the feature function
 
 
-_REF_COLS = ["ref_exact", "ref_digits_exact", "ref_contains", "ref_lev", "ref_partial", "ref_groups", "ref_suffix",
-             "ref_suffix_frac"]
+_REF_COLS = [
+    "ref_exact",
+    "ref_digits_exact",
+    "ref_contains",
+    "ref_lev",
+    "ref_partial",
+    "ref_groups",
+    "ref_suffix",
+    "ref_suffix_frac",
+]
 
 
-def _ref_features(t: np.ndarray, i: np.ndarray, inv_chunks: pd.DataFrame, tr_chunks: pd.DataFrame, n_inv: int,
-                  n_tr: int, n_jobs: int) -> dict[str, np.ndarray]:
+def _ref_features(
+    t: np.ndarray, i: np.ndarray, inv_chunks: pd.DataFrame, tr_chunks: pd.DataFrame, n_inv: int, n_tr: int, n_jobs: int
+) -> dict[str, np.ndarray]:
     """Reference similarity of each pair: every (invoice chunk, title chunk) of the pair compared, best kept."""
     n = len(t)
     ci_order, ci_off = csr(inv_chunks["i"].to_numpy(), n_inv)
@@ -520,8 +632,10 @@ def _ref_features(t: np.ndarray, i: np.ndarray, inv_chunks: pd.DataFrame, tr_chu
         "ref_contains": np.array([x in y or (len(y) >= 4 and x.startswith(y)) for x, y in zip(di, dt)], bool),
         "ref_lev": _cdist(di, dt, Levenshtein.normalized_similarity, n_jobs),
         "ref_partial": _cdist(di, dt, fuzz.partial_ratio, n_jobs) / 100.0,
-        "ref_groups": _cdist(inv_chunks["groups"].to_numpy()[ci], tr_chunks["groups"].to_numpy()[ct],
-                             fuzz.token_set_ratio, n_jobs) / 100.0,
+        "ref_groups": _cdist(
+            inv_chunks["groups"].to_numpy()[ci], tr_chunks["groups"].to_numpy()[ct], fuzz.token_set_ratio, n_jobs
+        )
+        / 100.0,
         "ref_suffix": suf,
         "ref_suffix_frac": suf / np.maximum(np.fromiter(map(len, di), np.int64, len(di)), 1),
     }
@@ -533,9 +647,16 @@ def _ref_features(t: np.ndarray, i: np.ndarray, inv_chunks: pd.DataFrame, tr_chu
     return out
 
 
-def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFrame, tr: pd.DataFrame,
-                  tr_chunks: pd.DataFrame, memory: Memory | None = None, exclude: Exclusion | None = None,
-                  n_jobs: int = 1) -> pd.DataFrame:
+def pair_features(
+    pairs: pd.DataFrame,
+    inv: pd.DataFrame,
+    inv_chunks: pd.DataFrame,
+    tr: pd.DataFrame,
+    tr_chunks: pd.DataFrame,
+    memory: Memory | None = None,
+    exclude: Exclusion | None = None,
+    n_jobs: int = 1,
+) -> pd.DataFrame:
     """Feature matrix (columns FEATURE_NAMES, float32) for ``pairs`` (columns t, i), row for row.
 
     ``inv``/``tr`` and the chunk frames come from normalize.prepare_*; ``exclude`` (Memory.exclusion) makes
@@ -619,7 +740,9 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     paid, npaid = memory.paid_before(inv, pd.DataFrame({"t": t, "i": i}), tr)
     F["inv_paid_frac"] = paid / np.where(ia != 0, ia, 1.0)
     F["inv_paid_n"] = npaid
-    F["amt_eq_remaining"] = ((npaid > 0) & (np.abs(ta - (ia - paid)) <= FEE_TOLERANCE * np.abs(ia - paid) + CENT)).astype(np.float32)
+    F["amt_eq_remaining"] = (
+        (npaid > 0) & (np.abs(ta - (ia - paid)) <= FEE_TOLERANCE * np.abs(ia - paid) + CENT)
+    ).astype(np.float32)
 
     # --- completing the amount: the invoices the title names exactly, plus this one (or this one and another)
     named = (nan(F["ref_digits_exact"]) > 0) | (nan(F["ref_exact"]) > 0)
@@ -628,7 +751,9 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     ones = np.ones(n)
     F["named_sum_fits"] = np.where(any_named, amount_fits(ta, named_sum, ones * 2), np.nan).astype(np.float32)
     rest = ta - named_sum
-    F["completes_named"] = (~named & (np.abs(rest) >= 0.01) & amount_fits(ta, named_sum + ia, ones * 2)).astype(np.float32)
+    F["completes_named"] = (~named & (np.abs(rest) >= 0.01) & amount_fits(ta, named_sum + ia, ones * 2)).astype(
+        np.float32
+    )
     all_named = any_named & ~named & (np.abs(rest) >= 0.01) & (np.abs(rest - ia) <= CENT)
     one_named = np.zeros(n, bool)
     one_named[anchor_completions(t, ia, tr["amount"].to_numpy(), named)["c"].to_numpy()] = True
@@ -652,7 +777,11 @@ def pair_features(pairs: pd.DataFrame, inv: pd.DataFrame, inv_chunks: pd.DataFra
     F.update(subset_sums(t, heur, tr["amount"].to_numpy(), ia))
     back = np.empty(n, np.int64)
     back[order] = np.arange(n)
-    matrix = np.column_stack([np.asarray(F[c], np.float32) for c in FEATURE_NAMES]) if n else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+    matrix = (
+        np.column_stack([np.asarray(F[c], np.float32) for c in FEATURE_NAMES])
+        if n
+        else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+    )
     return pd.DataFrame(matrix[back], columns=FEATURE_NAMES)
 
 
@@ -689,6 +818,14 @@ def heuristic_score(F) -> np.ndarray:
     ref = z("ref_lev") + z("ref_contains")
     days = g("days_since_issue")
     done = np.fmax(g("completes_named"), g("completes_pair")) + g("completes_named_exact")
-    return (3 * ref + 2 * g("amt_eq") + g("amt_fee") + 1.5 * name + 1.5 * mem + 2 * done
-            + 2 * g("grp_set")
-            + 0.5 * g("amt_sign_agree") - 0.002 * np.abs(days))
+    return (
+        3 * ref
+        + 2 * g("amt_eq")
+        + g("amt_fee")
+        + 1.5 * name
+        + 1.5 * mem
+        + 2 * done
+        + 2 * g("grp_set")
+        + 0.5 * g("amt_sign_agree")
+        - 0.002 * np.abs(days)
+    )

@@ -12,14 +12,14 @@ model and the threshold see probabilities like the ones they were fitted on (a m
 more confident than its out-of-fold self, which would make the threshold too lenient).
 Transfers without any candidate get ``empty_confidence_``: how often such a training transfer paid nothing.
 """
+
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import os
 
 # OpenMP threads that wait for work spin by default. On a shared machine (more runnable threads than cores) a
 # 2-thread xgboost then runs ~20x slower than a 1-thread one (measured: 280 vs 13 ms per boosting round on 2
@@ -32,9 +32,9 @@ import pandas as pd  # noqa: E402
 import xgboost as xgb  # noqa: E402
 
 from ..data.contract import TABLES
+from ..evaluation.metrics import blocking_recall
 from .arrays import run_starts
 from .base import BaseMatcher
-from ..evaluation.metrics import blocking_recall
 from .candidates import generate_candidates
 from .features import FEATURE_NAMES, FEE_TOLERANCE, Memory, pair_features
 from .normalize import prepare_invoices, prepare_transfers
@@ -51,6 +51,7 @@ SET_ROUNDS, SET_DEPTH = 150, 4
 def _library_version() -> str:
     try:
         from importlib.metadata import version
+
         return version("ledgerlink")
     except Exception:  # running from a source tree
         return "0+unknown"
@@ -58,8 +59,8 @@ def _library_version() -> str:
 
 @dataclass
 class MatchResult:
-    links: pd.DataFrame       # transfer_id, invoice_id, allocated_amount, confidence
-    decisions: pd.DataFrame   # transfer_id, n_invoices, confidence, decision ("auto" | "review")
+    links: pd.DataFrame  # transfer_id, invoice_id, allocated_amount, confidence
+    decisions: pd.DataFrame  # transfer_id, n_invoices, confidence, decision ("auto" | "review")
     candidates: pd.DataFrame  # transfer_id, invoice_id, probability, rank
 
 
@@ -84,8 +85,10 @@ def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -
         need = ["transfer_id", "invoice_id"]
     missing = [c for c in need if c not in df.columns]
     if missing:
-        raise ValueError(f"{table}: missing required column(s) {missing}; columns present: {list(df.columns)}. "
-                         "Map warehouse names to the canonical ones (ledgerlink.data.contract.ColumnMap).")
+        raise ValueError(
+            f"{table}: missing required column(s) {missing}; columns present: {list(df.columns)}. "
+            "Map warehouse names to the canonical ones (ledgerlink.data.contract.ColumnMap)."
+        )
     df = df.copy()
     for c in TABLES[table]:
         if c.name not in df.columns:
@@ -107,7 +110,9 @@ def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -
     dup = df.assign(_scope=scope).duplicated(key + ["_scope"]) if scope is not None else df.duplicated(key)
     if dup.any():
         where = f" in problem(s) {sorted(set(scope[dup.to_numpy()].tolist()))[:5]}" if scope is not None else ""
-        raise ValueError(f"{table}: {int(dup.sum())} duplicate key(s) {key}{where}, e.g. {df.loc[dup, key].head(3).values.tolist()}")
+        raise ValueError(
+            f"{table}: {int(dup.sum())} duplicate key(s) {key}{where}, e.g. {df.loc[dup, key].head(3).values.tolist()}"
+        )
     return df
 
 
@@ -115,6 +120,7 @@ def _progress(enabled: bool, total: int, desc: str):
     if not enabled:
         return None
     from tqdm.auto import tqdm
+
     return tqdm(total=total, desc=desc, leave=False)
 
 
@@ -134,10 +140,24 @@ class Matcher(BaseMatcher):
     ``auto_threshold_`` = 1: every decision goes to review); any other value cross-fits on ``n_folds`` folds.
     """
 
-    def __init__(self, max_candidates=20, max_candidates_weak=100, lookback_days=180, n_estimators=400, max_depth=6,
-                 learning_rate=0.08, target_precision=0.995, validation_fraction=0.2, n_folds=2,
-                 early_stopping_rounds=40, peel_confidence=0.9, batch_size=50000, random_state=0, n_jobs=2,
-                 show_progress=False):
+    def __init__(
+        self,
+        max_candidates=20,
+        max_candidates_weak=100,
+        lookback_days=180,
+        n_estimators=400,
+        max_depth=6,
+        learning_rate=0.08,
+        target_precision=0.995,
+        validation_fraction=0.2,
+        n_folds=2,
+        early_stopping_rounds=40,
+        peel_confidence=0.9,
+        batch_size=50000,
+        random_state=0,
+        n_jobs=2,
+        show_progress=False,
+    ):
         self.max_candidates = max_candidates
         self.max_candidates_weak = max_candidates_weak
         self.lookback_days = lookback_days
@@ -154,10 +174,23 @@ class Matcher(BaseMatcher):
         self.n_jobs = n_jobs
         self.show_progress = show_progress
 
-    _PARAMS = ("max_candidates", "max_candidates_weak", "lookback_days", "n_estimators", "max_depth", "learning_rate",
-               "target_precision", "validation_fraction", "n_folds", "early_stopping_rounds", "peel_confidence", "batch_size",
-               "random_state", "n_jobs",
-               "show_progress")
+    _PARAMS = (
+        "max_candidates",
+        "max_candidates_weak",
+        "lookback_days",
+        "n_estimators",
+        "max_depth",
+        "learning_rate",
+        "target_precision",
+        "validation_fraction",
+        "n_folds",
+        "early_stopping_rounds",
+        "peel_confidence",
+        "batch_size",
+        "random_state",
+        "n_jobs",
+        "show_progress",
+    )
 
     def get_params(self, deep=True) -> dict:
         return {p: getattr(self, p) for p in self._PARAMS}
@@ -181,9 +214,19 @@ class Matcher(BaseMatcher):
 
     def _block(self, inv, ic, tr, tc, memory, exclude, scopes=(None, None)) -> pd.DataFrame:
         """Candidate pairs (t, i); ``scopes``: (invoice, transfer) problem numbers when several are matched at once."""
-        return generate_candidates(inv, ic, tr, tc, memory=memory, exclude=exclude, max_candidates=self.max_candidates,
-                                   max_candidates_weak=self.max_candidates_weak, lookback_days=self.lookback_days,
-                                   inv_scope=scopes[0], tr_scope=scopes[1])[["t", "i"]].reset_index(drop=True)
+        return generate_candidates(
+            inv,
+            ic,
+            tr,
+            tc,
+            memory=memory,
+            exclude=exclude,
+            max_candidates=self.max_candidates,
+            max_candidates_weak=self.max_candidates_weak,
+            lookback_days=self.lookback_days,
+            inv_scope=scopes[0],
+            tr_scope=scopes[1],
+        )[["t", "i"]].reset_index(drop=True)
 
     def _featurize(self, pairs, inv, ic, tr, tc, memory, exclude, fold=None):
         X = pair_features(pairs, inv, ic, tr, tc, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
@@ -195,10 +238,19 @@ class Matcher(BaseMatcher):
         return X
 
     def _xgb_params(self, depth=None) -> dict:
-        return {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist",
-                "max_depth": depth or self.max_depth, "learning_rate": self.learning_rate, "nthread": self.n_jobs,
-                "seed": self.random_state, "min_child_weight": 1.0, "subsample": 0.9, "colsample_bytree": 0.9,
-                "max_bin": 128}  # most features take few values; fewer bins halve the time per tree
+        return {
+            "objective": "binary:logistic",
+            "eval_metric": "logloss",
+            "tree_method": "hist",
+            "max_depth": depth or self.max_depth,
+            "learning_rate": self.learning_rate,
+            "nthread": self.n_jobs,
+            "seed": self.random_state,
+            "min_child_weight": 1.0,
+            "subsample": 0.9,
+            "colsample_bytree": 0.9,
+            "max_bin": 128,
+        }  # most features take few values; fewer bins halve the time per tree
 
     def _train(self, X, y, desc, rounds=None, depth=None, eval_set=None) -> xgb.Booster:
         """One booster; with ``eval_set`` (X, y) it stops when the held-out logloss has not improved for
@@ -209,11 +261,24 @@ class Matcher(BaseMatcher):
             dtrain = xgb.DMatrix(X.to_numpy(np.float32), label=y, feature_names=list(X.columns), nthread=self.n_jobs)
             kw = {}
             if eval_set is not None and self.early_stopping_rounds and len(eval_set[1]):
-                dval = xgb.DMatrix(eval_set[0].to_numpy(np.float32), label=eval_set[1], feature_names=list(X.columns),
-                                   nthread=self.n_jobs)
-                kw = {"evals": [(dval, "val")], "early_stopping_rounds": self.early_stopping_rounds, "verbose_eval": False}
-            booster = xgb.train(self._xgb_params(depth), dtrain, num_boost_round=rounds,
-                                callbacks=[_TqdmCallback(bar)] if bar is not None else None, **kw)
+                dval = xgb.DMatrix(
+                    eval_set[0].to_numpy(np.float32),
+                    label=eval_set[1],
+                    feature_names=list(X.columns),
+                    nthread=self.n_jobs,
+                )
+                kw = {
+                    "evals": [(dval, "val")],
+                    "early_stopping_rounds": self.early_stopping_rounds,
+                    "verbose_eval": False,
+                }
+            booster = xgb.train(
+                self._xgb_params(depth),
+                dtrain,
+                num_boost_round=rounds,
+                callbacks=[_TqdmCallback(bar)] if bar is not None else None,
+                **kw,
+            )
             if kw:
                 booster = booster[: booster.best_iteration + 1]
             return booster
@@ -258,8 +323,10 @@ class Matcher(BaseMatcher):
         scored = pairs.assign(probability=p)
         if score_sets is None:
             from .assignment import assign
-            links, dec = assign(scored, tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr),
-                                booked=tr["booked_at"].to_numpy())
+
+            links, dec = assign(
+                scored, tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr), booked=tr["booked_at"].to_numpy()
+            )
         else:
             links, dec = self._choose(pairs, X, p, inv, tr, score_sets)
             if refeaturize is not None and self.peel_confidence < 1:
@@ -271,8 +338,17 @@ class Matcher(BaseMatcher):
     def _choose(self, pairs, X, p, inv, tr, score_sets):
         table, SX = self._sets(pairs, X, p, inv, tr)
         q = score_sets(SX, table.sets["t"].to_numpy())
-        return choose_sets(table, q, pairs["t"].to_numpy(), pairs["i"].to_numpy(), p, tr["amount"].to_numpy(),
-                           inv["amount"].to_numpy(), len(tr), booked=tr["booked_at"].to_numpy())
+        return choose_sets(
+            table,
+            q,
+            pairs["t"].to_numpy(),
+            pairs["i"].to_numpy(),
+            p,
+            tr["amount"].to_numpy(),
+            inv["amount"].to_numpy(),
+            len(tr),
+            booked=tr["booked_at"].to_numpy(),
+        )
 
     def _second_pass(self, pairs, links, dec, inv, tr, score_sets, refeaturize, pair_proba):
         conf = dec["confidence"].to_numpy()
@@ -317,7 +393,11 @@ class Matcher(BaseMatcher):
         lk = links[ok]
         out = pd.DataFrame({"t": ti[lk["transfer_id"]].to_numpy(), "i": ii[lk["invoice_id"]].to_numpy()})
         # links without an allocation are taken to pay the whole invoice
-        a = pd.to_numeric(lk["allocated_amount"], errors="coerce").to_numpy() if "allocated_amount" in lk else np.full(len(lk), np.nan)
+        a = (
+            pd.to_numeric(lk["allocated_amount"], errors="coerce").to_numpy()
+            if "allocated_amount" in lk
+            else np.full(len(lk), np.nan)
+        )
         out["a"] = np.where(np.isnan(a), inv["amount"].to_numpy()[out["i"].to_numpy()], a)
         return out.drop_duplicates(["t", "i"])
 
@@ -345,13 +425,22 @@ class Matcher(BaseMatcher):
         X = self._fit_extra(pairs, X, y, inv, tr, fold)
         self.feature_names_ = list(X.columns)
         summary = self._fit_models(pairs, X, y, t, inv, ic, tr, tc, links_ti, exclude, fold)
-        cand_ids = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[t],
-                                 "invoice_id": inv["invoice_id"].to_numpy()[pairs["i"].to_numpy()]})
+        cand_ids = pd.DataFrame(
+            {
+                "transfer_id": tr["transfer_id"].to_numpy()[t],
+                "invoice_id": inv["invoice_id"].to_numpy()[pairs["i"].to_numpy()],
+            }
+        )
         self.training_summary_ = {
-            "n_transfers": int(n_t), "n_invoices": int(len(inv)), "n_links": int(len(links)),
-            "n_links_unmatched_ids": int(len(links) - len(links_ti)), "n_pairs": int(len(pairs)),
-            "n_positive_pairs": int(y.sum()), "blocking_recall_train": blocking_recall(cand_ids, links),
-            **summary, "auto_threshold": float(self.auto_threshold_),
+            "n_transfers": int(n_t),
+            "n_invoices": int(len(inv)),
+            "n_links": int(len(links)),
+            "n_links_unmatched_ids": int(len(links) - len(links_ti)),
+            "n_pairs": int(len(pairs)),
+            "n_positive_pairs": int(y.sum()),
+            "blocking_recall_train": blocking_recall(cand_ids, links),
+            **summary,
+            "auto_threshold": float(self.auto_threshold_),
             "fit_seconds": round(time.perf_counter() - start, 3),
         }
         return self
@@ -402,8 +491,9 @@ class Matcher(BaseMatcher):
         sf = fold[table.sets["t"].to_numpy()]
         set_folds = []
         for k in range(max(2, self.n_folds)):  # cross-fitted too, so the threshold is chosen on unseen decisions
-            set_folds.append(self._train(SX[sf != k], z[sf != k], f"xgboost sets fold {k}", rounds=SET_ROUNDS,
-                                         depth=SET_DEPTH))
+            set_folds.append(
+                self._train(SX[sf != k], z[sf != k], f"xgboost sets fold {k}", rounds=SET_ROUNDS, depth=SET_DEPTH)
+            )
         self.set_booster_ = self._train(SX, z, "xgboost sets", rounds=SET_ROUNDS, depth=SET_DEPTH)
         if bar is not None:
             bar.update(1)
@@ -418,17 +508,26 @@ class Matcher(BaseMatcher):
             return out
 
         _, v_links, v_dec = self._decide(
-            pairs, X, oof, inv, tr, score_sets=lambda SX_, st: by_fold(set_folds, SX_, fold[st]),
+            pairs,
+            X,
+            oof,
+            inv,
+            tr,
+            score_sets=lambda SX_, st: by_fold(set_folds, SX_, fold[st]),
             refeaturize=lambda sub: self._featurize(sub, inv, ic, tr, tc, self.memory_, exclude, fold),
-            pair_proba=lambda X2, t2: by_fold(boosters, X2, fold[t2]))
+            pair_proba=lambda X2, t2: by_fold(boosters, X2, fold[t2]),
+        )
         correct = self._set_correct(v_links, v_dec, links_ti)
         conf = v_dec["confidence"].to_numpy()
-        self._validation = pd.DataFrame({"transfer_id": tr["transfer_id"].to_numpy()[v_dec["t"].to_numpy()],
-                                         "confidence": conf, "correct": correct})
+        self._validation = pd.DataFrame(
+            {"transfer_id": tr["transfer_id"].to_numpy()[v_dec["t"].to_numpy()], "confidence": conf, "correct": correct}
+        )
         self.auto_threshold_ = self._choose_threshold(conf, correct)
         auto = conf >= self.auto_threshold_
         return {
-            "validation_transfers": int(n_t), "pair_rounds": rounds, "n_sets": int(len(z)),
+            "validation_transfers": int(n_t),
+            "pair_rounds": rounds,
+            "n_sets": int(len(z)),
             "sets_with_truth": float(z.sum() / max(n_t, 1)),
             "validation_set_accuracy": float(correct.mean()),
             "validation_auto_rate": float(auto.mean()),
@@ -438,7 +537,10 @@ class Matcher(BaseMatcher):
     @staticmethod
     def _set_correct(links: pd.DataFrame, decisions: pd.DataFrame, links_ti: pd.DataFrame) -> np.ndarray:
         """Per decision row: is the chosen set exactly the true set (the empty set included)?"""
-        key = lambda df: df.groupby("t")["i"].apply(lambda s: tuple(sorted(s)))
+
+        def key(df):
+            return df.groupby("t")["i"].apply(lambda s: tuple(sorted(s)))
+
         pred, true = key(links), key(links_ti)
         tt = decisions["t"]
         p = pred.reindex(tt).map(lambda v: v if isinstance(v, tuple) else ())
@@ -463,7 +565,9 @@ class Matcher(BaseMatcher):
     # ----------------------------------------------------------------------------------------------------------
     def _check_fitted(self):
         if not hasattr(self, "pair_boosters_"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted; call fit() or {type(self).__name__}.load() first")
+            raise RuntimeError(
+                f"this {type(self).__name__} is not fitted; call fit() or {type(self).__name__}.load() first"
+            )
 
     def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
         """Match ``transfers`` against ``invoices`` (all invoices that could still be open, any month).
@@ -480,7 +584,7 @@ class Matcher(BaseMatcher):
         order = np.argsort(tr_all["booked_at"].to_numpy(), kind="stable")
         parts = []
         for lo in range(0, max(n, 1), size):
-            idx = np.sort(order[lo:lo + size])
+            idx = np.sort(order[lo : lo + size])
             if n and len(idx) == n:
                 tr, tc = tr_all, tc_all
             else:
@@ -497,8 +601,9 @@ class Matcher(BaseMatcher):
         scored = pd.concat([glob(p[1], p[0]) for p in parts], ignore_index=True)
         links = pd.concat([glob(p[2], p[0]) for p in parts], ignore_index=True).sort_values(["t", "i"], kind="stable")
         dec = pd.concat([glob(p[3], p[0]) for p in parts], ignore_index=True).sort_values("t", kind="stable")
-        return self._result(scored, links.reset_index(drop=True), dec.reset_index(drop=True), inv, tr_all,
-                            self.auto_threshold_)
+        return self._result(
+            scored, links.reset_index(drop=True), dec.reset_index(drop=True), inv, tr_all, self.auto_threshold_
+        )
 
     def match_many(self, problems: list[tuple[pd.DataFrame, pd.DataFrame]]) -> list[MatchResult]:
         """Match independent (invoices, transfers) problems in one call, e.g. concurrent HTTP requests.
@@ -518,13 +623,21 @@ class Matcher(BaseMatcher):
         pairs = self._block(inv, ic, tr, tc, self.memory_, None, (inv_scope, tr_scope))
         scored, links, dec = self._match_batch(inv, ic, tr, tc, pairs)
         # one result, cut per problem: its frames are sorted by transfer, and a problem's transfers are contiguous
-        bounds = [np.r_[0, np.cumsum(np.bincount(tr_scope[df["t"].to_numpy()], minlength=len(problems)))]
-                  for df in (scored, links, dec)]
+        bounds = [
+            np.r_[0, np.cumsum(np.bincount(tr_scope[df["t"].to_numpy()], minlength=len(problems)))]
+            for df in (scored, links, dec)
+        ]
         result = self._result(scored, links, dec, inv, tr, self.auto_threshold_)
         frames = (result.candidates, result.links, result.decisions)
-        cut = lambda df, b, k: df.iloc[b[k]:b[k + 1]].reset_index(drop=True)  # noqa: E731
-        return [MatchResult(candidates=cut(frames[0], bounds[0], k), links=cut(frames[1], bounds[1], k),
-                            decisions=cut(frames[2], bounds[2], k)) for k in range(len(problems))]
+        cut = lambda df, b, k: df.iloc[b[k] : b[k + 1]].reset_index(drop=True)  # noqa: E731
+        return [
+            MatchResult(
+                candidates=cut(frames[0], bounds[0], k),
+                links=cut(frames[1], bounds[1], k),
+                decisions=cut(frames[2], bounds[2], k),
+            )
+            for k in range(len(problems))
+        ]
 
     def _prepare_many(self, problems):
         """Checked and prepared frames of all problems, one after the other, with each row's problem number.
@@ -534,16 +647,20 @@ class Matcher(BaseMatcher):
         nulls, in another (a missing ``counterparty_name`` makes the title stand in for the payer)."""
         for k, p in enumerate(problems):
             if not (isinstance(p, (tuple, list)) and len(p) == 2):
-                raise TypeError(f"problem {k}: expected an (invoices, transfers) pair of DataFrames, got {type(p).__name__}")
+                raise TypeError(
+                    f"problem {k}: expected an (invoices, transfers) pair of DataFrames, got {type(p).__name__}"
+                )
             for frame, table in zip(p, ("invoices", "transfers")):
                 if not isinstance(frame, pd.DataFrame):
                     raise TypeError(f"problem {k}: {table} must be a pandas DataFrame, got {type(frame).__name__}")
             if len(p[1]) > self.batch_size:
-                raise ValueError(f"problem {k}: {len(p[1])} transfers, more than batch_size={self.batch_size}; "
-                                 "match it alone with match(), which splits it into batches")
+                raise ValueError(
+                    f"problem {k}: {len(p[1])} transfers, more than batch_size={self.batch_size}; "
+                    "match it alone with match(), which splits it into batches"
+                )
         inv_scope = np.repeat(np.arange(len(problems)), [len(i) for i, _ in problems])
         tr_scope = np.repeat(np.arange(len(problems)), [len(t) for _, t in problems])
-        same = (len({tuple(i.columns) for i, _ in problems}) == 1 and len({tuple(t.columns) for _, t in problems}) == 1)
+        same = len({tuple(i.columns) for i, _ in problems}) == 1 and len({tuple(t.columns) for _, t in problems}) == 1
         if same:
             try:
                 invoices = check_frame(pd.concat([i for i, _ in problems], ignore_index=True), "invoices", inv_scope)
@@ -556,8 +673,12 @@ class Matcher(BaseMatcher):
         parts = []
         for k, (invoices, transfers) in enumerate(problems):
             try:
-                parts.append((*prepare_invoices(check_frame(invoices, "invoices")),
-                              *prepare_transfers(check_frame(transfers, "transfers"))))
+                parts.append(
+                    (
+                        *prepare_invoices(check_frame(invoices, "invoices")),
+                        *prepare_transfers(check_frame(transfers, "transfers")),
+                    )
+                )
             except ValueError as exc:
                 raise ValueError(f"problem {k}: {exc}") from exc
         i_off = np.r_[0, np.cumsum([len(p[0]) for p in parts])]
@@ -577,9 +698,15 @@ class Matcher(BaseMatcher):
         if self.set_booster_ is not None:
             score_sets = lambda SX, st: self._predict(self.set_booster_, SX)  # noqa: E731
         return self._decide(
-            pairs, X, self._pair_proba(X), inv, tr, score_sets,
+            pairs,
+            X,
+            self._pair_proba(X),
+            inv,
+            tr,
+            score_sets,
             refeaturize=lambda sub: self._featurize(sub, inv, ic, tr, tc, self.memory_, None),
-            pair_proba=lambda X2, t2: self._pair_proba(X2))
+            pair_proba=lambda X2, t2: self._pair_proba(X2),
+        )
 
     @staticmethod
     def _result(scored, links, dec, inv, tr, threshold) -> MatchResult:
@@ -590,11 +717,21 @@ class Matcher(BaseMatcher):
         start = run_starts(st)
         rank = np.arange(len(st)) - np.repeat(start, np.diff(np.r_[start, len(st)])) + 1
         cands = pd.DataFrame({"transfer_id": tid[st], "invoice_id": iid[si], "probability": sp, "rank": rank})
-        out_links = pd.DataFrame({"transfer_id": tid[links["t"].to_numpy()], "invoice_id": iid[links["i"].to_numpy()],
-                                  "allocated_amount": links["allocated_amount"].to_numpy(np.float64),
-                                  "confidence": links["confidence"].to_numpy(np.float64)})
-        decisions = pd.DataFrame({"transfer_id": tid[dec["t"].to_numpy()], "n_invoices": dec["n_invoices"].to_numpy(),
-                                  "confidence": dec["confidence"].to_numpy(np.float64)})
+        out_links = pd.DataFrame(
+            {
+                "transfer_id": tid[links["t"].to_numpy()],
+                "invoice_id": iid[links["i"].to_numpy()],
+                "allocated_amount": links["allocated_amount"].to_numpy(np.float64),
+                "confidence": links["confidence"].to_numpy(np.float64),
+            }
+        )
+        decisions = pd.DataFrame(
+            {
+                "transfer_id": tid[dec["t"].to_numpy()],
+                "n_invoices": dec["n_invoices"].to_numpy(),
+                "confidence": dec["confidence"].to_numpy(np.float64),
+            }
+        )
         # threshold 1.0 = nothing is safe enough (confidences are clipped below 1)
         decisions["decision"] = np.where(decisions["confidence"].to_numpy() >= threshold, "auto", "review")
         return MatchResult(links=out_links, decisions=decisions, candidates=cands.reset_index(drop=True))
@@ -602,8 +739,9 @@ class Matcher(BaseMatcher):
     def predict(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
         return self.match(invoices, transfers).links
 
-    def predict_proba_pairs(self, invoices: pd.DataFrame, candidates_frame: pd.DataFrame,
-                            transfers: pd.DataFrame | None = None) -> pd.DataFrame:
+    def predict_proba_pairs(
+        self, invoices: pd.DataFrame, candidates_frame: pd.DataFrame, transfers: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         """Score given (transfer_id, invoice_id) pairs with the training feature code (pair probabilities only:
         no set choice; for callers that bring their own candidates and want scores).
 
@@ -620,12 +758,20 @@ class Matcher(BaseMatcher):
         tr, tc = prepare_transfers(transfers)
         ti = pd.Series(np.arange(len(tr)), index=tr["transfer_id"])
         ii = pd.Series(np.arange(len(inv)), index=inv["invoice_id"])
-        unknown = ~candidates_frame["transfer_id"].astype(str).isin(ti.index) | ~candidates_frame["invoice_id"].astype(str).isin(ii.index)
+        unknown = ~candidates_frame["transfer_id"].astype(str).isin(ti.index) | ~candidates_frame["invoice_id"].astype(
+            str
+        ).isin(ii.index)
         if unknown.any():
-            raise ValueError(f"{int(unknown.sum())} pair(s) name a transfer/invoice not given, e.g. "
-                             f"{candidates_frame.loc[unknown, ['transfer_id', 'invoice_id']].head(3).values.tolist()}")
-        pairs = pd.DataFrame({"t": ti[candidates_frame["transfer_id"].astype(str)].to_numpy(),
-                              "i": ii[candidates_frame["invoice_id"].astype(str)].to_numpy()})
+            raise ValueError(
+                f"{int(unknown.sum())} pair(s) name a transfer/invoice not given, e.g. "
+                f"{candidates_frame.loc[unknown, ['transfer_id', 'invoice_id']].head(3).values.tolist()}"
+            )
+        pairs = pd.DataFrame(
+            {
+                "t": ti[candidates_frame["transfer_id"].astype(str)].to_numpy(),
+                "i": ii[candidates_frame["invoice_id"].astype(str)].to_numpy(),
+            }
+        )
         X = self._featurize(pairs, inv, ic, tr, tc, self.memory_, None)
         out = candidates_frame[["transfer_id", "invoice_id"]].reset_index(drop=True).copy()
         out["probability"] = self._pair_proba(X)
@@ -642,10 +788,15 @@ class Matcher(BaseMatcher):
         if self.set_booster_ is not None:
             self.set_booster_.save_model(str(path / SET_MODEL_FILE))
         meta = {
-            "format_version": FORMAT_VERSION, "library_version": _library_version(), "xgboost_version": xgb.__version__,
-            "params": self.get_params(), "auto_threshold_": float(self.auto_threshold_),
-            "empty_confidence_": float(self.empty_confidence_), "n_pair_models": len(self.pair_boosters_),
-            "feature_names_": list(self.feature_names_), "set_feature_names": list(SET_FEATURE_NAMES),
+            "format_version": FORMAT_VERSION,
+            "library_version": _library_version(),
+            "xgboost_version": xgb.__version__,
+            "params": self.get_params(),
+            "auto_threshold_": float(self.auto_threshold_),
+            "empty_confidence_": float(self.empty_confidence_),
+            "n_pair_models": len(self.pair_boosters_),
+            "feature_names_": list(self.feature_names_),
+            "set_feature_names": list(SET_FEATURE_NAMES),
             "training_summary_": self.training_summary_,
             "memory": self.memory_.to_dict(),
         }
@@ -668,10 +819,16 @@ class Matcher(BaseMatcher):
         path = Path(path)
         meta = json.loads((path / META_FILE).read_text())
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: saved with format {meta.get('format_version')}, this library reads {FORMAT_VERSION}")
-        if (meta["feature_names_"] != cls._expected_features(meta["params"])
-                or meta.get("set_feature_names") != SET_FEATURE_NAMES):
-            raise ValueError(f"{path}: the model was trained with other features than this library computes; retrain it")
+            raise ValueError(
+                f"{path}: saved with format {meta.get('format_version')}, this library reads {FORMAT_VERSION}"
+            )
+        if (
+            meta["feature_names_"] != cls._expected_features(meta["params"])
+            or meta.get("set_feature_names") != SET_FEATURE_NAMES
+        ):
+            raise ValueError(
+                f"{path}: the model was trained with other features than this library computes; retrain it"
+            )
         m = cls(**meta["params"])
         m.auto_threshold_ = float(meta["auto_threshold_"])
         m.empty_confidence_ = float(meta["empty_confidence_"])

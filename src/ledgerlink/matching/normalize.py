@@ -5,6 +5,7 @@ comprehension (pandas ``.str`` chains loop in Python too, but pay a fixed cost p
 one-transfer request). The same functions run in fit, match and serving, so a string is normalised the same way
 wherever it is compared.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,21 +16,94 @@ import numpy as np
 import pandas as pd
 
 # Letters that NFKD does not decompose into ASCII + combining mark.
-_SPECIAL = str.maketrans({"ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ß": "ss", "æ": "ae",
-                          "Æ": "AE", "œ": "oe", "Œ": "OE", "ı": "i", "þ": "th"})
+_SPECIAL = str.maketrans(
+    {
+        "ł": "l",
+        "Ł": "L",
+        "ø": "o",
+        "Ø": "O",
+        "đ": "d",
+        "Đ": "D",
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ı": "i",
+        "þ": "th",
+    }
+)
 
 # Legal forms, written as normalise_text() leaves them. Long forms go anywhere; short ones only at the end,
 # where they cannot be an ordinary word of the name ("AS Baltic" keeps "as").
 _LONG_FORMS = [
-    "spolka z ograniczona odpowiedzialnoscia", "spolka akcyjna", "spolka komandytowa", "spolka jawna",
-    "spolka cywilna", "spolka komandytowo akcyjna", "gesellschaft mit beschrankter haftung", "sp z o o",
-    "sp z oo", "sp zoo",
+    "spolka z ograniczona odpowiedzialnoscia",
+    "spolka akcyjna",
+    "spolka komandytowa",
+    "spolka jawna",
+    "spolka cywilna",
+    "spolka komandytowo akcyjna",
+    "gesellschaft mit beschrankter haftung",
+    "sp z o o",
+    "sp z oo",
+    "sp zoo",
 ]
 _SHORT_FORMS = [
-    "sp k", "sp j", "sp p", "s k a", "s a", "s c", "sp", "gmbh co kg", "gmbh", "co kg", "kg", "ag", "ug", "ltd",
-    "limited", "llc", "llp", "inc", "incorporated", "plc", "corp", "corporation", "company", "co", "bv", "b v",
-    "nv", "n v", "srl", "s r l", "sarl", "sas", "spa", "s p a", "oy", "oyj", "ab", "as", "a s", "aps", "sro",
-    "s r o", "kft", "zrt", "doo", "d o o", "sa", "se", "gmbh", "ohg", "ek", "e k", "pte", "pty", "lp",
+    "sp k",
+    "sp j",
+    "sp p",
+    "s k a",
+    "s a",
+    "s c",
+    "sp",
+    "gmbh co kg",
+    "gmbh",
+    "co kg",
+    "kg",
+    "ag",
+    "ug",
+    "ltd",
+    "limited",
+    "llc",
+    "llp",
+    "inc",
+    "incorporated",
+    "plc",
+    "corp",
+    "corporation",
+    "company",
+    "co",
+    "bv",
+    "b v",
+    "nv",
+    "n v",
+    "srl",
+    "s r l",
+    "sarl",
+    "sas",
+    "spa",
+    "s p a",
+    "oy",
+    "oyj",
+    "ab",
+    "as",
+    "a s",
+    "aps",
+    "sro",
+    "s r o",
+    "kft",
+    "zrt",
+    "doo",
+    "d o o",
+    "sa",
+    "se",
+    "gmbh",
+    "ohg",
+    "ek",
+    "e k",
+    "pte",
+    "pty",
+    "lp",
 ]
 _LONG_RE = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, _LONG_FORMS), key=len, reverse=True)) + r")\b")
 _SHORT_RE = re.compile(r"(?:^|\s)(?:" + "|".join(sorted(map(re.escape, _SHORT_FORMS), key=len, reverse=True)) + r")$")
@@ -161,13 +235,18 @@ def _chunk_parts(chunk: str) -> tuple[str, str, str, tuple[str, ...]]:
     """(alnum, digits, groups, long_groups) of one chunk."""
     runs = _DIGITS_RE.findall(chunk)
     stripped = [d.lstrip("0") or "0" for d in runs]
-    return (_NON_ALNUM1_RE.sub("", chunk), "".join(runs), " ".join(stripped),
-            tuple(g for g, d in zip(stripped, runs) if len(d) >= MIN_CHUNK_DIGITS))
+    return (
+        _NON_ALNUM1_RE.sub("", chunk),
+        "".join(runs),
+        " ".join(stripped),
+        tuple(g for g, d in zip(stripped, runs) if len(d) >= MIN_CHUNK_DIGITS),
+    )
 
 
 def _chunk_frame(columns: dict[str, list], key: str) -> pd.DataFrame:
-    return pd.DataFrame({key: np.array(columns["key"], dtype=np.int64),
-                         **{c: _objects(columns[c]) for c in _CHUNK_COLUMNS}}, copy=False)
+    return pd.DataFrame(
+        {key: np.array(columns["key"], dtype=np.int64), **{c: _objects(columns[c]) for c in _CHUNK_COLUMNS}}, copy=False
+    )
 
 
 def ref_chunks(s: pd.Series, whole: bool = False) -> pd.DataFrame:
@@ -197,7 +276,7 @@ def string_ngrams(strings: list[str], n: int) -> tuple[list[int], list[str]]:
     """digit_ngrams as (positions, grams) lists."""
     pos, grams = [], []
     for p, s in enumerate(strings):
-        g = [s[k:k + n] for k in range(max(len(s) - n + 1, 1))]
+        g = [s[k : k + n] for k in range(max(len(s) - n + 1, 1))]
         pos += [p] * len(g)
         grams += g
     return pos, grams
@@ -246,17 +325,22 @@ def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     number, cp = _col(invoices, "invoice_number"), _col(invoices, "counterparty_name")
     desc = _col(invoices, "description")
     name_key = [_invoice_name_key(c, d) for c, d in zip(cp, desc)]
-    frame = pd.DataFrame({
-        "invoice_id": invoices["invoice_id"].astype(str).to_numpy(),
-        "amount": invoices["amount"].to_numpy(dtype=np.float64, copy=True),
-        "cents": _cents(invoices["amount"]),
-        "currency": _objects(_col(invoices, "currency")),
-        "issued_at": _days(invoices["issued_at"]),
-        "due_at": _days(invoices["due_at"]),
-        "name": _objects([k if k != "" else _strip_digits1(d) for k, d in zip(name_key, desc)]),
-        "name_key": _objects(name_key),
-        "text": _objects([_fold1(n + " | " + c + " | " + d) for n, c, d in zip(number, cp, desc)]),  # for text models
-    }, copy=False)  # all columns are new arrays
+    frame = pd.DataFrame(
+        {
+            "invoice_id": invoices["invoice_id"].astype(str).to_numpy(),
+            "amount": invoices["amount"].to_numpy(dtype=np.float64, copy=True),
+            "cents": _cents(invoices["amount"]),
+            "currency": _objects(_col(invoices, "currency")),
+            "issued_at": _days(invoices["issued_at"]),
+            "due_at": _days(invoices["due_at"]),
+            "name": _objects([k if k != "" else _strip_digits1(d) for k, d in zip(name_key, desc)]),
+            "name_key": _objects(name_key),
+            "text": _objects(
+                [_fold1(n + " | " + c + " | " + d) for n, c, d in zip(number, cp, desc)]
+            ),  # for text models
+        },
+        copy=False,
+    )  # all columns are new arrays
     # the invoice number when there is one (spaces inside it do not split it), else numbers in the description
     with_num = [k for k, n in enumerate(number) if n.strip() != ""]
     without = [k for k, n in enumerate(number) if n.strip() == ""]
@@ -267,12 +351,26 @@ def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 _MONTHS = {  # folded month names and abbreviations (en, pl nominative/genitive, de) -> 1..12
-    **{w: k + 1 for k, ws in enumerate([
-        "january jan styczen stycznia januar", "february feb luty lutego februar", "march mar marzec marca marz",
-        "april apr kwiecien kwietnia", "may maj maja mai", "june jun czerwiec czerwca juni",
-        "july jul lipiec lipca juli", "august aug sierpien sierpnia", "september sep sept wrzesien wrzesnia",
-        "october oct pazdziernik pazdziernika oktober okt", "november nov listopad listopada",
-        "december dec grudzien grudnia dezember dez"]) for w in ws.split()},
+    **{
+        w: k + 1
+        for k, ws in enumerate(
+            [
+                "january jan styczen stycznia januar",
+                "february feb luty lutego februar",
+                "march mar marzec marca marz",
+                "april apr kwiecien kwietnia",
+                "may maj maja mai",
+                "june jun czerwiec czerwca juni",
+                "july jul lipiec lipca juli",
+                "august aug sierpien sierpnia",
+                "september sep sept wrzesien wrzesnia",
+                "october oct pazdziernik pazdziernika oktober okt",
+                "november nov listopad listopada",
+                "december dec grudzien grudnia dezember dez",
+            ]
+        )
+        for w in ws.split()
+    },
 }
 _MONTH_WORD_RE = r"\b(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\b"
 _MONTH_NUM_RE = r"(?<![0-9])(0?[1-9]|1[0-2])[/.\-](?:20)?\d\d(?![0-9/.\-])"
@@ -301,17 +399,20 @@ def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
         payer = [_name1(x) for x in cp]
     else:  # a terse bank line carries the payer's name: its words, no month
         payer = [_name1(_SPACES_RE.sub(" ", _MONTH_WORD_FIND.sub(" ", w)).strip()) for w in words]
-    frame = pd.DataFrame({
-        "transfer_id": transfers["transfer_id"].astype(str).to_numpy(),
-        "amount": transfers["amount"].to_numpy(dtype=np.float64, copy=True),
-        "cents": _cents(transfers["amount"]),
-        "currency": _objects(_col(transfers, "currency")),
-        "booked_at": _days(transfers["booked_at"]),
-        "payer": _objects(payer),
-        "title_words": _objects(words),
-        "name": _objects([p if p != "" else w for p, w in zip(payer, words)]),
-        "account": _objects([_ACCOUNT_JUNK_RE.sub("", x.upper()) for x in _col(transfers, "counterparty_account")]),
-        "title_month": np.array([_title_month1(_fold1(x)) for x in title], dtype=np.float64),
-        "text": _objects([_fold1(t + " | " + c) for t, c in zip(title, cp)]),
-    }, copy=False)  # all columns are new arrays
+    frame = pd.DataFrame(
+        {
+            "transfer_id": transfers["transfer_id"].astype(str).to_numpy(),
+            "amount": transfers["amount"].to_numpy(dtype=np.float64, copy=True),
+            "cents": _cents(transfers["amount"]),
+            "currency": _objects(_col(transfers, "currency")),
+            "booked_at": _days(transfers["booked_at"]),
+            "payer": _objects(payer),
+            "title_words": _objects(words),
+            "name": _objects([p if p != "" else w for p, w in zip(payer, words)]),
+            "account": _objects([_ACCOUNT_JUNK_RE.sub("", x.upper()) for x in _col(transfers, "counterparty_account")]),
+            "title_month": np.array([_title_month1(_fold1(x)) for x in title], dtype=np.float64),
+            "text": _objects([_fold1(t + " | " + c) for t, c in zip(title, cp)]),
+        },
+        copy=False,
+    )  # all columns are new arrays
     return frame, _chunk_frame(_chunk_columns(title, range(len(title)), False), "t")

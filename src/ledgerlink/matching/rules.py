@@ -1,5 +1,6 @@
 """The rules baseline a finance team would write first: the exact invoice number is in the title AND the
 amount is equal (the sum, when the title names several invoices). Anything else goes to review."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,9 @@ class RulesMatcher(BaseMatcher):
         # exact number: same alphanumerics once case, separators and diacritics are ignored
         hits = tc[["t", "alnum"]].merge(ic[["i", "alnum"]], on="alnum")[["t", "i"]].drop_duplicates()
         t, i = hits["t"].to_numpy(np.int64), hits["i"].to_numpy(np.int64)
-        days = (tr["booked_at"].to_numpy()[t] - inv["issued_at"].to_numpy()[i]).astype("timedelta64[D]").astype(np.int64)
+        days = (
+            (tr["booked_at"].to_numpy()[t] - inv["issued_at"].to_numpy()[i]).astype("timedelta64[D]").astype(np.int64)
+        )
         hits = hits[(days >= -ISSUE_AFTER_BOOKING_DAYS) & (days <= self.lookback_days)].reset_index(drop=True)
         ta = tr["amount"].to_numpy()[hits["t"].to_numpy()]
         ia = inv["amount"].to_numpy()[hits["i"].to_numpy()]
@@ -45,14 +48,34 @@ class RulesMatcher(BaseMatcher):
         tid, iid = tr["transfer_id"].to_numpy(), inv["invoice_id"].to_numpy()
         n_chosen = chosen.groupby("t").size()
         t_amount = tr["amount"].to_numpy()
-        alloc = np.where(n_chosen.reindex(chosen["t"]).to_numpy() == 1, t_amount[chosen["t"].to_numpy()], chosen["ia"].to_numpy())
-        links = pd.DataFrame({"transfer_id": tid[chosen["t"].to_numpy()], "invoice_id": iid[chosen["i"].to_numpy()],
-                              "allocated_amount": alloc.astype(np.float64), "confidence": 1.0})
+        alloc = np.where(
+            n_chosen.reindex(chosen["t"]).to_numpy() == 1, t_amount[chosen["t"].to_numpy()], chosen["ia"].to_numpy()
+        )
+        links = pd.DataFrame(
+            {
+                "transfer_id": tid[chosen["t"].to_numpy()],
+                "invoice_id": iid[chosen["i"].to_numpy()],
+                "allocated_amount": alloc.astype(np.float64),
+                "confidence": 1.0,
+            }
+        )
         n_inv = n_chosen.reindex(np.arange(len(tr))).fillna(0).astype(np.int64).to_numpy()
-        decisions = pd.DataFrame({"transfer_id": tid, "n_invoices": n_inv, "confidence": (n_inv > 0).astype(np.float64),
-                                  "decision": np.where(n_inv > 0, "auto", "review")})
-        cands = pd.DataFrame({"transfer_id": tid[hits["t"].to_numpy()], "invoice_id": iid[hits["i"].to_numpy()],
-                              "probability": 1.0, "rank": hits.groupby("t").cumcount().to_numpy() + 1})
+        decisions = pd.DataFrame(
+            {
+                "transfer_id": tid,
+                "n_invoices": n_inv,
+                "confidence": (n_inv > 0).astype(np.float64),
+                "decision": np.where(n_inv > 0, "auto", "review"),
+            }
+        )
+        cands = pd.DataFrame(
+            {
+                "transfer_id": tid[hits["t"].to_numpy()],
+                "invoice_id": iid[hits["i"].to_numpy()],
+                "probability": 1.0,
+                "rank": hits.groupby("t").cumcount().to_numpy() + 1,
+            }
+        )
         return MatchResult(links=links.reset_index(drop=True), decisions=decisions, candidates=cands)
 
     def predict(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:

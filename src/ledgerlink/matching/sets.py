@@ -19,6 +19,7 @@ confidence q normalised over the transfer's sets, and settles invoices claimed b
 is given to two transfers only when their allocations fit in its amount (paid in parts).
 All transfers are enumerated at once as (transfers x 2^k) matrices, in chunks; no Python loop over transfers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,24 +30,71 @@ import pandas as pd
 from .arrays import eq_join, first_max_per_group, run_starts, segment_reduce
 from .features import CENT, FEE_TOLERANCE, amount_fits, anchor_completions, group_sets, subset_masks, top_k_slots
 
-SET_K = 8        # multi-invoice subsets among the top-k candidates by pair probability
-SINGLE_K = 6     # single-invoice sets: the top few candidates
-MAX_MULTI = 12   # feasible multi-invoice sets kept per transfer
+SET_K = 8  # multi-invoice subsets among the top-k candidates by pair probability
+SINGLE_K = 6  # single-invoice sets: the top few candidates
+MAX_MULTI = 12  # feasible multi-invoice sets kept per transfer
 EPS = 1e-6
-CHUNK = 20000    # transfers per enumeration chunk (memory: chunk x 2^SET_K)
+CHUNK = 20000  # transfers per enumeration chunk (memory: chunk x 2^SET_K)
 
 # pair features summarised over a set's members (min: the weakest member decides; max: any member)
-_MEMBER_MIN = ["ref_lev", "ref_contains", "ref_partial", "name_tset", "name_in_title", "mem_acc_share", "mem_pay_share",
-               "days_to_due"]
-_MEMBER_MAX = ["ref_exact", "ref_digits_exact", "days_since_issue", "inv_paid_frac", "amt_eq_remaining",
-               "same_amount_age_rank", "inv_has_ref"]
-_TRANSFER = ["word_rate_min", "word_rate_mean", "n_title_refs", "payer_present", "amt_transfer_log", "n_cands",
-             "mem_acc_total", "mem_pay_total", "n_same_amount"]
+_MEMBER_MIN = [
+    "ref_lev",
+    "ref_contains",
+    "ref_partial",
+    "name_tset",
+    "name_in_title",
+    "mem_acc_share",
+    "mem_pay_share",
+    "days_to_due",
+]
+_MEMBER_MAX = [
+    "ref_exact",
+    "ref_digits_exact",
+    "days_since_issue",
+    "inv_paid_frac",
+    "amt_eq_remaining",
+    "same_amount_age_rank",
+    "inv_has_ref",
+]
+_TRANSFER = [
+    "word_rate_min",
+    "word_rate_mean",
+    "n_title_refs",
+    "payer_present",
+    "amt_transfer_log",
+    "n_cands",
+    "mem_acc_total",
+    "mem_pay_total",
+    "n_same_amount",
+]
 SET_FEATURE_NAMES = (
-    ["size", "is_empty", "logp", "logp_rank", "logp_gap", "p_min", "p_max", "p_mean", "p_out_max", "p_out_sum",
-     "p_top1", "p_top2", "amt_exact", "amt_fits", "amt_ratio", "amt_partial", "amt_over", "n_groups", "grp_exact",
-     "n_exact_sets", "n_fit_sets", "member_credit"]
-    + [f"min_{c}" for c in _MEMBER_MIN] + [f"max_{c}" for c in _MEMBER_MAX] + _TRANSFER
+    [
+        "size",
+        "is_empty",
+        "logp",
+        "logp_rank",
+        "logp_gap",
+        "p_min",
+        "p_max",
+        "p_mean",
+        "p_out_max",
+        "p_out_sum",
+        "p_top1",
+        "p_top2",
+        "amt_exact",
+        "amt_fits",
+        "amt_ratio",
+        "amt_partial",
+        "amt_over",
+        "n_groups",
+        "grp_exact",
+        "n_exact_sets",
+        "n_fit_sets",
+        "member_credit",
+    ]
+    + [f"min_{c}" for c in _MEMBER_MIN]
+    + [f"max_{c}" for c in _MEMBER_MAX]
+    + _TRANSFER
 )
 
 
@@ -62,7 +110,7 @@ class SetTable:
         """Each set's member rows (for inspection; the hot paths use offsets)."""
         off = np.searchsorted(self.members["sid"].to_numpy(), np.arange(len(self.sets) + 1))
         rows = self.members["row"].to_numpy()
-        return pd.Series([rows[off[k]:off[k + 1]] for k in range(len(self.sets))], index=self.sets.index)
+        return pd.Series([rows[off[k] : off[k + 1]] for k in range(len(self.sets))], index=self.sets.index)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -70,9 +118,18 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray, group: np.ndarray,
-                   named: np.ndarray | None = None, completer: np.ndarray | None = None,
-                   k: int = SET_K, single_k: int = SINGLE_K, max_multi: int = MAX_MULTI) -> SetTable:
+def enumerate_sets(
+    t: np.ndarray,
+    p: np.ndarray,
+    ia: np.ndarray,
+    ta_by_t: np.ndarray,
+    group: np.ndarray,
+    named: np.ndarray | None = None,
+    completer: np.ndarray | None = None,
+    k: int = SET_K,
+    single_k: int = SINGLE_K,
+    max_multi: int = MAX_MULTI,
+) -> SetTable:
     """All plausible sets of each transfer that has candidates (``t``, ``p``, ``ia``, ``group`` per pair row).
 
     ``named`` (the title names the invoice exactly) and ``completer`` (it is what the named invoices leave
@@ -81,8 +138,10 @@ def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.nda
     p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
     n = len(t)
     if n == 0:
-        return SetTable(pd.DataFrame({"t": np.zeros(0, np.int64), "size": np.zeros(0, np.int64), "hash": np.zeros(0, np.int64)}),
-                        pd.DataFrame({"sid": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)}))
+        return SetTable(
+            pd.DataFrame({"t": np.zeros(0, np.int64), "size": np.zeros(0, np.int64), "hash": np.zeros(0, np.int64)}),
+            pd.DataFrame({"sid": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)}),
+        )
     logit = _logit(p)
     slots, tpos, order = top_k_slots(t, p, k)
     n_t = len(tpos)
@@ -92,13 +151,13 @@ def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.nda
     sizes = masks.sum(1)
     set_t, set_rows = [], []  # per chunk: transfer of each set, member matrix (sets x k rows, -1 = none)
     for lo in range(0, n_t, CHUNK):
-        ra = row_at[lo:lo + CHUNK]
+        ra = row_at[lo : lo + CHUNK]
         present = ra >= 0
         L = np.where(present, logit[np.maximum(ra, 0)], 0.0)
         A = np.where(present, ia[np.maximum(ra, 0)], 0.0)
         score = L @ masks.T
         ok = (present.astype(np.float64) @ masks.T) == sizes  # float: BLAS
-        target = ta_by_t[tpos[lo:lo + CHUNK]][:, None]
+        target = ta_by_t[tpos[lo : lo + CHUNK]][:, None]
         multi = ok & (sizes >= 2)[None, :] & amount_fits(target, A @ masks.T, sizes)
         score_m = np.where(multi, score, -np.inf)
         keep = min(max_multi, score_m.shape[1])
@@ -111,7 +170,7 @@ def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.nda
         rows = np.r_[np.arange(len(ra)), r_s, r_m]
         mids = np.r_[np.zeros(len(ra), np.int64), s_ids, m_ids]
         mem = np.where(masks[mids], ra[rows], -1)
-        set_t.append(tpos[lo:lo + CHUNK][rows])
+        set_t.append(tpos[lo : lo + CHUNK][rows])
         set_rows.append(mem)
     st = np.concatenate(set_t)
     mem = np.concatenate(set_rows)
@@ -122,7 +181,7 @@ def enumerate_sets(t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.nda
     key = np.where(g >= 0, t * (int(g.max(initial=0)) + 2) + g, -1)
     cents = np.round(ia * 100).astype(np.int64)
     target = np.round(ta_by_t[t] * 100).astype(np.int64)
-    extra_t, extra_m = [], []
+    extra_t = []
     next_sid = len(st)
     for rows_g, masks_g, hk, hs in group_sets(key, cents, target=target):
         mm = masks_g[hs]
@@ -183,8 +242,15 @@ def set_labels(table: SetTable, pair_i: np.ndarray, true_ti: pd.DataFrame) -> np
     return (sh == th[table.sets["t"].to_numpy()]).astype(np.float32)
 
 
-def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray,
-                 group: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
+def set_features(
+    table: SetTable,
+    t: np.ndarray,
+    p: np.ndarray,
+    ia: np.ndarray,
+    ta_by_t: np.ndarray,
+    group: np.ndarray,
+    X: pd.DataFrame,
+) -> pd.DataFrame:
     """Feature matrix (SET_FEATURE_NAMES) of the enumerated sets; ``X`` is the pair feature matrix, row per pair.
     Members are sorted by set, so per-set reductions are ``reduceat`` over offsets (no groupby)."""
     S, M = table.sets, table.members
@@ -279,8 +345,9 @@ def set_features(table: SetTable, t: np.ndarray, p: np.ndarray, ia: np.ndarray, 
     fr = first_row[st]
     traits = np.where((fr >= 0)[:, None], X[_TRANSFER].to_numpy()[np.maximum(fr, 0)], np.nan)
     F.update({c: traits[:, k] for k, c in enumerate(_TRANSFER)})
-    return pd.DataFrame(np.column_stack([np.asarray(F[c], np.float32) for c in SET_FEATURE_NAMES]),
-                        columns=SET_FEATURE_NAMES)
+    return pd.DataFrame(
+        np.column_stack([np.asarray(F[c], np.float32) for c in SET_FEATURE_NAMES]), columns=SET_FEATURE_NAMES
+    )
 
 
 def allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
@@ -316,9 +383,17 @@ def _csr(table: SetTable) -> np.ndarray:
     return np.searchsorted(table.members["sid"].to_numpy(), np.arange(len(table.sets) + 1))
 
 
-def choose_sets(table: SetTable, q: np.ndarray, pair_t: np.ndarray, pair_i: np.ndarray, pair_p: np.ndarray,
-                t_amount: np.ndarray, i_amount: np.ndarray, n_transfers: int,
-                booked: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def choose_sets(
+    table: SetTable,
+    q: np.ndarray,
+    pair_t: np.ndarray,
+    pair_i: np.ndarray,
+    pair_p: np.ndarray,
+    t_amount: np.ndarray,
+    i_amount: np.ndarray,
+    n_transfers: int,
+    booked: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Best set per transfer by the set model's q, then conflicts.
 
     Returns (links: t, i, allocated_amount, confidence; decisions: t, n_invoices, confidence) with a decision row
@@ -344,8 +419,22 @@ def choose_sets(table: SetTable, q: np.ndarray, pair_t: np.ndarray, pair_i: np.n
         chosen_sid[st[best]] = best
         off = _csr(table)
         rows_all = table.members["row"].to_numpy()
-        _settle_conflicts(chosen_sid, conf, order, st, off, rows_all, qn, pair_t, pair_i, pair_p, t_amount, i_amount,
-                          booked, n_transfers)
+        _settle_conflicts(
+            chosen_sid,
+            conf,
+            order,
+            st,
+            off,
+            rows_all,
+            qn,
+            pair_t,
+            pair_i,
+            pair_p,
+            t_amount,
+            i_amount,
+            booked,
+            n_transfers,
+        )
         has = np.flatnonzero(chosen_sid >= 0)
         sid = chosen_sid[has]
         n = off[sid + 1] - off[sid]
@@ -356,15 +445,22 @@ def choose_sets(table: SetTable, q: np.ndarray, pair_t: np.ndarray, pair_i: np.n
     conf = np.where(np.isnan(conf), np.nan, np.clip(conf, 0.0, 1.0 - EPS))
     li = pair_i[lr] if len(lr) else np.zeros(0, np.int64)
     alloc = allocate_all(lt, t_amount, i_amount[li]) if len(lt) else np.zeros(0)
-    links = pd.DataFrame({"t": lt.astype(np.int64), "i": li.astype(np.int64), "allocated_amount": alloc.astype(np.float64),
-                          "confidence": conf[lt] if len(lt) else np.zeros(0)}).sort_values(["t", "i"], kind="stable")
+    links = pd.DataFrame(
+        {
+            "t": lt.astype(np.int64),
+            "i": li.astype(np.int64),
+            "allocated_amount": alloc.astype(np.float64),
+            "confidence": conf[lt] if len(lt) else np.zeros(0),
+        }
+    ).sort_values(["t", "i"], kind="stable")
     n_inv = np.bincount(lt, minlength=n_transfers).astype(np.int64)
     decisions = pd.DataFrame({"t": np.arange(n_transfers), "n_invoices": n_inv, "confidence": conf})
     return links.reset_index(drop=True), decisions
 
 
-def _settle_conflicts(chosen_sid, conf, order, st, off, rows_all, qn, pair_t, pair_i, pair_p, t_amount, i_amount,
-                      booked, n_transfers) -> None:
+def _settle_conflicts(
+    chosen_sid, conf, order, st, off, rows_all, qn, pair_t, pair_i, pair_p, t_amount, i_amount, booked, n_transfers
+) -> None:
     """Greedy over the (few) transfers whose chosen invoices are over-allocated; updates chosen_sid and conf."""
     has = np.flatnonzero(chosen_sid >= 0)
     if len(has) == 0:
@@ -397,8 +493,8 @@ def _settle_conflicts(chosen_sid, conf, order, st, off, rows_all, qn, pair_t, pa
     for tt in involved:
         prev = chosen_sid[tt]
         pick = -1
-        for s_ in order[t_start[tt]:t_start[tt + 1]]:  # the best set whose allocations still fit
-            rows = rows_all[off[s_]:off[s_ + 1]]
+        for s_ in order[t_start[tt] : t_start[tt + 1]]:  # the best set whose allocations still fit
+            rows = rows_all[off[s_] : off[s_ + 1]]
             alloc = np.abs(allocate(t_amount[tt], i_amount[pair_i[rows]])) if len(rows) else np.zeros(0)
             if np.all(alloc <= remaining[pair_i[rows]] + tol[pair_i[rows]]):
                 pick = s_
@@ -406,7 +502,7 @@ def _settle_conflicts(chosen_sid, conf, order, st, off, rows_all, qn, pair_t, pa
         if pick != prev:
             conf[tt] = qn[pick] if pick >= 0 else conf[tt]  # it lost an invoice: as sure as its next best set
         chosen_sid[tt] = pick
-        rows = rows_all[off[pick]:off[pick + 1]] if pick >= 0 else np.zeros(0, np.int64)
+        rows = rows_all[off[pick] : off[pick + 1]] if pick >= 0 else np.zeros(0, np.int64)
         if len(rows):
             np.subtract.at(remaining, pair_i[rows], np.abs(allocate(t_amount[tt], i_amount[pair_i[rows]])))
             for r in rows:

@@ -16,6 +16,7 @@ Where the encoder comes from:
 Training and inference use the GPU when ``torch.cuda.is_available()`` (``device`` overrides). Saved without
 pickle: each fold encoder as ``config.json`` + ``model.safetensors`` and its tokenizer's JSON files.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,11 +41,13 @@ class _quiet:
 
     def __enter__(self):
         from transformers.utils import logging as hf_logging
+
         self.was = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
 
     def __exit__(self, *exc):
         from transformers.utils import logging as hf_logging
+
         if self.was:
             hf_logging.enable_progress_bar()
 
@@ -70,6 +73,7 @@ class CharTokenizer:
 
     def encode_pairs(self, a: list[str], b: list[str], max_length: int):
         import torch
+
         half = (max_length - 3) // 2
         ids = np.full((len(a), max_length), PAD, np.int64)
         types = np.zeros((len(a), max_length), np.int64)
@@ -77,8 +81,8 @@ class CharTokenizer:
             xa = self._ids(x, half)
             yb = self._ids(y, max_length - 3 - len(xa))
             seq = [CLS] + xa + [SEP] + yb + [SEP]
-            ids[r, :len(seq)] = seq
-            types[r, len(xa) + 2:len(seq)] = 1
+            ids[r, : len(seq)] = seq
+            types[r, len(xa) + 2 : len(seq)] = 1
         ids_t = torch.from_numpy(ids)
         return {"input_ids": ids_t, "token_type_ids": torch.from_numpy(types), "attention_mask": (ids_t != PAD).long()}
 
@@ -97,7 +101,9 @@ class _HFTokenizer:
         self.tok = tok
 
     def encode_pairs(self, a, b, max_length):
-        return dict(self.tok(list(a), list(b), truncation=True, max_length=max_length, padding=True, return_tensors="pt"))
+        return dict(
+            self.tok(list(a), list(b), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        )
 
     def save(self, path: Path) -> None:
         self.tok.save_pretrained(str(path))
@@ -117,12 +123,35 @@ def pair_texts(pairs: pd.DataFrame, inv: pd.DataFrame, tr: pd.DataFrame) -> tupl
 class TransformerMatcher(Matcher):
     """``Matcher`` + a cross-encoder text score (see the module docstring). All ``Matcher`` parameters apply."""
 
-    _TEXT_PARAMS = ("checkpoint", "rerank_k", "max_length", "hidden_size", "num_layers", "num_heads", "epochs",
-                    "text_batch_size", "text_learning_rate", "max_train_pairs", "device")
+    _TEXT_PARAMS = (
+        "checkpoint",
+        "rerank_k",
+        "max_length",
+        "hidden_size",
+        "num_layers",
+        "num_heads",
+        "epochs",
+        "text_batch_size",
+        "text_learning_rate",
+        "max_train_pairs",
+        "device",
+    )
 
-    def __init__(self, checkpoint=None, rerank_k=8, max_length=96, hidden_size=64, num_layers=2, num_heads=2,
-                 epochs=2, text_batch_size=64, text_learning_rate=None, max_train_pairs=20000, device=None,
-                 **params):
+    def __init__(
+        self,
+        checkpoint=None,
+        rerank_k=8,
+        max_length=96,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        epochs=2,
+        text_batch_size=64,
+        text_learning_rate=None,
+        max_train_pairs=20000,
+        device=None,
+        **params,
+    ):
         super().__init__(**params)
         self.checkpoint = checkpoint
         self.rerank_k = rerank_k
@@ -131,7 +160,9 @@ class TransformerMatcher(Matcher):
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.epochs = epochs
-        self.text_batch_size = text_batch_size  # pairs per encoder step; ``batch_size`` stays Matcher's (transfers per match batch)
+        self.text_batch_size = (
+            text_batch_size  # pairs per encoder step; ``batch_size`` stays Matcher's (transfers per match batch)
+        )
         self.text_learning_rate = text_learning_rate
         self.max_train_pairs = max_train_pairs
         self.device = device
@@ -145,6 +176,7 @@ class TransformerMatcher(Matcher):
     # ------------------------------------------------------------------------------------------------------
     def _torch(self):
         import torch
+
         return torch
 
     def _device(self):
@@ -153,18 +185,32 @@ class TransformerMatcher(Matcher):
 
     def _new_encoder(self):
         """(model, tokenizer): from ``checkpoint`` (local files only) or a small BERT from scratch."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+        from transformers import (
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+            BertConfig,
+            BertForSequenceClassification,
+        )
+
         if self.checkpoint:
             with _quiet():
                 tok = AutoTokenizer.from_pretrained(str(self.checkpoint), local_files_only=True)
                 model = AutoModelForSequenceClassification.from_pretrained(
-                    str(self.checkpoint), num_labels=1, local_files_only=True, ignore_mismatched_sizes=True)
+                    str(self.checkpoint), num_labels=1, local_files_only=True, ignore_mismatched_sizes=True
+                )
             return model, _HFTokenizer(tok)
         tok = CharTokenizer.default()
-        cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=self.hidden_size, num_hidden_layers=self.num_layers,
-                         num_attention_heads=self.num_heads, intermediate_size=4 * self.hidden_size,
-                         max_position_embeddings=self.max_length, type_vocab_size=2, num_labels=1,
-                         pad_token_id=PAD)
+        cfg = BertConfig(
+            vocab_size=tok.vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads,
+            intermediate_size=4 * self.hidden_size,
+            max_position_embeddings=self.max_length,
+            type_vocab_size=2,
+            num_labels=1,
+            pad_token_id=PAD,
+        )
         self._torch().manual_seed(self.random_state)
         return BertForSequenceClassification(cfg), tok
 
@@ -180,9 +226,9 @@ class TransformerMatcher(Matcher):
         bs = max(4 * self.text_batch_size, 64)
         with torch.no_grad():
             for lo in range(0, len(a), bs):
-                enc = tok.encode_pairs(a[lo:lo + bs], b[lo:lo + bs], self.max_length)
+                enc = tok.encode_pairs(a[lo : lo + bs], b[lo : lo + bs], self.max_length)
                 logits = model(**{k: v.to(dev) for k, v in enc.items()}).logits.reshape(-1)
-                out[lo:lo + bs] = torch.sigmoid(logits).cpu().numpy()
+                out[lo : lo + bs] = torch.sigmoid(logits).cpu().numpy()
         return out
 
     def _train_encoder(self, a, b, y, desc: str):
@@ -199,11 +245,12 @@ class TransformerMatcher(Matcher):
         pos = max(float(y.sum()), 1.0)
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(min(10.0, (n - pos) / pos), device=dev))
         from .model import _progress
+
         bar = _progress(self.show_progress, steps, desc)
         for _ in range(self.epochs):
             order = rng.permutation(n)
             for lo in range(0, n, self.text_batch_size):
-                idx = order[lo:lo + self.text_batch_size]
+                idx = order[lo : lo + self.text_batch_size]
                 enc = tok.encode_pairs(a[idx], b[idx], self.max_length)
                 logits = model(**{k: v.to(dev) for k, v in enc.items()}).logits.reshape(-1)
                 loss = loss_fn(logits, torch.from_numpy(y[idx].astype(np.float32)).to(dev))
@@ -246,8 +293,9 @@ class TransformerMatcher(Matcher):
                 posr, negr = train_rows[y[rows][train_rows] > 0], train_rows[y[rows][train_rows] == 0]
                 keep = max(0, self.max_train_pairs - len(posr))
                 train_rows = np.r_[posr, rng.choice(negr, min(keep, len(negr)), replace=False)]
-            model, tok = self._with_threads(lambda: self._train_encoder(
-                a[train_rows], b[train_rows], y[rows][train_rows], f"text encoder fold {k}"))
+            model, tok = self._with_threads(
+                lambda: self._train_encoder(a[train_rows], b[train_rows], y[rows][train_rows], f"text encoder fold {k}")
+            )
             self.encoders_.append((model, tok))
             held = np.flatnonzero(pf == k)
             score[rows[held]] = self._with_threads(lambda: self._score(model, tok, a[held], b[held]))
@@ -266,19 +314,25 @@ class TransformerMatcher(Matcher):
                     if len(sel):
                         score[rows[sel]] = self._with_threads(lambda: self._score(model, tok, a[sel], b[sel]))
             else:
-                score[rows] = np.mean([self._with_threads(lambda: self._score(m, t, a, b)) for m, t in self.encoders_], axis=0)
+                score[rows] = np.mean(
+                    [self._with_threads(lambda: self._score(m, t, a, b)) for m, t in self.encoders_], axis=0
+                )
         return X.assign(**{TEXT_FEATURE: score.astype(np.float32)})
 
     def fit(self, invoices, transfers, links):
         super().fit(invoices, transfers, links)
         self.training_summary_["text_fit_seconds"] = getattr(self, "text_fit_seconds_", None)
-        self.training_summary_["text_encoder"] = str(self.checkpoint or f"char-BERT {self.num_layers}x{self.hidden_size} (scratch)")
+        self.training_summary_["text_encoder"] = str(
+            self.checkpoint or f"char-BERT {self.num_layers}x{self.hidden_size} (scratch)"
+        )
         return self
 
     def _check_fitted(self):
         super()._check_fitted()
         if not getattr(self, "encoders_", None):
-            raise RuntimeError("this TransformerMatcher has no text encoder; call fit() or TransformerMatcher.load() first")
+            raise RuntimeError(
+                "this TransformerMatcher has no text encoder; call fit() or TransformerMatcher.load() first"
+            )
 
     # ------------------------------------------------------------------------------------------------------
     def _save_extra(self, path: Path) -> dict:
@@ -288,17 +342,22 @@ class TransformerMatcher(Matcher):
                 d.mkdir(parents=True, exist_ok=True)
                 model.save_pretrained(str(d), safe_serialization=True)
                 tok.save(d)
-        return {"n_encoders": len(self.encoders_),
-                "tokenizer": "hf" if self.checkpoint else "char", "torch_device_at_fit": str(self._device())}
+        return {
+            "n_encoders": len(self.encoders_),
+            "tokenizer": "hf" if self.checkpoint else "char",
+            "torch_device_at_fit": str(self._device()),
+        }
 
     def _load_extra(self, path: Path, meta: dict) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         self.encoders_ = []
         with _quiet():
             for k in range(int(meta["n_encoders"])):
                 d = path / ENCODER_DIR.format(k=k)
-                model = AutoModelForSequenceClassification.from_pretrained(str(d), local_files_only=True,
-                                                                           use_safetensors=True)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    str(d), local_files_only=True, use_safetensors=True
+                )
                 if meta.get("tokenizer") == "char":
                     tok = CharTokenizer.load(d)
                 else:

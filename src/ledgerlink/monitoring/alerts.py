@@ -3,6 +3,7 @@
 An alert never fails the pipeline: a webhook that is down or answers an error is logged and the
 run goes on. Messages are one line of what happened plus the numbers and the run id.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,13 @@ from dataclasses import dataclass, field
 log = logging.getLogger("ledgerlink.alerts")
 
 EVENTS = ("run_failure", "promotion", "deployment", "drift", "degradation")
-ICONS = {"run_failure": ":x:", "promotion": ":trophy:", "deployment": ":rocket:", "drift": ":warning:",
-         "degradation": ":chart_with_downwards_trend:"}
+ICONS = {
+    "run_failure": ":x:",
+    "promotion": ":trophy:",
+    "deployment": ":rocket:",
+    "drift": ":warning:",
+    "degradation": ":chart_with_downwards_trend:",
+}
 
 
 @dataclass
@@ -26,7 +32,9 @@ class Alert:
     def text(self) -> str:
         nums = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.fields.items())
         run = f" (run {self.run})" if self.run else ""
-        return f"{ICONS.get(self.event, '')} ledgerlink {self.event}: {self.title}{run}" + (f" | {nums}" if nums else "")
+        return f"{ICONS.get(self.event, '')} ledgerlink {self.event}: {self.title}{run}" + (
+            f" | {nums}" if nums else ""
+        )
 
 
 class Alerter:
@@ -45,9 +53,11 @@ class Alerter:
             log.info("alert (no webhook configured, not sent): %s", text)
             return False
         from slack_sdk.webhook import WebhookClient
+
         try:
             response = WebhookClient(self.webhook_url, timeout=int(self.timeout)).send(
-                text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+                text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+            )
         except Exception as exc:  # a broken webhook must not fail the pipeline
             log.warning("alert not delivered (%s: %s): %s", type(exc).__name__, exc, text)
             return False

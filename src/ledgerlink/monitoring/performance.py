@@ -1,5 +1,6 @@
 """Score the production model on a freshly tagged month: the real degradation signal; ``challenge`` compares a
 newer version with production on that month (the out-of-time promotion route)."""
+
 from __future__ import annotations
 
 from ..evaluation.compare import paired_bootstrap
@@ -39,6 +40,12 @@ def pick_challenger(versions: list[tuple[int, list[str]]], production_number: in
 
 def challenge(challenger_eval, production_eval, month: str, challenger: int, cfg: dict) -> dict:
     """Paired bootstrap of challenger vs production on the same fresh-month transfers (out-of-time)."""
-    boot = paired_bootstrap(challenger_eval.outcomes, production_eval.outcomes, cfg.get("primary_metric", "pair_f1"),
-                            cfg.get("bootstrap_samples", 1000), cfg.get("confidence", 0.95), cfg.get("seed", 0))
+    boot = paired_bootstrap(
+        challenger_eval.outcomes,
+        production_eval.outcomes,
+        cfg.get("primary_metric", "pair_f1"),
+        cfg.get("bootstrap_samples", 1000),
+        cfg.get("confidence", 0.95),
+        cfg.get("seed", 0),
+    )
     return {"month": month, "challenger": int(challenger), **boot}

@@ -1,12 +1,16 @@
 """The picture of a year of continuous training: accuracy, drift and promotions per month."""
+
 from __future__ import annotations
 
 import io
 
 
-def plot_simulation(records: list[dict], drift_month: str | None = None, title: str = "ledgerlink: a year of continuous training") -> bytes:
+def plot_simulation(
+    records: list[dict], drift_month: str | None = None, title: str = "ledgerlink: a year of continuous training"
+) -> bytes:
     """PNG bytes. ``records``: month, fresh_accuracy, candidate, production, drift_share, promoted."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -23,14 +27,27 @@ def plot_simulation(records: list[dict], drift_month: str | None = None, title: 
         return [r.get(key) if r.get(key) is not None else float("nan") for r in records]
 
     ax.plot(x, series("fresh_accuracy"), "o-", color="#dc2626", label="production: fresh-month exact-set accuracy")
-    ax.plot(x, series("challenger_fresh_accuracy"), "o--", color="#f97316", mfc="white",
-            label="newest non-production version: fresh-month exact-set accuracy")
+    ax.plot(
+        x,
+        series("challenger_fresh_accuracy"),
+        "o--",
+        color="#f97316",
+        mfc="white",
+        label="newest non-production version: fresh-month exact-set accuracy",
+    )
     ax.plot(x, series("candidate"), "s--", color="#4f46e5", label="candidate: frozen-test pair F1")
     ax.plot(x, series("production"), "^:", color="#059669", label="production: frozen-test pair F1")
     for xi, r in zip(x, records):
         if r.get("promoted"):
-            ax.annotate("promoted", (xi, r.get("candidate") or 0), textcoords="offset points", xytext=(0, 10),
-                        ha="center", fontsize=8, color="#4f46e5")
+            ax.annotate(
+                "promoted",
+                (xi, r.get("candidate") or 0),
+                textcoords="offset points",
+                xytext=(0, 10),
+                ha="center",
+                fontsize=8,
+                color="#4f46e5",
+            )
     if drift_month in months:
         ax.axvline(months.index(drift_month) - 0.5, color="#6b7280", linestyle="--", linewidth=1)
         ax.text(months.index(drift_month) - 0.45, 0.01, "drift event", transform=ax.get_xaxis_transform(), fontsize=8)

@@ -6,6 +6,7 @@ exact-set accuracy and auto-match rate are compared with what it showed on its o
 from Evidently. ``retrain: always`` trains every month; ``on_trigger`` only when a trigger fires.
 The decision and its reasons are recorded either way.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -24,8 +25,13 @@ class TriggerDecision:
         return asdict(self)
 
 
-def evaluate_triggers(drift_share: float | None, fresh: dict | None, reference: dict | None, cfg: dict | None = None,
-                      has_production: bool = True) -> TriggerDecision:
+def evaluate_triggers(
+    drift_share: float | None,
+    fresh: dict | None,
+    reference: dict | None,
+    cfg: dict | None = None,
+    has_production: bool = True,
+) -> TriggerDecision:
     """``fresh``/``reference``: metric dicts (exact_set_accuracy, auto_match_rate) of the production model."""
     cfg = {**DEFAULTS, **(cfg or {})}
     if cfg["retrain"] not in ("always", "on_trigger"):
@@ -41,20 +47,32 @@ def evaluate_triggers(drift_share: float | None, fresh: dict | None, reference: 
         else:
             reasons.append(f"drift share {drift_share:.2f} < threshold {cfg['drift_share']}")
     if fresh and reference:
-        for metric, key, label in (("exact_set_accuracy", "accuracy_drop", "accuracy"),
-                                   ("auto_match_rate", "auto_rate_drop", "auto-match rate")):
+        for metric, key, label in (
+            ("exact_set_accuracy", "accuracy_drop", "accuracy"),
+            ("auto_match_rate", "auto_rate_drop", "auto-match rate"),
+        ):
             drop = reference[metric] - fresh[metric]
             figures[f"{metric}_drop"] = drop
             if drop >= cfg[key]:
                 fired.append("degradation")
-                reasons.append(f"fresh-month {label} {fresh[metric]:.4f} is {drop:.4f} below reference {reference[metric]:.4f} (>= {cfg[key]})")
+                reasons.append(
+                    f"fresh-month {label} {fresh[metric]:.4f} is {drop:.4f} below reference "
+                    f"{reference[metric]:.4f} (>= {cfg[key]})"
+                )
             else:
-                reasons.append(f"fresh-month {label} {fresh[metric]:.4f} vs reference {reference[metric]:.4f} (drop {drop:+.4f} < {cfg[key]})")
+                reasons.append(
+                    f"fresh-month {label} {fresh[metric]:.4f} vs reference {reference[metric]:.4f} "
+                    f"(drop {drop:+.4f} < {cfg[key]})"
+                )
     elif not fresh:
         reasons.append("no production model scored on a fresh month yet")
     fired = sorted(set(fired))
     retrain = cfg["retrain"] == "always" or bool(fired)
     policy = "retrain every month" if cfg["retrain"] == "always" else "retrain on trigger"
-    reasons.insert(0, f"{policy}: " + ("retrain" if retrain else "no trigger fired, keep production") +
-                   (f" (fired: {', '.join(fired)})" if fired else ""))
+    reasons.insert(
+        0,
+        f"{policy}: "
+        + ("retrain" if retrain else "no trigger fired, keep production")
+        + (f" (fired: {', '.join(fired)})" if fired else ""),
+    )
     return TriggerDecision(retrain, fired, reasons, figures)

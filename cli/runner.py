@@ -4,6 +4,7 @@ The cycle is: collect the next month (if the warehouse has one), then monitor an
 says. ``--pipeline training`` on a fresh machine therefore collects first; a second call processes the next
 month. ``schedule()`` attaches a cron to each pipeline instead (one run per pipeline, not this cycle).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,37 +24,54 @@ def _output(run, step: str, name: str) -> Any:
 
 
 def collect(cfg: dict, options: dict | None = None) -> dict:
-    from .data_collection import data_collection
+    from pipelines import data_collection
+
     run = data_collection.with_options(**(options or {}))(config=cfg)
-    return _output(run, "collect_month_step", "dataset_ref")
+    return _output(run, "collect_month", "dataset_ref")
 
 
 def model_spec(cfg: dict):
     from zenml import Model
-    return Model(name=cfg["model_name"], description="Matches bank transfers to the invoices they pay.",
-                 tags=["ledgerlink", cfg["model"].get("family", "xgboost")])
+
+    return Model(
+        name=cfg["model_name"],
+        description="Matches bank transfers to the invoices they pay.",
+        tags=["ledgerlink", cfg["model"].get("family", "xgboost")],
+    )
 
 
 def train(cfg: dict, enable_cache: bool = True, options: dict | None = None) -> dict:
-    from .training import training
+    from pipelines import training
+
     run = training.with_options(model=model_spec(cfg), enable_cache=enable_cache, **(options or {}))(config=cfg)
     decision = _output(run, "compare_with_production", "decision")
     evaluation = _output(run, "evaluate_matcher", "evaluation")
     promotion = _output(run, "promote_model", "promotion")
     deployment = _output(run, "deploy_model", "deployment")
-    return {"decision": decision, "evaluation": evaluation, "promotion": promotion, "deployment": deployment,
-            "run": run.name}
+    return {
+        "decision": decision,
+        "evaluation": evaluation,
+        "promotion": promotion,
+        "deployment": deployment,
+        "run": run.name,
+    }
 
 
 def monitor(cfg: dict, options: dict | None = None) -> dict:
-    from .monitoring import monitoring
+    from pipelines import monitoring
+
     run = monitoring.with_options(**(options or {}))(config=cfg)
-    return {"drift": _output(run, "detect_data_drift", "drift_summary"),
-            "fresh": _output(run, "score_production_on_fresh_month", "fresh_performance"),
-            "decision": _output(run, "decide_retraining", "retraining_decision"), "run": run.name}
+    return {
+        "drift": _output(run, "detect_data_drift", "drift_summary"),
+        "fresh": _output(run, "score_production_on_fresh_month", "fresh_performance"),
+        "decision": _output(run, "decide_retraining", "retraining_decision"),
+        "run": run.name,
+    }
 
 
-def run_cycle(cfg: dict, pipeline: str = "training", enable_cache: bool = True, options: dict | None = None) -> dict | None:
+def run_cycle(
+    cfg: dict, pipeline: str = "training", enable_cache: bool = True, options: dict | None = None
+) -> dict | None:
     """One monthly cycle: collect the next month, monitor, train (as ``pipeline`` says). Returns the summary row."""
     store, warehouse = open_store(cfg), open_warehouse(cfg)
     month = next_month(warehouse, store)
@@ -64,8 +82,17 @@ def run_cycle(cfg: dict, pipeline: str = "training", enable_cache: bool = True, 
         console.print("No new month in the warehouse; the store is up to date.")
     if pipeline in ("monitoring", "all") and store.collected_months():
         watch = monitor(cfg, options)
-    row = {"month": month or "(none new)", "rows": "", "candidate": "", "production": "", "decision": "",
-           "drift": "", "fresh": "", "promoted": False, "values": {}}
+    row = {
+        "month": month or "(none new)",
+        "rows": "",
+        "candidate": "",
+        "production": "",
+        "decision": "",
+        "drift": "",
+        "fresh": "",
+        "promoted": False,
+        "values": {},
+    }
     if watch is not None:
         share = watch["drift"].get("drift_share")
         row["drift"] = "" if share is None else f"{share:.2f}"
@@ -73,11 +100,16 @@ def run_cycle(cfg: dict, pipeline: str = "training", enable_cache: bool = True, 
         challenger = watch["fresh"].get("challenger")
         row["fresh"] = f"{fresh['exact_set_accuracy']:.4f}" if fresh else watch["fresh"].get("skipped", "")
         if fresh and challenger:
-            row["fresh"] += f" (v{challenger['version']} not promoted: {challenger['metrics']['exact_set_accuracy']:.4f})"
-        row["values"].update(drift_share=share, fresh_accuracy=fresh["exact_set_accuracy"] if fresh else None,
-                             challenger_fresh_accuracy=challenger["metrics"]["exact_set_accuracy"] if challenger else None,
-                             fresh_auto_rate=fresh["auto_match_rate"] if fresh else None,
-                             triggers=watch["decision"]["fired"])
+            row["fresh"] += (
+                f" (v{challenger['version']} not promoted: {challenger['metrics']['exact_set_accuracy']:.4f})"
+            )
+        row["values"].update(
+            drift_share=share,
+            fresh_accuracy=fresh["exact_set_accuracy"] if fresh else None,
+            challenger_fresh_accuracy=challenger["metrics"]["exact_set_accuracy"] if challenger else None,
+            fresh_auto_rate=fresh["auto_match_rate"] if fresh else None,
+            triggers=watch["decision"]["fired"],
+        )
         if pipeline == "monitoring" or not watch["decision"]["retrain"]:
             row["decision"] = "; ".join(watch["decision"]["reasons"])
     if pipeline == "training" or (pipeline == "all" and (watch is None or watch["decision"]["retrain"])):
@@ -89,12 +121,19 @@ def run_cycle(cfg: dict, pipeline: str = "training", enable_cache: bool = True, 
         cand = d["checks"].get("candidate")
         prod = d["checks"].get("production", d["checks"].get("rules"))
         label = "production" if not d["checks"].get("first_run") else "rules baseline"
-        row.update(candidate=f"{cand:.4f}", production=f"{prod:.4f} ({label})", promoted=bool(d["promote"]),
-                   decision=("PROMOTED" if d["promote"] else "kept production") + ": " + "; ".join(d["reasons"]))
-        row["values"].update(candidate=cand, production=None if d["checks"].get("first_run") else prod,
-                             rules=d["checks"].get("rules"))
+        row.update(
+            candidate=f"{cand:.4f}",
+            production=f"{prod:.4f} ({label})",
+            promoted=bool(d["promote"]),
+            decision=("PROMOTED" if d["promote"] else "kept production") + ": " + "; ".join(d["reasons"]),
+        )
+        row["values"].update(
+            candidate=cand, production=None if d["checks"].get("first_run") else prod, rules=d["checks"].get("rules")
+        )
     ref = ref or open_store(cfg).ref().to_dict()
-    row["rows"] = f"{ref['train_rows'].get('transfers', 0)} train / {ref['test_rows'].get('transfers', 0)} test transfers"
+    row["rows"] = (
+        f"{ref['train_rows'].get('transfers', 0)} train / {ref['test_rows'].get('transfers', 0)} test transfers"
+    )
     return row
 
 
@@ -105,15 +144,19 @@ def print_summary(rows: list[dict], pipeline: str, metric: str) -> None:
         cols += ["drift", "fresh"]
     cols.append("decision")
     for col in cols:
-        table.add_column({"fresh": "production fresh-month acc.", "drift": "drift share"}.get(col, col),
-                         overflow="fold", max_width=70 if col == "decision" else None)
+        table.add_column(
+            {"fresh": "production fresh-month acc.", "drift": "drift share"}.get(col, col),
+            overflow="fold",
+            max_width=70 if col == "decision" else None,
+        )
     for r in rows:
         table.add_row(*(str(r[c]) for c in cols))
     console.print(table)
 
 
-def run_cycles(cfg: dict, pipeline: str = "training", months: int = 1, enable_cache: bool = True,
-               options: dict | None = None) -> int:
+def run_cycles(
+    cfg: dict, pipeline: str = "training", months: int = 1, enable_cache: bool = True, options: dict | None = None
+) -> int:
     rows = []
     for _ in range(months):
         row = run_cycle(cfg, pipeline, enable_cache, options)
@@ -129,12 +172,15 @@ def run_cycles(cfg: dict, pipeline: str = "training", months: int = 1, enable_ca
 def schedule(cfg: dict, pipeline: str, options: dict) -> int:
     """Attach the schedule in ``options`` to each pipeline ``pipeline`` stands for, one named schedule per pipeline
     (``ledgerlink-<pipeline name>``); the orchestrator (Vertex) fires each on its own, not one after another."""
-    from .data_collection import data_collection
-    from .monitoring import monitoring
+    from pipelines import data_collection, monitoring, training
+
     from .schedule import SCHEDULED_PIPELINES, schedule_name
-    from .training import training
-    pipelines = {"data_collection": data_collection, "monitoring": monitoring,
-                 "training": training.with_options(model=model_spec(cfg))}
+
+    pipelines = {
+        "data_collection": data_collection,
+        "monitoring": monitoring,
+        "training": training.with_options(model=model_spec(cfg)),
+    }
     base = options["schedule"]
     for name in SCHEDULED_PIPELINES[pipeline]:
         sched = base.model_copy(update={"name": schedule_name(name)})

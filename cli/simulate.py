@@ -5,6 +5,7 @@ PNG plot show, per month: rows, candidate and production frozen-test metric, pro
 fresh-month accuracy, drift share and the decision. The plot is also logged as an artifact of a
 small ``simulation_report`` run, so the dashboard shows it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,14 +26,19 @@ from .runner import console, print_summary, run_cycle
 @step(enable_cache=False)
 def render_simulation(records: list, drift_month: str, png_path: str) -> Annotated[HTMLString, "simulation_report"]:
     png = Path(png_path).read_bytes()
-    rows = "".join(f"<tr><td>{r['month']}</td><td>{_fmt(r.get('fresh_accuracy'))}</td><td>{_fmt(r.get('candidate'))}</td>"
-                   f"<td>{_fmt(r.get('challenger_fresh_accuracy'))}</td><td>{_fmt(r.get('production'))}</td><td>{_fmt(r.get('drift_share'))}</td><td>{'yes' if r.get('promoted') else ''}</td></tr>"
-                   for r in records)
-    return HTMLString(f"<html><body><h1>Continuous training simulation (drift at {drift_month})</h1>"
-                      f"<img style='max-width:100%' src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
-                      "<table border=1 cellpadding=4><tr><th>month</th><th>production fresh-month acc.</th><th>candidate F1</th>"
-                      "<th>newest non-production version fresh-month acc.</th>"
-                      f"<th>production F1</th><th>drift share</th><th>promoted</th></tr>{rows}</table></body></html>")
+    rows = "".join(
+        f"<tr><td>{r['month']}</td><td>{_fmt(r.get('fresh_accuracy'))}</td><td>{_fmt(r.get('candidate'))}</td>"
+        f"<td>{_fmt(r.get('challenger_fresh_accuracy'))}</td><td>{_fmt(r.get('production'))}</td>"
+        f"<td>{_fmt(r.get('drift_share'))}</td><td>{'yes' if r.get('promoted') else ''}</td></tr>"
+        for r in records
+    )
+    return HTMLString(
+        f"<html><body><h1>Continuous training simulation (drift at {drift_month})</h1>"
+        f"<img style='max-width:100%' src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
+        "<table border=1 cellpadding=4><tr><th>month</th><th>production fresh-month acc.</th><th>candidate F1</th>"
+        "<th>newest non-production version fresh-month acc.</th>"
+        f"<th>production F1</th><th>drift share</th><th>promoted</th></tr>{rows}</table></body></html>"
+    )
 
 
 def _fmt(v):
@@ -49,8 +55,12 @@ def simulation_config(cfg: dict, months: int, drift_month: int) -> dict:
     home = Path(cfg["data_dir"]) / "simulation"
     sim["data_dir"] = str(home)
     sim["model_name"] = f"{cfg['model_name']}_simulation"
-    sim["synthetic"] = {**cfg["synthetic"], "months": months, "drift_month": drift_month,
-                        "drift_kind": cfg["synthetic"].get("drift_kind") or "title_format+payer_change"}
+    sim["synthetic"] = {
+        **cfg["synthetic"],
+        "months": months,
+        "drift_month": drift_month,
+        "drift_kind": cfg["synthetic"].get("drift_kind") or "title_format+payer_change",
+    }
     sim["warehouse"] = {**cfg["warehouse"], "kind": "duckdb", "path": str(home / "warehouse.duckdb")}
     sim["store"] = {"uri": str(home / "datasets")}
     sim["deploy"] = {**cfg["deploy"], "deployer": "local", "smoke_test": False, "model_dir": str(home / "models")}
@@ -60,6 +70,7 @@ def simulation_config(cfg: dict, months: int, drift_month: int) -> dict:
 def reset(sim: dict) -> None:
     """Fresh state: the simulation's own data folder and model in the Model Control Plane."""
     from zenml.client import Client
+
     shutil.rmtree(sim["data_dir"], ignore_errors=True)
     try:
         Client().delete_model(sim["model_name"])
@@ -76,8 +87,10 @@ def simulate(cfg: dict, months: int = 12, drift_month: int = 7) -> list[dict]:
         console.rule(f"simulated month {i + 1}/{months}: {labels[i]}")
         rows.append(run_cycle(sim, "all"))
     print_summary(rows, "simulate", cfg["evaluation"].get("primary_metric", "pair_f1"))
-    records = [{"month": r["month"], "promoted": r["promoted"], **{k: v for k, v in r["values"].items() if k != "triggers"}}
-               for r in rows]
+    records = [
+        {"month": r["month"], "promoted": r["promoted"], **{k: v for k, v in r["values"].items() if k != "triggers"}}
+        for r in rows
+    ]
     png_path = Path(sim["data_dir"]) / "simulation.png"
     png_path.write_bytes(plot_simulation(records, labels[drift_month - 1]))
     simulation_report(records=records, drift_month=labels[drift_month - 1], png_path=str(png_path))

@@ -5,13 +5,13 @@ from zenml.types import HTMLString
 
 from ledgerlink.data.store import DatasetStore
 from ledgerlink.monitoring.drift import detect_drift, drift_summary_html, raw_columns
-
-from .production_model import production_version
+from utils.model_versions import production_version
 
 
 @step(enable_cache=False)
-def detect_data_drift(dataset_ref: dict, model_name: str, monitoring: dict) -> tuple[
-        Annotated[dict, "drift_summary"], Annotated[HTMLString, "drift_report"]]:
+def detect_data_drift(
+    dataset_ref: dict, model_name: str, monitoring: dict
+) -> tuple[Annotated[dict, "drift_summary"], Annotated[HTMLString, "drift_report"]]:
     """Evidently drift: production's training months (reference) vs the newest month (current)."""
     store = DatasetStore(dataset_ref["uri"])
     newest = dataset_ref["months"][-1]
@@ -23,18 +23,37 @@ def detect_data_drift(dataset_ref: dict, model_name: str, monitoring: dict) -> t
         return summary, HTMLString(f"<p>No drift report: {summary['reason']}.</p>")
     reference = store.load_train(ref_months)["transfers"]
     current = store.load_train([newest])["transfers"]
-    views = [detect_drift(raw_columns(reference), raw_columns(current), "raw columns", monitoring.get("max_rows", 20000))]
+    views = [
+        detect_drift(raw_columns(reference), raw_columns(current), "raw columns", monitoring.get("max_rows", 20000))
+    ]
     if prod is not None:
         matcher = prod.get_artifact("matcher").load()
         if hasattr(matcher, "pair_feature_frame"):
             pool = store.load_train(sorted(set(ref_months) | {newest}))["invoices"]
-            views.append(detect_drift(matcher.pair_feature_frame(pool, reference), matcher.pair_feature_frame(pool, current),
-                                      "model pair features", monitoring.get("max_rows", 20000)))
-    summary = {"month": newest, "reference_months": ref_months,
-               "drift_share": max(v.drift_share for v in views),
-               "views": {v.view: v.summary() for v in views}}
-    log_metadata(metadata={"drift": {"month": newest, "drift_share": summary["drift_share"],
-                                     "drifted_columns": {v.view: v.drifted_columns for v in views}}})
+            views.append(
+                detect_drift(
+                    matcher.pair_feature_frame(pool, reference),
+                    matcher.pair_feature_frame(pool, current),
+                    "model pair features",
+                    monitoring.get("max_rows", 20000),
+                )
+            )
+    summary = {
+        "month": newest,
+        "reference_months": ref_months,
+        "drift_share": max(v.drift_share for v in views),
+        "views": {v.view: v.summary() for v in views},
+    }
+    log_metadata(
+        metadata={
+            "drift": {
+                "month": newest,
+                "drift_share": summary["drift_share"],
+                "drifted_columns": {v.view: v.drifted_columns for v in views},
+            }
+        }
+    )
     html = drift_summary_html(newest, ref_months, views) + "".join(
-        f"<h1>Evidently report: {v.view}</h1>" + v.html for v in views)
+        f"<h1>Evidently report: {v.view}</h1>" + v.html for v in views
+    )
     return summary, HTMLString(html)

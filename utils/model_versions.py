@@ -1,4 +1,5 @@
-"""Find the production model version in the Model Control Plane (shared by monitoring steps)."""
+"""Find the production model version in the Model Control Plane."""
+
 from zenml.client import Client
 
 

@@ -6,6 +6,7 @@ Pipelines (``PipelineJob.create_schedule``). ZenML's local orchestrator cannot, 
 of running once and leaving people to believe a schedule exists. ZenML cannot update or delete a
 Vertex schedule afterwards: to change one, delete it in Vertex AI and submit again (README).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,8 +16,7 @@ import yaml
 from zenml.config.schedule import Schedule
 
 GCP_STACK = "ledgerlink-gcp"
-HOW_TO_GCP = ("make stack-gcp PROJECT=<project> REGION=<region> BUCKET=<bucket>\n"
-              f"  zenml stack set {GCP_STACK}")
+HOW_TO_GCP = f"make stack-gcp PROJECT=<project> REGION=<region> BUCKET=<bucket>\n  zenml stack set {GCP_STACK}"
 
 
 class ScheduleError(ValueError):
@@ -30,16 +30,24 @@ def validate_cron(cron: str) -> str:
     expr = " ".join(str(cron or "").split())
     fields = expr.split(" ") if expr else []
     if expr.upper().startswith(("TZ=", "CRON_TZ=")):
-        raise ScheduleError(f"cron {cron!r}: give the timezone separately (--timezone Europe/Warsaw), not in the expression")
+        raise ScheduleError(
+            f"cron {cron!r}: give the timezone separately (--timezone Europe/Warsaw), not in the expression"
+        )
     if len(fields) != 5 or not croniter.is_valid(expr):
         raise ScheduleError(
             f"{cron!r} is not a valid cron expression: Vertex AI takes 5 fields "
-            "'minute hour day-of-month month day-of-week', e.g. '0 3 1 * *' = 03:00 on the 1st of every month")
+            "'minute hour day-of-month month day-of-week', e.g. '0 3 1 * *' = 03:00 on the 1st of every month"
+        )
     return expr
 
 
-def build_schedule(cron: str, timezone: str | None = None, name: str | None = None,
-                   start_time: dt.datetime | None = None, end_time: dt.datetime | None = None) -> Schedule:
+def build_schedule(
+    cron: str,
+    timezone: str | None = None,
+    name: str | None = None,
+    start_time: dt.datetime | None = None,
+    end_time: dt.datetime | None = None,
+) -> Schedule:
     """A ZenML Schedule for ``cron`` in ``timezone`` (IANA name; default UTC).
 
     Vertex AI reads the timezone from a ``TZ=<zone>`` prefix of the cron expression, so it is put
@@ -48,10 +56,13 @@ def build_schedule(cron: str, timezone: str | None = None, name: str | None = No
     expr = validate_cron(cron)
     if timezone:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ScheduleError(f"timezone {timezone!r} is not an IANA timezone name such as 'Europe/Warsaw' or 'UTC'") from exc
+            raise ScheduleError(
+                f"timezone {timezone!r} is not an IANA timezone name such as 'Europe/Warsaw' or 'UTC'"
+            ) from exc
         expr = f"TZ={timezone} {expr}"
     return Schedule(name=name, cron_expression=expr, start_time=start_time, end_time=end_time)
 
@@ -61,6 +72,7 @@ def next_runs(schedule: Schedule, n: int = 3, after: dt.datetime | None = None) 
     from zoneinfo import ZoneInfo
 
     from croniter import croniter
+
     expr, zone = schedule.cron_expression, ZoneInfo("UTC")
     if expr.startswith("TZ="):
         tz, expr = expr[3:].split(" ", 1)
@@ -82,19 +94,26 @@ def check_orchestrator_can_schedule(client=None) -> str:
     client = client or Client()
     stack = client.active_stack_model
     (orchestrator,) = stack.components[StackComponentType.ORCHESTRATOR]
-    flavor = Flavor.from_model(client.get_flavor_by_name_and_type(orchestrator.flavor_name, StackComponentType.ORCHESTRATOR))
+    flavor = Flavor.from_model(
+        client.get_flavor_by_name_and_type(orchestrator.flavor_name, StackComponentType.ORCHESTRATOR)
+    )
     config = flavor.config_class(**orchestrator.configuration)
     if not config.is_schedulable:
         raise ScheduleError(
             f"the active stack '{stack.name}' runs pipelines on the '{orchestrator.flavor_name}' orchestrator, "
             "which cannot run schedules (it would run once and schedule nothing). Schedules run on the GCP stack, "
             f"where Vertex AI Pipelines fires them:\n  {HOW_TO_GCP}\nthen run again with --schedule; or drop "
-            "--schedule to run once now.")
+            "--schedule to run once now."
+        )
     return orchestrator.flavor_name
 
 
-SCHEDULED_PIPELINES = {"data": ["data_collection"], "monitoring": ["monitoring"], "training": ["training"],
-                       "all": ["data_collection", "monitoring", "training"]}
+SCHEDULED_PIPELINES = {
+    "data": ["data_collection"],
+    "monitoring": ["monitoring"],
+    "training": ["training"],
+    "all": ["data_collection", "monitoring", "training"],
+}
 
 
 def schedule_name(pipeline_name: str) -> str:
@@ -114,7 +133,8 @@ def check_schedule_names_free(pipeline: str, client=None) -> list[str]:
         raise ScheduleError(
             f"schedule(s) {taken} exist already and ZenML cannot update a schedule. Delete each with "
             f"`zenml pipeline schedule delete <name>` and its Vertex AI schedule (README: "
-            "\"From the local default to monthly runs on Google Cloud\"), then schedule again.")
+            '"From the local default to monthly runs on Google Cloud"), then schedule again.'
+        )
     return names
 
 

@@ -4,23 +4,33 @@ from zenml import log_metadata, step
 from zenml.client import Client
 
 from ledgerlink.data.store import DatasetStore
-from ledgerlink.monitoring.performance import challenge, challenge_key, fresh_month_data, pick_challenger, score_fresh_month
-
-from .production_model import production_version
+from ledgerlink.monitoring.performance import (
+    challenge,
+    challenge_key,
+    fresh_month_data,
+    pick_challenger,
+    score_fresh_month,
+)
+from utils.model_versions import production_version
 
 
 def _latest_challenger(model_name: str, production_number: int, month: str):
     """The out-of-time challenger (``pick_challenger``) among the versions newer than production."""
     client = Client()
-    newer = client.list_model_versions(model_name, sort_by="desc:number", size=50, number=f"gt:{production_number}").items
-    versions = [(v.number, client.get_model_version(model_name, v.number).run_metadata.get("data_months") or [])
-                for v in newer]
+    newer = client.list_model_versions(
+        model_name, sort_by="desc:number", size=50, number=f"gt:{production_number}"
+    ).items
+    versions = [
+        (v.number, client.get_model_version(model_name, v.number).run_metadata.get("data_months") or []) for v in newer
+    ]
     number = pick_challenger(versions, production_number, month)
     return None if number is None else client.get_model_version(model_name, number)
 
 
 @step(enable_cache=False)
-def score_production_on_fresh_month(dataset_ref: dict, model_name: str, promotion: dict) -> Annotated[dict, "fresh_performance"]:
+def score_production_on_fresh_month(
+    dataset_ref: dict, model_name: str, promotion: dict
+) -> Annotated[dict, "fresh_performance"]:
     """Score production on the newest tagged month it has not trained on; record it per month on the model version.
 
     The newest non-production version that has not seen the month is scored too: when the frozen test set
@@ -32,7 +42,11 @@ def score_production_on_fresh_month(dataset_ref: dict, model_name: str, promotio
         return {"month": newest, "skipped": "no production model yet"}
     meta = prod.run_metadata
     if newest in meta.get("data_months", []):
-        return {"month": newest, "skipped": f"production version {prod.number} was trained on {newest}", "version": prod.number}
+        return {
+            "month": newest,
+            "skipped": f"production version {prod.number} was trained on {newest}",
+            "version": prod.number,
+        }
     store = DatasetStore(dataset_ref["uri"])
     data = fresh_month_data(store, newest)
     result, prod_eval = score_fresh_month(prod.get_artifact("matcher").load(), store, newest, data)
@@ -40,18 +54,33 @@ def score_production_on_fresh_month(dataset_ref: dict, model_name: str, promotio
     history = {k: v for k, v in meta.items() if k.startswith("fresh_")}
     reference = history[min(history)]["metrics"] if history else meta.get("metrics")
     result["reference"] = reference
-    log_metadata(metadata={f"fresh_{newest}": {"metrics": result["metrics"]}},
-                 model_name=model_name, model_version=str(prod.number))
+    log_metadata(
+        metadata={f"fresh_{newest}": {"metrics": result["metrics"]}},
+        model_name=model_name,
+        model_version=str(prod.number),
+    )
     challenger = _latest_challenger(model_name, prod.number, newest)
     if challenger is not None:
         scored, chall_eval = score_fresh_month(challenger.get_artifact("matcher").load(), store, newest, data)
         result["challenger"] = {"version": int(challenger.number), "metrics": scored["metrics"]}
         result["challenge"] = challenge(chall_eval, prod_eval, newest, challenger.number, promotion)
         # the training pipeline's promotion rule reads this from the production version
-        log_metadata(metadata={challenge_key(newest): result["challenge"]},
-                     model_name=model_name, model_version=str(prod.number))
-        log_metadata(metadata={f"fresh_{newest}": {"metrics": scored["metrics"], "as": "challenger"}},
-                     model_name=model_name, model_version=str(challenger.number))
-    log_metadata(metadata={"fresh_performance": {"month": newest, "version": int(prod.number), **result["metrics"],
-                                                 "challenger": result.get("challenger")}})
+        log_metadata(
+            metadata={challenge_key(newest): result["challenge"]}, model_name=model_name, model_version=str(prod.number)
+        )
+        log_metadata(
+            metadata={f"fresh_{newest}": {"metrics": scored["metrics"], "as": "challenger"}},
+            model_name=model_name,
+            model_version=str(challenger.number),
+        )
+    log_metadata(
+        metadata={
+            "fresh_performance": {
+                "month": newest,
+                "version": int(prod.number),
+                **result["metrics"],
+                "challenger": result.get("challenger"),
+            }
+        }
+    )
     return result

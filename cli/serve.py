@@ -6,6 +6,7 @@
 The work is done by ``ledgerlink.deploy``; this module asks ZenML which version is in production and whether
 the Bento its deploy built can be reused.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -20,22 +21,30 @@ class NoProductionModel(RuntimeError):
 
 def production_version(cfg: dict):
     """The production model version (ZenML response); ``NoProductionModel`` when there is none."""
-    from steps.monitoring.production_model import production_version as find
+    from utils.model_versions import production_version as find
 
     mv = find(cfg["model_name"])
     if mv is None:
-        raise NoProductionModel(f"no version of model {cfg['model_name']!r} is in production yet; run "
-                                "`python run.py --pipeline training` first")
+        raise NoProductionModel(
+            f"no version of model {cfg['model_name']!r} is in production yet; run "
+            "`python run.py --pipeline training` first"
+        )
     return mv
 
 
 def production_info(cfg: dict, mv=None) -> ModelVersionInfo:
     mv = mv if mv is not None else production_version(cfg)
     meta = mv.run_metadata or {}
-    return ModelVersionInfo(model_name=cfg["model_name"], version=str(mv.name), number=int(mv.number),
-                            model_version_id=str(mv.id), metrics=dict(meta.get("metrics") or {}),
-                            months=list(meta.get("data_months") or []), threshold=meta.get("auto_threshold"),
-                            currencies=cfg["deploy"].get("currencies"))
+    return ModelVersionInfo(
+        model_name=cfg["model_name"],
+        version=str(mv.name),
+        number=int(mv.number),
+        model_version_id=str(mv.id),
+        metrics=dict(meta.get("metrics") or {}),
+        months=list(meta.get("data_months") or []),
+        threshold=meta.get("auto_threshold"),
+        currencies=cfg["deploy"].get("currencies"),
+    )
 
 
 def dry_run(cfg: dict, now: datetime | None = None) -> tuple[dict[str, Any], str]:
@@ -56,7 +65,8 @@ def production_bento(cfg: dict, echo=print) -> str:
         raise NoProductionModel(
             f"production version {mv.number} of {cfg['model_name']!r} failed its deployment at "
             f"{deployment['stage']} ({deployment.get('error', 'no error recorded')}); it is not served. Fix the "
-            "cause and run the training pipeline again (or promote another version).")
+            "cause and run the training pipeline again (or promote another version)."
+        )
     tag = deployment.get("bento_tag")
     if tag:
         try:
