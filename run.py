@@ -56,18 +56,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from cli.runner import run_cycles, schedule
-    from cli.schedule import (
-        ScheduleError,
-        build_schedule,
-        check_orchestrator_can_schedule,
-        check_schedule_names_free,
-        run_options,
-    )
-    from ledgerlink.config import load_config
+    from ledgerlink.config import Config, ConfigError
 
-    cfg = load_config(args.config)
-    family = cfg["model"].get("family", "xgboost")
+    try:  # every config mistake stops here, before any work, with the key and the file named
+        cfg = Config.load(args.config)
+        if not args.serve:
+            cfg.check_environment()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.serve or args.dry_run:
         if args.serve and args.dry_run:
             print("--serve and --dry-run do not go together", file=sys.stderr)
@@ -82,6 +79,15 @@ def main(argv=None) -> int:
         except (NoProductionModel, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    from cli.runner import run_cycles, schedule
+    from cli.schedule import (
+        ScheduleError,
+        build_schedule,
+        check_orchestrator_can_schedule,
+        check_schedule_names_free,
+        run_options,
+    )
+
     if args.schedule:
         try:
             sched = build_schedule(args.schedule, args.timezone)
@@ -90,11 +96,11 @@ def main(argv=None) -> int:
         except ScheduleError as exc:
             print(f"--schedule: {exc}", file=sys.stderr)
             return 2
-        return schedule(cfg, args.pipeline, run_options(args.config, family, sched))
+        return schedule(cfg, args.pipeline, run_options(cfg.zenml, cfg.model.family, sched))
     if args.simulate:
         from cli.simulate import simulate
 
-        simulate(cfg, months=args.simulate, drift_month=args.drift_month)
+        simulate(cfg.to_dict(), months=args.simulate, drift_month=args.drift_month)
         return 0
     if args.months < 1:
         print("--months must be at least 1", file=sys.stderr)
@@ -104,7 +110,7 @@ def main(argv=None) -> int:
         pipeline=args.pipeline,
         months=args.months,
         enable_cache=not args.no_cache,
-        options=run_options(args.config, family),
+        options=run_options(cfg.zenml, cfg.model.family),
     )
 
 

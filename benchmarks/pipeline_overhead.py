@@ -76,7 +76,7 @@ def bare_cycle(cfg: dict) -> None:
             model_version_id=f"bare-{len(ref.months)}",
             metrics=cand.metrics,
             months=ref.months,
-            threshold=getattr(matcher, "auto_threshold_", None),
+            auto_threshold=getattr(matcher, "auto_threshold_", None),
         )
         deploy_promoted(matcher, info, cfg["deploy"], smoke_tables=test)
 

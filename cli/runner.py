@@ -7,77 +7,60 @@ month. ``schedule()`` attaches a cron to each pipeline instead (one run per pipe
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.table import Table
 
+from ledgerlink.config import Config
 from ledgerlink.data.collect import next_month
-from ledgerlink.data.store import open_store
+from ledgerlink.data.store import store_at
 from ledgerlink.data.warehouse import open_warehouse
+from utils.pipeline_runs import CollectionRun, MonitoringRun, TrainingRun, run_result
 
 console = Console()
 
 
-def _output(run, step: str, name: str) -> Any:
-    return run.steps[step].outputs[name][0].load()
-
-
-def collect(cfg: dict, options: dict | None = None) -> dict:
+def collect(cfg: Config | dict, options: dict | None = None) -> CollectionRun:
     from pipelines import data_collection
 
-    run = data_collection.with_options(**(options or {}))(config=cfg)
-    return _output(run, "collect_month", "dataset_ref")
+    run = data_collection.with_options(**(options or {}))(config=Config.coerce(cfg))
+    return run_result(CollectionRun, run)
 
 
-def model_spec(cfg: dict):
+def model_spec(cfg: Config):
     from zenml import Model
 
     return Model(
-        name=cfg["model_name"],
+        name=cfg.model_name,
         description="Matches bank transfers to the invoices they pay.",
-        tags=["ledgerlink", cfg["model"].get("family", "xgboost")],
+        tags=["ledgerlink", cfg.model.family],
     )
 
 
-def train(cfg: dict, enable_cache: bool = True, options: dict | None = None) -> dict:
+def train(cfg: Config | dict, enable_cache: bool = True, options: dict | None = None) -> TrainingRun:
     from pipelines import training
 
+    cfg = Config.coerce(cfg)
     run = training.with_options(model=model_spec(cfg), enable_cache=enable_cache, **(options or {}))(config=cfg)
-    decision = _output(run, "compare_with_production", "decision")
-    evaluation = _output(run, "evaluate_matcher", "evaluation")
-    promotion = _output(run, "promote_model", "promotion")
-    deployment = _output(run, "deploy_model", "deployment")
-    return {
-        "decision": decision,
-        "evaluation": evaluation,
-        "promotion": promotion,
-        "deployment": deployment,
-        "run": run.name,
-    }
+    return run_result(TrainingRun, run)
 
 
-def monitor(cfg: dict, options: dict | None = None) -> dict:
+def monitor(cfg: Config | dict, options: dict | None = None) -> MonitoringRun:
     from pipelines import monitoring
 
-    run = monitoring.with_options(**(options or {}))(config=cfg)
-    return {
-        "drift": _output(run, "detect_data_drift", "drift_summary"),
-        "fresh": _output(run, "score_production_on_fresh_month", "fresh_performance"),
-        "decision": _output(run, "decide_retraining", "retraining_decision"),
-        "run": run.name,
-    }
+    run = monitoring.with_options(**(options or {}))(config=Config.coerce(cfg))
+    return run_result(MonitoringRun, run)
 
 
 def run_cycle(
-    cfg: dict, pipeline: str = "training", enable_cache: bool = True, options: dict | None = None
+    cfg: Config | dict, pipeline: str = "training", enable_cache: bool = True, options: dict | None = None
 ) -> dict | None:
     """One monthly cycle: collect the next month, monitor, train (as ``pipeline`` says). Returns the summary row."""
-    store, warehouse = open_store(cfg), open_warehouse(cfg)
+    cfg = Config.coerce(cfg)
+    store, warehouse = store_at(cfg.store.uri), open_warehouse(cfg.to_dict())
     month = next_month(warehouse, store)
     ref = watch = None
     if pipeline in ("data", "training", "all") and month is not None:
-        ref = collect(cfg, options)
+        ref = collect(cfg, options).dataset_ref
     elif pipeline == "data":
         console.print("No new month in the warehouse; the store is up to date.")
     if pipeline in ("monitoring", "all") and store.collected_months():
@@ -94,11 +77,11 @@ def run_cycle(
         "values": {},
     }
     if watch is not None:
-        share = watch["drift"].get("drift_share")
+        share = watch.drift_summary.get("drift_share")
         row["drift"] = "" if share is None else f"{share:.2f}"
-        fresh = watch["fresh"].get("metrics")
-        challenger = watch["fresh"].get("challenger")
-        row["fresh"] = f"{fresh['exact_set_accuracy']:.4f}" if fresh else watch["fresh"].get("skipped", "")
+        fresh = watch.fresh_performance.get("metrics")
+        challenger = watch.fresh_performance.get("challenger")
+        row["fresh"] = f"{fresh['exact_set_accuracy']:.4f}" if fresh else watch.fresh_performance.get("skipped", "")
         if fresh and challenger:
             row["fresh"] += (
                 f" (v{challenger['version']} not promoted: {challenger['metrics']['exact_set_accuracy']:.4f})"
@@ -108,16 +91,15 @@ def run_cycle(
             fresh_accuracy=fresh["exact_set_accuracy"] if fresh else None,
             challenger_fresh_accuracy=challenger["metrics"]["exact_set_accuracy"] if challenger else None,
             fresh_auto_rate=fresh["auto_match_rate"] if fresh else None,
-            triggers=watch["decision"]["fired"],
+            triggers=watch.retraining_decision["fired"],
         )
-        if pipeline == "monitoring" or not watch["decision"]["retrain"]:
-            row["decision"] = "; ".join(watch["decision"]["reasons"])
-    if pipeline == "training" or (pipeline == "all" and (watch is None or watch["decision"]["retrain"])):
+        if pipeline == "monitoring" or not watch.retraining_decision["retrain"]:
+            row["decision"] = "; ".join(watch.retraining_decision["reasons"])
+    if pipeline == "training" or (pipeline == "all" and (watch is None or watch.retraining_decision["retrain"])):
         if not store.collected_months():
             console.print("[red]Nothing collected yet and the warehouse has no month to collect.[/red]")
             return None
-        result = train(cfg, enable_cache, options)
-        d = result["decision"]
+        d = train(cfg, enable_cache, options).decision
         cand = d["checks"].get("candidate")
         prod = d["checks"].get("production", d["checks"].get("rules"))
         label = "production" if not d["checks"].get("first_run") else "rules baseline"
@@ -130,10 +112,8 @@ def run_cycle(
         row["values"].update(
             candidate=cand, production=None if d["checks"].get("first_run") else prod, rules=d["checks"].get("rules")
         )
-    ref = ref or open_store(cfg).ref().to_dict()
-    row["rows"] = (
-        f"{ref['train_rows'].get('transfers', 0)} train / {ref['test_rows'].get('transfers', 0)} test transfers"
-    )
+    ref = ref or store.ref()
+    row["rows"] = f"{ref.train_rows.get('transfers', 0)} train / {ref.test_rows.get('transfers', 0)} test transfers"
     return row
 
 
@@ -155,8 +135,13 @@ def print_summary(rows: list[dict], pipeline: str, metric: str) -> None:
 
 
 def run_cycles(
-    cfg: dict, pipeline: str = "training", months: int = 1, enable_cache: bool = True, options: dict | None = None
+    cfg: Config | dict,
+    pipeline: str = "training",
+    months: int = 1,
+    enable_cache: bool = True,
+    options: dict | None = None,
 ) -> int:
+    cfg = Config.coerce(cfg)
     rows = []
     for _ in range(months):
         row = run_cycle(cfg, pipeline, enable_cache, options)
@@ -165,11 +150,11 @@ def run_cycles(
         rows.append(row)
         if row["month"] == "(none new)" and pipeline != "monitoring":
             break
-    print_summary(rows, pipeline, cfg["evaluation"].get("primary_metric", "pair_f1"))
+    print_summary(rows, pipeline, cfg.evaluation.primary_metric)
     return 0
 
 
-def schedule(cfg: dict, pipeline: str, options: dict) -> int:
+def schedule(cfg: Config, pipeline: str, options: dict) -> int:
     """Attach the schedule in ``options`` to each pipeline ``pipeline`` stands for, one named schedule per pipeline
     (``ledgerlink-<pipeline name>``); the orchestrator (Vertex) fires each on its own, not one after another."""
     from pipelines import data_collection, monitoring, training

@@ -10,10 +10,10 @@ Vertex schedule afterwards: to change one, delete it in Vertex AI and submit aga
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
-import yaml
 from zenml.config.schedule import Schedule
+
+from ledgerlink.config import ZenMLOptions
 
 GCP_STACK = "ledgerlink-gcp"
 HOW_TO_GCP = f"make stack-gcp PROJECT=<project> REGION=<region> BUCKET=<bucket>\n  zenml stack set {GCP_STACK}"
@@ -145,18 +145,16 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def run_options(config_path: str | Path, family: str | None = None, schedule: Schedule | None = None) -> dict:
-    """Keyword arguments for ``pipeline.with_options``: the config file's ``zenml:`` section.
+def run_options(zenml: ZenMLOptions, family: str | None = None, schedule: Schedule | None = None) -> dict:
+    """Keyword arguments for ``pipeline.with_options``: the config's ``zenml:`` section (``Config.zenml``).
 
     ``steps`` gets ``family_steps[family]`` merged over it, so e.g. only the transformer family asks
     Vertex for a GPU. Local configs have no ``zenml:`` section and get only the schedule (if any).
     """
-    raw = yaml.safe_load(Path(config_path).read_text()) or {}
-    section = raw.get("zenml") or {}
-    steps = _merge(section.get("steps") or {}, (section.get("family_steps") or {}).get(family) or {})
+    steps = _merge(zenml.steps, zenml.family_steps.get(family) or {})
     options: dict = {}
-    if section.get("settings"):
-        options["settings"] = section["settings"]
+    if zenml.settings:
+        options["settings"] = zenml.settings
     if steps:
         options["steps"] = steps
     if schedule is not None:

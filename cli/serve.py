@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ledgerlink.config import Config
 from ledgerlink.deploy.deployers import ModelVersionInfo, dry_run_request, package
 
 
@@ -19,55 +20,50 @@ class NoProductionModel(RuntimeError):
     pass
 
 
-def production_version(cfg: dict):
+def production_version(cfg: Config):
     """The production model version (ZenML response); ``NoProductionModel`` when there is none."""
     from utils.model_versions import production_version as find
 
-    mv = find(cfg["model_name"])
+    mv = find(cfg.model_name)
     if mv is None:
         raise NoProductionModel(
-            f"no version of model {cfg['model_name']!r} is in production yet; run "
+            f"no version of model {cfg.model_name!r} is in production yet; run "
             "`python run.py --pipeline training` first"
         )
     return mv
 
 
-def production_info(cfg: dict, mv=None) -> ModelVersionInfo:
+def production_info(cfg: Config, mv=None) -> ModelVersionInfo:
+    from utils.model_versions import model_version_info
+
     mv = mv if mv is not None else production_version(cfg)
-    meta = mv.run_metadata or {}
-    return ModelVersionInfo(
-        model_name=cfg["model_name"],
-        version=str(mv.name),
-        number=int(mv.number),
-        model_version_id=str(mv.id),
-        metrics=dict(meta.get("metrics") or {}),
-        months=list(meta.get("data_months") or []),
-        threshold=meta.get("auto_threshold"),
-        currencies=cfg["deploy"].get("currencies"),
-    )
+    return model_version_info(cfg.model_name, mv, currencies=cfg.deploy.currencies)
 
 
-def dry_run(cfg: dict, now: datetime | None = None) -> tuple[dict[str, Any], str]:
+def dry_run(cfg: Config | dict, now: datetime | None = None) -> tuple[dict[str, Any], str]:
     """(request, printable text) of the Cloud Build job for the production model; nothing is uploaded or sent."""
-    return dry_run_request(cfg["deploy"], production_info(cfg), now=now)
+    cfg = Config.coerce(cfg)
+    return dry_run_request(cfg.deploy.model_dump(mode="json"), production_info(cfg), now=now)
 
 
-def production_bento(cfg: dict, echo=print) -> str:
+def production_bento(cfg: Config | dict, echo=print) -> str:
     """The production model's Bento tag: the one its deploy built if it is still in the local BentoML store,
     otherwise built now from the model version's ``matcher`` artifact. A version whose Bento failed to build or
     failed its smoke test is refused; one that passed them and failed later (e.g. in Cloud Build) is served."""
     import bentoml
 
+    from utils.model_versions import ModelVersionMetadata
+
+    cfg = Config.coerce(cfg)
     mv = production_version(cfg)
-    deployment = (mv.run_metadata or {}).get("deployment") or {}
-    deployment = deployment if isinstance(deployment, dict) else {}
-    if deployment.get("status") == "failed" and deployment.get("stage") in ("configuration", "package", "smoke_test"):
+    meta = ModelVersionMetadata.of(mv)
+    refusal = meta.deployment_refusal()
+    if refusal:
         raise NoProductionModel(
-            f"production version {mv.number} of {cfg['model_name']!r} failed its deployment at "
-            f"{deployment['stage']} ({deployment.get('error', 'no error recorded')}); it is not served. Fix the "
-            "cause and run the training pipeline again (or promote another version)."
+            f"production version {mv.number} of {cfg.model_name!r} failed its deployment at {refusal}; it is not "
+            "served. Fix the cause and run the training pipeline again (or promote another version)."
         )
-    tag = deployment.get("bento_tag")
+    tag = (meta.deployment or {}).get("bento_tag")
     if tag:
         try:
             bentoml.bentos.get(tag)
@@ -76,11 +72,11 @@ def production_bento(cfg: dict, echo=print) -> str:
             echo(f"Bento {tag} of production version {mv.number} is not in this BentoML store; rebuilding it")
     artifact = mv.get_artifact("matcher")
     if artifact is None:
-        raise NoProductionModel(f"production version {mv.number} of {cfg['model_name']!r} has no 'matcher' artifact")
+        raise NoProductionModel(f"production version {mv.number} of {cfg.model_name!r} has no 'matcher' artifact")
     return package(artifact.load(), production_info(cfg, mv)).bento_tag
 
 
-def serve_production(cfg: dict, port: int = 3000, host: str = "127.0.0.1", workers: int | None = None) -> int:
+def serve_production(cfg: Config | dict, port: int = 3000, host: str = "127.0.0.1", workers: int | None = None) -> int:
     """``bentoml serve`` the production model in the foreground (Ctrl+C stops it); returns the exit code.
     One worker process per CPU by default (up to 4): matching is CPU-bound Python, one process uses one core."""
     import os

@@ -1,6 +1,7 @@
 """Pipeline failure hook: a short Slack alert (or a log line when no webhook is configured)."""
 
-from ledgerlink.monitoring.alerts import Alert, Alerter
+from ledgerlink.monitoring.alerts import Alert
+from utils.alerting import alerter
 
 
 def alert_on_failure(exception: BaseException) -> None:
@@ -11,6 +12,6 @@ def alert_on_failure(exception: BaseException) -> None:
         where, run = ctx.step_run.name, ctx.pipeline_run.name
     except Exception:
         where, run = "unknown step", None
-    Alerter().send(
+    alerter().send(
         Alert("run_failure", f"step '{where}' failed: {type(exception).__name__}: {str(exception)[:300]}", run=run)
     )

@@ -37,12 +37,12 @@ PIPELINE = """
 import json, sys
 from zenml.client import Client
 from zenml.config.global_config import GlobalConfiguration
-from ledgerlink.config import load_config
+from ledgerlink.config import Config
 from cli.runner import collect, train
 
 home, model = sys.argv[1], sys.argv[2]
 store = GlobalConfiguration().store_configuration
-cfg = load_config(sys.argv[3], {
+cfg = Config.load(sys.argv[3], {
     "data_dir": home, "model_name": model,
     "synthetic": {"months": 1, "contractors": 40, "transfers_per_month": 150},
     "warehouse": {"path": home + "/warehouse.duckdb"},
@@ -53,8 +53,8 @@ cfg = load_config(sys.argv[3], {
 })
 collect(cfg)
 result = train(cfg)
-print("RESULT " + json.dumps({"store_type": str(store.type), "store_url": store.url, "run": result["run"],
-                              "decision": result["decision"], "deployment": result["deployment"]}, default=str))
+print("RESULT " + json.dumps({"store_type": str(store.type), "store_url": store.url, "run": result.run,
+                              "decision": result.decision, "deployment": result.deployment}, default=str))
 """
 
 

@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("bentoml")
 
 from cloudbuild_server import BUILD_ID, LOG_URL, PROJECT, FakeCloudBuild, S, failure_op, op_json, success_op  # noqa: E402
-from zenml import get_step_context, log_metadata, pipeline, step  # noqa: E402
+from zenml import get_step_context, pipeline, step  # noqa: E402
 
 from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy.cloud_build import build_request  # noqa: E402
@@ -35,6 +35,7 @@ from ledgerlink.matching import Matcher  # noqa: E402
 from ledgerlink.matching.base import BaseMatcher, load_matcher  # noqa: E402
 from steps.deployment.deploy_model import deploy_model  # noqa: E402
 from steps.materializers import MatcherMaterializer  # noqa: E402
+from utils.model_versions import ModelVersionMetadata, log_model_version_metadata  # noqa: E402
 
 BUCKET = "finanse-ml-dev"
 REGISTRY = "europe-west4-docker.pkg.dev/finanse-project/models/ledgerlink"
@@ -234,7 +235,7 @@ def saved_matcher(path: str) -> Annotated[BaseMatcher, "matcher"]:
 def decided(promote: bool) -> tuple[Annotated[dict, "decision"], Annotated[dict, "promotion"]]:
     """What compare_with_production + promote_model hand to deploy_model."""
     model = get_step_context().model
-    log_metadata(metadata={"metrics": {"pair_f1": 0.93}, "data_months": ["2025-01"]}, infer_model=True)
+    log_model_version_metadata(ModelVersionMetadata(metrics={"pair_f1": 0.93}, data_months=["2025-01"]))
     if promote:
         model.set_stage("production", force=True)
     return (
@@ -246,7 +247,7 @@ def decided(promote: bool) -> tuple[Annotated[dict, "decision"], Annotated[dict,
 @pipeline(enable_cache=False)
 def deploy_only(path: str, promote: bool, deploy: dict) -> None:
     decision, promotion = decided(promote=promote)
-    deploy_model(matcher=saved_matcher(path=path), decision=decision, promotion=promotion, deploy=deploy, alerts={})
+    deploy_model(matcher=saved_matcher(path=path), decision=decision, promotion=promotion, deploy=deploy)
 
 
 @pytest.fixture(scope="module")
@@ -273,11 +274,13 @@ def test_step_does_nothing_when_not_promoted(deploy_pipeline, matcher_dir):
     import bentoml
 
     before = {str(b.tag) for b in bentoml.bentos.list()}
+    unreachable = _gcp_cfg(f"gs://{BUCKET}", "http://127.0.0.1:9", storage_endpoint="http://127.0.0.1:9")
     mv, error = _run(
-        deploy_pipeline, "step_skip", path=matcher_dir, promote=False, deploy={"deployer": "gcp", "gcp": {}}
-    )  # would fail if it tried to deploy
+        deploy_pipeline, "step_skip", path=matcher_dir, promote=False, deploy=unreachable
+    )  # would fail if it tried to deploy: nothing listens on port 9
     assert error is None
     assert mv.run_metadata["deployment"] == {"deployed": False, "reason": "gain below min_delta"}
+    assert ModelVersionMetadata.of(mv).deployment == {"deployed": False, "reason": "gain below min_delta"}
     assert {str(b.tag) for b in bentoml.bentos.list()} == before
 
     from cli.serve import NoProductionModel, production_bento

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cfg(home, **over):
-    from ledgerlink.config import load_config
+    from ledgerlink.config import Config
 
     base = {
         "data_dir": str(home),
@@ -23,7 +23,7 @@ def _cfg(home, **over):
     }
     for k, v in over.items():
         base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
-    return load_config(ROOT / "configs" / "local.yaml", base)
+    return Config.load(ROOT / "configs" / "local.yaml", base)
 
 
 def test_all_runs_collection_monitoring_training_and_records_fresh_month_performance(tmp_path):
@@ -39,9 +39,12 @@ def test_all_runs_collection_monitoring_training_and_records_fresh_month_perform
     values = second["values"]
     assert 0.0 <= values["drift_share"] <= 1.0
     assert 0.0 < values["fresh_accuracy"] <= 1.0
-    v1 = Client().get_model_version(cfg["model_name"], 1)
-    fresh = v1.run_metadata["fresh_2025-02"]["metrics"]
+    from utils.model_versions import ModelVersionMetadata
+
+    v1 = Client().get_model_version(cfg.model_name, 1)
+    fresh = v1.run_metadata["fresh_2025-02"]["metrics"]  # the key as stored
     assert fresh["exact_set_accuracy"] == pytest.approx(values["fresh_accuracy"])
+    assert ModelVersionMetadata.of(v1).fresh["2025-02"].metrics == fresh
     runs = Client().list_pipeline_runs(sort_by="desc:created", size=10).items
     mon = next(r for r in runs if r.pipeline.name == "monitoring")
     mon = Client().get_pipeline_run(mon.id)
@@ -56,7 +59,7 @@ def test_on_trigger_policy_skips_training_when_nothing_fires(tmp_path):
 
     cfg = _cfg(
         tmp_path / "trigger",
-        monitoring={"retrain": "on_trigger", "drift_share": 1.01, "accuracy_drop": 1.0, "auto_rate_drop": 1.0},
+        monitoring={"retrain": "on_trigger", "drift_share": None, "accuracy_drop": None, "auto_rate_drop": None},
     )
     run_cycle(cfg, "all")  # first month: no production yet, trains
     row = run_cycle(cfg, "all")

@@ -23,6 +23,7 @@ from cli.schedule import (
     run_options,
     validate_cron,
 )
+from ledgerlink.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,8 +109,9 @@ def test_gcp_config_and_run_options(monkeypatch):
     assert watched.split("/", 2)[2] == gcp.registry.split("/", 2)[2]
 
     schedule = build_schedule("0 3 1 * *", "Europe/Warsaw")
-    xgb = run_options(ROOT / "configs" / "gcp.yaml", "xgboost", schedule)
-    gpu = run_options(ROOT / "configs" / "gcp.yaml", "transformer", schedule)
+    zenml = Config.load(ROOT / "configs" / "gcp.yaml").zenml
+    xgb = run_options(zenml, "xgboost", schedule)
+    gpu = run_options(zenml, "transformer", schedule)
     assert xgb["schedule"] is schedule
     DockerSettings(**xgb["settings"]["docker"])  # the settings validate against ZenML's schemas
     VertexOrchestratorSettings(**xgb["settings"]["orchestrator.vertex"])
@@ -125,7 +127,7 @@ def test_gcp_config_and_run_options(monkeypatch):
         1,
         100,
     )
-    assert run_options(ROOT / "configs" / "local.yaml") == {}
+    assert run_options(Config.load(ROOT / "configs" / "local.yaml").zenml) == {}
 
 
 # -- Vertex: compile the pipeline spec for a cron schedule, submission replaced ---------------------
@@ -246,7 +248,9 @@ def test_pipeline_compiles_for_vertex_with_the_cron(tmp_path, gcs_emulator_proce
     try:
         assert check_orchestrator_can_schedule(client) == "vertex"
         options = run_options(
-            ROOT / "configs" / "gcp.yaml", "transformer", build_schedule("0 3 1 * *", "Europe/Warsaw")
+            Config.load(ROOT / "configs" / "gcp.yaml").zenml,
+            "transformer",
+            build_schedule("0 3 1 * *", "Europe/Warsaw"),
         )
         options.pop("settings")  # the image settings need a real build; this run uses skip_build
         monthly.with_options(**options)()

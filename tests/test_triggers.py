@@ -26,16 +26,32 @@ def test_always_policy_retrains_and_records_why():
 
 def test_first_month_without_production_trains_and_bad_policy_is_rejected():
     assert evaluate_triggers(None, None, None, {"retrain": "on_trigger"}, has_production=False).retrain
-    with pytest.raises(ValueError, match="monitoring.retrain"):
+    with pytest.raises(ValueError, match="monitoring.retrain: Input should be 'always' or 'on_trigger'"):
         evaluate_triggers(0.1, None, None, {"retrain": "sometimes"})
+    with pytest.raises(ValueError, match="monitoring.drift_shar: unknown key"):
+        evaluate_triggers(0.1, None, None, {"drift_shar": 0.5})
+
+
+def test_a_threshold_set_to_null_never_fires():
+    off = {"retrain": "on_trigger", "drift_share": None, "accuracy_drop": None, "auto_rate_drop": None}
+    d = evaluate_triggers(0.99, {"exact_set_accuracy": 0.1, "auto_match_rate": 0.1}, REF, off)
+    assert not d.retrain and d.fired == [] and any("trigger off" in r for r in d.reasons)
+    d = evaluate_triggers(0.99, {"exact_set_accuracy": 0.1, "auto_match_rate": 0.1}, REF, {**off, "drift_share": 0.5})
+    assert d.fired == ["drift"]
+
+
+def test_defaults_come_from_the_config_section():
+    from ledgerlink.config import MonitoringConfig
+
+    d = evaluate_triggers(0.3, None, None)
+    assert d.fired == ["drift"] and f">= threshold {MonitoringConfig().drift_share}" in d.reasons[1]
 
 
 def test_out_of_time_challenger_is_the_newest_version_after_production_that_has_not_seen_the_month():
-    from ledgerlink.monitoring.performance import challenge_key, pick_challenger
+    from ledgerlink.monitoring.performance import pick_challenger
 
     versions = [(3, ["2025-01", "2025-02"]), (4, ["2025-01", "2025-03"]), (5, ["2025-01", "2025-04"]), (2, ["2025-01"])]
     assert pick_challenger(versions, 3, "2025-04") == 4  # 5 trained on the month itself
     assert pick_challenger(versions, 3, "2025-05") == 5  # the newest one it has not seen
     assert pick_challenger(versions, 4, "2025-04") is None  # only versions newer than production challenge it
     assert pick_challenger([(6, [])], 3, "2025-04") is None  # a version without recorded months is not trusted
-    assert challenge_key("2025-04") == "challenge_2025-04"

@@ -3,29 +3,29 @@ from typing import Annotated
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
-from ledgerlink.data.store import DatasetStore
+from ledgerlink.config import MonitoringConfig
+from ledgerlink.data.store import DatasetRef
 from ledgerlink.monitoring.drift import detect_drift, drift_summary_html, raw_columns
-from utils.model_versions import production_version
+from ledgerlink.monitoring.references import drift_reference_months
+from utils.model_versions import ModelVersionMetadata, production_version
 
 
 @step(enable_cache=False)
 def detect_data_drift(
-    dataset_ref: dict, model_name: str, monitoring: dict
+    dataset_ref: DatasetRef, model_name: str, monitoring: MonitoringConfig
 ) -> tuple[Annotated[dict, "drift_summary"], Annotated[HTMLString, "drift_report"]]:
     """Evidently drift: production's training months (reference) vs the newest month (current)."""
-    store = DatasetStore(dataset_ref["uri"])
-    newest = dataset_ref["months"][-1]
+    store = dataset_ref.open()
+    newest = dataset_ref.months[-1]
     prod = production_version(model_name)
-    ref_months = [m for m in (prod.run_metadata.get("data_months", []) if prod else []) if m != newest]
-    ref_months = ref_months or [m for m in dataset_ref["months"] if m != newest]
+    prod_months = ModelVersionMetadata.of(prod).data_months if prod is not None else None
+    ref_months = drift_reference_months(prod_months, dataset_ref.months, newest)
     if not ref_months:
         summary = {"month": newest, "drift_share": None, "reason": "no earlier month to compare with"}
         return summary, HTMLString(f"<p>No drift report: {summary['reason']}.</p>")
     reference = store.load_train(ref_months)["transfers"]
     current = store.load_train([newest])["transfers"]
-    views = [
-        detect_drift(raw_columns(reference), raw_columns(current), "raw columns", monitoring.get("max_rows", 20000))
-    ]
+    views = [detect_drift(raw_columns(reference), raw_columns(current), "raw columns", monitoring.max_rows)]
     if prod is not None:
         matcher = prod.get_artifact("matcher").load()
         if hasattr(matcher, "pair_feature_frame"):
@@ -35,7 +35,7 @@ def detect_data_drift(
                     matcher.pair_feature_frame(pool, reference),
                     matcher.pair_feature_frame(pool, current),
                     "model pair features",
-                    monitoring.get("max_rows", 20000),
+                    monitoring.max_rows,
                 )
             )
     summary = {

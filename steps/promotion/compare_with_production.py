@@ -4,12 +4,12 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
-from ledgerlink.data.store import DatasetStore
+from ledgerlink.data.store import DatasetRef
 from ledgerlink.evaluation.compare import decide
 from ledgerlink.evaluation.evaluate import Evaluation, evaluate
 from ledgerlink.evaluation.report import decision_html
-from ledgerlink.monitoring.performance import challenge_key
-from utils.model_versions import production_version
+from ledgerlink.monitoring.references import production_needs_rescoring
+from utils.model_versions import ModelVersionMetadata, production_version
 
 
 def _as_evaluation(name: str, summary: dict, outcomes: pd.DataFrame | None) -> Evaluation:
@@ -18,9 +18,10 @@ def _as_evaluation(name: str, summary: dict, outcomes: pd.DataFrame | None) -> E
 
 @step(enable_cache=False)
 def compare_with_production(
-    evaluation: dict, test_outcomes: pd.DataFrame, dataset_ref: dict, model_name: str, promotion: dict
+    evaluation: dict, test_outcomes: pd.DataFrame, dataset_ref: DatasetRef, model_name: str, promotion: dict
 ) -> tuple[Annotated[dict, "decision"], Annotated[HTMLString, "comparison_report"]]:
-    """Compare with the production version on the same frozen test set and decide by the configured rule.
+    """Compare with the production version on the same frozen test set and decide by the configured rule
+    (``promotion``: ``Config.promotion_rule()``).
 
     When production was scored on the same test fingerprint its stored evaluation holds; otherwise its
     matcher is loaded from the Model Control Plane and re-scored here.
@@ -30,16 +31,20 @@ def compare_with_production(
     prod_mv = production_version(model_name)
     production, prod_info, challenge = None, {}, None
     if prod_mv is not None:
-        meta = prod_mv.run_metadata
-        same_test = meta.get("test_fingerprint") == evaluation["test_fingerprint"]
-        if same_test:
-            production = _as_evaluation("production", meta["evaluation"], prod_mv.get_artifact("test_outcomes").load())
+        meta = ModelVersionMetadata.of(prod_mv)
+        stored_outcomes = prod_mv.get_artifact("test_outcomes")
+        rescore = production_needs_rescoring(
+            meta.test_fingerprint,
+            meta.evaluation is not None and stored_outcomes is not None,
+            evaluation["test_fingerprint"],
+        )
+        if rescore:
+            production = evaluate(prod_mv.get_artifact("matcher").load(), dataset_ref.open().load_test(), "production")
         else:
-            test = DatasetStore(dataset_ref["uri"]).load_test()
-            production = evaluate(prod_mv.get_artifact("matcher").load(), test, "production")
-        prod_info = {"version": str(prod_mv.name), "number": int(prod_mv.number), "rescored": not same_test}
+            production = _as_evaluation("production", meta.evaluation, stored_outcomes.load())
+        prod_info = {"version": str(prod_mv.name), "number": int(prod_mv.number), "rescored": rescore}
         # out-of-time evidence from this cycle's monitoring run, if it scored a challenger on the newest month
-        challenge = meta.get(challenge_key(dataset_ref["months"][-1]))
+        challenge = meta.challenges.get(dataset_ref.months[-1])
     decision = decide(candidate, production, rules, promotion, challenge).to_dict()
     decision["production"] = prod_info
     decision["primary_metric"] = promotion.get("primary_metric", "pair_f1")

@@ -1,27 +1,18 @@
 from typing import Annotated
 
-from zenml import get_step_context, log_metadata, step
+from zenml import get_step_context, step
 
-from ledgerlink.monitoring.alerts import Alert, Alerter
+from ledgerlink.data.store import DatasetRef
+from ledgerlink.monitoring.alerts import Alert
+from utils.alerting import alerter
+from utils.model_versions import ModelVersionMetadata, log_model_version_metadata
 
 
 @step(enable_cache=False)
-def promote_model(decision: dict, evaluation: dict, dataset_ref: dict, alerts: dict) -> Annotated[dict, "promotion"]:
+def promote_model(decision: dict, evaluation: dict, dataset_ref: DatasetRef) -> Annotated[dict, "promotion"]:
     """Record the evaluation and decision on this model version; on promotion make it production."""
     model = get_step_context().model
-    log_metadata(
-        metadata={
-            "evaluation": evaluation["candidate"],
-            "rules_evaluation": evaluation["rules"],
-            "metrics": evaluation["candidate"]["metrics"],
-            "test_fingerprint": evaluation["test_fingerprint"],
-            "train_fingerprint": dataset_ref["train_fingerprint"],
-            "data_months": dataset_ref["months"],
-            "auto_threshold": evaluation["auto_threshold"],
-            "decision": {"promote": decision["promote"], "reasons": decision["reasons"]},
-        },
-        infer_model=True,
-    )
+    log_model_version_metadata(ModelVersionMetadata.from_training(evaluation, dataset_ref, decision))
     if decision["promote"]:
         model.set_stage("production", force=True)
     metric = decision.get("primary_metric", "pair_f1")
@@ -30,7 +21,7 @@ def promote_model(decision: dict, evaluation: dict, dataset_ref: dict, alerts: d
         if decision["promote"]
         else f"version {model.number} not promoted"
     )
-    Alerter(alerts.get("slack_webhook")).send(
+    alerter().send(
         Alert(
             "promotion",
             f"{verdict}: {'; '.join(decision['reasons'])}",

@@ -69,6 +69,15 @@ class DatasetRef:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> "DatasetRef":
+        return cls(**raw)
+
+    def open(self) -> "DatasetStore":
+        """The store this reference points into, from the same factory as ``open_store`` (a ``gs://`` URI
+        gets the GCS store with its commit preconditions)."""
+        return store_at(self.uri)
+
 
 @dataclass
 class Manifest:
@@ -266,7 +275,11 @@ class DatasetStore:
 
 def open_store(cfg: dict) -> DatasetStore:
     """The dataset store named in config (a local folder by default, gs://bucket/prefix on GCP)."""
-    uri = cfg["store"]["uri"]
+    return store_at(cfg["store"]["uri"])
+
+
+def store_at(uri: str) -> DatasetStore:
+    """The store at ``uri``: ``GCSDatasetStore`` for gs://, the fsspec ``DatasetStore`` otherwise."""
     if uri.startswith("gs://"):
         from .gcs import GCSDatasetStore
 

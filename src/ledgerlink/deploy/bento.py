@@ -75,7 +75,7 @@ def save_to_model_store(
     """Copy a saved Matcher directory into the BentoML model store and return the new ``Tag``.
 
     ``labels``: e.g. ``{"zenml_model_name": ..., "zenml_model_version": "7", "stage": "production"}``
-    (values become strings). ``metadata``: e.g. ``{"metrics": {...}, "months": [...], "threshold": 0.93,
+    (values become strings). ``metadata``: e.g. ``{"metrics": {...}, "months": [...], "auto_threshold": 0.93,
     "currencies": ["EUR", "PLN"]}``; the service rejects other currencies when ``currencies`` is given.
     ``check_loads`` loads the directory with ``load_matcher`` (any model family) first, so a broken model never gets
     a tag.
@@ -110,7 +110,7 @@ def model_info(tag: str | None = None) -> dict[str, Any]:
         "bento_model_tag": str(model.tag),
         "metrics": meta.get("metrics", {}),
         "training_months": meta.get("months", []),
-        "auto_threshold": meta.get("threshold"),
+        "auto_threshold": meta.get("auto_threshold", meta.get("threshold")),  # "threshold": models saved before
         "image_tag": os.environ.get(IMAGE_TAG_ENV) or labels.get("image_tag"),
         "created_at": model.info.creation_time.isoformat(),
     }

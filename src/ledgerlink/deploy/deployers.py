@@ -41,7 +41,7 @@ class ModelVersionInfo:
     model_version_id: str  # ZenML model version id: the bucket folder ``models/<id>/``
     metrics: dict = field(default_factory=dict)
     months: list = field(default_factory=list)
-    threshold: float | None = None
+    auto_threshold: float | None = None  # the matcher's ``auto_threshold_``; model-version metadata ``auto_threshold``
     stage: str = "production"
     currencies: list | None = None  # the service rejects others when set
 
@@ -86,11 +86,11 @@ def package(matcher, info: ModelVersionInfo) -> Packaged:
         LABEL_STAGE: info.stage,
         "zenml_model_version_id": info.model_version_id,
     }
-    threshold = info.threshold if info.threshold is not None else getattr(matcher, "auto_threshold_", None)
+    threshold = info.auto_threshold if info.auto_threshold is not None else getattr(matcher, "auto_threshold_", None)
     metadata = {
         "metrics": info.metrics,
         "months": list(info.months),
-        "threshold": threshold,
+        "auto_threshold": threshold,
         "model_version_id": info.model_version_id,
         "zenml_version_name": info.version,
     }

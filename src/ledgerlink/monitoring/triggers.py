@@ -2,8 +2,9 @@
 
 The production model is scored on each newly tagged month (the real degradation signal) and its
 exact-set accuracy and auto-match rate are compared with what it showed on its own reference
-(the first fresh month it was scored on, else its frozen-test evaluation). Data drift share comes
-from Evidently. ``retrain: always`` trains every month; ``on_trigger`` only when a trigger fires.
+(``references.fresh_reference``). Data drift share comes from Evidently. ``retrain: always`` trains every
+month; ``on_trigger`` only when a trigger fires. The thresholds and their defaults are the config's
+``monitoring`` section (``ledgerlink.config.MonitoringConfig``); a threshold set to null never fires.
 The decision and its reasons are recorded either way.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-DEFAULTS = {"drift_share": 0.3, "accuracy_drop": 0.03, "auto_rate_drop": 0.05, "retrain": "always"}
+from ..config import Config, MonitoringConfig
 
 
 @dataclass
@@ -29,19 +30,22 @@ def evaluate_triggers(
     drift_share: float | None,
     fresh: dict | None,
     reference: dict | None,
-    cfg: dict | None = None,
+    cfg: MonitoringConfig | dict | None = None,
     has_production: bool = True,
 ) -> TriggerDecision:
-    """``fresh``/``reference``: metric dicts (exact_set_accuracy, auto_match_rate) of the production model."""
-    cfg = {**DEFAULTS, **(cfg or {})}
-    if cfg["retrain"] not in ("always", "on_trigger"):
-        raise ValueError(f"monitoring.retrain must be 'always' or 'on_trigger', got {cfg['retrain']!r}")
+    """``fresh``/``reference``: metric dicts (exact_set_accuracy, auto_match_rate) of the production model;
+    ``cfg``: the ``monitoring`` section (a mapping is checked like the config file's, e.g. ``retrain``)."""
+    if not isinstance(cfg, MonitoringConfig):
+        cfg = Config.parse({"monitoring": dict(cfg or {})}, "monitoring thresholds").monitoring
+    cfg = cfg.model_dump()
     if not has_production:
         return TriggerDecision(True, [], ["no production model yet: train the first one"], {})
     fired, reasons, figures = [], [], {}
     if drift_share is not None:
         figures["drift_share"] = drift_share
-        if drift_share >= cfg["drift_share"]:
+        if cfg["drift_share"] is None:
+            reasons.append(f"drift share {drift_share:.2f} (drift trigger off)")
+        elif drift_share >= cfg["drift_share"]:
             fired.append("drift")
             reasons.append(f"drift share {drift_share:.2f} >= threshold {cfg['drift_share']}")
         else:
@@ -53,7 +57,9 @@ def evaluate_triggers(
         ):
             drop = reference[metric] - fresh[metric]
             figures[f"{metric}_drop"] = drop
-            if drop >= cfg[key]:
+            if cfg[key] is None:
+                reasons.append(f"fresh-month {label} {fresh[metric]:.4f} (trigger off)")
+            elif drop >= cfg[key]:
                 fired.append("degradation")
                 reasons.append(
                     f"fresh-month {label} {fresh[metric]:.4f} is {drop:.4f} below reference "
