@@ -126,6 +126,8 @@ def test_environment_and_data_dir_expansion(tmp_path, monkeypatch):
     assert cfg.store.uri == "gs://my-bucket/datasets" and cfg.deploy.gcp["timeout_s"] == "900"
     assert cfg.unresolved() == [] and cfg.check_environment() is cfg
     assert Config.coerce(cfg.to_dict()).model_dump() == cfg.model_dump()  # the dict view round-trips
+    # ZenML dumps step parameters with exclude_unset: expanded defaults must survive that
+    assert cfg.warehouse.model_dump(exclude_unset=True)["path"] == "/srv/ll/warehouse.duckdb"
 
 
 def test_gcp_yaml_loads_and_unset_variables_stop_a_run(monkeypatch):

@@ -369,6 +369,7 @@ class Config(Section):
             value = getattr(self, name)
             if isinstance(value, Section):
                 _replace_data_dir(value, data_dir)
+        _mark_set(self)
         return self
 
     # -- loading ------------------------------------------------------------------------------------------
@@ -512,6 +513,16 @@ def _replace_data_dir(section: Section, data_dir: str) -> None:
             _replace_data_dir(value, data_dir)
         elif isinstance(value, (str, dict, list)):
             object.__setattr__(section, name, _with_data_dir(value, data_dir))
+
+
+def _mark_set(model: BaseModel) -> None:
+    """Count every field as set, defaults included: ZenML dumps step parameters with ``exclude_unset``, and a
+    section that arrives in a step without its expanded defaults (``{data_dir}`` replaced) points elsewhere."""
+    model.__pydantic_fields_set__.update(type(model).model_fields)
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            _mark_set(value)
 
 
 def _did_you_mean(word: str, choices) -> str:
