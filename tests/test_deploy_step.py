@@ -27,6 +27,7 @@ pytest.importorskip("bentoml")
 from cloudbuild_server import BUILD_ID, LOG_URL, PROJECT, FakeCloudBuild, S, failure_op, op_json, success_op  # noqa: E402
 from zenml import get_step_context, pipeline, step  # noqa: E402
 
+from ledgerlink.data.store import DatasetRef, store_at  # noqa: E402
 from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy.cloud_build import build_request  # noqa: E402
 from ledgerlink.deploy.deployers import DeploymentFailed, ModelVersionInfo, deploy_promoted, dry_run_request  # noqa: E402
@@ -34,7 +35,7 @@ from ledgerlink.deploy.tags import TAG_PATTERN  # noqa: E402
 from ledgerlink.matching import Matcher  # noqa: E402
 from ledgerlink.matching.base import BaseMatcher, load_matcher  # noqa: E402
 from steps.deployment.deploy_model import deploy_model  # noqa: E402
-from steps.materializers import MatcherMaterializer  # noqa: E402
+from steps.materializers import DatasetRefMaterializer, MatcherMaterializer  # noqa: E402
 from utils.model_versions import ModelVersionMetadata, log_model_version_metadata  # noqa: E402
 
 BUCKET = "finanse-ml-dev"
@@ -244,10 +245,22 @@ def decided(promote: bool) -> tuple[Annotated[dict, "decision"], Annotated[dict,
     )
 
 
+@step(enable_cache=False, output_materializers=DatasetRefMaterializer)
+def empty_dataset(uri: str) -> Annotated[DatasetRef, "dataset_ref"]:
+    """A store without a frozen test set: the smoke test has nothing to build a request from."""
+    return store_at(uri).ref()
+
+
 @pipeline(enable_cache=False)
-def deploy_only(path: str, promote: bool, deploy: dict) -> None:
+def deploy_only(path: str, promote: bool, deploy: dict, store_uri: str) -> None:
     decision, promotion = decided(promote=promote)
-    deploy_model(matcher=saved_matcher(path=path), decision=decision, promotion=promotion, deploy=deploy)
+    deploy_model(
+        matcher=saved_matcher(path=path),
+        decision=decision,
+        promotion=promotion,
+        deploy=deploy,
+        dataset_ref=empty_dataset(uri=store_uri),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -256,12 +269,14 @@ def deploy_pipeline():
 
 
 def _run(pipeline, name: str, **kwargs):
+    import tempfile
+
     from zenml import Model
     from zenml.client import Client
 
     error = None
     try:
-        pipeline.with_options(model=Model(name=name))(**kwargs)
+        pipeline.with_options(model=Model(name=name))(store_uri=tempfile.mkdtemp(prefix="empty-store-"), **kwargs)
     except Exception:  # noqa: BLE001 - the failure case is asserted by the caller, from the step run
         run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
         info = Client().get_pipeline_run(run.id).steps["deploy_model"].exception_info
