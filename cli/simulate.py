@@ -59,7 +59,13 @@ def simulation_config(cfg: dict, months: int, drift_month: int) -> dict:
         **cfg["synthetic"],
         "months": months,
         "drift_month": drift_month,
-        "drift_kind": cfg["synthetic"].get("drift_kind") or "title_format+payer_change",
+        # the config's synthetic section now always holds drift_kind (the typed config fills defaults): only a
+        # kind other than the generator's default overrides the simulation's combined drift
+        "drift_kind": (
+            kind
+            if (kind := cfg["synthetic"].get("drift_kind")) and kind != SyntheticConfig().drift_kind
+            else "title_format+payer_change"
+        ),
     }
     sim["warehouse"] = {**cfg["warehouse"], "kind": "duckdb", "path": str(home / "warehouse.duckdb")}
     sim["store"] = {"uri": str(home / "datasets")}

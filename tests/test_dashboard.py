@@ -266,3 +266,14 @@ def test_model_version_has_stage_and_metadata(run, api):
     links = api.get("/model_version_artifacts", model_version_id=model_version_id, hydrate="true", size=50)["items"]
     linked = {link["body"]["artifact_version"]["body"]["artifact"]["name"] for link in links}
     assert {"matcher", "evaluation_report", "comparison_report"} <= linked
+
+
+def test_the_dataset_reference_shows_what_the_run_trained_on(run, api):
+    run_id = _training_run(api, run["run"])["id"]
+    steps = {s["name"]: s for s in api.get("/steps", pipeline_run_id=run_id, hydrate="true", size=50)["items"]}
+    (artifact,) = steps["current_dataset"]["resources"]["outputs"]["dataset_ref"]
+    version = api.get(f"/artifact_versions/{artifact['id']}", hydrate="true")
+    assert version["body"]["data_type"]["attribute"] == "DatasetRef"  # the reference itself, not a dict
+    viz = api.get(f"/artifact_versions/{artifact['id']}/visualize", index=0)
+    assert viz["type"] == "markdown" and "| training months | 2025-01 |" in viz["value"]
+    assert "| frozen test | 2025-01: " in viz["value"]

@@ -534,13 +534,10 @@ def _fields_at(loc: tuple) -> list[str]:
     """Field names of the section (or dataclass) at ``loc``, for 'did you mean' hints."""
     model: Any = Config
     for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if fields is not None and part in fields:
-            model = fields[part].annotation
-        elif dataclasses.is_dataclass(model):
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
             return []
-        else:
-            return []
+        model = fields[part].annotation
     if dataclasses.is_dataclass(model):
         return [f.name for f in dataclasses.fields(model)]
     return list(getattr(model, "model_fields", {}))

@@ -17,6 +17,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ..config import SLACK_WEBHOOK_ENV
+
 log = logging.getLogger("ledgerlink.alerts")
 SLACK_LOG = logging.getLogger("ledgerlink.alerts.slack_sdk")  # handed to slack_sdk's WebhookClient
 REDACTED = "<redacted webhook>"
@@ -91,7 +93,7 @@ class Alerter:
     """``webhook_url`` defaults to $LEDGERLINK_SLACK_WEBHOOK; without one, alerts are only logged."""
 
     def __init__(self, webhook_url: str | None = None, timeout: float = 5.0):
-        self.webhook_url = webhook_url or os.environ.get("LEDGERLINK_SLACK_WEBHOOK") or None
+        self.webhook_url = webhook_url or os.environ.get(SLACK_WEBHOOK_ENV) or None
         self.timeout = timeout
         protect(self.webhook_url or "")
 
