@@ -144,8 +144,10 @@ def test_register_script_links_every_component_to_the_service_connector(tmp_path
         str(key),
         "--no-verify",
     ]
-    assert register_gcp.main(argv) == 0
+    implicit = argv[:6] + ["--auth-method", "implicit", "--no-verify"]
+    assert register_gcp.main(implicit) == 0  # e.g. registered earlier on a ZenML server that runs on GCP
     first = Client().get_stack("ledgerlink-gcp")
+    assert register_gcp.main(argv) == 0  # another auth method for a connector the stack uses
     assert register_gcp.main(argv) == 0  # re-running updates in place
     stack = Client().get_stack("ledgerlink-gcp")
     assert stack.id == first.id
