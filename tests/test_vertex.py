@@ -196,18 +196,17 @@ def _check_auth(google) -> None:
             assert r["headers"].get("authorization") == f"Bearer {TOKEN}", r["path"]
 
 
-def test_monthly_schedules_compile_and_submit_for_the_three_pipelines(gcp):
+def test_monthly_schedules_compile_and_submit_for_the_three_pipelines(gcp, tmp_path):
     """`python run.py --config configs/gcp.yaml --pipeline all --schedule "0 3 1 * *" --timezone Europe/Warsaw`,
     transformer family: one Cloud Build and one Vertex schedule per pipeline, the GPU only on train_matcher."""
     from zenml.client import Client
 
-    from cli.runner import schedule
-    from cli.schedule import build_schedule, run_options
+    import run
 
-    cfg = _config()
-    cfg["model"]["family"] = "transformer"
-    options = run_options(ROOT / "configs" / "gcp.yaml", "transformer", build_schedule("0 3 1 * *", "Europe/Warsaw"))
-    assert schedule(cfg, "all", options) == 0
+    config = tmp_path / "gcp-transformer.yaml"
+    config.write_text((ROOT / "configs" / "gcp.yaml").read_text().replace("family: xgboost", "family: transformer"))
+    argv = ["--pipeline", "all", "--config", str(config), "--schedule", "0 3 1 * *", "--timezone", "Europe/Warsaw"]
+    assert run.main(argv) == 0
 
     stack_id = Client().active_stack_model.id
     bodies = gcp.bodies("schedule.create")
@@ -246,11 +245,10 @@ def test_monthly_schedules_compile_and_submit_for_the_three_pipelines(gcp):
     _check_auth(gcp)
     assert not gcp.bodies("pipelineJob.create")  # a schedule runs nothing now
 
-    # ZenML recorded the three schedules, so a second --schedule is refused before anything is built
-    from cli.schedule import ScheduleError, check_schedule_names_free
-
-    with pytest.raises(ScheduleError, match="exist already"):
-        check_schedule_names_free("all")
+    # ZenML recorded the three schedules, so the same command is refused before anything is built
+    sent = len(gcp.requests)
+    assert run.main(argv) == 2
+    assert len(gcp.requests) == sent
     for name in ("ledgerlink-data_collection", "ledgerlink-monitoring", "ledgerlink-training"):
         Client().delete_schedule(name)
 
@@ -352,20 +350,22 @@ SCHEDULE_FAILURES = {
 
 
 @pytest.mark.parametrize("case", list(SCHEDULE_FAILURES))
-def test_a_refused_or_unanswered_schedule_says_what_to_do_and_a_rerun_works(gcp, capsys, case):
+def test_a_refused_or_unanswered_schedule_says_what_to_do_and_a_rerun_works(gcp, capsys, monkeypatch, case):
     from zenml.client import Client
 
-    from cli.runner import schedule
-    from cli.schedule import build_schedule, run_options
+    import run
+    from cli import schedule as cli_schedule
 
     (route, status, detail), phrases = SCHEDULE_FAILURES[case]
     if status == "hang":
         gcp.hang(route, detail)
+        # the deadline covers the image build too (a few seconds here), so it cannot be tiny
+        monkeypatch.setattr(cli_schedule, "SUBMIT_TIMEOUT_S", 30)
     else:
         gcp.fail(route, status, detail)
-    options = run_options(ROOT / "configs" / "gcp.yaml", "xgboost", build_schedule("0 3 1 * *", "Europe/Warsaw"))
-    try:  # the deadline covers the image build too (a few seconds here), so it cannot be tiny
-        assert schedule(_config(), "data", options, timeout_s=30 if status == "hang" else None) == 2
+    argv = ["--pipeline", "data", "--config", str(ROOT / "configs" / "gcp.yaml"), "--schedule", "0 3 1 * *"]
+    try:
+        assert run.main(argv) == 2
     finally:
         gcp.release()
         _wait_for_abandoned_submissions()
@@ -375,7 +375,7 @@ def test_a_refused_or_unanswered_schedule_says_what_to_do_and_a_rerun_works(gcp,
     assert "Traceback" not in out and "Scheduled before this one: none" in out
     # nothing is left behind on ZenML's side, so the same command works once the cause is fixed
     assert not Client().list_schedules(name="ledgerlink-data_collection").total
-    assert schedule(_config(), "data", options) == 0
+    assert run.main(argv) == 0
     assert gcp.bodies("schedule.create")[-1]["displayName"] == "ledgerlink-data_collection"
     Client().delete_schedule("ledgerlink-data_collection")
 
