@@ -234,6 +234,12 @@ def explain_submission_failure(exc: BaseException, what: str, project: str, loca
         )
     elif api is not None:
         msg = f"{service} refused {what}: {detail}"
+    elif cloud_build:  # ZenML's image builder: the build ran and did not succeed
+        msg = (
+            f"Cloud Build could not build the step image for {what}. Its log (the link above) says why; most "
+            "often a package that does not install in the image (tests/test_vertex_image.py checks that the lock "
+            "resolves for it). Fix the cause and submit again; nothing was scheduled."
+        )
     else:
         raise exc
     return SubmissionError(f"{msg}\n  ({type(api or exc).__name__}: {detail[:500]})")

@@ -40,6 +40,7 @@ class GoogleLoopback:
         self.project, self.location, self.job_state = project, location, job_state
         self.requests: list[dict[str, Any]] = []
         self.faults: dict[str, tuple] = {}
+        self.build_status = 3  # what every build ends in: 3 SUCCESS, 4 FAILURE (cloudbuild_v1.Build.Status)
         self.released = threading.Event()
         self.jobs: dict[str, dict] = {}
         self.builds: dict[str, dict] = {}
@@ -69,6 +70,7 @@ class GoogleLoopback:
     def release(self) -> None:
         """Let hanging requests go on now (and clear every scripted fault)."""
         self.faults.clear()
+        self.build_status = 3
         self.released.set()
 
     def bodies(self, route: str) -> list[dict]:
@@ -111,7 +113,7 @@ class GoogleLoopback:
         name = path.removeprefix("/v1/")
         posted = self.builds[name]
         results = {"images": [{"name": image, "digest": DIGEST} for image in posted.get("images", [])]}
-        done = self._build(posted, 3, results=results)  # 3 = SUCCESS
+        done = self._build(posted, self.build_status, results=results)
         return 200, {
             "name": name,
             "done": True,

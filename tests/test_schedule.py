@@ -136,7 +136,7 @@ def test_one_schedule_per_pipeline_and_a_taken_name_is_refused_before_any_is_sub
     ]
     assert check_schedule_names_free("training", client) == ["ledgerlink-training"]
     orchestrator = client.active_stack_model.components[StackComponentType.ORCHESTRATOR][0]
-    client.zen_store.create_schedule(
+    taken = client.zen_store.create_schedule(
         ScheduleRequest(
             project=client.active_project.id,
             name="ledgerlink-monitoring",
@@ -146,8 +146,11 @@ def test_one_schedule_per_pipeline_and_a_taken_name_is_refused_before_any_is_sub
             pipeline_id=None,
         )
     )
-    with pytest.raises(
-        ScheduleError, match=r"\['ledgerlink-monitoring'\] exist already.*zenml pipeline schedule delete"
-    ):
-        check_schedule_names_free("all", client)
-    assert check_schedule_names_free("training", client) == ["ledgerlink-training"]
+    try:
+        with pytest.raises(
+            ScheduleError, match=r"\['ledgerlink-monitoring'\] exist already.*zenml pipeline schedule delete"
+        ):
+            check_schedule_names_free("all", client)
+        assert check_schedule_names_free("training", client) == ["ledgerlink-training"]
+    finally:
+        client.delete_schedule(taken.id)  # the ZenML store is shared by the whole session

@@ -53,6 +53,8 @@ def gcp(tmp_path, gcs, monkeypatch):
             spec, project=PROJECT, bucket=BUCKET, auth_method="service-account", key_file=str(key), verify=False
         )
         client = Client()
+        for leftover in client.list_schedules(name="startswith:ledgerlink-", size=100).items:
+            client.delete_schedule(leftover.id)  # names must be free for `--schedule`
         # gcsfs reaches the emulator through STORAGE_EMULATOR_HOST, without the connector's token
         client.update_stack_component("ledgerlink-gcs", StackComponentType.ARTIFACT_STORE, disconnect=True)
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs)
@@ -342,6 +344,10 @@ SCHEDULE_FAILURES = {
         ["Vertex AI failed on its side", "503", "submit again in a few minutes"],
     ),
     "timeout": (("schedule.create", "hang", 300), ["Vertex AI did not answer", "in time", "before submitting again"]),
+    "cloud-build-failure": (
+        ("build", "status", 4),
+        ["Cloud Build could not build the step image", "Its log", "nothing was scheduled"],
+    ),
     "cloud-build-403": (
         ("build.create", 403, "The caller does not have permission"),
         ["Cloud Build (the step image) refused", "roles/cloudbuild.builds.editor"],
@@ -357,10 +363,12 @@ def test_a_refused_or_unanswered_schedule_says_what_to_do_and_a_rerun_works(gcp,
     from cli import schedule as cli_schedule
 
     (route, status, detail), phrases = SCHEDULE_FAILURES[case]
-    if status == "hang":
+    if status == "status":
+        gcp.build_status = detail
+    elif status == "hang":
         gcp.hang(route, detail)
-        # the deadline covers the image build too (a few seconds here), so it cannot be tiny
-        monkeypatch.setattr(cli_schedule, "SUBMIT_TIMEOUT_S", 30)
+        # the deadline covers the compile and image build too (seconds here, more on a busy machine)
+        monkeypatch.setattr(cli_schedule, "SUBMIT_TIMEOUT_S", 60)
     else:
         gcp.fail(route, status, detail)
     argv = ["--pipeline", "data", "--config", str(ROOT / "configs" / "gcp.yaml"), "--schedule", "0 3 1 * *"]
