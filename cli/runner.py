@@ -179,7 +179,7 @@ def _forget_schedule(name: str) -> None:
         client.delete_schedule(record.id)
 
 
-def schedule(cfg: dict, pipeline: str, options: dict, timeout_s: float | None = None) -> int:
+def schedule(cfg: dict, pipeline: str, options: dict) -> int:
     """Attach the schedule in ``options`` to each pipeline ``pipeline`` stands for, one named schedule per pipeline
     (``ledgerlink-<pipeline name>``); the orchestrator (Vertex) fires each on its own, not one after another.
 
@@ -206,12 +206,12 @@ def schedule(cfg: dict, pipeline: str, options: dict, timeout_s: float | None = 
                 f"the schedule {schedule_name(name)!r}",
                 project,
                 location,
-                timeout_s or SUBMIT_TIMEOUT_S,
+                SUBMIT_TIMEOUT_S,
             )
         except SubmissionError as exc:
             _forget_schedule(schedule_name(name))
-            console.print(f"[red]--schedule: {exc}[/red]", soft_wrap=True)
-            console.print(f"Scheduled before this one: {done or 'none'}.", soft_wrap=True)
+            console.print(f"--schedule: {exc}", style="red", markup=False, soft_wrap=True)
+            console.print(f"Scheduled before this one: {', '.join(done) or 'none'}.", markup=False, soft_wrap=True)
             return 2
         done.append(schedule_name(name))
         console.print(f"Scheduled {name!r} as {schedule_name(name)!r} with cron {base.cron_expression!r}.")
