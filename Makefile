@@ -7,7 +7,7 @@ export ZENML_ANALYTICS_OPT_IN := false
 export BENTOML_DO_NOT_TRACK := True
 export AUTO_OPEN_DASHBOARD := false
 
-.PHONY: run test lint install bench clean dashboard stack-gcp simulate screenshots
+.PHONY: run test lint install lock bench clean dashboard stack-gcp simulate screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock: $(STAMP)   # re-resolve constraints.txt (the one lock of .venv and the Vertex step images); UNPIN="pkg ..."
+	$(PY) scripts/lock_constraints.py $(foreach p,$(UNPIN),--unpin $(p))
 
 run: $(STAMP)
 	$(PY) run.py --pipeline training

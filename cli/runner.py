@@ -154,12 +154,25 @@ def run_cycles(
     return 0
 
 
+def _forget_schedule(name: str) -> None:
+    """Delete ZenML's record of a schedule whose Vertex submission failed: ZenML writes it before it calls
+    Vertex AI, and a record left behind would refuse the rerun (check_schedule_names_free)."""
+    from zenml.client import Client
+
+    client = Client()
+    for record in client.list_schedules(name=name, size=50).items:
+        client.delete_schedule(record.id)
+
+
 def schedule(cfg: Config, pipeline: str, options: dict) -> int:
     """Attach the schedule in ``options`` to each pipeline ``pipeline`` stands for, one named schedule per pipeline
-    (``ledgerlink-<pipeline name>``); the orchestrator (Vertex) fires each on its own, not one after another."""
+    (``ledgerlink-<pipeline name>``); the orchestrator (Vertex) fires each on its own, not one after another.
+
+    A refused or unanswered submission stops there with a message that says what to do and which schedules
+    exist already (exit code 2)."""
     from pipelines import data_collection, monitoring, training
 
-    from .schedule import SCHEDULED_PIPELINES, schedule_name
+    from .schedule import SCHEDULED_PIPELINES, SUBMIT_TIMEOUT_S, SubmissionError, schedule_name, submit, vertex_target
 
     pipelines = {
         "data_collection": data_collection,
@@ -167,9 +180,25 @@ def schedule(cfg: Config, pipeline: str, options: dict) -> int:
         "training": training.with_options(model=model_spec(cfg)),
     }
     base = options["schedule"]
+    project, location = vertex_target()
+    done: list[str] = []
     for name in SCHEDULED_PIPELINES[pipeline]:
         sched = base.model_copy(update={"name": schedule_name(name)})
-        pipelines[name].with_options(**{**options, "schedule": sched})(config=cfg)
+        scheduled = pipelines[name].with_options(**{**options, "schedule": sched})
+        try:
+            submit(
+                lambda: scheduled(config=cfg),
+                f"the schedule {schedule_name(name)!r}",
+                project,
+                location,
+                SUBMIT_TIMEOUT_S,
+            )
+        except SubmissionError as exc:
+            _forget_schedule(schedule_name(name))
+            console.print(f"--schedule: {exc}", style="red", markup=False, soft_wrap=True)
+            console.print(f"Scheduled before this one: {', '.join(done) or 'none'}.", markup=False, soft_wrap=True)
+            return 2
+        done.append(schedule_name(name))
         console.print(f"Scheduled {name!r} as {schedule_name(name)!r} with cron {base.cron_expression!r}.")
     console.print("List or delete schedules as the README describes (ZenML cannot update one).")
     return 0

@@ -160,3 +160,124 @@ def run_options(zenml: ZenMLOptions, family: str | None = None, schedule: Schedu
     if schedule is not None:
         options["schedule"] = schedule
     return options
+
+
+# -- submitting to Vertex AI: errors that say what to do ---------------------------------------------------
+# The first submission of a pipeline builds its step image on Cloud Build (the stack's image builder allows
+# up to 3600 s, stacks/gcp.yaml) before Vertex AI is called; neither aiplatform nor ZenML put a deadline on
+# the Vertex AI call itself (PipelineJob.submit / create_schedule are sent with timeout=None).
+SUBMIT_TIMEOUT_S = 3600 + 600
+CONSOLE = "https://console.cloud.google.com"
+
+
+class SubmissionError(RuntimeError):
+    """Vertex AI (or Cloud Build, for the step image) refused a submission or did not answer."""
+
+
+def _api_error(exc: BaseException):
+    """The Google API error (or HTTP timeout) behind ``exc``: ZenML re-raises Vertex AI's 4xx as a plain
+    RuntimeError inside its ``except`` block, so the original is in the exception's context chain."""
+    from google.api_core import exceptions as google_exceptions
+    from requests import exceptions as requests_exceptions
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (google_exceptions.GoogleAPICallError, requests_exceptions.Timeout)):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def explain_submission_failure(exc: BaseException, what: str, project: str, location: str) -> SubmissionError:
+    """A SubmissionError for ``exc`` raised while submitting ``what``: what happened and what to do next."""
+    from google.api_core import exceptions as google_exceptions
+    from requests import exceptions as requests_exceptions
+
+    api = _api_error(exc)
+    detail = str(api or exc).strip()
+    cloud_build = "/builds" in detail or "Cloud Build" in str(exc)
+    service = "Cloud Build (the step image)" if cloud_build else "Vertex AI"
+    schedules = f"{CONSOLE}/vertex-ai/pipelines/schedules?project={project}"
+    if isinstance(api, google_exceptions.Forbidden):
+        roles = (
+            "roles/cloudbuild.builds.editor and roles/storage.objectAdmin on the bucket"
+            if cloud_build
+            else "roles/aiplatform.user, and roles/iam.serviceAccountUser on the runner service account"
+        )
+        msg = (
+            f"{service} refused {what} in project {project!r} (403 permission denied). The account that submits "
+            f"(the ledgerlink-gcp service connector's) needs {roles} (README: IAM roles). Grant them, e.g. "
+            f"`gcloud projects add-iam-policy-binding {project} --member=serviceAccount:<email> --role=<role>`, "
+            "then submit again. Nothing was created."
+        )
+    elif isinstance(api, google_exceptions.Conflict):
+        msg = (
+            f"{service} refused {what} (409): a resource with this name exists already in {project}/{location}. "
+            f"A Vertex schedule cannot be updated: delete it ({schedules}, or PipelineJobSchedule.delete(), "
+            "README) and ZenML's record (`zenml pipeline schedule delete <name>`), then schedule again."
+        )
+    elif isinstance(api, (google_exceptions.DeadlineExceeded, requests_exceptions.Timeout)) or isinstance(
+        exc, TimeoutError
+    ):
+        msg = (
+            f"{service} did not answer {what} in time ({detail}). It may or may not have been created: look at "
+            f"{schedules} and the Cloud Build history before submitting again (a schedule name in use is refused)."
+        )
+    elif isinstance(api, google_exceptions.ServerError):
+        msg = (
+            f"{service} failed on its side while taking {what} ({api.code} {api.reason or ''}, a server error, "
+            "not a problem with the request). Nothing was created: submit again in a few minutes; if it persists, "
+            "see https://status.cloud.google.com."
+        )
+    elif api is not None:
+        msg = f"{service} refused {what}: {detail}"
+    elif cloud_build:  # ZenML's image builder: the build ran and did not succeed
+        msg = (
+            f"Cloud Build could not build the step image for {what}. Its log (the link above) says why; most "
+            "often a package that does not install in the image (tests/test_vertex_image.py checks that the lock "
+            "resolves for it). Fix the cause and submit again; nothing was scheduled."
+        )
+    else:
+        raise exc
+    return SubmissionError(f"{msg}\n  ({type(api or exc).__name__}: {detail[:500]})")
+
+
+def submit(fn, what: str, project: str, location: str, timeout_s: float = SUBMIT_TIMEOUT_S):
+    """Run ``fn`` (a ZenML pipeline call that builds the image and submits to Vertex AI) with a deadline, and turn
+    Google API failures into a SubmissionError that says what to do.
+
+    ``fn`` runs in a daemon thread: when the deadline passes, the command line reports and exits, and a call
+    that hangs on a socket without timeout cannot keep it waiting.
+    """
+    import threading
+
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"ledgerlink-submit {what}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise explain_submission_failure(
+            TimeoutError(f"no answer within {timeout_s:g} s"), what, project, location
+        ) from None
+    if "error" in outcome:
+        raise explain_submission_failure(outcome["error"], what, project, location) from None
+    return outcome.get("value")
+
+
+def vertex_target(client=None) -> tuple[str, str]:
+    """(project, location) of the active stack's Vertex orchestrator, for messages."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = client or Client()
+    (orchestrator,) = client.active_stack_model.components[StackComponentType.ORCHESTRATOR]
+    config = orchestrator.configuration
+    return config.get("project") or "<project>", config.get("location") or "<region>"

@@ -70,8 +70,21 @@ def render_stack(
     return yaml.safe_load(text)
 
 
+def _detach_users(client, connector) -> list[tuple]:
+    """Unlink every stack component that uses ``connector``; return what to re-link afterwards.
+
+    ZenML refuses to change the auth method of a connector that components use, and to delete one
+    (IllegalOperationError). Re-running with another ``--auth-method`` (or ``auto``, which re-creates the
+    connector from the local gcloud credentials) therefore detaches the users first and re-links them.
+    """
+    users = client.list_stack_components(connector_id=connector.id, size=1000).items
+    for component in users:
+        client.update_stack_component(component.id, component.type, disconnect=True)
+    return [(c.id, c.type, c.connector_resource_id) for c in users]
+
+
 def _connector(client, name: str, project: str, auth_method: str, key_file: str | None, verify: bool):
-    """Create or update the multi-type GCP service connector."""
+    """Create or update the multi-type GCP service connector, keeping the components that use it linked."""
     if auth_method == "service-account":
         if not key_file:
             raise ValueError("--auth-method service-account needs --key-file with the service account's JSON key")
@@ -81,34 +94,36 @@ def _connector(client, name: str, project: str, auth_method: str, key_file: str 
     else:
         configuration = None
     try:
-        client.get_service_connector(name, allow_name_prefix_match=False)
-        exists = True
+        existing = client.get_service_connector(name, allow_name_prefix_match=False)
     except KeyError:
-        exists = False
+        existing = None
+    description = "ledgerlink: Vertex, GCS, Artifact Registry, Cloud Build"
+    relink: list[tuple] = []
+    if existing is not None and (auth_method == "auto" or existing.auth_method != auth_method):
+        relink = _detach_users(client, existing)
     if auth_method == "auto":
-        if exists:
-            client.delete_service_connector(name)
+        if existing is not None:
+            client.delete_service_connector(existing.id)
+        connector, _ = client.create_service_connector(
+            name=name, connector_type="gcp", auto_configure=True, verify=verify, description=description
+        )
+    elif existing is not None:
+        connector, _ = client.update_service_connector(
+            existing.id, auth_method=auth_method, configuration=configuration, resource_type="", verify=verify
+        )
+    else:
         connector, _ = client.create_service_connector(
             name=name,
             connector_type="gcp",
-            auto_configure=True,
+            auth_method=auth_method,
+            configuration=configuration,
             verify=verify,
-            description="ledgerlink: Vertex, GCS, Artifact Registry, Cloud Build",
+            description=description,
         )
-        return connector
-    if exists:
-        connector, _ = client.update_service_connector(
-            name, auth_method=auth_method, configuration=configuration, resource_type="", verify=verify
+    for component_id, component_type, resource_id in relink:
+        client.update_stack_component(
+            component_id, component_type, connector_id=connector.id, connector_resource_id=resource_id
         )
-        return connector
-    connector, _ = client.create_service_connector(
-        name=name,
-        connector_type="gcp",
-        auth_method=auth_method,
-        configuration=configuration,
-        verify=verify,
-        description="ledgerlink: Vertex, GCS, Artifact Registry, Cloud Build",
-    )
     return connector
 
 

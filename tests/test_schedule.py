@@ -1,16 +1,9 @@
-"""Schedules: cron validation, the local orchestrator's refusal, the GCP run options, and (when the
-Vertex SDKs are installed) the Vertex pipeline spec compiled for a cron schedule, submission replaced.
+"""Schedules: cron validation, the local orchestrator's refusal, the GCP run options, one schedule name per
+pipeline. Compiling and submitting them to Vertex AI (through the real clients, on loopback) is in
+tests/test_vertex.py.
 """
 
 import datetime as dt
-import importlib.util
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,7 +52,7 @@ def test_local_orchestrator_refuses_schedules_and_points_to_the_gcp_stack():
     assert "'local' orchestrator" in msg and "make stack-gcp" in msg and "zenml stack set ledgerlink-gcp" in msg
 
 
-def test_vertex_orchestrator_is_accepted_without_its_sdk():
+def test_vertex_orchestrator_is_accepted_from_the_store_alone():
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
@@ -130,148 +123,6 @@ def test_gcp_config_and_run_options(monkeypatch):
     assert run_options(Config.load(ROOT / "configs" / "local.yaml").zenml) == {}
 
 
-# -- Vertex: compile the pipeline spec for a cron schedule, submission replaced ---------------------
-VERTEX_SDKS = ("kfp", "google.cloud.aiplatform", "google_cloud_pipeline_components")
-
-
-def _missing_sdks() -> list[str]:
-    return [
-        m
-        for m in VERTEX_SDKS
-        if importlib.util.find_spec(m.split(".")[0]) is None
-        or (m == "google.cloud.aiplatform" and importlib.util.find_spec(m) is None)
-    ]
-
-
-@pytest.fixture
-def gcs_emulator_process():
-    """Stock gcp-storage-emulator as its own process: ZenML uploads the code archive to the GCS artifact store
-    before submitting."""
-    pytest.importorskip("gcp_storage_emulator")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).with_name("gcp-storage-emulator")
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--in-memory",
-            "--default-bucket",
-            "ledgerlink-data",
-            "-q",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/storage/v1/b", timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(f"gcp-storage-emulator did not answer on {url} within 30 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-@pytest.mark.skipif(
-    bool(_missing_sdks()),
-    reason=(
-        f"needs the Vertex SDKs ({', '.join(_missing_sdks())} missing): kfp==2.16.0, google-cloud-aiplatform, "
-        "google-cloud-pipeline-components. They are not in the default venv: kfp pins protobuf<7 (we run 7.x)"
-    ),
-)
-def test_pipeline_compiles_for_vertex_with_the_cron(tmp_path, gcs_emulator_process, monkeypatch):
-    from zenml import pipeline, step
-    from zenml.client import Client
-    from zenml.config import DockerSettings
-    from zenml.enums import StackComponentType
-    from zenml.integrations.gcp.orchestrators.vertex_orchestrator import VertexOrchestrator
-    from zenml.stack.stack import Stack
-
-    spec = importlib.util.spec_from_file_location("register_gcp", ROOT / "stacks" / "register_gcp.py")
-    register_gcp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(register_gcp)
-    stack = register_gcp.register_stack(
-        register_gcp.render_stack("ledgerlink-prod", "europe-west4", "ledgerlink-data"),
-        project="ledgerlink-prod",
-        bucket="ledgerlink-data",
-        auth_method="implicit",
-        verify=False,
-    )
-    client = Client()
-    # The code archive goes to the GCS emulator instead of GCS; everything else keeps the connector.
-    client.update_stack_component("ledgerlink-gcs", StackComponentType.ARTIFACT_STORE, disconnect=True)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator_process)
-    # Two replacements: the final submission (a cloud call), and the guard that wants a remote ZenML
-    # server for remote orchestrators (the tests run on a local store).
-    captured = {}
-
-    def submit(self, pipeline_name, pipeline_file_path, run_name, settings, schedule=None):
-        captured.update(path=pipeline_file_path, schedule=schedule, settings=settings)
-
-    monkeypatch.setattr(VertexOrchestrator, "_upload_and_run_pipeline", submit)
-    monkeypatch.setattr(Stack, "requires_remote_server", property(lambda self: False))
-
-    @step
-    def train_matcher() -> int:
-        return 1
-
-    @step
-    def evaluate_matcher(x: int) -> int:
-        return x
-
-    @pipeline(
-        enable_cache=False,
-        settings={
-            "docker": DockerSettings(
-                skip_build=True, parent_image="europe-west4-docker.pkg.dev/ledgerlink-prod/ledgerlink/steps:test"
-            )
-        },
-    )
-    def monthly():
-        evaluate_matcher(train_matcher())
-
-    from zenml.utils import source_utils
-
-    source_utils.set_custom_source_root(str(ROOT))  # under pytest the "main module" is pytest itself
-    client.activate_stack(stack.id)
-    try:
-        assert check_orchestrator_can_schedule(client) == "vertex"
-        options = run_options(
-            Config.load(ROOT / "configs" / "gcp.yaml").zenml,
-            "transformer",
-            build_schedule("0 3 1 * *", "Europe/Warsaw"),
-        )
-        options.pop("settings")  # the image settings need a real build; this run uses skip_build
-        monthly.with_options(**options)()
-    finally:
-        client.activate_stack("default")
-        source_utils.set_custom_source_root(None)
-    assert captured["schedule"].cron_expression == "TZ=Europe/Warsaw 0 3 1 * *"
-    compiled = json.loads(Path(captured["path"]).read_text())
-    train = compiled["components"]["comp-train-matcher"]["inputDefinitions"]["parameters"]
-    (pool,) = train["worker_pool_specs"]["defaultValue"]  # train_matcher runs as a Vertex custom job
-    assert pool["machine_spec"] == {
-        "machine_type": "n1-standard-8",
-        "accelerator_type": "NVIDIA_TESLA_T4",
-        "accelerator_count": 1,
-    }
-    assert pool["container_spec"]["image_uri"].endswith("/ledgerlink/steps:test")
-    assert "train_matcher" in pool["container_spec"]["args"]
-    assert "NVIDIA_TESLA_T4" not in json.dumps(compiled["components"]["comp-evaluate-matcher"])
-    assert os.path.basename(captured["path"]).endswith(".json")
-
-
 def test_one_schedule_per_pipeline_and_a_taken_name_is_refused_before_any_is_submitted():
     from zenml.client import Client
     from zenml.enums import StackComponentType
@@ -287,7 +138,7 @@ def test_one_schedule_per_pipeline_and_a_taken_name_is_refused_before_any_is_sub
     ]
     assert check_schedule_names_free("training", client) == ["ledgerlink-training"]
     orchestrator = client.active_stack_model.components[StackComponentType.ORCHESTRATOR][0]
-    client.zen_store.create_schedule(
+    taken = client.zen_store.create_schedule(
         ScheduleRequest(
             project=client.active_project.id,
             name="ledgerlink-monitoring",
@@ -297,8 +148,11 @@ def test_one_schedule_per_pipeline_and_a_taken_name_is_refused_before_any_is_sub
             pipeline_id=None,
         )
     )
-    with pytest.raises(
-        ScheduleError, match=r"\['ledgerlink-monitoring'\] exist already.*zenml pipeline schedule delete"
-    ):
-        check_schedule_names_free("all", client)
-    assert check_schedule_names_free("training", client) == ["ledgerlink-training"]
+    try:
+        with pytest.raises(
+            ScheduleError, match=r"\['ledgerlink-monitoring'\] exist already.*zenml pipeline schedule delete"
+        ):
+            check_schedule_names_free("all", client)
+        assert check_schedule_names_free("training", client) == ["ledgerlink-training"]
+    finally:
+        client.delete_schedule(taken.id)  # the ZenML store is shared by the whole session

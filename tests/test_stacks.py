@@ -144,8 +144,10 @@ def test_register_script_links_every_component_to_the_service_connector(tmp_path
         str(key),
         "--no-verify",
     ]
-    assert register_gcp.main(argv) == 0
+    implicit = argv[:6] + ["--auth-method", "implicit", "--no-verify"]
+    assert register_gcp.main(implicit) == 0  # e.g. registered earlier on a ZenML server that runs on GCP
     first = Client().get_stack("ledgerlink-gcp")
+    assert register_gcp.main(argv) == 0  # another auth method for a connector the stack uses
     assert register_gcp.main(argv) == 0  # re-running updates in place
     stack = Client().get_stack("ledgerlink-gcp")
     assert stack.id == first.id
@@ -172,3 +174,30 @@ def test_bad_names_are_refused_before_anything_is_registered(capsys):
     )
     err = capsys.readouterr().err
     assert "PROJECT 'Ledgerlink'" in err and "REGION 'europe'" in err
+
+
+def test_register_script_with_auto_replaces_the_connector_and_keeps_the_stack_linked(tmp_path, monkeypatch):
+    """AUTH=auto re-creates the connector from the local Google credentials (here a service-account key file in
+    GOOGLE_APPLICATION_CREDENTIALS, whose token endpoint is a loopback server); a stack using the old connector
+    is unlinked first (ZenML refuses to delete a connector in use) and linked to the new one."""
+    from google_loopback import GoogleLoopback, service_account_key
+    from zenml.client import Client
+
+    with GoogleLoopback(ARGS["project"], ARGS["region"]) as google:
+        key = tmp_path / "adc.json"
+        email = f"ledgerlink-runner@{ARGS['project']}.iam.gserviceaccount.com"
+        key.write_text(json.dumps(service_account_key(google.endpoint + "/token", ARGS["project"], email)))
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
+        base = ["--project", ARGS["project"], "--region", ARGS["region"], "--bucket", ARGS["bucket"], "--no-verify"]
+        assert register_gcp.main([*base, "--auth-method", "service-account", "--key-file", str(key)]) == 0
+        before = Client().get_service_connector("ledgerlink-gcp")
+        assert register_gcp.main([*base, "--auth-method", "auto"]) == 0
+    after = Client().get_service_connector("ledgerlink-gcp")
+    assert after.id != before.id
+    stack = Client().get_stack("ledgerlink-gcp")
+    assert {t.value: c[0].connector.id for t, c in stack.components.items()} == {
+        "orchestrator": after.id,
+        "image_builder": after.id,
+        "artifact_store": after.id,
+        "container_registry": after.id,
+    }
