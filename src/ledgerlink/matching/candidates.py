@@ -34,6 +34,7 @@ import pandas as pd
 from .arrays import eq_join, run_starts
 from .features import FEE_TOLERANCE, Exclusion, Memory, group_sets, is_settled
 from .normalize import string_ngrams
+from .runtime import check_deadline
 
 NGRAM = 4
 ISSUE_AFTER_BOOKING_DAYS = 7
@@ -537,12 +538,13 @@ def generate_candidates(
         (issued_day >= first - lookback_days) & (issued_day <= last + ISSUE_AFTER_BOOKING_DAYS) & (settled > first)
     )
     scopes = {"inv_scope": inv_scope, "tr_scope": tr_scope}
-    parts = [
-        ref_channel(inv_chunks, tr_chunks, live, ref_max_df, **scopes),
-        amount_channel(inv, tr, live, amount_max_df, **scopes),
-        name_channel(inv, tr, live, name_max_share, **scopes),
-        memory_channel(inv, tr, live, memory, exclude, **scopes),
-    ]
+    parts = [ref_channel(inv_chunks, tr_chunks, live, ref_max_df, **scopes)]
+    check_deadline("blocking: reference channel")
+    parts.append(amount_channel(inv, tr, live, amount_max_df, **scopes))
+    parts.append(name_channel(inv, tr, live, name_max_share, **scopes))
+    check_deadline("blocking: name channel")
+    parts.append(memory_channel(inv, tr, live, memory, exclude, **scopes))
+    check_deadline("blocking: memory channel")
 
     def settle(parts: list[Pairs]) -> Pairs:
         """Best score per pair over channels; drop pairs outside the date window or already settled."""
@@ -554,6 +556,7 @@ def generate_candidates(
         return c
 
     c = settle(parts)
+    check_deadline("blocking: merging channels")
     if len(c["t"]) == 0 and len(live) == 0:
         return pd.DataFrame(_empty(cols))
     # a strong hit: a number in the title, or the exact amount of an invoice of the payer
@@ -562,8 +565,10 @@ def generate_candidates(
     has_strong = np.zeros(len(tr), bool)
     has_strong[c["t"][strong]] = True
     sets = set_channel(inv, tr, live, np.flatnonzero(~has_strong), **scopes)
+    check_deadline("blocking: set channel")
     if len(sets["t"]):
         c = settle([c, sets])
+        check_deadline("blocking: merging the set channel")
     t, i = c["t"], c["i"]
     days = (booked[t] - issued[i]).astype("timedelta64[D]").astype(np.int64)
     ta, ia = tr["amount"].to_numpy()[t], inv["amount"].to_numpy()[i]

@@ -16,6 +16,7 @@ from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
 
 from .arrays import csr, eq_join, expand, rank_min_desc, run_starts, segment_reduce
+from .runtime import check_deadline
 
 FEE_TOLERANCE = 0.02  # fees/discounts: a transfer may be up to 2% below the invoice (set) amount
 CENT = 0.005
@@ -545,6 +546,7 @@ def group_sets(
         rows = order[st[:, None] + np.arange(n)[None, :]]
         masks = set_masks(n, max_size)
         sums = cents[rows].astype(np.float64) @ masks.T.astype(np.float64)  # exact: cents < 2^53
+        check_deadline("subset search")
         if target is None:
             yield rows, masks, sums
         else:
@@ -674,6 +676,7 @@ def pair_features(
 
     # --- reference numbers
     F.update(_ref_features(t, i, inv_chunks, tr_chunks, len(inv), len(tr), n_jobs))
+    check_deadline("pair features: references")
     F["n_title_refs"] = np.bincount(tr_chunks["t"].to_numpy(np.int64), minlength=len(tr))[t].astype(np.float64)
     F["inv_has_ref"] = np.isin(i, inv_chunks["i"].to_numpy()).astype(np.float32)
     F["ref_margin"] = _margin(t, nan(F["ref_lev"]))
@@ -690,6 +693,7 @@ def pair_features(
     in_title = _cdist(iname, words, fuzz.partial_token_set_ratio, n_jobs) / 100.0
     F["name_in_title"] = np.where(has_i & (words != ""), in_title, np.nan)
     F["payer_present"] = (payer != "").astype(np.float32)
+    check_deadline("pair features: names")
 
     # --- memory
     memory = memory or Memory()
@@ -764,9 +768,11 @@ def pair_features(
 
     # --- exact sets among one contractor's candidates (multi-invoice payments without numbers)
     group = np.where(name_key != "", pd.factorize(name_key)[0], -1)
+    check_deadline("pair features: memory and amounts")
     gs = group_set_features(t, group, ia, ta)
     for c in gs.columns:
         F[c] = gs[c].to_numpy()
+    check_deadline("pair features: contractor sets")
 
     # --- ambiguity, and subsets among the transfer's most plausible candidates
     heur = heuristic_score(F)

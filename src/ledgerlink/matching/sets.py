@@ -29,6 +29,7 @@ import pandas as pd
 
 from .arrays import eq_join, first_max_per_group, run_starts, segment_reduce
 from .features import CENT, FEE_TOLERANCE, amount_fits, anchor_completions, group_sets, subset_masks, top_k_slots
+from .runtime import check_deadline
 
 SET_K = 8  # multi-invoice subsets among the top-k candidates by pair probability
 SINGLE_K = 6  # single-invoice sets: the top few candidates
@@ -172,6 +173,7 @@ def enumerate_sets(
         mem = np.where(masks[mids], ra[rows], -1)
         set_t.append(tpos[lo : lo + CHUNK][rows])
         set_rows.append(mem)
+        check_deadline("set enumeration: top-k subsets")
     st = np.concatenate(set_t)
     mem = np.concatenate(set_rows)
     sid_m, slot_m = np.nonzero(mem >= 0)
