@@ -36,10 +36,12 @@ from ..evaluation.metrics import blocking_recall
 from .arrays import run_starts
 from .base import BaseMatcher
 from .candidates import generate_candidates
-from .features import FEATURE_NAMES, FEE_TOLERANCE, Memory, pair_features
+from .features import FEATURE_NAMES, pair_features
+from .memory import Memory
 from .normalize import prepare_invoices, prepare_transfers
 from .runtime import check_deadline, deadline_scope
 from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, set_features, set_labels
+from .tolerances import FEE_TOLERANCE
 
 FORMAT_VERSION = 2
 MIN_AUTO_THRESHOLD = 0.5

@@ -7,11 +7,10 @@ import numpy as np
 import pandas as pd
 
 from .base import BaseMatcher
-from .candidates import ISSUE_AFTER_BOOKING_DAYS
-from .features import CENT
 from .model import MatchResult, check_frame
 from .normalize import prepare_invoices, prepare_transfers
 from .runtime import check_deadline, deadline_scope
+from .tolerances import CENT, ISSUE_AFTER_BOOKING_DAYS
 
 
 class RulesMatcher(BaseMatcher):
