@@ -16,7 +16,8 @@ from ledgerlink.matching import Matcher, MatchResult, RulesMatcher, blocking_rec
 from ledgerlink.matching import candidates as C
 from ledgerlink.matching.assignment import assign
 from ledgerlink.matching.candidates import generate_candidates
-from ledgerlink.matching.features import FEATURE_NAMES, Memory, anchor_completions, group_set_features, pair_features
+from ledgerlink.matching.features import FEATURE_NAMES, group_set_features, pair_features
+from ledgerlink.matching.memory import Memory
 from ledgerlink.matching.normalize import (
     digit_ngrams,
     normalize_account,
@@ -34,6 +35,7 @@ from ledgerlink.matching.sets import (
     set_features,
     set_labels,
 )
+from ledgerlink.matching.subsets import anchor_completions
 
 SMALL = dict(seed=3, months=3, contractors=40, transfers_per_month=150)
 FAST = dict(n_estimators=40, max_depth=4, n_jobs=1)

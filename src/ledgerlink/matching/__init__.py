@@ -3,6 +3,13 @@ transfer's invoice set, the rules baseline; ``transformer.TransformerMatcher`` a
 (``registry.build_matcher("transformer")``).
 
 No orchestration here (no zenml import): pipelines, benchmarks and the BentoML service all call this API.
+
+Where things live: ``base`` (the interface every family shares), ``runtime`` (deadline), ``normalize`` (text),
+``candidates`` (blocking), ``memory`` (what training links teach: payer -> contractor, paid invoices),
+``subsets`` (which candidate sets add up to an amount), ``tolerances`` (fees, cents, partial payments, dates),
+``features`` (pair features), ``sets`` (the set model's sets, features and choice), ``assignment`` (the
+fallback choice without a set model), ``model`` / ``transformer`` / ``rules`` (the families), ``arrays``
+(numpy joins and segment reductions).
 """
 
 from ..evaluation.metrics import blocking_recall

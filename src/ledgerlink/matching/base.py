@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 
+class MatchTimeout(TimeoutError):
+    """A match passed its ``deadline`` (an absolute ``time.monotonic()`` value) and stopped at ``stage``. Nothing
+    of the call is kept; retry with more time or less input."""
+
+    def __init__(self, stage: str, late_by: float = 0.0):
+        self.stage = stage
+        self.late_by = late_by
+        super().__init__(f"match deadline passed during {stage} ({late_by:.3f} s late); the work was stopped")
+
+
 class BaseMatcher:
-    """fit(invoices, transfers, links) -> self; match(invoices, transfers) -> MatchResult; predict -> links;
-    save(dir) / load(dir) in the family's own file format (no pickle)."""
+    """fit(invoices, transfers, links) -> self; match(invoices, transfers, *, deadline=None) -> MatchResult;
+    predict -> links; save(dir) / load(dir) in the family's own file format (no pickle).
+
+    ``deadline`` (absolute ``time.monotonic()`` seconds, None: no limit): past it, ``match`` raises
+    ``MatchTimeout`` naming the stage it stopped in."""
 
     def fit(self, invoices, transfers, links):
         raise NotImplementedError
 
-    def match(self, invoices, transfers):
+    def match(self, invoices, transfers, *, deadline: float | None = None):
         raise NotImplementedError
 
     def predict(self, invoices, transfers):

@@ -32,11 +32,13 @@ import numpy as np
 import pandas as pd
 
 from .arrays import eq_join, run_starts
-from .features import FEE_TOLERANCE, Exclusion, Memory, group_sets, is_settled
+from .memory import Exclusion, Memory
 from .normalize import string_ngrams
+from .runtime import check_deadline
+from .subsets import group_sets
+from .tolerances import FEE_TOLERANCE, ISSUE_AFTER_BOOKING_DAYS, PARTIAL_MAX, PARTIAL_MIN, is_settled
 
 NGRAM = 4
-ISSUE_AFTER_BOOKING_DAYS = 7
 MAX_NAMES = 3  # contractor names a transfer's payer/title words may point to
 MAX_NAMES_PER_TOKEN = 100  # a name word shared by more contractors than this is too common to look up
 MAX_REF_PER_TRANSFER = 60  # reference-number hits kept per transfer (best IDF mass first)
@@ -376,7 +378,7 @@ def set_channel(
     inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.ndarray, inv_scope=None, tr_scope=None
 ) -> Pairs:
     """(t, i, set_hit): for transfers without a strong hit, the invoices of any contractor with few open invoices
-    (features.MAX_GROUP) that form a set of 2..MAX_SET summing exactly to the transfer amount. Finds a
+    (subsets.MAX_GROUP) that form a set of 2..MAX_SET summing exactly to the transfer amount. Finds a
     multi-invoice payment with no number by a payer never seen with that contractor (a factor, "as agreed").
     The contractors' set sums are one table (sum over contractors of 2^n cells), joined on cents."""
     if len(weak) == 0 or len(live) == 0:
@@ -537,12 +539,13 @@ def generate_candidates(
         (issued_day >= first - lookback_days) & (issued_day <= last + ISSUE_AFTER_BOOKING_DAYS) & (settled > first)
     )
     scopes = {"inv_scope": inv_scope, "tr_scope": tr_scope}
-    parts = [
-        ref_channel(inv_chunks, tr_chunks, live, ref_max_df, **scopes),
-        amount_channel(inv, tr, live, amount_max_df, **scopes),
-        name_channel(inv, tr, live, name_max_share, **scopes),
-        memory_channel(inv, tr, live, memory, exclude, **scopes),
-    ]
+    parts = [ref_channel(inv_chunks, tr_chunks, live, ref_max_df, **scopes)]
+    check_deadline("blocking: reference channel")
+    parts.append(amount_channel(inv, tr, live, amount_max_df, **scopes))
+    parts.append(name_channel(inv, tr, live, name_max_share, **scopes))
+    check_deadline("blocking: name channel")
+    parts.append(memory_channel(inv, tr, live, memory, exclude, **scopes))
+    check_deadline("blocking: memory channel")
 
     def settle(parts: list[Pairs]) -> Pairs:
         """Best score per pair over channels; drop pairs outside the date window or already settled."""
@@ -554,6 +557,7 @@ def generate_candidates(
         return c
 
     c = settle(parts)
+    check_deadline("blocking: merging channels")
     if len(c["t"]) == 0 and len(live) == 0:
         return pd.DataFrame(_empty(cols))
     # a strong hit: a number in the title, or the exact amount of an invoice of the payer
@@ -562,8 +566,10 @@ def generate_candidates(
     has_strong = np.zeros(len(tr), bool)
     has_strong[c["t"][strong]] = True
     sets = set_channel(inv, tr, live, np.flatnonzero(~has_strong), **scopes)
+    check_deadline("blocking: set channel")
     if len(sets["t"]):
         c = settle([c, sets])
+        check_deadline("blocking: merging the set channel")
     t, i = c["t"], c["i"]
     days = (booked[t] - issued[i]).astype("timedelta64[D]").astype(np.int64)
     ta, ia = tr["amount"].to_numpy()[t], inv["amount"].to_numpy()[i]
@@ -575,8 +581,8 @@ def generate_candidates(
     who = (c["name_share"] > 0) | (c["mem"] > 0)
     # a partial payment is 30-70% of its invoice; an invoice several times the transfer is neither part nor whole
     ratio = np.abs(ta) / np.maximum(np.abs(ia), 0.01)
-    partial = same_sign & (ratio >= 0.28) & (ratio <= 0.72)
-    too_big = ratio < 0.28
+    partial = same_sign & (ratio >= PARTIAL_MIN) & (ratio <= PARTIAL_MAX)
+    too_big = ratio < PARTIAL_MIN
     # most invoices are paid in the second part of their payment term, few long after it
     term = (inv["due_at"].to_numpy()[i] - issued[i]).astype("timedelta64[D]").astype(np.int64)
     in_term = (days >= 0.25 * term) & (days <= term + 3)

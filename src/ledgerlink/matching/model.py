@@ -36,9 +36,12 @@ from ..evaluation.metrics import blocking_recall
 from .arrays import run_starts
 from .base import BaseMatcher
 from .candidates import generate_candidates
-from .features import FEATURE_NAMES, FEE_TOLERANCE, Memory, pair_features
+from .features import FEATURE_NAMES, pair_features
+from .memory import Memory
 from .normalize import prepare_invoices, prepare_transfers
+from .runtime import check_deadline, deadline_scope
 from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, set_features, set_labels
+from .tolerances import FEE_TOLERANCE
 
 FORMAT_VERSION = 2
 MIN_AUTO_THRESHOLD = 0.5
@@ -309,7 +312,10 @@ class Matcher(BaseMatcher):
         ta, group = tr["amount"].to_numpy(), self._groups(pairs, inv)
         named = (X["ref_exact"].fillna(0).to_numpy() > 0) | (X["ref_digits_exact"].fillna(0).to_numpy() > 0)
         table = enumerate_sets(t, p, ia, ta, group, named=named, completer=X["completes_named_exact"].to_numpy() > 0)
-        return table, set_features(table, t, p, ia, ta, group, X)
+        check_deadline("set enumeration")
+        SX = set_features(table, t, p, ia, ta, group, X)
+        check_deadline("set features")
+        return table, SX
 
     def _decide(self, pairs, X, p, inv, tr, score_sets=None, refeaturize=None, pair_proba=None):
         """Choose each transfer's set from pair probabilities ``p``: set model, conflicts, then a second pass.
@@ -329,6 +335,7 @@ class Matcher(BaseMatcher):
             )
         else:
             links, dec = self._choose(pairs, X, p, inv, tr, score_sets)
+            check_deadline("set choice")
             if refeaturize is not None and self.peel_confidence < 1:
                 links, dec = self._second_pass(pairs, links, dec, inv, tr, score_sets, refeaturize, pair_proba)
         no_cand = ~np.isin(dec["t"].to_numpy(), pairs["t"].to_numpy())
@@ -338,6 +345,7 @@ class Matcher(BaseMatcher):
     def _choose(self, pairs, X, p, inv, tr, score_sets):
         table, SX = self._sets(pairs, X, p, inv, tr)
         q = score_sets(SX, table.sets["t"].to_numpy())
+        check_deadline("set model")
         return choose_sets(
             table,
             q,
@@ -368,8 +376,10 @@ class Matcher(BaseMatcher):
         sub = pairs[redo[t] & ~(taken[i] & (used[i] > 0))].reset_index(drop=True)
         if len(sub):
             X2 = refeaturize(sub)
+            check_deadline("second pass: pair features")
             p2 = pair_proba(X2, sub["t"].to_numpy())
             links2, dec2 = self._choose(sub, X2, p2, inv, tr, score_sets)
+            check_deadline("second pass: set choice")
         else:
             links2 = links.iloc[:0]
             dec2 = dec.assign(n_invoices=0, confidence=np.nan)
@@ -569,16 +579,23 @@ class Matcher(BaseMatcher):
                 f"this {type(self).__name__} is not fitted; call fit() or {type(self).__name__}.load() first"
             )
 
-    def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
+    def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame, *, deadline: float | None = None) -> MatchResult:
         """Match ``transfers`` against ``invoices`` (all invoices that could still be open, any month).
 
         More than ``batch_size`` transfers are matched in batches of consecutive booking dates against the same
         prepared invoices, so memory stays bounded (an invoice claimed by transfers of two batches is not
-        settled between them; a month's transfers fit in one batch up to ``batch_size``)."""
+        settled between them; a month's transfers fit in one batch up to ``batch_size``).
+        ``deadline``: an absolute ``time.monotonic()`` value; past it, ``MatchTimeout`` names the stage."""
         self._check_fitted()
+        with deadline_scope(deadline):
+            return self._match(invoices, transfers)
+
+    def _match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
+        check_deadline("input check")
         inv, ic = prepare_invoices(invoices)
         tr_all, tc_all = prepare_transfers(transfers)
+        check_deadline("text preparation")
         n = len(tr_all)
         size = int(self.batch_size) if self.batch_size else max(n, 1)
         order = np.argsort(tr_all["booked_at"].to_numpy(), kind="stable")
@@ -605,22 +622,31 @@ class Matcher(BaseMatcher):
             scored, links.reset_index(drop=True), dec.reset_index(drop=True), inv, tr_all, self.auto_threshold_
         )
 
-    def match_many(self, problems: list[tuple[pd.DataFrame, pd.DataFrame]]) -> list[MatchResult]:
+    def match_many(
+        self, problems: list[tuple[pd.DataFrame, pd.DataFrame]], *, deadline: float | None = None
+    ) -> list[MatchResult]:
         """Match independent (invoices, transfers) problems in one call, e.g. concurrent HTTP requests.
 
         Each answer is the one ``match(invoices, transfers)`` gives for that problem alone: blocking keeps the
         problems apart (``generate_candidates`` scopes), and two problems may offer the same invoice without
         either taking it from the other (conflicts are settled between rows; a problem's rows are its own).
         Everything runs once over all problems, so the fixed cost of a call is paid once per batch, not per
-        request. A problem must fit in one batch (at most ``batch_size`` transfers); larger ones go to ``match``."""
+        request. A problem must fit in one batch (at most ``batch_size`` transfers); larger ones go to ``match``.
+        ``deadline``: as in ``match``, for the whole call (all problems fail together)."""
         self._check_fitted()
         problems = list(problems)
         if not problems:
             return []
+        with deadline_scope(deadline):
+            return self._match_many(problems)
+
+    def _match_many(self, problems: list[tuple[pd.DataFrame, pd.DataFrame]]) -> list[MatchResult]:
         inv, ic, tr, tc, inv_scope, tr_scope = self._prepare_many(problems)
+        check_deadline("input check and text preparation")
         # blocking keeps the problems apart: its statistics (how many invoices share a reference token, an amount,
         # a name word) and its date window are each problem's own
         pairs = self._block(inv, ic, tr, tc, self.memory_, None, (inv_scope, tr_scope))
+        check_deadline("blocking")
         scored, links, dec = self._match_batch(inv, ic, tr, tc, pairs)
         # one result, cut per problem: its frames are sorted by transfer, and a problem's transfers are contiguous
         bounds = [
@@ -693,14 +719,18 @@ class Matcher(BaseMatcher):
         """(scored pairs, links, decisions) of one batch; ``pairs`` (t, i): the candidates, when already blocked."""
         if pairs is None:
             pairs = self._block(inv, ic, tr, tc, self.memory_, None)
+            check_deadline("blocking")
         X = self._featurize(pairs, inv, ic, tr, tc, self.memory_, None)
+        check_deadline("pair features")
+        p = self._pair_proba(X)
+        check_deadline("pair model")
         score_sets = None
         if self.set_booster_ is not None:
             score_sets = lambda SX, st: self._predict(self.set_booster_, SX)  # noqa: E731
         return self._decide(
             pairs,
             X,
-            self._pair_proba(X),
+            p,
             inv,
             tr,
             score_sets,

@@ -6,10 +6,10 @@ So each transfer's plausible sets are enumerated and scored by a small second mo
 
 - the empty set (pays nothing);
 - each of the top ``SINGLE_K`` candidates alone (full, fee-reduced or partial payment);
-- subsets of 2..k of the top ``SET_K`` candidates whose amounts sum to the transfer amount within the fee
+- subsets of 2..k of the top ``subsets.TOP_K`` candidates whose amounts sum to the transfer amount within the fee
   tolerance, the ``MAX_MULTI`` most probable under independence;
 - sets of 2..MAX_SET invoices of one contractor that sum to the transfer amount to the cent, searched among
-  all of the transfer's candidates of that contractor (``features.group_sets``), so a set needs no member in
+  all of the transfer's candidates of that contractor (``subsets.group_sets``), so a set needs no member in
   the top k.
 
 ``set_features`` describes each set (its pair probabilities, how its amount relates to the transfer, the
@@ -28,13 +28,14 @@ import numpy as np
 import pandas as pd
 
 from .arrays import eq_join, first_max_per_group, run_starts, segment_reduce
-from .features import CENT, FEE_TOLERANCE, amount_fits, anchor_completions, group_sets, subset_masks, top_k_slots
+from .runtime import check_deadline
+from .subsets import TOP_K, anchor_completions, group_sets, subset_masks, top_k_slots
+from .tolerances import CENT, FEE_TOLERANCE, PARTIAL_MAX, PARTIAL_MIN, amount_fits
 
-SET_K = 8  # multi-invoice subsets among the top-k candidates by pair probability
 SINGLE_K = 6  # single-invoice sets: the top few candidates
 MAX_MULTI = 12  # feasible multi-invoice sets kept per transfer
 EPS = 1e-6
-CHUNK = 20000  # transfers per enumeration chunk (memory: chunk x 2^SET_K)
+CHUNK = 20000  # transfers per enumeration chunk (memory: chunk x 2^TOP_K)
 
 # pair features summarised over a set's members (min: the weakest member decides; max: any member)
 _MEMBER_MIN = [
@@ -126,7 +127,7 @@ def enumerate_sets(
     group: np.ndarray,
     named: np.ndarray | None = None,
     completer: np.ndarray | None = None,
-    k: int = SET_K,
+    k: int = TOP_K,
     single_k: int = SINGLE_K,
     max_multi: int = MAX_MULTI,
 ) -> SetTable:
@@ -172,6 +173,7 @@ def enumerate_sets(
         mem = np.where(masks[mids], ra[rows], -1)
         set_t.append(tpos[lo : lo + CHUNK][rows])
         set_rows.append(mem)
+        check_deadline("set enumeration: top-k subsets")
     st = np.concatenate(set_t)
     mem = np.concatenate(set_rows)
     sid_m, slot_m = np.nonzero(mem >= 0)
@@ -327,7 +329,7 @@ def set_features(
     F["amt_fits"] = (nonempty & amount_fits(ta, a_sum, sz)).astype(np.float32)
     ratio = np.where(nonempty & (a_sum != 0), ta / np.where(a_sum != 0, a_sum, 1.0), np.nan)
     F["amt_ratio"] = ratio
-    F["amt_partial"] = ((size == 1) & (ratio >= 0.28) & (ratio <= 0.72)).astype(np.float32)
+    F["amt_partial"] = ((size == 1) & (ratio >= PARTIAL_MIN) & (ratio <= PARTIAL_MAX)).astype(np.float32)
     F["amt_over"] = (nonempty & (np.abs(ta) > np.abs(a_sum) + CENT * sz)).astype(np.float32)
     F["n_groups"] = n_groups
     F["grp_exact"] = ((size >= 2) & (n_groups == 1) & (F["amt_exact"] > 0)).astype(np.float32)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .model import Matcher  # sets OMP_WAIT_POLICY before torch loads its OpenMP runtime
+from .runtime import check_deadline
 
 TEXT_FEATURE = "text_score"
 ENCODER_DIR = "text_encoder_{k}"
@@ -229,6 +230,7 @@ class TransformerMatcher(Matcher):
                 enc = tok.encode_pairs(a[lo : lo + bs], b[lo : lo + bs], self.max_length)
                 logits = model(**{k: v.to(dev) for k, v in enc.items()}).logits.reshape(-1)
                 out[lo : lo + bs] = torch.sigmoid(logits).cpu().numpy()
+                check_deadline("text encoder")
         return out
 
     def _train_encoder(self, a, b, y, desc: str):

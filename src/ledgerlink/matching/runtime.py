@@ -1,0 +1,43 @@
+"""How a match runs, shared by every family: the cooperative deadline.
+
+A service cannot kill a thread that is matching. So ``match(..., deadline=)`` sets an absolute
+``time.monotonic()`` deadline for the call, and the matcher checks it between stages and inside its chunked
+loops (``check_deadline("stage")``): past it, ``MatchTimeout`` unwinds the call and its arrays are freed. The
+deadline is a context variable, so the checks deep in blocking or set search need no extra parameter, and
+two threads matching at once each see their own.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from contextlib import contextmanager
+
+from .base import MatchTimeout
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("ledgerlink_match_deadline", default=None)
+
+
+@contextmanager
+def deadline_scope(deadline: float | None, stage: str = "start"):
+    """Run the block under ``deadline`` (absolute ``time.monotonic()`` seconds; None: no limit of its own). A
+    nested scope keeps the earlier of the two deadlines. Checks at once, so a call that starts late does no work."""
+    if deadline is not None and not isinstance(deadline, (int, float)):
+        raise TypeError(f"deadline must be a time.monotonic() value in seconds, got {type(deadline).__name__}")
+    outer = _DEADLINE.get()
+    effective = deadline if outer is None else (outer if deadline is None else min(outer, deadline))
+    token = _DEADLINE.set(effective)
+    try:
+        check_deadline(stage)
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def check_deadline(stage: str) -> None:
+    """Raise ``MatchTimeout`` naming ``stage`` when the current call's deadline has passed (no-op without one)."""
+    deadline = _DEADLINE.get()
+    if deadline is not None:
+        now = time.monotonic()
+        if now > deadline:
+            raise MatchTimeout(stage, now - deadline)
