@@ -16,7 +16,11 @@ training evaluates, so serving cannot skew.
 
 This module only wires the parts of ``ledgerlink.serving`` together: validation (``schemas``, with the
 ``Limits`` as context), refusals with an ``ErrorResponse`` and one log line (``refusals``), batching
-(``batching``), body size, JSON-only and the server id (``middleware``).
+(``batching``), the request deadline (``deadline``), body size, JSON-only and the server id (``middleware``).
+
+Every request gets a deadline at arrival, ``LEDGERLINK_REQUEST_DEADLINE_S`` (default 30 s) before BentoML's
+traffic timeout (60 s): the matcher stops cooperatively at it (``MatchTimeout``), the caller gets a 503 that
+names the limit, and the memory of the stopped work is given back.
 """
 
 from __future__ import annotations
@@ -24,18 +28,21 @@ from __future__ import annotations
 import os
 
 import bentoml
+from anyio import CapacityLimiter, to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ledgerlink.deploy.bento import MATCHER_SUBDIR, MODEL_NAME, MODEL_TAG_ENV, model_info
+from ledgerlink.matching.base import MatchTimeout
 from ledgerlink.serving import answers
 from ledgerlink.serving.batching import MicroBatcher
 from ledgerlink.serving.bento_io import DocumentedService, RawBody, raw_json_input
+from ledgerlink.serving.deadline import release_memory, stopped_at_deadline
 from ledgerlink.serving.limits import TRAFFIC_TIMEOUT_S, Limits
 from ledgerlink.serving.middleware import BodySizeLimit, JsonOnly, ServerIdentity
-from ledgerlink.serving.refusals import Refusal, matcher_refused, parse_body
+from ledgerlink.serving.refusals import Refusal, parse_body
 from ledgerlink.serving.schemas import BatchRequest, BatchResponse, MatchRequest, MatchResponse
 
 API_ROUTES = ("/match", "/match_batch")
@@ -118,52 +125,59 @@ class LedgerLink:
             self._match_many,
             max_batch=lambda: Limits.from_env().max_match_batch,
             observe=_batch_size_histogram().observe,
+            no_rerun=(MatchTimeout,),
         )
+        # One /match_batch at a time per worker: its memory grows with the request, and two at once would
+        # double the peak; the others wait, their deadlines running (a 503 if one passes before its turn).
+        self.batch_slots = CapacityLimiter(1)
 
     def limits(self) -> Limits:
         """This request's limits; the validation context (read per request: env changes apply at once)."""
         return Limits.from_env(self.model_currencies)
 
     def _match_many(self, problems: list, deadline: float | None):
-        return self.matcher.match_many(problems)
+        return self.matcher.match_many(problems, deadline=deadline)
 
     @bentoml.api(route="/match", input_spec=raw_json_input(MatchRequest))
     async def match(self, body: RawBody) -> MatchResponse:
         limits = self.limits()
+        deadline = limits.deadline()  # from arrival: waiting for a batch counts
         try:
             request = parse_body(MatchRequest, body.data, limits)
             if not request.candidates:
                 return answers.no_candidates(
                     request.transfer.transfer_id, self.empty_confidence, self.threshold, self.model_tag
                 )
-            problem = answers.match_problem(request)
-            try:
+            with stopped_at_deadline(limits):
+                problem = answers.match_problem(request)
                 if limits.max_match_batch > 1:
-                    result = await self.batcher.submit(problem, limits.deadline())
+                    result = await self.batcher.submit(problem, deadline)
                 else:
-                    from anyio import to_thread
-
-                    result = (await to_thread.run_sync(self._match_many, [problem], limits.deadline()))[0]
-            except ValueError as exc:  # the matcher refused what validation passed: still the caller's input
-                raise matcher_refused(exc) from None
+                    result = (await to_thread.run_sync(self._match_many, [problem], deadline))[0]
         except Refusal as refusal:
             return refusal.response("POST /match")
         return answers.match_answer(result, request, self.threshold, self.model_tag)
 
     @bentoml.api(route="/match_batch", input_spec=raw_json_input(BatchRequest))
-    def match_batch(self, body: RawBody) -> BatchResponse:
+    async def match_batch(self, body: RawBody) -> BatchResponse:
         limits = self.limits()
+        deadline = limits.deadline()  # from arrival: waiting behind another batch counts
         try:
-            request = parse_body(BatchRequest, body.data, limits)
-            if not request.invoices:
-                return answers.batch_without_invoices(request, self.empty_confidence, self.threshold, self.model_tag)
-            try:
-                result = self.matcher.match(*answers.batch_problem(request))
-            except ValueError as exc:
-                raise matcher_refused(exc) from None
+            return await to_thread.run_sync(self._match_batch, body, limits, deadline, limiter=self.batch_slots)
         except Refusal as refusal:
             return refusal.response("POST /match_batch")
-        return answers.batch_answer(result, request, self.threshold, self.model_tag)
+
+    def _match_batch(self, body: RawBody, limits: Limits, deadline: float) -> BatchResponse:
+        request = parse_body(BatchRequest, body.data, limits)
+        if not request.invoices:
+            return answers.batch_without_invoices(request, self.empty_confidence, self.threshold, self.model_tag)
+        with stopped_at_deadline(limits):
+            result = self.matcher.match(*answers.batch_problem(request), deadline=deadline)
+        try:
+            return answers.batch_answer(result, request, self.threshold, self.model_tag)
+        finally:
+            del result
+            release_memory()  # a batch's arrays are large: give the pages back before the next one
 
 
 LedgerLink.add_asgi_middleware(JsonOnly, paths=API_ROUTES)

@@ -387,3 +387,20 @@ def test_the_bento_carries_the_serving_package(bento_tag):
     src = Path(bentoml.bentos.get(bento_tag).path_of("src"))
     for module in ("schemas", "refusals", "batching", "middleware", "bento_io", "answers", "limits"):
         assert (src / "ledgerlink" / "serving" / f"{module}.py").is_file(), module
+
+
+def test_a_request_past_its_deadline_is_a_503_naming_the_limit(client, payload, monkeypatch):
+    import jsonschema
+
+    invs, trs = payload
+    monkeypatch.setenv("LEDGERLINK_REQUEST_DEADLINE_S", "0.000001")
+    for route, body in (
+        ("/match", {"transfer": trs[3], "candidates": invs[:10]}),
+        ("/match_batch", {"transfers": trs[:6], "invoices": invs}),
+    ):
+        r = client.post(route, json=body)
+        assert r.status_code == 503, r.text
+        jsonschema.validate(r.json(), _schema_for(client, route, 503))
+        assert r.json()["limit"] == "LEDGERLINK_REQUEST_DEADLINE_S" and "deadline" in r.json()["error"]
+    monkeypatch.delenv("LEDGERLINK_REQUEST_DEADLINE_S")
+    assert client.post("/match", json={"transfer": trs[3], "candidates": invs[:10]}).status_code == 200

@@ -317,3 +317,42 @@ def test_server_identity_header():
     assert status == 200 and headers[SERVER_ID_HEADER.encode()] == b"abc123"
     _, headers, _ = _call(ServerIdentity(_App(), server_id=""), [b"{}"])
     assert SERVER_ID_HEADER.encode() not in headers
+
+
+# ------------------------------------------------------------------------------------------------
+# Deadline
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_match_past_its_deadline_is_a_503_and_its_objects_are_freed_first(monkeypatch):
+    import weakref
+
+    from ledgerlink.matching.base import MatchTimeout
+    from ledgerlink.serving import deadline
+
+    class Big:
+        pass
+
+    refs, seen_at_release = [], []
+    monkeypatch.setattr(deadline, "release_memory", lambda: seen_at_release.append(refs[-1]() is None))
+
+    def work():
+        big = Big()  # what a stopped match holds in its frames (its arrays)
+        refs.append(weakref.ref(big))
+        raise MatchTimeout("set enumeration", 4.4)
+
+    with pytest.raises(refusals.Refusal) as err:
+        with deadline.stopped_at_deadline(Limits(deadline_s=10)):
+            work()
+    assert seen_at_release == [True]  # freed before the memory went back to the system
+    refusal = err.value
+    assert refusal.status == 503 and refusal.limit == "LEDGERLINK_REQUEST_DEADLINE_S"
+    assert "deadline of 10 s (LEDGERLINK_REQUEST_DEADLINE_S) and its work was stopped" in refusal.error
+    assert refusal.log_line("POST /match_batch").endswith("stopped during set enumeration, 4.4 s late")
+    with pytest.raises(refusals.Refusal, match="before its work could start"):
+        with deadline.stopped_at_deadline(Limits(deadline_s=10)):
+            raise MatchTimeout("start", 0.5)
+    with pytest.raises(refusals.Refusal, match="the matcher refused the request") as err:
+        with deadline.stopped_at_deadline(Limits()):
+            raise ValueError("transfers.booked_at: 1 value(s) are not dates")
+    assert err.value.status == 400 and "not dates" not in err.value.log_line("POST /match")

@@ -275,6 +275,17 @@ class BentoServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def worker_pids(self) -> list[int]:
+        """The BentoML worker processes serving requests (Linux ``/proc``; empty elsewhere)."""
+        if self.proc is None:
+            return []
+        out = []
+        for pid in sorted(descendants(self.proc.pid)):
+            with contextlib.suppress(OSError):
+                if b"_bentoml_impl.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.append(pid)
+        return out
+
     def stop(self, grace: float = 15.0, *, keep_log: bool | None = None) -> None:
         """Stop the server and its workers; remove its log unless something failed (``keep_log`` decides)."""
         proc, self.proc = self.proc, None

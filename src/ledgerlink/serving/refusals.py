@@ -24,10 +24,20 @@ logger = logging.getLogger("ledgerlink.serving")
 class Refusal(Exception):
     """A request the service answers with ``status`` and an ``ErrorResponse`` instead of a match."""
 
-    def __init__(self, status: int, error: str, detail: Iterable[dict] = (), *, limit: str | None = None, kind: str):
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: Iterable[dict] = (),
+        *,
+        limit: str | None = None,
+        kind: str,
+        note: str = "",
+    ):
         super().__init__(error)
         self.status, self.error, self.limit, self.kind = status, error, limit, kind
         self.detail = [dict(d) for d in detail]
+        self.note = note  # for the log line only (e.g. where the matcher stopped); never request data
 
     def body(self) -> dict[str, Any]:
         return ErrorResponse(error=self.error, detail=self.detail, limit=self.limit).model_dump(exclude_none=True)
@@ -40,7 +50,8 @@ class Refusal(Exception):
         where = ", ".join(f"{'.'.join(map(str, d['loc'])) or 'body'} ({d['type']})" for d in self.detail[:10])
         more = f" and {len(self.detail) - 10} more" if len(self.detail) > 10 else ""
         limit = f" [{self.limit}]" if self.limit else ""
-        return f"refused {route}: {self.status} {self.kind}{limit}: {where or '-'}{more}"
+        note = f"; {self.note}" if self.note else ""
+        return f"refused {route}: {self.status} {self.kind}{limit}: {where or '-'}{more}{note}"
 
     def log(self, route: str) -> None:
         logger.warning(self.log_line(route))
@@ -83,16 +94,17 @@ def body_too_large(limit: int, size: int | None, setting: str) -> Refusal:
     )
 
 
-def deadline_passed(limits: Limits, setting: str, queued: bool = False) -> Refusal:
-    """503: the request's work was stopped at its deadline (the matcher stops cooperatively and frees its memory)."""
-    when = "before its work could start" if queued else "and its work was stopped"
+def deadline_passed(limits: Limits, setting: str, stage: str, late_by: float) -> Refusal:
+    """503: the request's work was stopped at its deadline (the matcher stops cooperatively and frees its memory).
+    ``stage``: where the matcher stopped ("start": before any work, e.g. after waiting behind another request)."""
+    when = "before its work could start" if stage == "start" else "and its work was stopped"
     msg = (
         f"the request reached its deadline of {limits.deadline_s:g} s ({setting}) {when}; "
         "send a smaller request (fewer transfers or invoices) or retry later"
     )
-    return Refusal(
-        503, msg, [{"loc": ["body"], "msg": msg, "type": "deadline_exceeded"}], limit=setting, kind="deadline"
-    )
+    detail = [{"loc": ["body"], "msg": msg, "type": "deadline_exceeded"}]
+    note = f"stopped during {stage}, {late_by:.1f} s late"
+    return Refusal(503, msg, detail, limit=setting, kind="deadline", note=note)
 
 
 def matcher_refused(exc: Exception) -> Refusal:
