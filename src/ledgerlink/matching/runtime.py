@@ -12,8 +12,12 @@ from __future__ import annotations
 import contextvars
 import time
 from contextlib import contextmanager
+from typing import Callable, Sequence, TypeVar
 
 from .base import MatchTimeout
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("ledgerlink_match_deadline", default=None)
 
@@ -41,3 +45,17 @@ def check_deadline(stage: str) -> None:
         now = time.monotonic()
         if now > deadline:
             raise MatchTimeout(stage, now - deadline)
+
+
+def checked_map(fn: Callable[[T], R], items: Sequence[T], stage: str, chunk: int = 256) -> list[R]:
+    """``[fn(x) for x in items]`` with a deadline check every ``chunk`` items: per-text Python work (tokens of
+    2,000-character titles cost milliseconds each) stays interruptible."""
+    if _DEADLINE.get() is None or len(items) <= chunk:
+        out = [fn(x) for x in items]
+        check_deadline(stage)
+        return out
+    out: list[R] = []
+    for lo in range(0, len(items), chunk):
+        out += [fn(x) for x in items[lo : lo + chunk]]
+        check_deadline(stage)
+    return out
