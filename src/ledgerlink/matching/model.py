@@ -16,30 +16,21 @@ Transfers without any candidate get ``empty_confidence_``: how often such a trai
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-# OpenMP threads that wait for work spin by default. On a shared machine (more runnable threads than cores) a
-# 2-thread xgboost then runs ~20x slower than a 1-thread one (measured: 280 vs 13 ms per boosting round on 2
-# busy cores); passive waiting costs little when the cores are free. Read once, when the OpenMP runtime loads,
-# so it must be set before xgboost is imported; an explicit OMP_WAIT_POLICY wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xgboost as xgb  # noqa: E402
+import numpy as np
+import pandas as pd
 
 from ..data.contract import TABLES
 from ..evaluation.metrics import blocking_recall
 from .arrays import run_starts
-from .base import BaseMatcher
+from .base import BaseMatcher, MatchResult, check_frame
 from .candidates import generate_candidates
 from .features import FEATURE_NAMES, pair_features
 from .memory import Memory
 from .normalize import prepare_invoices, prepare_transfers
-from .runtime import check_deadline, deadline_scope
+from .runtime import check_deadline, deadline_scope, progress, xgboost
 from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, set_features, set_labels
 from .tolerances import FEE_TOLERANCE
 
@@ -50,6 +41,8 @@ SET_MODEL_FILE = "set_model.ubj"
 META_FILE = "meta.json"
 SET_ROUNDS, SET_DEPTH = 150, 4
 
+xgb = xgboost()  # after the thread settings (runtime)
+
 
 def _library_version() -> str:
     try:
@@ -58,73 +51,6 @@ def _library_version() -> str:
         return version("ledgerlink")
     except Exception:  # running from a source tree
         return "0+unknown"
-
-
-@dataclass
-class MatchResult:
-    links: pd.DataFrame  # transfer_id, invoice_id, allocated_amount, confidence
-    decisions: pd.DataFrame  # transfer_id, n_invoices, confidence, decision ("auto" | "review")
-    candidates: pd.DataFrame  # transfer_id, invoice_id, probability, rank
-
-
-def _dates(col: pd.Series) -> pd.Series:
-    """Dates as datetime64 (NaT where a value is not a date). ISO text ("2025-03-04", what the API and most
-    warehouses send) is parsed with its format known, 2x faster than pandas' guessing; anything else is guessed."""
-    if pd.api.types.is_datetime64_any_dtype(col):
-        return col
-    parsed = pd.to_datetime(col, errors="coerce", format="ISO8601")
-    if parsed.isna().any() and parsed.isna().sum() > col.isna().sum():
-        parsed = pd.to_datetime(col, errors="coerce")
-    return parsed
-
-
-def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -> pd.DataFrame:
-    """Boundary check: required columns (``month`` is not needed to match), parseable dates and amounts, unique ids
-    (within each ``scope``: several problems checked at once may reuse ids)."""
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{table} must be a pandas DataFrame, got {type(df).__name__}")
-    need = [c.name for c in TABLES[table] if c.required and c.name != "month"]
-    if table == "links":
-        need = ["transfer_id", "invoice_id"]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{table}: missing required column(s) {missing}; columns present: {list(df.columns)}. "
-            "Map warehouse names to the canonical ones (ledgerlink.data.contract.ColumnMap)."
-        )
-    df = df.copy()
-    for c in TABLES[table]:
-        if c.name not in df.columns:
-            continue
-        if c.kind == "date":
-            parsed = _dates(df[c.name])
-            if parsed.isna().any():
-                raise ValueError(f"{table}.{c.name}: {int(parsed.isna().sum())} value(s) are not dates")
-            df[c.name] = parsed
-        elif c.kind == "money" and c.name in need:
-            col = df[c.name]
-            parsed = col if col.dtype == np.float64 else pd.to_numeric(col, errors="coerce")
-            if parsed.isna().any():
-                raise ValueError(f"{table}.{c.name}: {int(parsed.isna().sum())} value(s) are not numbers")
-            df[c.name] = parsed.astype(np.float64)
-        elif c.kind in ("id",):
-            df[c.name] = df[c.name].astype(str)
-    key = {"invoices": ["invoice_id"], "transfers": ["transfer_id"], "links": ["transfer_id", "invoice_id"]}[table]
-    dup = df.assign(_scope=scope).duplicated(key + ["_scope"]) if scope is not None else df.duplicated(key)
-    if dup.any():
-        where = f" in problem(s) {sorted(set(scope[dup.to_numpy()].tolist()))[:5]}" if scope is not None else ""
-        raise ValueError(
-            f"{table}: {int(dup.sum())} duplicate key(s) {key}{where}, e.g. {df.loc[dup, key].head(3).values.tolist()}"
-        )
-    return df
-
-
-def _progress(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False)
 
 
 class _TqdmCallback(xgb.callback.TrainingCallback):
@@ -177,37 +103,6 @@ class Matcher(BaseMatcher):
         self.n_jobs = n_jobs
         self.show_progress = show_progress
 
-    _PARAMS = (
-        "max_candidates",
-        "max_candidates_weak",
-        "lookback_days",
-        "n_estimators",
-        "max_depth",
-        "learning_rate",
-        "target_precision",
-        "validation_fraction",
-        "n_folds",
-        "early_stopping_rounds",
-        "peel_confidence",
-        "batch_size",
-        "random_state",
-        "n_jobs",
-        "show_progress",
-    )
-
-    def get_params(self, deep=True) -> dict:
-        return {p: getattr(self, p) for p in self._PARAMS}
-
-    def set_params(self, **params) -> "Matcher":
-        for k, v in params.items():
-            if k not in self._PARAMS:
-                raise ValueError(f"unknown parameter {k!r}; valid: {self._PARAMS}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
-
     # ----------------------------------------------------------------------------------------------------------
     # the steps fit and match share
 
@@ -259,7 +154,7 @@ class Matcher(BaseMatcher):
         """One booster; with ``eval_set`` (X, y) it stops when the held-out logloss has not improved for
         ``early_stopping_rounds`` rounds and keeps the best iteration."""
         rounds = rounds or self.n_estimators
-        bar = _progress(self.show_progress, rounds, desc)
+        bar = progress(self.show_progress, rounds, desc)
         try:
             dtrain = xgb.DMatrix(X.to_numpy(np.float32), label=y, feature_names=list(X.columns), nthread=self.n_jobs)
             kw = {}
@@ -485,7 +380,7 @@ class Matcher(BaseMatcher):
         pf = fold[t]
         oof = np.zeros(len(y))
         boosters, rounds = [], []
-        bar = _progress(self.show_progress, self.n_folds + 1, "Matcher.fit")
+        bar = progress(self.show_progress, self.n_folds + 1, "Matcher.fit")
         for k in range(max(2, self.n_folds)):
             tr_rows, va_rows = pf != k, pf == k
             b = self._train(X[tr_rows], y[tr_rows], f"xgboost pairs fold {k}", eval_set=(X[va_rows], y[va_rows]))
@@ -529,7 +424,7 @@ class Matcher(BaseMatcher):
         )
         correct = self._set_correct(v_links, v_dec, links_ti)
         conf = v_dec["confidence"].to_numpy()
-        self._validation = pd.DataFrame(
+        self.validation_ = pd.DataFrame(
             {"transfer_id": tr["transfer_id"].to_numpy()[v_dec["t"].to_numpy()], "confidence": conf, "correct": correct}
         )
         self.auto_threshold_ = self._choose_threshold(conf, correct)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .base import BaseMatcher
-from .model import MatchResult, check_frame
+from .base import BaseMatcher, MatchResult, check_frame
 from .normalize import prepare_invoices, prepare_transfers
 from .runtime import check_deadline, deadline_scope
 from .tolerances import CENT, ISSUE_AFTER_BOOKING_DAYS
@@ -18,9 +17,6 @@ class RulesMatcher(BaseMatcher):
 
     def __init__(self, lookback_days: int = 180):
         self.lookback_days = lookback_days
-
-    def get_params(self, deep=True) -> dict:
-        return {"lookback_days": self.lookback_days}
 
     def fit(self, invoices=None, transfers=None, links=None) -> "RulesMatcher":
         return self
