@@ -33,7 +33,7 @@ import pandas as pd
 
 from .arrays import eq_join, run_starts
 from .memory import Exclusion, Memory
-from .normalize import string_ngrams
+from .normalize import Prepared, string_ngrams
 from .runtime import check_deadline, checked_map
 from .subsets import sets_paying
 from .tolerances import FEE_TOLERANCE, ISSUE_AFTER_BOOKING_DAYS, PARTIAL_MAX, PARTIAL_MIN, is_settled
@@ -478,10 +478,7 @@ def memory_channel(
 
 
 def generate_candidates(
-    inv: pd.DataFrame,
-    inv_chunks: pd.DataFrame,
-    tr: pd.DataFrame,
-    tr_chunks: pd.DataFrame,
+    P: Prepared,
     memory: Memory | None = None,
     exclude: Exclusion | None = None,
     max_candidates: int = 30,
@@ -498,6 +495,7 @@ def generate_candidates(
     ``inv_scope``/``tr_scope`` (ints per invoice / transfer): independent problems blocked in one call (the
     service's batch of requests). Each problem's pairs, statistics and date window are its own, so its candidates
     are exactly those it gets alone."""
+    inv, inv_chunks, tr, tr_chunks = P.inv, P.inv_chunks, P.tr, P.tr_chunks
     cols = [
         "t",
         "i",

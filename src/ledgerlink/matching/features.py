@@ -15,6 +15,7 @@ from rapidfuzz.distance import Levenshtein
 
 from .arrays import csr, eq_join, expand, rank_min_desc, run_starts
 from .memory import Exclusion, Memory
+from .normalize import Prepared
 from .runtime import check_deadline
 from .subsets import anchor_completions, group_sets, pair_completion, subset_sums
 from .tolerances import CENT, FEE_TOLERANCE, amount_fits
@@ -272,20 +273,18 @@ def _ref_features(
 
 def pair_features(
     pairs: pd.DataFrame,
-    inv: pd.DataFrame,
-    inv_chunks: pd.DataFrame,
-    tr: pd.DataFrame,
-    tr_chunks: pd.DataFrame,
+    P: Prepared,
     memory: Memory | None = None,
     exclude: Exclusion | None = None,
     n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Feature matrix (columns FEATURE_NAMES, float32) for ``pairs`` (columns t, i), row for row.
 
-    ``inv``/``tr`` and the chunk frames come from normalize.prepare_*; ``exclude`` (Memory.exclusion) makes
-    memory leave-one-out for the training transfers in fit. Numpy throughout: one request's 50 pairs cost
-    milliseconds, and a month's million pairs stay vectorised.
+    ``P``: both sides prepared (normalize.Prepared); ``exclude`` (Memory.exclusion) makes memory leave-one-out
+    for the training transfers in fit. Numpy throughout: one request's 50 pairs cost milliseconds, and a month's
+    million pairs stay vectorised.
     """
+    inv, inv_chunks, tr, tr_chunks = P.inv, P.inv_chunks, P.tr, P.tr_chunks
     # work in (transfer, invoice_id) order so that ties break the same way however the pairs were given
     t0 = pairs["t"].to_numpy(np.int64)
     i0 = pairs["i"].to_numpy(np.int64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -432,3 +433,48 @@ def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
     )  # all columns are new arrays
     check_deadline("text preparation: transfer texts")
     return frame, _chunk_frame(_chunk_columns(title, range(len(title)), False), "t")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Both sides of a matching problem, normalised once: ``inv`` (row i = invoice position i) and its reference
+    chunks ``inv_chunks`` (column ``i``), ``tr`` and ``tr_chunks`` (column ``t``). Blocking, pair features, the
+    set choice and the rules baseline all read this one record."""
+
+    inv: pd.DataFrame
+    inv_chunks: pd.DataFrame
+    tr: pd.DataFrame
+    tr_chunks: pd.DataFrame
+
+    @classmethod
+    def of(cls, invoices: pd.DataFrame, transfers: pd.DataFrame) -> "Prepared":
+        """Prepare checked contract frames (``base.check_frame``)."""
+        inv, inv_chunks = prepare_invoices(invoices)
+        tr, tr_chunks = prepare_transfers(transfers)
+        return cls(inv, inv_chunks, tr, tr_chunks)
+
+    @classmethod
+    def concat(cls, parts: list["Prepared"]) -> "Prepared":
+        """Several problems one after the other; chunk positions shifted to the joined rows."""
+        i_off = np.r_[0, np.cumsum([len(p.inv) for p in parts])]
+        t_off = np.r_[0, np.cumsum([len(p.tr) for p in parts])]
+        return cls(
+            pd.concat([p.inv for p in parts], ignore_index=True),
+            pd.concat(
+                [p.inv_chunks.assign(i=p.inv_chunks["i"] + i_off[k]) for k, p in enumerate(parts)], ignore_index=True
+            ),
+            pd.concat([p.tr for p in parts], ignore_index=True),
+            pd.concat(
+                [p.tr_chunks.assign(t=p.tr_chunks["t"] + t_off[k]) for k, p in enumerate(parts)], ignore_index=True
+            ),
+        )
+
+    def with_transfers(self, idx: np.ndarray) -> "Prepared":
+        """The same invoices with the transfers at positions ``idx`` (sorted), renumbered 0..len(idx)-1."""
+        if len(idx) == len(self.tr):
+            return self
+        new_t = np.full(len(self.tr), -1, np.int64)
+        new_t[idx] = np.arange(len(idx))
+        keep = np.isin(self.tr_chunks["t"].to_numpy(), idx)
+        tc = self.tr_chunks[keep].assign(t=lambda d: new_t[d["t"].to_numpy()]).reset_index(drop=True)
+        return Prepared(self.inv, self.inv_chunks, self.tr.iloc[idx].reset_index(drop=True), tc)

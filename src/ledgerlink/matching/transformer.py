@@ -256,10 +256,10 @@ class TransformerMatcher(Matcher):
     # ------------------------------------------------------------------------------------------------------
     # Matcher hooks
 
-    def _fit_extra(self, pairs, X, y, inv, tr, fold) -> pd.DataFrame:
+    def _fit_extra(self, pairs, X, y, P, fold) -> pd.DataFrame:
         start = time.perf_counter()
         rows = self._rerank_rows(X)
-        a, b = pair_texts(pairs.iloc[rows], inv, tr)
+        a, b = pair_texts(pairs.iloc[rows], P.inv, P.tr)
         pf = fold[pairs["t"].to_numpy()[rows]]
         score = np.full(len(X), np.nan)
         self.encoders_ = []
@@ -280,11 +280,11 @@ class TransformerMatcher(Matcher):
         self.text_fit_seconds_ = round(time.perf_counter() - start, 3)
         return X.assign(**{TEXT_FEATURE: score.astype(np.float32)})
 
-    def _extra_features(self, pairs, inv, tr, X, fold=None):
+    def _extra_features(self, pairs, P, X, fold=None):
         rows = self._rerank_rows(X)
         score = np.full(len(X), np.nan)
         if len(rows):
-            a, b = pair_texts(pairs.iloc[rows], inv, tr)
+            a, b = pair_texts(pairs.iloc[rows], P.inv, P.tr)
             if fold is not None:  # in fit: each transfer by the encoder that did not train on it
                 pf = fold[pairs["t"].to_numpy()[rows]]
                 for k, (model, tok) in enumerate(self.encoders_):
