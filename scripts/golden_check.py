@@ -50,8 +50,8 @@ def _pairs_and_features(matcher, invoices: pd.DataFrame, transfers: pd.DataFrame
     from ledgerlink.matching import model as M
 
     invoices, transfers = M.check_frame(invoices, "invoices"), M.check_frame(transfers, "transfers")
-    if hasattr(M, "prepare"):  # the Prepared record
-        P = M.prepare(invoices, transfers)
+    if hasattr(M, "Prepared"):  # the Prepared record
+        P = M.Prepared.of(invoices, transfers)
         pairs = matcher._block(P, matcher.memory_, None)
         return pairs, matcher._featurize(pairs, P, matcher.memory_, None)
     inv, ic = M.prepare_invoices(invoices)

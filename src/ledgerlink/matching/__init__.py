@@ -13,12 +13,14 @@ fallback choice without a set model), ``model`` / ``transformer`` / ``rules`` (t
 """
 
 from ..evaluation.metrics import blocking_recall
+from .base import BaseMatcher, MatchResult, MatchTimeout
 from .candidates import generate_candidates
 from .features import FEATURE_NAMES, pair_features
-from .model import Matcher, MatchResult
 from .rules import RulesMatcher
 
 __all__ = [
+    "BaseMatcher",
+    "MatchTimeout",
     "Matcher",
     "RulesMatcher",
     "MatchResult",
@@ -27,3 +29,13 @@ __all__ = [
     "pair_features",
     "FEATURE_NAMES",
 ]
+
+
+def __getattr__(name: str):
+    # Lazy: the XGBoost family loads xgboost (and its OpenMP runtime); the rules baseline and the feature code
+    # do not need it.
+    if name == "Matcher":
+        from .model import Matcher
+
+        return Matcher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

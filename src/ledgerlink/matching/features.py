@@ -15,11 +15,16 @@ from rapidfuzz.distance import Levenshtein
 
 from .arrays import csr, eq_join, expand, rank_min_desc, run_starts
 from .memory import Exclusion, Memory
+from .normalize import Prepared
 from .runtime import check_deadline
 from .subsets import anchor_completions, group_sets, pair_completion, subset_sums
 from .tolerances import CENT, FEE_TOLERANCE, amount_fits
 
 PARALLEL_MIN_ROWS = 20000  # string comparisons run on n_jobs threads from this many pairs up
+# Fuzzy scores read the first 256 characters of each side (a bank title holds at most 140). Partial ratios cost
+# the product of the lengths: two 2,000-character texts took 0.7 s per pair.
+MAX_COMPARED_CHARS = 256
+COMPARE_BLOCK = 1 << 24  # characters x characters per rapidfuzz call (partial ratios: ~20 ns each, 0.3 s)
 
 FEATURE_NAMES = [
     # reference numbers
@@ -91,6 +96,13 @@ FEATURE_NAMES = [
 # helpers
 
 
+def _clipped(texts: np.ndarray) -> np.ndarray:
+    """Texts cut to their first ``MAX_COMPARED_CHARS`` characters for fuzzy scores."""
+    if not any(len(x) > MAX_COMPARED_CHARS for x in texts):
+        return texts
+    return np.array([x[:MAX_COMPARED_CHARS] for x in texts], dtype=object)
+
+
 def _cdist(a, b, scorer, workers: int) -> np.ndarray:
     """Element-wise string similarity of two equal-length sequences, vectorised in rapidfuzz's C++. Each distinct
     (a, b) is scored once: a contractor's name meets the same payer name on many of its invoices."""
@@ -99,12 +111,28 @@ def _cdist(a, b, scorer, workers: int) -> np.ndarray:
     workers = workers if len(a) >= PARALLEL_MIN_ROWS else 1  # a thread pool costs more than 50 comparisons
     ca, ua = pd.factorize(np.asarray(a, dtype=object))
     cb, ub = pd.factorize(np.asarray(b, dtype=object))
+    ua, ub = _clipped(ua), _clipped(ub)
     key = ca.astype(np.int64) * (len(ub) + 1) + cb
     uk, inverse = np.unique(key, return_inverse=True)
+    la = np.fromiter(map(len, ua), np.int64, len(ua))
+    lb = np.fromiter(map(len, ub), np.int64, len(ub))
     if len(uk) > 0.7 * len(key):
-        return process.cpdist(list(a), list(b), scorer=scorer, workers=workers, dtype=np.float32)
-    sa, sb = ua[uk // (len(ub) + 1)], ub[uk % (len(ub) + 1)]
-    return process.cpdist(list(sa), list(sb), scorer=scorer, workers=workers, dtype=np.float32)[inverse.ravel()]
+        return _cpdist(ua[ca], ub[cb], la[ca] * lb[cb], scorer, workers)
+    ka, kb = uk // (len(ub) + 1), uk % (len(ub) + 1)
+    return _cpdist(ua[ka], ub[kb], la[ka] * lb[kb], scorer, workers)[inverse.ravel()]
+
+
+def _cpdist(a: np.ndarray, b: np.ndarray, cost: np.ndarray, scorer, workers: int) -> np.ndarray:
+    """rapidfuzz's element-wise scores, in blocks of at most ``COMPARE_BLOCK`` characters x characters (``cost``
+    per pair) with a deadline check between them: one C++ call cannot be interrupted."""
+    ends = np.cumsum(cost)
+    cut = np.searchsorted(ends, np.arange(1, int(ends[-1] // COMPARE_BLOCK) + 1) * COMPARE_BLOCK) if len(a) else []
+    out = []
+    for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(a)]):
+        if hi > lo:
+            out.append(process.cpdist(list(a[lo:hi]), list(b[lo:hi]), scorer=scorer, workers=workers, dtype=np.float32))
+            check_deadline("pair features: text similarity")
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def common_suffix_len(a: np.ndarray, b: np.ndarray, width: int = 16) -> np.ndarray:
@@ -245,20 +273,18 @@ def _ref_features(
 
 def pair_features(
     pairs: pd.DataFrame,
-    inv: pd.DataFrame,
-    inv_chunks: pd.DataFrame,
-    tr: pd.DataFrame,
-    tr_chunks: pd.DataFrame,
+    P: Prepared,
     memory: Memory | None = None,
     exclude: Exclusion | None = None,
     n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Feature matrix (columns FEATURE_NAMES, float32) for ``pairs`` (columns t, i), row for row.
 
-    ``inv``/``tr`` and the chunk frames come from normalize.prepare_*; ``exclude`` (Memory.exclusion) makes
-    memory leave-one-out for the training transfers in fit. Numpy throughout: one request's 50 pairs cost
-    milliseconds, and a month's million pairs stay vectorised.
+    ``P``: both sides prepared (normalize.Prepared); ``exclude`` (Memory.exclusion) makes memory leave-one-out
+    for the training transfers in fit. Numpy throughout: one request's 50 pairs cost milliseconds, and a month's
+    million pairs stay vectorised.
     """
+    inv, inv_chunks, tr, tr_chunks = P.inv, P.inv_chunks, P.tr, P.tr_chunks
     # work in (transfer, invoice_id) order so that ties break the same way however the pairs were given
     t0 = pairs["t"].to_numpy(np.int64)
     i0 = pairs["i"].to_numpy(np.int64)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .arrays import eq_join
+from .arrays import eq_join, expand
 from .runtime import check_deadline
 from .tolerances import CENT, amount_fits
 
 TOP_K = 8  # subsets are searched among the top-k candidates of a transfer (2^8 = 256 per transfer)
 MAX_GROUP = 12  # exact set sums are searched among all open invoices of one contractor when it has at most this many
 MAX_SET = 6  # ... over sets of 2..MAX_SET invoices
+CELLS_PER_CHUNK = 1 << 20  # subset sums computed at once (8 MB of float64, milliseconds of BLAS); deadline between
 
 
 def subset_sums(
@@ -102,6 +103,24 @@ def set_masks(n: int, max_size: int = MAX_SET) -> np.ndarray:
     return _SET_MASKS[(n, max_size)]
 
 
+def _key_runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, start, count): the rows with a key (>= 0) sorted by key (stable), each key's first position in
+    ``order`` and its number of rows."""
+    key = np.asarray(key)
+    ok = key >= 0
+    order = np.flatnonzero(ok)[np.argsort(key[ok], kind="stable")]
+    ks = key[order]
+    start = np.r_[0, np.flatnonzero(np.diff(ks)) + 1] if len(ks) else np.zeros(0, np.int64)
+    return order, start, np.diff(np.r_[start, len(ks)])
+
+
+def _size_bounds(values: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``values`` (keys x n cents): the smallest and the largest sum of ``s`` of its members. A set of s
+    members can only sum to an amount between them (exact, in integer cents)."""
+    v = np.sort(values, axis=1)
+    return v[:, :s].sum(1), v[:, v.shape[1] - s :].sum(1)
+
+
 def group_sets(
     key: np.ndarray,
     cents: np.ndarray,
@@ -111,32 +130,125 @@ def group_sets(
 ):
     """Sets of rows that share a key (a contractor), for keys with 2..max_n rows: every subset of 2..max_size.
 
-    Yields, per group size n, (rows: keys x n row indices, masks: sets x n, sums: keys x sets in cents) with
-    ``target`` None, or only the exact hits (rows, masks, hit_key_index, hit_set_index) when ``target`` (cents
-    per row's key, given per row) is set. Cost is sum over keys of 2^n, bounded by max_n; no Python loop over keys.
+    Yields, per chunk of keys of one group size n, (rows: keys x n row indices, masks: sets x n, sums: keys x sets
+    in cents) with ``target`` None, or only the exact hits (rows, masks, hit_key_index, hit_set_index) when
+    ``target`` (cents per row's key, given per row) is set; then keys whose target no set size can reach (below
+    the sum of its smallest members, above the sum of its largest) are skipped. Cost is the sum over keys of 2^n,
+    bounded by max_n; no Python loop over keys. Chunks hold at most ``CELLS_PER_CHUNK`` sums, in key order (the
+    hits come in the order one matrix would give), with a deadline check between them.
     """
-    key = np.asarray(key)
-    ok = key >= 0
-    order = np.flatnonzero(ok)[np.argsort(key[ok], kind="stable")]
-    ks = key[order]
-    if len(ks) == 0:
-        return
-    start = np.r_[0, np.flatnonzero(np.diff(ks)) + 1]
-    count = np.diff(np.r_[start, len(ks)])
+    order, start, count = _key_runs(key)
     for n in range(2, max_n + 1):
         st = start[count == n]
         if len(st) == 0:
             continue
         rows = order[st[:, None] + np.arange(n)[None, :]]
         masks = set_masks(n, max_size)
-        sums = cents[rows].astype(np.float64) @ masks.T.astype(np.float64)  # exact: cents < 2^53
-        check_deadline("subset search")
-        if target is None:
-            yield rows, masks, sums
+        if target is not None:
+            want = target[rows[:, 0]]
+            reach = np.zeros(len(rows), bool)
+            for s in range(2, min(n, max_size) + 1):
+                lo, hi = _size_bounds(cents[rows], s)
+                reach |= (lo <= want) & (want <= hi)
+            rows = rows[reach]
+        per = max(1, CELLS_PER_CHUNK // len(masks))
+        for lo in range(0, len(rows), per):
+            r = rows[lo : lo + per]
+            sums = cents[r].astype(np.float64) @ masks.T.astype(np.float64)  # exact: cents < 2^53
+            check_deadline("subset search")
+            if target is None:
+                yield r, masks, sums
+            else:
+                hk, hs = np.nonzero(sums == target[r[:, 0]].astype(np.float64)[:, None])
+                if len(hk):
+                    yield r, masks, hk, hs
+
+
+def fill_to_budget(count: np.ndarray, budget: int) -> np.ndarray:
+    """How many of its ``count`` items each owner keeps when all of them together may keep ``budget``: everything
+    when it fits; else the largest common cap that fits (water-filling), so owners with few items keep all of
+    them and only the ones with very many are cut."""
+    count = np.asarray(count, np.int64)
+    if count.sum() <= budget:
+        return count
+    lo, hi = 0, int(count.max())  # the cap: sum(min(count, lo)) <= budget < sum(min(count, hi))
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if np.minimum(count, mid).sum() <= budget:
+            lo = mid
         else:
-            hk, hs = np.nonzero(sums == target[rows[:, 0]].astype(np.float64)[:, None])
-            if len(hk):
-                yield rows, masks, hk, hs
+            hi = mid
+    return np.minimum(count, lo)
+
+
+def sets_paying(
+    key: np.ndarray,
+    cents: np.ndarray,
+    t_cents: np.ndarray,
+    budget: int,
+    key_scope: np.ndarray | None = None,
+    t_scope: np.ndarray | None = None,
+    max_n: int = MAX_GROUP,
+    max_size: int = MAX_SET,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sets of 2..max_size rows sharing a key (a contractor with 2..max_n rows) whose cents sum exactly to a
+    target (a transfer amount, nonzero) of the same scope. Returns (target index, row) per member of each
+    (target, set) hit.
+
+    Bounded work, whatever the amounts: the sets of one key are at most 2^MAX_GROUP (2,497 of 2..6 members of
+    12), and a set size is enumerated for a key only when some target lies between the sums of its smallest and
+    its largest members (the search is pruned by amount first), in chunks. What could explode is the join: many
+    contractors with many equal-ish amounts give every transfer thousands of exact sets (1,666 contractors x 12
+    invoices of 100-111 EUR gave each of 1,000 transfers ~11,000 sets, 46M rows and 8 GB). So at most ``budget``
+    (target, set) hits are kept in all, shared by water-filling (``fill_to_budget``); a target that is cut keeps
+    its smallest sets first (fewer members: fewer coincidences), then in key order. The budget is sized by the
+    caller from the input's size, so it never binds on ordinary data.
+    """
+    t_cents = np.asarray(t_cents, np.int64)
+    targets = np.unique(t_cents[t_cents != 0])
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if len(targets) == 0:
+        return none
+    order, start, count = _key_runs(key)
+    codes, members, owners = [], [], []  # per hit: target amount's position, member rows, its key's first row
+    for s in range(2, max_size + 1):  # smallest sets first: a target that is cut keeps these
+        for n in range(s, max_n + 1):
+            st = start[count == n]
+            if len(st) == 0:
+                continue
+            rows = order[st[:, None] + np.arange(n)[None, :]]
+            lo, hi = _size_bounds(cents[rows], s)
+            rows = rows[np.searchsorted(targets, lo, "left") < np.searchsorted(targets, hi, "right")]
+            masks = subset_masks(n)[subset_masks(n).sum(1) == s]
+            per = max(1, CELLS_PER_CHUNK // len(masks))
+            for c in range(0, len(rows), per):
+                r = rows[c : c + per]
+                sums = (cents[r].astype(np.float64) @ masks.T.astype(np.float64)).astype(np.int64)  # exact
+                pos = np.minimum(np.searchsorted(targets, sums), len(targets) - 1)
+                hk, hs = np.nonzero(targets[pos] == sums)
+                codes.append(pos[hk, hs])
+                owners.append(r[hk, 0])
+                wide = np.full((len(hk), max_n), -1, np.int64)
+                wide[:, :n] = np.where(masks[hs], r[hk], -1)
+                members.append(wide)
+                check_deadline("subset search: contractor sets")
+    if not codes:
+        return none
+    code, member, owner = np.concatenate(codes), np.concatenate(members), np.concatenate(owners)
+    t_pos = np.searchsorted(targets, t_cents)
+    t_ok = (t_cents != 0) & (targets[np.minimum(t_pos, len(targets) - 1)] == t_cents)
+    if key_scope is not None:  # a set of one problem's invoices pays only that problem's transfers
+        code = np.asarray(key_scope)[owner].astype(np.int64) * len(targets) + code
+        t_pos = np.asarray(t_scope).astype(np.int64) * len(targets) + t_pos
+    by_code = np.argsort(code, kind="stable")  # within a target amount: the order found, smallest sets first
+    sorted_code = code[by_code]
+    first = np.searchsorted(sorted_code, t_pos, "left")
+    n_hits = np.where(t_ok, np.searchsorted(sorted_code, t_pos, "right") - first, 0)
+    take = fill_to_budget(n_hits, budget)
+    hit = by_code[expand(first, take)]
+    m = member[hit]
+    has = m >= 0
+    return np.repeat(np.repeat(np.arange(len(t_cents)), take), has.sum(1)), m[has]
 
 
 def anchor_completions(t: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray, named: np.ndarray) -> pd.DataFrame:
