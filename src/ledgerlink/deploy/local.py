@@ -166,7 +166,9 @@ class BentoServer:
 
     ``bento`` is a Bento tag (``ledgerlink:abc123``) or anything ``bentoml serve`` takes.
     - The server runs in its own process group, so ``stop`` ends the BentoML supervisor and its workers, and
-      nothing else; it gets SIGTERM when this process dies (``dies_with_parent``), even by SIGKILL.
+      nothing else; it gets SIGTERM when this process dies (``dies_with_parent``), even by SIGKILL. Linux ties
+      that signal to the thread that started the server: start it from a thread that outlives it (the main
+      thread, or the one that stops it, as ``serve_and_check`` does).
     - It gets a fresh ``server_id`` (``$LEDGERLINK_SERVER_ID``), which it sends back as ``x-ledgerlink-server``;
       it is ready only when ``/readyz`` answers with that id. If another server answers on the port, or ``bentoml
       serve`` cannot bind it, the server moves to another free port (unless ``port`` was given).

@@ -79,9 +79,9 @@ class BodySizeLimit:
 
 
 class JsonOnly:
-    """415 for a POST to one of ``paths`` whose Content-Type is not JSON (``application/json``, or none: curl
-    sends none with ``--data-binary``). BentoML picked a parser by Content-Type: a multipart body without a
-    boundary answered 500, a form was parsed into a request."""
+    """415 for a POST to one of ``paths`` whose Content-Type is not JSON (``application/json``; none at all is read
+    as JSON, as BentoML does). BentoML picked a parser by Content-Type: a multipart body without a boundary
+    answered 500, a form was parsed into a request."""
 
     def __init__(self, app, paths: Iterable[str]):
         self.app, self.paths = app, frozenset(paths)

@@ -172,10 +172,12 @@ def _at_most(items: list, limit: int, what: str, setting: str) -> None:
 def _one_currency(currency: str, invoices: list[Invoice], where: str, title: str) -> None:
     """Every invoice in ``currency``, or a ValidationError naming each invoice that is not.
 
-    Why refuse rather than match: the model learns from links within one currency (the data contract has no
-    exchange rates, and the synthetic worlds one currency), so ``currency_eq`` never varies in training and the
-    trees ignore it: a USD transfer matched a EUR invoice at 0.988, auto. A request the model was never trained
-    for is refused, naming the invoice; training never sees such a pair either, so both sides agree."""
+    Why refuse rather than match: the model has no exchange rates, and what it learns from pairs transfers with
+    invoices of their own currency (one currency per synthetic world), so ``currency_eq`` never varies in training
+    and the trees ignore it: a USD transfer matched a EUR invoice at 0.988, auto. A request the model was not
+    trained for is refused here, naming the invoice. This is the one door through which requests reach the served
+    model; the same rule belongs in the matcher's blocking (pair only rows of one currency, in fit and in match),
+    so that training, evaluation and serving agree on any data."""
     errors = [
         InitErrorDetails(
             type=PydanticCustomError(
