@@ -16,14 +16,14 @@ from ledgerlink.matching import Matcher, MatchResult, RulesMatcher, blocking_rec
 from ledgerlink.matching import candidates as C
 from ledgerlink.matching.assignment import assign
 from ledgerlink.matching.candidates import generate_candidates
-from ledgerlink.matching.features import FEATURE_NAMES, Memory, anchor_completions, group_set_features, pair_features
+from ledgerlink.matching.features import FEATURE_NAMES, group_set_features, pair_features
+from ledgerlink.matching.memory import Memory
 from ledgerlink.matching.normalize import (
+    Prepared,
     digit_ngrams,
     normalize_account,
     normalize_name,
     normalize_text,
-    prepare_invoices,
-    prepare_transfers,
     ref_chunks,
 )
 from ledgerlink.matching.sets import (
@@ -34,6 +34,7 @@ from ledgerlink.matching.sets import (
     set_features,
     set_labels,
 )
+from ledgerlink.matching.subsets import anchor_completions
 
 SMALL = dict(seed=3, months=3, contractors=40, transfers_per_month=150)
 FAST = dict(n_estimators=40, max_depth=4, n_jobs=1)
@@ -111,18 +112,17 @@ TRANSFERS = _tr(
 )
 
 
-def _prepared():
-    inv, ic = prepare_invoices(INVOICES)
-    tr, tc = prepare_transfers(TRANSFERS)
-    return inv, ic, tr, tc
+def _prepared() -> Prepared:
+    return Prepared.of(INVOICES, TRANSFERS)
 
 
 def _features(pairs_ids, memory=None, exclude=None):
-    inv, ic, tr, tc = _prepared()
+    P = _prepared()
+    inv, tr = P.inv, P.tr
     ti = {t: k for k, t in enumerate(tr["transfer_id"])}
     ii = {i: k for k, i in enumerate(inv["invoice_id"])}
     pairs = pd.DataFrame({"t": [ti[a] for a, _ in pairs_ids], "i": [ii[b] for _, b in pairs_ids]})
-    X = pair_features(pairs, inv, ic, tr, tc, memory=memory, exclude=exclude)
+    X = pair_features(pairs, P, memory=memory, exclude=exclude)
     X.index = pd.MultiIndex.from_tuples(pairs_ids)
     return X
 
@@ -174,12 +174,13 @@ def test_ref_chunks_find_numbers_in_any_format():
 
 
 def test_blocking_finds_typos_and_is_capped():
-    inv, ic, tr, tc = _prepared()
-    c = generate_candidates(inv, ic, tr, tc, max_candidates=30)
+    P = _prepared()
+    inv, tr = P.inv, P.tr
+    c = generate_candidates(P, max_candidates=30)
     got = set(zip(tr["transfer_id"].to_numpy()[c["t"]], inv["invoice_id"].to_numpy()[c["i"]]))
     assert {("T1", "I1"), ("T2", "I2"), ("T3", "I3"), ("T3", "I4"), ("T4", "I6")} <= got  # T2's number has a typo
     assert ("T3", "I5") in got  # the credit note completes the amount, though the title does not name it
-    capped = generate_candidates(inv, ic, tr, tc, max_candidates=2)
+    capped = generate_candidates(P, max_candidates=2)
     assert capped.groupby("t").size().max() <= 2
 
 
@@ -197,15 +198,16 @@ def test_blocking_recall_on_generator_data_without_all_pairs(small):
 
 
 def test_blocking_drops_invoices_settled_before_the_transfer():
-    inv, ic, tr, tc = _prepared()
+    P = _prepared()
+    inv, tr = P.inv, P.tr
     # T1 (booked 03-20) paid I1 in full: for T2 (booked 03-21) I1 is settled, for T1 itself it is not
     mem = Memory.learn(inv, tr, pd.DataFrame({"t": [0], "i": [0], "a": [1230.0]}))
-    c = generate_candidates(inv, ic, tr, tc, memory=mem)
+    c = generate_candidates(P, memory=mem)
     got = set(zip(tr["transfer_id"].to_numpy()[c["t"]], inv["invoice_id"].to_numpy()[c["i"]]))
     assert ("T1", "I1") in got and ("T2", "I1") not in got and ("T5", "I1") not in got
     # a partial payment leaves the rest open
     mem = Memory.learn(inv, tr, pd.DataFrame({"t": [0], "i": [0], "a": [600.0]}))
-    c = generate_candidates(inv, ic, tr, tc, memory=mem)
+    c = generate_candidates(P, memory=mem)
     assert ("T2", "I1") in set(zip(tr["transfer_id"].to_numpy()[c["t"]], inv["invoice_id"].to_numpy()[c["i"]]))
 
 
@@ -230,12 +232,12 @@ def _contractor_world(
 def test_set_channel_finds_unnamed_multi_invoice_payment_of_an_unknown_payer():
     # a factor pays five invoices of a contractor it never paid before, "as agreed": only the amount says which
     inv_df, tr_df, true = _contractor_world(8, [0, 2, 3, 5, 7], 0.0, title="as agreed")
-    inv, ic = prepare_invoices(inv_df)
-    tr, tc = prepare_transfers(tr_df)
-    c = generate_candidates(inv, ic, tr, tc, max_candidates=3, max_candidates_weak=10)
+    P = Prepared.of(inv_df, tr_df)
+    inv = P.inv
+    c = generate_candidates(P, max_candidates=3, max_candidates_weak=10)
     got = set(inv["invoice_id"].to_numpy()[c["i"]])
     assert set(true) <= got
-    X = pair_features(c[["t", "i"]], inv, ic, tr, tc)
+    X = pair_features(c[["t", "i"]], P)
     in_set = dict(zip(inv["invoice_id"].to_numpy()[c["i"]], X["grp_set"]))
     assert all(in_set[i] == 1 for i in true) and X["grp_sets_in_transfer"].max() >= 1
 
@@ -243,9 +245,8 @@ def test_set_channel_finds_unnamed_multi_invoice_payment_of_an_unknown_payer():
 def test_weak_transfers_get_the_larger_candidate_cap():
     inv_df, tr_df, _ = _contractor_world(40, [1, 2], 0.0, payer="SUDETY MEDICAL")
     strong = _tr([("T2", "FV/2025/03/0005", "Sudety Medical", "GB00 1", float(inv_df["amount"].iloc[5]), "2025-03-20")])
-    inv, ic = prepare_invoices(inv_df)
-    tr, tc = prepare_transfers(pd.concat([tr_df, strong], ignore_index=True))
-    c = generate_candidates(inv, ic, tr, tc, max_candidates=5, max_candidates_weak=25)
+    P = Prepared.of(inv_df, pd.concat([tr_df, strong], ignore_index=True))
+    c = generate_candidates(P, max_candidates=5, max_candidates_weak=25)
     per = c.groupby("t").size()
     assert per[0] > 5 and per[0] <= 25  # no number, no exact amount: many of the payer's open invoices
     assert per[1] <= 5  # its number is in the title
@@ -299,7 +300,8 @@ def test_amount_and_date_features():
 
 
 def test_memory_features_are_leave_one_out():
-    inv, ic, tr, tc = _prepared()
+    P = _prepared()
+    inv, tr = P.inv, P.tr
     links = pd.DataFrame({"t": [0, 1], "i": [0, 1], "a": [1230.0, 500.0]})  # T1->I1, T2->I2 (same account)
     mem = Memory.learn(inv, tr, links)
     X = _features([("T1", "I1"), ("T2", "I1"), ("T4", "I6")], memory=mem)
@@ -334,15 +336,14 @@ def test_features_work_without_optional_columns():
         description=INVOICES["counterparty_name"] + " - services - " + INVOICES["invoice_number"]
     )
     tr = TRANSFERS.drop(columns=["counterparty_name", "counterparty_account"])
-    i, ic = prepare_invoices(inv)
-    t, tc = prepare_transfers(tr)
-    c = generate_candidates(i, ic, t, tc)
-    X = pair_features(c, i, ic, t, tc)
+    P = Prepared.of(inv, tr)
+    c = generate_candidates(P)
+    X = pair_features(c, P)
     got = dict(zip(zip(c["t"], c["i"]), X["ref_exact"]))
     assert got[(0, 0)] == 1  # the number is found in the description
     # no counterparty columns: the contractor is the description's lead, the payer the title's words (no month)
-    assert i["name_key"].tolist()[:3] == ["lodz trans", "lodz trans", "nordwind handels"]
-    assert t["payer"].tolist()[4] == "odsetki za"
+    assert P.inv["name_key"].tolist()[:3] == ["lodz trans", "lodz trans", "nordwind handels"]
+    assert P.tr["payer"].tolist()[4] == "odsetki za"
 
 
 # ----------------------------------------------------------------------------------------------------------------

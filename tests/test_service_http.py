@@ -9,6 +9,10 @@ server's environment, the server surviving bad input, concurrent requests, healt
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -259,3 +263,47 @@ def test_metrics_count_requests_by_status(url, multi_request):
     assert any('endpoint="/match"' in ln and 'http_response_code="400"' in ln for ln in lines), lines
     assert "bentoml_service_request_duration_seconds_bucket" in text
     assert "ledgerlink_match_batch_size_count" in text  # the adaptive batching of /match
+
+
+# ------------------------------------------------------------------------------------------------
+# Logs and the published schema
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_refusal_is_logged_as_one_line_without_personal_data(server, url, multi_request):
+    """BentoML logged every 400 with a traceback whose pydantic message quoted the input (payer names)."""
+    payer = "Zofia Tajemnicza-Nowak"
+    body = _bad(multi_request[0], "missing_field")
+    body["transfer"]["counterparty_name"] = payer * 100  # too long: the error is about the payer field itself
+    status, answer = _post(url, body)
+    assert status == 400 and ["transfer", "counterparty_name"] in [d["loc"] for d in answer["detail"]]
+    deadline = time.monotonic() + 30
+    while "transfer.counterparty_name (string_too_long)" not in server.log_tail(400) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = server.log_tail(400)
+    assert payer not in log and "Traceback" not in log, log
+    (line,) = [ln for ln in log.splitlines() if "transfer.counterparty_name (string_too_long)" in ln]
+    assert "refused POST /match: 400 invalid: transfer.amount (missing), transfer.counterparty_name" in line
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(url, tmp_path):
+    """Generated requests (valid and invalid) against both routes: no 5xx, every status documented, every body as
+    the published schema says. Bounded: 40 examples per operation, about 15 s."""
+    checks = [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+    ]
+    cmd = [
+        sys.executable, "-m", "schemathesis.cli", "run", f"{url}/docs.json", "--url", url,
+        "--checks", ",".join(checks), "--max-examples", "40", "--seed", "11", "--workers", "1",
+        "--phases", "examples,coverage,fuzzing", "--suppress-health-check", "all", "--generation-database", "none",
+        "--request-timeout", "60", "--no-color", "--report", "junit", "--report-dir", str(tmp_path),
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "/match_batch" in run.stdout and "/match" in run.stdout
+    generated = re.search(r"(\d+) generated, (\d+) passed", run.stdout)
+    assert generated and int(generated.group(1)) == int(generated.group(2)) >= 80, run.stdout[-3000:]

@@ -86,12 +86,12 @@ def test_fit_match_and_the_text_feature(data, fitted):
 
 
 def test_text_score_only_for_the_top_candidates(data, fitted):
-    from ledgerlink.matching.normalize import prepare_invoices, prepare_transfers
+    from ledgerlink.matching.normalize import Prepared
 
     _, test = data
-    inv, ic = prepare_invoices(test["invoices"])
-    tr, tc = prepare_transfers(test["transfers"])
-    pairs, X = fitted._block_and_featurize(inv, ic, tr, tc, fitted.memory_, None)
+    P = Prepared.of(test["invoices"], test["transfers"])
+    inv, tr = P.inv, P.tr
+    pairs, X = fitted._block_and_featurize(P, fitted.memory_, None)
     scored = X[TEXT_FEATURE].notna().to_numpy()
     assert scored.any() and (X.loc[scored, "heur_rank"] <= fitted.rerank_k).all()
     assert X.loc[scored, TEXT_FEATURE].between(0, 1).all()

@@ -221,3 +221,37 @@ def smoke_request(
             else ": none has a candidate invoice of its currency issued before it"
         )
     )
+
+
+def adversarial_batch(n_transfers: int = 1000, n_payers: int = 1666, per_payer: int = 12) -> dict[str, Any]:
+    """The legal ``POST /match_batch`` that took a worker down (issue 11.1): ``n_transfers`` transfers of 406-415
+    EUR titled "as agreed" from the payer "someone", against ``n_payers`` payers with ``per_payer`` invoices each
+    of 100-111 EUR and no invoice numbers (3.2 MB of JSON by default, within the default size limits). Every
+    payer's invoices hold dozens of 4-invoice sets summing exactly to each transfer's amount, so the set search
+    explodes."""
+    day = pd.Timestamp("2025-02-01")
+    invoices = []
+    for k in range(n_payers * per_payer):
+        issued = day + pd.Timedelta(days=k % 28)
+        invoices.append(
+            {
+                "invoice_id": f"INV-{k:06d}",
+                "issued_at": str(issued.date()),
+                "due_at": str((issued + pd.Timedelta(days=30)).date()),
+                "amount": 100.0 + k % per_payer,
+                "currency": "EUR",
+                "counterparty_name": f"Customer {k // per_payer:04d}",
+            }
+        )
+    transfers = [
+        {
+            "transfer_id": f"TRF-{j:05d}",
+            "booked_at": str((pd.Timestamp("2025-03-01") + pd.Timedelta(days=j % 28)).date()),
+            "amount": 406.0 + j % 10,
+            "currency": "EUR",
+            "title": "as agreed",
+            "counterparty_name": "someone",
+        }
+        for j in range(n_transfers)
+    ]
+    return {"transfers": transfers, "invoices": invoices}

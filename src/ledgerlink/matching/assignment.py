@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .features import CENT, FEE_TOLERANCE, amount_fits, subset_masks, top_k_slots
 from .sets import allocate
+from .subsets import TOP_K, subset_masks, top_k_slots
+from .tolerances import CENT, FEE_TOLERANCE, amount_fits
 
 EPS = 1e-6
-MAX_K = 8
 
 
 def _solve(
@@ -70,7 +70,7 @@ def assign(
     t_amount: np.ndarray,
     i_amount: np.ndarray,
     n_transfers: int,
-    k: int = MAX_K,
+    k: int = TOP_K,
     booked: np.ndarray | None = None,
     p_none: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -85,7 +85,7 @@ def assign(
     confidence; the winner's confidence is multiplied by (1 - p) of its strongest rival, because two strong
     claims on one invoice (duplicate payment, advance, refund) mean one of them is wrong: both go to review.
     """
-    k = min(k, MAX_K)
+    k = min(k, TOP_K)
     cands = cands[["t", "i", "probability"]].reset_index(drop=True)
     t, i, p = cands["t"].to_numpy(np.int64), cands["i"].to_numpy(np.int64), cands["probability"].to_numpy(np.float64)
     ia = i_amount[i]

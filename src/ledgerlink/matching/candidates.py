@@ -32,16 +32,21 @@ import numpy as np
 import pandas as pd
 
 from .arrays import eq_join, run_starts
-from .features import FEE_TOLERANCE, Exclusion, Memory, group_sets, is_settled
-from .normalize import string_ngrams
+from .memory import Exclusion, Memory
+from .normalize import Prepared, string_ngrams
+from .runtime import check_deadline, checked_map
+from .subsets import sets_paying
+from .tolerances import FEE_TOLERANCE, ISSUE_AFTER_BOOKING_DAYS, PARTIAL_MAX, PARTIAL_MIN, is_settled
 
 NGRAM = 4
-ISSUE_AFTER_BOOKING_DAYS = 7
 MAX_NAMES = 3  # contractor names a transfer's payer/title words may point to
 MAX_NAMES_PER_TOKEN = 100  # a name word shared by more contractors than this is too common to look up
 MAX_REF_PER_TRANSFER = 60  # reference-number hits kept per transfer (best IDF mass first)
 PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL = 96, 48, 16  # a named contractor's invoices nearest the amount
 MAX_MEMORY_NAMES = 10  # contractors a payer account/name paid before, most often paid first
+MAX_FUZZY_WORD = 32  # longer words get no one-deletion variants (quadratic in the length: a 2,000-letter "word"
+# gives 4 MB of variants); real names' words are far shorter
+SET_HITS_PER_ROW = 16  # set channel: (transfer, set) hits kept per weak transfer and live invoice, in all
 
 # Channels pass pairs around as plain columns ({"t": ..., "i": ..., score columns}): numpy all the way, one
 # DataFrame at the end. A pandas operation costs tens of microseconds whatever its size, which dominated a
@@ -148,7 +153,8 @@ def _ref_tokens(
     """(key, tok, kind) per token of each chunk (``key``, ``digits``, digit ``runs``): digit 4-grams (kind 0),
     digit runs (1), one-deletion variants (2), the exact digits (3), kind by kind; a token repeated for the same
     key is still there."""
-    grams, dels = zip(*[_digit_tokens(d, invoice_side) for d in digits]) if digits else ((), ())
+    tokens = checked_map(lambda d: _digit_tokens(d, invoice_side), digits, "blocking: reference tokens")
+    grams, dels = zip(*tokens) if digits else ((), ())
     blocks = [grams, [["g" + r for r in rs] for rs in runs], dels, [["x" + d] for d in digits]]
     toks = [tok for block in blocks for chunk in block for tok in chunk]
     sizes = [[len(chunk) for chunk in block] for block in blocks]
@@ -254,7 +260,8 @@ def _text_fuzzy_tokens(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     shares a variant with the invoice's name."""
     srcs, toks = [], []
     for x in dict.fromkeys(_words(text, 4)):
-        variants = sorted({x, x[:4]} | {x[:k] + x[k + 1 :] for k in range(len(x))})
+        deletions = {x[:k] + x[k + 1 :] for k in range(len(x))} if len(x) <= MAX_FUZZY_WORD else set()
+        variants = sorted({x, x[:4]} | deletions)
         srcs += [x] * len(variants)
         toks += variants
     return tuple(srcs), tuple(toks)
@@ -262,13 +269,13 @@ def _text_fuzzy_tokens(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def _name_tokens(texts: list[str]) -> tuple[np.ndarray, list[str]]:
     """(position, tok) of every text's _text_name_tokens."""
-    per = [_text_name_tokens(text) for text in texts]
+    per = checked_map(_text_name_tokens, texts, "blocking: name tokens")
     return np.repeat(np.arange(len(texts)), [len(toks) for toks in per]), [tok for toks in per for tok in toks]
 
 
 def _fuzzy_tokens(texts: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
     """(position, src, tok) of every text's _text_fuzzy_tokens."""
-    per = [_text_fuzzy_tokens(text) for text in texts]
+    per = checked_map(_text_fuzzy_tokens, texts, "blocking: name tokens")
     pos = np.repeat(np.arange(len(texts)), [len(toks) for _, toks in per])
     return pos, [src for srcs, _ in per for src in srcs], [tok for _, toks in per for tok in toks]
 
@@ -376,39 +383,26 @@ def set_channel(
     inv: pd.DataFrame, tr: pd.DataFrame, live: np.ndarray, weak: np.ndarray, inv_scope=None, tr_scope=None
 ) -> Pairs:
     """(t, i, set_hit): for transfers without a strong hit, the invoices of any contractor with few open invoices
-    (features.MAX_GROUP) that form a set of 2..MAX_SET summing exactly to the transfer amount. Finds a
+    (subsets.MAX_GROUP) that form a set of 2..MAX_SET summing exactly to the transfer amount. Finds a
     multi-invoice payment with no number by a payer never seen with that contractor (a factor, "as agreed").
-    The contractors' set sums are one table (sum over contractors of 2^n cells), joined on cents."""
+
+    Work budget: at most ``SET_HITS_PER_ROW`` (transfer, set) hits per weak transfer and live invoice in all
+    (``subsets.sets_paying``). Ordinary months stay far below it (a 10k-transfer month: 9,113 hits against a budget
+    of 333k; at most 883 for one transfer); an input whose amounts make every contractor's invoices add up to
+    every transfer (issue 11.1) is cut to it, keeping each transfer's smallest sets."""
     if len(weak) == 0 or len(live) == 0:
         return _empty(["t", "i", "set_hit"])
     keys = inv["name_key"].to_numpy()[live]
     code = np.where(keys != "", _scoped(pd.factorize(keys)[0], None if inv_scope is None else inv_scope[live]), -1)
-    tables = list(group_sets(code, inv["cents"].to_numpy()[live]))
-    if not tables:
-        return _empty(["t", "i", "set_hit"])
-    sizes = [sums.size for _, _, sums in tables]
-    cents = np.concatenate([np.round(sums.ravel()).astype(np.int64) for _, _, sums in tables])
-    table_of = np.repeat(np.arange(len(tables)), sizes)
-    cell = np.concatenate([np.arange(n) for n in sizes])  # (contractor, set) of its table, row-major
-    nonzero = np.flatnonzero(cents != 0)
-    t_cents = tr["cents"].to_numpy()[weak]
-    if inv_scope is not None:  # a set of one problem's invoices pays only that problem's transfers
-        first_row = np.concatenate([np.repeat(rows_b[:, 0], sums.shape[1]) for rows_b, _, sums in tables])
-        cell_scope = inv_scope[live[first_row]]
-        code2 = _scoped(pd.factorize(np.concatenate([cents, t_cents]))[0], np.concatenate([cell_scope, tr_scope[weak]]))
-        cents, t_cents = code2[: len(cents)], code2[len(cents) :]
-    rows, idx = eq_join([t_cents], [cents[nonzero]])
-    hit_t, hit = weak[rows], nonzero[idx]
-    ts, ii = [], []
-    for b in np.unique(table_of[hit]):
-        rows_b, masks, sums = tables[b]
-        sel = table_of[hit] == b
-        k, s = np.divmod(cell[hit[sel]], sums.shape[1])
-        members = masks[s]
-        ts.append(np.repeat(hit_t[sel], members.sum(1)))
-        ii.append(live[rows_b[k][members]])
-    t, i = (np.concatenate(ts), np.concatenate(ii)) if ts else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    return {"t": t, "i": i, "set_hit": np.ones(len(t))}
+    hit_t, hit_row = sets_paying(
+        code,
+        inv["cents"].to_numpy()[live],
+        tr["cents"].to_numpy()[weak],
+        budget=SET_HITS_PER_ROW * (len(weak) + len(live)),
+        key_scope=None if inv_scope is None else inv_scope[live],
+        t_scope=None if tr_scope is None else tr_scope[weak],
+    )
+    return {"t": weak[hit_t], "i": live[hit_row], "set_hit": np.ones(len(hit_t))}
 
 
 def _expand_by_amount(
@@ -484,10 +478,7 @@ def memory_channel(
 
 
 def generate_candidates(
-    inv: pd.DataFrame,
-    inv_chunks: pd.DataFrame,
-    tr: pd.DataFrame,
-    tr_chunks: pd.DataFrame,
+    P: Prepared,
     memory: Memory | None = None,
     exclude: Exclusion | None = None,
     max_candidates: int = 30,
@@ -504,6 +495,7 @@ def generate_candidates(
     ``inv_scope``/``tr_scope`` (ints per invoice / transfer): independent problems blocked in one call (the
     service's batch of requests). Each problem's pairs, statistics and date window are its own, so its candidates
     are exactly those it gets alone."""
+    inv, inv_chunks, tr, tr_chunks = P.inv, P.inv_chunks, P.tr, P.tr_chunks
     cols = [
         "t",
         "i",
@@ -537,16 +529,18 @@ def generate_candidates(
         (issued_day >= first - lookback_days) & (issued_day <= last + ISSUE_AFTER_BOOKING_DAYS) & (settled > first)
     )
     scopes = {"inv_scope": inv_scope, "tr_scope": tr_scope}
-    parts = [
-        ref_channel(inv_chunks, tr_chunks, live, ref_max_df, **scopes),
-        amount_channel(inv, tr, live, amount_max_df, **scopes),
-        name_channel(inv, tr, live, name_max_share, **scopes),
-        memory_channel(inv, tr, live, memory, exclude, **scopes),
-    ]
+    parts = [ref_channel(inv_chunks, tr_chunks, live, ref_max_df, **scopes)]
+    check_deadline("blocking: reference channel")
+    parts.append(amount_channel(inv, tr, live, amount_max_df, **scopes))
+    parts.append(name_channel(inv, tr, live, name_max_share, **scopes))
+    check_deadline("blocking: name channel")
+    parts.append(memory_channel(inv, tr, live, memory, exclude, **scopes))
+    check_deadline("blocking: memory channel")
 
     def settle(parts: list[Pairs]) -> Pairs:
         """Best score per pair over channels; drop pairs outside the date window or already settled."""
         c = _max_per_pair(parts, cols[3:] + ["set_hit"], len(inv))
+        check_deadline("blocking: merging channels")
         days = (booked[c["t"]] - issued[c["i"]]).astype("timedelta64[D]").astype(np.int64)
         c = _take(c, (days >= -ISSUE_AFTER_BOOKING_DAYS) & (days <= lookback_days))
         if memory is not None and len(memory.paid):
@@ -554,6 +548,7 @@ def generate_candidates(
         return c
 
     c = settle(parts)
+    check_deadline("blocking: merging channels")
     if len(c["t"]) == 0 and len(live) == 0:
         return pd.DataFrame(_empty(cols))
     # a strong hit: a number in the title, or the exact amount of an invoice of the payer
@@ -562,8 +557,10 @@ def generate_candidates(
     has_strong = np.zeros(len(tr), bool)
     has_strong[c["t"][strong]] = True
     sets = set_channel(inv, tr, live, np.flatnonzero(~has_strong), **scopes)
+    check_deadline("blocking: set channel")
     if len(sets["t"]):
         c = settle([c, sets])
+        check_deadline("blocking: merging the set channel")
     t, i = c["t"], c["i"]
     days = (booked[t] - issued[i]).astype("timedelta64[D]").astype(np.int64)
     ta, ia = tr["amount"].to_numpy()[t], inv["amount"].to_numpy()[i]
@@ -575,8 +572,8 @@ def generate_candidates(
     who = (c["name_share"] > 0) | (c["mem"] > 0)
     # a partial payment is 30-70% of its invoice; an invoice several times the transfer is neither part nor whole
     ratio = np.abs(ta) / np.maximum(np.abs(ia), 0.01)
-    partial = same_sign & (ratio >= 0.28) & (ratio <= 0.72)
-    too_big = ratio < 0.28
+    partial = same_sign & (ratio >= PARTIAL_MIN) & (ratio <= PARTIAL_MAX)
+    too_big = ratio < PARTIAL_MIN
     # most invoices are paid in the second part of their payment term, few long after it
     term = (inv["due_at"].to_numpy()[i] - issued[i]).astype("timedelta64[D]").astype(np.int64)
     in_term = (days >= 0.25 * term) & (days <= term + 3)

@@ -8,19 +8,23 @@ Missing evidence is NaN (xgboost learns a direction for it), not a made-up zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
 
-from .arrays import csr, eq_join, expand, rank_min_desc, run_starts, segment_reduce
+from .arrays import csr, eq_join, expand, rank_min_desc, run_starts
+from .memory import Exclusion, Memory
+from .normalize import Prepared
+from .runtime import check_deadline
+from .subsets import anchor_completions, group_sets, pair_completion, subset_sums
+from .tolerances import CENT, FEE_TOLERANCE, amount_fits
 
-FEE_TOLERANCE = 0.02  # fees/discounts: a transfer may be up to 2% below the invoice (set) amount
-CENT = 0.005
-SUBSET_K = 8  # subsets are searched among the top-k candidates of a transfer
 PARALLEL_MIN_ROWS = 20000  # string comparisons run on n_jobs threads from this many pairs up
+# Fuzzy scores read the first 256 characters of each side (a bank title holds at most 140). Partial ratios cost
+# the product of the lengths: two 2,000-character texts took 0.7 s per pair.
+MAX_COMPARED_CHARS = 256
+COMPARE_BLOCK = 1 << 24  # characters x characters per rapidfuzz call (partial ratios: ~20 ns each, 0.3 s)
 
 FEATURE_NAMES = [
     # reference numbers
@@ -89,278 +93,14 @@ FEATURE_NAMES = [
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Memory
-
-
-@dataclass
-class Exclusion:
-    """What leave-one-out takes out of memory for the training transfers: their own links and title words."""
-
-    own: pd.DataFrame  # t, name_key of each training transfer's true links
-    counted: np.ndarray  # bool per transfer: its title words were counted in memory
-    linked: np.ndarray  # bool per transfer: it pays something
-    own_alloc: pd.DataFrame  # t, i, a: each training transfer's own allocations
-
-
-def _title_words(tr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct title words (>= 3 letters) per transfer, in order: (t, word) arrays sorted by t."""
-    ts, ws = [], []
-    for t, text in enumerate(tr["title_words"].tolist()):
-        seen = set()
-        for w in text.split():
-            if len(w) >= 3 and w not in seen:
-                seen.add(w)
-                ts.append(t)
-                ws.append(w)
-    return np.asarray(ts, np.int64), np.asarray(ws, dtype=object)
-
-
-def _table(columns: list[str], rows=()) -> pd.DataFrame:
-    """A memory table with fixed dtypes (text keys, float counts), also when empty."""
-    df = rows[columns] if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=columns)
-    return df.reset_index(drop=True).astype(
-        {c: (object if c in ("key", "name_key", "word", "invoice_id") else np.float64) for c in columns}
-    )
-
-
-PAID_COLUMNS = ["invoice_id", "day", "paid", "n"]
-
-
-def _day(dates: np.ndarray) -> np.ndarray:
-    return np.asarray(dates).astype("datetime64[D]").astype(np.int64)
-
-
-@dataclass
-class Memory:
-    """What the training links teach beyond one pair: which contractors (invoice ``name_key``) each payer
-    account / payer name has paid, how often a title word ("refund", "odsetki", "Gehalt") comes with a
-    payment at all, and how much of each invoice was paid by which day (duplicates, remainders of partial
-    payments). Counts are distinct training transfers. ``lookup(..., exclude=...)`` leaves each training
-    transfer's own contribution out, so training pairs do not see their own label through memory.
-    ``paid_before`` counts only payments booked strictly before the transfer being matched: a transfer never
-    sees its own payment, nor a later one (in fit and on a frozen test set older than some training months).
-    """
-
-    account: pd.DataFrame = field(default_factory=lambda: _table(["key", "name_key", "n"]))
-    payer: pd.DataFrame = field(default_factory=lambda: _table(["key", "name_key", "n"]))
-    words: pd.DataFrame = field(default_factory=lambda: _table(["word", "n", "n_linked"]))
-    paid: pd.DataFrame = field(default_factory=lambda: _table(PAID_COLUMNS))
-    link_rate: float = 0.9
-    _index: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    @staticmethod
-    def own_links(inv: pd.DataFrame, tr: pd.DataFrame, links_ti: pd.DataFrame) -> pd.DataFrame:
-        """Distinct (t, name_key) of each transfer's true links; ``links_ti`` has positions t, i."""
-        own = pd.DataFrame(
-            {"t": links_ti["t"].to_numpy(), "name_key": inv["name_key"].to_numpy()[links_ti["i"].to_numpy()]}
-        )
-        return own[own["name_key"] != ""].drop_duplicates()
-
-    @classmethod
-    def exclusion(cls, inv, tr, links_ti, counted: np.ndarray | None = None) -> Exclusion:
-        counted = np.ones(len(tr), bool) if counted is None else counted
-        linked = np.zeros(len(tr), bool)
-        linked[links_ti["t"].to_numpy()] = True
-        own = cls.own_links(inv, tr, links_ti)
-        alloc = links_ti[counted[links_ti["t"].to_numpy()]]
-        alloc = alloc.assign(a=alloc["a"] if "a" in alloc else inv["amount"].to_numpy()[alloc["i"].to_numpy()])
-        return Exclusion(
-            own=own[counted[own["t"].to_numpy()]],
-            counted=counted,
-            linked=linked,
-            own_alloc=alloc[["t", "i", "a"]].reset_index(drop=True),
-        )
-
-    @classmethod
-    def learn(
-        cls, inv: pd.DataFrame, tr: pd.DataFrame, links_ti: pd.DataFrame, counted: np.ndarray | None = None
-    ) -> "Memory":
-        """Learn from the transfers in ``counted`` (default all) and their links."""
-        ex = cls.exclusion(inv, tr, links_ti, counted)
-        tables = {}
-        for side, col in (("account", "account"), ("payer", "payer")):
-            k = ex.own.assign(key=tr[col].to_numpy()[ex.own["t"].to_numpy()])
-            k = k[k["key"] != ""]
-            tables[side] = _table(
-                ["key", "name_key", "n"],
-                k.groupby(["key", "name_key"], as_index=False).size().rename(columns={"size": "n"}),
-            )
-        wt, ww = _title_words(tr)
-        w = pd.DataFrame({"t": wt, "word": ww})
-        w = w[ex.counted[w["t"].to_numpy()]].assign(linked=lambda d: ex.linked[d["t"].to_numpy()].astype(np.int64))
-        words = _table(
-            ["word", "n", "n_linked"],
-            w.groupby("word", as_index=False).agg(n=("t", "size"), n_linked=("linked", "sum")),
-        )
-        rate = float(ex.linked[ex.counted].mean()) if ex.counted.any() else 0.9
-        pa = ex.own_alloc.assign(
-            invoice_id=inv["invoice_id"].to_numpy()[ex.own_alloc["i"].to_numpy()],
-            day=_day(tr["booked_at"].to_numpy()[ex.own_alloc["t"].to_numpy()]),
-        )
-        paid = pa.groupby(["invoice_id", "day"], as_index=False).agg(paid=("a", "sum"), n=("t", "size"))
-        return cls(**tables, words=words, paid=_table(PAID_COLUMNS, paid), link_rate=rate)
-
-    def _cached(self, name: str, build):
-        """Lookup structures built once per Memory (it is not changed after learn/from_dict): serving calls
-        reuse them instead of re-sorting the training tables on every request."""
-        if name not in self._index:
-            self._index[name] = build()
-        return self._index[name]
-
-    def _paid_index(self):
-        tab = self.paid
-        codes = pd.Index(tab["invoice_id"].unique())
-        tab = tab.assign(code=codes.get_indexer(tab["invoice_id"])).sort_values(["code", "day"])
-        code, day = tab["code"].to_numpy(np.int64), tab["day"].to_numpy().astype(np.int64)
-        return {
-            "codes": codes,
-            "code": code,
-            "day": day,
-            "key": code * (1 << 24) + day,
-            "cum_paid": tab.groupby("code")["paid"].cumsum().to_numpy(np.float64),
-            "cum_n": tab.groupby("code")["n"].cumsum().to_numpy(np.float64),
-        }
-
-    def paid_before(self, inv: pd.DataFrame, pairs: pd.DataFrame, tr: pd.DataFrame):
-        """(amount, number of transfers) allocated to each pair's invoice by training transfers booked strictly
-        before the pair's transfer (so never by the transfer itself)."""
-        n_pairs = len(pairs)
-        if len(self.paid) == 0 or n_pairs == 0:
-            return np.zeros(n_pairs), np.zeros(n_pairs)
-        ix = self._cached("paid", self._paid_index)
-        code = ix["codes"].get_indexer(inv["invoice_id"].to_numpy()[pairs["i"].to_numpy()])
-        day = _day(tr["booked_at"].to_numpy()[pairs["t"].to_numpy()])
-        pos = np.searchsorted(ix["key"], code.astype(np.int64) * (1 << 24) + day, side="left") - 1
-        ok = (code >= 0) & (pos >= 0)
-        ok[ok] &= ix["code"][pos[ok]] == code[ok]
-        return np.where(ok, ix["cum_paid"][np.maximum(pos, 0)], 0.0), np.where(ok, ix["cum_n"][np.maximum(pos, 0)], 0.0)
-
-    def settled_by(self, inv: pd.DataFrame) -> np.ndarray:
-        """Per invoice: the first day from which training payments booked before it settle it (int day; a huge
-        number when never). An invoice settled before every transfer being matched is not a candidate at all."""
-        out = np.full(len(inv), np.iinfo(np.int64).max // 4, np.int64)
-        if len(self.paid) == 0 or len(inv) == 0:
-            return out
-        ix = self._cached("paid", self._paid_index)
-        code = ix["codes"].get_indexer(inv["invoice_id"].to_numpy())
-        found = np.flatnonzero(code >= 0)
-        lo = np.searchsorted(ix["code"], code[found], side="left")
-        cnt = np.searchsorted(ix["code"], code[found], side="right") - lo
-        rows = expand(lo, cnt)
-        owner = np.repeat(found, cnt)
-        done = is_settled(inv["amount"].to_numpy()[owner], ix["cum_paid"][rows])
-        first = np.full(len(inv), np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(first, owner[done], ix["day"][rows[done]] + 1)  # settled for transfers booked after that day
-        return np.where(first < np.iinfo(np.int64).max, first, out)
-
-    def _key_index(self, side: str):
-        table = self.account if side == "acc" else self.payer
-        keys = pd.Index(table["key"].unique())
-        code = keys.get_indexer(table["key"])
-        order, off = csr(code, len(keys))
-        return {
-            "keys": keys,
-            "order": order,
-            "off": off,
-            "name_key": table["name_key"].to_numpy(),
-            "n": table["n"].to_numpy(np.float64),
-        }
-
-    def lookup(self, tr: pd.DataFrame, exclude: Exclusion | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(pairs, totals): pairs = t, name_key, acc_n, pay_n (sorted by t, name_key); totals = t, acc_total,
-        pay_total (all transfers)."""
-        n_t = len(tr)
-        totals = {"t": np.arange(n_t)}
-        per = []
-        for side, col in (("acc", "account"), ("pay", "payer")):
-            ix = self._cached(side, lambda s=side: self._key_index(s))
-            key = tr[col].to_numpy()
-            code = ix["keys"].get_indexer(key)
-            code[key == ""] = -1
-            t = np.flatnonzero(code >= 0)
-            lo, hi = ix["off"][code[t]], ix["off"][code[t] + 1]
-            rows = ix["order"][expand(lo, hi - lo)]
-            t = np.repeat(t, hi - lo)
-            nk, n = ix["name_key"][rows], ix["n"][rows]
-            if exclude is not None and len(t):
-                own_t, _ = eq_join([t, nk], [exclude.own["t"].to_numpy(), exclude.own["name_key"].to_numpy()])
-                n = n - np.bincount(own_t, minlength=len(t))
-                keep = n > 0
-                t, nk, n = t[keep], nk[keep], n[keep]
-            totals[f"{side}_total"] = np.bincount(t, weights=n, minlength=n_t).astype(np.float64)
-            per.append((t, nk, n))
-        # the outer join of both sides, sorted by (t, name_key) as pandas' outer merge sorts
-        t = np.r_[per[0][0], per[1][0]].astype(np.int64)
-        nk = np.concatenate([per[0][1], per[1][1]]).astype(object)
-        if len(t):
-            code, uniq = pd.factorize(nk)  # hashing, then only the distinct names are sorted
-            uniq = np.asarray(uniq, dtype=object)
-            by_name = np.argsort(uniq.astype(str), kind="stable")
-            rank = np.empty(len(uniq), np.int64)
-            rank[by_name] = np.arange(len(uniq))
-            uniq, code = uniq[by_name], rank[code]
-            keys, where = np.unique(t * (len(uniq) + 1) + code, return_inverse=True)
-            where = where.reshape(-1)
-            acc, pay = np.zeros(len(keys)), np.zeros(len(keys))
-            acc[where[: len(per[0][0])]] = per[0][2]
-            pay[where[len(per[0][0]) :]] = per[1][2]
-            pt, pk = keys // (len(uniq) + 1), uniq[keys % (len(uniq) + 1)]
-        else:
-            pt, pk, acc, pay = np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0)
-        pairs = pd.DataFrame({"t": pt.astype(np.int64), "name_key": pk.astype(object), "acc_n": acc, "pay_n": pay})
-        return pairs, pd.DataFrame(totals)
-
-    def _word_index(self):
-        return {
-            "words": pd.Index(self.words["word"]),
-            "n": self.words["n"].to_numpy(np.float64),
-            "n_linked": self.words["n_linked"].to_numpy(np.float64),
-        }
-
-    def word_rates(self, tr: pd.DataFrame, exclude: Exclusion | None = None, prior: float = 2.0) -> pd.DataFrame:
-        """Per transfer: the lowest and the mean smoothed link rate of its title words (NaN without words)."""
-        t, words = _title_words(tr)
-        ix = self._cached("words", self._word_index)
-        code = ix["words"].get_indexer(words) if len(words) else np.zeros(0, np.int64)
-        known = code >= 0
-        n = np.where(known, ix["n"][np.maximum(code, 0)], 0.0) if len(ix["n"]) else np.zeros(len(t))
-        n_linked = np.where(known, ix["n_linked"][np.maximum(code, 0)], 0.0) if len(ix["n"]) else np.zeros(len(t))
-        if exclude is not None and len(t):
-            own = exclude.counted[t] & (n > 0)
-            n = n - own
-            n_linked = n_linked - (own & exclude.linked[t])
-        rate = (n_linked + prior * self.link_rate) / (n + prior)
-        off = np.searchsorted(t, np.arange(len(tr) + 1))
-        cnt = np.diff(off)
-        return pd.DataFrame(
-            {
-                "word_rate_min": segment_reduce(np.minimum, rate, off),
-                "word_rate_mean": segment_reduce(np.add, rate, off) / np.where(cnt > 0, cnt, 1),
-            }
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "account": self.account[["key", "name_key", "n"]].values.tolist(),
-            "payer": self.payer[["key", "name_key", "n"]].values.tolist(),
-            "words": self.words[["word", "n", "n_linked"]].values.tolist(),
-            "paid": self.paid[PAID_COLUMNS].values.tolist(),
-            "link_rate": self.link_rate,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "Memory":
-        return cls(
-            account=_table(["key", "name_key", "n"], raw.get("account", [])),
-            payer=_table(["key", "name_key", "n"], raw.get("payer", [])),
-            words=_table(["word", "n", "n_linked"], raw.get("words", [])),
-            paid=_table(PAID_COLUMNS, raw.get("paid", [])),
-            link_rate=float(raw.get("link_rate", 0.9)),
-        )
-
-
-# --------------------------------------------------------------------------------------------------------------
 # helpers
+
+
+def _clipped(texts: np.ndarray) -> np.ndarray:
+    """Texts cut to their first ``MAX_COMPARED_CHARS`` characters for fuzzy scores."""
+    if not any(len(x) > MAX_COMPARED_CHARS for x in texts):
+        return texts
+    return np.array([x[:MAX_COMPARED_CHARS] for x in texts], dtype=object)
 
 
 def _cdist(a, b, scorer, workers: int) -> np.ndarray:
@@ -371,12 +111,28 @@ def _cdist(a, b, scorer, workers: int) -> np.ndarray:
     workers = workers if len(a) >= PARALLEL_MIN_ROWS else 1  # a thread pool costs more than 50 comparisons
     ca, ua = pd.factorize(np.asarray(a, dtype=object))
     cb, ub = pd.factorize(np.asarray(b, dtype=object))
+    ua, ub = _clipped(ua), _clipped(ub)
     key = ca.astype(np.int64) * (len(ub) + 1) + cb
     uk, inverse = np.unique(key, return_inverse=True)
+    la = np.fromiter(map(len, ua), np.int64, len(ua))
+    lb = np.fromiter(map(len, ub), np.int64, len(ub))
     if len(uk) > 0.7 * len(key):
-        return process.cpdist(list(a), list(b), scorer=scorer, workers=workers, dtype=np.float32)
-    sa, sb = ua[uk // (len(ub) + 1)], ub[uk % (len(ub) + 1)]
-    return process.cpdist(list(sa), list(sb), scorer=scorer, workers=workers, dtype=np.float32)[inverse.ravel()]
+        return _cpdist(ua[ca], ub[cb], la[ca] * lb[cb], scorer, workers)
+    ka, kb = uk // (len(ub) + 1), uk % (len(ub) + 1)
+    return _cpdist(ua[ka], ub[kb], la[ka] * lb[kb], scorer, workers)[inverse.ravel()]
+
+
+def _cpdist(a: np.ndarray, b: np.ndarray, cost: np.ndarray, scorer, workers: int) -> np.ndarray:
+    """rapidfuzz's element-wise scores, in blocks of at most ``COMPARE_BLOCK`` characters x characters (``cost``
+    per pair) with a deadline check between them: one C++ call cannot be interrupted."""
+    ends = np.cumsum(cost)
+    cut = np.searchsorted(ends, np.arange(1, int(ends[-1] // COMPARE_BLOCK) + 1) * COMPARE_BLOCK) if len(a) else []
+    out = []
+    for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(a)]):
+        if hi > lo:
+            out.append(process.cpdist(list(a[lo:hi]), list(b[lo:hi]), scorer=scorer, workers=workers, dtype=np.float32))
+            check_deadline("pair features: text similarity")
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def common_suffix_len(a: np.ndarray, b: np.ndarray, width: int = 16) -> np.ndarray:
@@ -419,138 +175,6 @@ def _margin(t: np.ndarray, v: np.ndarray) -> np.ndarray:
     first[o[start]] = True
     best_other = np.where(first, sec[grp], top[grp])
     return v - best_other
-
-
-def subset_sums(
-    t: np.ndarray, score: np.ndarray, t_amount: np.ndarray, i_amount: np.ndarray, k: int = SUBSET_K
-) -> dict[str, np.ndarray]:
-    """For each pair: is it in a subset (size>=2) of its transfer's top-k candidates (by ``score``) whose
-    invoice amounts sum to the transfer amount exactly / within the fee tolerance; and the smallest such size.
-
-    All transfers at once: an (n_transfers x 2^k) matrix of subset sums, no Python loop over transfers.
-    """
-    n = len(t)
-    out = {
-        "subset_exact": np.zeros(n, np.float32),
-        "subset_fee": np.zeros(n, np.float32),
-        "subset_size": np.full(n, np.nan, np.float32),
-    }
-    if n == 0:
-        return out
-    slots, tpos, order = top_k_slots(t, score, k)
-    n_t = len(tpos)
-    amounts = np.zeros((n_t, k))
-    amounts[slots[:, 0], slots[:, 1]] = i_amount[order]
-    present = np.zeros((n_t, k), bool)
-    present[slots[:, 0], slots[:, 1]] = True
-    masks = subset_masks(k).astype(np.float64)  # float matrices: products run in BLAS (integer ones do not)
-    sizes = masks.sum(1)
-    multi = sizes >= 2
-    sums = amounts @ masks.T  # n_t x 2^k
-    valid = (present.astype(np.float64) @ masks.T == sizes) & multi  # only subsets of present candidates
-    target = t_amount[tpos][:, None]
-    exact = valid & (np.abs(sums - target) <= CENT * sizes + 1e-9)
-    fee = valid & amount_fits(target, sums, sizes)
-    # pair j (slot s) is in a matching subset if any matching subset contains s
-    in_exact = (exact.astype(np.float64) @ masks) > 0  # n_t x k
-    in_fee = (fee.astype(np.float64) @ masks) > 0
-    best_size = np.full((n_t, k), 99)
-    for size in range(k, 1, -1):  # the smallest matching subset containing the slot: smaller sizes overwrite
-        best_size[((fee & (sizes == size)).astype(np.float64) @ masks) > 0] = size
-    r, s = slots[:, 0], slots[:, 1]
-    out["subset_exact"][order] = in_exact[r, s]
-    out["subset_fee"][order] = in_fee[r, s]
-    bs = best_size[r, s].astype(np.float32)
-    out["subset_size"][order] = np.where(bs < 99, bs, np.nan)
-    return out
-
-
-def is_settled(amount: np.ndarray, paid: np.ndarray) -> np.ndarray:
-    """Payments ``paid`` cover ``amount`` (same sign, up to the fee tolerance): nothing is left to pay."""
-    return (
-        (paid != 0) & (np.sign(paid) == np.sign(amount)) & (np.abs(paid) >= np.abs(amount) * (1 - FEE_TOLERANCE) - 0.01)
-    )
-
-
-def amount_fits(target, sums, sizes):
-    """A transfer pays a set when it equals the set's sum, or is at most FEE_TOLERANCE below it (fees)."""
-    tol = CENT * sizes + 1e-9
-    same_sign = np.sign(target) == np.sign(sums)
-    gap = (np.abs(sums) - np.abs(target)) * same_sign
-    return same_sign & (gap >= -tol) & (gap <= FEE_TOLERANCE * np.abs(sums) + tol)
-
-
-_MASKS: dict[int, np.ndarray] = {}
-
-
-def subset_masks(k: int) -> np.ndarray:
-    """All 2^k subsets of k slots as a boolean (2^k x k) matrix; row 0 is the empty set."""
-    if k not in _MASKS:
-        _MASKS[k] = ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
-    return _MASKS[k]
-
-
-def top_k_slots(t: np.ndarray, score: np.ndarray, k: int):
-    """Rows of each transfer's top-k by score: (slots [row_of_transfer, slot], unique transfers, row indices)."""
-    order = np.lexsort((-score, t))
-    ts = t[order]
-    start = np.r_[0, np.flatnonzero(np.diff(ts)) + 1]
-    counts = np.diff(np.r_[start, len(ts)])
-    rank = np.arange(len(ts)) - np.repeat(start, counts)
-    keep = rank < k
-    tpos = ts[start]
-    row_of = np.repeat(np.arange(len(start)), counts)
-    return np.c_[row_of[keep], rank[keep]], tpos, order[keep]
-
-
-MAX_GROUP = 12  # exact set sums are searched among all open invoices of one contractor when it has at most this many
-MAX_SET = 6  # ... over sets of 2..MAX_SET invoices
-_SET_MASKS: dict[tuple[int, int], np.ndarray] = {}
-
-
-def set_masks(n: int, max_size: int = MAX_SET) -> np.ndarray:
-    """The subsets of n slots with 2..max_size members, as a boolean (n_sets x n) matrix."""
-    if (n, max_size) not in _SET_MASKS:
-        m = subset_masks(n)
-        size = m.sum(1)
-        _SET_MASKS[(n, max_size)] = m[(size >= 2) & (size <= max_size)]
-    return _SET_MASKS[(n, max_size)]
-
-
-def group_sets(
-    key: np.ndarray,
-    cents: np.ndarray,
-    target: np.ndarray | None = None,
-    max_n: int = MAX_GROUP,
-    max_size: int = MAX_SET,
-):
-    """Sets of rows that share a key (a contractor), for keys with 2..max_n rows: every subset of 2..max_size.
-
-    Yields, per group size n, (rows: keys x n row indices, masks: sets x n, sums: keys x sets in cents) with
-    ``target`` None, or only the exact hits (rows, masks, hit_key_index, hit_set_index) when ``target`` (cents
-    per row's key, given per row) is set. Cost is sum over keys of 2^n, bounded by max_n; no Python loop over keys.
-    """
-    key = np.asarray(key)
-    ok = key >= 0
-    order = np.flatnonzero(ok)[np.argsort(key[ok], kind="stable")]
-    ks = key[order]
-    if len(ks) == 0:
-        return
-    start = np.r_[0, np.flatnonzero(np.diff(ks)) + 1]
-    count = np.diff(np.r_[start, len(ks)])
-    for n in range(2, max_n + 1):
-        st = start[count == n]
-        if len(st) == 0:
-            continue
-        rows = order[st[:, None] + np.arange(n)[None, :]]
-        masks = set_masks(n, max_size)
-        sums = cents[rows].astype(np.float64) @ masks.T.astype(np.float64)  # exact: cents < 2^53
-        if target is None:
-            yield rows, masks, sums
-        else:
-            hk, hs = np.nonzero(sums == target[rows[:, 0]].astype(np.float64)[:, None])
-            if len(hk):
-                yield rows, masks, hk, hs
 
 
 def group_set_features(t: np.ndarray, group: np.ndarray, ia: np.ndarray, ta: np.ndarray) -> pd.DataFrame:
@@ -649,20 +273,18 @@ def _ref_features(
 
 def pair_features(
     pairs: pd.DataFrame,
-    inv: pd.DataFrame,
-    inv_chunks: pd.DataFrame,
-    tr: pd.DataFrame,
-    tr_chunks: pd.DataFrame,
+    P: Prepared,
     memory: Memory | None = None,
     exclude: Exclusion | None = None,
     n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Feature matrix (columns FEATURE_NAMES, float32) for ``pairs`` (columns t, i), row for row.
 
-    ``inv``/``tr`` and the chunk frames come from normalize.prepare_*; ``exclude`` (Memory.exclusion) makes
-    memory leave-one-out for the training transfers in fit. Numpy throughout: one request's 50 pairs cost
-    milliseconds, and a month's million pairs stay vectorised.
+    ``P``: both sides prepared (normalize.Prepared); ``exclude`` (Memory.exclusion) makes memory leave-one-out
+    for the training transfers in fit. Numpy throughout: one request's 50 pairs cost milliseconds, and a month's
+    million pairs stay vectorised.
     """
+    inv, inv_chunks, tr, tr_chunks = P.inv, P.inv_chunks, P.tr, P.tr_chunks
     # work in (transfer, invoice_id) order so that ties break the same way however the pairs were given
     t0 = pairs["t"].to_numpy(np.int64)
     i0 = pairs["i"].to_numpy(np.int64)
@@ -674,6 +296,7 @@ def pair_features(
 
     # --- reference numbers
     F.update(_ref_features(t, i, inv_chunks, tr_chunks, len(inv), len(tr), n_jobs))
+    check_deadline("pair features: references")
     F["n_title_refs"] = np.bincount(tr_chunks["t"].to_numpy(np.int64), minlength=len(tr))[t].astype(np.float64)
     F["inv_has_ref"] = np.isin(i, inv_chunks["i"].to_numpy()).astype(np.float32)
     F["ref_margin"] = _margin(t, nan(F["ref_lev"]))
@@ -690,6 +313,7 @@ def pair_features(
     in_title = _cdist(iname, words, fuzz.partial_token_set_ratio, n_jobs) / 100.0
     F["name_in_title"] = np.where(has_i & (words != ""), in_title, np.nan)
     F["payer_present"] = (payer != "").astype(np.float32)
+    check_deadline("pair features: names")
 
     # --- memory
     memory = memory or Memory()
@@ -758,15 +382,17 @@ def pair_features(
     one_named = np.zeros(n, bool)
     one_named[anchor_completions(t, ia, tr["amount"].to_numpy(), named)["c"].to_numpy()] = True
     F["completes_named_exact"] = (all_named | one_named).astype(np.float32)
-    F["completes_pair"] = _pair_completion(t, ia, rest, ~named & (np.abs(rest) >= 0.01))
+    F["completes_pair"] = pair_completion(t, ia, rest, ~named & (np.abs(rest) >= 0.01))
     # among candidates of equal amount, the older invoice is usually the one paid first
     F["same_amount_age_rank"] = rank_min_desc(t, np.where(F["amt_eq"] > 0, F["days_since_issue"], np.nan))
 
     # --- exact sets among one contractor's candidates (multi-invoice payments without numbers)
     group = np.where(name_key != "", pd.factorize(name_key)[0], -1)
+    check_deadline("pair features: memory and amounts")
     gs = group_set_features(t, group, ia, ta)
     for c in gs.columns:
         F[c] = gs[c].to_numpy()
+    check_deadline("pair features: contractor sets")
 
     # --- ambiguity, and subsets among the transfer's most plausible candidates
     heur = heuristic_score(F)
@@ -783,29 +409,6 @@ def pair_features(
         else np.zeros((0, len(FEATURE_NAMES)), np.float32)
     )
     return pd.DataFrame(matrix[back], columns=FEATURE_NAMES)
-
-
-def anchor_completions(t: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray, named: np.ndarray) -> pd.DataFrame:
-    """(a, c) row pairs: ``a`` is named in the title exactly, ``c`` is not, and together they are the transfer amount
-    to the cent. A typo can turn one of two numbers into another real invoice's number; the amount says which
-    invoice was meant. An equality join on cents, no product of candidates."""
-    cents = np.round(ia * 100).astype(np.int64)
-    target = np.round(ta_by_t[t] * 100).astype(np.int64)
-    a, c = np.flatnonzero(named), np.flatnonzero(~named)
-    ra, rc = eq_join([t[a], target[a] - cents[a]], [t[c], cents[c]])
-    return pd.DataFrame({"a": a[ra], "c": c[rc]})
-
-
-def _pair_completion(t: np.ndarray, ia: np.ndarray, rest: np.ndarray, open_: np.ndarray) -> np.ndarray:
-    """1 where this invoice and another open candidate of the transfer sum to ``rest`` to the cent
-    (an equality self-join on cents, not a product of candidates)."""
-    cents, rest_c = np.round(ia * 100).astype(np.int64), np.round(rest * 100).astype(np.int64)
-    idx = np.flatnonzero(open_)
-    ra, rb = eq_join([t[idx], cents[idx]], [t[idx], rest_c[idx] - cents[idx]])
-    ra, rb = idx[ra], idx[rb]
-    out = np.zeros(len(t), np.float32)
-    out[ra[ra != rb]] = 1.0
-    return out
 
 
 def heuristic_score(F) -> np.ndarray:

@@ -16,29 +16,23 @@ Transfers without any candidate get ``empty_confidence_``: how often such a trai
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-# OpenMP threads that wait for work spin by default. On a shared machine (more runnable threads than cores) a
-# 2-thread xgboost then runs ~20x slower than a 1-thread one (measured: 280 vs 13 ms per boosting round on 2
-# busy cores); passive waiting costs little when the cores are free. Read once, when the OpenMP runtime loads,
-# so it must be set before xgboost is imported; an explicit OMP_WAIT_POLICY wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xgboost as xgb  # noqa: E402
+import numpy as np
+import pandas as pd
 
 from ..data.contract import TABLES
 from ..evaluation.metrics import blocking_recall
 from .arrays import run_starts
-from .base import BaseMatcher
+from .base import BaseMatcher, MatchResult, check_frame
 from .candidates import generate_candidates
-from .features import FEATURE_NAMES, FEE_TOLERANCE, Memory, pair_features
-from .normalize import prepare_invoices, prepare_transfers
+from .features import FEATURE_NAMES, pair_features
+from .memory import Memory
+from .normalize import Prepared
+from .runtime import check_deadline, deadline_scope, progress, xgboost
 from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, set_features, set_labels
+from .tolerances import FEE_TOLERANCE
 
 FORMAT_VERSION = 2
 MIN_AUTO_THRESHOLD = 0.5
@@ -46,6 +40,8 @@ PAIR_MODEL_FILE = "pair_model_{k}.ubj"
 SET_MODEL_FILE = "set_model.ubj"
 META_FILE = "meta.json"
 SET_ROUNDS, SET_DEPTH = 150, 4
+
+xgb = xgboost()  # after the thread settings (runtime)
 
 
 def _library_version() -> str:
@@ -55,73 +51,6 @@ def _library_version() -> str:
         return version("ledgerlink")
     except Exception:  # running from a source tree
         return "0+unknown"
-
-
-@dataclass
-class MatchResult:
-    links: pd.DataFrame  # transfer_id, invoice_id, allocated_amount, confidence
-    decisions: pd.DataFrame  # transfer_id, n_invoices, confidence, decision ("auto" | "review")
-    candidates: pd.DataFrame  # transfer_id, invoice_id, probability, rank
-
-
-def _dates(col: pd.Series) -> pd.Series:
-    """Dates as datetime64 (NaT where a value is not a date). ISO text ("2025-03-04", what the API and most
-    warehouses send) is parsed with its format known, 2x faster than pandas' guessing; anything else is guessed."""
-    if pd.api.types.is_datetime64_any_dtype(col):
-        return col
-    parsed = pd.to_datetime(col, errors="coerce", format="ISO8601")
-    if parsed.isna().any() and parsed.isna().sum() > col.isna().sum():
-        parsed = pd.to_datetime(col, errors="coerce")
-    return parsed
-
-
-def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -> pd.DataFrame:
-    """Boundary check: required columns (``month`` is not needed to match), parseable dates and amounts, unique ids
-    (within each ``scope``: several problems checked at once may reuse ids)."""
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{table} must be a pandas DataFrame, got {type(df).__name__}")
-    need = [c.name for c in TABLES[table] if c.required and c.name != "month"]
-    if table == "links":
-        need = ["transfer_id", "invoice_id"]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{table}: missing required column(s) {missing}; columns present: {list(df.columns)}. "
-            "Map warehouse names to the canonical ones (ledgerlink.data.contract.ColumnMap)."
-        )
-    df = df.copy()
-    for c in TABLES[table]:
-        if c.name not in df.columns:
-            continue
-        if c.kind == "date":
-            parsed = _dates(df[c.name])
-            if parsed.isna().any():
-                raise ValueError(f"{table}.{c.name}: {int(parsed.isna().sum())} value(s) are not dates")
-            df[c.name] = parsed
-        elif c.kind == "money" and c.name in need:
-            col = df[c.name]
-            parsed = col if col.dtype == np.float64 else pd.to_numeric(col, errors="coerce")
-            if parsed.isna().any():
-                raise ValueError(f"{table}.{c.name}: {int(parsed.isna().sum())} value(s) are not numbers")
-            df[c.name] = parsed.astype(np.float64)
-        elif c.kind in ("id",):
-            df[c.name] = df[c.name].astype(str)
-    key = {"invoices": ["invoice_id"], "transfers": ["transfer_id"], "links": ["transfer_id", "invoice_id"]}[table]
-    dup = df.assign(_scope=scope).duplicated(key + ["_scope"]) if scope is not None else df.duplicated(key)
-    if dup.any():
-        where = f" in problem(s) {sorted(set(scope[dup.to_numpy()].tolist()))[:5]}" if scope is not None else ""
-        raise ValueError(
-            f"{table}: {int(dup.sum())} duplicate key(s) {key}{where}, e.g. {df.loc[dup, key].head(3).values.tolist()}"
-        )
-    return df
-
-
-def _progress(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False)
 
 
 class _TqdmCallback(xgb.callback.TrainingCallback):
@@ -174,51 +103,17 @@ class Matcher(BaseMatcher):
         self.n_jobs = n_jobs
         self.show_progress = show_progress
 
-    _PARAMS = (
-        "max_candidates",
-        "max_candidates_weak",
-        "lookback_days",
-        "n_estimators",
-        "max_depth",
-        "learning_rate",
-        "target_precision",
-        "validation_fraction",
-        "n_folds",
-        "early_stopping_rounds",
-        "peel_confidence",
-        "batch_size",
-        "random_state",
-        "n_jobs",
-        "show_progress",
-    )
-
-    def get_params(self, deep=True) -> dict:
-        return {p: getattr(self, p) for p in self._PARAMS}
-
-    def set_params(self, **params) -> "Matcher":
-        for k, v in params.items():
-            if k not in self._PARAMS:
-                raise ValueError(f"unknown parameter {k!r}; valid: {self._PARAMS}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
-
     # ----------------------------------------------------------------------------------------------------------
     # the steps fit and match share
 
-    def _block_and_featurize(self, inv, ic, tr, tc, memory, exclude):
-        pairs = self._block(inv, ic, tr, tc, memory, exclude)
-        return pairs, self._featurize(pairs, inv, ic, tr, tc, memory, exclude)
+    def _block_and_featurize(self, P: Prepared, memory, exclude):
+        pairs = self._block(P, memory, exclude)
+        return pairs, self._featurize(pairs, P, memory, exclude)
 
-    def _block(self, inv, ic, tr, tc, memory, exclude, scopes=(None, None)) -> pd.DataFrame:
+    def _block(self, P: Prepared, memory, exclude, scopes=(None, None)) -> pd.DataFrame:
         """Candidate pairs (t, i); ``scopes``: (invoice, transfer) problem numbers when several are matched at once."""
         return generate_candidates(
-            inv,
-            ic,
-            tr,
-            tc,
+            P,
             memory=memory,
             exclude=exclude,
             max_candidates=self.max_candidates,
@@ -228,11 +123,11 @@ class Matcher(BaseMatcher):
             tr_scope=scopes[1],
         )[["t", "i"]].reset_index(drop=True)
 
-    def _featurize(self, pairs, inv, ic, tr, tc, memory, exclude, fold=None):
-        X = pair_features(pairs, inv, ic, tr, tc, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
-        return self._extra_features(pairs, inv, tr, X, fold)
+    def _featurize(self, pairs, P: Prepared, memory, exclude, fold=None):
+        X = pair_features(pairs, P, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
+        return self._extra_features(pairs, P, X, fold)
 
-    def _extra_features(self, pairs, inv, tr, X, fold=None):
+    def _extra_features(self, pairs, P: Prepared, X, fold=None):
         """Hook for families that add pair features (the transformer family adds a text score). ``fold`` (per
         transfer, in fit only): score each transfer with the fold model that did not train on it."""
         return X
@@ -256,7 +151,7 @@ class Matcher(BaseMatcher):
         """One booster; with ``eval_set`` (X, y) it stops when the held-out logloss has not improved for
         ``early_stopping_rounds`` rounds and keeps the best iteration."""
         rounds = rounds or self.n_estimators
-        bar = _progress(self.show_progress, rounds, desc)
+        bar = progress(self.show_progress, rounds, desc)
         try:
             dtrain = xgb.DMatrix(X.to_numpy(np.float32), label=y, feature_names=list(X.columns), nthread=self.n_jobs)
             kw = {}
@@ -304,14 +199,17 @@ class Matcher(BaseMatcher):
         nk = inv["name_key"].to_numpy()[pairs["i"].to_numpy()]
         return np.where(nk != "", pd.factorize(nk)[0], -1)
 
-    def _sets(self, pairs, X, p, inv, tr):
-        t, ia = pairs["t"].to_numpy(), inv["amount"].to_numpy()[pairs["i"].to_numpy()]
-        ta, group = tr["amount"].to_numpy(), self._groups(pairs, inv)
+    def _sets(self, pairs, X, p, P: Prepared):
+        t, ia = pairs["t"].to_numpy(), P.inv["amount"].to_numpy()[pairs["i"].to_numpy()]
+        ta, group = P.tr["amount"].to_numpy(), self._groups(pairs, P.inv)
         named = (X["ref_exact"].fillna(0).to_numpy() > 0) | (X["ref_digits_exact"].fillna(0).to_numpy() > 0)
         table = enumerate_sets(t, p, ia, ta, group, named=named, completer=X["completes_named_exact"].to_numpy() > 0)
-        return table, set_features(table, t, p, ia, ta, group, X)
+        check_deadline("set enumeration")
+        SX = set_features(table, t, p, ia, ta, group, X)
+        check_deadline("set features")
+        return table, SX
 
-    def _decide(self, pairs, X, p, inv, tr, score_sets=None, refeaturize=None, pair_proba=None):
+    def _decide(self, pairs, X, p, P: Prepared, score_sets=None, refeaturize=None, pair_proba=None):
         """Choose each transfer's set from pair probabilities ``p``: set model, conflicts, then a second pass.
 
         ``score_sets(SX, set_t)`` -> q (None: no set model, independent pair probabilities decide);
@@ -324,37 +222,40 @@ class Matcher(BaseMatcher):
         if score_sets is None:
             from .assignment import assign
 
+            tr = P.tr
             links, dec = assign(
-                scored, tr["amount"].to_numpy(), inv["amount"].to_numpy(), len(tr), booked=tr["booked_at"].to_numpy()
+                scored, tr["amount"].to_numpy(), P.inv["amount"].to_numpy(), len(tr), booked=tr["booked_at"].to_numpy()
             )
         else:
-            links, dec = self._choose(pairs, X, p, inv, tr, score_sets)
+            links, dec = self._choose(pairs, X, p, P, score_sets)
+            check_deadline("set choice")
             if refeaturize is not None and self.peel_confidence < 1:
-                links, dec = self._second_pass(pairs, links, dec, inv, tr, score_sets, refeaturize, pair_proba)
+                links, dec = self._second_pass(pairs, links, dec, P, score_sets, refeaturize, pair_proba)
         no_cand = ~np.isin(dec["t"].to_numpy(), pairs["t"].to_numpy())
         dec["confidence"] = np.where(no_cand, self.empty_confidence_, dec["confidence"].to_numpy())
         return scored, links, dec
 
-    def _choose(self, pairs, X, p, inv, tr, score_sets):
-        table, SX = self._sets(pairs, X, p, inv, tr)
+    def _choose(self, pairs, X, p, P: Prepared, score_sets):
+        table, SX = self._sets(pairs, X, p, P)
         q = score_sets(SX, table.sets["t"].to_numpy())
+        check_deadline("set model")
         return choose_sets(
             table,
             q,
             pairs["t"].to_numpy(),
             pairs["i"].to_numpy(),
             p,
-            tr["amount"].to_numpy(),
-            inv["amount"].to_numpy(),
-            len(tr),
-            booked=tr["booked_at"].to_numpy(),
+            P.tr["amount"].to_numpy(),
+            P.inv["amount"].to_numpy(),
+            len(P.tr),
+            booked=P.tr["booked_at"].to_numpy(),
         )
 
-    def _second_pass(self, pairs, links, dec, inv, tr, score_sets, refeaturize, pair_proba):
+    def _second_pass(self, pairs, links, dec, P: Prepared, score_sets, refeaturize, pair_proba):
         conf = dec["confidence"].to_numpy()
         sure = np.nan_to_num(conf, nan=0.0) >= self.peel_confidence
-        amount = np.abs(inv["amount"].to_numpy())
-        used = np.zeros(len(inv))
+        amount = np.abs(P.inv["amount"].to_numpy())
+        used = np.zeros(len(P.inv))
         sl = links[sure[links["t"].to_numpy()]]
         np.add.at(used, sl["i"].to_numpy(), np.abs(sl["allocated_amount"].to_numpy()))
         taken = used >= amount * (1 - FEE_TOLERANCE) - 0.01
@@ -363,13 +264,15 @@ class Matcher(BaseMatcher):
         lost = unsure_pair & taken[i] & (used[i] > 0)
         if not lost.any():
             return links, dec
-        redo = np.zeros(len(tr), bool)
+        redo = np.zeros(len(P.tr), bool)
         redo[t[lost]] = True  # the unsure transfers that lost a candidate are decided again, together
         sub = pairs[redo[t] & ~(taken[i] & (used[i] > 0))].reset_index(drop=True)
         if len(sub):
             X2 = refeaturize(sub)
+            check_deadline("second pass: pair features")
             p2 = pair_proba(X2, sub["t"].to_numpy())
-            links2, dec2 = self._choose(sub, X2, p2, inv, tr, score_sets)
+            links2, dec2 = self._choose(sub, X2, p2, P, score_sets)
+            check_deadline("second pass: set choice")
         else:
             links2 = links.iloc[:0]
             dec2 = dec.assign(n_invoices=0, confidence=np.nan)
@@ -386,7 +289,8 @@ class Matcher(BaseMatcher):
         return links.reset_index(drop=True), dec
 
     @staticmethod
-    def _links_ti(links, inv, tr) -> pd.DataFrame:
+    def _links_ti(links, P: Prepared) -> pd.DataFrame:
+        inv, tr = P.inv, P.tr
         ti = pd.Series(np.arange(len(tr)), index=tr["transfer_id"])
         ii = pd.Series(np.arange(len(inv)), index=inv["invoice_id"])
         ok = links["transfer_id"].isin(ti.index) & links["invoice_id"].isin(ii.index)
@@ -411,20 +315,20 @@ class Matcher(BaseMatcher):
         start = time.perf_counter()
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
         links = check_frame(links, "links")
-        inv, ic = prepare_invoices(invoices)
-        tr, tc = prepare_transfers(transfers)
-        links_ti = self._links_ti(links, inv, tr)
+        P = Prepared.of(invoices, transfers)
+        inv, tr = P.inv, P.tr
+        links_ti = self._links_ti(links, P)
         n_t = len(tr)
         self.memory_ = Memory.learn(inv, tr, links_ti)
         exclude = Memory.exclusion(inv, tr, links_ti)
-        pairs = self._block(inv, ic, tr, tc, self.memory_, exclude)
-        X = pair_features(pairs, inv, ic, tr, tc, memory=self.memory_, exclude=exclude, n_jobs=self.n_jobs)
+        pairs = self._block(P, self.memory_, exclude)
+        X = pair_features(pairs, P, memory=self.memory_, exclude=exclude, n_jobs=self.n_jobs)
         y = self._label(pairs, links_ti)
         t = pairs["t"].to_numpy()
         fold = self._folds(tr)
-        X = self._fit_extra(pairs, X, y, inv, tr, fold)
+        X = self._fit_extra(pairs, X, y, P, fold)
         self.feature_names_ = list(X.columns)
-        summary = self._fit_models(pairs, X, y, t, inv, ic, tr, tc, links_ti, exclude, fold)
+        summary = self._fit_models(pairs, X, y, t, P, links_ti, exclude, fold)
         cand_ids = pd.DataFrame(
             {
                 "transfer_id": tr["transfer_id"].to_numpy()[t],
@@ -445,7 +349,7 @@ class Matcher(BaseMatcher):
         }
         return self
 
-    def _fit_extra(self, pairs, X, y, inv, tr, fold) -> pd.DataFrame:
+    def _fit_extra(self, pairs, X, y, P: Prepared, fold) -> pd.DataFrame:
         """Hook: a family that adds pair features trains what computes them here, on the training pairs (``y``
         their labels, ``fold`` each transfer's fold), and returns ``X`` with its out-of-fold columns added."""
         return X
@@ -457,9 +361,9 @@ class Matcher(BaseMatcher):
         fold_of = pd.Series(np.random.default_rng(self.random_state).permutation(len(ids)) % k, index=ids)
         return fold_of.reindex(tr["transfer_id"].to_numpy()).to_numpy()
 
-    def _fit_models(self, pairs, X, y, t, inv, ic, tr, tc, links_ti, exclude, fold) -> dict:
+    def _fit_models(self, pairs, X, y, t, P: Prepared, links_ti, exclude, fold) -> dict:
         """Cross-fit the pair model, fit the set model on out-of-fold sets, choose the threshold."""
-        n_t = len(tr)
+        n_t = len(P.tr)
         has_cand = np.zeros(n_t, bool)
         has_cand[t] = True
         linked = np.zeros(n_t, bool)
@@ -475,7 +379,7 @@ class Matcher(BaseMatcher):
         pf = fold[t]
         oof = np.zeros(len(y))
         boosters, rounds = [], []
-        bar = _progress(self.show_progress, self.n_folds + 1, "Matcher.fit")
+        bar = progress(self.show_progress, self.n_folds + 1, "Matcher.fit")
         for k in range(max(2, self.n_folds)):
             tr_rows, va_rows = pf != k, pf == k
             b = self._train(X[tr_rows], y[tr_rows], f"xgboost pairs fold {k}", eval_set=(X[va_rows], y[va_rows]))
@@ -486,7 +390,7 @@ class Matcher(BaseMatcher):
                 bar.update(1)
         self.pair_boosters_ = boosters
         # the set model on out-of-fold probabilities
-        table, SX = self._sets(pairs, X, oof, inv, tr)
+        table, SX = self._sets(pairs, X, oof, P)
         z = set_labels(table, pairs["i"].to_numpy(), links_ti)
         sf = fold[table.sets["t"].to_numpy()]
         set_folds = []
@@ -511,17 +415,15 @@ class Matcher(BaseMatcher):
             pairs,
             X,
             oof,
-            inv,
-            tr,
+            P,
             score_sets=lambda SX_, st: by_fold(set_folds, SX_, fold[st]),
-            refeaturize=lambda sub: self._featurize(sub, inv, ic, tr, tc, self.memory_, exclude, fold),
+            refeaturize=lambda sub: self._featurize(sub, P, self.memory_, exclude, fold),
             pair_proba=lambda X2, t2: by_fold(boosters, X2, fold[t2]),
         )
         correct = self._set_correct(v_links, v_dec, links_ti)
         conf = v_dec["confidence"].to_numpy()
-        self._validation = pd.DataFrame(
-            {"transfer_id": tr["transfer_id"].to_numpy()[v_dec["t"].to_numpy()], "confidence": conf, "correct": correct}
-        )
+        transfer_id = P.tr["transfer_id"].to_numpy()[v_dec["t"].to_numpy()]
+        self.validation_ = pd.DataFrame({"transfer_id": transfer_id, "confidence": conf, "correct": correct})
         self.auto_threshold_ = self._choose_threshold(conf, correct)
         auto = conf >= self.auto_threshold_
         return {
@@ -569,65 +471,70 @@ class Matcher(BaseMatcher):
                 f"this {type(self).__name__} is not fitted; call fit() or {type(self).__name__}.load() first"
             )
 
-    def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
+    def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame, *, deadline: float | None = None) -> MatchResult:
         """Match ``transfers`` against ``invoices`` (all invoices that could still be open, any month).
 
         More than ``batch_size`` transfers are matched in batches of consecutive booking dates against the same
         prepared invoices, so memory stays bounded (an invoice claimed by transfers of two batches is not
-        settled between them; a month's transfers fit in one batch up to ``batch_size``)."""
+        settled between them; a month's transfers fit in one batch up to ``batch_size``).
+        ``deadline``: an absolute ``time.monotonic()`` value; past it, ``MatchTimeout`` names the stage."""
         self._check_fitted()
+        with deadline_scope(deadline):
+            return self._match(invoices, transfers)
+
+    def _match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
-        inv, ic = prepare_invoices(invoices)
-        tr_all, tc_all = prepare_transfers(transfers)
-        n = len(tr_all)
+        check_deadline("input check")
+        P = Prepared.of(invoices, transfers)
+        check_deadline("text preparation")
+        n = len(P.tr)
         size = int(self.batch_size) if self.batch_size else max(n, 1)
-        order = np.argsort(tr_all["booked_at"].to_numpy(), kind="stable")
+        order = np.argsort(P.tr["booked_at"].to_numpy(), kind="stable")
         parts = []
         for lo in range(0, max(n, 1), size):
             idx = np.sort(order[lo : lo + size])
-            if n and len(idx) == n:
-                tr, tc = tr_all, tc_all
-            else:
-                tr = tr_all.iloc[idx].reset_index(drop=True)
-                new_t = np.full(n, -1, np.int64)
-                new_t[idx] = np.arange(len(idx))
-                tc = tc_all[np.isin(tc_all["t"].to_numpy(), idx)].assign(t=lambda d: new_t[d["t"].to_numpy()])
-                tc = tc.reset_index(drop=True)
-            parts.append((idx, *self._match_batch(inv, ic, tr, tc)))
+            parts.append((idx, *self._match_batch(P.with_transfers(idx))))
         if len(parts) == 1:
             scored, links, dec = parts[0][1:]
-            return self._result(scored, links, dec, inv, tr_all, self.auto_threshold_)
+            return self._result(scored, links, dec, P, self.auto_threshold_)
         glob = lambda df, idx: df.assign(t=idx[df["t"].to_numpy()]) if len(df) else df  # noqa: E731
         scored = pd.concat([glob(p[1], p[0]) for p in parts], ignore_index=True)
         links = pd.concat([glob(p[2], p[0]) for p in parts], ignore_index=True).sort_values(["t", "i"], kind="stable")
         dec = pd.concat([glob(p[3], p[0]) for p in parts], ignore_index=True).sort_values("t", kind="stable")
-        return self._result(
-            scored, links.reset_index(drop=True), dec.reset_index(drop=True), inv, tr_all, self.auto_threshold_
-        )
+        return self._result(scored, links.reset_index(drop=True), dec.reset_index(drop=True), P, self.auto_threshold_)
 
-    def match_many(self, problems: list[tuple[pd.DataFrame, pd.DataFrame]]) -> list[MatchResult]:
+    def match_many(
+        self, problems: list[tuple[pd.DataFrame, pd.DataFrame]], *, deadline: float | None = None
+    ) -> list[MatchResult]:
         """Match independent (invoices, transfers) problems in one call, e.g. concurrent HTTP requests.
 
         Each answer is the one ``match(invoices, transfers)`` gives for that problem alone: blocking keeps the
         problems apart (``generate_candidates`` scopes), and two problems may offer the same invoice without
         either taking it from the other (conflicts are settled between rows; a problem's rows are its own).
         Everything runs once over all problems, so the fixed cost of a call is paid once per batch, not per
-        request. A problem must fit in one batch (at most ``batch_size`` transfers); larger ones go to ``match``."""
+        request. A problem must fit in one batch (at most ``batch_size`` transfers); larger ones go to ``match``.
+        ``deadline``: as in ``match``, for the whole call (all problems fail together)."""
         self._check_fitted()
         problems = list(problems)
         if not problems:
             return []
-        inv, ic, tr, tc, inv_scope, tr_scope = self._prepare_many(problems)
+        with deadline_scope(deadline):
+            return self._match_many(problems)
+
+    def _match_many(self, problems: list[tuple[pd.DataFrame, pd.DataFrame]]) -> list[MatchResult]:
+        P, inv_scope, tr_scope = self._prepare_many(problems)
+        check_deadline("input check and text preparation")
         # blocking keeps the problems apart: its statistics (how many invoices share a reference token, an amount,
         # a name word) and its date window are each problem's own
-        pairs = self._block(inv, ic, tr, tc, self.memory_, None, (inv_scope, tr_scope))
-        scored, links, dec = self._match_batch(inv, ic, tr, tc, pairs)
+        pairs = self._block(P, self.memory_, None, (inv_scope, tr_scope))
+        check_deadline("blocking")
+        scored, links, dec = self._match_batch(P, pairs)
         # one result, cut per problem: its frames are sorted by transfer, and a problem's transfers are contiguous
         bounds = [
             np.r_[0, np.cumsum(np.bincount(tr_scope[df["t"].to_numpy()], minlength=len(problems)))]
             for df in (scored, links, dec)
         ]
-        result = self._result(scored, links, dec, inv, tr, self.auto_threshold_)
+        result = self._result(scored, links, dec, P, self.auto_threshold_)
         frames = (result.candidates, result.links, result.decisions)
         cut = lambda df, b, k: df.iloc[b[k] : b[k + 1]].reset_index(drop=True)  # noqa: E731
         return [
@@ -667,50 +574,40 @@ class Matcher(BaseMatcher):
                 transfers = check_frame(pd.concat([t for _, t in problems], ignore_index=True), "transfers", tr_scope)
             except ValueError as exc:
                 raise ValueError(f"{exc} (checked {len(problems)} problem(s) together)") from exc
-            inv, ic = prepare_invoices(invoices)  # row by row: the same as per problem
-            tr, tc = prepare_transfers(transfers)
-            return inv, ic, tr, tc, inv_scope, tr_scope
+            return Prepared.of(invoices, transfers), inv_scope, tr_scope  # row by row: the same as per problem
         parts = []
         for k, (invoices, transfers) in enumerate(problems):
             try:
-                parts.append(
-                    (
-                        *prepare_invoices(check_frame(invoices, "invoices")),
-                        *prepare_transfers(check_frame(transfers, "transfers")),
-                    )
-                )
+                parts.append(Prepared.of(check_frame(invoices, "invoices"), check_frame(transfers, "transfers")))
             except ValueError as exc:
                 raise ValueError(f"problem {k}: {exc}") from exc
-        i_off = np.r_[0, np.cumsum([len(p[0]) for p in parts])]
-        t_off = np.r_[0, np.cumsum([len(p[2]) for p in parts])]
-        inv = pd.concat([p[0] for p in parts], ignore_index=True)
-        ic = pd.concat([p[1].assign(i=p[1]["i"] + i_off[k]) for k, p in enumerate(parts)], ignore_index=True)
-        tr = pd.concat([p[2] for p in parts], ignore_index=True)
-        tc = pd.concat([p[3].assign(t=p[3]["t"] + t_off[k]) for k, p in enumerate(parts)], ignore_index=True)
-        return inv, ic, tr, tc, inv_scope, tr_scope
+        return Prepared.concat(parts), inv_scope, tr_scope
 
-    def _match_batch(self, inv, ic, tr, tc, pairs=None):
+    def _match_batch(self, P: Prepared, pairs=None):
         """(scored pairs, links, decisions) of one batch; ``pairs`` (t, i): the candidates, when already blocked."""
         if pairs is None:
-            pairs = self._block(inv, ic, tr, tc, self.memory_, None)
-        X = self._featurize(pairs, inv, ic, tr, tc, self.memory_, None)
+            pairs = self._block(P, self.memory_, None)
+            check_deadline("blocking")
+        X = self._featurize(pairs, P, self.memory_, None)
+        check_deadline("pair features")
+        p = self._pair_proba(X)
+        check_deadline("pair model")
         score_sets = None
         if self.set_booster_ is not None:
             score_sets = lambda SX, st: self._predict(self.set_booster_, SX)  # noqa: E731
         return self._decide(
             pairs,
             X,
-            self._pair_proba(X),
-            inv,
-            tr,
+            p,
+            P,
             score_sets,
-            refeaturize=lambda sub: self._featurize(sub, inv, ic, tr, tc, self.memory_, None),
+            refeaturize=lambda sub: self._featurize(sub, P, self.memory_, None),
             pair_proba=lambda X2, t2: self._pair_proba(X2),
         )
 
     @staticmethod
-    def _result(scored, links, dec, inv, tr, threshold) -> MatchResult:
-        tid, iid = tr["transfer_id"].to_numpy(), inv["invoice_id"].to_numpy()
+    def _result(scored, links, dec, P: Prepared, threshold) -> MatchResult:
+        tid, iid = P.tr["transfer_id"].to_numpy(), P.inv["invoice_id"].to_numpy()
         st, si, sp = scored["t"].to_numpy(), scored["i"].to_numpy(), scored["probability"].to_numpy()
         o = np.lexsort((si, -sp, st))  # each transfer's candidates, most probable first
         st, si, sp = st[o], si[o], sp[o]
@@ -754,10 +651,9 @@ class Matcher(BaseMatcher):
             cols = [c.name for c in TABLES["transfers"] if c.name in candidates_frame.columns]
             transfers = candidates_frame[cols].drop_duplicates("transfer_id")
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
-        inv, ic = prepare_invoices(invoices)
-        tr, tc = prepare_transfers(transfers)
-        ti = pd.Series(np.arange(len(tr)), index=tr["transfer_id"])
-        ii = pd.Series(np.arange(len(inv)), index=inv["invoice_id"])
+        P = Prepared.of(invoices, transfers)
+        ti = pd.Series(np.arange(len(P.tr)), index=P.tr["transfer_id"])
+        ii = pd.Series(np.arange(len(P.inv)), index=P.inv["invoice_id"])
         unknown = ~candidates_frame["transfer_id"].astype(str).isin(ti.index) | ~candidates_frame["invoice_id"].astype(
             str
         ).isin(ii.index)
@@ -772,7 +668,7 @@ class Matcher(BaseMatcher):
                 "i": ii[candidates_frame["invoice_id"].astype(str)].to_numpy(),
             }
         )
-        X = self._featurize(pairs, inv, ic, tr, tc, self.memory_, None)
+        X = self._featurize(pairs, P, self.memory_, None)
         out = candidates_frame[["transfer_id", "invoice_id"]].reset_index(drop=True).copy()
         out["probability"] = self._pair_proba(X)
         return out

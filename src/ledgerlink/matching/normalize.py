@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+
+from .runtime import check_deadline
 
 # Letters that NFKD does not decompose into ASCII + combining mark.
 _SPECIAL = str.maketrans(
@@ -111,6 +114,10 @@ _SHORT_RE = re.compile(r"(?:^|\s)(?:" + "|".join(sorted(map(re.escape, _SHORT_FO
 # A reference chunk: alphanumeric runs joined by in-number separators (FV/2024/03/0123, INV-2024-17, 12.03.2024).
 _CHUNK_RE = r"([a-z0-9]+(?:[/\-._\\][a-z0-9]+)*)"
 MIN_CHUNK_DIGITS = 3
+# A reference is read from its first 64 characters. Invoice numbers are far shorter; the cap bounds the work on a
+# hostile "number" (2,000 digits: one-deletion variants are quadratic in its length, and fuzzy scores of 100
+# invoices x 10 transfers took 333 s).
+MAX_CHUNK_CHARS = 64
 # A number written with spaces ("2025 640 KR", "f90 03 25"): short tokens in a row, at least two with digits.
 _TOK = r"(?:[a-z]{0,4}\d+[a-z]{0,3}|[a-z]{1,3})"
 _SPACED_RE = r"(?<![a-z0-9/\-._])(" + _TOK + r"(?: " + _TOK + r"){1,5})(?![a-z0-9/\-._])"
@@ -190,6 +197,7 @@ _SPACED_FIND = re.compile(_SPACED_RE)
 _SPACED_NUMBER_RE = re.compile(r"(?:^| )[a-z]{0,4}\d")
 _NON_ALNUM1_RE = re.compile(r"[^0-9a-z]")
 _DIGITS_RE = re.compile(r"\d+")
+_MIN_DIGITS_RE = re.compile(r"\D*".join([r"\d"] * MIN_CHUNK_DIGITS))  # that many digits, anywhere
 _CHUNK_COLUMNS = ["alnum", "digits", "groups", "long_groups"]
 
 
@@ -215,10 +223,15 @@ def _chunk_rows(texts: list[str], whole: bool) -> tuple[list[int], list[str]]:
 def _chunk_columns(texts: list[str], positions, whole: bool) -> dict[str, list]:
     """ref_chunks of ``texts`` as lists, ``key`` = ``positions[row]``."""
     rows, chunks = _chunk_rows(texts, whole)
+    check_deadline("text preparation: references")
     out = {"key": [], "alnum": [], "digits": [], "groups": [], "long_groups": []}
     seen = set()
-    for r, c in zip(rows, chunks):
-        alnum, digits, groups, long_groups = _chunk_parts(c)
+    for k, (r, c) in enumerate(zip(rows, chunks)):
+        if k % 4096 == 4095:
+            check_deadline("text preparation: references")
+        if not _MIN_DIGITS_RE.search(c):  # fewer than MIN_CHUNK_DIGITS digits: no reference (checked in C)
+            continue
+        alnum, digits, groups, long_groups = _chunk_parts(c[:MAX_CHUNK_CHARS])
         if len(digits) < MIN_CHUNK_DIGITS or (r, alnum) in seen:  # short ones (and empty chunks) are no references
             continue
         seen.add((r, alnum))
@@ -325,6 +338,7 @@ def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     number, cp = _col(invoices, "invoice_number"), _col(invoices, "counterparty_name")
     desc = _col(invoices, "description")
     name_key = [_invoice_name_key(c, d) for c, d in zip(cp, desc)]
+    check_deadline("text preparation: invoice names")
     frame = pd.DataFrame(
         {
             "invoice_id": invoices["invoice_id"].astype(str).to_numpy(),
@@ -341,6 +355,7 @@ def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
         },
         copy=False,
     )  # all columns are new arrays
+    check_deadline("text preparation: invoice texts")
     # the invoice number when there is one (spaces inside it do not split it), else numbers in the description
     with_num = [k for k, n in enumerate(number) if n.strip() != ""]
     without = [k for k, n in enumerate(number) if n.strip() == ""]
@@ -395,6 +410,7 @@ def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
     """(frame, chunks) for transfers. The payer name falls back to the title's words when there is none."""
     title, cp = _col(transfers, "title"), _col(transfers, "counterparty_name")
     words = [_strip_digits1(x) for x in title]
+    check_deadline("text preparation: titles")
     if "counterparty_name" in transfers.columns:
         payer = [_name1(x) for x in cp]
     else:  # a terse bank line carries the payer's name: its words, no month
@@ -415,4 +431,50 @@ def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
         },
         copy=False,
     )  # all columns are new arrays
+    check_deadline("text preparation: transfer texts")
     return frame, _chunk_frame(_chunk_columns(title, range(len(title)), False), "t")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Both sides of a matching problem, normalised once: ``inv`` (row i = invoice position i) and its reference
+    chunks ``inv_chunks`` (column ``i``), ``tr`` and ``tr_chunks`` (column ``t``). Blocking, pair features, the
+    set choice and the rules baseline all read this one record."""
+
+    inv: pd.DataFrame
+    inv_chunks: pd.DataFrame
+    tr: pd.DataFrame
+    tr_chunks: pd.DataFrame
+
+    @classmethod
+    def of(cls, invoices: pd.DataFrame, transfers: pd.DataFrame) -> "Prepared":
+        """Prepare checked contract frames (``base.check_frame``)."""
+        inv, inv_chunks = prepare_invoices(invoices)
+        tr, tr_chunks = prepare_transfers(transfers)
+        return cls(inv, inv_chunks, tr, tr_chunks)
+
+    @classmethod
+    def concat(cls, parts: list["Prepared"]) -> "Prepared":
+        """Several problems one after the other; chunk positions shifted to the joined rows."""
+        i_off = np.r_[0, np.cumsum([len(p.inv) for p in parts])]
+        t_off = np.r_[0, np.cumsum([len(p.tr) for p in parts])]
+        return cls(
+            pd.concat([p.inv for p in parts], ignore_index=True),
+            pd.concat(
+                [p.inv_chunks.assign(i=p.inv_chunks["i"] + i_off[k]) for k, p in enumerate(parts)], ignore_index=True
+            ),
+            pd.concat([p.tr for p in parts], ignore_index=True),
+            pd.concat(
+                [p.tr_chunks.assign(t=p.tr_chunks["t"] + t_off[k]) for k, p in enumerate(parts)], ignore_index=True
+            ),
+        )
+
+    def with_transfers(self, idx: np.ndarray) -> "Prepared":
+        """The same invoices with the transfers at positions ``idx`` (sorted), renumbered 0..len(idx)-1."""
+        if len(idx) == len(self.tr):
+            return self
+        new_t = np.full(len(self.tr), -1, np.int64)
+        new_t[idx] = np.arange(len(idx))
+        keep = np.isin(self.tr_chunks["t"].to_numpy(), idx)
+        tc = self.tr_chunks[keep].assign(t=lambda d: new_t[d["t"].to_numpy()]).reset_index(drop=True)
+        return Prepared(self.inv, self.inv_chunks, self.tr.iloc[idx].reset_index(drop=True), tc)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .base import BaseMatcher
-from .candidates import ISSUE_AFTER_BOOKING_DAYS
-from .features import CENT
-from .model import MatchResult, check_frame
-from .normalize import prepare_invoices, prepare_transfers
+from .base import BaseMatcher, MatchResult, check_frame
+from .normalize import Prepared
+from .runtime import check_deadline, deadline_scope
+from .tolerances import CENT, ISSUE_AFTER_BOOKING_DAYS
 
 
 class RulesMatcher(BaseMatcher):
@@ -19,18 +18,21 @@ class RulesMatcher(BaseMatcher):
     def __init__(self, lookback_days: int = 180):
         self.lookback_days = lookback_days
 
-    def get_params(self, deep=True) -> dict:
-        return {"lookback_days": self.lookback_days}
-
     def fit(self, invoices=None, transfers=None, links=None) -> "RulesMatcher":
         return self
 
-    def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
+    def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame, *, deadline: float | None = None) -> MatchResult:
+        with deadline_scope(deadline):
+            return self._match(invoices, transfers)
+
+    def _match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
-        inv, ic = prepare_invoices(invoices)
-        tr, tc = prepare_transfers(transfers)
+        check_deadline("input check")
+        P = Prepared.of(invoices, transfers)
+        inv, tr = P.inv, P.tr
+        check_deadline("text preparation")
         # exact number: same alphanumerics once case, separators and diacritics are ignored
-        hits = tc[["t", "alnum"]].merge(ic[["i", "alnum"]], on="alnum")[["t", "i"]].drop_duplicates()
+        hits = P.tr_chunks[["t", "alnum"]].merge(P.inv_chunks[["i", "alnum"]], on="alnum")[["t", "i"]].drop_duplicates()
         t, i = hits["t"].to_numpy(np.int64), hits["i"].to_numpy(np.int64)
         days = (
             (tr["booked_at"].to_numpy()[t] - inv["issued_at"].to_numpy()[i]).astype("timedelta64[D]").astype(np.int64)

@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .model import Matcher  # sets OMP_WAIT_POLICY before torch loads its OpenMP runtime
+from . import runtime
+from .model import Matcher
+from .runtime import check_deadline, progress
 
 TEXT_FEATURE = "text_score"
 ENCODER_DIR = "text_encoder_{k}"
@@ -123,20 +125,6 @@ def pair_texts(pairs: pd.DataFrame, inv: pd.DataFrame, tr: pd.DataFrame) -> tupl
 class TransformerMatcher(Matcher):
     """``Matcher`` + a cross-encoder text score (see the module docstring). All ``Matcher`` parameters apply."""
 
-    _TEXT_PARAMS = (
-        "checkpoint",
-        "rerank_k",
-        "max_length",
-        "hidden_size",
-        "num_layers",
-        "num_heads",
-        "epochs",
-        "text_batch_size",
-        "text_learning_rate",
-        "max_train_pairs",
-        "device",
-    )
-
     def __init__(
         self,
         checkpoint=None,
@@ -167,17 +155,13 @@ class TransformerMatcher(Matcher):
         self.max_train_pairs = max_train_pairs
         self.device = device
 
-    _PARAMS = Matcher._PARAMS + _TEXT_PARAMS
-
     @classmethod
     def _expected_features(cls, params: dict) -> list[str]:
         return super()._expected_features(params) + [TEXT_FEATURE]
 
     # ------------------------------------------------------------------------------------------------------
     def _torch(self):
-        import torch
-
-        return torch
+        return runtime.torch()  # after the thread settings
 
     def _device(self):
         torch = self._torch()
@@ -229,6 +213,7 @@ class TransformerMatcher(Matcher):
                 enc = tok.encode_pairs(a[lo : lo + bs], b[lo : lo + bs], self.max_length)
                 logits = model(**{k: v.to(dev) for k, v in enc.items()}).logits.reshape(-1)
                 out[lo : lo + bs] = torch.sigmoid(logits).cpu().numpy()
+                check_deadline("text encoder")
         return out
 
     def _train_encoder(self, a, b, y, desc: str):
@@ -244,9 +229,7 @@ class TransformerMatcher(Matcher):
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
         pos = max(float(y.sum()), 1.0)
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(min(10.0, (n - pos) / pos), device=dev))
-        from .model import _progress
-
-        bar = _progress(self.show_progress, steps, desc)
+        bar = progress(self.show_progress, steps, desc)
         for _ in range(self.epochs):
             order = rng.permutation(n)
             for lo in range(0, n, self.text_batch_size):
@@ -267,21 +250,16 @@ class TransformerMatcher(Matcher):
         return model, tok
 
     def _with_threads(self, fn):
-        torch = self._torch()
-        before = torch.get_num_threads()
-        torch.set_num_threads(max(1, int(self.n_jobs)))
-        try:
+        with runtime.torch_threads(self.n_jobs):
             return fn()
-        finally:
-            torch.set_num_threads(before)
 
     # ------------------------------------------------------------------------------------------------------
     # Matcher hooks
 
-    def _fit_extra(self, pairs, X, y, inv, tr, fold) -> pd.DataFrame:
+    def _fit_extra(self, pairs, X, y, P, fold) -> pd.DataFrame:
         start = time.perf_counter()
         rows = self._rerank_rows(X)
-        a, b = pair_texts(pairs.iloc[rows], inv, tr)
+        a, b = pair_texts(pairs.iloc[rows], P.inv, P.tr)
         pf = fold[pairs["t"].to_numpy()[rows]]
         score = np.full(len(X), np.nan)
         self.encoders_ = []
@@ -302,11 +280,11 @@ class TransformerMatcher(Matcher):
         self.text_fit_seconds_ = round(time.perf_counter() - start, 3)
         return X.assign(**{TEXT_FEATURE: score.astype(np.float32)})
 
-    def _extra_features(self, pairs, inv, tr, X, fold=None):
+    def _extra_features(self, pairs, P, X, fold=None):
         rows = self._rerank_rows(X)
         score = np.full(len(X), np.nan)
         if len(rows):
-            a, b = pair_texts(pairs.iloc[rows], inv, tr)
+            a, b = pair_texts(pairs.iloc[rows], P.inv, P.tr)
             if fold is not None:  # in fit: each transfer by the encoder that did not train on it
                 pf = fold[pairs["t"].to_numpy()[rows]]
                 for k, (model, tok) in enumerate(self.encoders_):

@@ -1,0 +1,274 @@
+"""Subset search: which sets of a transfer's candidate invoices add up to its amount.
+
+Two searches, both vectorised over all transfers (no Python loop over transfers):
+- among each transfer's ``TOP_K`` most plausible candidates: every subset, as (transfers x 2^TOP_K) matrices
+  (``top_k_slots``, ``subset_masks``, ``subset_sums``; the set model's multi-invoice sets);
+- among all open invoices of one contractor with at most ``MAX_GROUP`` of them: every set of 2..``MAX_SET``
+  (``group_sets``; blocking's set channel, the contractor-set features and sets).
+Plus equality joins on cents for the sets that complete what a title names (``anchor_completions``,
+``pair_completion``), which never build a product of candidates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .arrays import eq_join, expand
+from .runtime import check_deadline
+from .tolerances import CENT, amount_fits
+
+TOP_K = 8  # subsets are searched among the top-k candidates of a transfer (2^8 = 256 per transfer)
+MAX_GROUP = 12  # exact set sums are searched among all open invoices of one contractor when it has at most this many
+MAX_SET = 6  # ... over sets of 2..MAX_SET invoices
+CELLS_PER_CHUNK = 1 << 20  # subset sums computed at once (8 MB of float64, milliseconds of BLAS); deadline between
+
+
+def subset_sums(
+    t: np.ndarray, score: np.ndarray, t_amount: np.ndarray, i_amount: np.ndarray, k: int = TOP_K
+) -> dict[str, np.ndarray]:
+    """For each pair: is it in a subset (size>=2) of its transfer's top-k candidates (by ``score``) whose
+    invoice amounts sum to the transfer amount exactly / within the fee tolerance; and the smallest such size.
+
+    All transfers at once: an (n_transfers x 2^k) matrix of subset sums, no Python loop over transfers.
+    """
+    n = len(t)
+    out = {
+        "subset_exact": np.zeros(n, np.float32),
+        "subset_fee": np.zeros(n, np.float32),
+        "subset_size": np.full(n, np.nan, np.float32),
+    }
+    if n == 0:
+        return out
+    slots, tpos, order = top_k_slots(t, score, k)
+    n_t = len(tpos)
+    amounts = np.zeros((n_t, k))
+    amounts[slots[:, 0], slots[:, 1]] = i_amount[order]
+    present = np.zeros((n_t, k), bool)
+    present[slots[:, 0], slots[:, 1]] = True
+    masks = subset_masks(k).astype(np.float64)  # float matrices: products run in BLAS (integer ones do not)
+    sizes = masks.sum(1)
+    multi = sizes >= 2
+    sums = amounts @ masks.T  # n_t x 2^k
+    valid = (present.astype(np.float64) @ masks.T == sizes) & multi  # only subsets of present candidates
+    target = t_amount[tpos][:, None]
+    exact = valid & (np.abs(sums - target) <= CENT * sizes + 1e-9)
+    fee = valid & amount_fits(target, sums, sizes)
+    # pair j (slot s) is in a matching subset if any matching subset contains s
+    in_exact = (exact.astype(np.float64) @ masks) > 0  # n_t x k
+    in_fee = (fee.astype(np.float64) @ masks) > 0
+    best_size = np.full((n_t, k), 99)
+    for size in range(k, 1, -1):  # the smallest matching subset containing the slot: smaller sizes overwrite
+        best_size[((fee & (sizes == size)).astype(np.float64) @ masks) > 0] = size
+    r, s = slots[:, 0], slots[:, 1]
+    out["subset_exact"][order] = in_exact[r, s]
+    out["subset_fee"][order] = in_fee[r, s]
+    bs = best_size[r, s].astype(np.float32)
+    out["subset_size"][order] = np.where(bs < 99, bs, np.nan)
+    return out
+
+
+_MASKS: dict[int, np.ndarray] = {}
+
+
+def subset_masks(k: int) -> np.ndarray:
+    """All 2^k subsets of k slots as a boolean (2^k x k) matrix; row 0 is the empty set."""
+    if k not in _MASKS:
+        _MASKS[k] = ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+    return _MASKS[k]
+
+
+def top_k_slots(t: np.ndarray, score: np.ndarray, k: int):
+    """Rows of each transfer's top-k by score: (slots [row_of_transfer, slot], unique transfers, row indices)."""
+    order = np.lexsort((-score, t))
+    ts = t[order]
+    start = np.r_[0, np.flatnonzero(np.diff(ts)) + 1]
+    counts = np.diff(np.r_[start, len(ts)])
+    rank = np.arange(len(ts)) - np.repeat(start, counts)
+    keep = rank < k
+    tpos = ts[start]
+    row_of = np.repeat(np.arange(len(start)), counts)
+    return np.c_[row_of[keep], rank[keep]], tpos, order[keep]
+
+
+_SET_MASKS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def set_masks(n: int, max_size: int = MAX_SET) -> np.ndarray:
+    """The subsets of n slots with 2..max_size members, as a boolean (n_sets x n) matrix."""
+    if (n, max_size) not in _SET_MASKS:
+        m = subset_masks(n)
+        size = m.sum(1)
+        _SET_MASKS[(n, max_size)] = m[(size >= 2) & (size <= max_size)]
+    return _SET_MASKS[(n, max_size)]
+
+
+def _key_runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, start, count): the rows with a key (>= 0) sorted by key (stable), each key's first position in
+    ``order`` and its number of rows."""
+    key = np.asarray(key)
+    ok = key >= 0
+    order = np.flatnonzero(ok)[np.argsort(key[ok], kind="stable")]
+    ks = key[order]
+    start = np.r_[0, np.flatnonzero(np.diff(ks)) + 1] if len(ks) else np.zeros(0, np.int64)
+    return order, start, np.diff(np.r_[start, len(ks)])
+
+
+def _size_bounds(values: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``values`` (keys x n cents): the smallest and the largest sum of ``s`` of its members. A set of s
+    members can only sum to an amount between them (exact, in integer cents)."""
+    v = np.sort(values, axis=1)
+    return v[:, :s].sum(1), v[:, v.shape[1] - s :].sum(1)
+
+
+def group_sets(
+    key: np.ndarray,
+    cents: np.ndarray,
+    target: np.ndarray | None = None,
+    max_n: int = MAX_GROUP,
+    max_size: int = MAX_SET,
+):
+    """Sets of rows that share a key (a contractor), for keys with 2..max_n rows: every subset of 2..max_size.
+
+    Yields, per chunk of keys of one group size n, (rows: keys x n row indices, masks: sets x n, sums: keys x sets
+    in cents) with ``target`` None, or only the exact hits (rows, masks, hit_key_index, hit_set_index) when
+    ``target`` (cents per row's key, given per row) is set; then keys whose target no set size can reach (below
+    the sum of its smallest members, above the sum of its largest) are skipped. Cost is the sum over keys of 2^n,
+    bounded by max_n; no Python loop over keys. Chunks hold at most ``CELLS_PER_CHUNK`` sums, in key order (the
+    hits come in the order one matrix would give), with a deadline check between them.
+    """
+    order, start, count = _key_runs(key)
+    for n in range(2, max_n + 1):
+        st = start[count == n]
+        if len(st) == 0:
+            continue
+        rows = order[st[:, None] + np.arange(n)[None, :]]
+        masks = set_masks(n, max_size)
+        if target is not None:
+            want = target[rows[:, 0]]
+            reach = np.zeros(len(rows), bool)
+            for s in range(2, min(n, max_size) + 1):
+                lo, hi = _size_bounds(cents[rows], s)
+                reach |= (lo <= want) & (want <= hi)
+            rows = rows[reach]
+        per = max(1, CELLS_PER_CHUNK // len(masks))
+        for lo in range(0, len(rows), per):
+            r = rows[lo : lo + per]
+            sums = cents[r].astype(np.float64) @ masks.T.astype(np.float64)  # exact: cents < 2^53
+            check_deadline("subset search")
+            if target is None:
+                yield r, masks, sums
+            else:
+                hk, hs = np.nonzero(sums == target[r[:, 0]].astype(np.float64)[:, None])
+                if len(hk):
+                    yield r, masks, hk, hs
+
+
+def fill_to_budget(count: np.ndarray, budget: int) -> np.ndarray:
+    """How many of its ``count`` items each owner keeps when all of them together may keep ``budget``: everything
+    when it fits; else the largest common cap that fits (water-filling), so owners with few items keep all of
+    them and only the ones with very many are cut."""
+    count = np.asarray(count, np.int64)
+    if count.sum() <= budget:
+        return count
+    lo, hi = 0, int(count.max())  # the cap: sum(min(count, lo)) <= budget < sum(min(count, hi))
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if np.minimum(count, mid).sum() <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return np.minimum(count, lo)
+
+
+def sets_paying(
+    key: np.ndarray,
+    cents: np.ndarray,
+    t_cents: np.ndarray,
+    budget: int,
+    key_scope: np.ndarray | None = None,
+    t_scope: np.ndarray | None = None,
+    max_n: int = MAX_GROUP,
+    max_size: int = MAX_SET,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sets of 2..max_size rows sharing a key (a contractor with 2..max_n rows) whose cents sum exactly to a
+    target (a transfer amount, nonzero) of the same scope. Returns (target index, row) per member of each
+    (target, set) hit.
+
+    Bounded work, whatever the amounts: the sets of one key are at most 2^MAX_GROUP (2,497 of 2..6 members of
+    12), and a set size is enumerated for a key only when some target lies between the sums of its smallest and
+    its largest members (the search is pruned by amount first), in chunks. What could explode is the join: many
+    contractors with many equal-ish amounts give every transfer thousands of exact sets (1,666 contractors x 12
+    invoices of 100-111 EUR gave each of 1,000 transfers ~11,000 sets, 46M rows and 8 GB). So at most ``budget``
+    (target, set) hits are kept in all, shared by water-filling (``fill_to_budget``); a target that is cut keeps
+    its smallest sets first (fewer members: fewer coincidences), then in key order. The budget is sized by the
+    caller from the input's size, so it never binds on ordinary data.
+    """
+    t_cents = np.asarray(t_cents, np.int64)
+    targets = np.unique(t_cents[t_cents != 0])
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if len(targets) == 0:
+        return none
+    order, start, count = _key_runs(key)
+    codes, members, owners = [], [], []  # per hit: target amount's position, member rows, its key's first row
+    for s in range(2, max_size + 1):  # smallest sets first: a target that is cut keeps these
+        for n in range(s, max_n + 1):
+            st = start[count == n]
+            if len(st) == 0:
+                continue
+            rows = order[st[:, None] + np.arange(n)[None, :]]
+            lo, hi = _size_bounds(cents[rows], s)
+            rows = rows[np.searchsorted(targets, lo, "left") < np.searchsorted(targets, hi, "right")]
+            masks = subset_masks(n)[subset_masks(n).sum(1) == s]
+            per = max(1, CELLS_PER_CHUNK // len(masks))
+            for c in range(0, len(rows), per):
+                r = rows[c : c + per]
+                sums = (cents[r].astype(np.float64) @ masks.T.astype(np.float64)).astype(np.int64)  # exact
+                pos = np.minimum(np.searchsorted(targets, sums), len(targets) - 1)
+                hk, hs = np.nonzero(targets[pos] == sums)
+                codes.append(pos[hk, hs])
+                owners.append(r[hk, 0])
+                wide = np.full((len(hk), max_n), -1, np.int64)
+                wide[:, :n] = np.where(masks[hs], r[hk], -1)
+                members.append(wide)
+                check_deadline("subset search: contractor sets")
+    if not codes:
+        return none
+    code, member, owner = np.concatenate(codes), np.concatenate(members), np.concatenate(owners)
+    t_pos = np.searchsorted(targets, t_cents)
+    t_ok = (t_cents != 0) & (targets[np.minimum(t_pos, len(targets) - 1)] == t_cents)
+    if key_scope is not None:  # a set of one problem's invoices pays only that problem's transfers
+        code = np.asarray(key_scope)[owner].astype(np.int64) * len(targets) + code
+        t_pos = np.asarray(t_scope).astype(np.int64) * len(targets) + t_pos
+    by_code = np.argsort(code, kind="stable")  # within a target amount: the order found, smallest sets first
+    sorted_code = code[by_code]
+    first = np.searchsorted(sorted_code, t_pos, "left")
+    n_hits = np.where(t_ok, np.searchsorted(sorted_code, t_pos, "right") - first, 0)
+    take = fill_to_budget(n_hits, budget)
+    hit = by_code[expand(first, take)]
+    m = member[hit]
+    has = m >= 0
+    return np.repeat(np.repeat(np.arange(len(t_cents)), take), has.sum(1)), m[has]
+
+
+def anchor_completions(t: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray, named: np.ndarray) -> pd.DataFrame:
+    """(a, c) row pairs: ``a`` is named in the title exactly, ``c`` is not, and together they are the transfer amount
+    to the cent. A typo can turn one of two numbers into another real invoice's number; the amount says which
+    invoice was meant. An equality join on cents, no product of candidates."""
+    cents = np.round(ia * 100).astype(np.int64)
+    target = np.round(ta_by_t[t] * 100).astype(np.int64)
+    a, c = np.flatnonzero(named), np.flatnonzero(~named)
+    ra, rc = eq_join([t[a], target[a] - cents[a]], [t[c], cents[c]])
+    return pd.DataFrame({"a": a[ra], "c": c[rc]})
+
+
+def pair_completion(t: np.ndarray, ia: np.ndarray, rest: np.ndarray, open_: np.ndarray) -> np.ndarray:
+    """1 where this invoice and another open candidate of the transfer sum to ``rest`` to the cent
+    (an equality self-join on cents, not a product of candidates)."""
+    cents, rest_c = np.round(ia * 100).astype(np.int64), np.round(rest * 100).astype(np.int64)
+    idx = np.flatnonzero(open_)
+    ra, rb = eq_join([t[idx], cents[idx]], [t[idx], rest_c[idx] - cents[idx]])
+    ra, rb = idx[ra], idx[rb]
+    out = np.zeros(len(t), np.float32)
+    out[ra[ra != rb]] = 1.0
+    return out
