@@ -135,3 +135,92 @@ def test_manifest_is_plain_json_with_months_rows_and_fingerprints(tmp_path):
     entry = raw["months"]["2025-01"]
     assert set(entry) >= {"path", "fingerprint", "rows", "committed_at"}
     assert raw["test"]["fingerprint"] and raw["generation"] == 1
+
+
+# -- two writers at once ----------------------------------------------------------------------------
+def _add_month_in_a_race(root: str, month: str, start: int, barrier, results) -> None:
+    """One writer in its own process: waits for the other at the commit, then commits slowly.
+
+    The slow manifest serialisation (0.5 s) makes the window between "check the generation" and "rename"
+    wide, so an unguarded check-then-rename loses an update every time, not only by bad luck."""
+    import time
+
+    from ledgerlink.data.store import ConcurrentCommitError, DatasetStore, Manifest
+
+    to_json = Manifest.to_json
+
+    def slow_to_json(self):
+        time.sleep(0.5)
+        return to_json(self)
+
+    Manifest.to_json = slow_to_json
+    store = DatasetStore(root)
+    commit = store._commit
+
+    def commit_together(manifest, expected_generation):
+        barrier.wait(timeout=60)
+        return commit(manifest, expected_generation)
+
+    store._commit = commit_together
+    try:
+        written, message = store.add_month(month, tiny_month(month, start=start))
+        results.put(("committed" if written else "no-op", month, message))
+    except ConcurrentCommitError as exc:
+        results.put(("refused", month, str(exc)))
+    except BaseException as exc:  # surfaces in the parent's assertion
+        results.put(("error", month, f"{type(exc).__name__}: {exc}"))
+
+
+def _race(root: str, months_and_starts: list[tuple[str, int]]) -> list[tuple[str, str, str]]:
+    import multiprocessing as mp
+    import time
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(len(months_and_starts)), ctx.Queue()
+    procs = [
+        ctx.Process(target=_add_month_in_a_race, args=(root, month, start, barrier, results))
+        for month, start in months_and_starts
+    ]
+    for p in procs:
+        p.start()
+    outcomes, deadline = [], time.monotonic() + 180
+    while len(outcomes) < len(procs) and time.monotonic() < deadline:
+        try:
+            outcomes.append(results.get(timeout=0.5))
+        except Exception:  # queue.Empty: fail fast if a child died without reporting
+            assert not any(p.exitcode not in (None, 0) for p in procs), [p.exitcode for p in procs]
+    for p in procs:
+        p.join(timeout=30)
+    return sorted(outcomes)
+
+
+def _store_with_first_month(root) -> DatasetStore:
+    store = DatasetStore(str(root))
+    m1 = tiny_month("2025-01")
+    train, test = split_month(m1, 0.3, 1)
+    train["invoices"] = test["invoices"] = m1["invoices"]
+    store.add_month("2025-01", train, test)
+    return store
+
+
+def test_two_processes_adding_different_months_commit_exactly_one(tmp_path):
+    """Issue 11.5: both used to report "committed" and one month vanished from the manifest."""
+    store = _store_with_first_month(tmp_path / "store")
+    outcomes = _race(str(tmp_path / "store"), [("2025-02", 100), ("2025-03", 300)])
+    assert [kind for kind, _, _ in outcomes] == ["committed", "refused"], outcomes
+    (_, winner, _), (_, loser, message) = outcomes
+    assert "another collection committed" in message and "Re-run" in message
+    manifest = store.read_manifest()
+    assert sorted(manifest.months) == ["2025-01", winner] and manifest.generation == 2
+    assert len(store.load_train([winner])["transfers"]) == 20
+    # the loser's month folder is unreferenced (never visible) and listed as garbage
+    assert [g.split("/")[1] for g in store.garbage()] == [loser]
+
+
+def test_two_processes_adding_the_same_month_commit_it_once(tmp_path):
+    store = _store_with_first_month(tmp_path / "store")
+    outcomes = _race(str(tmp_path / "store"), [("2025-02", 100), ("2025-02", 100)])
+    assert [kind for kind, _, _ in outcomes] == ["committed", "refused"], outcomes
+    manifest = store.read_manifest()
+    assert sorted(manifest.months) == ["2025-01", "2025-02"] and manifest.generation == 2
+    assert len(store.garbage()) == 1

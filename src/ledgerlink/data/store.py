@@ -15,19 +15,27 @@ Steps pass ``DatasetRef`` (URI, months, row counts, fingerprints), never DataFra
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
 import json
+import os
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import fsspec
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
 
 from .contract import TABLES
 
 MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"  # local stores: held (flock) around the generation check and the rename
+LOCK_TIMEOUT_S = 120
+TMP_SUFFIX = ".tmp"  # manifests being written; one left behind is a crash's leftover (garbage())
 
 
 class StoreError(RuntimeError):
@@ -87,6 +95,20 @@ class Manifest:
         )
 
 
+def _named_paths(manifest: Manifest) -> list[str]:
+    """The folders a manifest makes visible."""
+    return [v["path"] for v in manifest.months.values()] + ([manifest.test["path"]] if manifest.test else [])
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a rename in ``path`` durable (POSIX: the directory entry is data of the directory)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class DatasetStore:
     def __init__(self, uri: str, fs: fsspec.AbstractFileSystem | None = None):
         self.uri = uri.rstrip("/")
@@ -119,21 +141,83 @@ class DatasetStore:
         with self.fs.open(path, "rb") as f:
             return Manifest.from_json(f.read().decode())
 
-    def _commit(self, manifest: Manifest, expected_generation: int) -> None:
-        """Write the manifest last. Local: temp file + atomic rename. Subclasses add preconditions."""
-        current = self.read_manifest()
-        if current.generation != expected_generation:
-            raise ConcurrentCommitError(
-                f"manifest at {self.uri} changed while writing (generation {current.generation}, "
-                f"expected {expected_generation})"
+    @contextlib.contextmanager
+    def _commit_lock(self) -> Iterator[None]:
+        """Hold the store's commit lock: an exclusive ``flock`` on ``.manifest.lock`` in the root.
+
+        The generation check and the rename must be one step: without the lock, two writers adding
+        different months both passed the check and the second rename dropped the first month (20 of
+        20 trials, issue 11.5). The kernel releases a ``flock`` when its holder dies, so a killed
+        writer never leaves a stale lock behind. Only a local folder gets here: GCS overrides
+        ``_commit`` with generation preconditions, and other filesystems have no atomic commit.
+        """
+        if not isinstance(self.fs, LocalFileSystem):
+            protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+            raise StoreError(
+                f"the dataset store at {self.uri} is on '{protocol}', where a manifest commit cannot be made "
+                "atomic; use a local folder (file lock) or gs:// (generation preconditions)"
             )
-        manifest.generation = expected_generation + 1
-        path = self._path(MANIFEST)
-        tmp = self._path(f".{MANIFEST}.{uuid.uuid4().hex}.tmp")
-        self.fs.makedirs(self.root, exist_ok=True)
-        with self.fs.open(tmp, "wb") as f:
-            f.write(manifest.to_json().encode())
-        self.fs.mv(tmp, path)
+        import fcntl
+
+        os.makedirs(self.root, exist_ok=True)
+        path = self._path(LOCK)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"another writer has held the commit lock {path} for over {LOCK_TIMEOUT_S} s; "
+                            "nothing was committed. Re-run when it has finished."
+                        ) from None
+                    time.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _commit(self, manifest: Manifest, expected_generation: int) -> None:
+        """Write the manifest last, under the commit lock: check the generation, temp file, fsync, rename.
+
+        Exactly one of two racing writers commits; the other gets ``ConcurrentCommitError`` and its
+        data files stay unreferenced (``garbage()``). It is not retried here: the checks of
+        ``add_month`` (order, test set, leaks) were made against the old manifest, so the caller
+        re-runs, which is safe and picks up the next month.
+        """
+        with self._commit_lock():
+            current = self.read_manifest()
+            if current.generation != expected_generation:
+                raise ConcurrentCommitError(self._refusal(manifest, current))
+            new = sorted(set(_named_paths(manifest)) - set(_named_paths(current)))
+            missing = [p for p in new if not self.fs.exists(self._path(p))]
+            if missing:
+                raise StoreError(
+                    f"the manifest would name folders that are gone: {missing}; were they removed as garbage "
+                    "while this run wrote them? Nothing was committed; re-run."
+                )
+            manifest.generation = expected_generation + 1
+            path = self._path(MANIFEST)
+            tmp = self._path(f".{MANIFEST}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+            with open(tmp, "wb") as f:
+                f.write(manifest.to_json().encode())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(self.root)
+
+    def _refusal(self, ours: Manifest, theirs: Manifest) -> str:
+        adding = sorted(m for m in ours.months if theirs.months.get(m) != ours.months[m]) or ["(none)"]
+        newest = max(theirs.months) if theirs.months else "(none)"
+        first = adding[0] if adding[0] in theirs.months else newest
+        return (
+            f"another collection committed month {first} first (manifest {self.uri}, now at generation "
+            f"{theirs.generation}, newest month {newest}); nothing was written by this run's manifest for "
+            f"month {', '.join(adding)}; its data files are unreferenced (see garbage()). "
+            "Re-run to pick up the next month."
+        )
 
     # -- public API ---------------------------------------------------------------------------
     def collected_months(self) -> list[str]:
