@@ -224,3 +224,100 @@ def test_two_processes_adding_the_same_month_commit_it_once(tmp_path):
     manifest = store.read_manifest()
     assert sorted(manifest.months) == ["2025-01", "2025-02"] and manifest.generation == 2
     assert len(store.garbage()) == 1
+
+
+# -- leftovers of crashes and how they are removed ---------------------------------------------------
+def test_a_crash_during_the_commit_leaves_a_tmp_manifest_that_garbage_lists(tmp_path, monkeypatch):
+    """Issue 11.8: ``garbage()`` did not list the manifests a crash left half-committed."""
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    before = store.read_manifest().to_json()
+    import ledgerlink.data.store as store_module
+
+    def crash(*args):
+        raise OSError("killed between writing and renaming the manifest (simulated)")
+
+    monkeypatch.setattr(store_module.os, "replace", crash)
+    with pytest.raises(OSError, match="simulated"):
+        collect_month(wh, store)
+    monkeypatch.undo()
+    assert store.read_manifest().to_json() == before  # the old manifest still rules
+    garbage = store.garbage()
+    tmp = [g for g in garbage if g.startswith(".manifest.json.") and g.endswith(".tmp")]
+    month = [g for g in garbage if g.startswith("months/2025-02/")]
+    assert len(tmp) == 1 and len(month) == 1 and len(garbage) == 2, garbage
+    ref, _ = collect_month(wh, store)  # a rerun is safe
+    assert ref.collected and ref.months == ["2025-01", "2025-02"]
+
+
+def test_garbage_lists_a_leftover_tmp_manifest(tmp_path):
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    (tmp_path / "store" / ".manifest.json.0123abcd.tmp").write_text("{half a manifest")
+    assert store.garbage() == [".manifest.json.0123abcd.tmp"]
+
+
+def _store_with_orphans(tmp_path) -> tuple[DatasetStore, DuckDBWarehouse]:
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    collect_month(wh, store)
+    (tmp_path / "store" / ".manifest.json.0123abcd.tmp").write_text("{half a manifest")
+    orphan = tmp_path / "store" / "months" / "2025-03" / "deadbeef-00000000"
+    orphan.mkdir(parents=True)
+    (orphan / "transfers.parquet").write_bytes(b"PAR1")
+    (tmp_path / "store" / "test" / "cafe-11111111").mkdir(parents=True)
+    return store, wh
+
+
+def test_remove_garbage_deletes_what_garbage_lists_and_nothing_the_manifest_names(tmp_path):
+    store, wh = _store_with_orphans(tmp_path)
+    listed = store.garbage()
+    assert len(listed) == 3
+    manifest, test, train = store.read_manifest().to_json(), store.load_test(), store.load_train()
+    assert store.remove_garbage() == []  # younger than the default age: may belong to a running collection
+    assert store.garbage() == listed
+    assert store.remove_garbage(min_age_s=0) == listed
+    assert store.garbage() == []
+    assert store.read_manifest().to_json() == manifest
+    for t, df in store.load_test().items():
+        pd.testing.assert_frame_equal(df, test[t])
+    for t, df in store.load_train().items():
+        pd.testing.assert_frame_equal(df, train[t])
+    assert (tmp_path / "store" / ".manifest.lock").exists()  # the lock file is not garbage
+    ref, _ = collect_month(wh, store)
+    assert ref.months == ["2025-01", "2025-02", "2025-03"]
+
+
+def test_a_commit_refuses_a_folder_removed_as_garbage_while_it_was_written(tmp_path, monkeypatch):
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    commit = DatasetStore._commit
+
+    def garbage_collected_first(self, manifest, expected_generation):
+        assert self.remove_garbage(min_age_s=0)  # the unreferenced new month folder
+        return commit(self, manifest, expected_generation)
+
+    monkeypatch.setattr(DatasetStore, "_commit", garbage_collected_first)
+    with pytest.raises(StoreError, match="gone"):
+        collect_month(wh, store)
+    monkeypatch.undo()
+    assert store.collected_months() == ["2025-01"]
+    ref, _ = collect_month(wh, store)
+    assert ref.collected and len(store.load_train(["2025-02"])["transfers"]) == 40
+
+
+def test_the_orphans_command_lists_then_removes(tmp_path):
+    import subprocess
+    import sys
+
+    store, _ = _store_with_orphans(tmp_path)
+    listed = store.garbage()
+    cmd = [sys.executable, "-m", "ledgerlink.data.orphans", "--uri", str(tmp_path / "store"), "--min-age-s", "0"]
+    dry = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert all(g in dry.stdout for g in listed) and "would remove 3 leftover" in dry.stdout
+    assert store.garbage() == listed
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "removed 3 leftover" in done.stdout and store.garbage() == []
+    assert store.collected_months() == ["2025-01", "2025-02"]

@@ -36,6 +36,7 @@ MANIFEST = "manifest.json"
 LOCK = ".manifest.lock"  # local stores: held (flock) around the generation check and the rename
 LOCK_TIMEOUT_S = 120
 TMP_SUFFIX = ".tmp"  # manifests being written; one left behind is a crash's leftover (garbage())
+GARBAGE_MIN_AGE_S = 3600.0  # remove_garbage spares younger leftovers: they may be a running collection's
 
 
 class StoreError(RuntimeError):
@@ -98,6 +99,16 @@ class Manifest:
 def _named_paths(manifest: Manifest) -> list[str]:
     """The folders a manifest makes visible."""
     return [v["path"] for v in manifest.months.values()] + ([manifest.test["path"]] if manifest.test else [])
+
+
+def _new_files(manifest: Manifest, current: Manifest) -> list[str]:
+    """The Parquet files ``manifest`` names and ``current`` does not."""
+
+    def files(m: Manifest) -> set[str]:
+        entries = [*m.months.values(), *([m.test] if m.test else [])]
+        return {f"{e['path']}/{t}.parquet" for e in entries for t in e["rows"]}
+
+    return sorted(files(manifest) - files(current))
 
 
 def _fsync_dir(path: str) -> None:
@@ -191,11 +202,10 @@ class DatasetStore:
             current = self.read_manifest()
             if current.generation != expected_generation:
                 raise ConcurrentCommitError(self._refusal(manifest, current))
-            new = sorted(set(_named_paths(manifest)) - set(_named_paths(current)))
-            missing = [p for p in new if not self.fs.exists(self._path(p))]
+            missing = [p for p in _new_files(manifest, current) if not self.fs.exists(self._path(p))]
             if missing:
                 raise StoreError(
-                    f"the manifest would name folders that are gone: {missing}; were they removed as garbage "
+                    f"the manifest would name files that are gone: {missing}; were they removed as garbage "
                     "while this run wrote them? Nothing was committed; re-run."
                 )
             manifest.generation = expected_generation + 1
@@ -331,21 +341,62 @@ class DatasetStore:
         )
 
     def garbage(self) -> list[str]:
-        """Month/test folders no manifest names: leftovers of interrupted writes (safe to delete)."""
-        manifest = self.read_manifest()
-        live = {v["path"] for v in manifest.months.values()} | ({manifest.test["path"]} if manifest.test else set())
-        found = []
-        for top in ("months", "test"):
+        """What no manifest names, relative to the root: month and test folders of interrupted or refused
+        writes, and manifests a crash left unrenamed (``.manifest.json.*.tmp``). Readers never see any of
+        it; ``remove_garbage`` deletes it."""
+        live = set(_named_paths(self.read_manifest()))
+        found = [self._relative(p) for p in self.fs.glob(self._path(f".{MANIFEST}.*{TMP_SUFFIX}"))]
+        for top, depth in (("months", 2), ("test", 1)):
             base = self._path(top)
-            if not self.fs.exists(base):
-                continue
-            depth = 2 if top == "months" else 1
-            for p in self.fs.glob(base + "/*" * depth):
-                rel = p[len(self.root) + 1 :] if p.startswith(self.root) else p
-                rel = rel.lstrip("/")
-                if rel not in live:
-                    found.append(rel)
+            if self.fs.exists(base):
+                found += [rel for rel in map(self._relative, self.fs.glob(base + "/*" * depth)) if rel not in live]
         return sorted(found)
+
+    def remove_garbage(self, min_age_s: float = GARBAGE_MIN_AGE_S, dry_run: bool = False) -> list[str]:
+        """Delete what ``garbage()`` lists and nothing was written to for ``min_age_s``; return what went
+        (``dry_run``: what would go).
+
+        The age spares the folder of a collection that is still writing (it is garbage until its commit).
+        On a local store the commit lock is held as well, and a commit checks that its files still exist,
+        so a collection whose folder was removed fails cleanly instead of naming missing files. A path
+        the manifest names is never removed, whatever the listing says.
+        """
+        guard = self._commit_lock() if isinstance(self.fs, LocalFileSystem) else contextlib.nullcontext()
+        with guard:
+            live = set(_named_paths(self.read_manifest()))
+            now, removed = time.time(), []
+            for rel in self.garbage():
+                if any(rel == p or rel.startswith(p + "/") or p.startswith(rel + "/") for p in live):
+                    continue
+                path = self._path(rel)
+                if now - self._newest_mtime(path) < min_age_s:
+                    continue
+                if not dry_run:
+                    self.fs.rm(path, recursive=True)
+                removed.append(rel)
+        return removed
+
+    def _relative(self, path: str) -> str:
+        return (path[len(self.root) + 1 :] if path.startswith(self.root) else path).lstrip("/")
+
+    def _newest_mtime(self, path: str) -> float:
+        """Seconds since the epoch of the newest write under ``path`` (a file or a folder)."""
+        infos = [self.fs.info(path)]
+        if infos[0]["type"] == "directory":
+            infos += list(self.fs.find(path, detail=True).values())
+        stamps = [_epoch(i.get("mtime", i.get("updated"))) for i in infos]
+        return max((t for t in stamps if t is not None), default=time.time())
+
+
+def _epoch(stamp) -> float | None:
+    """fsspec reports times as epoch floats (local), datetimes (gcsfs) or ISO strings."""
+    if stamp is None:
+        return None
+    if isinstance(stamp, (int, float)):
+        return float(stamp)
+    if isinstance(stamp, str):
+        stamp = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return stamp.timestamp() if isinstance(stamp, dt.datetime) else None
 
 
 def open_store(cfg: dict) -> DatasetStore:
