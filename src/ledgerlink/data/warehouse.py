@@ -1,11 +1,18 @@
 """Extraction from the warehouse: one query text in BigQuery Standard SQL, run on BigQuery or DuckDB.
 
 The SQL is written once (``extraction_sql``) in BigQuery's dialect with named query parameters
-(``@window_start``, ``@window_end``). The embedded DuckDB warehouse runs the same text transpiled by
-sqlglot, so the local default exercises the production query. Warehouse column names come from the
-``ColumnMap`` in config and are aliased to canonical names in the SELECT, so everything downstream
-speaks the contract. Before querying, the live schema is compared with the mapping, so a renamed or
-dropped column fails with a message naming table and column instead of a SQL error.
+(``@month``, ``@window_start``, ``@window_end``). The embedded DuckDB warehouse runs the same text
+transpiled by sqlglot, so the local default exercises the production query. Warehouse column names
+come from the ``ColumnMap`` in config and are aliased to canonical names in the SELECT, so everything
+downstream speaks the contract. Before querying, the live schema is compared with the mapping, so a
+renamed or dropped column fails with a message naming table and column instead of a SQL error.
+
+Which rows a month extracts is chosen so that no row can fall between months unseen (issue 11.4):
+a row whose ``month`` column names the month, a row dated inside it (``MONTH_DATE``), and a row
+with no month at all. ``check_month`` then stops on any of them that disagrees (a null date, a date
+outside its month, a month label of another month or of the wrong shape), naming the rows, instead
+of the row vanishing with exit code 0. Links come with their own month or with their transfer's, so
+a link whose transfer is missing, or sits in another month, is named too.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Protocol
@@ -20,19 +28,12 @@ from typing import Protocol
 import pandas as pd
 import sqlglot
 
-from .contract import TABLES, ColumnMap, ContractError
+from .contract import MONTH_DATE, TABLES, ColumnMap, ContractError, month_window
+
+__all__ = ["DuckDBWarehouse", "extraction_sql", "month_window", "months_sql", "open_warehouse", "query_parameters"]
 
 SEED_MARKER = "_ledgerlink_seed"  # table in the dataset schema of a warehouse file ledgerlink created
 SEEDING_SUFFIX = ".seeding"  # temp files of a seeding in progress (or killed before its rename)
-
-# Which date column places a table's rows in a month (links follow their transfer).
-WINDOW_COLUMN = {"invoices": "issued_at", "transfers": "booked_at", "links": None}
-
-
-def month_window(month: str) -> tuple[dt.date, dt.date]:
-    start = dt.date.fromisoformat(month + "-01")
-    end = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return start, end
 
 
 def _quote(name: str) -> str:
@@ -45,24 +46,52 @@ def extraction_sql(table: str, columns: ColumnMap, dataset_ref: str) -> str:
     def ref(t: str) -> str:
         return _quote(f"{dataset_ref}.{columns.table(t)}")
 
-    select = ", ".join(f"x.{_quote(columns.column(table, c))} AS {c}" for c in columns.present(table))
+    def col(t: str, c: str) -> str:
+        return _quote(columns.column(t, c))
+
+    select = ", ".join(f"x.{col(table, c)} AS {c}" for c in columns.present(table))
+    month = col(table, "month")
     if table == "links":
-        booked = columns.column("transfers", "booked_at")
-        tid_l, tid_t = columns.column("links", "transfer_id"), columns.column("transfers", "transfer_id")
+        tid_l, tid_t = col("links", "transfer_id"), col("transfers", "transfer_id")
         return (
-            f"SELECT {select} FROM {ref('links')} AS x JOIN {ref('transfers')} AS t "
-            f"ON t.{_quote(tid_t)} = x.{_quote(tid_l)} "
-            f"WHERE t.{_quote(booked)} >= @window_start AND t.{_quote(booked)} < @window_end"
+            f"SELECT {select} FROM {ref('links')} AS x "
+            f"WHERE x.{month} = @month OR x.{month} IS NULL OR TRIM(CAST(x.{tid_l} AS STRING)) IN "
+            f"(SELECT TRIM(CAST(t.{tid_t} AS STRING)) FROM {ref('transfers')} AS t "
+            f"WHERE t.{col('transfers', 'month')} = @month)"
         )
-    date_col = _quote(columns.column(table, WINDOW_COLUMN[table]))
-    return f"SELECT {select} FROM {ref(table)} AS x WHERE x.{date_col} >= @window_start AND x.{date_col} < @window_end"
+    date = col(table, MONTH_DATE[table])
+    return (
+        f"SELECT {select} FROM {ref(table)} AS x "
+        f"WHERE x.{month} = @month OR x.{month} IS NULL OR (x.{date} >= @window_start AND x.{date} < @window_end)"
+    )
+
+
+def query_parameters(table: str, month: str) -> dict[str, str | dt.date]:
+    """The named parameters ``extraction_sql(table, ...)`` uses, for ``month``."""
+    if table == "links":
+        return {"month": month}
+    start, end = month_window(month)
+    return {"month": month, "window_start": start, "window_end": end}
 
 
 def months_sql(columns: ColumnMap, dataset_ref: str) -> str:
     """Distinct months present in the transfers table, oldest first."""
     month = _quote(columns.column("transfers", "month"))
     table = _quote(dataset_ref + "." + columns.table("transfers"))
-    return f"SELECT DISTINCT x.{month} AS month FROM {table} AS x ORDER BY month"
+    return f"SELECT DISTINCT x.{month} AS month FROM {table} AS x WHERE x.{month} IS NOT NULL ORDER BY month"
+
+
+def checked_months(months: list, columns: ColumnMap) -> list[str]:
+    """The warehouse's month labels, each ``YYYY-MM``; a malformed one is a ContractError naming it."""
+    bad = [m for m in months if not (isinstance(m, str) and re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", m))]
+    if bad:
+        raise ContractError(
+            columns.table("transfers"),
+            columns.column("transfers", "month"),
+            f"{len(bad)} month label(s) are not YYYY-MM: {bad[:5]}; rows with them would never be collected",
+            pd.DataFrame({"month": bad}),
+        )
+    return list(months)
 
 
 def to_duckdb(sql: str) -> str:
@@ -189,16 +218,16 @@ class DuckDBWarehouse:
 
     def months(self) -> list[str]:
         with self._connect() as con:
-            return [r[0] for r in con.execute(to_duckdb(months_sql(self.columns, self.dataset))).fetchall()]
+            found = [r[0] for r in con.execute(to_duckdb(months_sql(self.columns, self.dataset))).fetchall()]
+        return checked_months(found, self.columns)
 
     def extract_month(self, month: str) -> dict[str, pd.DataFrame]:
-        start, end = month_window(month)
         out = {}
         with self._connect() as con:
             for table in TABLES:
                 check_schema(table, self.live_columns(table), self.columns)
                 sql = to_duckdb(extraction_sql(table, self.columns, self.dataset))
-                out[table] = con.execute(sql, {"window_start": start, "window_end": end}).df()
+                out[table] = con.execute(sql, query_parameters(table, month)).df()
         return out
 
 
