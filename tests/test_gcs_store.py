@@ -165,6 +165,13 @@ def test_a_commit_that_lost_the_race_is_refused_with_a_clear_message(tmp_path, u
     assert len(_store(uri).garbage()) == 1  # our unreferenced month folder
     ref, _ = collect_month(wh, ours)  # the re-run picks up the next month
     assert ref.new_month == "2025-03" and ref.collected
+    # the orphan goes on request (once old enough); what the manifest names stays readable
+    store, train = _store(uri), _store(uri).load_train()
+    assert store.remove_garbage() == []  # younger than an hour
+    (orphan,) = store.garbage()
+    assert store.remove_garbage(min_age_s=0) == [orphan] and store.garbage() == []
+    for t, df in _store(uri).load_train().items():
+        pd.testing.assert_frame_equal(df, train[t])
 
 
 def _race(uri: str, warehouse_path: str, endpoint: str, barrier, results) -> None:

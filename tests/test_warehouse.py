@@ -181,3 +181,26 @@ def test_two_processes_seeding_at_once_both_get_one_whole_warehouse(tmp_path):
     assert outcomes == [("ok", ["2025-01", "2025-02"])] * 2, outcomes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
     assert len(DuckDBWarehouse(path).extract_month("2025-01")["transfers"]) == 60
+
+
+def test_without_hard_links_seeding_falls_back_to_check_then_rename(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import ledgerlink.data.warehouse as warehouse_module
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted (a filesystem without hard links)")
+
+    monkeypatch.setattr(warehouse_module.os, "link", no_links)
+    path = tmp_path / "warehouse.duckdb"
+    assert open_warehouse(_cfg(path)).months() == ["2025-01", "2025-02"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse.duckdb"]
+    before = _contents(path)
+    with pytest.raises(FileExistsError, match="never replaced"):
+        DuckDBWarehouse(path).seed(tiny_month())
+    late = tmp_path / "warehouse.duckdb.late.seeding"  # a seeding that finished after the file appeared
+    late.write_bytes(b"another whole warehouse")
+    with pytest.raises(FileExistsError, match="never replaced"):
+        warehouse_module._publish(late, path)
+    assert _contents(path) == before and os.path.exists(late)

@@ -18,6 +18,7 @@ a link whose transfer is missing, or sits in another month, is named too.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import re
@@ -246,6 +247,12 @@ def _publish(tmp: Path, path: Path) -> None:
         os.link(tmp, path)
     except FileExistsError:
         raise FileExistsError(_exists_message(path)) from None
+    except OSError as exc:  # no hard links here (some network or FUSE mounts): check, then rename
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if path.exists():  # the one window two seedings could race in; the loser's rename replaces a twin
+            raise FileExistsError(_exists_message(path)) from None
+        os.rename(tmp, path)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
