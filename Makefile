@@ -7,7 +7,7 @@ export ZENML_ANALYTICS_OPT_IN := false
 export BENTOML_DO_NOT_TRACK := True
 export AUTO_OPEN_DASHBOARD := false
 
-.PHONY: run test lint install lock bench clean dashboard stack-gcp simulate screenshots
+.PHONY: run test lint install lock bench clean clean-orphans dashboard stack-gcp simulate screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -35,8 +35,11 @@ lint: $(STAMP)   # ruff: imports sorted, line length 120 (pyproject.toml), forma
 bench: $(STAMP)
 	$(PY) benchmarks/pipeline_overhead.py
 
-clean:
+clean:   # everything under the default .ledgerlink/ (warehouse, datasets, models); keep the data: clean-orphans
 	rm -rf .ledgerlink
+
+clean-orphans: $(STAMP)   # only what crashed or refused runs left (python -m ledgerlink.data.orphans --help)
+	$(PY) -m ledgerlink.data.orphans --config $(or $(CONFIG),configs/local.yaml) $(if $(DRY),--dry-run)
 
 simulate: $(STAMP)
 	$(PY) run.py --simulate 12

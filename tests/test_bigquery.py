@@ -29,7 +29,7 @@ import pytest
 
 from ledgerlink.data.bigquery import BigQueryWarehouse
 from ledgerlink.data.contract import TABLES, ColumnMap, ContractError, check_month
-from ledgerlink.data.warehouse import extraction_sql
+from ledgerlink.data.warehouse import extraction_sql, query_parameters
 from tests.conftest import tiny_month
 
 bigquery = pytest.importorskip("google.cloud.bigquery")
@@ -85,18 +85,20 @@ def _insert(table_id: str, table: str, df: pd.DataFrame) -> str:
 
 # -- crucible -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def crucible():
+def crucible(tmp_path_factory):
     exe = Path(sys.executable).with_name("crucible")
     exe = str(exe) if exe.exists() else shutil.which("crucible")
-    if exe is None:
-        pytest.skip(
-            "crucible-emulator is not installed (pip install 'crucible-emulator[server]'); it is the offline BigQuery"
-        )
+    assert exe, (
+        "crucible-emulator is not installed (pip install 'crucible-emulator[server]'); it is the offline BigQuery"
+    )
     port = _free_port()
+    # Its log goes to a file, never to a pipe nobody reads: a full pipe blocks the server.
+    log_path = tmp_path_factory.mktemp("crucible") / "crucible.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
         [exe, "serve", "--dialect", "bigquery", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -107,7 +109,8 @@ def crucible():
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.skip(f"crucible could not start on {url}: {proc.stderr.read().decode()[-500:]}")
+                log.close()
+                pytest.fail(f"crucible could not start on {url}: {log_path.read_text()[-500:]}")
             time.sleep(0.1)
     client = _client(url)
     # "ds": the contract tables with two months; "renamed" and "badtype": one broken table each.
@@ -128,6 +131,7 @@ def crucible():
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+    log.close()
 
 
 def test_months_and_schema_come_from_the_live_tables(crucible):
@@ -307,10 +311,14 @@ def test_extraction_sends_our_sql_with_a_date_window(fake_bq, month_data):
         q = body["configuration"]["query"]
         assert q["query"] == extraction_sql(table, ColumnMap(), f"{PROJECT}.ds")
         assert q["useLegacySql"] is False and q["parameterMode"] == "NAMED"
-        assert sorted(q["queryParameters"], key=lambda p: p["name"]) == [
+        month = {"name": "month", "parameterType": {"type": "STRING"}, "parameterValue": {"value": "2025-01"}}
+        window = [
             {"name": "window_end", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "2025-02-01"}},
             {"name": "window_start", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "2025-01-01"}},
         ]
+        # links come by their own month or their transfer's; invoices and transfers also by their date
+        expected = [month] if table == "links" else [month, *window]
+        assert sorted(q["queryParameters"], key=lambda p: p["name"]) == expected
         assert body["jobReference"]["location"] == "EU"
     # the frames satisfy the contract and hold what the warehouse holds
     checked = check_month(frames, "2025-01")
@@ -333,11 +341,10 @@ def test_window_parameters_follow_the_live_column_type(month_data):
             p["name"]: (p["parameterType"]["type"], p["parameterValue"]["value"]) for p in q["queryParameters"]
         }
     assert params["invoices"]["window_start"] == ("DATE", "2025-01-01")
-    for table in ("transfers", "links"):  # links are windowed by their transfer's booked_at
-        assert params[table]["window_start"][0] == "TIMESTAMP" and params[table]["window_start"][1].startswith(
-            "2025-01-01"
-        )
-        assert params[table]["window_end"][1].startswith("2025-02-01")
+    assert params["transfers"]["window_start"][0] == "TIMESTAMP"
+    assert params["transfers"]["window_start"][1].startswith("2025-01-01")
+    assert params["transfers"]["window_end"][1].startswith("2025-02-01")
+    assert params["links"] == {"month": ("STRING", "2025-01")}  # links follow months, not dates
     checked = check_month(frames, "2025-01")
     assert (checked["transfers"]["booked_at"] == month_data["transfers"]["booked_at"]).all()
 
@@ -467,3 +474,21 @@ def test_without_the_storage_package_results_come_over_rest(fake_bq, month_data,
         frames = wh.extract_month("2025-01")
     assert wh.last_read_path == "rest" and len(fake_bq.row_reads()) == 3
     assert len(frames["transfers"]) == len(month_data["transfers"])
+
+
+def test_the_extraction_sql_is_bigquery_that_selects_each_month_exactly(crucible):
+    """crucible rejects query parameters, so the parameters are inlined as literals here: the text is the same
+    BigQuery Standard SQL the real warehouse gets, and each month returns exactly its rows."""
+    client = _client(crucible)
+    for month, start in (("2025-01", 0), ("2025-02", 100)):
+        expected = tiny_month(month, n=5, start=start)
+        window = {"month": f"'{month}'"} | {
+            k: f"DATE '{v.isoformat()}'" for k, v in query_parameters("invoices", month).items() if k != "month"
+        }
+        for table in TABLES:
+            sql = extraction_sql(table, ColumnMap(), f"{PROJECT}.ds")
+            for name, literal in sorted(window.items(), key=lambda kv: -len(kv[0])):
+                sql = sql.replace(f"@{name}", literal)
+            got = client.query(sql).result().to_arrow(create_bqstorage_client=False).to_pandas()
+            key = "transfer_id" if table != "invoices" else "invoice_id"
+            assert sorted(got[key]) == sorted(expected[table][key]), (month, table)

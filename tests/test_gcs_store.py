@@ -68,12 +68,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def emulator():
+def emulator(tmp_path_factory):
     pytest.importorskip("gcp_storage_emulator")
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", EMULATOR, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    # The emulator logs every request: to a file, never to a pipe nobody reads (a full pipe blocks it).
+    log_path = tmp_path_factory.mktemp("gcs-emulator") / "emulator.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([sys.executable, "-c", EMULATOR, str(port)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -83,15 +84,19 @@ def emulator():
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.skip(f"gcp-storage-emulator could not start on {url}: {proc.stderr.read().decode()[-500:]}")
+                log.close()
+                pytest.fail(f"gcp-storage-emulator could not start on {url}: {log_path.read_text()[-500:]}")
             time.sleep(0.1)
     saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT")}
     os.environ.update(STORAGE_EMULATOR_HOST=url, GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false")
     yield url
     for k, v in saved.items():
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    died = proc.poll()
     proc.terminate()
     proc.wait(timeout=10)
+    log.close()
+    assert died is None, f"the emulator died during the tests (exit {died}): {log_path.read_text()[-2000:]}"
 
 
 _prefixes = iter(range(10_000))
@@ -160,6 +165,13 @@ def test_a_commit_that_lost_the_race_is_refused_with_a_clear_message(tmp_path, u
     assert len(_store(uri).garbage()) == 1  # our unreferenced month folder
     ref, _ = collect_month(wh, ours)  # the re-run picks up the next month
     assert ref.new_month == "2025-03" and ref.collected
+    # the orphan goes on request (once old enough); what the manifest names stays readable
+    store, train = _store(uri), _store(uri).load_train()
+    assert store.remove_garbage() == []  # younger than an hour
+    (orphan,) = store.garbage()
+    assert store.remove_garbage(min_age_s=0) == [orphan] and store.garbage() == []
+    for t, df in _store(uri).load_train().items():
+        pd.testing.assert_frame_equal(df, train[t])
 
 
 def _race(uri: str, warehouse_path: str, endpoint: str, barrier, results) -> None:

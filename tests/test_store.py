@@ -135,3 +135,189 @@ def test_manifest_is_plain_json_with_months_rows_and_fingerprints(tmp_path):
     entry = raw["months"]["2025-01"]
     assert set(entry) >= {"path", "fingerprint", "rows", "committed_at"}
     assert raw["test"]["fingerprint"] and raw["generation"] == 1
+
+
+# -- two writers at once ----------------------------------------------------------------------------
+def _add_month_in_a_race(root: str, month: str, start: int, barrier, results) -> None:
+    """One writer in its own process: waits for the other at the commit, then commits slowly.
+
+    The slow manifest serialisation (0.5 s) makes the window between "check the generation" and "rename"
+    wide, so an unguarded check-then-rename loses an update every time, not only by bad luck."""
+    import time
+
+    from ledgerlink.data.store import ConcurrentCommitError, DatasetStore, Manifest
+
+    to_json = Manifest.to_json
+
+    def slow_to_json(self):
+        time.sleep(0.5)
+        return to_json(self)
+
+    Manifest.to_json = slow_to_json
+    store = DatasetStore(root)
+    commit = store._commit
+
+    def commit_together(manifest, expected_generation):
+        barrier.wait(timeout=60)
+        return commit(manifest, expected_generation)
+
+    store._commit = commit_together
+    try:
+        written, message = store.add_month(month, tiny_month(month, start=start))
+        results.put(("committed" if written else "no-op", month, message))
+    except ConcurrentCommitError as exc:
+        results.put(("refused", month, str(exc)))
+    except BaseException as exc:  # surfaces in the parent's assertion
+        results.put(("error", month, f"{type(exc).__name__}: {exc}"))
+
+
+def _race(root: str, months_and_starts: list[tuple[str, int]]) -> list[tuple[str, str, str]]:
+    import multiprocessing as mp
+    import time
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(len(months_and_starts)), ctx.Queue()
+    procs = [
+        ctx.Process(target=_add_month_in_a_race, args=(root, month, start, barrier, results))
+        for month, start in months_and_starts
+    ]
+    for p in procs:
+        p.start()
+    outcomes, deadline = [], time.monotonic() + 180
+    while len(outcomes) < len(procs) and time.monotonic() < deadline:
+        try:
+            outcomes.append(results.get(timeout=0.5))
+        except Exception:  # queue.Empty: fail fast if a child died without reporting
+            assert not any(p.exitcode not in (None, 0) for p in procs), [p.exitcode for p in procs]
+    for p in procs:
+        p.join(timeout=30)
+    return sorted(outcomes)
+
+
+def _store_with_first_month(root) -> DatasetStore:
+    store = DatasetStore(str(root))
+    m1 = tiny_month("2025-01")
+    train, test = split_month(m1, 0.3, 1)
+    train["invoices"] = test["invoices"] = m1["invoices"]
+    store.add_month("2025-01", train, test)
+    return store
+
+
+def test_two_processes_adding_different_months_commit_exactly_one(tmp_path):
+    """Issue 11.5: both used to report "committed" and one month vanished from the manifest."""
+    store = _store_with_first_month(tmp_path / "store")
+    outcomes = _race(str(tmp_path / "store"), [("2025-02", 100), ("2025-03", 300)])
+    assert [kind for kind, _, _ in outcomes] == ["committed", "refused"], outcomes
+    (_, winner, _), (_, loser, message) = outcomes
+    assert "another collection committed" in message and "Re-run" in message
+    manifest = store.read_manifest()
+    assert sorted(manifest.months) == ["2025-01", winner] and manifest.generation == 2
+    assert len(store.load_train([winner])["transfers"]) == 20
+    # the loser's month folder is unreferenced (never visible) and listed as garbage
+    assert [g.split("/")[1] for g in store.garbage()] == [loser]
+
+
+def test_two_processes_adding_the_same_month_commit_it_once(tmp_path):
+    store = _store_with_first_month(tmp_path / "store")
+    outcomes = _race(str(tmp_path / "store"), [("2025-02", 100), ("2025-02", 100)])
+    assert [kind for kind, _, _ in outcomes] == ["committed", "refused"], outcomes
+    manifest = store.read_manifest()
+    assert sorted(manifest.months) == ["2025-01", "2025-02"] and manifest.generation == 2
+    assert len(store.garbage()) == 1
+
+
+# -- leftovers of crashes and how they are removed ---------------------------------------------------
+def test_a_crash_during_the_commit_leaves_a_tmp_manifest_that_garbage_lists(tmp_path, monkeypatch):
+    """Issue 11.8: ``garbage()`` did not list the manifests a crash left half-committed."""
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    before = store.read_manifest().to_json()
+    import ledgerlink.data.store as store_module
+
+    def crash(*args):
+        raise OSError("killed between writing and renaming the manifest (simulated)")
+
+    monkeypatch.setattr(store_module.os, "replace", crash)
+    with pytest.raises(OSError, match="simulated"):
+        collect_month(wh, store)
+    monkeypatch.undo()
+    assert store.read_manifest().to_json() == before  # the old manifest still rules
+    garbage = store.garbage()
+    tmp = [g for g in garbage if g.startswith(".manifest.json.") and g.endswith(".tmp")]
+    month = [g for g in garbage if g.startswith("months/2025-02/")]
+    assert len(tmp) == 1 and len(month) == 1 and len(garbage) == 2, garbage
+    ref, _ = collect_month(wh, store)  # a rerun is safe
+    assert ref.collected and ref.months == ["2025-01", "2025-02"]
+
+
+def test_garbage_lists_a_leftover_tmp_manifest(tmp_path):
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    (tmp_path / "store" / ".manifest.json.0123abcd.tmp").write_text("{half a manifest")
+    assert store.garbage() == [".manifest.json.0123abcd.tmp"]
+
+
+def _store_with_orphans(tmp_path) -> tuple[DatasetStore, DuckDBWarehouse]:
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    collect_month(wh, store)
+    (tmp_path / "store" / ".manifest.json.0123abcd.tmp").write_text("{half a manifest")
+    orphan = tmp_path / "store" / "months" / "2025-03" / "deadbeef-00000000"
+    orphan.mkdir(parents=True)
+    (orphan / "transfers.parquet").write_bytes(b"PAR1")
+    (tmp_path / "store" / "test" / "cafe-11111111").mkdir(parents=True)
+    return store, wh
+
+
+def test_remove_garbage_deletes_what_garbage_lists_and_nothing_the_manifest_names(tmp_path):
+    store, wh = _store_with_orphans(tmp_path)
+    listed = store.garbage()
+    assert len(listed) == 3
+    manifest, test, train = store.read_manifest().to_json(), store.load_test(), store.load_train()
+    assert store.remove_garbage() == []  # younger than the default age: may belong to a running collection
+    assert store.garbage() == listed
+    assert store.remove_garbage(min_age_s=0) == listed
+    assert store.garbage() == []
+    assert store.read_manifest().to_json() == manifest
+    for t, df in store.load_test().items():
+        pd.testing.assert_frame_equal(df, test[t])
+    for t, df in store.load_train().items():
+        pd.testing.assert_frame_equal(df, train[t])
+    assert (tmp_path / "store" / ".manifest.lock").exists()  # the lock file is not garbage
+    ref, _ = collect_month(wh, store)
+    assert ref.months == ["2025-01", "2025-02", "2025-03"]
+
+
+def test_a_commit_refuses_a_folder_removed_as_garbage_while_it_was_written(tmp_path, monkeypatch):
+    wh, store = _warehouse(tmp_path), DatasetStore(str(tmp_path / "store"))
+    collect_month(wh, store)
+    commit = DatasetStore._commit
+
+    def garbage_collected_first(self, manifest, expected_generation):
+        assert self.remove_garbage(min_age_s=0)  # the unreferenced new month folder
+        return commit(self, manifest, expected_generation)
+
+    monkeypatch.setattr(DatasetStore, "_commit", garbage_collected_first)
+    with pytest.raises(StoreError, match="gone"):
+        collect_month(wh, store)
+    monkeypatch.undo()
+    assert store.collected_months() == ["2025-01"]
+    ref, _ = collect_month(wh, store)
+    assert ref.collected and len(store.load_train(["2025-02"])["transfers"]) == 40
+
+
+def test_the_orphans_command_lists_then_removes(tmp_path):
+    import subprocess
+    import sys
+
+    store, _ = _store_with_orphans(tmp_path)
+    listed = store.garbage()
+    cmd = [sys.executable, "-m", "ledgerlink.data.orphans", "--uri", str(tmp_path / "store"), "--min-age-s", "0"]
+    dry = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert all(g in dry.stdout for g in listed) and "would remove 3 leftover" in dry.stdout
+    assert store.garbage() == listed
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "removed 3 leftover" in done.stdout and store.garbage() == []
+    assert store.collected_months() == ["2025-01", "2025-02"]

@@ -457,3 +457,39 @@ def test_combined_drift_is_the_union(small, payer):
             col
         )  # the processor's own text, no bank rewrite
     pd.testing.assert_frame_equal(both["links"], payer["links"])
+
+
+# ---------------------------------------------------------------------------------------------- structure
+@pytest.mark.parametrize(
+    "config,expected",
+    [
+        (dict(months=3), "7c60b4216f15b4b5"),
+        (
+            dict(
+                months=4, contractors=80, transfers_per_month=300, drift_month=2, drift_kind="title_format+payer_change"
+            ),
+            "3ef5d81c947d2cce",
+        ),
+        (dict(seed=11, months=3, contractors=60, transfers_per_month=250, description_only=True), "1a5d2e4d8ed4fbdb"),
+    ],
+    ids=["default", "both-drifts", "description-only"],
+)
+def test_the_generated_data_is_pinned(config, expected):
+    """Golden check: content fingerprints of the single-module generator before it became a package (12.8).
+    A change here changes every dataset, benchmark figure and test world; make it on purpose, new draws last."""
+    from ledgerlink.data.store import fingerprint
+
+    assert fingerprint(generate(SyntheticConfig(**config))) == expected
+
+
+def test_every_laid_out_share_names_a_config_rate():
+    """The tables a new payment shape is added to (kinds.py) and the config stay in step."""
+    import dataclasses
+
+    from ledgerlink.data.synthetic.kinds import NO_INVOICE_REASONS, NUMBER_STYLES, PAYMENT_KINDS
+
+    fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    for table in (PAYMENT_KINDS, NUMBER_STYLES):
+        assert {share.rate for share in table} <= fields
+        assert len({share.code for share in table}) == len(table)
+    assert sum(r.p for r in NO_INVOICE_REASONS) == pytest.approx(1.0)

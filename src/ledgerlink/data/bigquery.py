@@ -1,8 +1,8 @@
 """The production warehouse: BigQuery, queried with the same SQL text as the embedded DuckDB one.
 
-``extraction_sql``/``months_sql`` (warehouse.py) are sent unchanged; the month window travels as named
-query parameters (``@window_start``/``@window_end``), typed like the live window column (DATE,
-DATETIME or TIMESTAMP), because BigQuery does not compare a TIMESTAMP with a DATE. Before a query the
+``extraction_sql``/``months_sql`` (warehouse.py) are sent unchanged; the month travels as named query
+parameters: ``@month`` (STRING) and the window ``@window_start``/``@window_end``, typed like the live
+date column (DATE, DATETIME or TIMESTAMP), because BigQuery does not compare a TIMESTAMP with a DATE. Before a query the
 live schema (``client.get_table``) is checked: a missing table, a renamed column or a column of the
 wrong type stops the run with a ``ContractError`` naming the table and column, not a SQL error.
 
@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from .contract import TABLES, ColumnMap, ContractError
-from .warehouse import WINDOW_COLUMN, check_schema, extraction_sql, month_window, months_sql
+from .contract import MONTH_DATE, TABLES, ColumnMap, ContractError
+from .warehouse import check_schema, checked_months, extraction_sql, months_sql, query_parameters
 
 log = logging.getLogger(__name__)
 
@@ -203,27 +203,22 @@ class BigQueryWarehouse:
     def months(self) -> list[str]:
         check_schema("transfers", self.live_columns("transfers"), self.columns)
         df = self._read(self._query(months_sql(self.columns, self.dataset_ref)))
-        return [str(m) for m in df["month"] if m is not None and m == m]
+        return checked_months([m for m in df["month"] if m is not None and m == m], self.columns)
 
     def extract_month(self, month: str) -> dict[str, pd.DataFrame]:
         from google.cloud import bigquery
 
-        start, end = month_window(month)
         live = {t: self.check_table(t) for t in TABLES}
         out = {}
         for table in TABLES:
-            window_table = table if WINDOW_COLUMN[table] else "transfers"
-            window_col = self.columns.column(window_table, WINDOW_COLUMN[window_table])
-            ptype = live[window_table].get(window_col.lower(), "DATE")
-            lo, hi = (
-                (start, end)
-                if ptype == "DATE"
-                else (pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime())
-            )
-            params = [
-                bigquery.ScalarQueryParameter("window_start", ptype, lo),
-                bigquery.ScalarQueryParameter("window_end", ptype, hi),
-            ]
+            params = []
+            for name, value in query_parameters(table, month).items():
+                if name == "month":
+                    params.append(bigquery.ScalarQueryParameter(name, "STRING", value))
+                    continue
+                ptype = live[table].get(self.columns.column(table, MONTH_DATE[table]).lower(), "DATE")
+                bound = value if ptype == "DATE" else pd.Timestamp(value).to_pydatetime()
+                params.append(bigquery.ScalarQueryParameter(name, ptype, bound))
             job = self._query(extraction_sql(table, self.columns, self.dataset_ref), params)
             out[table] = _canonical_frame(table, self._read(job))
         for table in ("invoices", "transfers"):
@@ -231,7 +226,7 @@ class BigQueryWarehouse:
                 raise ContractError(
                     self.columns.table(table),
                     None,
-                    f"month {month} has no rows in `{self.table_id(table)}` "
-                    f"(window {start} to {end}); is the month loaded yet?",
+                    f"month {month} has no rows in `{self.table_id(table)}` (none with that month, none dated "
+                    "in it); is the month loaded yet?",
                 )
         return out

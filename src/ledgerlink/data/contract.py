@@ -4,10 +4,16 @@ Every frame inside the library uses the canonical names below. A team whose ware
 names maps them in configuration (see ``ColumnMap``); the mapping is applied at extraction, once.
 Validation never drops rows: a row that breaks the contract stops the run with a ``ContractError``
 that names the table, the column and example rows.
+
+A row belongs to the month its ``month`` column names, and its date (``MONTH_DATE``) must lie in
+that month. One normalisation is applied: identifiers lose surrounding whitespace, in every id
+column of every table, so a link to ``"TRF-1 "`` and the transfer ``"TRF-1"`` agree (padded ids
+come from CHAR columns and exports); ids that collide once stripped are a duplicate-key error.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import numbers
 from dataclasses import dataclass, field
 
@@ -53,7 +59,17 @@ TABLES: dict[str, tuple[Column, ...]] = {
     ),
 }
 
+# The date that places a row in its month; links belong to their transfer's month.
+MONTH_DATE = {"invoices": "issued_at", "transfers": "booked_at"}
+
 TEXT_COLUMNS = {table: tuple(c.name for c in cols if c.kind == "str") for table, cols in TABLES.items()}
+
+
+def month_window(month: str) -> tuple[dt.date, dt.date]:
+    """[first day of ``month``, first day of the next month)."""
+    start = dt.date.fromisoformat(month + "-01")
+    end = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return start, end
 
 
 def column_names(table: str, include_optional: bool = True) -> list[str]:
@@ -140,6 +156,7 @@ def conform(table: str, df: pd.DataFrame, month: str | None = None) -> pd.DataFr
                 raise ContractError(table, col.name, f"{int(bad.sum())} value(s) are not text", _examples(df, bad))
             s = s.astype("string").astype(object).where(s.notna(), None)
             if col.kind == "id":
+                s = s.str.strip()  # the one normalisation: see the module docstring
                 empty = s.str.strip().eq("")
                 if empty.any():
                     raise ContractError(table, col.name, "empty identifier(s)", _examples(df, empty))
@@ -203,9 +220,20 @@ def check_month(tables: dict[str, pd.DataFrame], month: str, known_invoice_ids=N
     ``known_invoice_ids``: invoices collected in earlier months, which this month's links may pay.
     """
     out = {t: conform(t, tables[t], month=month) for t in TABLES}
+    start, end = (pd.Timestamp(d) for d in month_window(month))
     for t in ("invoices", "transfers"):
         if out[t].empty:
             raise ContractError(t, None, f"month {month} has no rows; is the month loaded yet?")
+        date = out[t][MONTH_DATE[t]]
+        outside = (date < start) | (date >= end)
+        if outside.any():
+            raise ContractError(
+                t,
+                MONTH_DATE[t],
+                f"{int(outside.sum())} row(s) dated outside month {month} (their month column says {month}); "
+                f"fix the date or the month in the warehouse",
+                tables[t].reset_index(drop=True)[outside.to_numpy()],
+            )
     links, transfers = out["links"], out["transfers"]
     unknown_t = ~links["transfer_id"].isin(transfers["transfer_id"])
     if unknown_t.any():

@@ -94,17 +94,6 @@ class GCSDatasetStore(DatasetStore):
                 return  # our own upload landed and a retry of it saw 412
             raise ConcurrentCommitError(self._refusal(manifest, now)) from None
 
-    def _refusal(self, ours: Manifest, theirs: Manifest) -> str:
-        adding = sorted(m for m in ours.months if theirs.months.get(m) != ours.months[m]) or ["(none)"]
-        newest = max(theirs.months) if theirs.months else "(none)"
-        first = adding[0] if adding[0] in theirs.months else newest
-        return (
-            f"another collection committed month {first} first (manifest {self.uri}, now at generation "
-            f"{theirs.generation}, newest month {newest}); nothing was written by this run's manifest for "
-            f"month {', '.join(adding)}; its data files are unreferenced (see garbage()). "
-            "Re-run to pick up the next month."
-        )
-
     def garbage(self) -> list[str]:
         self.fs.invalidate_cache()  # listings may be cached from before another writer's commit
         return super().garbage()

@@ -15,19 +15,28 @@ Steps pass ``DatasetRef`` (URI, months, row counts, fingerprints), never DataFra
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
 import json
+import os
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import fsspec
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
 
 from .contract import TABLES
 
 MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"  # local stores: held (flock) around the generation check and the rename
+LOCK_TIMEOUT_S = 120
+TMP_SUFFIX = ".tmp"  # manifests being written; one left behind is a crash's leftover (garbage())
+GARBAGE_MIN_AGE_S = 3600.0  # remove_garbage spares younger leftovers: they may be a running collection's
 
 
 class StoreError(RuntimeError):
@@ -96,6 +105,30 @@ class Manifest:
         )
 
 
+def _named_paths(manifest: Manifest) -> list[str]:
+    """The folders a manifest makes visible."""
+    return [v["path"] for v in manifest.months.values()] + ([manifest.test["path"]] if manifest.test else [])
+
+
+def _new_files(manifest: Manifest, current: Manifest) -> list[str]:
+    """The Parquet files ``manifest`` names and ``current`` does not."""
+
+    def files(m: Manifest) -> set[str]:
+        entries = [*m.months.values(), *([m.test] if m.test else [])]
+        return {f"{e['path']}/{t}.parquet" for e in entries for t in e["rows"]}
+
+    return sorted(files(manifest) - files(current))
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a rename in ``path`` durable (POSIX: the directory entry is data of the directory)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class DatasetStore:
     def __init__(self, uri: str, fs: fsspec.AbstractFileSystem | None = None):
         self.uri = uri.rstrip("/")
@@ -128,21 +161,82 @@ class DatasetStore:
         with self.fs.open(path, "rb") as f:
             return Manifest.from_json(f.read().decode())
 
-    def _commit(self, manifest: Manifest, expected_generation: int) -> None:
-        """Write the manifest last. Local: temp file + atomic rename. Subclasses add preconditions."""
-        current = self.read_manifest()
-        if current.generation != expected_generation:
-            raise ConcurrentCommitError(
-                f"manifest at {self.uri} changed while writing (generation {current.generation}, "
-                f"expected {expected_generation})"
+    @contextlib.contextmanager
+    def _commit_lock(self) -> Iterator[None]:
+        """Hold the store's commit lock: an exclusive ``flock`` on ``.manifest.lock`` in the root.
+
+        The generation check and the rename must be one step: without the lock, two writers adding
+        different months both passed the check and the second rename dropped the first month (20 of
+        20 trials, issue 11.5). The kernel releases a ``flock`` when its holder dies, so a killed
+        writer never leaves a stale lock behind. Only a local folder gets here: GCS overrides
+        ``_commit`` with generation preconditions, and other filesystems have no atomic commit.
+        """
+        if not isinstance(self.fs, LocalFileSystem):
+            protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+            raise StoreError(
+                f"the dataset store at {self.uri} is on '{protocol}', where a manifest commit cannot be made "
+                "atomic; use a local folder (file lock) or gs:// (generation preconditions)"
             )
-        manifest.generation = expected_generation + 1
-        path = self._path(MANIFEST)
-        tmp = self._path(f".{MANIFEST}.{uuid.uuid4().hex}.tmp")
-        self.fs.makedirs(self.root, exist_ok=True)
-        with self.fs.open(tmp, "wb") as f:
-            f.write(manifest.to_json().encode())
-        self.fs.mv(tmp, path)
+        import fcntl
+
+        os.makedirs(self.root, exist_ok=True)
+        path = self._path(LOCK)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"another writer has held the commit lock {path} for over {LOCK_TIMEOUT_S} s; "
+                            "nothing was committed. Re-run when it has finished."
+                        ) from None
+                    time.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _commit(self, manifest: Manifest, expected_generation: int) -> None:
+        """Write the manifest last, under the commit lock: check the generation, temp file, fsync, rename.
+
+        Exactly one of two racing writers commits; the other gets ``ConcurrentCommitError`` and its
+        data files stay unreferenced (``garbage()``). It is not retried here: the checks of
+        ``add_month`` (order, test set, leaks) were made against the old manifest, so the caller
+        re-runs, which is safe and picks up the next month.
+        """
+        with self._commit_lock():
+            current = self.read_manifest()
+            if current.generation != expected_generation:
+                raise ConcurrentCommitError(self._refusal(manifest, current))
+            missing = [p for p in _new_files(manifest, current) if not self.fs.exists(self._path(p))]
+            if missing:
+                raise StoreError(
+                    f"the manifest would name files that are gone: {missing}; were they removed as garbage "
+                    "while this run wrote them? Nothing was committed; re-run."
+                )
+            manifest.generation = expected_generation + 1
+            path = self._path(MANIFEST)
+            tmp = self._path(f".{MANIFEST}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+            with open(tmp, "wb") as f:
+                f.write(manifest.to_json().encode())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(self.root)
+
+    def _refusal(self, ours: Manifest, theirs: Manifest) -> str:
+        adding = sorted(m for m in ours.months if theirs.months.get(m) != ours.months[m]) or ["(none)"]
+        newest = max(theirs.months) if theirs.months else "(none)"
+        first = adding[0] if adding[0] in theirs.months else newest
+        return (
+            f"another collection committed month {first} first (manifest {self.uri}, now at generation "
+            f"{theirs.generation}, newest month {newest}); nothing was written by this run's manifest for "
+            f"month {', '.join(adding)}; its data files are unreferenced (see garbage()). "
+            "Re-run to pick up the next month."
+        )
 
     # -- public API ---------------------------------------------------------------------------
     def collected_months(self) -> list[str]:
@@ -256,21 +350,62 @@ class DatasetStore:
         )
 
     def garbage(self) -> list[str]:
-        """Month/test folders no manifest names: leftovers of interrupted writes (safe to delete)."""
-        manifest = self.read_manifest()
-        live = {v["path"] for v in manifest.months.values()} | ({manifest.test["path"]} if manifest.test else set())
-        found = []
-        for top in ("months", "test"):
+        """What no manifest names, relative to the root: month and test folders of interrupted or refused
+        writes, and manifests a crash left unrenamed (``.manifest.json.*.tmp``). Readers never see any of
+        it; ``remove_garbage`` deletes it."""
+        live = set(_named_paths(self.read_manifest()))
+        found = [self._relative(p) for p in self.fs.glob(self._path(f".{MANIFEST}.*{TMP_SUFFIX}"))]
+        for top, depth in (("months", 2), ("test", 1)):
             base = self._path(top)
-            if not self.fs.exists(base):
-                continue
-            depth = 2 if top == "months" else 1
-            for p in self.fs.glob(base + "/*" * depth):
-                rel = p[len(self.root) + 1 :] if p.startswith(self.root) else p
-                rel = rel.lstrip("/")
-                if rel not in live:
-                    found.append(rel)
+            if self.fs.exists(base):
+                found += [rel for rel in map(self._relative, self.fs.glob(base + "/*" * depth)) if rel not in live]
         return sorted(found)
+
+    def remove_garbage(self, min_age_s: float = GARBAGE_MIN_AGE_S, dry_run: bool = False) -> list[str]:
+        """Delete what ``garbage()`` lists and nothing was written to for ``min_age_s``; return what went
+        (``dry_run``: what would go).
+
+        The age spares the folder of a collection that is still writing (it is garbage until its commit).
+        On a local store the commit lock is held as well, and a commit checks that its files still exist,
+        so a collection whose folder was removed fails cleanly instead of naming missing files. A path
+        the manifest names is never removed, whatever the listing says.
+        """
+        guard = self._commit_lock() if isinstance(self.fs, LocalFileSystem) else contextlib.nullcontext()
+        with guard:
+            live = set(_named_paths(self.read_manifest()))
+            now, removed = time.time(), []
+            for rel in self.garbage():
+                if any(rel == p or rel.startswith(p + "/") or p.startswith(rel + "/") for p in live):
+                    continue
+                path = self._path(rel)
+                if now - self._newest_mtime(path) < min_age_s:
+                    continue
+                if not dry_run:
+                    self.fs.rm(path, recursive=True)
+                removed.append(rel)
+        return removed
+
+    def _relative(self, path: str) -> str:
+        return (path[len(self.root) + 1 :] if path.startswith(self.root) else path).lstrip("/")
+
+    def _newest_mtime(self, path: str) -> float:
+        """Seconds since the epoch of the newest write under ``path`` (a file or a folder)."""
+        infos = [self.fs.info(path)]
+        if infos[0]["type"] == "directory":
+            infos += list(self.fs.find(path, detail=True).values())
+        stamps = [_epoch(i.get("mtime", i.get("updated"))) for i in infos]
+        return max((t for t in stamps if t is not None), default=time.time())
+
+
+def _epoch(stamp) -> float | None:
+    """fsspec reports times as epoch floats (local), datetimes (gcsfs) or ISO strings."""
+    if stamp is None:
+        return None
+    if isinstance(stamp, (int, float)):
+        return float(stamp)
+    if isinstance(stamp, str):
+        stamp = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return stamp.timestamp() if isinstance(stamp, dt.datetime) else None
 
 
 def open_store(cfg: dict) -> DatasetStore:

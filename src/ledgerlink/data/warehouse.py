@@ -1,32 +1,40 @@
 """Extraction from the warehouse: one query text in BigQuery Standard SQL, run on BigQuery or DuckDB.
 
 The SQL is written once (``extraction_sql``) in BigQuery's dialect with named query parameters
-(``@window_start``, ``@window_end``). The embedded DuckDB warehouse runs the same text transpiled by
-sqlglot, so the local default exercises the production query. Warehouse column names come from the
-``ColumnMap`` in config and are aliased to canonical names in the SELECT, so everything downstream
-speaks the contract. Before querying, the live schema is compared with the mapping, so a renamed or
-dropped column fails with a message naming table and column instead of a SQL error.
+(``@month``, ``@window_start``, ``@window_end``). The embedded DuckDB warehouse runs the same text
+transpiled by sqlglot, so the local default exercises the production query. Warehouse column names
+come from the ``ColumnMap`` in config and are aliased to canonical names in the SELECT, so everything
+downstream speaks the contract. Before querying, the live schema is compared with the mapping, so a
+renamed or dropped column fails with a message naming table and column instead of a SQL error.
+
+Which rows a month extracts is chosen so that no row can fall between months unseen (issue 11.4):
+a row whose ``month`` column names the month, a row dated inside it (``MONTH_DATE``), and a row
+with no month at all. ``check_month`` then stops on any of them that disagrees (a null date, a date
+outside its month, a month label of another month or of the wrong shape), naming the rows, instead
+of the row vanishing with exit code 0. Links come with their own month or with their transfer's, so
+a link whose transfer is missing, or sits in another month, is named too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import json
+import os
+import re
+import uuid
 from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
 import sqlglot
 
-from .contract import TABLES, ColumnMap, ContractError
+from .contract import MONTH_DATE, TABLES, ColumnMap, ContractError, month_window
 
-# Which date column places a table's rows in a month (links follow their transfer).
-WINDOW_COLUMN = {"invoices": "issued_at", "transfers": "booked_at", "links": None}
+__all__ = ["DuckDBWarehouse", "extraction_sql", "month_window", "months_sql", "open_warehouse", "query_parameters"]
 
-
-def month_window(month: str) -> tuple[dt.date, dt.date]:
-    start = dt.date.fromisoformat(month + "-01")
-    end = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return start, end
+SEED_MARKER = "_ledgerlink_seed"  # table in the dataset schema of a warehouse file ledgerlink created
+SEEDING_SUFFIX = ".seeding"  # temp files of a seeding in progress (or killed before its rename)
 
 
 def _quote(name: str) -> str:
@@ -39,24 +47,52 @@ def extraction_sql(table: str, columns: ColumnMap, dataset_ref: str) -> str:
     def ref(t: str) -> str:
         return _quote(f"{dataset_ref}.{columns.table(t)}")
 
-    select = ", ".join(f"x.{_quote(columns.column(table, c))} AS {c}" for c in columns.present(table))
+    def col(t: str, c: str) -> str:
+        return _quote(columns.column(t, c))
+
+    select = ", ".join(f"x.{col(table, c)} AS {c}" for c in columns.present(table))
+    month = col(table, "month")
     if table == "links":
-        booked = columns.column("transfers", "booked_at")
-        tid_l, tid_t = columns.column("links", "transfer_id"), columns.column("transfers", "transfer_id")
+        tid_l, tid_t = col("links", "transfer_id"), col("transfers", "transfer_id")
         return (
-            f"SELECT {select} FROM {ref('links')} AS x JOIN {ref('transfers')} AS t "
-            f"ON t.{_quote(tid_t)} = x.{_quote(tid_l)} "
-            f"WHERE t.{_quote(booked)} >= @window_start AND t.{_quote(booked)} < @window_end"
+            f"SELECT {select} FROM {ref('links')} AS x "
+            f"WHERE x.{month} = @month OR x.{month} IS NULL OR TRIM(CAST(x.{tid_l} AS STRING)) IN "
+            f"(SELECT TRIM(CAST(t.{tid_t} AS STRING)) FROM {ref('transfers')} AS t "
+            f"WHERE t.{col('transfers', 'month')} = @month)"
         )
-    date_col = _quote(columns.column(table, WINDOW_COLUMN[table]))
-    return f"SELECT {select} FROM {ref(table)} AS x WHERE x.{date_col} >= @window_start AND x.{date_col} < @window_end"
+    date = col(table, MONTH_DATE[table])
+    return (
+        f"SELECT {select} FROM {ref(table)} AS x "
+        f"WHERE x.{month} = @month OR x.{month} IS NULL OR (x.{date} >= @window_start AND x.{date} < @window_end)"
+    )
+
+
+def query_parameters(table: str, month: str) -> dict[str, str | dt.date]:
+    """The named parameters ``extraction_sql(table, ...)`` uses, for ``month``."""
+    if table == "links":
+        return {"month": month}
+    start, end = month_window(month)
+    return {"month": month, "window_start": start, "window_end": end}
 
 
 def months_sql(columns: ColumnMap, dataset_ref: str) -> str:
     """Distinct months present in the transfers table, oldest first."""
     month = _quote(columns.column("transfers", "month"))
     table = _quote(dataset_ref + "." + columns.table("transfers"))
-    return f"SELECT DISTINCT x.{month} AS month FROM {table} AS x ORDER BY month"
+    return f"SELECT DISTINCT x.{month} AS month FROM {table} AS x WHERE x.{month} IS NOT NULL ORDER BY month"
+
+
+def checked_months(months: list, columns: ColumnMap) -> list[str]:
+    """The warehouse's month labels, each ``YYYY-MM``; a malformed one is a ContractError naming it."""
+    bad = [m for m in months if not (isinstance(m, str) and re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", m))]
+    if bad:
+        raise ContractError(
+            columns.table("transfers"),
+            columns.column("transfers", "month"),
+            f"{len(bad)} month label(s) are not YYYY-MM: {bad[:5]}; rows with them would never be collected",
+            pd.DataFrame({"month": bad}),
+        )
+    return list(months)
 
 
 def to_duckdb(sql: str) -> str:
@@ -84,7 +120,14 @@ class Warehouse(Protocol):
 
 
 class DuckDBWarehouse:
-    """The embedded warehouse: a DuckDB file with the contract tables in schema ``dataset``."""
+    """The embedded warehouse: a DuckDB file with the contract tables in schema ``dataset``.
+
+    ledgerlink creates the file only where none exists (``seed``), and marks it with a table
+    ``<dataset>._ledgerlink_seed``. It never replaces or deletes an existing file: a warehouse that
+    lacks a table or column is a ``ContractError`` (``check``), because the file may hold data the
+    project did not write (issue 11.2: one missing table used to get the whole file swapped for
+    synthetic data, other schemas included).
+    """
 
     def __init__(self, path: str | Path, dataset: str = "ledgerlink", columns: ColumnMap | None = None):
         self.path, self.dataset = Path(path), dataset
@@ -96,33 +139,71 @@ class DuckDBWarehouse:
         return duckdb.connect(str(self.path), read_only=read_only)
 
     def exists(self) -> bool:
-        if not self.path.exists():
-            return False
-        with self._connect() as con:
-            n = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ?", [self.dataset]
-            ).fetchone()[0]
-        return n >= len(TABLES)
+        return self.path.exists()
 
-    def seed(self, tables: dict[str, pd.DataFrame]) -> None:
-        """Write the contract tables (canonical frames) under their mapped names. Atomic: temp file, then rename."""
+    def seed(self, tables: dict[str, pd.DataFrame], note: str = "") -> None:
+        """Create the warehouse from canonical frames, under their mapped names, only where no file exists.
+
+        Crash-safe: the tables and the marker go to a temp file next to the target, which is then
+        hard-linked into place; the link fails if anything appeared there meanwhile (another run
+        seeding at the same time), so an existing file is never replaced, and the path shows a
+        whole warehouse or nothing. A seeding killed before the link leaves only
+        ``<name>.<id>.seeding`` (``seeding_leftovers``). Raises FileExistsError when the path exists.
+        """
+        if self.path.exists():
+            raise FileExistsError(_exists_message(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".seeding")
-        tmp.unlink(missing_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:12]}{SEEDING_SUFFIX}")
         import duckdb
 
-        with duckdb.connect(str(tmp)) as con:
-            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.dataset}"')
+        try:
+            with duckdb.connect(str(tmp)) as con:
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.dataset}"')
+                for table in TABLES:
+                    frame = tables[table][[c for c in self.columns.present(table) if c in tables[table].columns]]
+                    frame = frame.rename(columns={c: self.columns.column(table, c) for c in frame.columns})
+                    for col in frame.columns:
+                        if pd.api.types.is_datetime64_any_dtype(frame[col]):
+                            frame[col] = frame[col].dt.date
+                    con.register("frame", frame)
+                    con.execute(f'CREATE TABLE "{self.dataset}"."{self.columns.table(table)}" AS SELECT * FROM frame')
+                    con.unregister("frame")
+                con.execute(
+                    f'CREATE TABLE "{self.dataset}"."{SEED_MARKER}" AS SELECT ? AS created_by, ? AS created_at, '
+                    "? AS note",
+                    ["ledgerlink", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), note],
+                )
+            _publish(tmp, self.path)
+        finally:
+            _discard(tmp)
+
+    def seed_marker(self) -> dict | None:
+        """The marker ``seed`` writes ({created_by, created_at, note}), or None for a warehouse ledgerlink did not
+        create."""
+        with self._connect() as con:
+            found = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [self.dataset, SEED_MARKER],
+            ).fetchone()[0]
+            if not found:
+                return None
+            row = con.execute(f'SELECT created_by, created_at, note FROM "{self.dataset}"."{SEED_MARKER}"').fetchone()
+        return dict(zip(("created_by", "created_at", "note"), row)) if row else None
+
+    def check(self) -> None:
+        """Every contract table and mapped column is there; else a ContractError naming table and column."""
+        try:
             for table in TABLES:
-                frame = tables[table][[c for c in self.columns.present(table) if c in tables[table].columns]]
-                frame = frame.rename(columns={c: self.columns.column(table, c) for c in frame.columns})
-                for col in frame.columns:
-                    if pd.api.types.is_datetime64_any_dtype(frame[col]):
-                        frame[col] = frame[col].dt.date
-                con.register("frame", frame)
-                con.execute(f'CREATE TABLE "{self.dataset}"."{self.columns.table(table)}" AS SELECT * FROM frame')
-                con.unregister("frame")
-        tmp.replace(self.path)
+                check_schema(table, self.live_columns(table), self.columns)
+        except ContractError as exc:
+            marker = self.seed_marker()
+            hint = (
+                f"This warehouse was seeded by ledgerlink ({marker['created_at']}) with synthetic data; "
+                f"delete {self.path} to have it seeded again."
+                if marker
+                else f"{self.path} was not created by ledgerlink; it is never replaced or seeded over."
+            )
+            raise ContractError(exc.table, exc.column, f"{exc.problem} {hint}", exc.examples) from None
 
     def live_columns(self, table: str) -> list[str]:
         with self._connect() as con:
@@ -132,27 +213,70 @@ class DuckDBWarehouse:
             ).fetchall()
         if not rows:
             raise ContractError(
-                self.columns.table(table), None, f"table not found in warehouse {self.path} (schema {self.dataset})"
+                self.columns.table(table), None, f"table not found in warehouse {self.path} (schema {self.dataset})."
             )
         return [r[0] for r in rows]
 
     def months(self) -> list[str]:
         with self._connect() as con:
-            return [r[0] for r in con.execute(to_duckdb(months_sql(self.columns, self.dataset))).fetchall()]
+            found = [r[0] for r in con.execute(to_duckdb(months_sql(self.columns, self.dataset))).fetchall()]
+        return checked_months(found, self.columns)
 
     def extract_month(self, month: str) -> dict[str, pd.DataFrame]:
-        start, end = month_window(month)
         out = {}
         with self._connect() as con:
             for table in TABLES:
                 check_schema(table, self.live_columns(table), self.columns)
                 sql = to_duckdb(extraction_sql(table, self.columns, self.dataset))
-                out[table] = con.execute(sql, {"window_start": start, "window_end": end}).df()
+                out[table] = con.execute(sql, query_parameters(table, month)).df()
         return out
 
 
+def _exists_message(path: Path) -> str:
+    return f"{path} exists; an existing warehouse file is never replaced (it may hold data ledgerlink did not write)"
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Put the finished temp file at ``path`` if nothing is there: a hard link, which never replaces."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(_exists_message(path)) from None
+    except OSError as exc:  # no hard links here (some network or FUSE mounts): check, then rename
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if path.exists():  # the one window two seedings could race in; the loser's rename replaces a twin
+            raise FileExistsError(_exists_message(path)) from None
+        os.rename(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(tmp: Path) -> None:
+    for p in (tmp, tmp.with_name(tmp.name + ".wal")):
+        p.unlink(missing_ok=True)
+
+
+def seeding_leftovers(path: str | Path) -> list[Path]:
+    """Temp files of seedings killed before their rename (``<name>.<id>.seeding``), oldest first."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    found = [p for p in path.parent.glob(f"{path.name}.*{SEEDING_SUFFIX}*") if p.is_file()]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
 def open_warehouse(cfg: dict) -> Warehouse:
-    """The warehouse named in config; the DuckDB one is seeded with synthetic data on first use."""
+    """The warehouse named in config, its schema checked. A DuckDB file that does not exist yet is seeded with
+    synthetic data (``warehouse.seed_if_empty``); an existing one is never replaced."""
     wcfg = cfg["warehouse"]
     columns = ColumnMap.from_dict(wcfg.get("columns"))
     if wcfg["kind"] == "duckdb":
@@ -162,8 +286,12 @@ def open_warehouse(cfg: dict) -> Warehouse:
                 raise FileNotFoundError(f"DuckDB warehouse {wh.path} does not exist and seeding is off")
             from .synthetic import SyntheticConfig, generate
 
-            syn = {k: v for k, v in cfg["synthetic"].items()}
-            wh.seed(generate(SyntheticConfig(**syn)))
+            syn = dict(cfg["synthetic"])
+            try:
+                wh.seed(generate(SyntheticConfig(**syn)), note=json.dumps({"synthetic": syn}, sort_keys=True))
+            except FileExistsError:
+                pass  # another run seeded it first; it is checked below like any existing warehouse
+        wh.check()
         return wh
     if wcfg["kind"] == "bigquery":
         from .bigquery import BigQueryWarehouse
