@@ -36,7 +36,8 @@ from ledgerlink.matching import Matcher  # noqa: E402
 from ledgerlink.matching.base import BaseMatcher, load_matcher  # noqa: E402
 from steps.deployment.deploy_model import deploy_model  # noqa: E402
 from steps.materializers import DatasetRefMaterializer, MatcherMaterializer  # noqa: E402
-from utils.model_versions import ModelVersionMetadata, log_model_version_metadata  # noqa: E402
+from utils.model_stages import STAGING, change_stage, stage_name  # noqa: E402
+from utils.model_versions import ModelVersionMetadata, StageChange, log_model_version_metadata  # noqa: E402
 
 BUCKET = "finanse-ml-dev"
 REGISTRY = "europe-west4-docker.pkg.dev/finanse-project/models/ledgerlink"
@@ -234,11 +235,14 @@ def saved_matcher(path: str) -> Annotated[BaseMatcher, "matcher"]:
 
 @step(enable_cache=False)
 def decided(promote: bool) -> tuple[Annotated[dict, "decision"], Annotated[dict, "promotion"]]:
-    """What compare_with_production + promote_model hand to deploy_model."""
+    """What compare_with_production + promote_model hand to deploy_model (a promoted version is staged)."""
     model = get_step_context().model
-    log_model_version_metadata(ModelVersionMetadata(metrics={"pair_f1": 0.93}, data_months=["2025-01"]))
+    change = StageChange("deploy") if promote else None
+    log_model_version_metadata(
+        ModelVersionMetadata(metrics={"pair_f1": 0.93}, data_months=["2025-01"], stage_change=change)
+    )
     if promote:
-        model.set_stage("production", force=True)
+        change_stage(model.name, int(model.number), STAGING)
     return (
         {"promote": promote, "reasons": ["beats production" if promote else "gain below min_delta"]},
         {"promoted": promote, "model_name": model.name, "version": str(model.version), "number": int(model.number)},
@@ -247,7 +251,8 @@ def decided(promote: bool) -> tuple[Annotated[dict, "decision"], Annotated[dict,
 
 @step(enable_cache=False, output_materializers=DatasetRefMaterializer)
 def empty_dataset(uri: str) -> Annotated[DatasetRef, "dataset_ref"]:
-    """A store without a frozen test set: the smoke test has nothing to build a request from."""
+    """The store at ``uri``: without a frozen test set (an empty folder) the smoke test has nothing to build a
+    request from."""
     return store_at(uri).ref()
 
 
@@ -268,6 +273,51 @@ def deploy_pipeline():
     return deploy_only
 
 
+@pytest.fixture(scope="module")
+def smoke_store(data, tmp_path_factory):
+    """A dataset store whose first month has a frozen test split: what a smoke test builds its request from."""
+    from ledgerlink.data.split import split_month
+
+    uri = str(tmp_path_factory.mktemp("smoke-store"))
+    month = {k: v[v["month"] == "2025-01"] if "month" in v else v for k, v in data.items()}
+    train, test = split_month(month, 0.3, 13)
+    train["invoices"] = test["invoices"] = month["invoices"]
+    store_at(uri).add_month("2025-01", train, test)
+    return uri
+
+
+class _Webhook:
+    """A Slack webhook stand-in on loopback: keeps every payload the real slack_sdk client posts."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T000/B000/XXXX"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def _run(pipeline, name: str, **kwargs):
     import tempfile
 
@@ -275,8 +325,9 @@ def _run(pipeline, name: str, **kwargs):
     from zenml.client import Client
 
     error = None
+    kwargs.setdefault("store_uri", tempfile.mkdtemp(prefix="empty-store-"))
     try:
-        pipeline.with_options(model=Model(name=name))(store_uri=tempfile.mkdtemp(prefix="empty-store-"), **kwargs)
+        pipeline.with_options(model=Model(name=name))(**kwargs)
     except Exception:  # noqa: BLE001 - the failure case is asserted by the caller, from the step run
         run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
         info = Client().get_pipeline_run(run.id).steps["deploy_model"].exception_info
@@ -304,7 +355,7 @@ def test_step_does_nothing_when_not_promoted(deploy_pipeline, matcher_dir):
         production_bento({"model_name": "step_skip", "deploy": {}})
 
 
-def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, tmp_path):
+def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, smoke_store, tmp_path):
     with FakeCloudBuild(
         (200, op_json(S.QUEUED, False, IMAGE)), lambda body: [success_op(body["images"][0])], expected_body=_valid_body
     ) as fake:
@@ -323,49 +374,85 @@ def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, tmp_p
     assert dep["model_version_id"] == str(mv.id)
     assert fake.requests[0]["body"]["source"]["storageSource"]["object"] == f"models/{mv.id}/context.tar.gz"
     assert (tmp_path / BUCKET / "models" / str(mv.id) / "context.tar.gz").is_file()
+    # staged by the promotion, production only now that Cloud Build said SUCCESS with a digest
+    assert stage_name(mv) == "production" and dep["digest"] == "sha256:" + "a" * 64
+    meta = ModelVersionMetadata.of(mv)
+    assert meta.stage_change.state == "done" and dep["change_id"] == meta.stage_change.id
 
     # python run.py --dry-run / --serve find this production version through the Model Control Plane
     import bentoml
 
     from cli.serve import dry_run, production_bento
 
-    cfg = {"model_name": "step_gcp_ok", "deploy": _gcp_cfg(f"gs://{BUCKET}/ledgerlink", fake.endpoint)}
+    cfg = {
+        "model_name": "step_gcp_ok",
+        "deploy": _gcp_cfg(f"gs://{BUCKET}/ledgerlink", fake.endpoint),
+        "store": {"uri": smoke_store},
+    }
     request, text = dry_run(cfg, now=NOW)
     assert request == build_request(
         BUCKET, f"ledgerlink/models/{mv.id}/context.tar.gz", f"{REGISTRY}:20261121093000-v{mv.number}", timeout_s=600
     )
     assert json.loads(text.split("\n", 1)[1]) == request
-    assert production_bento(cfg) == dep["bento_tag"]
-    bentoml.bentos.delete(dep["bento_tag"])  # e.g. another machine: rebuilt from the model version's matcher
-    rebuilt = production_bento(cfg, echo=lambda _: None)
+    # this deploy ran without a smoke test (deploy.smoke_test: false): --serve smoke-tests that Bento before serving
+    lines: list[str] = []
+    assert production_bento(cfg, echo=lines.append) == dep["bento_tag"]
+    assert any("never smoke-tested" in ln for ln in lines) and any("Smoke test passed" in ln for ln in lines)
+    assert production_bento(cfg, echo=lines.append) == dep["bento_tag"]  # remembered as tested on this machine
+    bentoml.bentos.delete(dep["bento_tag"])  # e.g. another machine: rebuilt from the matcher AND smoke-tested
+    lines.clear()
+    rebuilt = production_bento(cfg, echo=lines.append)
     assert rebuilt != dep["bento_tag"] and bentoml.bentos.get(rebuilt).info.labels["zenml_model_version"] == str(
         mv.number
     )
+    assert any("rebuilding and smoke-testing" in ln for ln in lines) and any("Smoke test passed" in ln for ln in lines)
+    # without a frozen test split to smoke-test with, a Bento that never passed one here is refused, not served
+    bentoml.bentos.delete(rebuilt)
+    from cli.serve import NoProductionModel
+
+    with pytest.raises(NoProductionModel, match="not serving an untested Bento"):
+        production_bento({**cfg, "store": {"uri": str(tmp_path / "no-store")}}, echo=lambda _: None)
 
 
-def test_step_failed_build_fails_the_run_and_records_failed(deploy_pipeline, matcher_dir, tmp_path):
-    with FakeCloudBuild(
-        (200, op_json(S.QUEUED, False, IMAGE)), lambda body: [failure_op(body["images"][0])], expected_body=_valid_body
-    ) as fake:
-        mv, error = _run(
-            deploy_pipeline,
-            "step_gcp_fail",
-            path=matcher_dir,
-            promote=True,
-            deploy=_gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint),
-        )
+def test_step_failed_build_fails_the_run_keeps_production_and_records_failed(
+    deploy_pipeline, matcher_dir, tmp_path, monkeypatch
+):
+    hook = _Webhook()
+    monkeypatch.setenv("LEDGERLINK_SLACK_WEBHOOK", hook.url)
+
+    def cfg(fake):
+        return _gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)
+
+    with hook:
+        with FakeCloudBuild(  # version 1: deployed
+            (200, op_json(S.QUEUED, False, IMAGE)),
+            lambda body: [success_op(body["images"][0])],
+            expected_body=_valid_body,
+        ) as fake:
+            first, error = _run(deploy_pipeline, "step_gcp_fail", path=matcher_dir, promote=True, deploy=cfg(fake))
+        assert error is None and stage_name(first) == "production"
+        with FakeCloudBuild(  # version 2: its Cloud Build fails
+            (200, op_json(S.QUEUED, False, IMAGE)),
+            lambda body: [failure_op(body["images"][0])],
+            expected_body=_valid_body,
+        ) as fake:
+            mv, error = _run(deploy_pipeline, "step_gcp_fail", path=matcher_dir, promote=True, deploy=cfg(fake))
     assert error is not None and "DeploymentFailed" in error and LOG_URL in error, error
+    assert "production stays version 1" in error
     dep = mv.run_metadata["deployment"]
     assert dep["status"] == "failed" and dep["deployed"] is False and dep["stage"] == "gcp"
     assert dep["build_status"] == "FAILURE" and dep["build_id"] == BUILD_ID and dep["log_url"] == LOG_URL
     assert len(fake.requests) >= 2  # it did submit and poll
-    # the Bento passed its smoke test before Cloud Build failed: it can still be served locally
-    from cli.serve import production_bento
+    # the candidate is archived with its failure; the previous version is still production
+    from zenml.client import Client
 
-    assert production_bento({"model_name": "step_gcp_fail", "deploy": {}}) == dep["bento_tag"]
+    assert stage_name(mv) == "archived" and ModelVersionMetadata.of(mv).stage_change.state == "failed"
+    assert Client().get_model_version("step_gcp_fail", "production").number == first.number
+    failed = [a for a in hook.received if "FAILED" in a["text"]]
+    assert failed and LOG_URL in failed[0]["text"], hook.received
 
 
-def test_serve_refuses_a_production_version_whose_bento_failed(deploy_pipeline, matcher_dir, tmp_path):
+def test_serve_refuses_a_version_whose_deploy_failed(deploy_pipeline, matcher_dir, tmp_path):
     mv, error = _run(
         deploy_pipeline,
         "step_smoke_fail",
@@ -374,10 +461,10 @@ def test_serve_refuses_a_production_version_whose_bento_failed(deploy_pipeline, 
         deploy={"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)},
     )
     assert error is not None and "smoke test needs data" in error, error
-    assert mv.run_metadata["deployment"]["stage"] == "configuration"
+    assert mv.run_metadata["deployment"]["stage"] == "configuration" and stage_name(mv) == "archived"
     from cli.serve import NoProductionModel, production_bento
 
-    with pytest.raises(NoProductionModel, match="failed its deployment at configuration.*not served"):
+    with pytest.raises(NoProductionModel, match="no version of model 'step_smoke_fail' is in production"):
         production_bento({"model_name": "step_smoke_fail", "deploy": {}})
 
 
