@@ -12,38 +12,37 @@
 
 import io
 import json
-import re
 import socket
 import tarfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
 
 import pytest
 
 pytest.importorskip("bentoml")
 
 from cloudbuild_server import BUILD_ID, LOG_URL, PROJECT, FakeCloudBuild, S, failure_op, op_json, success_op  # noqa: E402
-from zenml import get_step_context, pipeline, step  # noqa: E402
+from deploy_helpers import (  # noqa: E402
+    BUCKET,
+    IMAGE_RE,
+    REGISTRY,
+    Webhook,
+    gcp_cfg,
+    make_smoke_store,
+    run_deploy,
+    valid_body,
+)
 
-from ledgerlink.data.store import DatasetRef, store_at  # noqa: E402
 from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy.cloud_build import build_request  # noqa: E402
 from ledgerlink.deploy.deployers import DeploymentFailed, ModelVersionInfo, deploy_promoted, dry_run_request  # noqa: E402
-from ledgerlink.deploy.tags import TAG_PATTERN  # noqa: E402
 from ledgerlink.matching import Matcher  # noqa: E402
-from ledgerlink.matching.base import BaseMatcher, load_matcher  # noqa: E402
-from steps.deployment.deploy_model import deploy_model  # noqa: E402
-from steps.materializers import DatasetRefMaterializer, MatcherMaterializer  # noqa: E402
-from utils.model_stages import STAGING, change_stage, stage_name  # noqa: E402
-from utils.model_versions import ModelVersionMetadata, StageChange, log_model_version_metadata  # noqa: E402
+from utils.model_stages import stage_name  # noqa: E402
+from utils.model_versions import ModelVersionMetadata  # noqa: E402
 
-BUCKET = "finanse-ml-dev"
-REGISTRY = "europe-west4-docker.pkg.dev/finanse-project/models/ledgerlink"
 NOW = datetime(2026, 11, 21, 9, 30, 0, tzinfo=timezone.utc)
 IMAGE = f"{REGISTRY}:20261121093000-v7"
-IMAGE_RE = re.compile(re.escape(REGISTRY) + ":" + TAG_PATTERN.strip("^$"))
 
 
 @pytest.fixture(scope="module")
@@ -67,35 +66,6 @@ def _info(number: int = 7, mv_id: str | None = None) -> ModelVersionInfo:
     )
 
 
-def _gcp_cfg(bucket: str, endpoint: str, **extra) -> dict:
-    return {
-        "deployer": "gcp",
-        "smoke_test": False,
-        "model_dir": "unused",
-        "gcp": {
-            "project": PROJECT,
-            "bucket": bucket,
-            "registry": REGISTRY,
-            "timeout_s": 600,
-            "poll_s": 0.01,
-            "wait_timeout_s": 30,
-            "api_endpoint": endpoint,
-            **extra,
-        },
-    }
-
-
-def _valid_body(body: dict) -> bool:
-    """The article's payload with our image and context: what the fake accepts when the tag is not known ahead."""
-    image = (body.get("images") or [""])[0]
-    obj = body.get("source", {}).get("storageSource", {}).get("object", "")
-    return (
-        bool(IMAGE_RE.fullmatch(image))
-        and re.fullmatch(r"models/[0-9a-f-]{36}/context\.tar\.gz", obj) is not None
-        and body == build_request(BUCKET, obj, image, timeout_s=600)
-    )
-
-
 # ------------------------------------------------------------------------------------------------
 # gcp deployer, library level
 # ------------------------------------------------------------------------------------------------
@@ -111,7 +81,7 @@ def test_gcp_deployer_uploads_the_context_and_builds_the_image(matcher, gcs_emul
         [op_json(S.WORKING, False, IMAGE), success_op(IMAGE)],
         expected_body=expected,
     ) as fake:
-        cfg = _gcp_cfg(f"gs://{BUCKET}", fake.endpoint, storage_endpoint=endpoint)
+        cfg = gcp_cfg(f"gs://{BUCKET}", fake.endpoint, storage_endpoint=endpoint)
         record = deploy_promoted(matcher, _info(7, mv_id), cfg, now=NOW, echo=lambda _: None)
     assert fake.requests[0]["body"] == expected  # the exact article payload reached Cloud Build
     assert record["deployed"] is True and record["status"] == "success" and record["deployer"] == "gcp"
@@ -136,7 +106,7 @@ def test_gcp_deployer_failed_build_raises_with_the_log_url(matcher, tmp_path):
         [op_json(S.WORKING, False, IMAGE), failure_op(IMAGE)],
         expected_body=build_request(BUCKET, "models/mv-7/context.tar.gz", IMAGE, 600),
     ) as fake:
-        cfg = _gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)  # a local folder named like the bucket
+        cfg = gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)  # a local folder named like the bucket
         with pytest.raises(DeploymentFailed) as info:
             deploy_promoted(matcher, _info(7, "mv-7"), cfg, now=NOW, echo=lambda _: None)
     err = info.value
@@ -228,121 +198,18 @@ def matcher_dir(matcher, tmp_path_factory):
     return str(d)
 
 
-@step(output_materializers=MatcherMaterializer, enable_cache=False)
-def saved_matcher(path: str) -> Annotated[BaseMatcher, "matcher"]:
-    return load_matcher(path)
-
-
-@step(enable_cache=False)
-def decided(promote: bool) -> tuple[Annotated[dict, "decision"], Annotated[dict, "promotion"]]:
-    """What compare_with_production + promote_model hand to deploy_model (a promoted version is staged)."""
-    model = get_step_context().model
-    change = StageChange("deploy") if promote else None
-    log_model_version_metadata(
-        ModelVersionMetadata(metrics={"pair_f1": 0.93}, data_months=["2025-01"], stage_change=change)
-    )
-    if promote:
-        change_stage(model.name, int(model.number), STAGING)
-    return (
-        {"promote": promote, "reasons": ["beats production" if promote else "gain below min_delta"]},
-        {"promoted": promote, "model_name": model.name, "version": str(model.version), "number": int(model.number)},
-    )
-
-
-@step(enable_cache=False, output_materializers=DatasetRefMaterializer)
-def empty_dataset(uri: str) -> Annotated[DatasetRef, "dataset_ref"]:
-    """The store at ``uri``: without a frozen test set (an empty folder) the smoke test has nothing to build a
-    request from."""
-    return store_at(uri).ref()
-
-
-@pipeline(enable_cache=False)
-def deploy_only(path: str, promote: bool, deploy: dict, store_uri: str) -> None:
-    decision, promotion = decided(promote=promote)
-    deploy_model(
-        matcher=saved_matcher(path=path),
-        decision=decision,
-        promotion=promotion,
-        deploy=deploy,
-        dataset_ref=empty_dataset(uri=store_uri),
-    )
-
-
-@pytest.fixture(scope="module")
-def deploy_pipeline():
-    return deploy_only
-
-
 @pytest.fixture(scope="module")
 def smoke_store(data, tmp_path_factory):
-    """A dataset store whose first month has a frozen test split: what a smoke test builds its request from."""
-    from ledgerlink.data.split import split_month
-
-    uri = str(tmp_path_factory.mktemp("smoke-store"))
-    month = {k: v[v["month"] == "2025-01"] if "month" in v else v for k, v in data.items()}
-    train, test = split_month(month, 0.3, 13)
-    train["invoices"] = test["invoices"] = month["invoices"]
-    store_at(uri).add_month("2025-01", train, test)
-    return uri
+    return make_smoke_store(data, str(tmp_path_factory.mktemp("smoke-store")))
 
 
-class _Webhook:
-    """A Slack webhook stand-in on loopback: keeps every payload the real slack_sdk client posts."""
-
-    def __init__(self):
-        import http.server
-        import threading
-
-        received = self.received = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T000/B000/XXXX"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _run(pipeline, name: str, **kwargs):
-    import tempfile
-
-    from zenml import Model
-    from zenml.client import Client
-
-    error = None
-    kwargs.setdefault("store_uri", tempfile.mkdtemp(prefix="empty-store-"))
-    try:
-        pipeline.with_options(model=Model(name=name))(**kwargs)
-    except Exception:  # noqa: BLE001 - the failure case is asserted by the caller, from the step run
-        run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
-        info = Client().get_pipeline_run(run.id).steps["deploy_model"].exception_info
-        error = f"{info.message}\n{info.traceback}" if info else "failed without exception info"
-    mv = Client().list_model_versions(name, sort_by="desc:number").items[0]
-    return Client().get_model_version(name, mv.number), error
-
-
-def test_step_does_nothing_when_not_promoted(deploy_pipeline, matcher_dir):
+def test_step_does_nothing_when_not_promoted(matcher_dir):
     import bentoml
 
     before = {str(b.tag) for b in bentoml.bentos.list()}
-    unreachable = _gcp_cfg(f"gs://{BUCKET}", "http://127.0.0.1:9", storage_endpoint="http://127.0.0.1:9")
-    mv, error = _run(
-        deploy_pipeline, "step_skip", path=matcher_dir, promote=False, deploy=unreachable
+    unreachable = gcp_cfg(f"gs://{BUCKET}", "http://127.0.0.1:9", storage_endpoint="http://127.0.0.1:9")
+    mv, error = run_deploy(
+        "step_skip", path=matcher_dir, promote=False, deploy=unreachable
     )  # would fail if it tried to deploy: nothing listens on port 9
     assert error is None
     assert mv.run_metadata["deployment"] == {"deployed": False, "reason": "gain below min_delta"}
@@ -355,16 +222,15 @@ def test_step_does_nothing_when_not_promoted(deploy_pipeline, matcher_dir):
         production_bento({"model_name": "step_skip", "deploy": {}})
 
 
-def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, smoke_store, tmp_path):
+def test_step_records_a_successful_gcp_build(matcher_dir, smoke_store, tmp_path):
     with FakeCloudBuild(
-        (200, op_json(S.QUEUED, False, IMAGE)), lambda body: [success_op(body["images"][0])], expected_body=_valid_body
+        (200, op_json(S.QUEUED, False, IMAGE)), lambda body: [success_op(body["images"][0])], expected_body=valid_body
     ) as fake:
-        mv, error = _run(
-            deploy_pipeline,
+        mv, error = run_deploy(
             "step_gcp_ok",
             path=matcher_dir,
             promote=True,
-            deploy=_gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint),
+            deploy=gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint),
         )
     assert error is None, error
     dep = mv.run_metadata["deployment"]
@@ -386,7 +252,7 @@ def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, smoke
 
     cfg = {
         "model_name": "step_gcp_ok",
-        "deploy": _gcp_cfg(f"gs://{BUCKET}/ledgerlink", fake.endpoint),
+        "deploy": gcp_cfg(f"gs://{BUCKET}/ledgerlink", fake.endpoint),
         "store": {"uri": smoke_store},
     }
     request, text = dry_run(cfg, now=NOW)
@@ -414,29 +280,27 @@ def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, smoke
         production_bento({**cfg, "store": {"uri": str(tmp_path / "no-store")}}, echo=lambda _: None)
 
 
-def test_step_failed_build_fails_the_run_keeps_production_and_records_failed(
-    deploy_pipeline, matcher_dir, tmp_path, monkeypatch
-):
-    hook = _Webhook()
+def test_step_failed_build_fails_the_run_keeps_production_and_records_failed(matcher_dir, tmp_path, monkeypatch):
+    hook = Webhook()
     monkeypatch.setenv("LEDGERLINK_SLACK_WEBHOOK", hook.url)
 
     def cfg(fake):
-        return _gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)
+        return gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)
 
     with hook:
         with FakeCloudBuild(  # version 1: deployed
             (200, op_json(S.QUEUED, False, IMAGE)),
             lambda body: [success_op(body["images"][0])],
-            expected_body=_valid_body,
+            expected_body=valid_body,
         ) as fake:
-            first, error = _run(deploy_pipeline, "step_gcp_fail", path=matcher_dir, promote=True, deploy=cfg(fake))
+            first, error = run_deploy("step_gcp_fail", path=matcher_dir, promote=True, deploy=cfg(fake))
         assert error is None and stage_name(first) == "production"
         with FakeCloudBuild(  # version 2: its Cloud Build fails
             (200, op_json(S.QUEUED, False, IMAGE)),
             lambda body: [failure_op(body["images"][0])],
-            expected_body=_valid_body,
+            expected_body=valid_body,
         ) as fake:
-            mv, error = _run(deploy_pipeline, "step_gcp_fail", path=matcher_dir, promote=True, deploy=cfg(fake))
+            mv, error = run_deploy("step_gcp_fail", path=matcher_dir, promote=True, deploy=cfg(fake))
     assert error is not None and "DeploymentFailed" in error and LOG_URL in error, error
     assert "production stays version 1" in error
     dep = mv.run_metadata["deployment"]
@@ -452,9 +316,8 @@ def test_step_failed_build_fails_the_run_keeps_production_and_records_failed(
     assert failed and LOG_URL in failed[0]["text"], hook.received
 
 
-def test_serve_refuses_a_version_whose_deploy_failed(deploy_pipeline, matcher_dir, tmp_path):
-    mv, error = _run(
-        deploy_pipeline,
+def test_serve_refuses_a_version_whose_deploy_failed(matcher_dir, tmp_path):
+    mv, error = run_deploy(
         "step_smoke_fail",
         path=matcher_dir,
         promote=True,
