@@ -21,6 +21,11 @@ from utils.pipeline_runs import CollectionRun, MonitoringRun, TrainingRun, run_r
 console = Console()
 
 
+def say(message: str) -> None:
+    """One plain line (not wrapped, no markup: messages carry lists such as ``[1, 2]`` and long file paths)."""
+    console.print(message, soft_wrap=True, markup=False, highlight=False)
+
+
 def collect(cfg: Config | dict, options: dict | None = None) -> CollectionRun:
     from pipelines import data_collection
 
@@ -60,7 +65,7 @@ def run_cycle(
     from utils.repair import repair
 
     cfg = Config.coerce(cfg)
-    repair(cfg, echo=console.print)
+    repair(cfg, echo=say)
     store, warehouse = store_at(cfg.store.uri), open_warehouse(cfg.to_dict())
     month = next_month(warehouse, store)
     ref = watch = None
