@@ -355,3 +355,16 @@ def test_re_export_swaps_directories_and_a_crash_between_the_renames_keeps_the_o
     kept = export.production_model_dir(tmp_path, "m")
     assert kept.name == "3.old" and json.loads((kept / "info.json").read_text()) == {"run": 2}
     assert load_matcher(kept).auto_threshold_ == matcher.auto_threshold_
+
+
+def test_a_build_that_reports_no_digest_is_a_failed_deploy(matcher, tmp_path):
+    """Rollback tags the digest again, so a SUCCESS without one cannot count as deployed."""
+    with FakeCloudBuild(
+        (200, op_json(S.QUEUED, False, IMAGE)),
+        [success_op(IMAGE, digest="")],
+        expected_body=build_request(BUCKET, "models/mv-7/context.tar.gz", IMAGE, 600),
+    ) as fake:
+        with pytest.raises(DeploymentFailed, match="reported no digest") as info:
+            deploy_promoted(matcher, _info(7, "mv-7"), gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint), now=NOW)
+    rec = info.value.record
+    assert rec["status"] == "failed" and rec["build_status"] == "SUCCESS" and rec["log_url"] == LOG_URL

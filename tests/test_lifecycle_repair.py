@@ -189,6 +189,19 @@ def test_every_half_done_state_is_finished_or_reverted_and_said(matcher_dir, tmp
     assert ModelVersionMetadata.of(v2).deployment["change_id"] == change.id
     assert repair(good, echo=lambda _: None) == []
 
+    # a training run that did not start from run.py (a Vertex schedule) archives a version left staged before
+    # staging its own (promote_model); production is not touched
+    from utils.repair import archive_left_staged
+
+    v7, change = fresh_version(), StageChange("deploy", previous=v2.number)
+    _stage_by_hand(model, v7.number, STAGING, stage_change=change)
+    assert archive_left_staged(model, keep=v7.number + 1, echo=lambda _: None).startswith(
+        f"reverted: version {v7.number} was left in staging"
+    )
+    v7 = _version(model, v7.number)
+    assert stage_name(v7) == ARCHIVED and ModelVersionMetadata.of(v7).stage_change.state == "reverted"
+    assert _version(model, PRODUCTION).number == v2.number and archive_left_staged(model, keep=99) is None
+
 
 def test_serve_smoke_tests_a_rebuilt_bento_with_the_frozen_split(matcher_dir, tmp_path):
     """--serve on a machine whose BentoML store lacks the production Bento: rebuilt and smoke-tested, never untested."""

@@ -209,3 +209,30 @@ def test_run_help_lists_rollback_and_to(capsys):
     out = capsys.readouterr().out
     assert "--rollback" in out and "--to VERSION" in out
     assert run.main(["--to", "3"]) == 2 and "--to goes with --rollback" in capsys.readouterr().err
+
+
+def test_retag_moves_an_existing_tag_only_when_it_points_elsewhere_and_explains_errors():
+    from ledgerlink.deploy.artifact_registry import RetagError, client_for, retag_image
+
+    registry = "europe-west4-docker.pkg.dev/finanse-project/models/team/ledgerlink"  # a nested image name
+    package = DockerPackage.parse(registry)
+    assert package.name.endswith("/repositories/models/packages/team%2Fledgerlink")  # slashes escaped, as the API wants
+    with FakeArtifactRegistry(package.name, {_digest(1): ["20261201120000-v1"], _digest(2): []}) as fake:
+        client = client_for(fake.endpoint)
+        # a retry of the same retag (the tag exists and points at the digest already): nothing moved
+        assert retag_image(registry, _digest(1), "20261201120000-v1", client=client).endswith(":20261201120000-v1")
+        assert [r["method"] for r in fake.requests] == ["POST", "GET"]
+        # the tag exists but points at another image: moved with UpdateTag (updateMask=version)
+        retag_image(registry, _digest(2), "20261201120000-v1", client=client)
+        patch = fake.requests[-1]
+        assert patch["method"] == "PATCH" and patch["query"] == {"updateMask": "version"}
+        assert patch["path"] == f"/v1/{package.name}/tags/20261201120000-v1"
+        assert patch["body"]["version"] == f"{package.name}/versions/{_digest(2)}"
+        assert fake.tags["20261201120000-v1"].endswith(_digest(2))
+        with pytest.raises(RetagError, match="is not in Artifact Registry .* cleanup policy"):
+            retag_image(registry, _digest(3), "20261201120001-v3", client=client)
+    for bad in ("gcr.io/p/ledgerlink", "europe-west4-docker.pkg.dev/p/repo"):
+        with pytest.raises(RetagError, match="LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE"):
+            DockerPackage.parse(bad)
+    with pytest.raises(RetagError, match="sha256:<64 hex digits>"):
+        package.version("latest")

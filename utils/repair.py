@@ -145,6 +145,22 @@ def _settle_production(cfg: Config, mv, echo, run, **clients) -> str:
     )
 
 
+def archive_left_staged(model_name: str, keep: int, echo: Callable[[str], Any] = print) -> str | None:
+    """Inside a training run (also on Vertex, where no ``run.py`` repaired first): a version another run left in
+    ``staging`` is reverted (archived, its change marked ``reverted``) before this run stages its own, and said.
+    Production is not touched: it only ever holds a deployed version."""
+    left = single_holder(model_name, STAGING, echo)
+    if left is None or int(left.number) == int(keep):
+        return None
+    change = ModelVersionMetadata.of(left).stage_change
+    change_stage(model_name, left.number, ARCHIVED, echo)
+    if change is not None:
+        log_model_version_metadata(ModelVersionMetadata(stage_change=change.ended("reverted")), model_name, left.number)
+    line = f"reverted: version {left.number} was left in staging by a stopped run (never made live); archived it"
+    echo(f"Repair of {model_name!r}: {line}")
+    return line
+
+
 def repair(cfg: Config | dict, echo: Callable[[str], Any] = print, run: str | None = None, **clients) -> list[str]:
     """Settle a staged version and a production version without a successful deployment (see the module docstring);
     returns what was done, one line each (empty when all was in order). ``clients``: ``client`` (Cloud Build),

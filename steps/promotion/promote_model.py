@@ -7,6 +7,7 @@ from ledgerlink.monitoring.alerts import Alert
 from utils.alerting import alerter
 from utils.model_stages import STAGING, change_stage
 from utils.model_versions import ModelVersionMetadata, StageChange, log_model_version_metadata, production_version
+from utils.repair import archive_left_staged
 
 
 @step(enable_cache=False)
@@ -15,8 +16,10 @@ def promote_model(decision: dict, evaluation: dict, dataset_ref: DatasetRef) -> 
 
     It becomes ``production`` in ``deploy_model``, once its deploy succeeded: until then the production version,
     ``--serve`` and the cluster stay on the previous one. The pending change is recorded first, so a run killed
-    before the deploy is finished or reverted by the next run (``utils/repair.py``)."""
+    before the deploy is finished or reverted by the next run (``utils/repair.py``: ``run.py`` deploys it; a run
+    that did not start from ``run.py``, such as a scheduled one on Vertex, archives it here)."""
     model = get_step_context().model
+    archive_left_staged(model.name, keep=int(model.number))  # a run stopped before its deploy (e.g. on Vertex)
     metadata = ModelVersionMetadata.from_training(evaluation, dataset_ref, decision)
     if decision["promote"]:
         current = production_version(model.name)
