@@ -95,6 +95,14 @@ def test_rollback_after_two_real_trainings_restores_the_previous_version_everywh
     assert "has no version '99'" in capsys.readouterr().err
     assert run.main(["--rollback", "--to", str(v2.number), "--config", strong]) == 2
     assert "is production already" in capsys.readouterr().err
+    from utils.rollback import RollbackRefused, rollback_target
+
+    with pytest.raises(RollbackRefused, match="deployed with the local deployer, so there is no image"):
+        rollback_target("rollback_local", _version("rollback_local", "production"), v1.number, deployer="gcp")
+    with pytest.raises(
+        RollbackRefused, match=f"below production version {v2.number} was ever deployed successfully with an"
+    ):
+        rollback_target("rollback_local", _version("rollback_local", "production"), deployer="gcp")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -67,8 +67,14 @@ def _matcher(mv):
     return artifact.load()
 
 
-def last_deployed(model_name: str, below: int | None = None, exclude: tuple[int, ...] = ()):
-    """The newest version (below ``below`` when given) whose latest deploy succeeded, or None."""
+def last_deployed(
+    model_name: str,
+    below: int | None = None,
+    exclude: tuple[int, ...] = (),
+    accept: Callable[[ModelVersionMetadata], bool] = lambda meta: True,
+):
+    """The newest version (below ``below`` when given) whose latest deploy succeeded (and that ``accept`` takes),
+    or None."""
     from zenml.client import Client
 
     client = Client()
@@ -78,7 +84,8 @@ def last_deployed(model_name: str, below: int | None = None, exclude: tuple[int,
         if int(v.number) in exclude:
             continue
         mv = client.get_model_version(model_name, v.number)
-        if ModelVersionMetadata.of(mv).deployment_succeeded():
+        meta = ModelVersionMetadata.of(mv)
+        if meta.deployment_succeeded() and accept(meta):
             return mv
     return None
 
@@ -129,14 +136,22 @@ def _settle_production(cfg: Config, mv, echo, run, **clients) -> str:
         return f"finished: production version {number} had no successful deployment ({why}); deployed it now"
     except DeploymentFailed as exc:
         failure = str(exc)
-    fallback = last_deployed(name, exclude=(number,))
+    gcp = cfg.deploy.deployer == "gcp"
+    fallback = last_deployed(
+        name, exclude=(number,), accept=lambda meta: not gcp or bool((meta.deployment or {}).get("digest"))
+    )
+    if fallback is not None:
+        try:
+            record = redeploy_version(name, fallback, cfg.deploy, echo=echo, client=clients.get("registry_client"))
+        except DeploymentFailed as exc:
+            failure += f"; shipping version {fallback.number} again failed too ({exc})"
+            fallback = None
     if fallback is None:
         change_stage(name, number, ARCHIVED, echo)
         return (
             f"reverted: production version {number} had no successful deployment and deploying it failed "
-            f"({failure}); no version was ever deployed successfully, so it is archived and nothing is in production"
+            f"({failure}); no other version can be shipped, so it is archived and nothing is in production"
         )
-    record = redeploy_version(name, fallback, cfg.deploy, echo=echo, client=clients.get("registry_client"))
     log_model_version_metadata(ModelVersionMetadata(deployment=record), name, fallback.number)
     change_stage(name, fallback.number, PRODUCTION, echo)
     return (

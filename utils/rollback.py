@@ -42,20 +42,33 @@ def _named(model_name: str, to: str | int):
         raise RollbackRefused(f"model {model_name!r} has no version {to!r}") from None
 
 
-def rollback_target(model_name: str, current, to: str | int | None = None):
-    """The version to roll back to, checked: it exists, is not production already, and was deployed successfully."""
+def rollback_target(model_name: str, current, to: str | int | None = None, deployer: str = "local"):
+    """The version to roll back to, checked: it exists, is not production already, and was deployed successfully
+    (for the gcp deployer: with an image digest to tag again)."""
     if to is not None:
         target = _named(model_name, to)
     else:
-        target = last_deployed(model_name, below=None if current is None else int(current.number))
+        target = last_deployed(
+            model_name,
+            below=None if current is None else int(current.number),
+            accept=lambda meta: deployer != "gcp" or bool((meta.deployment or {}).get("digest")),
+        )
         if target is None:
-            where = f"below production version {current.number}" if current is not None else ""
+            where = f" below production version {current.number}" if current is not None else ""
             raise RollbackRefused(
-                f"no earlier version of {model_name!r} {where} was ever deployed successfully: nothing to roll back to"
+                f"no version of {model_name!r}{where} was ever deployed successfully"
+                + (" with an image (the gcp deployer)" if deployer == "gcp" else "")
+                + ": nothing to roll back to"
             )
     if current is not None and int(target.number) == int(current.number):
         raise RollbackRefused(f"version {target.number} of {model_name!r} is production already")
-    why = ModelVersionMetadata.of(target).why_not_deployed()
+    meta = ModelVersionMetadata.of(target)
+    why = meta.why_not_deployed()
+    if why is None and deployer == "gcp" and not (meta.deployment or {}).get("digest"):
+        why = (
+            f"it was deployed with the {(meta.deployment or {}).get('deployer', 'local')} deployer, so there is no "
+            "image in Artifact Registry to roll out again"
+        )
     if why:
         raise RollbackRefused(f"version {target.number} of {model_name!r} cannot be rolled back to: {why}")
     return target
@@ -75,7 +88,7 @@ def rollback(
     name = cfg.model_name
     with stage_lock(name):
         current = production_version(name, echo)
-        target = rollback_target(name, current, to)
+        target = rollback_target(name, current, to, cfg.deploy.deployer)
         number, previous = int(target.number), None if current is None else int(current.number)
         change = StageChange("rollback", previous=previous)
         log_model_version_metadata(ModelVersionMetadata(stage_change=change), name, number)
