@@ -130,6 +130,11 @@ class BaseMatcher:
     def predict(self, invoices, transfers) -> pd.DataFrame:
         return self.match(invoices, transfers).links
 
+    def pair_feature_frame(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
+        """The drift view of what the model sees: per transfer with candidates, the pair features of its best
+        candidate, computed by the family's own blocking and pair-feature code (``features.best_pair_view``)."""
+        raise NotImplementedError
+
     def save(self, path) -> None:
         raise NotImplementedError
 
