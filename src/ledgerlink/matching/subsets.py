@@ -114,11 +114,11 @@ def _key_runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, start, np.diff(np.r_[start, len(ks)])
 
 
-def _size_bounds(values: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``values`` (keys x n cents): the smallest and the largest sum of ``s`` of its members. A set of s
-    members can only sum to an amount between them (exact, in integer cents)."""
+def _size_bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``values`` (keys x n cents), column s-1: the smallest and the largest sum of s of its members. A
+    set of s members can only sum to an amount between them (exact, in integer cents)."""
     v = np.sort(values, axis=1)
-    return v[:, :s].sum(1), v[:, v.shape[1] - s :].sum(1)
+    return np.cumsum(v, axis=1), np.cumsum(v[:, ::-1], axis=1)
 
 
 def group_sets(
@@ -145,12 +145,10 @@ def group_sets(
         rows = order[st[:, None] + np.arange(n)[None, :]]
         masks = set_masks(n, max_size)
         if target is not None:
-            want = target[rows[:, 0]]
-            reach = np.zeros(len(rows), bool)
-            for s in range(2, min(n, max_size) + 1):
-                lo, hi = _size_bounds(cents[rows], s)
-                reach |= (lo <= want) & (want <= hi)
-            rows = rows[reach]
+            want = target[rows[:, 0]][:, None]
+            lo, hi = _size_bounds(cents[rows])
+            size = slice(1, min(n, max_size))
+            rows = rows[((lo[:, size] <= want) & (want <= hi[:, size])).any(1)]
         per = max(1, CELLS_PER_CHUNK // len(masks))
         for lo in range(0, len(rows), per):
             r = rows[lo : lo + per]
@@ -210,15 +208,20 @@ def sets_paying(
     if len(targets) == 0:
         return none
     order, start, count = _key_runs(key)
+    groups = {}  # n -> (rows: keys x n, smallest and largest sums of s members)
+    for n in range(2, max_n + 1):
+        st = start[count == n]
+        if len(st):
+            rows = order[st[:, None] + np.arange(n)[None, :]]
+            groups[n] = (rows, *_size_bounds(cents[rows]))
     codes, members, owners = [], [], []  # per hit: target amount's position, member rows, its key's first row
     for s in range(2, max_size + 1):  # smallest sets first: a target that is cut keeps these
         for n in range(s, max_n + 1):
-            st = start[count == n]
-            if len(st) == 0:
+            if n not in groups:
                 continue
-            rows = order[st[:, None] + np.arange(n)[None, :]]
-            lo, hi = _size_bounds(cents[rows], s)
-            rows = rows[np.searchsorted(targets, lo, "left") < np.searchsorted(targets, hi, "right")]
+            rows, lo, hi = groups[n]
+            reach = np.searchsorted(targets, lo[:, s - 1], "left") < np.searchsorted(targets, hi[:, s - 1], "right")
+            rows = rows[reach]
             masks = subset_masks(n)[subset_masks(n).sum(1) == s]
             per = max(1, CELLS_PER_CHUNK // len(masks))
             for c in range(0, len(rows), per):
