@@ -93,18 +93,23 @@ class BaseMatcher:
     ``MatchTimeout`` naming the stage it stopped in."""
 
     @classmethod
-    def _param_names(cls) -> list[str]:
-        """The ``__init__`` parameters of the class and, while an ``__init__`` passes ``**params`` on, of its
-        parents (the parents' first)."""
-        names: list[str] = []
+    def _param_defaults(cls) -> dict[str, object]:
+        """Parameter name -> default of the class's ``__init__`` and, while an ``__init__`` passes ``**params``
+        on, of its parents: the parents' names first, the most derived class's default."""
+        chain: list[dict[str, object]] = []  # most derived first
         for klass in cls.__mro__:
             if "__init__" not in vars(klass) or klass is object:
                 continue
             params = list(inspect.signature(klass.__init__).parameters.values())[1:]
-            names = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)] + names
+            chain.append({p.name: p.default for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)})
             if not any(p.kind is p.VAR_KEYWORD for p in params):
                 break
-        return list(dict.fromkeys(names))
+        names = dict.fromkeys(name for own in reversed(chain) for name in own)
+        return {name: next(own[name] for own in chain if name in own) for name in names}
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return list(cls._param_defaults())
 
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in self._param_names()}
@@ -129,6 +134,11 @@ class BaseMatcher:
 
     def predict(self, invoices, transfers) -> pd.DataFrame:
         return self.match(invoices, transfers).links
+
+    def pair_feature_frame(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
+        """The drift view of what the model sees: per transfer with candidates, the pair features of its best
+        candidate, computed by the family's own blocking and pair-feature code (``features.best_pair_view``)."""
+        raise NotImplementedError
 
     def save(self, path) -> None:
         raise NotImplementedError

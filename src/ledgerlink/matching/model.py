@@ -27,7 +27,7 @@ from ..evaluation.metrics import blocking_recall
 from .arrays import run_starts
 from .base import BaseMatcher, MatchResult, check_frame
 from .candidates import generate_candidates
-from .features import FEATURE_NAMES, pair_features
+from .features import FEATURE_NAMES, best_pair_view, pair_features
 from .memory import Memory
 from .normalize import Prepared
 from .runtime import check_deadline, deadline_scope, progress, xgboost
@@ -635,6 +635,16 @@ class Matcher(BaseMatcher):
 
     def predict(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
         return self.match(invoices, transfers).links
+
+    def pair_feature_frame(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
+        """Drift view (``features.best_pair_view``): blocking and pair features exactly as ``match``'s first pass
+        computes them, one row per transfer: its candidate with the highest pair-model probability. For monitoring:
+        the view of the training months against the view of a new month."""
+        self._check_fitted()
+        P = Prepared.of(check_frame(invoices, "invoices"), check_frame(transfers, "transfers"))
+        pairs = self._block(P, self.memory_, None)
+        X = self._featurize(pairs, P, self.memory_, None)
+        return best_pair_view(pairs, X, self._pair_proba(X), P.tr["transfer_id"].to_numpy())
 
     def predict_proba_pairs(
         self, invoices: pd.DataFrame, candidates_frame: pd.DataFrame, transfers: pd.DataFrame | None = None

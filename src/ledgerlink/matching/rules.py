@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 
 from .base import BaseMatcher, MatchResult, check_frame
+from .candidates import generate_candidates
+from .features import best_pair_view, heuristic_score, pair_features
 from .normalize import Prepared
 from .runtime import check_deadline, deadline_scope
 from .tolerances import CENT, ISSUE_AFTER_BOOKING_DAYS
@@ -82,3 +84,13 @@ class RulesMatcher(BaseMatcher):
 
     def predict(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
         return self.match(invoices, transfers).links
+
+    def pair_feature_frame(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
+        """Drift view (``features.best_pair_view``) with the learnt families' feature code, since the rules read
+        only two of those features (an exact number, an equal amount): blocking within ``lookback_days`` and pair
+        features without memory (the rules learn none), the best candidate by the hand-weighted heuristic that
+        ranks candidates for the rank features."""
+        P = Prepared.of(check_frame(invoices, "invoices"), check_frame(transfers, "transfers"))
+        pairs = generate_candidates(P, lookback_days=self.lookback_days)[["t", "i"]].reset_index(drop=True)
+        X = pair_features(pairs, P)
+        return best_pair_view(pairs, X, heuristic_score(X), P.tr["transfer_id"].to_numpy())
