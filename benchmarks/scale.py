@@ -1,20 +1,36 @@
-"""Scale: match 10k, 100k (and, asked for, 1M) transfers against their month's open invoices.
+"""Scale, as a deployment sees it: train on a world's earlier months, match its next month; ledgerlink beside splink.
 
-A model is trained once on small data (the default synthetic world, 3 months; ``quality.py`` defaults to 6) and saved.
-For each size N a fresh world is generated (seed 7, one month of N transfers, N/8 contractors; every invoice
-issued that month is open at its start, ~2N invoices, since many are paid only in later months; at most 20k
-contractors, the generator's limit) and written to
-Parquet; then a separate process loads the model and the data and times ``match`` alone: blocking, pair
-features, scoring (fold trees), set enumeration, set model and choice (including the second pass). Peak memory
-is that process's resident set during ``match`` (its high-water mark is reset after loading, via
-/proc/self/clear_refs), also shown with the process total. A process per size keeps the figures independent.
+For each size N a world is generated (seed 7, ``--history-months`` + 1 months of N transfers each, N/8
+contractors, at most 20k: the generator's limit). Both systems are trained on the same history: the earlier
+months' transfers (a seeded sample of ``--train-cap`` of them when there are more: a fit on 300k transfers does
+not fit this machine; 10k keeps its whole history) with their links and the invoices of those months, so payer
+memory applies as in production. Then both match the next month's N transfers against the invoices open at its
+start (issued up to its end and not settled by any earlier payment: the open items a finance system hands over).
 
-    .venv/bin/python benchmarks/scale.py                         # 10k and 100k (~3-5 min on 2 busy cores)
-    .venv/bin/python benchmarks/scale.py --sizes 10000,100000,1000000   # with 1M (over 20 minutes, several GB)
-    .venv/bin/python benchmarks/scale.py --family transformer    # the transformer family instead
+- ledgerlink: ``Matcher`` (xgboost family, default parameters) fitted and saved, then loaded and ``match``
+  timed, its batches on every available core (``Matcher.n_workers``);
+- splink 5 (the ``bench`` extra): the link-only model of ``splink_peer.py`` (blocking on amount, reference
+  and name tokens; comparisons on amount, reference, name and date; u by random sampling, m from the training
+  links; one invoice per transfer above the threshold that maximises training pair F1), predict timed.
 
-Last line: JSON with seconds_100k, peak_gb_100k, growth_per_10x (the largest time ratio between sizes 10x
-apart, per 10x; 1M included when run), and every size's figures.
+Each fit and each match runs in its own process. Peak memory is the largest sum of the resident sets of that
+process and its children (worker processes), sampled every 20 ms during the timed call, and never below the
+process's own high-water mark (reset after loading, via /proc/self/clear_refs). CPU seconds (the process and
+its children) are shown too: on a shared machine they move less than wall time. The systems alternate
+(``--repeats``; medians), so both see the same load.
+
+Per size: seconds, peak GB, CPU seconds, pair F1 (links against the truth, ``evaluation.metrics``), blocking
+recall (true links among the candidates; splink: among its blocked pairs) and the auto-match rate (ledgerlink's
+decisions at its own threshold; splink has no such decision).
+
+    .venv/bin/python benchmarks/scale.py                                  # 10k and 100k, both systems
+    .venv/bin/python benchmarks/scale.py --sizes 10000 --systems ledgerlink
+    .venv/bin/python benchmarks/scale.py --sizes 1000000 --systems ledgerlink --timeout 7200   # 1M, see README
+
+Needs ``pip install -c constraints.txt -e ".[bench]"`` for splink (``make bench`` does it).
+Last line: JSON with splink_ratio_100k (ledgerlink's seconds over splink's), splink_mem_ratio_100k (peak over
+peak), f1_minus_splink_100k, growth_per_10x (ledgerlink's largest time ratio between sizes 10x apart, per 10x),
+seconds_100k, peak_gb_100k, and every size's figures.
 """
 
 from __future__ import annotations
@@ -23,153 +39,322 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
+SYSTEMS = ("ledgerlink", "splink")
+TABLES = ("invoices", "transfers", "links")
 
 
-def _rss_gb(field: str) -> float:
+# ----------------------------------------------------------------------------------------------------------------
+# measuring a call in this process (and its worker processes)
+
+
+class PeakMemory:
+    """The largest resident-set sum of this process and its descendants while the block runs (sampled), and
+    this process's own high-water mark since the block started (exact for single-process work)."""
+
+    def __init__(self, interval: float = 0.02):
+        import psutil
+
+        self.me, self.interval, self.peak, self._stop = psutil.Process(), interval, 0, threading.Event()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for p in [self.me, *self.me.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:  # a worker that just ended
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        except OSError:
+            pass
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _status_kb("VmHWM") * 1024)
+
+    @property
+    def gb(self) -> float:
+        return self.peak / 2**30
+
+
+def _status_kb(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024 / 1024
-    return float("nan")
+            return int(line.split()[1])
+    return 0
 
 
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+def _cpu_seconds() -> float:
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def cmd_generate(n: int, out: str) -> None:
-    from ledgerlink.data.synthetic import SyntheticConfig, generate
-
-    t0 = time.perf_counter()
-    # the generator's name pool ends near 20k distinct contractors (it fails above), so 1M gets 50 per contractor
-    d = generate(SyntheticConfig(seed=7, months=1, transfers_per_month=n, contractors=min(20000, max(200, n // 8))))
-    for name in ("invoices", "transfers", "links"):
-        d[name].to_parquet(Path(out) / f"{name}.parquet", index=False)
-    print(json.dumps({"generate_s": round(time.perf_counter() - t0, 1)}))
-
-
-def cmd_match(model_dir: str, data: str) -> None:
+def _timed(fn):
+    """(result, seconds, cpu seconds, peak GB) of ``fn()``."""
     import gc
 
-    import pandas as pd
-
-    from ledgerlink.evaluation.metrics import blocking_recall
-    from ledgerlink.matching.base import load_matcher
-
-    model = load_matcher(model_dir)
-    inv = pd.read_parquet(Path(data) / "invoices.parquet")
-    tr = pd.read_parquet(Path(data) / "transfers.parquet")
-    links = pd.read_parquet(Path(data) / "links.parquet")
     gc.collect()
-    base_gb = _rss_gb("VmRSS")
-    reset = _reset_peak()
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    with PeakMemory() as mem:
+        out = fn()
+    return out, time.perf_counter() - t0, _cpu_seconds() - cpu0, mem.gb
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the world (subprocess: _world)
+
+
+def cmd_world(n: int, history: int, train_cap: int, out: str) -> None:
+    """Generate the world of size ``n`` and write the training and matching tables (Parquet) to ``out``."""
+    import numpy as np
+
+    from ledgerlink.data.synthetic import SyntheticConfig, generate
+    from ledgerlink.matching.tolerances import is_settled
+
     t0 = time.perf_counter()
-    res = model.match(inv, tr)
-    seconds = time.perf_counter() - t0
-    peak_gb = _rss_gb("VmHWM")
+    cfg = SyntheticConfig(seed=7, months=history + 1, transfers_per_month=n, contractors=min(20000, max(200, n // 8)))
+    d = generate(cfg)
+    inv, tr, links = d["invoices"], d["transfers"], d["links"]
+    month = sorted(tr["month"].unique())[-1]
+    history_tr = tr[tr["month"] < month]
+    sample = history_tr
+    if len(history_tr) > train_cap:
+        rows = np.sort(np.random.default_rng(0).choice(len(history_tr), train_cap, replace=False))
+        sample = history_tr.iloc[rows]
+    train = {
+        "invoices": inv[inv["month"] < month],
+        "transfers": sample,
+        "links": links[links["transfer_id"].isin(sample["transfer_id"])],
+    }
+    # open at the start of the month: not settled by any earlier payment (the whole history, not just the sample)
+    paid = links[links["transfer_id"].isin(history_tr["transfer_id"])].groupby("invoice_id")["allocated_amount"].sum()
+    settled = is_settled(inv["amount"].to_numpy(), inv["invoice_id"].map(paid).fillna(0.0).to_numpy())
+    now = tr[tr["month"] == month]
+    match = {"invoices": inv[~settled], "transfers": now, "links": links[links["transfer_id"].isin(now["transfer_id"])]}
+    for part, tables in (("train", train), ("match", match)):
+        for name in TABLES:
+            tables[name].reset_index(drop=True).to_parquet(Path(out) / f"{part}_{name}.parquet", index=False)
     print(
         json.dumps(
             {
-                "transfers": len(tr),
-                "invoices": len(inv),
-                "seconds": round(seconds, 2),
-                "peak_gb": round(peak_gb, 3),
-                "loaded_gb": round(base_gb, 3),
-                "peak_reset": reset,
-                "pairs": int(len(res.candidates)),
-                "pairs_per_transfer": round(len(res.candidates) / max(len(tr), 1), 1),
-                "blocking_recall": round(blocking_recall(res.candidates, links), 4),
-                "auto_rate": round(float((res.decisions["decision"] == "auto").mean()), 4),
+                "generate_s": round(time.perf_counter() - t0, 1),
+                "train_transfers": len(sample),
+                "history_transfers": len(history_tr),
+                "train_invoices": len(train["invoices"]),
+                "invoices": len(match["invoices"]),
+                "transfers": len(now),
             }
         )
     )
 
 
+def _read(data: str, part: str) -> dict:
+    import pandas as pd
+
+    return {name: pd.read_parquet(Path(data) / f"{part}_{name}.parquet") for name in TABLES}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# fit and match (subprocesses: _fit, _match)
+
+
+def cmd_fit(system: str, data: str, model: str) -> None:
+    train = _read(data, "train")
+    if system == "ledgerlink":
+        from ledgerlink.matching import Matcher
+        from ledgerlink.matching.base import save_matcher
+
+        fitted, seconds, cpu, peak = _timed(
+            lambda: Matcher().fit(train["invoices"], train["transfers"], train["links"])
+        )
+        save_matcher(fitted, model)
+    else:
+        import splink_peer
+
+        _, seconds, cpu, peak = _timed(
+            lambda: splink_peer.fit(train["invoices"], train["transfers"], train["links"], Path(model))
+        )
+    print(json.dumps({"fit_s": round(seconds, 1), "fit_cpu_s": round(cpu, 1), "fit_peak_gb": round(peak, 2)}))
+
+
+def cmd_match(system: str, data: str, model: str, workers: str) -> None:
+    from ledgerlink.evaluation.metrics import blocking_recall, score_links
+
+    new = _read(data, "match")
+    base_gb = _status_kb("VmRSS") / 2**20
+    if system == "ledgerlink":
+        from ledgerlink.matching.base import load_matcher
+
+        matcher = load_matcher(model)
+        matcher.show_progress = True
+        if workers != "auto":
+            matcher.n_workers = int(workers)
+        base_gb = _status_kb("VmRSS") / 2**20
+        result, seconds, cpu, peak = _timed(lambda: matcher.match(new["invoices"], new["transfers"]))
+        links, candidates, decisions = result.links, result.candidates, result.decisions
+        auto = round(float((decisions["decision"] == "auto").mean()), 4)
+    else:
+        import splink_peer
+
+        result, seconds, cpu, peak = _timed(lambda: splink_peer.match(new["invoices"], new["transfers"], Path(model)))
+        links, candidates, decisions, auto = result["links"], result["candidates"], None, None
+    quality = score_links(links, new["links"], new["transfers"], decisions)
+    print(
+        json.dumps(
+            {
+                "seconds": round(seconds, 2),
+                "cpu_s": round(cpu, 1),
+                "peak_gb": round(peak, 3),
+                "loaded_gb": round(base_gb, 3),
+                "pair_f1": round(quality["pair_f1"], 4),
+                "pair_precision": round(quality["pair_precision"], 4),
+                "pair_recall": round(quality["pair_recall"], 4),
+                "blocking_recall": round(blocking_recall(candidates, new["links"]), 4),
+                "auto_rate": auto,
+                "pairs_per_transfer": round(len(candidates) / max(len(new["transfers"]), 1), 1),
+            }
+        )
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the driver
+
+
 def _run(args: list[str], timeout: float) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    out = subprocess.run(
+        [sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout, env=env
+    )
     if out.returncode != 0:
-        raise RuntimeError(f"{args[0]} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{args[0]} {args[1]} failed (exit {out.returncode}); its error is above")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def train_model(family: str, model_dir: str) -> float:
-    from ledgerlink.data.synthetic import SyntheticConfig, generate
-    from ledgerlink.matching.base import save_matcher
-    from ledgerlink.matching.registry import build_matcher
+def _median(rows: list[dict]) -> dict:
+    keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {**rows[0], **{k: statistics.median(r[k] for r in rows) for k in keys}, "runs": rows}
 
-    d = generate(SyntheticConfig(months=4))
-    train = {k: d[k][d[k]["month"] < "2025-04"] for k in ("invoices", "transfers", "links")}
-    t0 = time.perf_counter()
-    model = build_matcher(family).fit(train["invoices"], train["transfers"], train["links"])
-    seconds = time.perf_counter() - t0
-    save_matcher(model, model_dir)
-    return seconds
+
+def _growth(done: dict[int, dict]) -> float | None:
+    rates = [(done[b]["seconds"] / done[a]["seconds"]) ** (1 / math.log10(b / a)) for a in done for b in done if b > a]
+    return round(max(rates), 2) if rates else None
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in ("_generate", "_match"):
-        {"_generate": cmd_generate, "_match": cmd_match}[sys.argv[1]](
-            *([int(sys.argv[2])] if sys.argv[1] == "_generate" else [sys.argv[2]]) + sys.argv[3:]
-        )
+    commands = {"_world": cmd_world, "_fit": cmd_fit, "_match": cmd_match}
+    if len(sys.argv) > 1 and sys.argv[1] in commands:
+        args = sys.argv[2:]
+        if sys.argv[1] == "_world":
+            args = [int(a) for a in args[:3]] + args[3:]
+        commands[sys.argv[1]](*args)
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="10000,100000", help="comma-separated transfer counts (1000000 for 1M)")
-    ap.add_argument("--family", default="xgboost")
-    ap.add_argument("--timeout", type=float, default=3600, help="seconds per size before giving up")
+    ap.add_argument("--sizes", default="10000,100000", help="comma-separated transfers per month")
+    ap.add_argument("--systems", default="ledgerlink,splink", help="ledgerlink, splink or both")
+    ap.add_argument("--history-months", type=int, default=3, help="months of history trained on")
+    ap.add_argument("--train-cap", type=int, default=30000, help="at most this many history transfers trained on")
+    ap.add_argument("--repeats", type=int, default=1, help="matches per system and size (alternating; medians)")
+    ap.add_argument("--workers", default="auto", help="ledgerlink's n_workers (auto: one per available CPU)")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds per step before giving up")
     args = ap.parse_args()
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = sorted(set(systems) - set(SYSTEMS))
+    if unknown:
+        ap.error(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
+    if "splink" in systems:
+        try:
+            import splink  # noqa: F401
+        except ImportError:
+            ap.error('splink is not installed: pip install -c constraints.txt -e ".[bench]" (or make bench)')
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="ledgerlink-scale-"))
-    model_dir = str(work / "model")
-    fit_s = train_model(args.family, model_dir)
-    print(f"model: {args.family} trained once on 3 months x 800 transfers in {fit_s:.1f}s", flush=True)
     print(
-        f"{'transfers':>10} {'invoices':>10} {'generate_s':>10} {'match_s':>8} {'peak_GB':>8} {'loaded_GB':>9} "
-        f"{'pairs/tr':>8} {'blocking':>8} {'auto':>6}",
+        f"cpus {len(os.sched_getaffinity(0))}, load {os.getloadavg()[0]:.1f}; history {args.history_months} months, "
+        f"at most {args.train_cap} transfers trained on; {work}",
         flush=True,
     )
-    rows = {}
+    rows: dict[int, dict] = {}
     for n in sizes:
         data = work / f"n{n}"
         data.mkdir()
+        row: dict = {"load_before": round(os.getloadavg()[0], 1)}
         try:
-            gen = _run(["_generate", str(n), str(data)], args.timeout)
-            r = _run(["_match", model_dir, str(data)], args.timeout)
+            row["world"] = _run(
+                ["_world", str(n), str(args.history_months), str(args.train_cap), str(data)], args.timeout
+            )
+            print(f"{n:>9} world: {row['world']}", flush=True)
+            for s in systems:
+                row[s] = _run(["_fit", s, str(data), str(data / f"model_{s}")], args.timeout)
+                print(f"{n:>9} {s} fit: {row[s]}", flush=True)
+            runs: dict[str, list] = {s: [] for s in systems}
+            for rep in range(args.repeats):
+                for s in systems if rep % 2 == 0 else systems[::-1]:
+                    r = _run(["_match", s, str(data), str(data / f"model_{s}"), args.workers], args.timeout)
+                    runs[s].append(r)
+                    print(f"{n:>9} {s} match {rep + 1}: {r}", flush=True)
+            for s in systems:
+                row[s] = {**row[s], **_median(runs[s])}
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            print(f"{n:>10} did not complete: {str(exc).strip().splitlines()[-1]}", flush=True)
-            rows[n] = {"error": str(exc).strip().splitlines()[-1]}
-            continue
-        r["generate_s"] = gen["generate_s"]
-        rows[n] = r
-        print(
-            f"{n:>10} {r['invoices']:>10} {gen['generate_s']:>10.1f} {r['seconds']:>8.1f} {r['peak_gb']:>8.2f} "
-            f"{r['loaded_gb']:>9.2f} {r['pairs_per_transfer']:>8.1f} {r['blocking_recall']:>8.4f} "
-            f"{r['auto_rate']:>6.3f}",
-            flush=True,
-        )
-    done = {n: r for n, r in rows.items() if "seconds" in r}
-    growth = []
-    for a in done:
-        for b in done:
-            if b > a:
-                steps = math.log10(b / a)
-                growth.append((done[b]["seconds"] / done[a]["seconds"]) ** (1 / steps))
+            row["error"] = str(exc).strip().splitlines()[-1]
+            print(f"{n:>9} did not complete: {row['error']}", flush=True)
+        row["load_after"] = round(os.getloadavg()[0], 1)
+        rows[n] = row
+
+    print(f"\n{'':>9} {'':>8} " + "".join(f"{s:>44}" for s in systems))
+    head = f"{'seconds':>8} {'cpu_s':>7} {'peak_GB':>7} {'F1':>6} {'block':>6} {'auto':>5}"
+    print(f"{'transfers':>9} {'invoices':>8} " + "  ".join(head for _ in systems))
+    for n, row in rows.items():
+        cells = []
+        for s in systems:
+            r = row.get(s, {})
+            if "seconds" not in r:
+                cells.append(f"{'-':>44}")
+                continue
+            auto = f"{r['auto_rate']:>5.3f}" if r.get("auto_rate") is not None else f"{'-':>5}"
+            cells.append(
+                f"{r['seconds']:>8.1f} {r['cpu_s']:>7.1f} {r['peak_gb']:>7.2f} {r['pair_f1']:>6.3f} "
+                f"{r['blocking_recall']:>6.3f} {auto}"
+            )
+        print(f"{n:>9} {row.get('world', {}).get('invoices', '-'):>8} " + "  ".join(cells))
+
+    ours = {n: r["ledgerlink"] for n, r in rows.items() if "seconds" in r.get("ledgerlink", {})}
+    peer = {n: r["splink"] for n, r in rows.items() if "seconds" in r.get("splink", {})}
+    both = 100000 in ours and 100000 in peer
     out = {
-        "seconds_100k": done.get(100000, {}).get("seconds"),
-        "peak_gb_100k": done.get(100000, {}).get("peak_gb"),
-        "growth_per_10x": round(max(growth), 2) if growth else None,
-        "family": args.family,
+        "splink_ratio_100k": round(ours[100000]["seconds"] / peer[100000]["seconds"], 3) if both else None,
+        "splink_mem_ratio_100k": round(ours[100000]["peak_gb"] / peer[100000]["peak_gb"], 3) if both else None,
+        "f1_minus_splink_100k": round(ours[100000]["pair_f1"] - peer[100000]["pair_f1"], 4) if both else None,
+        "growth_per_10x": _growth(ours),
+        "seconds_100k": ours.get(100000, {}).get("seconds"),
+        "peak_gb_100k": ours.get(100000, {}).get("peak_gb"),
+        "cpus": len(os.sched_getaffinity(0)),
+        "history_months": args.history_months,
+        "train_cap": args.train_cap,
+        "repeats": args.repeats,
         "sizes": {str(n): r for n, r in rows.items()},
     }
     print(json.dumps(out))

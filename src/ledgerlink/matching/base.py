@@ -22,6 +22,9 @@ class MatchTimeout(TimeoutError):
         self.late_by = late_by
         super().__init__(f"match deadline passed during {stage} ({late_by:.3f} s late); the work was stopped")
 
+    def __reduce__(self):  # raised in a worker process, re-raised in the caller's (matching.parallel)
+        return (type(self), (self.stage, self.late_by))
+
 
 @dataclass
 class MatchResult:

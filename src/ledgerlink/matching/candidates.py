@@ -26,6 +26,7 @@ hit (a multi-invoice payment with no number from a busy contractor needs all of 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -167,28 +168,79 @@ def _ref_tokens(
     return keys[pos], toks, np.repeat(np.arange(4, dtype=np.int8), [sum(n) for n in sizes])
 
 
-def ref_channel(inv_chunks, tr_chunks, live: np.ndarray, max_df: int, inv_scope=None, tr_scope=None) -> Pairs:
+@dataclass(frozen=True)
+class RefTokens:
+    """The invoice side of the reference channel, tokenised once: per token, its row in ``inv_chunks``
+    (``chunk``), its ``kind`` and its ``code`` in ``vocabulary``. A month matched in batches blocks every batch
+    against the same invoices; tokenising 220k open invoices again for each of ten batches cost more than the
+    rest of blocking."""
+
+    chunk: np.ndarray
+    kind: np.ndarray
+    code: np.ndarray
+    vocabulary: pd.Index
+
+    @classmethod
+    def of(cls, inv_chunks: pd.DataFrame, rows: np.ndarray | None = None) -> "RefTokens":
+        """The tokens of the chunks at ``rows`` (all chunks when None), in ``_ref_tokens``' order."""
+        rows = np.arange(len(inv_chunks)) if rows is None else rows
+        chunk, toks, kind = _ref_tokens(
+            rows,
+            inv_chunks["digits"].to_numpy()[rows].tolist(),
+            inv_chunks["long_groups"].to_numpy()[rows].tolist(),
+            True,
+        )
+        code, vocabulary = pd.factorize(np.array(toks, dtype=object))
+        return cls(chunk, kind, code.astype(np.int64), pd.Index(vocabulary))
+
+    def codes_of(self, tokens: list[str]) -> np.ndarray:
+        """Codes of other tokens (a transfer's) in the same space; tokens no invoice has get new codes. Only
+        equality of codes matters downstream (counts, joins, first rows), never their order."""
+        toks = np.array(tokens, dtype=object)
+        code = self.vocabulary.get_indexer(toks).astype(np.int64)
+        new = code < 0
+        code[new] = len(self.vocabulary) + pd.factorize(toks[new])[0]
+        return code
+
+
+@dataclass(frozen=True)
+class InvoiceIndex:
+    """What blocking computes from the invoices and memory alone: computed once per ``match`` call and shared
+    by all its batches (``generate_candidates(..., invoice_index=)``)."""
+
+    ref: RefTokens
+    settled: np.ndarray | None  # Memory.settled_by of every invoice (None: no memory)
+
+    @classmethod
+    def of(cls, P: Prepared, memory: Memory | None) -> "InvoiceIndex":
+        return cls(RefTokens.of(P.inv_chunks), memory.settled_by(P.inv) if memory is not None else None)
+
+
+def ref_channel(
+    inv_chunks, tr_chunks, live: np.ndarray, max_df: int, inv_scope=None, tr_scope=None, tokens: RefTokens | None = None
+) -> Pairs:
     """(t, i, ref_score, ref_share): IDF mass of shared rare reference tokens, and its share of the invoice's.
-    Tokens are integer codes (one factorisation of both sides), so counting and joining are numpy sorts.
-    With scopes, frequencies and joins stay within each scope."""
+    Tokens are integer codes (one code space for both sides), so counting and joining are numpy sorts.
+    With scopes, frequencies and joins stay within each scope. ``tokens``: the invoice side already tokenised
+    (``RefTokens.of(inv_chunks)``); the live invoices' tokens are taken from it."""
     cols = ["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"]
     sel = np.isin(inv_chunks["i"].to_numpy(), live)
     if not sel.any() or len(tr_chunks) == 0:
         return _empty(cols)
-    ii, itok, kind = _ref_tokens(
-        inv_chunks["i"].to_numpy(np.int64)[sel],
-        inv_chunks["digits"].to_numpy()[sel].tolist(),
-        inv_chunks["long_groups"].to_numpy()[sel].tolist(),
-        True,
-    )
+    if tokens is None:
+        tokens = RefTokens.of(inv_chunks, np.flatnonzero(sel))
+    rows = sel[tokens.chunk]  # the live chunks' tokens, in the order tokenising only them gives
+    ii = inv_chunks["i"].to_numpy(np.int64)[tokens.chunk[rows]]
+    kind = tokens.kind[rows]
     tt, ttok, _ = _ref_tokens(
         tr_chunks["t"].to_numpy(np.int64), tr_chunks["digits"].tolist(), tr_chunks["long_groups"].tolist(), False
     )
-    codes = pd.factorize(np.array(itok + ttok, dtype=object))[0]
+    codes = np.concatenate([tokens.code[rows], tokens.codes_of(ttok)])
+    n_inv_tokens = len(ii)
     tok_scope = None if inv_scope is None else np.concatenate([inv_scope[ii], tr_scope[tt]])
     codes = _scoped(codes, tok_scope)
     n_codes = int(codes.max(initial=-1)) + 1
-    ic, tcode = codes[: len(itok)], codes[len(itok) :]
+    ic, tcode = codes[:n_inv_tokens], codes[n_inv_tokens:]
     keep = _first_rows(ii, ic)  # each (invoice, token) once: document frequency, and an IDF mass per invoice
     ic, ii, kind = ic[keep], ii[keep], kind[keep]
     keep = _first_rows(tt, tcode)
@@ -505,8 +557,12 @@ def generate_candidates(
     name_max_share: float = 0.15,
     inv_scope: np.ndarray | None = None,
     tr_scope: np.ndarray | None = None,
+    invoice_index: InvoiceIndex | None = None,
 ) -> pd.DataFrame:
     """Candidate pairs (t, i, prescore, channel scores), at most ``max_candidates`` per transfer.
+
+    ``invoice_index``: ``InvoiceIndex.of(P, memory)`` when the same invoices are blocked again (the batches of one
+    ``match`` call); the candidates are the same with or without it.
 
     ``inv_scope``/``tr_scope`` (ints per invoice / transfer): independent problems blocked in one call (the
     service's batch of requests). Each problem's pairs, statistics and date window are its own, so its candidates
@@ -540,12 +596,16 @@ def generate_candidates(
         first, last = first_s[inv_scope], last_s[inv_scope]
     issued_day = issued.astype("datetime64[D]").astype(np.int64)
     # invoices settled by training payments before the first transfer is booked are no candidates at all
-    settled = memory.settled_by(inv) if memory is not None else np.zeros(len(inv), np.int64) + (1 << 40)
+    if invoice_index is not None and invoice_index.settled is not None:
+        settled = invoice_index.settled
+    else:
+        settled = memory.settled_by(inv) if memory is not None else np.zeros(len(inv), np.int64) + (1 << 40)
     live = np.flatnonzero(
         (issued_day >= first - lookback_days) & (issued_day <= last + ISSUE_AFTER_BOOKING_DAYS) & (settled > first)
     )
     scopes = {"inv_scope": inv_scope, "tr_scope": tr_scope}
-    parts = [ref_channel(inv_chunks, tr_chunks, live, ref_max_df, **scopes)]
+    ref_tokens = invoice_index.ref if invoice_index is not None else None
+    parts = [ref_channel(inv_chunks, tr_chunks, live, ref_max_df, **scopes, tokens=ref_tokens)]
     check_deadline("blocking: reference channel")
     parts.append(amount_channel(inv, tr, live, amount_max_df, **scopes))
     parts.append(name_channel(inv, tr, live, name_max_share, **scopes))

@@ -26,11 +26,12 @@ from ..data.contract import TABLES
 from ..evaluation.metrics import blocking_recall
 from .arrays import run_starts
 from .base import BaseMatcher, MatchResult, check_frame
-from .candidates import generate_candidates
+from .candidates import InvoiceIndex, generate_candidates
 from .features import FEATURE_NAMES, best_pair_view, pair_features
 from .memory import Memory
 from .normalize import Prepared
-from .runtime import check_deadline, deadline_scope, progress, xgboost
+from .parallel import available_cpus, match_batches
+from .runtime import check_deadline, current_deadline, deadline_scope, progress, xgboost
 from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, set_features, set_labels
 from .tolerances import FEE_TOLERANCE
 
@@ -67,6 +68,8 @@ class Matcher(BaseMatcher):
 
     ``validation_fraction`` is kept for compatibility: 0 skips cross-fitting (one pair model, no set model,
     ``auto_threshold_`` = 1: every decision goes to review); any other value cross-fits on ``n_folds`` folds.
+    ``n_jobs``: threads (xgboost, string comparisons); ``n_workers``: processes ``match`` spreads a month's
+    batches over (None: one per CPU this process may use; 1: none, everything in this process).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Matcher(BaseMatcher):
         random_state=0,
         n_jobs=2,
         show_progress=False,
+        n_workers=None,
     ):
         self.max_candidates = max_candidates
         self.max_candidates_weak = max_candidates_weak
@@ -102,6 +106,7 @@ class Matcher(BaseMatcher):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.show_progress = show_progress
+        self.n_workers = n_workers
 
     # ----------------------------------------------------------------------------------------------------------
     # the steps fit and match share
@@ -110,8 +115,9 @@ class Matcher(BaseMatcher):
         pairs = self._block(P, memory, exclude)
         return pairs, self._featurize(pairs, P, memory, exclude)
 
-    def _block(self, P: Prepared, memory, exclude, scopes=(None, None)) -> pd.DataFrame:
-        """Candidate pairs (t, i); ``scopes``: (invoice, transfer) problem numbers when several are matched at once."""
+    def _block(self, P: Prepared, memory, exclude, scopes=(None, None), invoice_index=None) -> pd.DataFrame:
+        """Candidate pairs (t, i); ``scopes``: (invoice, transfer) problem numbers when several are matched at once;
+        ``invoice_index``: the invoices' blocking index when the same invoices are blocked batch after batch."""
         return generate_candidates(
             P,
             memory=memory,
@@ -121,6 +127,7 @@ class Matcher(BaseMatcher):
             lookback_days=self.lookback_days,
             inv_scope=scopes[0],
             tr_scope=scopes[1],
+            invoice_index=invoice_index,
         )[["t", "i"]].reset_index(drop=True)
 
     def _featurize(self, pairs, P: Prepared, memory, exclude, fold=None):
@@ -131,6 +138,13 @@ class Matcher(BaseMatcher):
         """Hook for families that add pair features (the transformer family adds a text score). ``fold`` (per
         transfer, in fit only): score each transfer with the fold model that did not train on it."""
         return X
+
+    def set_threads(self, n_jobs: int) -> None:
+        """Run on ``n_jobs`` threads from now on (xgboost included); the answers do not depend on it."""
+        self.n_jobs = int(n_jobs)
+        for b in getattr(self, "pair_boosters_", []) + [getattr(self, "set_booster_", None)]:
+            if b is not None:
+                b.set_param({"nthread": self.n_jobs})
 
     def _xgb_params(self, depth=None) -> dict:
         return {
@@ -476,7 +490,8 @@ class Matcher(BaseMatcher):
 
         More than ``batch_size`` transfers are matched in batches of consecutive booking dates against the same
         prepared invoices, so memory stays bounded (an invoice claimed by transfers of two batches is not
-        settled between them; a month's transfers fit in one batch up to ``batch_size``).
+        settled between them; a month's transfers fit in one batch up to ``batch_size``). The batches run on
+        ``n_workers`` processes (``parallel``); the answers do not depend on how many.
         ``deadline``: an absolute ``time.monotonic()`` value; past it, ``MatchTimeout`` names the stage."""
         self._check_fitted()
         with deadline_scope(deadline):
@@ -490,18 +505,38 @@ class Matcher(BaseMatcher):
         n = len(P.tr)
         size = int(self.batch_size) if self.batch_size else max(n, 1)
         order = np.argsort(P.tr["booked_at"].to_numpy(), kind="stable")
-        parts = []
-        for lo in range(0, max(n, 1), size):
-            idx = np.sort(order[lo : lo + size])
-            parts.append((idx, *self._match_batch(P.with_transfers(idx))))
-        if len(parts) == 1:
-            scored, links, dec = parts[0][1:]
+        plan = [np.sort(order[lo : lo + size]) for lo in range(0, max(n, 1), size)]
+        if len(plan) == 1:
+            scored, links, dec = self._match_batch(P)
             return self._result(scored, links, dec, P, self.auto_threshold_)
+        parts = self._match_batches(P, [P.with_transfers(idx) for idx in plan])
         glob = lambda df, idx: df.assign(t=idx[df["t"].to_numpy()]) if len(df) else df  # noqa: E731
-        scored = pd.concat([glob(p[1], p[0]) for p in parts], ignore_index=True)
-        links = pd.concat([glob(p[2], p[0]) for p in parts], ignore_index=True).sort_values(["t", "i"], kind="stable")
-        dec = pd.concat([glob(p[3], p[0]) for p in parts], ignore_index=True).sort_values("t", kind="stable")
-        return self._result(scored, links.reset_index(drop=True), dec.reset_index(drop=True), P, self.auto_threshold_)
+        scored = pd.concat([glob(p[0], idx) for p, idx in zip(parts, plan)], ignore_index=True)
+        links = pd.concat([glob(p[1], idx) for p, idx in zip(parts, plan)], ignore_index=True)
+        dec = pd.concat([glob(p[2], idx) for p, idx in zip(parts, plan)], ignore_index=True)
+        links = links.sort_values(["t", "i"], kind="stable").reset_index(drop=True)
+        dec = dec.sort_values("t", kind="stable").reset_index(drop=True)
+        return self._result(scored, links, dec, P, self.auto_threshold_)
+
+    def _match_batches(self, P: Prepared, batches: list[Prepared]) -> list[tuple]:
+        """(scored, links, decisions) of each batch, in order: on ``n_workers`` processes (``parallel``) or here.
+        The invoices are tokenised for blocking once, for all batches."""
+        index = InvoiceIndex.of(P, self.memory_)
+        check_deadline("blocking index")
+        workers = min(self.n_workers or available_cpus(), len(batches))
+        bar = progress(self.show_progress, len(batches), f"match: {len(batches)} batches on {workers} process(es)")
+        try:
+            if workers > 1:
+                return match_batches(self, P, batches, index, workers, current_deadline(), bar)
+            parts = []
+            for batch in batches:
+                parts.append(self._match_batch(batch, invoice_index=index))
+                if bar is not None:
+                    bar.update(1)
+            return parts
+        finally:
+            if bar is not None:
+                bar.close()
 
     def match_many(
         self, problems: list[tuple[pd.DataFrame, pd.DataFrame]], *, deadline: float | None = None
@@ -583,10 +618,11 @@ class Matcher(BaseMatcher):
                 raise ValueError(f"problem {k}: {exc}") from exc
         return Prepared.concat(parts), inv_scope, tr_scope
 
-    def _match_batch(self, P: Prepared, pairs=None):
-        """(scored pairs, links, decisions) of one batch; ``pairs`` (t, i): the candidates, when already blocked."""
+    def _match_batch(self, P: Prepared, pairs=None, invoice_index=None):
+        """(scored pairs, links, decisions) of one batch; ``pairs`` (t, i): the candidates, when already blocked;
+        ``invoice_index``: the invoices' blocking index shared by the batches of one call."""
         if pairs is None:
-            pairs = self._block(P, self.memory_, None)
+            pairs = self._block(P, self.memory_, None, invoice_index=invoice_index)
             check_deadline("blocking")
         X = self._featurize(pairs, P, self.memory_, None)
         check_deadline("pair features")

@@ -87,6 +87,11 @@ def deadline_scope(deadline: float | None, stage: str = "start"):
         _DEADLINE.reset(token)
 
 
+def current_deadline() -> float | None:
+    """The deadline of the call being run (None: none), to hand to worker processes with its batches."""
+    return _DEADLINE.get()
+
+
 def check_deadline(stage: str) -> None:
     """Raise ``MatchTimeout`` naming ``stage`` when the current call's deadline has passed (no-op without one)."""
     deadline = _DEADLINE.get()
