@@ -1,24 +1,32 @@
-"""Serving speed: the built Bento under ``bentoml serve`` on loopback, against the same call in process.
+"""Serving speed: the built Bento under ``bentoml serve`` on loopback, against its two peers measured in the same run.
 
 Trains a Matcher on synthetic data, saves it to a temporary BentoML store and builds the Bento (or serves
 ``--bento TAG`` from the store in ``$BENTOML_HOME``), starts ``bentoml serve`` on a free 127.0.0.1 port and
 drives ``POST /match`` with ``--candidates`` candidate invoices per transfer from a thread-pool load
 generator (keep-alive connections) at each concurrency in ``--concurrency``, each level bounded by
 ``--requests`` and ``--max-seconds``. Every level runs ``--repeats`` times; medians are reported.
-The in-process figure is ``Matcher.match`` on the same request (frames built from the same JSON), so
-``p50_ms_c1 / inprocess_ms`` is the HTTP + validation overhead. ``--profile`` prints where the in-process
-time goes (cProfile, ledgerlink functions by cumulative time).
+
+The two peers, so that every figure is a ratio measured on this machine at this moment:
+- the HTTP stack's limit: ``noop_service.py``, a BentoML service with the same request and response models, the
+  same middleware and the same number of workers, which validates each request and answers without matching.
+  It is served beside ours and loaded in turn with the same requests (``noop_*``; ``rps_c8_vs_noop``);
+- the work itself: ``inprocess_ms``, the library call the service makes for a lone request
+  (``matching.single.match_one`` on the validated request), median over the requests, measured between the HTTP
+  levels of each repeat (``p99_c8_vs_inprocess``: the c8 tail over it). ``inprocess_match_ms`` is the general
+  path (``Matcher.match`` on the request's frames), for comparison.
 
 The server batches concurrent ``/match`` requests (``LEDGERLINK_MAX_MATCH_BATCH``, ``--max-batch``; 1 turns
-it off); the in-process ``match_many`` figures show what a batch of 8 or 32 costs per request. Every answer
-is checked against the one-by-one in-process answer (``mismatches``). Only requests the library answers in
-process are sent; the share it could not answer is printed (0 so far).
+it off; a lone request takes the fast path); the in-process ``match_many`` figures show what a batch of 8 or 32
+costs per request. Every HTTP answer is compared with the one-by-one in-process ``Matcher.match`` answer
+(``deploy.payloads.same_answer``: chosen invoices and allocations, ranked probabilities, decision and
+confidence): ``mismatches``. ``--profile`` prints where the in-process time goes (cProfile).
 
-    .venv/bin/python benchmarks/serving.py                      # ~2-3 minutes on 2 cores
+    .venv/bin/python benchmarks/serving.py                      # ~4-6 minutes on 2 cores
     .venv/bin/python benchmarks/serving.py --max-batch 1             # without adaptive batching
     .venv/bin/python benchmarks/serving.py --workers 1 --repeats 3 --profile
 
-Last line: JSON with p50_ms_c8, p99_ms_c8, rps_c8, inprocess_ms (and the other levels, the setup).
+Last line: JSON with rps_c8_vs_noop, p99_c8_vs_inprocess, noop_rps_c8, inprocess_ms, p50_ms_c8, p99_ms_c8,
+rps_c8 (and the other levels, both servers, the setup).
 """
 
 from __future__ import annotations
@@ -125,6 +133,23 @@ def prepare(args):
 
 
 def inprocess(matcher, requests, repeats: int = 3) -> list[float]:
+    """Milliseconds of the service's library call for a lone request (``match_one`` on the validated request)."""
+    from ledgerlink.matching.single import match_one
+    from ledgerlink.serving.schemas import MatchRequest
+
+    validated = [MatchRequest.model_validate(req) for req, _ in requests]
+    times = []
+    for _ in range(repeats):
+        for req in validated:
+            t0 = time.perf_counter()
+            match_one(matcher, req.transfer, req.candidates)
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def inprocess_general(matcher, requests, repeats: int = 1) -> list[float]:
+    """Milliseconds of ``Matcher.match`` on each request's frames (the general path, what the answers are checked
+    against)."""
     from ledgerlink.deploy.payloads import inprocess_answer
 
     times = []
@@ -156,12 +181,14 @@ def batch_estimate(matcher, requests, size: int, rounds: int = 3) -> dict:
 
 
 def profile(matcher, requests) -> str:
-    from ledgerlink.deploy.payloads import inprocess_answer
+    from ledgerlink.matching.single import match_one
+    from ledgerlink.serving.schemas import MatchRequest
 
+    validated = [MatchRequest.model_validate(req) for req, _ in requests[:20]]
     prof = cProfile.Profile()
     prof.enable()
-    for req, _ in requests[:20]:
-        inprocess_answer(matcher, req)
+    for req in validated:
+        match_one(matcher, req.transfer, req.candidates)
     prof.disable()
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out).sort_stats("cumulative")
@@ -169,8 +196,11 @@ def profile(matcher, requests) -> str:
     return out.getvalue()
 
 
-def load(host: str, port: int, requests, concurrency: int, n_max: int, seconds: float) -> dict:
-    """``concurrency`` threads, one keep-alive connection each, cycling through ``requests``."""
+def load(host: str, port: int, requests, concurrency: int, n_max: int, seconds: float, check: bool = True) -> dict:
+    """``concurrency`` threads, one keep-alive connection each, cycling through ``requests``; every answer is
+    compared with the in-process one (``expected`` None: not compared, the no-op server)."""
+    from ledgerlink.deploy.payloads import same_answer
+
     bodies = [(json.dumps(r).encode(), a) for r, a in requests]
     lock = threading.Lock()
     state = {"next": 0, "lat": [], "errors": 0, "mismatch": 0}
@@ -199,8 +229,7 @@ def load(host: str, port: int, requests, concurrency: int, n_max: int, seconds: 
             with lock:
                 if ok:
                     state["lat"].append(ms)
-                    got = [c["invoice_id"] for c in json.loads(raw)["chosen"]]
-                    if got != [c[0] for c in expected["chosen"]]:
+                    if check and same_answer(json.loads(raw), expected):
                         state["mismatch"] += 1
                 else:
                     state["errors"] += 1
@@ -261,58 +290,84 @@ def main(argv=None) -> int:
                 flush=True,
             )
 
-    results: dict[int, list[dict]] = {c: [] for c in args.concurrency}
+    servers = {"ledgerlink": bento_tag, "noop": "noop_service:NoopMatch"}
+    results: dict[str, dict[int, list[dict]]] = {name: {c: [] for c in args.concurrency} for name in servers}
     inprocess_reps: list[float] = []
-    with BentoServer(
-        bento_tag, workers=args.workers, env={"LEDGERLINK_MAX_MATCH_BATCH": str(args.max_batch)}
-    ) as server:
-        host, port = server.host, server.port
-        load(host, port, requests[:4], 2, 8, 30)  # warm-up
+    env = {"LEDGERLINK_MAX_MATCH_BATCH": str(args.max_batch)}
+    with (
+        BentoServer(bento_tag, workers=args.workers, env=env) as ours,
+        BentoServer(servers["noop"], workers=args.workers, env=env, cwd=Path(__file__).parent) as noop,
+    ):
+        running = {"ledgerlink": ours, "noop": noop}
+        for server in running.values():
+            load(server.host, server.port, requests[:4], 2, 8, 30, check=False)  # warm-up
         for rep in range(args.repeats):
             ip_rep = inprocess(matcher, requests, repeats=1)  # same moment as the HTTP levels: the ratio is fair
             inprocess_reps.append(statistics.median(ip_rep))
             print(f"repeat {rep + 1} in process: median {inprocess_reps[-1]:.1f} ms", flush=True)
-            for c in args.concurrency:
-                r = load(host, port, requests, c, max(args.requests, 2 * c), args.max_seconds)
-                results[c].append(r)
-                print(
-                    f"repeat {rep + 1} c={c:>2}: n={r['n']:>4} errors={r['errors']} mismatches={r['mismatch']} "
-                    f"p50={r['p50_ms']:.1f} ms p99={r['p99_ms']:.1f} ms {r['rps']:.1f} req/s",
-                    flush=True,
-                )
-        alive = server.alive()
+            for name in servers if rep % 2 == 0 else list(servers)[::-1]:  # alternating: both see the same load
+                server = running[name]
+                for c in args.concurrency:
+                    r = load(
+                        server.host,
+                        server.port,
+                        requests,
+                        c,
+                        max(args.requests, 2 * c),
+                        args.max_seconds,
+                        check=name == "ledgerlink",
+                    )
+                    results[name][c].append(r)
+                    print(
+                        f"repeat {rep + 1} {name:>10} c={c:>2}: n={r['n']:>4} errors={r['errors']} "
+                        f"mismatches={r['mismatch']} p50={r['p50_ms']:.1f} ms p99={r['p99_ms']:.1f} ms "
+                        f"{r['rps']:.1f} req/s",
+                        flush=True,
+                    )
+        alive = ours.alive()
 
     inprocess_ms = statistics.median(inprocess_reps)
+    general = inprocess_general(matcher, requests)
     summary = {
         "candidates": args.candidates,
         "workers": args.workers,
         "repeats": args.repeats,
         "inprocess_ms": round(inprocess_ms, 2),
+        "inprocess_match_ms": round(statistics.median(general), 2),
         f"inprocess_ms_njobs{other_n_jobs}": round(statistics.median(ip_other), 2),
         "server_alive_after": alive,
         "unanswerable_share": round(unanswerable, 3),
-        "cpus": os.cpu_count(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "max_match_batch": args.max_batch,
         **{f"batch{k}_ms_per_request": round(v["ms_per_request"], 2) for k, v in batching.items()},
         **{f"batch{k}_answers_changed": round(v["disagree"], 3) for k, v in batching.items()},
     }
     print(
-        f"\n{'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50/in-process':>15}   (medians of {args.repeats})"
+        f"\n{'server':>10} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50/in-process':>15}"
+        f"   (medians of {args.repeats}; in process {inprocess_ms:.1f} ms)"
     )
-    for c, rs in results.items():
-        p50 = statistics.median(r["p50_ms"] for r in rs)
-        p99 = statistics.median(r["p99_ms"] for r in rs)
-        rps = statistics.median(r["rps"] for r in rs)
-        summary.update(
-            {
-                f"p50_ms_c{c}": round(p50, 2),
-                f"p99_ms_c{c}": round(p99, 2),
-                f"rps_c{c}": round(rps, 2),
-                f"errors_c{c}": sum(r["errors"] for r in rs),
-                f"mismatches_c{c}": sum(r["mismatch"] for r in rs),
-            }
-        )
-        print(f"{c:>4} {p50:>8.1f} {p99:>8.1f} {rps:>7.1f} {p50 / inprocess_ms:>15.2f}")
+    for name, levels in results.items():
+        prefix = "" if name == "ledgerlink" else "noop_"
+        for c, rs in levels.items():
+            p50 = statistics.median(r["p50_ms"] for r in rs)
+            p99 = statistics.median(r["p99_ms"] for r in rs)
+            rps = statistics.median(r["rps"] for r in rs)
+            summary.update(
+                {
+                    f"{prefix}p50_ms_c{c}": round(p50, 2),
+                    f"{prefix}p99_ms_c{c}": round(p99, 2),
+                    f"{prefix}rps_c{c}": round(rps, 2),
+                    f"{prefix}errors_c{c}": sum(r["errors"] for r in rs),
+                }
+            )
+            if name == "ledgerlink":
+                summary[f"mismatches_c{c}"] = sum(r["mismatch"] for r in rs)
+            print(f"{name:>10} {c:>4} {p50:>8.1f} {p99:>8.1f} {rps:>7.1f} {p50 / inprocess_ms:>15.2f}")
+    if 8 in args.concurrency:
+        summary["rps_c8_vs_noop"] = round(summary["rps_c8"] / summary["noop_rps_c8"], 3)
+        summary["p99_c8_vs_inprocess"] = round(summary["p99_ms_c8"] / inprocess_ms, 2)
+        summary["p99_c8_vs_noop"] = round(summary["p99_ms_c8"] / summary["noop_p99_ms_c8"], 2)
     summary["http_overhead_ratio_c1"] = round(summary.get("p50_ms_c1", float("nan")) / inprocess_ms, 2)
     if own_home:
         import shutil

@@ -10,9 +10,10 @@ Routes (port 3000):
 - BentoML's own ``/livez``, ``/healthz``, ``/readyz`` (ready once the model is loaded), ``/metrics``.
 
 The model is the BentoML model ``$LEDGERLINK_MODEL_TAG`` (default ``ledgerlink:latest``); scoring is
-``ledgerlink.matching.Matcher.match`` (``/match_batch``) and ``Matcher.match_many`` (``/match``, batched; each
-answer equal to ``match`` on that request alone, which the tests and the serving benchmark check), the code
-training evaluates, so serving cannot skew.
+``ledgerlink.matching.Matcher.match`` (``/match_batch``, in the worker: ``n_workers`` 1), and for ``/match``
+``ledgerlink.matching.single.match_one`` when a request is alone (the fast path: the request is checked once,
+by its schema) or ``Matcher.match_many`` for requests that wait together; each answer equals ``match`` on that
+request alone (the tests and the serving benchmark check it), the code training evaluates, so serving cannot skew.
 
 This module only wires the parts of ``ledgerlink.serving`` together: validation (``schemas``, with the
 ``Limits`` as context), refusals with an ``ErrorResponse`` and one log line (``refusals``), batching
@@ -36,6 +37,7 @@ from starlette.routing import Route
 
 from ledgerlink.deploy.bento import MATCHER_SUBDIR, MODEL_NAME, MODEL_TAG_ENV, model_info
 from ledgerlink.matching.base import MatchTimeout
+from ledgerlink.matching.single import SingleMatch, match_one
 from ledgerlink.serving import answers
 from ledgerlink.serving.batching import MicroBatcher
 from ledgerlink.serving.bento_io import DocumentedService, RawBody, raw_json_input
@@ -117,12 +119,13 @@ class LedgerLink:
         stored = bentoml.models.get(model_tag())
         self.model_tag = str(stored.tag)
         self.matcher = load_matcher(stored.path_of(MATCHER_SUBDIR))
+        self.matcher.n_workers = 1  # a /match_batch runs in this worker: BentoML's workers are the processes
         _quiet_garbage_collector()
         self.threshold = float(self.matcher.auto_threshold_)
         self.empty_confidence = float(getattr(self.matcher, "empty_confidence_", 0.0))
         self.model_currencies = stored.info.metadata.get("currencies") or None  # recorded at training, if known
         self.batcher = MicroBatcher(
-            self._match_many,
+            self._match_requests,
             max_batch=lambda: Limits.from_env().max_match_batch,
             observe=_batch_size_histogram().observe,
             no_rerun=(MatchTimeout,),
@@ -135,8 +138,14 @@ class LedgerLink:
         """This request's limits; the validation context (read per request: env changes apply at once)."""
         return Limits.from_env(self.model_currencies)
 
-    def _match_many(self, problems: list, deadline: float | None):
-        return self.matcher.match_many(problems, deadline=deadline)
+    def _match_requests(self, requests: list[MatchRequest], deadline: float | None) -> list[SingleMatch]:
+        """The matcher's answer for each validated ``/match`` request: a lone one on the fast path, several in one
+        ``match_many`` call (the same answers; the fixed cost of a call is paid once per batch)."""
+        if len(requests) == 1:
+            request = requests[0]
+            return [match_one(self.matcher, request.transfer, request.candidates, deadline)]
+        results = self.matcher.match_many([answers.match_problem(r) for r in requests], deadline=deadline)
+        return [SingleMatch.of_result(res, r.transfer.transfer_id) for res, r in zip(results, requests)]
 
     @bentoml.api(route="/match", input_spec=raw_json_input(MatchRequest))
     async def match(self, body: RawBody) -> MatchResponse:
@@ -149,11 +158,10 @@ class LedgerLink:
                     request.transfer.transfer_id, self.empty_confidence, self.threshold, self.model_tag
                 )
             with stopped_at_deadline(limits):
-                problem = answers.match_problem(request)
                 if limits.max_match_batch > 1:
-                    result = await self.batcher.submit(problem, deadline)
+                    result = await self.batcher.submit(request, deadline)
                 else:
-                    result = (await to_thread.run_sync(self._match_many, [problem], deadline))[0]
+                    result = (await to_thread.run_sync(self._match_requests, [request], deadline))[0]
         except Refusal as refusal:
             return refusal.response("POST /match")
         return answers.match_answer(result, request, self.threshold, self.model_tag)

@@ -366,13 +366,13 @@ def test_a_bad_request_never_enters_a_batch(client, payload, monkeypatch):
     invs, trs = payload
     service = bentoml.get_current_service()
     seen: list[list[str]] = []
-    real = service.matcher.match_many
+    real = service.batcher.match_many  # what the batcher calls: the fast path alone, match_many for several
 
-    def recording(problems, *args, **kwargs):
-        seen.append([str(tr["booked_at"].iloc[0])[:10] for _, tr in problems])
-        return real(problems, *args, **kwargs)
+    def recording(requests, *args, **kwargs):
+        seen.append([str(r.transfer.booked_at) for r in requests])
+        return real(requests, *args, **kwargs)
 
-    monkeypatch.setattr(service.matcher, "match_many", recording)
+    monkeypatch.setattr(service.batcher, "match_many", recording)
     bodies = [{"transfer": trs[k], "candidates": invs[max(0, k - 3) : k + 3]} for k in range(1, 13)]
     bodies[5] = {**bodies[5], "transfer": {**bodies[5]["transfer"], "booked_at": "0001-01-01"}}
     with ThreadPoolExecutor(12) as pool:

@@ -171,14 +171,14 @@ def _ref_tokens(
 @dataclass(frozen=True)
 class RefTokens:
     """The invoice side of the reference channel, tokenised once: per token, its row in ``inv_chunks``
-    (``chunk``), its ``kind`` and its ``code`` in ``vocabulary``. A month matched in batches blocks every batch
-    against the same invoices; tokenising 220k open invoices again for each of ten batches cost more than the
-    rest of blocking."""
+    (``chunk``), its ``kind`` and its ``code`` (``vocabulary`` maps a token to it). A month matched in batches
+    blocks every batch against the same invoices; tokenising 220k open invoices again for each of ten batches
+    cost more than the rest of blocking."""
 
     chunk: np.ndarray
     kind: np.ndarray
     code: np.ndarray
-    vocabulary: pd.Index
+    vocabulary: dict[str, int]
 
     @classmethod
     def of(cls, inv_chunks: pd.DataFrame, rows: np.ndarray | None = None) -> "RefTokens":
@@ -190,17 +190,15 @@ class RefTokens:
             inv_chunks["long_groups"].to_numpy()[rows].tolist(),
             True,
         )
-        code, vocabulary = pd.factorize(np.array(toks, dtype=object))
-        return cls(chunk, kind, code.astype(np.int64), pd.Index(vocabulary))
+        code, uniques = pd.factorize(np.array(toks, dtype=object))
+        return cls(chunk, kind, code.astype(np.int64), dict(zip(uniques.tolist(), range(len(uniques)))))
 
     def codes_of(self, tokens: list[str]) -> np.ndarray:
-        """Codes of other tokens (a transfer's) in the same space; tokens no invoice has get new codes. Only
+        """Codes of other tokens (a transfer's) in the same space; a token no invoice has gets a new code. Only
         equality of codes matters downstream (counts, joins, first rows), never their order."""
-        toks = np.array(tokens, dtype=object)
-        code = self.vocabulary.get_indexer(toks).astype(np.int64)
-        new = code < 0
-        code[new] = len(self.vocabulary) + pd.factorize(toks[new])[0]
-        return code
+        known, n = self.vocabulary, len(self.vocabulary)
+        new: dict[str, int] = {}
+        return np.array([known[t] if t in known else new.setdefault(t, n + len(new)) for t in tokens], np.int64)
 
 
 @dataclass(frozen=True)

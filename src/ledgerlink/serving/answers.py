@@ -1,7 +1,8 @@
-"""From validated requests to the matcher's frames, and from its ``MatchResult`` to the API's answers.
+"""From validated requests to the matcher's input, and from its answers to the API's.
 
-No HTTP here: the service calls these around ``Matcher.match`` / ``match_many``, and the tests call them directly.
-The frames have the columns the data contract names, so the matcher checks them as it checks training data.
+No HTTP here: the service calls these around ``match_one`` (a lone ``/match``), ``Matcher.match_many`` (a batch of
+them) and ``Matcher.match`` (``/match_batch``), and the tests call them directly. The frames have the columns the
+data contract names, so the matcher checks them as it checks training data.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 from pydantic import BaseModel
 
+from ..matching.single import SingleMatch
 from .schemas import (
     INVOICE_COLUMNS,
     TRANSFER_COLUMNS,
@@ -59,30 +61,17 @@ def no_candidates(transfer_id: str, empty_confidence: float, threshold: float, m
     )
 
 
-def match_answer(result, request: MatchRequest, threshold: float, model: str) -> MatchResponse:
-    """The ``/match`` answer from the ``MatchResult`` of ``request``'s problem."""
-    tid = request.transfer.transfer_id
-    dec = result.decisions[result.decisions["transfer_id"] == tid]
-    links = result.links[result.links["transfer_id"] == tid]
-    cands = result.candidates[result.candidates["transfer_id"] == tid].sort_values("rank")
-    scored = set(cands["invoice_id"])
-    row = dec.iloc[0] if len(dec) else None
+def match_answer(single: SingleMatch, request: MatchRequest, threshold: float, model: str) -> MatchResponse:
+    """The ``/match`` answer from the matcher's answer for ``request``'s transfer (``match_one`` for a lone request,
+    ``SingleMatch.of_result`` for one of a batch)."""
     return MatchResponse(
-        transfer_id=tid,
-        decision=str(row["decision"]) if row is not None else "review",
-        confidence=float(row["confidence"]) if row is not None else 0.0,
+        transfer_id=request.transfer.transfer_id,
+        decision=single.decision,
+        confidence=single.confidence,
         auto_threshold=threshold,
-        chosen=[
-            ChosenInvoice(
-                invoice_id=r.invoice_id, allocated_amount=float(r.allocated_amount), confidence=float(r.confidence)
-            )
-            for r in links.itertuples()
-        ],
-        ranked=[
-            RankedInvoice(invoice_id=r.invoice_id, probability=float(r.probability), rank=int(r.rank))
-            for r in cands.head(request.top_k).itertuples()
-        ],
-        unscored_invoice_ids=[c.invoice_id for c in request.candidates if c.invoice_id not in scored],
+        chosen=[ChosenInvoice(invoice_id=i, allocated_amount=a, confidence=c) for i, a, c in single.chosen],
+        ranked=[RankedInvoice(invoice_id=i, probability=p, rank=r) for i, p, r in single.ranked[: request.top_k]],
+        unscored_invoice_ids=[c.invoice_id for c in request.candidates if c.invoice_id not in single.scored],
         model=model,
     )
 

@@ -1,0 +1,103 @@
+"""One transfer against the candidate invoices it comes with (``POST /match``): the fast path.
+
+``match_one`` gives the answer ``Matcher.match(invoices, [transfer])`` gives, with the work the general path does
+for arbitrary frames left out:
+- the frame check (``base.check_frame``: dates parsed, amounts converted, ids made unique, in pandas): the
+  service's request model has checked every field once already, so the records become numpy columns directly;
+- the problem scopes and the result cut of ``match_many``, and the ``MatchResult`` frames: the answer is read from
+  the batch's numpy columns.
+What it does not leave out is the matching itself: ``Matcher._match_batch``, the code ``match`` runs on every batch
+and training evaluates (blocking among the given candidates, pair features, the trees through ``inplace_predict``,
+the set model and choice). One transfer has no other transfer to peel invoices from, so the second pass finds
+nothing to redo. Same answers: tested against ``match`` on many requests, and the serving benchmark compares
+every HTTP answer with the in-process one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.contract import TABLES
+from .normalize import Prepared
+from .runtime import deadline_scope
+
+
+@dataclass(frozen=True)
+class SingleMatch:
+    """The answer for one transfer: its decision, the chosen invoices, every scored candidate ranked."""
+
+    transfer_id: str
+    decision: str  # "auto" | "review"
+    confidence: float
+    chosen: list[tuple[str, float, float]]  # (invoice_id, allocated_amount, confidence), in the matcher's order
+    ranked: list[tuple[str, float, int]]  # (invoice_id, probability, rank): most probable first
+    scored: frozenset[str]  # the candidates blocking kept (the others were never scored)
+
+    @classmethod
+    def of_result(cls, result, transfer_id: str) -> "SingleMatch":
+        """The same answer read from a ``MatchResult`` (``match`` / ``match_many``) of this transfer."""
+        dec = result.decisions[result.decisions["transfer_id"] == transfer_id]
+        links = result.links[result.links["transfer_id"] == transfer_id]
+        cands = result.candidates[result.candidates["transfer_id"] == transfer_id].sort_values("rank", kind="stable")
+        has = len(dec) > 0
+        return cls(
+            transfer_id=transfer_id,
+            decision=str(dec["decision"].iloc[0]) if has else "review",
+            confidence=float(dec["confidence"].iloc[0]) if has else 0.0,
+            chosen=[
+                (str(i), float(a), float(c))
+                for i, a, c in zip(links["invoice_id"], links["allocated_amount"], links["confidence"])
+            ],
+            ranked=[
+                (str(i), float(p), int(r)) for i, p, r in zip(cands["invoice_id"], cands["probability"], cands["rank"])
+            ],
+            scored=frozenset(cands["invoice_id"].tolist()),
+        )
+
+
+def checked_frame(records: Sequence[Any], table: str) -> pd.DataFrame:
+    """A contract frame (``data.contract.TABLES[table]`` columns) of records whose fields are already checked
+    (attributes named as the columns, dates as ``datetime.date``): what ``check_frame`` makes of the same rows."""
+    columns = {}
+    for col in TABLES[table]:
+        values = [getattr(r, col.name, None) for r in records]
+        if col.kind == "date":
+            columns[col.name] = np.array(values, dtype="datetime64[D]").astype("datetime64[s]")
+        elif col.kind == "money":
+            columns[col.name] = np.array(values, dtype=np.float64)
+        else:
+            columns[col.name] = np.array(values, dtype=object)
+    return pd.DataFrame(columns, copy=False)
+
+
+def match_one(matcher, transfer: Any, candidates: Sequence[Any], deadline: float | None = None) -> SingleMatch:
+    """``matcher``'s answer for ``transfer`` against ``candidates`` (checked records: the service's request
+    models), as ``matcher.match`` would give it. ``deadline``: as in ``match``."""
+    matcher._check_fitted()
+    with deadline_scope(deadline):
+        P = Prepared.of(checked_frame(candidates, "invoices"), checked_frame([transfer], "transfers"))
+        scored, links, dec = matcher._match_batch(P)
+    ids = P.inv["invoice_id"].to_numpy()
+    i, p = scored["i"].to_numpy(), scored["probability"].to_numpy(np.float64)
+    order = np.lexsort((i, -p))  # as Matcher._result ranks: most probable first, ties in the order given
+    conf = dec["confidence"].to_numpy(np.float64)
+    confidence = float(conf[0]) if len(conf) else 0.0
+    # threshold 1.0 = nothing is safe enough (confidences are clipped below 1), as in Matcher._result
+    decision = "auto" if len(conf) and confidence >= matcher.auto_threshold_ else "review"
+    return SingleMatch(
+        transfer_id=str(P.tr["transfer_id"].to_numpy()[0]),
+        decision=decision,
+        confidence=confidence,
+        chosen=[
+            (str(ids[k]), float(a), float(c))
+            for k, a, c in zip(
+                links["i"].to_numpy(), links["allocated_amount"].to_numpy(np.float64), links["confidence"].to_numpy()
+            )
+        ],
+        ranked=[(str(ids[i[k]]), float(p[k]), r + 1) for r, k in enumerate(order)],
+        scored=frozenset(ids[i].tolist()),
+    )

@@ -1,0 +1,111 @@
+"""The matcher's two speed paths give the answers of the plain one: a month's batches on worker processes
+(``matching.parallel``, with the invoices tokenised once per call) and one transfer with its candidates
+(``matching.single.match_one``, the ``/match`` fast path)."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+from ledgerlink.data.synthetic import SyntheticConfig, generate
+from ledgerlink.deploy.payloads import candidate_invoices, match_request, pick_transfers
+from ledgerlink.matching import Matcher, MatchTimeout
+from ledgerlink.matching import candidates as C
+from ledgerlink.matching.normalize import Prepared
+from ledgerlink.matching.parallel import available_cpus
+from ledgerlink.matching.single import SingleMatch, match_one
+from ledgerlink.serving.schemas import MatchRequest
+
+WORLD = dict(seed=5, months=3, contractors=40, transfers_per_month=240)
+FAST = dict(n_estimators=30, max_depth=4, n_jobs=2)
+
+
+@pytest.fixture(scope="module")
+def world():
+    d = generate(SyntheticConfig(**WORLD))
+    month = sorted(d["transfers"]["month"].unique())[-1]
+    train = {k: d[k][d[k]["month"] < month] for k in ("invoices", "transfers", "links")}
+    matcher = Matcher(**FAST).fit(train["invoices"], train["transfers"], train["links"])
+    return d, month, matcher
+
+
+def _frames(result):
+    return (result.links, result.decisions, result.candidates)
+
+
+def _same(a, b):
+    for x, y in zip(_frames(a), _frames(b)):
+        pd.testing.assert_frame_equal(x, y, check_exact=True)
+
+
+def test_batches_on_worker_processes_give_the_sequential_answers(world, capsys):
+    d, month, matcher = world
+    inv, tr = d["invoices"], d["transfers"][d["transfers"]["month"] == month]
+    params = {**matcher.get_params(), "batch_size": 60}  # 240 transfers: four batches
+    seq, par = Matcher(**{**params, "n_workers": 1}), Matcher(**{**params, "n_workers": 2, "show_progress": True})
+    for m in (seq, par):
+        m.__dict__.update({k: v for k, v in matcher.__dict__.items() if k.endswith("_")})
+    one = seq.match(inv, tr)
+    _same(one, par.match(inv, tr))
+    assert "match: 4 batches on 2 process(es)" in capsys.readouterr().err  # the progress bar names the batches
+    assert one.decisions["transfer_id"].tolist() == sorted(tr["transfer_id"])  # every transfer, once
+    # a batch's candidates are the same with the invoices tokenised once for all batches as without
+    P = Prepared.of(inv, tr)
+    index = C.InvoiceIndex.of(P, matcher.memory_)
+    for k in range(0, len(tr), 60):
+        batch = P.with_transfers(pd.RangeIndex(k, min(k + 60, len(tr))).to_numpy())
+        pd.testing.assert_frame_equal(
+            matcher._block(batch, matcher.memory_, None),
+            matcher._block(batch, matcher.memory_, None, invoice_index=index),
+            check_exact=True,
+        )
+
+
+def test_a_deadline_stops_the_workers_and_reaches_the_caller(world):
+    d, month, matcher = world
+    inv, tr = d["invoices"], d["transfers"][d["transfers"]["month"] == month]
+    m = Matcher(**{**matcher.get_params(), "batch_size": 60, "n_workers": 2})
+    m.__dict__.update({k: v for k, v in matcher.__dict__.items() if k.endswith("_")})
+    start = time.monotonic()
+    with pytest.raises(MatchTimeout) as info:
+        m.match(inv, tr, deadline=time.monotonic() + 0.5)  # passes while the workers start or match
+    assert info.value.stage and time.monotonic() - start < 120
+
+
+def test_worker_count_defaults_to_the_cpus_this_process_may_use(world):
+    assert Matcher().n_workers is None and available_cpus() >= 1
+    assert "n_workers" in Matcher().get_params()
+
+
+def _requests(d, month, n):
+    recent = {**d, "transfers": d["transfers"][d["transfers"]["month"] == month]}
+    out = []
+    for k, (_, t) in enumerate(pick_transfers(recent, "any", n).iterrows()):
+        size = (1, 5, 30, 50)[k % 4]
+        out.append(
+            MatchRequest.model_validate(match_request(t, candidate_invoices(t, d["invoices"], d["links"], size)))
+        )
+    return out
+
+
+def test_the_fast_path_answers_as_match(world):
+    d, month, matcher = world
+    from ledgerlink.serving.answers import match_problem
+
+    requests = _requests(d, month, 40)
+    kinds = set()
+    for req in requests:
+        fast = match_one(matcher, req.transfer, req.candidates)
+        general = SingleMatch.of_result(matcher.match(*match_problem(req)), req.transfer.transfer_id)
+        assert fast == general, req.transfer.transfer_id  # decision, confidence, chosen, ranked: bit for bit
+        kinds.add((bool(fast.chosen), len(fast.scored) < len(req.candidates)))
+    assert len(kinds) >= 3  # paying and paying nothing; some candidates ruled out by blocking and none
+
+
+def test_the_fast_path_keeps_the_deadline(world):
+    d, month, matcher = world
+    req = _requests(d, month, 1)[0]
+    with pytest.raises(MatchTimeout):
+        match_one(matcher, req.transfer, req.candidates, deadline=time.monotonic() - 1)
