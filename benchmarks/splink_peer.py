@@ -120,8 +120,8 @@ def standardise(con: duckdb.DuckDBPyConnection, invoices: pd.DataFrame, transfer
                 from (select distinct unique_id, unnest(string_split(name, ' ')) as tok from {side}0)
                 semi join name_df using (tok)
                 group by unique_id)
-            select unique_id, amount, amount_cents, name, ref_tokens, {_deletions("ref_tokens")} as ref_near, name_tokens,
-                issued, booked
+            select unique_id, amount, amount_cents, name, ref_tokens, {_deletions("ref_tokens")} as ref_near,
+                name_tokens, issued, booked
             from {side}0 left join refs using (unique_id) left join names using (unique_id)""")
 
 
