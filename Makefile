@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 export ZENML_ANALYTICS_OPT_IN := false
 export BENTOML_DO_NOT_TRACK := True
 export AUTO_OPEN_DASHBOARD := false
@@ -32,8 +33,12 @@ lint: $(STAMP)   # ruff: imports sorted, line length 120 (pyproject.toml), forma
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: $(STAMP)
-	$(PY) benchmarks/pipeline_overhead.py
+$(BENCH_STAMP): $(STAMP)   # the bench extra: splink, the peer of benchmarks/scale.py
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)   # make bench BENCH=scale|serving|quality|adversarial (default: pipeline_overhead)
+	$(PY) benchmarks/$(or $(BENCH),pipeline_overhead).py
 
 clean:   # everything under the default .ledgerlink/ (warehouse, datasets, models); keep the data: clean-orphans
 	rm -rf .ledgerlink
