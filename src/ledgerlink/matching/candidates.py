@@ -170,10 +170,10 @@ def _ref_tokens(
 
 @dataclass(frozen=True)
 class RefTokens:
-    """The invoice side of the reference channel, tokenised once: per token, its row in ``inv_chunks``
-    (``chunk``), its ``kind`` and its ``code`` (``vocabulary`` maps a token to it). A month matched in batches
-    blocks every batch against the same invoices; tokenising 220k open invoices again for each of ten batches
-    cost more than the rest of blocking."""
+    """The invoice side of the reference channel, tokenised once: per (invoice, token), its first row in
+    ``inv_chunks`` (``chunk``), its ``kind`` and its ``code`` (``vocabulary`` maps a token to it). A month matched
+    in batches blocks every batch against the same invoices; tokenising 220k open invoices again for each of ten
+    batches cost more than the rest of blocking."""
 
     chunk: np.ndarray
     kind: np.ndarray
@@ -191,7 +191,12 @@ class RefTokens:
             True,
         )
         code, uniques = pd.factorize(np.array(toks, dtype=object))
-        return cls(chunk, kind, code.astype(np.int64), dict(zip(uniques.tolist(), range(len(uniques)))))
+        # each (invoice, token) once, its first row: document frequency, and an IDF mass per invoice (an invoice is
+        # live or not as a whole, so keeping the first rows of all invoices keeps those of the live ones)
+        keep = _first_rows(inv_chunks["i"].to_numpy(np.int64)[chunk], code)
+        return cls(
+            chunk[keep], kind[keep], code[keep].astype(np.int64), dict(zip(uniques.tolist(), range(len(uniques))))
+        )
 
     def codes_of(self, tokens: list[str]) -> np.ndarray:
         """Codes of other tokens (a transfer's) in the same space; a token no invoice has gets a new code. Only
@@ -238,16 +243,15 @@ def ref_channel(
     tok_scope = None if inv_scope is None else np.concatenate([inv_scope[ii], tr_scope[tt]])
     codes = _scoped(codes, tok_scope)
     n_codes = int(codes.max(initial=-1)) + 1
-    ic, tcode = codes[:n_inv_tokens], codes[n_inv_tokens:]
-    keep = _first_rows(ii, ic)  # each (invoice, token) once: document frequency, and an IDF mass per invoice
-    ic, ii, kind = ic[keep], ii[keep], kind[keep]
+    ic, tcode = codes[:n_inv_tokens], codes[n_inv_tokens:]  # each (invoice, token) once already (RefTokens)
     keep = _first_rows(tt, tcode)
     tcode, tt = tcode[keep], tt[keep]
     df = np.bincount(ic, minlength=n_codes)
+    with_tokens = np.flatnonzero(np.bincount(ii))  # the live invoices with reference tokens, in order
     if inv_scope is None:
-        n = max(len(np.unique(ii)), 1)
+        n = max(len(with_tokens), 1)
     else:  # invoices with reference tokens, per scope, for each code's scope
-        per_scope = np.bincount(inv_scope[np.unique(ii)], minlength=int(tok_scope.max(initial=0)) + 1)
+        per_scope = np.bincount(inv_scope[with_tokens], minlength=int(tok_scope.max(initial=0)) + 1)
         code_scope = np.zeros(n_codes, np.int64)
         code_scope[codes] = tok_scope
         n = np.maximum(per_scope[code_scope], 1)
@@ -611,15 +615,19 @@ def generate_candidates(
     parts.append(memory_channel(inv, tr, live, memory, exclude, **scopes))
     check_deadline("blocking: memory channel")
 
-    def settle(parts: list[Pairs]) -> Pairs:
-        """Best score per pair over channels; drop pairs outside the date window or already settled."""
-        c = _max_per_pair(parts, cols[3:] + ["set_hit"], len(inv))
-        check_deadline("blocking: merging channels")
+    def usable(c: Pairs) -> Pairs:
+        """The pairs inside the date window whose invoice is still open."""
         days = (booked[c["t"]] - issued[c["i"]]).astype("timedelta64[D]").astype(np.int64)
         c = _take(c, (days >= -ISSUE_AFTER_BOOKING_DAYS) & (days <= lookback_days))
         if memory is not None and len(memory.paid):
             c = _take(c, _open_for(c, inv, tr, memory))
         return c
+
+    def settle(parts: list[Pairs]) -> Pairs:
+        """Best score per pair over channels; drop pairs outside the date window or already settled."""
+        c = _max_per_pair(parts, cols[3:] + ["set_hit"], len(inv))
+        check_deadline("blocking: merging channels")
+        return usable(c)
 
     c = settle(parts)
     check_deadline("blocking: merging channels")
@@ -633,7 +641,8 @@ def generate_candidates(
     sets = set_channel(inv, tr, live, np.flatnonzero(~has_strong), **scopes)
     check_deadline("blocking: set channel")
     if len(sets["t"]):
-        c = settle([c, sets])
+        # the merged pairs are c's (usable already) and the set channel's: only the new ones need the checks
+        c = _max_per_pair([c, usable(sets)], cols[3:] + ["set_hit"], len(inv))
         check_deadline("blocking: merging the set channel")
     t, i = c["t"], c["i"]
     days = (booked[t] - issued[i]).astype("timedelta64[D]").astype(np.int64)

@@ -148,7 +148,8 @@ class Memory:
         if len(self.paid) == 0 or n_pairs == 0:
             return np.zeros(n_pairs), np.zeros(n_pairs)
         ix = self._cached("paid", self._paid_index)
-        code = ix["codes"].get_indexer(inv["invoice_id"].to_numpy()[pairs["i"].to_numpy()])
+        invoices, which = np.unique(pairs["i"].to_numpy(), return_inverse=True)  # a month's pairs share invoices
+        code = ix["codes"].get_indexer(inv["invoice_id"].to_numpy()[invoices])[which.reshape(-1)]
         day = _day(tr["booked_at"].to_numpy()[pairs["t"].to_numpy()])
         pos = np.searchsorted(ix["key"], code.astype(np.int64) * (1 << 24) + day, side="left") - 1
         ok = (code >= 0) & (pos >= 0)
