@@ -26,7 +26,8 @@ confidence): ``mismatches``. ``--profile`` prints where the in-process time goes
     .venv/bin/python benchmarks/serving.py --workers 1 --repeats 3 --profile
 
 Last line: JSON with rps_c8_vs_noop, p99_c8_vs_inprocess, noop_rps_c8, inprocess_ms, p50_ms_c8, p99_ms_c8,
-rps_c8 (and the other levels, both servers, the setup).
+rps_c8, mismatches (over all levels and repeats; answers_compared: how many) and the other levels, both servers,
+the setup.
 """
 
 from __future__ import annotations
@@ -368,6 +369,8 @@ def main(argv=None) -> int:
         summary["rps_c8_vs_noop"] = round(summary["rps_c8"] / summary["noop_rps_c8"], 3)
         summary["p99_c8_vs_inprocess"] = round(summary["p99_ms_c8"] / inprocess_ms, 2)
         summary["p99_c8_vs_noop"] = round(summary["p99_ms_c8"] / summary["noop_p99_ms_c8"], 2)
+    summary["mismatches"] = sum(r["mismatch"] for rs in results["ledgerlink"].values() for r in rs)
+    summary["answers_compared"] = sum(r["n"] for rs in results["ledgerlink"].values() for r in rs)
     summary["http_overhead_ratio_c1"] = round(summary.get("p50_ms_c1", float("nan")) / inprocess_ms, 2)
     if own_home:
         import shutil

@@ -38,6 +38,8 @@ SAVED_MATCHER_PARAMS = [
     "n_jobs",
     "show_progress",
 ]
+# parameters added since, each with a default that keeps the behaviour of models saved without it
+MATCHER_PARAMS = SAVED_MATCHER_PARAMS + ["n_workers"]
 SAVED_TEXT_PARAMS = [
     "checkpoint",
     "rerank_k",
@@ -58,11 +60,11 @@ def test_get_params_comes_from_the_signature_and_set_params_round_trips(family):
     m = family()
     params = m.get_params()
     expected = {
-        Matcher: SAVED_MATCHER_PARAMS,
-        TransformerMatcher: SAVED_MATCHER_PARAMS + SAVED_TEXT_PARAMS,
+        Matcher: MATCHER_PARAMS,
+        TransformerMatcher: MATCHER_PARAMS + SAVED_TEXT_PARAMS,
         RulesMatcher: ["lookback_days"],
     }[family]
-    assert list(params) == expected  # models saved earlier name the same parameters
+    assert list(params) == expected  # models saved earlier name the same parameters (and the ones added since)
     clone = family(**params)
     assert clone.get_params() == params and clone is not m
     changed = {"lookback_days": 90}
@@ -79,7 +81,7 @@ def test_a_subclass_that_passes_params_on_gets_its_parents_too():
             super().__init__(**params)
             self.extra = extra
 
-    assert Tuned._param_names() == SAVED_MATCHER_PARAMS + ["extra"]
+    assert Tuned._param_names() == MATCHER_PARAMS + ["extra"]
     assert Tuned(extra=2, max_depth=3).get_params()["max_depth"] == 3
 
 
@@ -100,11 +102,17 @@ def test_a_model_saved_in_the_previous_format_loads(tmp_path):
     m = Matcher(**FAST).fit(world["invoices"], world["transfers"], world["links"])
     m.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "meta.json").read_text())
-    assert meta["format_version"] == 2 and list(meta["params"]) == SAVED_MATCHER_PARAMS
+    assert meta["format_version"] == 2 and list(meta["params"]) == MATCHER_PARAMS
     assert {"auto_threshold_", "empty_confidence_", "feature_names_", "training_summary_", "memory"} <= set(meta)
     loaded = Matcher.load(tmp_path / "m")
     a, b = m.match(world["invoices"], world["transfers"]), loaded.match(world["invoices"], world["transfers"])
     pd.testing.assert_frame_equal(a.links, b.links)
+    # saved before n_workers existed: it loads with the default (one worker process per available CPU)
+    meta["params"] = {k: v for k, v in meta["params"].items() if k in SAVED_MATCHER_PARAMS}
+    (tmp_path / "m" / "meta.json").write_text(json.dumps(meta))
+    older = Matcher.load(tmp_path / "m")
+    assert older.n_workers is None
+    pd.testing.assert_frame_equal(a.links, older.match(world["invoices"], world["transfers"]).links)
     meta["format_version"] = 1
     (tmp_path / "m" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="saved with format 1, this library reads 2"):
