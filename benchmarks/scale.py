@@ -13,9 +13,11 @@ start (issued up to its end and not settled by any earlier payment: the open ite
   and name tokens; comparisons on amount, reference, name and date; u by random sampling, m from the training
   links; one invoice per transfer above the threshold that maximises training pair F1), predict timed.
 
-Each fit and each match runs in its own process. Peak memory is the largest sum of the resident sets of that
-process and its children (worker processes), sampled every 20 ms during the timed call, and never below the
-process's own high-water mark (reset after loading, via /proc/self/clear_refs). CPU seconds (the process and
+Each fit and each match runs in its own process. Peak memory is the largest sum of the proportional set sizes
+(PSS) of that process and its children (worker processes), sampled every 20 ms during the timed call, and never
+below the process's own resident high-water mark (reset after loading, via /proc/self/clear_refs). PSS, not RSS:
+spawned workers map the same libraries, which a sum of resident sets would count once per process
+(``peak_rss_sum_gb`` is that sum, for comparison). CPU seconds (the process and
 its children) are shown too: on a shared machine they move less than wall time. The systems alternate
 (``--repeats``; medians), so both see the same load.
 
@@ -58,25 +60,30 @@ TABLES = ("invoices", "transfers", "links")
 
 
 class PeakMemory:
-    """The largest resident-set sum of this process and its descendants while the block runs (sampled), and
-    this process's own high-water mark since the block started (exact for single-process work)."""
+    """The peak memory of this process and its descendants (worker processes) while the block runs: the largest
+    sum of their proportional set sizes (PSS: each shared page counted once over the processes that share it,
+    so spawned workers are not charged again for the same libraries), sampled, and never below this process's
+    own resident high-water mark since the block started (exact for single-process work). The largest sum of
+    resident sets (RSS, shared pages counted in every process) is kept too (``peak_rss_sum``)."""
 
     def __init__(self, interval: float = 0.02):
         import psutil
 
-        self.me, self.interval, self.peak, self._stop = psutil.Process(), interval, 0, threading.Event()
+        self.me, self.interval, self._stop = psutil.Process(), interval, threading.Event()
+        self.peak = self.peak_rss_sum = 0
 
     def _sample(self) -> None:
         import psutil
 
         while not self._stop.is_set():
-            total = 0
+            pss = rss = 0
             for p in [self.me, *self.me.children(recursive=True)]:
                 try:
-                    total += p.memory_info().rss
+                    m = p.memory_full_info()
+                    pss, rss = pss + m.pss, rss + m.rss
                 except psutil.Error:  # a worker that just ended
                     pass
-            self.peak = max(self.peak, total)
+            self.peak, self.peak_rss_sum = max(self.peak, pss), max(self.peak_rss_sum, rss)
             self._stop.wait(self.interval)
 
     def __enter__(self):
@@ -113,14 +120,14 @@ def _cpu_seconds() -> float:
 
 
 def _timed(fn):
-    """(result, seconds, cpu seconds, peak GB) of ``fn()``."""
+    """(result, seconds, cpu seconds, PeakMemory) of ``fn()``."""
     import gc
 
     gc.collect()
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     with PeakMemory() as mem:
         out = fn()
-    return out, time.perf_counter() - t0, _cpu_seconds() - cpu0, mem.gb
+    return out, time.perf_counter() - t0, _cpu_seconds() - cpu0, mem
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -197,10 +204,10 @@ def cmd_fit(system: str, data: str, model: str) -> None:
         _, seconds, cpu, peak = _timed(
             lambda: splink_peer.fit(train["invoices"], train["transfers"], train["links"], Path(model))
         )
-    print(json.dumps({"fit_s": round(seconds, 1), "fit_cpu_s": round(cpu, 1), "fit_peak_gb": round(peak, 2)}))
+    print(json.dumps({"fit_s": round(seconds, 1), "fit_cpu_s": round(cpu, 1), "fit_peak_gb": round(peak.gb, 2)}))
 
 
-def cmd_match(system: str, data: str, model: str, workers: str) -> None:
+def cmd_match(system: str, data: str, model: str, workers: str, batch_size: str = "model") -> None:
     from ledgerlink.evaluation.metrics import blocking_recall, score_links
 
     new = _read(data, "match")
@@ -212,6 +219,8 @@ def cmd_match(system: str, data: str, model: str, workers: str) -> None:
         matcher.show_progress = True
         if workers != "auto":
             matcher.n_workers = int(workers)
+        if batch_size != "model":
+            matcher.batch_size = int(batch_size)
         base_gb = _status_kb("VmRSS") / 2**20
         result, seconds, cpu, peak = _timed(lambda: matcher.match(new["invoices"], new["transfers"]))
         links, candidates, decisions = result.links, result.candidates, result.decisions
@@ -227,7 +236,8 @@ def cmd_match(system: str, data: str, model: str, workers: str) -> None:
             {
                 "seconds": round(seconds, 2),
                 "cpu_s": round(cpu, 1),
-                "peak_gb": round(peak, 3),
+                "peak_gb": round(peak.gb, 3),
+                "peak_rss_sum_gb": round(peak.peak_rss_sum / 2**30, 3),
                 "loaded_gb": round(base_gb, 3),
                 "pair_f1": round(quality["pair_f1"], 4),
                 "pair_precision": round(quality["pair_precision"], 4),
@@ -283,6 +293,7 @@ def main() -> None:
     ap.add_argument("--train-cap", type=int, default=30000, help="at most this many history transfers trained on")
     ap.add_argument("--repeats", type=int, default=1, help="matches per system and size (alternating; medians)")
     ap.add_argument("--workers", default="auto", help="ledgerlink's n_workers (auto: one per available CPU)")
+    ap.add_argument("--batch-size", default="model", help="ledgerlink's batch_size (model: as trained, the default)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per step before giving up")
     args = ap.parse_args()
     systems = [s for s in args.systems.split(",") if s]
@@ -317,7 +328,8 @@ def main() -> None:
             runs: dict[str, list] = {s: [] for s in systems}
             for rep in range(args.repeats):
                 for s in systems if rep % 2 == 0 else systems[::-1]:
-                    r = _run(["_match", s, str(data), str(data / f"model_{s}"), args.workers], args.timeout)
+                    step = ["_match", s, str(data), str(data / f"model_{s}"), args.workers, args.batch_size]
+                    r = _run(step, args.timeout)
                     runs[s].append(r)
                     print(f"{n:>9} {s} match {rep + 1}: {r}", flush=True)
             for s in systems:

@@ -63,6 +63,34 @@ def test_batches_on_worker_processes_give_the_sequential_answers(world, capsys):
         )
 
 
+def test_blocking_in_chunks_of_transfers_gives_the_candidates_of_blocking_at_once(world, monkeypatch):
+    d, month, matcher = world
+    from ledgerlink.matching.memory import Memory
+
+    inv, tr = d["invoices"], d["transfers"][d["transfers"]["month"] == month]
+    P = Prepared.of(inv, tr)
+    index = C.InvoiceIndex.of(P, matcher.memory_)
+    # as in fit: the training transfers with their own links left out of memory (positions renumbered per chunk)
+    hist = {k: d[k][d[k]["month"] < month] for k in ("invoices", "transfers", "links")}
+    H = Prepared.of(hist["invoices"], hist["transfers"])
+    links_ti = matcher._links_ti(hist["links"], H)
+    memory = Memory.learn(H.inv, H.tr, links_ti)
+    exclude = Memory.exclusion(H.inv, H.tr, links_ti)
+    assert len(H.tr) > 2 * 37 and len(exclude.own)
+    whole = {
+        "match": C.generate_candidates(P, matcher.memory_, invoice_index=index),
+        "fit": C.generate_candidates(H, memory, exclude),
+    }
+    monkeypatch.setattr(C, "BLOCK_CHUNK", 37)  # many chunks, one of them short
+    chunked = {
+        "match": C.generate_candidates(P, matcher.memory_, invoice_index=index),
+        "fit": C.generate_candidates(H, memory, exclude),
+    }
+    for case in whole:
+        assert len(whole[case]) > 10 * len(tr) // 2
+        pd.testing.assert_frame_equal(whole[case], chunked[case], check_exact=True)
+
+
 def test_a_deadline_stops_the_workers_and_reaches_the_caller(world):
     d, month, matcher = world
     inv, tr = d["invoices"], d["transfers"][d["transfers"]["month"] == month]

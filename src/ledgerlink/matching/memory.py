@@ -21,6 +21,15 @@ class Exclusion:
     linked: np.ndarray  # bool per transfer: it pays something
     own_alloc: pd.DataFrame  # t, i, a: each training transfer's own allocations
 
+    def of_transfers(self, lo: int, hi: int) -> "Exclusion":
+        """The same exclusion for the transfers at positions lo..hi-1, renumbered from 0 (blocking in chunks)."""
+
+        def rows(df: pd.DataFrame) -> pd.DataFrame:
+            t = df["t"].to_numpy()
+            return df[(t >= lo) & (t < hi)].assign(t=lambda d: d["t"] - lo).reset_index(drop=True)
+
+        return Exclusion(rows(self.own), self.counted[lo:hi], self.linked[lo:hi], rows(self.own_alloc))
+
 
 def _title_words(tr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Distinct title words (>= 3 letters) per transfer, in order: (t, word) arrays sorted by t."""

@@ -521,13 +521,13 @@ class Matcher(BaseMatcher):
     def _match_batches(self, P: Prepared, batches: list[Prepared]) -> list[tuple]:
         """(scored, links, decisions) of each batch, in order: on ``n_workers`` processes (``parallel``) or here.
         The invoices are tokenised for blocking once, for all batches."""
-        index = InvoiceIndex.of(P, self.memory_)
-        check_deadline("blocking index")
         workers = min(self.n_workers or available_cpus(), len(batches))
         bar = progress(self.show_progress, len(batches), f"match: {len(batches)} batches on {workers} process(es)")
         try:
             if workers > 1:
-                return match_batches(self, P, batches, index, workers, current_deadline(), bar)
+                return match_batches(self, P, batches, workers, current_deadline(), bar)
+            index = InvoiceIndex.of(P, self.memory_)
+            check_deadline("blocking index")
             parts = []
             for batch in batches:
                 parts.append(self._match_batch(batch, invoice_index=index))
