@@ -57,17 +57,22 @@ class CheckpointError(OSError):
 
 
 class hf_quiet:
-    """Hugging Face progress bars off while loading and saving (restored after)."""
+    """Hugging Face progress bars and load reports off while loading and saving (restored after). A cross-encoder
+    made from a sentence encoder gets a new classifier head, and transformers reports it as missing weights at
+    warning level: expected here, not worth a screenful per fold."""
 
     def __enter__(self):
         from transformers.utils import logging as hf_logging
 
         self.was = hf_logging.is_progress_bar_enabled()
+        self.verbosity = hf_logging.get_verbosity()
         hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
 
     def __exit__(self, *exc):
         from transformers.utils import logging as hf_logging
 
+        hf_logging.set_verbosity(self.verbosity)
         if self.was:
             hf_logging.enable_progress_bar()
 

@@ -127,6 +127,11 @@ class SentenceEncoder:
                         self._cache.popitem(last=False)
         return vectors[codes]
 
+    def clear_cache(self) -> None:
+        """Forget every embedded string (a fresh server's state; benchmarks time cold matches with it)."""
+        with self._lock:
+            self._cache.clear()
+
     def save(self, folder: Path) -> None:
         """The encoder's files (weights as safetensors, tokenizer), for a model whose checkpoint was a path."""
         with hf_quiet():
