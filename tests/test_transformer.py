@@ -102,7 +102,7 @@ def test_explained_the_text_score_is_a_reason_like_any_feature(data, fitted):
 
     P = Prepared.of(test["invoices"], test["transfers"])
     pairs, X = fitted._block_and_featurize(P, fitted.memory_, None)
-    C = contributions(fitted.pair_boosters_, X)
+    C = contributions(fitted.pair_boosters_, X.to_numpy(np.float64), list(X.columns))
     assert np.abs((C @ R.group_matrix(R.PAIR_GROUPS, list(X.columns)))[:, text_group]).max() > 0
 
 

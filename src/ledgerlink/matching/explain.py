@@ -15,6 +15,8 @@ again) and then explains only what was chosen, so the cost grows with the links,
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +55,7 @@ class Trace:
 
 
 _NUMBER_TOKEN = re.compile(r"[^\s,;:()]*\d[^\s,;:()]*")
+_LEAD = re.compile(r"\s+[-–|]\s+")  # "Name - what - number": the lead that normalize.py reads a name from
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,14 @@ class InvoiceTexts:
 
         return cls(col("invoice_number"), col("counterparty_name"), col("description"))
 
+    def contractor_of(self, i: int, normalized: str) -> str:
+        """The contractor's name as written; without one, the lead of a description "Name - what - number" (where
+        the matcher found the name it compares), else the ``normalized`` name."""
+        if self.contractor[i]:
+            return self.contractor[i]
+        lead = _LEAD.split(self.description[i], maxsplit=1)
+        return lead[0].strip() if len(lead) == 2 and lead[0].strip() else normalized
+
     def number_of(self, i: int, title_digits: set[str]) -> str:
         """The invoice number as written; without one, the number in the description that the title carries (the
         first number of 3+ digits when none matches)."""
@@ -90,22 +101,43 @@ class InvoiceTexts:
         return first
 
 
-def contributions(boosters, X: pd.DataFrame) -> np.ndarray:
-    """(rows x columns of ``X``) the boosters' mean feature contributions (log-odds), the bias column left out.
+_ONE_THREAD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ONE_THREAD_LOCK = threading.Lock()
+
+
+def _one_thread(booster):
+    """A copy of ``booster`` that predicts on one thread, made once per booster. The few chosen rows of a request
+    are faster on one thread than on the model's ``n_jobs``: with 2 threads on a busy 2-core machine every predict
+    call waited ~5 ms for the other thread. (Setting ``nthread`` on the shared booster would race with other
+    requests.)"""
+    with _ONE_THREAD_LOCK:
+        copy = _ONE_THREAD.get(booster)
+        if copy is None:
+            copy = booster.copy()
+            copy.set_param({"nthread": 1})
+            _ONE_THREAD[booster] = copy
+        return copy
+
+
+def contributions(boosters, values: np.ndarray, columns: list[str]) -> np.ndarray:
+    """(rows x ``columns``) the boosters' mean feature contributions (log-odds) for the rows of ``values`` (a
+    feature matrix with those columns), the bias column left out.
 
     Saabas contributions (``pred_contribs`` with ``approx_contribs``: each split's change of the expected value,
     credited to its feature along the row's path), not exact TreeSHAP: on a synthetic month's 1,000 chosen pairs,
     exact took 0.80 s on one 145-round fold model, Saabas 0.017 s, and the first reason was the same on 94% of the
     links (the rest swap two close groups, e.g. "amount equal" and "the only candidate with this amount").
     The DMatrix is built on one thread: for the few rows of a request, more threads cost 10 ms of start-up."""
-    if len(X) == 0 or not boosters:
-        return np.zeros((len(X), X.shape[1]))
+    out = np.zeros((len(values), len(columns)))
+    if len(values) == 0 or not boosters:
+        return out
     xgb = xgboost()
-    names = list(boosters[0].feature_names or X.columns)
-    m = xgb.DMatrix(X[names].to_numpy(np.float32), feature_names=names, nthread=1)
-    c = np.mean([b.predict(m, pred_contribs=True, approx_contribs=True)[:, :-1] for b in boosters], axis=0)
-    out = np.zeros((len(X), X.shape[1]))
-    out[:, [X.columns.get_loc(n) for n in names]] = c
+    names = list(boosters[0].feature_names or columns)
+    at = [columns.index(n) for n in names] if names != columns else slice(None)
+    m = xgb.DMatrix(np.asarray(values, np.float32)[:, at], feature_names=names, nthread=1)
+    out[:, at] = np.mean(
+        [_one_thread(b).predict(m, pred_contribs=True, approx_contribs=True)[:, :-1] for b in boosters], axis=0
+    )
     return out
 
 
@@ -155,7 +187,7 @@ class _Explainer:
                 self._pass(k, ps, mine)
 
     def _contractor(self, i: int) -> str:
-        return self.texts.contractor[i] or str(self.inv_name[i])
+        return self.texts.contractor_of(i, str(self.inv_name[i]))
 
     # ------------------------------------------------------------------------------------------------------
     def _pass(self, k: int, ps: Pass, mine: np.ndarray) -> None:
@@ -215,13 +247,13 @@ class _Explainer:
     def _pair_phrases(self, ps: Pass, rows: np.ndarray, set_size: np.ndarray) -> list[list[tuple[str, float, str]]]:
         if len(rows) == 0:
             return []
-        X = ps.X
-        cols = list(X.columns)
+        cols = list(ps.X.columns)
         index = {c: k for k, c in enumerate(cols)}
-        C = contributions(self.m.pair_boosters_, X.iloc[rows])
+        values = ps.X.iloc[rows].to_numpy(np.float64)
+        C = contributions(self.m.pair_boosters_, values, cols)
         by_group = C @ R.group_matrix(R.PAIR_GROUPS, cols) + self._heuristic_shares(ps, rows, C, index)
-        values = X.iloc[rows].to_numpy(np.float64)
         pt, pi = ps.pairs["t"].to_numpy(), ps.pairs["i"].to_numpy()
+        ranked = R.ranked_groups(by_group)
         out = []
         for n, r in enumerate(rows.tolist()):
             i, t = int(pi[r]), int(pt[r])
@@ -232,7 +264,7 @@ class _Explainer:
                 contractor=self._contractor(i),
                 set_size=int(set_size[n]),
             )
-            out.append(R.phrases(R.PAIR_GROUPS, by_group[n], e, R.MAX_LINK_REASONS))
+            out.append(R.phrases(R.PAIR_GROUPS, ranked[n], e, R.MAX_LINK_REASONS))
         return out
 
     def _heuristic_shares(self, ps: Pass, rows: np.ndarray, C: np.ndarray, index: dict[str, int]) -> np.ndarray:
@@ -243,7 +275,7 @@ class _Explainer:
         h = C[:, [index[f] for f in R.HEURISTIC_FEATURES]].sum(axis=1)
         pt = ps.pairs["t"].to_numpy()
         scope = np.flatnonzero(np.isin(pt, pt[rows]))  # the rows of the explained transfers
-        terms = R.heuristic_terms(ps.X.iloc[scope])
+        terms = R.heuristic_terms(R.Columns(ps.X.iloc[scope].to_numpy(np.float64), index))
         T = np.column_stack(list(terms.values()))
         st = pt[scope]
         o = np.lexsort((np.arange(len(scope)), -T.sum(axis=1), st))
@@ -285,10 +317,9 @@ class _Explainer:
         sids = np.array(sorted(set(chosen.values())), np.int64)
         cols = list(ps.SX.columns)
         index = {c: k for k, c in enumerate(cols)}
-        SXc = ps.SX.iloc[sids]
-        C = contributions([self.m.set_booster_], SXc)
-        by_group = C @ R.group_matrix(R.SET_GROUPS, cols)
-        values = SXc.to_numpy(np.float64)
+        values = ps.SX.iloc[sids].to_numpy(np.float64)
+        C = contributions([self.m.set_booster_], values, cols)
+        ranked = R.ranked_groups(C @ R.group_matrix(R.SET_GROUPS, cols)) if len(sids) else []
         at = {s: n for n, s in enumerate(sids.tolist())}
         members_of = _rows_by(M["sid"].to_numpy(), len(S))
         mrows = M["row"].to_numpy()
@@ -309,7 +340,7 @@ class _Explainer:
                     member_reasons=tuple(p[0][0] for p in (pair.get(int(r), []) for r in rows) if p),
                     set_size=len(rows),
                 )
-                set_texts = R.phrases(R.SET_GROUPS, by_group[n], e, R.MAX_DECISION_REASONS)
+                set_texts = R.phrases(R.SET_GROUPS, ranked[n], e, R.MAX_DECISION_REASONS)
                 reasons = [text for text, _, _ in set_texts]
             if t in top and top[t] != chosen.get(t):
                 first = tuple(str(x) for x in self.iid[pi[mrows[members_of(top[t])]]])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -79,6 +80,11 @@ def _times(n: int) -> str:
 
 def _pct(x: float, digits: int = 0) -> str:
     return f"{100 * x:.{digits}f}%"
+
+
+def _at_least(x: float) -> str:
+    """A lower bound of a share, in words: "at least 97% of them"; "almost all of them" where it rounds to 100%."""
+    return "almost all of them" if round(100 * x) >= 100 else f"at least {_pct(x)} of them"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -148,7 +154,7 @@ def _title_words(e: Evidence) -> str | None:
     low = e["word_rate_min"]
     if not low >= 0.5:
         return None
-    return f"earlier transfers with this title's words paid an invoice (at least {_pct(low)} of them)"
+    return f"earlier transfers with this title's words paid an invoice ({_at_least(low)})"
 
 
 def _paid_before(e: Evidence) -> str | None:
@@ -306,8 +312,11 @@ def _set_ids(e: Evidence) -> str:
 
 
 def _set_sum(e: Evidence) -> str | None:
+    """How the set's amount relates to the transfer's, and whether another set of candidates fits too."""
     size, ratio = _n(e["size"]), e["amt_ratio"]
-    if size == 0 or math.isnan(ratio):
+    if size == 0:
+        return "no candidate invoice (nor set of them) fits the amount" if e["n_fit_sets"] == 0 else None
+    if math.isnan(ratio):
         return None
     if size == 1:
         if e.on("amt_exact"):
@@ -319,9 +328,11 @@ def _set_sum(e: Evidence) -> str | None:
         return None
     one = " of one contractor" if e["n_groups"] == 1 else ""
     if e.on("amt_exact"):
-        return f"{size} invoices{one} sum to the amount exactly"
+        only = ", the only set of candidates that does" if e["n_exact_sets"] == 1 else ""
+        return f"{size} invoices{one} sum to the amount exactly{only}"
     if e.on("amt_fits"):
-        return f"{size} invoices{one} sum to the amount (fee {_pct(1 - ratio, 1)})"
+        only = ", the only set of candidates that does" if e["n_fit_sets"] == 1 else ""
+        return f"{size} invoices{one} sum to the amount (fee {_pct(1 - ratio, 1)}){only}"
     return None
 
 
@@ -344,22 +355,12 @@ def _set_evidence(e: Evidence) -> str | None:
     return None
 
 
-def _set_alternatives(e: Evidence) -> str | None:
-    size = _n(e["size"])
-    if size == 0:
-        if e["n_fit_sets"] == 0:
-            return "no candidate invoice (nor set of them) fits the amount"
-        if e.best_candidate and e["p_out_max"] < 0.5:
-            return f"best candidate {e.best_candidate} only {e['p_out_max']:.2f}"
-        return None
-    for f in e.by_contribution(("p_out_max", "n_exact_sets", "n_fit_sets", "p_out_sum")):
-        if f in ("p_out_max", "p_out_sum") and e["p_out_max"] < 0.2:
-            return f"no candidate left out comes close (the best {e['p_out_max']:.2f})"
-        if f == "n_exact_sets" and e["n_exact_sets"] == 1 and e.on("amt_exact"):
-            return "no other invoice or set of candidates sums to the amount exactly"
-        if f == "n_fit_sets" and e["n_fit_sets"] == 1 and e.on("amt_fits"):
-            return "no other invoice or set of candidates fits the amount"
-    return None
+def _set_left_out(e: Evidence) -> str | None:
+    """The candidates the set leaves out (for the empty set: all of them, so the best candidate)."""
+    best = e["p_out_max"]
+    if _n(e["size"]) == 0:
+        return f"best candidate {e.best_candidate} only {best:.2f}" if e.best_candidate and best < 0.5 else None
+    return f"no candidate left out comes close (the best {best:.2f})" if best < 0.2 else None
 
 
 def _set_references(e: Evidence) -> str | None:
@@ -391,9 +392,9 @@ def _set_history(e: Evidence) -> str | None:
         if e["mem_acc_total"] == 0 and e["mem_pay_total"] == 0:
             return "the payer has no earlier payments on record"
         return None
-    share = np.nanmax([e["min_mem_acc_share"], e["min_mem_pay_share"], -1.0])
+    share = max((v for v in (e["min_mem_acc_share"], e["min_mem_pay_share"]) if v == v), default=math.nan)
     if size >= 2 and share >= 0.5:
-        return f"the payer's earlier payments went to these contractors ({_pct(share)} or more)"
+        return f"the payer's earlier payments went to these contractors ({_at_least(share)})"
     return None
 
 
@@ -417,14 +418,25 @@ def _set_candidates(e: Evidence) -> str | None:
 SET_GROUPS: list[Group] = [
     Group(
         "sum",
-        ("size", "amt_exact", "amt_fits", "amt_ratio", "amt_partial", "amt_over", "n_groups", "grp_exact"),
+        (
+            "size",
+            "amt_exact",
+            "amt_fits",
+            "amt_ratio",
+            "amt_partial",
+            "amt_over",
+            "n_groups",
+            "grp_exact",
+            "n_exact_sets",
+            "n_fit_sets",
+        ),
         _set_sum,
     ),
     Group("credit", ("member_credit",), _set_credit),
     Group(
         "own evidence", ("logp", "logp_rank", "logp_gap", "p_min", "p_max", "p_mean", "p_top1", "p_top2"), _set_evidence
     ),
-    Group("alternatives", ("p_out_max", "p_out_sum", "n_exact_sets", "n_fit_sets"), _set_alternatives),
+    Group("left out", ("p_out_max", "p_out_sum"), _set_left_out),
     Group(
         "references",
         (
@@ -522,25 +534,58 @@ class Row(Mapping):
         return len(self.index)
 
 
-def group_matrix(groups: list[Group], columns: list[str]) -> np.ndarray:
-    """(features x groups) 0/1 matrix: contributions @ matrix sums each group's features. A column in no group is
-    an error: a new feature needs its place in the table (and words, or None)."""
+class Columns(Mapping):
+    """The columns of a feature matrix by name (what ``heuristic_terms`` reads), without a DataFrame."""
+
+    def __init__(self, values: np.ndarray, index: dict[str, int]):
+        self.values, self.index = values, index
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[:, self.index[name]]
+
+    def __iter__(self):
+        return iter(self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+@lru_cache(maxsize=16)
+def _group_matrix(groups: tuple[Group, ...], columns: tuple[str, ...]) -> np.ndarray:
     where = {f: k for k, g in enumerate(groups) for f in g.features}
     missing = [c for c in columns if c not in where]
     if missing:
         raise KeyError(f"features {missing} belong to no reason group; add them to ledgerlink.matching.reasons")
     m = np.zeros((len(columns), len(groups)))
     m[np.arange(len(columns)), [where[c] for c in columns]] = 1.0
+    m.flags.writeable = False
     return m
 
 
-def phrases(groups: list[Group], by_group: np.ndarray, evidence: Evidence, limit: int) -> list[tuple[str, float, str]]:
-    """(phrase, contribution, group name) of the groups that pushed towards the choice by at least MIN_CONTRIBUTION,
-    the largest first, each group in words if its values support it; at most ``limit``, no phrase twice."""
+def group_matrix(groups: list[Group], columns: list[str]) -> np.ndarray:
+    """(features x groups) 0/1 matrix: contributions @ matrix sums each group's features. A column in no group is
+    an error: a new feature needs its place in the table (and words, or None)."""
+    return _group_matrix(tuple(groups), tuple(columns))
+
+
+def ranked_groups(by_group: np.ndarray) -> list[list[tuple[int, float]]]:
+    """Per row of a (rows x groups) contribution matrix: (group, contribution) of the groups that pushed towards the
+    choice by at least MIN_CONTRIBUTION, the largest first (one sort for all rows)."""
+    by_group = np.atleast_2d(by_group)
+    order = np.argsort(-by_group, axis=1, kind="stable")
+    top = np.take_along_axis(by_group, order, axis=1)
+    keep = (top >= MIN_CONTRIBUTION).sum(axis=1)
+    return [list(zip(o[:k].tolist(), t[:k].tolist())) for o, t, k in zip(order, top, keep.tolist())]
+
+
+def phrases(
+    groups: list[Group], ranked: list[tuple[int, float]], evidence: Evidence, limit: int
+) -> list[tuple[str, float, str]]:
+    """(phrase, contribution, group name) of the ``ranked`` groups (``ranked_groups``), each in words if its values
+    support it; at most ``limit``, no phrase twice."""
     out: list[tuple[str, float, str]] = []
-    for k in np.argsort(-by_group, kind="stable"):
-        v = float(by_group[k])
-        if v < MIN_CONTRIBUTION or len(out) >= limit:
+    for k, v in ranked:
+        if len(out) >= limit:
             break
         g = groups[k]
         text = g.phrase(evidence) if g.phrase is not None else None
