@@ -357,9 +357,11 @@ def _set_evidence(e: Evidence) -> str | None:
 
 def _set_left_out(e: Evidence) -> str | None:
     """The candidates the set leaves out (for the empty set: all of them, so the best candidate)."""
-    best = e["p_out_max"]
-    if _n(e["size"]) == 0:
+    best, size = e["p_out_max"], _n(e["size"])
+    if size == 0:
         return f"best candidate {e.best_candidate} only {best:.2f}" if e.best_candidate and best < 0.5 else None
+    if e["n_cands"] <= size:
+        return "no other candidate invoice"
     return f"no candidate left out comes close (the best {best:.2f})" if best < 0.2 else None
 
 
