@@ -193,6 +193,29 @@ def test_the_heuristic_is_shared_out_by_its_own_terms(fitted, world):
     np.testing.assert_allclose(sum(terms.values()), heuristic_score(X), rtol=1e-6, atol=1e-6)
 
 
+def test_contributions_are_xgboosts_pred_contribs(fitted, world):
+    """The numpy paths a request's few rows take give xgboost's own Saabas contributions (``pred_contribs`` with
+    ``approx_contribs``), for the fold pair models and the set model; larger inputs are xgboost's call itself."""
+    import xgboost as xgb
+
+    from ledgerlink.matching import contributions as K
+
+    P = Prepared.of(world["invoices"], world["transfers"].head(300))
+    pairs = fitted._block(P, fitted.memory_, None)
+    X = fitted._featurize(pairs, P, fitted.memory_, None)
+    _, SX = fitted._sets(pairs, X, fitted._pair_proba(X), P)
+    for boosters, frame in ((fitted.pair_boosters_, X), ([fitted.set_booster_], SX)):
+        values, cols = frame.to_numpy(np.float64), list(frame.columns)
+        d = xgb.DMatrix(frame[boosters[0].feature_names].to_numpy(np.float32), feature_names=boosters[0].feature_names)
+        want = np.mean([b.predict(d, pred_contribs=True, approx_contribs=True)[:, :-1] for b in boosters], axis=0)
+        order = [cols.index(n) for n in boosters[0].feature_names]
+        small = np.concatenate([K.contributions(boosters, values[k : k + 50], cols) for k in range(0, 200, 50)])
+        np.testing.assert_allclose(small[:, order], want[:200], atol=1e-5)
+        assert len(values) > K.NUMPY_MAX_ROWS  # the whole frame goes to xgboost
+        np.testing.assert_allclose(K.contributions(boosters, values, cols)[:, order], want, atol=1e-6)
+        assert all(K._paths(b) is not None for b in boosters)
+
+
 def test_phrases_need_their_values():
     e = R.Evidence(x={"amt_eq": 0.0, "amt_fee": 0.0, "amt_partial": 0.0, "amt_over": 0.0}, number="FV/1/2")
     assert R._amount(e) is None

@@ -97,7 +97,7 @@ def test_explained_the_text_score_is_a_reason_like_any_feature(data, fitted):
     assert R._text_model(R.Evidence(x={TEXT_FEATURE: 0.93})) == "the text model reads the title as this invoice (0.93)"
     assert R._text_model(R.Evidence(x={TEXT_FEATURE: 0.2})) is None  # a low score is no reason for the link
     text_group = [g.name for g in R.PAIR_GROUPS].index("text model")
-    from ledgerlink.matching.explain import contributions
+    from ledgerlink.matching.contributions import contributions
     from ledgerlink.matching.normalize import Prepared
 
     P = Prepared.of(test["invoices"], test["transfers"])

@@ -3,9 +3,8 @@
 ``match(..., explain=True)`` keeps a ``Trace`` of what each decision pass computed (pairs, pair features and
 probabilities, the enumerated sets, their features and set-model scores; a second pass decides some transfers
 again) and then explains only what was chosen, so the cost grows with the links, not with the candidates:
-- each link: xgboost's ``pred_contribs`` (SHAP values, log-odds) of the pair model on that pair. The fold models'
-  probabilities are averaged at match time; their contributions are averaged too (the contributions of the mean
-  log-odds);
+- each link: the pair model's feature contributions on that pair (xgboost's ``pred_contribs``, Saabas, log-odds;
+  ``contributions.py``), the fold models' averaged as their probabilities are;
 - each transfer: the set model's contributions on the set it chose (the empty set when it pays nothing); a link of
   a multi-invoice set starts with its set's reasons ("3 invoices sum to the amount ...");
 - facts without a model: no candidate at all, a first choice lost to another transfer, a second-pass decision.
@@ -15,8 +14,6 @@ again) and then explains only what was chosen, so the cost grows with the links,
 from __future__ import annotations
 
 import re
-import threading
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,8 +21,8 @@ import pandas as pd
 
 from . import reasons as R
 from .arrays import eq_join, first_max_per_group, run_starts
+from .contributions import contributions
 from .normalize import Prepared
-from .runtime import xgboost
 
 
 @dataclass
@@ -101,44 +98,14 @@ class InvoiceTexts:
         return first
 
 
-_ONE_THREAD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_ONE_THREAD_LOCK = threading.Lock()
+SMALL_FRAME = 4096  # rows: a request's whole feature frame is one numpy copy, cheaper than a pandas row selection
 
 
-def _one_thread(booster):
-    """A copy of ``booster`` that predicts on one thread, made once per booster. The few chosen rows of a request
-    are faster on one thread than on the model's ``n_jobs``: with 2 threads on a busy 2-core machine every predict
-    call waited ~5 ms for the other thread. (Setting ``nthread`` on the shared booster would race with other
-    requests.)"""
-    with _ONE_THREAD_LOCK:
-        copy = _ONE_THREAD.get(booster)
-        if copy is None:
-            copy = booster.copy()
-            copy.set_param({"nthread": 1})
-            _ONE_THREAD[booster] = copy
-        return copy
-
-
-def contributions(boosters, values: np.ndarray, columns: list[str]) -> np.ndarray:
-    """(rows x ``columns``) the boosters' mean feature contributions (log-odds) for the rows of ``values`` (a
-    feature matrix with those columns), the bias column left out.
-
-    Saabas contributions (``pred_contribs`` with ``approx_contribs``: each split's change of the expected value,
-    credited to its feature along the row's path), not exact TreeSHAP: on a synthetic month's 1,000 chosen pairs,
-    exact took 0.80 s on one 145-round fold model, Saabas 0.017 s, and the first reason was the same on 94% of the
-    links (the rest swap two close groups, e.g. "amount equal" and "the only candidate with this amount").
-    The DMatrix is built on one thread: for the few rows of a request, more threads cost 10 ms of start-up."""
-    out = np.zeros((len(values), len(columns)))
-    if len(values) == 0 or not boosters:
-        return out
-    xgb = xgboost()
-    names = list(boosters[0].feature_names or columns)
-    at = [columns.index(n) for n in names] if names != columns else slice(None)
-    m = xgb.DMatrix(np.asarray(values, np.float32)[:, at], feature_names=names, nthread=1)
-    out[:, at] = np.mean(
-        [_one_thread(b).predict(m, pred_contribs=True, approx_contribs=True)[:, :-1] for b in boosters], axis=0
-    )
-    return out
+def _rows(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """The ``rows`` of a feature frame as float64."""
+    if len(frame) <= SMALL_FRAME:
+        return frame.to_numpy(np.float64)[rows]
+    return frame.iloc[rows].to_numpy(np.float64)
 
 
 def object_column(items: list) -> np.ndarray:
@@ -249,7 +216,7 @@ class _Explainer:
             return []
         cols = list(ps.X.columns)
         index = {c: k for k, c in enumerate(cols)}
-        values = ps.X.iloc[rows].to_numpy(np.float64)
+        values = _rows(ps.X, rows)
         C = contributions(self.m.pair_boosters_, values, cols)
         by_group = C @ R.group_matrix(R.PAIR_GROUPS, cols) + self._heuristic_shares(ps, rows, C, index)
         pt, pi = ps.pairs["t"].to_numpy(), ps.pairs["i"].to_numpy()
@@ -275,7 +242,7 @@ class _Explainer:
         h = C[:, [index[f] for f in R.HEURISTIC_FEATURES]].sum(axis=1)
         pt = ps.pairs["t"].to_numpy()
         scope = np.flatnonzero(np.isin(pt, pt[rows]))  # the rows of the explained transfers
-        terms = R.heuristic_terms(R.Columns(ps.X.iloc[scope].to_numpy(np.float64), index))
+        terms = R.heuristic_terms(R.Columns(_rows(ps.X, scope), index))
         T = np.column_stack(list(terms.values()))
         st = pt[scope]
         o = np.lexsort((np.arange(len(scope)), -T.sum(axis=1), st))
@@ -317,7 +284,7 @@ class _Explainer:
         sids = np.array(sorted(set(chosen.values())), np.int64)
         cols = list(ps.SX.columns)
         index = {c: k for k, c in enumerate(cols)}
-        values = ps.SX.iloc[sids].to_numpy(np.float64)
+        values = _rows(ps.SX, sids)
         C = contributions([self.m.set_booster_], values, cols)
         ranked = R.ranked_groups(C @ R.group_matrix(R.SET_GROUPS, cols)) if len(sids) else []
         at = {s: n for n, s in enumerate(sids.tolist())}
