@@ -90,6 +90,27 @@ def test_fit_match_and_the_text_feature(data, fitted):
     assert 0 <= fitted.auto_threshold_ <= 1
 
 
+def test_explained_the_text_score_is_a_reason_like_any_feature(data, fitted):
+    """The trees see the text score as a feature: its contribution is summed, ranked and worded with the rest."""
+    from ledgerlink.matching import reasons as R
+
+    _, test = data
+    said = fitted.match(test["invoices"], test["transfers"], explain=True)
+    plain = fitted.match(test["invoices"], test["transfers"])
+    pd.testing.assert_frame_equal(said.links.drop(columns="reasons"), plain.links)
+    assert said.links["reasons"].map(len).gt(0).all() and said.decisions["reasons"].map(len).gt(0).all()
+    assert R._text_model(R.Evidence(x={TEXT_FEATURE: 0.93})) == "the text model reads the title as this invoice (0.93)"
+    assert R._text_model(R.Evidence(x={TEXT_FEATURE: 0.2})) is None  # a low score is no reason for the link
+    text_group = [g.name for g in R.PAIR_GROUPS].index("text model")
+    from ledgerlink.matching.contributions import contributions
+    from ledgerlink.matching.normalize import Prepared
+
+    P = Prepared.of(test["invoices"], test["transfers"])
+    pairs, X = fitted._block_and_featurize(P, fitted.memory_, None)
+    C = contributions(fitted.pair_boosters_, X.to_numpy(np.float64), list(X.columns))
+    assert np.abs((C @ R.group_matrix(R.PAIR_GROUPS, list(X.columns)))[:, text_group]).max() > 0
+
+
 def test_text_score_only_for_the_top_candidates(data, fitted):
     from ledgerlink.matching.normalize import Prepared
 
