@@ -14,6 +14,8 @@ decision            ``{promote, reasons}`` of the training run that made it
 deployment          the deploy record (``status``, ``stage``, ``bento_tag``, build id, image, ...)
 fresh_<YYYY-MM>     ``{metrics[, as: challenger]}``: its score on a month it never trained on (monitoring)
 challenge_<YYYY-MM> the out-of-time paired bootstrap of a newer version against this production version
+suggestions_<YYYY-MM> its suggestions of that month scored against the month's tags once collected (monitoring):
+                    auto_precision, auto_recall, review_share, auto_amount, counts (``SuggestionQuality``)
 ==================  ========================================================================================
 """
 
@@ -27,9 +29,11 @@ from typing import Any
 from zenml.client import Client
 
 from ledgerlink.deploy.deployers import ModelVersionInfo
+from ledgerlink.monitoring.suggestion_quality import SuggestionQuality
 
 FRESH_PREFIX = "fresh_"
 CHALLENGE_PREFIX = "challenge_"
+SUGGESTIONS_PREFIX = "suggestions_"
 
 
 def production_version(model_name: str):
@@ -72,6 +76,7 @@ class ModelVersionMetadata:
     deployment: dict | None = None
     fresh: dict[str, FreshScore] = field(default_factory=dict)  # month -> score
     challenges: dict[str, dict] = field(default_factory=dict)  # month -> paired bootstrap + month + challenger
+    suggestion_quality: dict[str, SuggestionQuality] = field(default_factory=dict)  # month -> vs the tags
 
     _PLAIN = (
         "data_months",
@@ -95,6 +100,8 @@ class ModelVersionMetadata:
                 out.fresh[key[len(FRESH_PREFIX) :]] = FreshScore.from_metadata(value)
             elif key.startswith(CHALLENGE_PREFIX) and isinstance(value, Mapping):
                 out.challenges[key[len(CHALLENGE_PREFIX) :]] = dict(value)
+            elif key.startswith(SUGGESTIONS_PREFIX) and isinstance(value, Mapping):
+                out.suggestion_quality[key[len(SUGGESTIONS_PREFIX) :]] = SuggestionQuality.from_dict(value)
         return out
 
     @classmethod
@@ -111,6 +118,7 @@ class ModelVersionMetadata:
             out[key] = value
         out.update({f"{FRESH_PREFIX}{m}": s.to_metadata() for m, s in self.fresh.items()})
         out.update({f"{CHALLENGE_PREFIX}{m}": c for m, c in self.challenges.items()})
+        out.update({f"{SUGGESTIONS_PREFIX}{m}": q.to_dict() for m, q in self.suggestion_quality.items()})
         return out
 
     @classmethod

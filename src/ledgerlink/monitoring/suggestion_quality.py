@@ -1,0 +1,114 @@
+"""Production quality from the tags: a month's suggestions compared with what the finance team tagged later.
+
+This is the figure the finance team cares about: of the transfers the model matched automatically, how many did
+the humans confirm. A suggestion is judged per transfer, as the auto-match threshold was chosen (the matcher's
+``target_precision``): it is right when its set of invoices is exactly the tagged set, the empty set included (a
+transfer the model said pays nothing, which pays nothing).
+
+- ``auto_precision``: right auto transfers / auto transfers that were tagged (None when there was no auto one);
+- ``auto_recall``: right auto transfers / all tagged transfers of the month (the share of the month's work the
+  model did correctly on its own; a tagged transfer it never saw counts as not done);
+- ``review_share``: review transfers / suggested transfers;
+- ``auto_amount``: the allocated amount of the auto suggestions (absolute), ``auto_amount_confirmed`` of the
+  right ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class SuggestionQuality:
+    """One model version's suggestions of one month, scored against the month's tags."""
+
+    auto_precision: float | None
+    auto_recall: float
+    review_share: float
+    auto_amount: float
+    auto_amount_confirmed: float
+    suggested: int  # transfers with a suggestion
+    tagged: int  # transfers of the collected month
+    auto: int  # auto transfers among the tagged ones
+    auto_confirmed: int
+    review: int
+    not_tagged: int  # suggested transfers missing from the collected month
+    not_suggested: int  # tagged transfers that got no suggestion
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        if out["auto_precision"] is None:  # a metadata store holds no None: absent means "no auto suggestion"
+            del out["auto_precision"]
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "SuggestionQuality":
+        names = {f.name for f in fields(cls)}
+        return cls(**{"auto_precision": None, **{k: v for k, v in raw.items() if k in names}})
+
+
+def _invoice_sets(frame: pd.DataFrame) -> pd.Series:
+    """transfer_id -> frozenset of invoice ids (empty for a row without an invoice)."""
+    ids = frame["invoice_id"].where(frame["invoice_id"].notna(), None)
+    return (
+        pd.DataFrame({"transfer_id": frame["transfer_id"], "invoice_id": ids})
+        .groupby("transfer_id", sort=False)["invoice_id"]
+        .agg(lambda s: frozenset(v for v in s if v is not None))
+    )
+
+
+def score_suggestions(suggestions: pd.DataFrame, transfers: pd.DataFrame, links: pd.DataFrame) -> SuggestionQuality:
+    """``suggestions``: one model version's rows of the month (``suggested_links``); ``transfers``/``links``: the
+    month as collected with its tags."""
+    if suggestions[["model_name", "model_version"]].drop_duplicates().shape[0] > 1:
+        raise ValueError("score one model version's suggestions at a time (group by model_name, model_version)")
+    tagged_ids = pd.Index(transfers["transfer_id"].unique())
+    predicted = _invoice_sets(suggestions)
+    truth = _invoice_sets(links).reindex(tagged_ids)
+    truth = truth.map(lambda s: s if isinstance(s, frozenset) else frozenset())
+    per = suggestions.groupby("transfer_id", sort=False).agg(
+        decision=("decision", "first"),
+        allocated=("allocated_amount", lambda s: float(np.abs(pd.to_numeric(s, errors="coerce").fillna(0)).sum())),
+    )
+    per["tagged"] = per.index.isin(tagged_ids)
+    scored = per[per["tagged"]]
+    right = pd.Series([predicted[t] == truth[t] for t in scored.index], index=scored.index, dtype=bool)
+    auto = scored["decision"].eq("auto")
+    n_auto, n_right = int(auto.sum()), int((auto & right).sum())
+    return SuggestionQuality(
+        auto_precision=n_right / n_auto if n_auto else None,
+        auto_recall=n_right / len(tagged_ids) if len(tagged_ids) else 0.0,
+        review_share=float(per["decision"].eq("review").mean()) if len(per) else 0.0,
+        auto_amount=float(per.loc[per["decision"].eq("auto"), "allocated"].sum()),
+        auto_amount_confirmed=float(scored.loc[auto & right, "allocated"].sum()),
+        suggested=int(len(per)),
+        tagged=int(len(tagged_ids)),
+        auto=n_auto,
+        auto_confirmed=n_right,
+        review=int(per["decision"].eq("review").sum()),
+        not_tagged=int((~per["tagged"]).sum()),
+        not_suggested=int((~tagged_ids.isin(per.index)).sum()),
+    )
+
+
+def score_month(
+    suggestions: pd.DataFrame, transfers: pd.DataFrame, links: pd.DataFrame
+) -> dict[tuple[str, str], SuggestionQuality]:
+    """Every model version's suggestions of the month: (model_name, model_version) -> ``SuggestionQuality``."""
+    out = {}
+    for key, rows in suggestions.groupby(["model_name", "model_version"], sort=True):
+        out[(str(key[0]), str(key[1]))] = score_suggestions(rows, transfers, links)
+    return out
+
+
+def month_tags(store, month: str) -> dict[str, pd.DataFrame]:
+    """The collected month's transfers and links (the frozen test part too, when it is the test set's month)."""
+    data = store.load_train([month])
+    test = store.read_manifest().test
+    if test is not None and test.get("month") == month:
+        frozen = store.load_test()
+        data = {t: pd.concat([data[t], frozen[t]], ignore_index=True) for t in ("transfers", "links")}
+    return {"transfers": data["transfers"], "links": data["links"]}
