@@ -66,6 +66,16 @@ def suggest(cfg: Config | dict, month: str | None = None, options: dict | None =
     return run_result(SuggestRun, run)
 
 
+def suggest_before_collection(cfg: Config | dict) -> SuggestRun | None:
+    """The simulation's monthly suggest: production's suggestions for the month about to be collected, so the next
+    monitoring run scores them on its tags. None (and a line) when there is nothing to suggest with yet."""
+    try:
+        return suggest(cfg)
+    except SuggestError as exc:
+        console.print(f"no suggestions this month: {exc}", markup=False, soft_wrap=True)
+        return None
+
+
 def run_suggest(cfg: Config, month: str | None = None, options: dict | None = None) -> int:
     """``--pipeline suggest``: one run and its summary; a refusal is one line on stderr and exit code 2."""
     try:

@@ -40,7 +40,9 @@ def confidence_png(histogram: dict[str, list[int]], threshold: float | None) -> 
         bottom += counts
     if threshold is not None and threshold <= 1:
         ax.axvline(threshold, color="#111827", linestyle="--", linewidth=1)
-        ax.text(threshold, ax.get_ylim()[1] * 0.92, f" auto from {threshold:.3f}", fontsize=8)
+        ax.text(
+            threshold, 0.97, f" auto from {threshold:.3f}", fontsize=8, va="top", transform=ax.get_xaxis_transform()
+        )
     ax.set_xlim(0, 1)
     ax.set_yscale("symlog", linthresh=10)
     ax.set_xlabel("confidence of the transfer's chosen set")
