@@ -139,6 +139,14 @@ def test_the_table_is_created_over_rest_and_the_merge_replaces_one_key_atomicall
     paid = new.sort_values("transfer_id").iloc[0]
     assert list(paid["reasons"]) == ["invoice number in the title", "amount equal"]
     assert new["invoice_id"].isna().sum() == 1
+    # how a finance system reads the newest run's suggestions of a month (the README's query)
+    readme = _query(
+        client,
+        "SELECT transfer_id, invoice_id, allocated_amount, confidence, decision, ARRAY_TO_STRING(reasons, '; ') AS why "
+        f"FROM {target} WHERE month = '2025-01' AND suggested_at = "
+        f"(SELECT MAX(suggested_at) FROM {target} WHERE month = '2025-01') ORDER BY decision, transfer_id",
+    )
+    assert list(readme["why"]) == ["invoice number in the title; amount equal"] * 2 + ["no invoice fits"]
 
 
 def test_an_existing_table_with_other_columns_is_refused(crucible):  # noqa: F811
