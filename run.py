@@ -4,6 +4,7 @@ python run.py --pipeline training            # collects the next month first, th
 python run.py --pipeline data                # only collect the next month
 python run.py --pipeline all --months 3      # three monthly cycles in a row
 python run.py --pipeline suggest             # the production model's suggestions for the open month
+python run.py --rollback [--to 3]            # the previous (or the named) version becomes production again
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="print the Cloud Build request the gcp deployer would send for the production model; send nothing",
     )
+    p.add_argument(
+        "--rollback",
+        action="store_true",
+        help="make the previous model version whose deploy succeeded production again and deploy it again "
+        "(locally: export it for --serve; gcp: a new image tag for its image in Artifact Registry, for Flux)",
+    )
+    p.add_argument("--to", metavar="VERSION", help="--rollback: the model version (number or name) to roll back to")
     p.add_argument("--host", default="127.0.0.1", help="--serve: address to bind")
     p.add_argument("--port", type=int, default=3000, help="--serve: port")
     p.add_argument(
@@ -69,6 +77,16 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.to is not None and not args.rollback:
+        print("--to goes with --rollback", file=sys.stderr)
+        return 2
+    if args.rollback:
+        if args.serve or args.dry_run or args.schedule or args.simulate:
+            print("--rollback goes alone (with --to and --config)", file=sys.stderr)
+            return 2
+        from cli.rollback import rollback_command
+
+        return rollback_command(cfg, args.to)
     if args.serve or args.dry_run:
         if args.serve and args.dry_run:
             print("--serve and --dry-run do not go together", file=sys.stderr)

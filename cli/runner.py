@@ -1,8 +1,10 @@
 """Run monthly cycles of the pipelines and print one summary table.
 
-The cycle is: collect the next month (if the warehouse has one), then monitor and train, as ``--pipeline``
-says. ``--pipeline training`` on a fresh machine therefore collects first; a second call processes the next
-month. ``schedule()`` attaches a cron to each pipeline instead (one run per pipeline, not this cycle).
+The cycle is: settle what a stopped run left half done in the Model Control Plane (``utils.repair``: a version left
+in ``staging``, a production version without a successful deployment), collect the next month (if the warehouse has
+one), then monitor and train, as ``--pipeline`` says. ``--pipeline training`` on a fresh machine therefore collects
+first; a second call processes the next month. ``schedule()`` attaches a cron to each pipeline instead (one run
+per pipeline, not this cycle).
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from ledgerlink.data.warehouse import open_warehouse
 from utils.pipeline_runs import CollectionRun, MonitoringRun, SuggestRun, TrainingRun, run_result
 
 console = Console()
+
+
+def say(message: str) -> None:
+    """One plain line (not wrapped, no markup: messages carry lists such as ``[1, 2]`` and long file paths)."""
+    console.print(message, soft_wrap=True, markup=False, highlight=False)
 
 
 def collect(cfg: Config | dict, options: dict | None = None) -> CollectionRun:
@@ -57,8 +64,10 @@ def suggest(cfg: Config | dict, month: str | None = None, options: dict | None =
     (``SuggestError``) when there is no production model or the month is collected already."""
     from pipelines import suggest as suggest_pipeline
     from utils.model_versions import production_version
+    from utils.repair import repair
 
     cfg = Config.coerce(cfg)
+    repair(cfg, echo=say)  # production must be the version the cluster serves before it suggests anything
     if production_version(cfg.model_name) is None:
         raise no_production_model(cfg.model_name)
     open_month(store_at(cfg.store.uri).collected_months(), month)  # the step checks again; this fails before a run
@@ -106,7 +115,10 @@ def run_cycle(
     cfg: Config | dict, pipeline: str = "training", enable_cache: bool = True, options: dict | None = None
 ) -> dict | None:
     """One monthly cycle: collect the next month, monitor, train (as ``pipeline`` says). Returns the summary row."""
+    from utils.repair import repair
+
     cfg = Config.coerce(cfg)
+    repair(cfg, echo=say)
     store, warehouse = store_at(cfg.store.uri), open_warehouse(cfg.to_dict())
     month = next_month(warehouse, store)
     ref = watch = None
@@ -151,7 +163,8 @@ def run_cycle(
         if not store.collected_months():
             console.print("[red]Nothing collected yet and the warehouse has no month to collect.[/red]")
             return None
-        d = train(cfg, enable_cache, options).decision
+        trained = train(cfg, enable_cache, options)
+        d = trained.decision
         cand = d["checks"].get("candidate")
         prod = d["checks"].get("production", d["checks"].get("rules"))
         label = "production" if not d["checks"].get("first_run") else "rules baseline"
@@ -159,7 +172,13 @@ def run_cycle(
             candidate=f"{cand:.4f}",
             production=f"{prod:.4f} ({label})",
             promoted=bool(d["promote"]),
-            decision=("PROMOTED" if d["promote"] else "kept production") + ": " + "; ".join(d["reasons"]),
+            decision=(
+                f"PROMOTED, deployed, version {trained.promotion['number']} is production"
+                if d["promote"] and trained.deployment.get("status") == "success"
+                else "kept production"
+            )
+            + ": "
+            + "; ".join(d["reasons"]),
         )
         row["values"].update(
             candidate=cand, production=None if d["checks"].get("first_run") else prod, rules=d["checks"].get("rules")

@@ -12,37 +12,37 @@
 
 import io
 import json
-import re
 import socket
 import tarfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
 
 import pytest
 
 pytest.importorskip("bentoml")
 
 from cloudbuild_server import BUILD_ID, LOG_URL, PROJECT, FakeCloudBuild, S, failure_op, op_json, success_op  # noqa: E402
-from zenml import get_step_context, pipeline, step  # noqa: E402
+from deploy_helpers import (  # noqa: E402
+    BUCKET,
+    IMAGE_RE,
+    REGISTRY,
+    Webhook,
+    gcp_cfg,
+    make_smoke_store,
+    run_deploy,
+    valid_body,
+)
 
-from ledgerlink.data.store import DatasetRef, store_at  # noqa: E402
 from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy.cloud_build import build_request  # noqa: E402
 from ledgerlink.deploy.deployers import DeploymentFailed, ModelVersionInfo, deploy_promoted, dry_run_request  # noqa: E402
-from ledgerlink.deploy.tags import TAG_PATTERN  # noqa: E402
 from ledgerlink.matching import Matcher  # noqa: E402
-from ledgerlink.matching.base import BaseMatcher, load_matcher  # noqa: E402
-from steps.deployment.deploy_model import deploy_model  # noqa: E402
-from steps.materializers import DatasetRefMaterializer, MatcherMaterializer  # noqa: E402
-from utils.model_versions import ModelVersionMetadata, log_model_version_metadata  # noqa: E402
+from utils.model_stages import stage_name  # noqa: E402
+from utils.model_versions import ModelVersionMetadata  # noqa: E402
 
-BUCKET = "finanse-ml-dev"
-REGISTRY = "europe-west4-docker.pkg.dev/finanse-project/models/ledgerlink"
 NOW = datetime(2026, 11, 21, 9, 30, 0, tzinfo=timezone.utc)
 IMAGE = f"{REGISTRY}:20261121093000-v7"
-IMAGE_RE = re.compile(re.escape(REGISTRY) + ":" + TAG_PATTERN.strip("^$"))
 
 
 @pytest.fixture(scope="module")
@@ -66,35 +66,6 @@ def _info(number: int = 7, mv_id: str | None = None) -> ModelVersionInfo:
     )
 
 
-def _gcp_cfg(bucket: str, endpoint: str, **extra) -> dict:
-    return {
-        "deployer": "gcp",
-        "smoke_test": False,
-        "model_dir": "unused",
-        "gcp": {
-            "project": PROJECT,
-            "bucket": bucket,
-            "registry": REGISTRY,
-            "timeout_s": 600,
-            "poll_s": 0.01,
-            "wait_timeout_s": 30,
-            "api_endpoint": endpoint,
-            **extra,
-        },
-    }
-
-
-def _valid_body(body: dict) -> bool:
-    """The article's payload with our image and context: what the fake accepts when the tag is not known ahead."""
-    image = (body.get("images") or [""])[0]
-    obj = body.get("source", {}).get("storageSource", {}).get("object", "")
-    return (
-        bool(IMAGE_RE.fullmatch(image))
-        and re.fullmatch(r"models/[0-9a-f-]{36}/context\.tar\.gz", obj) is not None
-        and body == build_request(BUCKET, obj, image, timeout_s=600)
-    )
-
-
 # ------------------------------------------------------------------------------------------------
 # gcp deployer, library level
 # ------------------------------------------------------------------------------------------------
@@ -110,7 +81,7 @@ def test_gcp_deployer_uploads_the_context_and_builds_the_image(matcher, gcs_emul
         [op_json(S.WORKING, False, IMAGE), success_op(IMAGE)],
         expected_body=expected,
     ) as fake:
-        cfg = _gcp_cfg(f"gs://{BUCKET}", fake.endpoint, storage_endpoint=endpoint)
+        cfg = gcp_cfg(f"gs://{BUCKET}", fake.endpoint, storage_endpoint=endpoint)
         record = deploy_promoted(matcher, _info(7, mv_id), cfg, now=NOW, echo=lambda _: None)
     assert fake.requests[0]["body"] == expected  # the exact article payload reached Cloud Build
     assert record["deployed"] is True and record["status"] == "success" and record["deployer"] == "gcp"
@@ -135,7 +106,7 @@ def test_gcp_deployer_failed_build_raises_with_the_log_url(matcher, tmp_path):
         [op_json(S.WORKING, False, IMAGE), failure_op(IMAGE)],
         expected_body=build_request(BUCKET, "models/mv-7/context.tar.gz", IMAGE, 600),
     ) as fake:
-        cfg = _gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)  # a local folder named like the bucket
+        cfg = gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)  # a local folder named like the bucket
         with pytest.raises(DeploymentFailed) as info:
             deploy_promoted(matcher, _info(7, "mv-7"), cfg, now=NOW, echo=lambda _: None)
     err = info.value
@@ -227,71 +198,18 @@ def matcher_dir(matcher, tmp_path_factory):
     return str(d)
 
 
-@step(output_materializers=MatcherMaterializer, enable_cache=False)
-def saved_matcher(path: str) -> Annotated[BaseMatcher, "matcher"]:
-    return load_matcher(path)
-
-
-@step(enable_cache=False)
-def decided(promote: bool) -> tuple[Annotated[dict, "decision"], Annotated[dict, "promotion"]]:
-    """What compare_with_production + promote_model hand to deploy_model."""
-    model = get_step_context().model
-    log_model_version_metadata(ModelVersionMetadata(metrics={"pair_f1": 0.93}, data_months=["2025-01"]))
-    if promote:
-        model.set_stage("production", force=True)
-    return (
-        {"promote": promote, "reasons": ["beats production" if promote else "gain below min_delta"]},
-        {"promoted": promote, "model_name": model.name, "version": str(model.version), "number": int(model.number)},
-    )
-
-
-@step(enable_cache=False, output_materializers=DatasetRefMaterializer)
-def empty_dataset(uri: str) -> Annotated[DatasetRef, "dataset_ref"]:
-    """A store without a frozen test set: the smoke test has nothing to build a request from."""
-    return store_at(uri).ref()
-
-
-@pipeline(enable_cache=False)
-def deploy_only(path: str, promote: bool, deploy: dict, store_uri: str) -> None:
-    decision, promotion = decided(promote=promote)
-    deploy_model(
-        matcher=saved_matcher(path=path),
-        decision=decision,
-        promotion=promotion,
-        deploy=deploy,
-        dataset_ref=empty_dataset(uri=store_uri),
-    )
-
-
 @pytest.fixture(scope="module")
-def deploy_pipeline():
-    return deploy_only
+def smoke_store(data, tmp_path_factory):
+    return make_smoke_store(data, str(tmp_path_factory.mktemp("smoke-store")))
 
 
-def _run(pipeline, name: str, **kwargs):
-    import tempfile
-
-    from zenml import Model
-    from zenml.client import Client
-
-    error = None
-    try:
-        pipeline.with_options(model=Model(name=name))(store_uri=tempfile.mkdtemp(prefix="empty-store-"), **kwargs)
-    except Exception:  # noqa: BLE001 - the failure case is asserted by the caller, from the step run
-        run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
-        info = Client().get_pipeline_run(run.id).steps["deploy_model"].exception_info
-        error = f"{info.message}\n{info.traceback}" if info else "failed without exception info"
-    mv = Client().list_model_versions(name, sort_by="desc:number").items[0]
-    return Client().get_model_version(name, mv.number), error
-
-
-def test_step_does_nothing_when_not_promoted(deploy_pipeline, matcher_dir):
+def test_step_does_nothing_when_not_promoted(matcher_dir):
     import bentoml
 
     before = {str(b.tag) for b in bentoml.bentos.list()}
-    unreachable = _gcp_cfg(f"gs://{BUCKET}", "http://127.0.0.1:9", storage_endpoint="http://127.0.0.1:9")
-    mv, error = _run(
-        deploy_pipeline, "step_skip", path=matcher_dir, promote=False, deploy=unreachable
+    unreachable = gcp_cfg(f"gs://{BUCKET}", "http://127.0.0.1:9", storage_endpoint="http://127.0.0.1:9")
+    mv, error = run_deploy(
+        "step_skip", path=matcher_dir, promote=False, deploy=unreachable
     )  # would fail if it tried to deploy: nothing listens on port 9
     assert error is None
     assert mv.run_metadata["deployment"] == {"deployed": False, "reason": "gain below min_delta"}
@@ -304,16 +222,15 @@ def test_step_does_nothing_when_not_promoted(deploy_pipeline, matcher_dir):
         production_bento({"model_name": "step_skip", "deploy": {}})
 
 
-def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, tmp_path):
+def test_step_records_a_successful_gcp_build(matcher_dir, smoke_store, tmp_path):
     with FakeCloudBuild(
-        (200, op_json(S.QUEUED, False, IMAGE)), lambda body: [success_op(body["images"][0])], expected_body=_valid_body
+        (200, op_json(S.QUEUED, False, IMAGE)), lambda body: [success_op(body["images"][0])], expected_body=valid_body
     ) as fake:
-        mv, error = _run(
-            deploy_pipeline,
+        mv, error = run_deploy(
             "step_gcp_ok",
             path=matcher_dir,
             promote=True,
-            deploy=_gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint),
+            deploy=gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint),
         )
     assert error is None, error
     dep = mv.run_metadata["deployment"]
@@ -323,61 +240,94 @@ def test_step_records_a_successful_gcp_build(deploy_pipeline, matcher_dir, tmp_p
     assert dep["model_version_id"] == str(mv.id)
     assert fake.requests[0]["body"]["source"]["storageSource"]["object"] == f"models/{mv.id}/context.tar.gz"
     assert (tmp_path / BUCKET / "models" / str(mv.id) / "context.tar.gz").is_file()
+    # staged by the promotion, production only now that Cloud Build said SUCCESS with a digest
+    assert stage_name(mv) == "production" and dep["digest"] == "sha256:" + "a" * 64
+    meta = ModelVersionMetadata.of(mv)
+    assert meta.stage_change.state == "done" and dep["change_id"] == meta.stage_change.id
 
     # python run.py --dry-run / --serve find this production version through the Model Control Plane
     import bentoml
 
     from cli.serve import dry_run, production_bento
 
-    cfg = {"model_name": "step_gcp_ok", "deploy": _gcp_cfg(f"gs://{BUCKET}/ledgerlink", fake.endpoint)}
+    cfg = {
+        "model_name": "step_gcp_ok",
+        "deploy": gcp_cfg(f"gs://{BUCKET}/ledgerlink", fake.endpoint),
+        "store": {"uri": smoke_store},
+    }
     request, text = dry_run(cfg, now=NOW)
     assert request == build_request(
         BUCKET, f"ledgerlink/models/{mv.id}/context.tar.gz", f"{REGISTRY}:20261121093000-v{mv.number}", timeout_s=600
     )
     assert json.loads(text.split("\n", 1)[1]) == request
-    assert production_bento(cfg) == dep["bento_tag"]
-    bentoml.bentos.delete(dep["bento_tag"])  # e.g. another machine: rebuilt from the model version's matcher
-    rebuilt = production_bento(cfg, echo=lambda _: None)
+    # this deploy ran without a smoke test (deploy.smoke_test: false): --serve smoke-tests that Bento before serving
+    lines: list[str] = []
+    assert production_bento(cfg, echo=lines.append) == dep["bento_tag"]
+    assert any("never smoke-tested" in ln for ln in lines) and any("Smoke test passed" in ln for ln in lines)
+    assert production_bento(cfg, echo=lines.append) == dep["bento_tag"]  # remembered as tested on this machine
+    bentoml.bentos.delete(dep["bento_tag"])  # e.g. another machine: rebuilt from the matcher AND smoke-tested
+    lines.clear()
+    rebuilt = production_bento(cfg, echo=lines.append)
     assert rebuilt != dep["bento_tag"] and bentoml.bentos.get(rebuilt).info.labels["zenml_model_version"] == str(
         mv.number
     )
+    assert any("rebuilding and smoke-testing" in ln for ln in lines) and any("Smoke test passed" in ln for ln in lines)
+    # without a frozen test split to smoke-test with, a Bento that never passed one here is refused, not served
+    bentoml.bentos.delete(rebuilt)
+    from cli.serve import NoProductionModel
+
+    with pytest.raises(NoProductionModel, match="not serving an untested Bento"):
+        production_bento({**cfg, "store": {"uri": str(tmp_path / "no-store")}}, echo=lambda _: None)
 
 
-def test_step_failed_build_fails_the_run_and_records_failed(deploy_pipeline, matcher_dir, tmp_path):
-    with FakeCloudBuild(
-        (200, op_json(S.QUEUED, False, IMAGE)), lambda body: [failure_op(body["images"][0])], expected_body=_valid_body
-    ) as fake:
-        mv, error = _run(
-            deploy_pipeline,
-            "step_gcp_fail",
-            path=matcher_dir,
-            promote=True,
-            deploy=_gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint),
-        )
+def test_step_failed_build_fails_the_run_keeps_production_and_records_failed(matcher_dir, tmp_path, monkeypatch):
+    hook = Webhook()
+    monkeypatch.setenv("LEDGERLINK_SLACK_WEBHOOK", hook.url)
+
+    def cfg(fake):
+        return gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)
+
+    with hook:
+        with FakeCloudBuild(  # version 1: deployed
+            (200, op_json(S.QUEUED, False, IMAGE)),
+            lambda body: [success_op(body["images"][0])],
+            expected_body=valid_body,
+        ) as fake:
+            first, error = run_deploy("step_gcp_fail", path=matcher_dir, promote=True, deploy=cfg(fake))
+        assert error is None and stage_name(first) == "production"
+        with FakeCloudBuild(  # version 2: its Cloud Build fails
+            (200, op_json(S.QUEUED, False, IMAGE)),
+            lambda body: [failure_op(body["images"][0])],
+            expected_body=valid_body,
+        ) as fake:
+            mv, error = run_deploy("step_gcp_fail", path=matcher_dir, promote=True, deploy=cfg(fake))
     assert error is not None and "DeploymentFailed" in error and LOG_URL in error, error
+    assert "production stays version 1" in error
     dep = mv.run_metadata["deployment"]
     assert dep["status"] == "failed" and dep["deployed"] is False and dep["stage"] == "gcp"
     assert dep["build_status"] == "FAILURE" and dep["build_id"] == BUILD_ID and dep["log_url"] == LOG_URL
     assert len(fake.requests) >= 2  # it did submit and poll
-    # the Bento passed its smoke test before Cloud Build failed: it can still be served locally
-    from cli.serve import production_bento
+    # the candidate is archived with its failure; the previous version is still production
+    from zenml.client import Client
 
-    assert production_bento({"model_name": "step_gcp_fail", "deploy": {}}) == dep["bento_tag"]
+    assert stage_name(mv) == "archived" and ModelVersionMetadata.of(mv).stage_change.state == "failed"
+    assert Client().get_model_version("step_gcp_fail", "production").number == first.number
+    failed = [a for a in hook.received if "FAILED" in a["text"]]
+    assert failed and LOG_URL in failed[0]["text"], hook.received
 
 
-def test_serve_refuses_a_production_version_whose_bento_failed(deploy_pipeline, matcher_dir, tmp_path):
-    mv, error = _run(
-        deploy_pipeline,
+def test_serve_refuses_a_version_whose_deploy_failed(matcher_dir, tmp_path):
+    mv, error = run_deploy(
         "step_smoke_fail",
         path=matcher_dir,
         promote=True,
         deploy={"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)},
     )
     assert error is not None and "smoke test needs data" in error, error
-    assert mv.run_metadata["deployment"]["stage"] == "configuration"
+    assert mv.run_metadata["deployment"]["stage"] == "configuration" and stage_name(mv) == "archived"
     from cli.serve import NoProductionModel, production_bento
 
-    with pytest.raises(NoProductionModel, match="failed its deployment at configuration.*not served"):
+    with pytest.raises(NoProductionModel, match="no version of model 'step_smoke_fail' is in production"):
         production_bento({"model_name": "step_smoke_fail", "deploy": {}})
 
 
@@ -405,3 +355,16 @@ def test_re_export_swaps_directories_and_a_crash_between_the_renames_keeps_the_o
     kept = export.production_model_dir(tmp_path, "m")
     assert kept.name == "3.old" and json.loads((kept / "info.json").read_text()) == {"run": 2}
     assert load_matcher(kept).auto_threshold_ == matcher.auto_threshold_
+
+
+def test_a_build_that_reports_no_digest_is_a_failed_deploy(matcher, tmp_path):
+    """Rollback tags the digest again, so a SUCCESS without one cannot count as deployed."""
+    with FakeCloudBuild(
+        (200, op_json(S.QUEUED, False, IMAGE)),
+        [success_op(IMAGE, digest="")],
+        expected_body=build_request(BUCKET, "models/mv-7/context.tar.gz", IMAGE, 600),
+    ) as fake:
+        with pytest.raises(DeploymentFailed, match="reported no digest") as info:
+            deploy_promoted(matcher, _info(7, "mv-7"), gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint), now=NOW)
+    rec = info.value.record
+    assert rec["status"] == "failed" and rec["build_status"] == "SUCCESS" and rec["log_url"] == LOG_URL

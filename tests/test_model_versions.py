@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from utils.model_versions import FreshScore, ModelVersionMetadata
+from utils.model_versions import FreshScore, ModelVersionMetadata, StageChange
 
 TRAINED = {
     "data_months": ["2025-01", "2025-02"],
@@ -73,17 +73,32 @@ def test_from_training_builds_what_promote_model_records():
 
 
 @pytest.mark.parametrize(
-    "deployment, refused",
+    "deployment, why",
     [
-        ({"status": "failed", "stage": "smoke_test", "error": "boom"}, "smoke_test (boom)"),
-        ({"status": "failed", "stage": "package"}, "package (no error recorded)"),
-        ({"status": "failed", "stage": "gcp", "error": "build failed"}, None),  # the Bento itself was fine
-        ({"status": "success"}, None),
-        (None, None),
+        ({"deployed": True, "status": "success"}, None),
+        ({"status": "failed", "stage": "smoke_test", "error": "boom"}, "its deploy failed at smoke_test (boom)."),
+        (
+            {"status": "failed", "stage": "gcp", "error": "FAILURE", "log_url": "https://log"},
+            "its deploy failed at gcp (FAILURE). Build log: https://log",
+        ),
+        ({"deployed": False, "reason": "gain below min_delta"}, "it was not promoted, so never deployed"),
+        (None, "it has no deployment record: it was never deployed"),
     ],
 )
-def test_which_deployments_are_not_served(deployment, refused):
-    assert ModelVersionMetadata(deployment=deployment).deployment_refusal() == refused
+def test_only_a_successful_deploy_counts_and_the_reason_is_said(deployment, why):
+    meta = ModelVersionMetadata(deployment=deployment)
+    assert meta.deployment_succeeded() is (why is None)
+    assert (meta.why_not_deployed() or "").startswith(why or "")
+    assert (meta.why_not_deployed() is None) is (why is None)
+
+
+def test_stage_change_round_trips_and_ends():
+    change = StageChange("rollback", previous=4)
+    stored = ModelVersionMetadata(stage_change=change).to_metadata()
+    expected = {"action": "rollback", "state": "pending", "previous": 4, "id": change.id, "at": change.at}
+    assert stored == {"stage_change": expected}
+    back = ModelVersionMetadata.from_run_metadata(stored).stage_change
+    assert back == change and back.ended("done") == StageChange("rollback", "done", 4, change.id, change.at)
 
 
 def test_logged_and_read_back_through_zenml_with_the_deployer_view():

@@ -49,7 +49,17 @@ def test_all_runs_collection_monitoring_training_and_records_fresh_month_perform
     mon = next(r for r in runs if r.pipeline.name == "monitoring")
     mon = Client().get_pipeline_run(mon.id)
     report = mon.steps["detect_data_drift"].outputs["drift_report"][0]
-    assert report.visualizations and "<!DOCTYPE html>" in report.load()
+    html = report.load()
+    assert report.visualizations and "<!DOCTYPE html>" in html
+    # both views ran: raw transfer columns and the production model's own pair features (issue 12: it never ran)
+    from ledgerlink.monitoring.drift import PAIR_FEATURE_VIEW, RAW_VIEW
+
+    assert f"Evidently report: {PAIR_FEATURE_VIEW}" in html and f"Evidently report: {RAW_VIEW}" in html
+    summary = mon.steps["detect_data_drift"].outputs["drift_summary"][0].load()
+    assert set(summary["views"]) == {RAW_VIEW, PAIR_FEATURE_VIEW}
+    assert any(c.startswith("ref_") for c in summary["views"][PAIR_FEATURE_VIEW]["columns"])
+    drift_meta = mon.steps["detect_data_drift"].run_metadata["drift"]
+    assert set(drift_meta["drifted_columns"]) == {RAW_VIEW, PAIR_FEATURE_VIEW}
     decision = mon.steps["decide_retraining"].outputs["retraining_decision"][0].load()
     assert decision["retrain"] is True and decision["reasons"][0].startswith("retrain every month")
 

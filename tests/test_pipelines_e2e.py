@@ -49,7 +49,7 @@ def test_two_monthly_cycles_with_the_model_control_plane(cfg, capsys):
     assert 0 < meta1["auto_threshold"] <= 1
     typed1 = ModelVersionMetadata.of(v1)
     assert typed1.auto_threshold == meta1["auto_threshold"] and typed1.data_months == ["2025-01"]
-    assert typed1.deployment["deployed"] is True and typed1.deployment_refusal() is None
+    assert typed1.deployment["deployed"] is True and typed1.deployment_succeeded()
     pointer = json.loads((Path(cfg.deploy.model_dir) / cfg.model_name / "production.json").read_text())
     assert pointer["number"] == v1.number
 

@@ -85,6 +85,27 @@ def test_fit_match_and_the_text_feature(data, fitted):
     assert 0 <= fitted.auto_threshold_ <= 1
 
 
+def test_explained_the_text_score_is_a_reason_like_any_feature(data, fitted):
+    """The trees see the text score as a feature: its contribution is summed, ranked and worded with the rest."""
+    from ledgerlink.matching import reasons as R
+
+    _, test = data
+    said = fitted.match(test["invoices"], test["transfers"], explain=True)
+    plain = fitted.match(test["invoices"], test["transfers"])
+    pd.testing.assert_frame_equal(said.links.drop(columns="reasons"), plain.links)
+    assert said.links["reasons"].map(len).gt(0).all() and said.decisions["reasons"].map(len).gt(0).all()
+    assert R._text_model(R.Evidence(x={TEXT_FEATURE: 0.93})) == "the text model reads the title as this invoice (0.93)"
+    assert R._text_model(R.Evidence(x={TEXT_FEATURE: 0.2})) is None  # a low score is no reason for the link
+    text_group = [g.name for g in R.PAIR_GROUPS].index("text model")
+    from ledgerlink.matching.explain import contributions
+    from ledgerlink.matching.normalize import Prepared
+
+    P = Prepared.of(test["invoices"], test["transfers"])
+    pairs, X = fitted._block_and_featurize(P, fitted.memory_, None)
+    C = contributions(fitted.pair_boosters_, X)
+    assert np.abs((C @ R.group_matrix(R.PAIR_GROUPS, list(X.columns)))[:, text_group]).max() > 0
+
+
 def test_text_score_only_for_the_top_candidates(data, fitted):
     from ledgerlink.matching.normalize import Prepared
 
@@ -166,3 +187,31 @@ def test_unfitted_and_missing_checkpoint_say_what_to_do(tmp_path, data):
         build_matcher("transformer", checkpoint=str(tmp_path / "nowhere"), **TINY).fit(
             train["invoices"], train["transfers"], train["links"]
         )
+
+
+def test_the_drift_view_uses_the_training_feature_code(data, fitted):
+    """pair_feature_frame: match's blocking and pair features (text score included in the ranking), one row per
+    transfer: its most probable candidate; memory features and the text score (model outputs) left out."""
+    from ledgerlink.matching.features import VIEW_FEATURES
+
+    _, test = data
+    view = fitted.pair_feature_frame(test["invoices"], test["transfers"])
+    assert list(view.columns) == VIEW_FEATURES and TEXT_FEATURE in fitted.feature_names_
+    assert set(VIEW_FEATURES) <= set(fitted.feature_names_) and TEXT_FEATURE not in view.columns
+    assert view.index.is_unique and len(view) >= 0.9 * len(test["transfers"])
+    # independently: the model's probability of each candidate and the public feature code
+    from ledgerlink.matching.features import VIEW_MISSING, pair_features
+    from ledgerlink.matching.normalize import Prepared
+
+    cands = fitted.match(test["invoices"], test["transfers"]).candidates
+    proba = fitted.predict_proba_pairs(test["invoices"], cands[["transfer_id", "invoice_id"]], test["transfers"])
+    P = Prepared.of(test["invoices"], test["transfers"])
+    t_of = pd.Series(np.arange(len(P.tr)), index=P.tr["transfer_id"])
+    i_of = pd.Series(np.arange(len(P.inv)), index=P.inv["invoice_id"])
+    pairs = pd.DataFrame({"t": t_of[proba["transfer_id"]].to_numpy(), "i": i_of[proba["invoice_id"]].to_numpy()})
+    X = pair_features(pairs, P, memory=fitted.memory_)
+    best = proba.assign(row=np.arange(len(proba))).sort_values(["transfer_id", "probability"], ascending=[True, False])
+    best = best.drop_duplicates("transfer_id")
+    expected = X[VIEW_FEATURES].iloc[best["row"].to_numpy()].fillna(VIEW_MISSING).to_numpy()
+    same = (view.loc[best["transfer_id"].to_numpy()].to_numpy() == expected).all(axis=1)
+    assert same.mean() > 0.95  # equal probabilities may pick another candidate

@@ -11,7 +11,10 @@ metrics             its frozen-test metrics (also inside ``evaluation``, kept fl
 evaluation          frozen-test ``{metrics, slices}`` of the version; ``rules_evaluation`` the same of the rules
 auto_threshold      the confidence from which a match is automatic (the matcher's fitted ``auto_threshold_``)
 decision            ``{promote, reasons}`` of the training run that made it
-deployment          the deploy record (``status``, ``stage``, ``bento_tag``, build id, image, ...)
+deployment          the deploy record (``status``, ``stage``, ``bento_tag``, build id, image, ``change_id``, ...):
+                    the latest deploy of this version (a rollback's retag or export replaces it)
+stage_change        ``StageChange``: the move to production this version is in (``deploy`` after promotion,
+                    ``rollback``), ``pending`` until its deploy succeeded; the next run's repair reads it
 fresh_<YYYY-MM>     ``{metrics[, as: challenger]}``: its score on a month it never trained on (monitoring)
 challenge_<YYYY-MM> the out-of-time paired bootstrap of a newer version against this production version
 suggestions_<YYYY-MM> its suggestions of that month scored against the month's tags once collected (monitoring):
@@ -22,11 +25,11 @@ suggestions_<YYYY-MM> its suggestions of that month scored against the month's t
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
-
-from zenml.client import Client
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 from ledgerlink.deploy.deployers import ModelVersionInfo
 from ledgerlink.monitoring.suggestion_quality import SuggestionQuality
@@ -36,12 +39,37 @@ CHALLENGE_PREFIX = "challenge_"
 SUGGESTIONS_PREFIX = "suggestions_"
 
 
-def production_version(model_name: str):
-    """The version of ``model_name`` in the ``production`` stage (ZenML response), or None."""
-    try:
-        return Client().get_model_version(model_name, "production")
-    except KeyError:
-        return None
+def production_version(model_name: str, echo: Callable[[str], object] = print):
+    """The version of ``model_name`` in the ``production`` stage (ZenML response), or None. Two production versions
+    (a race) are repaired first and said so (``utils.model_stages.single_holder``) instead of raising."""
+    from utils.model_stages import PRODUCTION, single_holder
+
+    return single_holder(model_name, PRODUCTION, echo)
+
+
+@dataclass
+class StageChange:
+    """A move of a version to production that is under way: recorded (``pending``) before its deploy starts, and
+    ``done`` / ``failed`` / ``reverted`` after. A version left in ``staging`` with a pending change is what a killed
+    run leaves behind; ``utils.repair`` finishes or reverts it. The deploy record of the change carries its ``id``
+    (``change_id``), so a deploy that finished before the kill is told from one that never ran."""
+
+    action: str  # "deploy": a promoted candidate; "rollback": an earlier version that was deployed before
+    state: str = "pending"  # pending | done | failed | reverted
+    previous: int | None = None  # the production version when the change began
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_metadata(cls, raw: Mapping[str, Any]) -> "StageChange":
+        known = {k: raw[k] for k in ("action", "state", "previous", "id", "at") if k in raw}
+        return cls(**known)
+
+    def ended(self, state: str) -> "StageChange":
+        return StageChange(self.action, state, self.previous, self.id, self.at)
 
 
 @dataclass
@@ -74,6 +102,7 @@ class ModelVersionMetadata:
     auto_threshold: float | None = None
     decision: dict | None = None
     deployment: dict | None = None
+    stage_change: StageChange | None = None
     fresh: dict[str, FreshScore] = field(default_factory=dict)  # month -> score
     challenges: dict[str, dict] = field(default_factory=dict)  # month -> paired bootstrap + month + challenger
     suggestion_quality: dict[str, SuggestionQuality] = field(default_factory=dict)  # month -> vs the tags
@@ -102,6 +131,8 @@ class ModelVersionMetadata:
                 out.challenges[key[len(CHALLENGE_PREFIX) :]] = dict(value)
             elif key.startswith(SUGGESTIONS_PREFIX) and isinstance(value, Mapping):
                 out.suggestion_quality[key[len(SUGGESTIONS_PREFIX) :]] = SuggestionQuality.from_dict(value)
+        if isinstance(meta.get("stage_change"), Mapping) and "action" in meta["stage_change"]:
+            out.stage_change = StageChange.from_metadata(meta["stage_change"])
         return out
 
     @classmethod
@@ -116,6 +147,8 @@ class ModelVersionMetadata:
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             out[key] = value
+        if self.stage_change is not None:
+            out["stage_change"] = self.stage_change.to_metadata()
         out.update({f"{FRESH_PREFIX}{m}": s.to_metadata() for m, s in self.fresh.items()})
         out.update({f"{CHALLENGE_PREFIX}{m}": c for m, c in self.challenges.items()})
         out.update({f"{SUGGESTIONS_PREFIX}{m}": q.to_dict() for m, q in self.suggestion_quality.items()})
@@ -140,13 +173,25 @@ class ModelVersionMetadata:
         """month -> metrics of every fresh-month score."""
         return {m: s.metrics for m, s in self.fresh.items()}
 
-    def deployment_refusal(self) -> str | None:
-        """Why this version must not be served, when its Bento failed to build or failed its smoke test (a
-        version that passed them and failed later, e.g. in Cloud Build, can still be served)."""
+    def deployment_succeeded(self) -> bool:
+        """Whether this version's latest deploy succeeded: built, smoke-tested (when configured) and shipped (exported
+        locally, or its image built by Cloud Build with a digest)."""
         dep = self.deployment if isinstance(self.deployment, dict) else {}
-        if dep.get("status") == "failed" and dep.get("stage") in ("configuration", "package", "smoke_test"):
-            return f"{dep['stage']} ({dep.get('error', 'no error recorded')})"
-        return None
+        return dep.get("status") == "success" and bool(dep.get("deployed"))
+
+    def why_not_deployed(self) -> str | None:
+        """None when ``deployment_succeeded``; otherwise why not, in words (for refusals)."""
+        if self.deployment_succeeded():
+            return None
+        dep = self.deployment if isinstance(self.deployment, dict) else None
+        if not dep:
+            return "it has no deployment record: it was never deployed"
+        if dep.get("status") == "failed":
+            where = f" Build log: {dep['log_url']}" if dep.get("log_url") else ""
+            return f"its deploy failed at {dep.get('stage', '?')} ({dep.get('error', 'no error recorded')}).{where}"
+        if dep.get("reason"):
+            return f"it was not promoted, so never deployed ({dep['reason']})"
+        return f"its deployment record does not say it succeeded ({dep})"
 
 
 def log_model_version_metadata(
@@ -190,6 +235,7 @@ def model_version_info(
 __all__ = [
     "FreshScore",
     "ModelVersionMetadata",
+    "StageChange",
     "log_model_version_metadata",
     "model_version_info",
     "production_version",

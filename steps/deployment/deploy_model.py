@@ -1,15 +1,15 @@
 from typing import Annotated
 
-from zenml import step
-from zenml.client import Client
+from zenml import get_step_context, step
 
 from ledgerlink.config import DeployConfig
 from ledgerlink.data.store import DatasetRef, StoreError
-from ledgerlink.deploy.deployers import DeploymentFailed, deploy_promoted, skipped
+from ledgerlink.deploy.deployers import skipped
 from ledgerlink.matching.base import BaseMatcher
 from ledgerlink.monitoring.alerts import Alert
 from utils.alerting import alerter
-from utils.model_versions import ModelVersionMetadata, log_model_version_metadata, model_version_info
+from utils.deployments import ship
+from utils.model_versions import ModelVersionMetadata, log_model_version_metadata
 
 
 def _frozen_test(dataset_ref: DatasetRef) -> dict | None:
@@ -28,8 +28,10 @@ def deploy_model(
     deploy: DeployConfig,
     dataset_ref: DatasetRef,
 ) -> Annotated[dict, "deployment"]:
-    """Ship a promoted model (BentoML model + Bento, smoke test, then the configured deployer); otherwise do
-    nothing and say why. The outcome is the model version's ``deployment`` metadata, failures included.
+    """Ship the staged model (BentoML model + Bento, smoke test, then the configured deployer) and only then make it
+    production (``utils/deployments.ship``); a model that was not promoted is not deployed, and the record says why.
+    A failed deploy is recorded on the candidate, archives it (production stays), alerts and fails the run with the
+    build log URL.
 
     ``dataset_ref`` is required (not Optional): ZenML loads an Optional input by the type stored with the artifact,
     which a run from ``run.py`` records as ``src.ledgerlink...``, a second copy of the class."""
@@ -39,23 +41,12 @@ def deploy_model(
         log_model_version_metadata(ModelVersionMetadata(deployment=result))
         alerter().send(Alert("deployment", f"skipped: {result['reason']}"))
         return result
-
-    version = Client().get_model_version(promotion["model_name"], promotion["number"])
-    info = model_version_info(promotion["model_name"], version, currencies=deploy.currencies)
     smoke_tables = _frozen_test(dataset_ref) if deploy.smoke_test else None
-    try:
-        result = deploy_promoted(matcher, info, deploy.model_dump(mode="json"), smoke_tables=smoke_tables)
-    except DeploymentFailed as exc:
-        log_model_version_metadata(ModelVersionMetadata(deployment=exc.record))  # recorded before the run fails
-        raise
-    log_model_version_metadata(ModelVersionMetadata(deployment=result))
-    where = result.get("image") or result.get("model_path")
-    print(f"Deployed model version {info.number} ({result['deployer']}): {where}")
-    alerter().send(
-        Alert(
-            "deployment",
-            f"version {info.number} deployed ({result['deployer']})",
-            {k: result[k] for k in ("image", "build_id", "bento_tag", "model_path") if k in result},
-        )
+    return ship(
+        promotion["model_name"],
+        promotion["number"],
+        matcher,
+        deploy,
+        smoke_tables,
+        run=get_step_context().pipeline_run.name,
     )
-    return result

@@ -5,7 +5,7 @@ from zenml.types import HTMLString
 
 from ledgerlink.config import MonitoringConfig
 from ledgerlink.data.store import DatasetRef
-from ledgerlink.monitoring.drift import detect_drift, drift_summary_html, raw_columns
+from ledgerlink.monitoring.drift import PAIR_FEATURE_VIEW, RAW_VIEW, detect_drift, drift_summary_html, raw_columns
 from ledgerlink.monitoring.references import drift_reference_months
 from utils.model_versions import ModelVersionMetadata, production_version
 
@@ -25,19 +25,20 @@ def detect_data_drift(
         return summary, HTMLString(f"<p>No drift report: {summary['reason']}.</p>")
     reference = store.load_train(ref_months)["transfers"]
     current = store.load_train([newest])["transfers"]
-    views = [detect_drift(raw_columns(reference), raw_columns(current), "raw columns", monitoring.max_rows)]
-    if prod is not None:
+    views = [detect_drift(raw_columns(reference), raw_columns(current), RAW_VIEW, monitoring.max_rows)]
+    if prod is not None:  # the model's own view: best-candidate pair features, the same code as training
         matcher = prod.get_artifact("matcher").load()
-        if hasattr(matcher, "pair_feature_frame"):
-            pool = store.load_train(sorted(set(ref_months) | {newest}))["invoices"]
-            views.append(
-                detect_drift(
-                    matcher.pair_feature_frame(pool, reference),
-                    matcher.pair_feature_frame(pool, current),
-                    "model pair features",
-                    monitoring.max_rows,
-                )
+        pool = store.load_train(sorted(set(ref_months) | {newest}))["invoices"]
+        if len(reference) > monitoring.max_rows:
+            reference = reference.sample(n=monitoring.max_rows, random_state=0)
+        views.append(
+            detect_drift(
+                matcher.pair_feature_frame(pool, reference),
+                matcher.pair_feature_frame(pool, current),
+                PAIR_FEATURE_VIEW,
+                monitoring.max_rows,
             )
+        )
     summary = {
         "month": newest,
         "reference_months": ref_months,

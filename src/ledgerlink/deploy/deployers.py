@@ -15,7 +15,12 @@ The flow (``deploy_promoted``), the same for every deployer:
 It returns the record to keep as the model version's ``deployment`` metadata. Any failure raises
 ``DeploymentFailed`` whose ``record`` says ``status: failed``, at which stage, and (for Cloud Build) the
 build id, status and log URL, so the caller can record it before the run fails. No ZenML here: the step
-``steps/deployment/deploy_model.py`` passes the model version's facts in and logs the record.
+``steps/deployment/deploy_model.py`` passes the model version's facts in and logs the record; the caller moves the
+version to ``production`` only after a success (``utils/deployments.py``).
+
+``redeploy`` ships a version that was deployed successfully before again, without building anything: the local
+deployer exports it, the gcp deployer gives its image digest a new, newer tag in Artifact Registry, so Flux (which
+rolls out the newest tag) rolls it out again. Rollbacks and the repair of an interrupted change use it.
 """
 
 from __future__ import annotations
@@ -188,6 +193,98 @@ def deploy_promoted(
         ) from exc
     record.update(deployed=True, status="success")
     return _clean(record)
+
+
+def _newer_tag(number: int, now: datetime | None, newer_than: list[str]) -> str:
+    """A tag for ``number`` that sorts after every tag in ``newer_than`` (Flux rolls out the newest timestamp): now,
+    or one second after the newest of them when this machine's clock is behind the one that made it."""
+    from datetime import timedelta, timezone
+
+    from .tags import image_tag, parse_tag
+
+    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    now = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now.astimezone(timezone.utc)
+    stamps = []
+    for tag in newer_than:
+        try:
+            stamps.append(parse_tag(tag).built_at)
+        except ValueError:
+            continue
+    if stamps and max(stamps) >= now:
+        now = max(stamps) + timedelta(seconds=1)
+    return image_tag(number, now=now)
+
+
+def redeploy(
+    info: ModelVersionInfo,
+    record: dict[str, Any],
+    deploy_cfg: dict,
+    *,
+    load_matcher: Callable[[], Any],
+    newer_than: list[str] = (),
+    client=None,
+    echo: Callable[[str], Any] = print,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Ship again a version whose deploy succeeded (``record``: its ``deployment`` metadata); returns its new record.
+
+    - ``local``: export its matcher (``load_matcher()``) to ``deploy.model_dir``; ``production.json`` points at it.
+    - ``gcp``: tag its image digest again in Artifact Registry with a tag newer than any in ``newer_than`` (the
+      production image's), through ``ArtifactRegistryClient.create_tag`` (``client`` overrides the client built
+      from ``deploy.gcp``). Nothing is rebuilt: the image is the one that passed its build.
+
+    Raises ``DeploymentFailed`` (with the reason and, for the registry, what to do).
+    """
+    deployer = str(deploy_cfg.get("deployer") or "local")
+    out: dict[str, Any] = {
+        **record,
+        "deployed": True,
+        "status": "success",
+        "deployer": deployer,
+        "redeployed_at": (now or datetime.now().astimezone()).isoformat(timespec="seconds"),
+    }
+    for stale in ("error", "stage"):
+        out.pop(stale, None)
+    try:
+        _deployer(deploy_cfg)
+        if deployer == "local":
+            from .export import export_model
+
+            pointer = {
+                k: record[k] for k in ("bento_tag", "bento_model_tag", "model_version_id") if record.get(k) is not None
+            }
+            pointer.update(model_name=info.model_name, version=info.version, number=info.number)
+            path = export_model(load_matcher(), deploy_cfg["model_dir"], info.model_name, info.number, pointer)
+            out["model_path"] = str(path)
+            echo(f"{info.model_name} version {info.number} exported to {path} (`python run.py --serve` serves it)")
+        else:
+            from .artifact_registry import client_for, retag_image
+            from .gcp import GcpSettings
+
+            settings = GcpSettings.from_config(deploy_cfg)
+            digest, image = record.get("digest"), str(record.get("image") or "")
+            if not digest:
+                raise ValueError(
+                    f"version {info.number} has no image digest recorded (deployed with the "
+                    f"{record.get('deployer', 'local')} deployer): there is no image to roll out again"
+                )
+            registry = image.rsplit(":", 1)[0] if image else settings.registry
+            if registry.rstrip("/") != settings.registry.rstrip("/"):
+                raise ValueError(
+                    f"version {info.number}'s image is in {registry}, but deploy.gcp.registry is {settings.registry} "
+                    "(the repository Flux watches); a new tag there would not be seen"
+                )
+            tag = _newer_tag(info.number, now, [*newer_than, str(record.get("image_tag") or "")])
+            client = client if client is not None else client_for(settings.artifact_registry_endpoint)
+            uri = retag_image(settings.registry, digest, tag, client=client)
+            out.update(image=uri, image_tag=tag, retagged_from=record.get("image"))
+            echo(f"Tagged {registry}@{digest} (version {info.number}) as {tag}; Flux rolls it out: {uri}")
+    except Exception as exc:
+        raise DeploymentFailed(
+            f"could not deploy {info.model_name} version {info.number} again: {type(exc).__name__}: {exc}",
+            {**record, "redeploy_error": f"{type(exc).__name__}: {exc}"[:4000]},
+        ) from exc
+    return _clean(out)
 
 
 def skipped(reasons: list[str]) -> dict[str, Any]:

@@ -15,8 +15,11 @@ Config (``deploy.gcp``): ``project``, ``bucket`` (``gs://bucket[/prefix]``; a lo
 stands in for a bucket named like its last path component in tests), ``registry``
 (``REGION-docker.pkg.dev/PROJECT/REPO/IMAGE``), ``timeout_s`` (the build's own timeout), ``wait_timeout_s``
 (how long we wait, default ``timeout_s + 300``), ``poll_s``, ``location`` (regional builds), and, for
-emulators and tests only, ``api_endpoint`` (Cloud Build, anonymous credentials) and ``storage_endpoint``
-(GCS, anonymous).
+emulators and tests only, ``api_endpoint`` (Cloud Build, anonymous credentials), ``storage_endpoint``
+(GCS, anonymous) and ``artifact_registry_endpoint`` (Artifact Registry, anonymous: the rollback's retag).
+
+A build counts as deployed only when Cloud Build says SUCCESS and reports the pushed image's digest: the digest
+is what a later rollback tags again (``deployers.redeploy``), so a build without one is a failed deploy.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class GcpSettings:
     location: str | None = None
     api_endpoint: str | None = None
     storage_endpoint: str | None = None
+    artifact_registry_endpoint: str | None = None
 
     @classmethod
     def from_config(cls, deploy_cfg: dict) -> "GcpSettings":
@@ -193,6 +197,16 @@ def deploy_gcp(
         # What the model version's metadata must say about the failed build (deployers.deploy_promoted).
         exc.record = {**record, "build_id": exc.build_id, "build_status": exc.status, "log_url": exc.log_url}
         raise
+    if not result.digest:
+        exc = CloudBuildError(
+            f"Cloud Build {result.build_id} ended {result.status} but reported no digest for {result.image}, so the "
+            f"pushed image cannot be pinned or rolled back to. Build log: {result.log_url or 'unknown'}",
+            status="NO_DIGEST",
+            build_id=result.build_id,
+            log_url=result.log_url,
+        )
+        exc.record = {**record, "build_id": result.build_id, "build_status": result.status, "log_url": result.log_url}
+        raise exc
     echo(
         f"Cloud Build {result.build_id} pushed {result.image} ({result.status}); Flux rolls it out. "
         f"Log: {result.log_url}"

@@ -25,8 +25,11 @@ class MatchTimeout(TimeoutError):
 
 @dataclass
 class MatchResult:
-    links: pd.DataFrame  # transfer_id, invoice_id, allocated_amount, confidence
-    decisions: pd.DataFrame  # transfer_id, n_invoices, confidence, decision ("auto" | "review")
+    """What ``match`` returns. With ``explain=True``, ``links`` and ``decisions`` have one more column, ``reasons``:
+    a tuple of plain-English phrases per row, most important first (why this invoice; why this set, or nothing)."""
+
+    links: pd.DataFrame  # transfer_id, invoice_id, allocated_amount, confidence[, reasons]
+    decisions: pd.DataFrame  # transfer_id, n_invoices, confidence, decision ("auto" | "review")[, reasons]
     candidates: pd.DataFrame  # transfer_id, invoice_id, probability, rank
 
 
@@ -83,28 +86,35 @@ def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -
 
 
 class BaseMatcher:
-    """fit(invoices, transfers, links) -> self; match(invoices, transfers, *, deadline=None) -> MatchResult;
-    predict -> links; save(dir) / load(dir) in the family's own file format (no pickle).
+    """fit(invoices, transfers, links) -> self; match(invoices, transfers, *, deadline=None, explain=False) ->
+    MatchResult; match_many(problems, ...) -> one MatchResult per problem; predict -> links; save(dir) / load(dir)
+    in the family's own file format (no pickle).
 
     As in scikit-learn, ``__init__`` only stores its parameters, ``get_params``/``set_params`` are derived from
     its signature (a family whose ``__init__`` takes ``**params`` adds its own to its parent's), and what ``fit``
     learns is stored in attributes ending in ``_``.
     ``deadline`` (absolute ``time.monotonic()`` seconds, None: no limit): past it, ``match`` raises
-    ``MatchTimeout`` naming the stage it stopped in."""
+    ``MatchTimeout`` naming the stage it stopped in. ``explain``: each link and decision says why, in words (the
+    ``reasons`` column); without it nothing is computed for that and the frames are as they were."""
 
     @classmethod
-    def _param_names(cls) -> list[str]:
-        """The ``__init__`` parameters of the class and, while an ``__init__`` passes ``**params`` on, of its
-        parents (the parents' first)."""
-        names: list[str] = []
+    def _param_defaults(cls) -> dict[str, object]:
+        """Parameter name -> default of the class's ``__init__`` and, while an ``__init__`` passes ``**params``
+        on, of its parents: the parents' names first, the most derived class's default."""
+        chain: list[dict[str, object]] = []  # most derived first
         for klass in cls.__mro__:
             if "__init__" not in vars(klass) or klass is object:
                 continue
             params = list(inspect.signature(klass.__init__).parameters.values())[1:]
-            names = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)] + names
+            chain.append({p.name: p.default for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)})
             if not any(p.kind is p.VAR_KEYWORD for p in params):
                 break
-        return list(dict.fromkeys(names))
+        names = dict.fromkeys(name for own in reversed(chain) for name in own)
+        return {name: next(own[name] for own in chain if name in own) for name in names}
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return list(cls._param_defaults())
 
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in self._param_names()}
@@ -124,11 +134,23 @@ class BaseMatcher:
     def fit(self, invoices, transfers, links):
         raise NotImplementedError
 
-    def match(self, invoices, transfers, *, deadline: float | None = None) -> MatchResult:
+    def match(self, invoices, transfers, *, deadline: float | None = None, explain: bool = False) -> MatchResult:
         raise NotImplementedError
+
+    def match_many(
+        self, problems: list[tuple[pd.DataFrame, pd.DataFrame]], *, deadline: float | None = None, explain: bool = False
+    ) -> list[MatchResult]:
+        """Independent (invoices, transfers) problems: each answered as ``match`` answers it alone. This default
+        matches them one by one; a family that can match them in one call overrides it (``Matcher``)."""
+        return [self.match(i, t, deadline=deadline, explain=explain) for i, t in problems]
 
     def predict(self, invoices, transfers) -> pd.DataFrame:
         return self.match(invoices, transfers).links
+
+    def pair_feature_frame(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
+        """The drift view of what the model sees: per transfer with candidates, the pair features of its best
+        candidate, computed by the family's own blocking and pair-feature code (``features.best_pair_view``)."""
+        raise NotImplementedError
 
     def save(self, path) -> None:
         raise NotImplementedError

@@ -13,7 +13,7 @@ import pandas as pd
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
 
-from .arrays import csr, eq_join, expand, rank_min_desc, run_starts
+from .arrays import csr, eq_join, expand, first_max_per_group, rank_min_desc, run_starts
 from .memory import Exclusion, Memory
 from .normalize import Prepared
 from .runtime import check_deadline
@@ -90,6 +90,22 @@ FEATURE_NAMES = [
     "heur_rank",
     "heur_margin",
 ]
+
+# Read from the payer memory. fit computes them leave-one-out; a transfer of a training month scored later sees
+# its own link in memory, so between training months and a new month they differ by construction (drift views).
+MEMORY_FEATURES = [
+    "mem_acc_n",
+    "mem_acc_share",
+    "mem_acc_total",
+    "mem_pay_n",
+    "mem_pay_share",
+    "mem_pay_total",
+    "word_rate_min",
+    "word_rate_mean",
+]
+VIEW_FEATURES = [c for c in FEATURE_NAMES if c not in MEMORY_FEATURES]
+VIEW_MISSING = -1000.0  # missing evidence in a drift view: a value no feature takes, so a change in how often
+# evidence is missing shows as drift (Evidently skips NaN, and fails on a column that is all NaN)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -432,3 +448,21 @@ def heuristic_score(F) -> np.ndarray:
         + 0.5 * g("amt_sign_agree")
         - 0.002 * np.abs(days)
     )
+
+
+def best_pair_view(pairs: pd.DataFrame, X: pd.DataFrame, score: np.ndarray, transfer_ids: np.ndarray) -> pd.DataFrame:
+    """The drift view of the pair features: one row per transfer with candidates, the features (VIEW_FEATURES) of
+    its best candidate by ``score`` (the family's own ranking), indexed by transfer id.
+
+    Why one row per transfer, the best candidate's: a transfer has 1 to 100 candidates (more when it carries no
+    number), so pair rows would weigh transfers by their candidate count and mix a change in blocking with a
+    change in the data; the best candidate is the pair the model acts on, and one row per transfer makes months
+    of different sizes comparable. Memory features are left out (see MEMORY_FEATURES), missing evidence is
+    VIEW_MISSING."""
+    if len(pairs) == 0:
+        return pd.DataFrame({c: np.zeros(0, np.float32) for c in VIEW_FEATURES}, index=pd.Index([], name="transfer_id"))
+    t = pairs["t"].to_numpy()
+    best = first_max_per_group(t, np.asarray(score, np.float64))
+    view = X[VIEW_FEATURES].iloc[best].fillna(VIEW_MISSING)
+    view.index = pd.Index(np.asarray(transfer_ids)[t[best]], name="transfer_id")
+    return view

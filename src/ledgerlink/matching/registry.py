@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 FAMILIES = ("xgboost", "transformer", "rules")
 
 
@@ -25,19 +23,8 @@ def matcher_class(family: str) -> type:
 
 
 def family_params(family: str) -> dict[str, object]:
-    """Parameter name -> default of the family's ``__init__``, following ``**params`` up to the base classes
-    (``TransformerMatcher`` passes them on to ``Matcher``), as scikit-learn's ``get_params`` does."""
-    params: dict[str, object] = {}
-    for klass in matcher_class(family).__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        signature = inspect.signature(klass.__init__)
-        for p in list(signature.parameters.values())[1:]:
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-                params.setdefault(p.name, p.default)
-        if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
-            break
-    return params
+    """Parameter name -> default of the family's estimator (``BaseMatcher._param_defaults``)."""
+    return matcher_class(family)._param_defaults()
 
 
 def build_matcher(family: str = "xgboost", **params):

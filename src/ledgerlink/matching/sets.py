@@ -225,25 +225,26 @@ def _contractor_sets(
 
     Work budget: a transfer keeps at most ``cap`` sets, and all transfers together at most ``budget`` (shared by
     water-filling, ``subsets.fill_to_budget``); a transfer that is cut keeps its most probable sets (by the sum
-    of its members' logits, as for the top-k subsets). The sets are counted in a first pass and collected in a
-    second one, so a request whose transfers each meet four contractors with twelve equal invoices (1,980 sets
-    each) never holds them all in memory."""
+    of its members' logits, as for the top-k subsets). The sets are counted in a first pass, which also keeps them
+    while they fit in the budget (ordinary months: all of them); past it they are found again in a second pass
+    that cuts as it goes, so a request whose transfers each meet four contractors with twelve equal invoices
+    (1,980 sets each) never holds them all in memory."""
     n_t = int(t.max(initial=-1)) + 1
     count = np.zeros(n_t, np.int64)
-    for rows_g, _, hk, _ in group_sets(key, cents, target=target):
-        count += np.bincount(t[rows_g[hk, 0]], minlength=n_t)
+    found: list | None = []
+    for hit in group_sets(key, cents, target=target):
+        count += np.bincount(t[hit[0][hit[2], 0]], minlength=n_t)
+        found = found if found is not None and count.sum() <= budget else None
+        if found is not None:
+            found.append(_found_sets(t, logit, *hit))
     limit = fill_to_budget(np.minimum(count, cap), budget)
+    if found is not None:  # one chunk of everything found
+        found = [tuple(np.concatenate(part) for part in zip(*found))] if found else []
+    chunks = found if found is not None else (_found_sets(t, logit, *hit) for hit in group_sets(key, cents, target))
     kept_t, kept_score, kept_m = np.zeros(0, np.int64), np.zeros(0), np.zeros((0, MAX_GROUP), np.int64)
-    if limit.sum() == 0:
-        return kept_t, kept_m
-    for rows_g, masks_g, hk, hs in group_sets(key, cents, target=target):
-        mm = masks_g[hs]
-        r = rows_g[hk]
-        wide = np.full((len(hk), MAX_GROUP), -1, np.int64)
-        wide[:, : r.shape[1]] = np.where(mm, r, -1)
-        kept_t = np.r_[kept_t, t[r[:, 0]]]
-        kept_score = np.r_[kept_score, np.where(mm, logit[r], 0.0).sum(1)]
-        kept_m = np.concatenate([kept_m, wide])
+    for new_t, new_score, new_m in chunks:
+        kept_t, kept_score = np.r_[kept_t, new_t], np.r_[kept_score, new_score]
+        kept_m = np.concatenate([kept_m, new_m])
         if (np.bincount(kept_t, minlength=n_t) > limit).any():  # each transfer's best, in the order found
             o = np.lexsort((np.arange(len(kept_t)), -kept_score, kept_t))
             start = run_starts(kept_t[o])
@@ -251,6 +252,15 @@ def _contractor_sets(
             keep = np.sort(o[rank < limit[kept_t[o]]])
             kept_t, kept_score, kept_m = kept_t[keep], kept_score[keep], kept_m[keep]
     return kept_t, kept_m
+
+
+def _found_sets(t, logit, rows_g, masks_g, hk, hs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(transfer, score: the members' logit sum, members padded with -1) of group_sets' exact hits."""
+    mm = masks_g[hs]
+    r = rows_g[hk]
+    wide = np.full((len(hk), MAX_GROUP), -1, np.int64)
+    wide[:, : r.shape[1]] = np.where(mm, r, -1)
+    return t[r[:, 0]], np.where(mm, logit[r], 0.0).sum(1), wide
 
 
 def _dedupe(st: np.ndarray, sid: np.ndarray, row: np.ndarray, n_rows: int) -> SetTable:

@@ -114,11 +114,11 @@ def _key_runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, start, np.diff(np.r_[start, len(ks)])
 
 
-def _size_bounds(values: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``values`` (keys x n cents): the smallest and the largest sum of ``s`` of its members. A set of s
-    members can only sum to an amount between them (exact, in integer cents)."""
+def _size_bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``values`` (keys x n cents), column s-1: the smallest and the largest sum of s of its members. A
+    set of s members can only sum to an amount between them (exact, in integer cents)."""
     v = np.sort(values, axis=1)
-    return v[:, :s].sum(1), v[:, v.shape[1] - s :].sum(1)
+    return np.cumsum(v, axis=1), np.cumsum(v[:, ::-1], axis=1)
 
 
 def group_sets(
@@ -145,12 +145,10 @@ def group_sets(
         rows = order[st[:, None] + np.arange(n)[None, :]]
         masks = set_masks(n, max_size)
         if target is not None:
-            want = target[rows[:, 0]]
-            reach = np.zeros(len(rows), bool)
-            for s in range(2, min(n, max_size) + 1):
-                lo, hi = _size_bounds(cents[rows], s)
-                reach |= (lo <= want) & (want <= hi)
-            rows = rows[reach]
+            want = target[rows[:, 0]][:, None]
+            lo, hi = _size_bounds(cents[rows])
+            size = slice(1, min(n, max_size))
+            rows = rows[((lo[:, size] <= want) & (want <= hi[:, size])).any(1)]
         per = max(1, CELLS_PER_CHUNK // len(masks))
         for lo in range(0, len(rows), per):
             r = rows[lo : lo + per]
@@ -210,35 +208,43 @@ def sets_paying(
     if len(targets) == 0:
         return none
     order, start, count = _key_runs(key)
-    codes, members, owners = [], [], []  # per hit: target amount's position, member rows, its key's first row
+    groups = {}  # n -> (rows: keys x n, smallest and largest sums of s members)
+    for n in range(2, max_n + 1):
+        st = start[count == n]
+        if len(st):
+            rows = order[st[:, None] + np.arange(n)[None, :]]
+            groups[n] = (rows, *_size_bounds(cents[rows]))
+    # per hit: the target amount's position, its key's first row, and where to find its members: group size n,
+    # set size s, the key's row in groups[n], the set's row in _sized_masks(n, s) (a few bytes a hit, not 12 rows)
+    found: dict[str, list] = {"code": [], "owner": [], "n": [], "s": [], "key": [], "mask": []}
     for s in range(2, max_size + 1):  # smallest sets first: a target that is cut keeps these
         for n in range(s, max_n + 1):
-            st = start[count == n]
-            if len(st) == 0:
+            if n not in groups:
                 continue
-            rows = order[st[:, None] + np.arange(n)[None, :]]
-            lo, hi = _size_bounds(cents[rows], s)
-            rows = rows[np.searchsorted(targets, lo, "left") < np.searchsorted(targets, hi, "right")]
-            masks = subset_masks(n)[subset_masks(n).sum(1) == s]
+            rows, lo, hi = groups[n]
+            reach = np.flatnonzero(
+                np.searchsorted(targets, lo[:, s - 1], "left") < np.searchsorted(targets, hi[:, s - 1], "right")
+            )
+            masks = _sized_masks(n, s)
             per = max(1, CELLS_PER_CHUNK // len(masks))
-            for c in range(0, len(rows), per):
-                r = rows[c : c + per]
-                sums = (cents[r].astype(np.float64) @ masks.T.astype(np.float64)).astype(np.int64)  # exact
+            for c in range(0, len(reach), per):
+                k = reach[c : c + per]
+                sums = (cents[rows[k]].astype(np.float64) @ masks.T.astype(np.float64)).astype(np.int64)  # exact
                 pos = np.minimum(np.searchsorted(targets, sums), len(targets) - 1)
                 hk, hs = np.nonzero(targets[pos] == sums)
-                codes.append(pos[hk, hs])
-                owners.append(r[hk, 0])
-                wide = np.full((len(hk), max_n), -1, np.int64)
-                wide[:, :n] = np.where(masks[hs], r[hk], -1)
-                members.append(wide)
+                for name, values in (("code", pos[hk, hs]), ("owner", rows[k[hk], 0]), ("key", k[hk]), ("mask", hs)):
+                    found[name].append(values)
+                found["n"].append(np.full(len(hk), n, np.int8))
+                found["s"].append(np.full(len(hk), s, np.int8))
                 check_deadline("subset search: contractor sets")
-    if not codes:
+    if not found["code"]:
         return none
-    code, member, owner = np.concatenate(codes), np.concatenate(members), np.concatenate(owners)
+    f = {name: np.concatenate(values) for name, values in found.items()}
+    code = f["code"].astype(np.int64)
     t_pos = np.searchsorted(targets, t_cents)
     t_ok = (t_cents != 0) & (targets[np.minimum(t_pos, len(targets) - 1)] == t_cents)
     if key_scope is not None:  # a set of one problem's invoices pays only that problem's transfers
-        code = np.asarray(key_scope)[owner].astype(np.int64) * len(targets) + code
+        code = np.asarray(key_scope)[f["owner"]].astype(np.int64) * len(targets) + code
         t_pos = np.asarray(t_scope).astype(np.int64) * len(targets) + t_pos
     by_code = np.argsort(code, kind="stable")  # within a target amount: the order found, smallest sets first
     sorted_code = code[by_code]
@@ -246,9 +252,20 @@ def sets_paying(
     n_hits = np.where(t_ok, np.searchsorted(sorted_code, t_pos, "right") - first, 0)
     take = fill_to_budget(n_hits, budget)
     hit = by_code[expand(first, take)]
-    m = member[hit]
-    has = m >= 0
-    return np.repeat(np.repeat(np.arange(len(t_cents)), take), has.sum(1)), m[has]
+    hit_t = np.repeat(np.arange(len(t_cents)), take)
+    out_t, out_row = [], []
+    for n, s in sorted(set(zip(f["n"][hit].tolist(), f["s"][hit].tolist()))):
+        sel = np.flatnonzero((f["n"][hit] == n) & (f["s"][hit] == s))
+        members = groups[n][0][f["key"][hit[sel]]][_sized_masks(n, s)[f["mask"][hit[sel]]]]  # s rows per hit
+        out_t.append(np.repeat(hit_t[sel], s))
+        out_row.append(members)
+    return (np.concatenate(out_t), np.concatenate(out_row)) if out_t else none
+
+
+def _sized_masks(n: int, s: int) -> np.ndarray:
+    """The subsets of n slots with exactly s members (rows of ``subset_masks(n)``, in its order)."""
+    m = subset_masks(n)
+    return m[m.sum(1) == s]
 
 
 def anchor_completions(t: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray, named: np.ndarray) -> pd.DataFrame:

@@ -19,6 +19,10 @@ import pandas as pd
 _REF = re.compile(r"\d{3,}")
 
 
+RAW_VIEW = "raw columns"
+PAIR_FEATURE_VIEW = "model pair features"  # matcher.pair_feature_frame: what the model itself sees
+
+
 def raw_columns(transfers: pd.DataFrame) -> pd.DataFrame:
     """Per-transfer columns whose distribution should stay put from month to month."""
     title = (
@@ -85,6 +89,9 @@ def detect_drift(
     if not cols:
         raise ValueError(f"drift view '{view}': reference and current share no columns")
     ref, cur = _sample(reference[cols], max_rows, seed), _sample(current[cols], max_rows, seed)
+    # Evidently reads a frame's index as a time axis for its plots: rows keyed by id (the pair-feature view is
+    # indexed by transfer_id) would break it
+    ref, cur = ref.reset_index(drop=True), cur.reset_index(drop=True)
     categorical = [c for c in cols if not pd.api.types.is_numeric_dtype(ref[c])]
     numerical = [c for c in cols if c not in categorical]
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
