@@ -6,12 +6,14 @@ embedded DuckDB warehouse. A separate process per size then loads the model and 
 the open-month extraction (the production SQL on DuckDB), the batched ``match(..., explain=True)`` with its progress
 bar, the staging Parquet file and the one-transaction write of ``suggested_links``; then it runs again (a rerun
 replaces the rows: the count must not change). Peak memory is that process's resident set during the first run (its
-high-water mark is reset after loading, via /proc/self/clear_refs); the target is the scale benchmark's 4 GB.
+high-water mark is reset after loading, via /proc/self/clear_refs); the target is the scale benchmark's 4 GB. CPU
+seconds (all threads) are printed beside the wall time: on busy shared cores they move less.
 
     .venv/bin/python benchmarks/suggest_scale.py                    # 10k and 100k (~5-10 min on 2 busy cores)
     .venv/bin/python benchmarks/suggest_scale.py --sizes 10000
 
-Last line: JSON with seconds_100k, peak_gb_100k, rows_100k, rerun_rows_equal and every size's figures.
+Last line: JSON with seconds_100k, cpu_seconds_100k, peak_gb_100k, rows_100k, rerun_replaced (the table holds exactly
+the rerun's rows, no duplicates) and every size's figures (same_suggestions: the rerun suggested the same links).
 """
 
 from __future__ import annotations
@@ -59,8 +61,6 @@ def cmd_generate(n: int, out: str) -> None:
 def cmd_suggest(model_dir: str, data: str) -> None:
     import gc
 
-    import duckdb
-
     from ledgerlink.data.suggest import suggest_month
     from ledgerlink.data.suggestions import DuckDBSuggestions
     from ledgerlink.data.warehouse import DuckDBWarehouse
@@ -72,15 +72,16 @@ def cmd_suggest(model_dir: str, data: str) -> None:
     gc.collect()
     base_gb = _rss_gb("VmRSS")
     reset = _reset_peak()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     first = suggest_month(wh, table, model, MONTH, "bench", "1", workdir=data)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak_gb = _rss_gb("VmHWM")
+    rows_first = _stored(wh.path)
     t1 = time.perf_counter()
     second = suggest_month(wh, table, model, MONTH, "bench", "1", workdir=data, show_progress=False)
     rerun_s = time.perf_counter() - t1
-    with duckdb.connect(str(wh.path), read_only=True) as con:
-        stored = con.execute("SELECT count(*) FROM ledgerlink.suggested_links").fetchone()[0]
+    rows_second = _stored(wh.path)
+    key = ["transfer_id", "invoice_id"]
     print(
         json.dumps(
             {
@@ -88,15 +89,29 @@ def cmd_suggest(model_dir: str, data: str) -> None:
                 "invoices": first.invoices,
                 "rows": first.rows,
                 "seconds": round(seconds, 2),
+                "cpu_seconds": round(cpu, 2),  # all threads: the figure that busy cores inflate least
                 "peak_gb": round(peak_gb, 3),
                 "loaded_gb": round(base_gb, 3),
                 "peak_reset": reset,
                 "rerun_seconds": round(rerun_s, 2),
-                "rerun_rows_equal": stored == first.rows == second.rows,
+                # the table holds exactly the rerun's rows, no duplicate link
+                "rerun_replaced": len(rows_second) == second.rows and not rows_second.duplicated(key).any(),
+                # the two runs suggested the same links (the matcher is deterministic on the same input)
+                "same_suggestions": rows_first[key + ["decision"]]
+                .sort_values(key)
+                .reset_index(drop=True)
+                .equals(rows_second[key + ["decision"]].sort_values(key).reset_index(drop=True)),
                 "counts": first.counts,
             }
         )
     )
+
+
+def _stored(path):
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute("SELECT transfer_id, invoice_id, decision FROM ledgerlink.suggested_links").df()
 
 
 def _run(args: list[str], timeout: float) -> dict:
@@ -140,8 +155,9 @@ def main() -> None:
         rows[n] = r
         print(
             f"{n:>8} transfers, {r['invoices']} open invoices: {r['seconds']:.1f} s, peak {r['peak_gb']:.2f} GB "
-            f"(loaded {r['loaded_gb']:.2f}), {r['rows']} rows; rerun {r['rerun_seconds']:.1f} s, same rows: "
-            f"{r['rerun_rows_equal']}",
+            f"(loaded {r['loaded_gb']:.2f}), cpu {r['cpu_seconds']:.0f} s, {r['rows']} rows; rerun "
+            f"{r['rerun_seconds']:.1f} s, rows replaced: {r['rerun_replaced']}, same suggestions: "
+            f"{r['same_suggestions']}",
             flush=True,
         )
     big = rows.get(100000, {})
@@ -151,7 +167,8 @@ def main() -> None:
                 "seconds_100k": big.get("seconds"),
                 "peak_gb_100k": big.get("peak_gb"),
                 "rows_100k": big.get("rows"),
-                "rerun_rows_equal": all(r.get("rerun_rows_equal") for r in rows.values()),
+                "cpu_seconds_100k": big.get("cpu_seconds"),
+                "rerun_replaced": all(r.get("rerun_replaced") for r in rows.values()),
                 "sizes": {str(n): r for n, r in rows.items()},
             }
         )

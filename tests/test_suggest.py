@@ -336,3 +336,22 @@ def test_suggestions_go_to_the_configured_table_and_schema(world, warehouse):
     with pytest.raises(FileNotFoundError, match="never make up|does not exist"):
         DuckDBSuggestions(warehouse.path.with_name("missing.duckdb"), "out").read("2025-02")
     assert not warehouse.path.with_name("missing.duckdb").exists()
+
+
+def test_production_precision_from_the_tags_means_what_the_evaluation_means(world, warehouse):
+    """The suggestions scored against the month's tags (monitoring) give the evaluation's auto-match precision of the
+    same predictions, and recall = auto rate x precision when every tagged transfer got a suggestion."""
+    from ledgerlink.evaluation.metrics import score_links
+    from ledgerlink.monitoring.suggestion_quality import score_suggestions
+
+    data, matcher = world
+    table = DuckDBSuggestions(warehouse.path, "ledgerlink")
+    suggest_month(warehouse, table, matcher, "2025-02", "m", "1", show_progress=False)
+    feb = {t: data[t][data[t]["month"] == "2025-02"] for t in ("transfers", "links")}
+    quality = score_suggestions(table.read("2025-02"), feb["transfers"], feb["links"])
+    month = check_open_month(warehouse.extract_open_month("2025-02"), "2025-02")
+    result = matcher.match(month["invoices"], month["transfers"])
+    expected = score_links(result.links, feb["links"], feb["transfers"], result.decisions)
+    assert quality.auto_precision == pytest.approx(expected["auto_match_precision"])
+    assert quality.auto_recall == pytest.approx(expected["auto_match_rate"] * expected["auto_match_precision"])
+    assert quality.suggested == quality.tagged == len(feb["transfers"]) and quality.not_suggested == 0

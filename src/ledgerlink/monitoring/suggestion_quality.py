@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-import numpy as np
 import pandas as pd
+
+from ..evaluation.metrics import transfer_outcomes
 
 
 @dataclass
@@ -50,40 +51,36 @@ class SuggestionQuality:
         return cls(**{"auto_precision": None, **{k: v for k, v in raw.items() if k in names}})
 
 
-def _invoice_sets(frame: pd.DataFrame) -> pd.Series:
-    """transfer_id -> frozenset of invoice ids (empty for a row without an invoice)."""
-    ids = frame["invoice_id"].where(frame["invoice_id"].notna(), None)
-    return (
-        pd.DataFrame({"transfer_id": frame["transfer_id"], "invoice_id": ids})
-        .groupby("transfer_id", sort=False)["invoice_id"]
-        .agg(lambda s: frozenset(v for v in s if v is not None))
-    )
-
-
 def score_suggestions(suggestions: pd.DataFrame, transfers: pd.DataFrame, links: pd.DataFrame) -> SuggestionQuality:
     """``suggestions``: one model version's rows of the month (``suggested_links``); ``transfers``/``links``: the
-    month as collected with its tags."""
+    month as collected with its tags. Whether a transfer's set is exactly right is decided by the evaluation's own
+    ``transfer_outcomes``, so production's figure and the frozen-test ``auto_match_precision`` mean the same thing."""
     if suggestions[["model_name", "model_version"]].drop_duplicates().shape[0] > 1:
         raise ValueError("score one model version's suggestions at a time (group by model_name, model_version)")
     tagged_ids = pd.Index(transfers["transfer_id"].unique())
-    predicted = _invoice_sets(suggestions)
-    truth = _invoice_sets(links).reindex(tagged_ids)
-    truth = truth.map(lambda s: s if isinstance(s, frozenset) else frozenset())
-    per = suggestions.groupby("transfer_id", sort=False).agg(
-        decision=("decision", "first"),
-        allocated=("allocated_amount", lambda s: float(np.abs(pd.to_numeric(s, errors="coerce").fillna(0)).sum())),
+    rows = suggestions.assign(
+        _allocated=pd.to_numeric(suggestions["allocated_amount"], errors="coerce").abs().fillna(0.0).astype(float)
     )
+    per = rows.groupby("transfer_id", sort=False).agg(decision=("decision", "first"), allocated=("_allocated", "sum"))
     per["tagged"] = per.index.isin(tagged_ids)
     scored = per[per["tagged"]]
-    right = pd.Series([predicted[t] == truth[t] for t in scored.index], index=scored.index, dtype=bool)
-    auto = scored["decision"].eq("auto")
+    predicted = rows.loc[rows["invoice_id"].notna() & rows["transfer_id"].isin(scored.index)]
+    outcomes = transfer_outcomes(
+        predicted[["transfer_id", "invoice_id"]],
+        links[["transfer_id", "invoice_id"]],
+        pd.DataFrame({"transfer_id": scored.index}),
+        scored["decision"].rename_axis("transfer_id").reset_index(),
+    ).set_index("transfer_id")
+    auto, right = outcomes["auto"], outcomes["exact"]
     n_auto, n_right = int(auto.sum()), int((auto & right).sum())
+    confirmed = scored["allocated"].reindex(outcomes.index)[auto & right]
+    is_auto = per["decision"].eq("auto")
     return SuggestionQuality(
         auto_precision=n_right / n_auto if n_auto else None,
         auto_recall=n_right / len(tagged_ids) if len(tagged_ids) else 0.0,
         review_share=float(per["decision"].eq("review").mean()) if len(per) else 0.0,
-        auto_amount=float(per.loc[per["decision"].eq("auto"), "allocated"].sum()),
-        auto_amount_confirmed=float(scored.loc[auto & right, "allocated"].sum()),
+        auto_amount=float(per.loc[is_auto, "allocated"].sum()),
+        auto_amount_confirmed=float(confirmed.sum()),
         suggested=int(len(per)),
         tagged=int(len(tagged_ids)),
         auto=n_auto,
