@@ -131,6 +131,9 @@ def main(argv=None) -> int:
         print("--month goes with --pipeline suggest", file=sys.stderr)
         return 2
     if args.pipeline == "suggest":
+        if args.months != 1:
+            print("--months does not go with --pipeline suggest; name the open month with --month", file=sys.stderr)
+            return 2
         from cli.runner import run_suggest
 
         return run_suggest(cfg, args.month, options=run_options(cfg.zenml, cfg.model.family))

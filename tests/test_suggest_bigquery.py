@@ -503,3 +503,18 @@ def _cell(column: str, value) -> dict:
     if column == "suggested_at":
         return {"v": str(int(value.timestamp() * 1_000_000))}
     return {"v": str(value)}
+
+
+def test_a_missing_dataset_is_named_with_what_to_do(tmp_path):
+    class NoDataset(FakeBigQueryWrites):
+        def create_table(self, body):
+            message = "Not found: Dataset ledgerlink-test:out"
+            return 404, {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}
+
+    server = NoDataset()
+    try:
+        with pytest.raises(SuggestionTableError, match="Create the dataset once.*ledgerlink-test:out.*nothing was"):
+            _table(server).replace("2025-02", "ledgerlink_matcher", "1", _staged(tmp_path, _rows()))
+        assert [m for m, _ in server.routes()] == ["GET", "POST"]  # no load job, no MERGE
+    finally:
+        server.close()

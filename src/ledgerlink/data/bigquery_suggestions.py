@@ -87,7 +87,13 @@ class BigQuerySuggestions:
         try:
             table = self.client.get_table(self.name)
         except NotFound:
-            table = self.client.create_table(bigquery.Table(self.name, schema=bigquery_schema()), exists_ok=True)
+            try:
+                table = self.client.create_table(bigquery.Table(self.name, schema=bigquery_schema()), exists_ok=True)
+            except NotFound as exc:
+                raise SuggestionTableError(
+                    f"cannot create `{self.name}`: {exc.message}. Create the dataset once (bq mk --location=... "
+                    f"{self.project}:{self.dataset}) or point suggest.dataset at an existing one; nothing was written"
+                ) from exc
         check_columns(f"`{self.name}`", _live_types(table), "bigquery")
         return table
 
