@@ -3,6 +3,7 @@
 python run.py --pipeline training            # collects the next month first, then trains
 python run.py --pipeline data                # only collect the next month
 python run.py --pipeline all --months 3      # three monthly cycles in a row
+python run.py --pipeline suggest             # the production model's suggestions for the open month
 python run.py --rollback [--to 3]            # the previous (or the named) version becomes production again
 """
 
@@ -21,7 +22,10 @@ os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pipeline", choices=["data", "training", "monitoring", "all"], default="training")
+    p.add_argument("--pipeline", choices=["data", "training", "monitoring", "all", "suggest"], default="training")
+    p.add_argument(
+        "--month", metavar="YYYY-MM", help="--pipeline suggest: the open month (default: after the newest collected)"
+    )
     p.add_argument("--config", default=str(ROOT / "configs" / "local.yaml"), help="YAML run configuration")
     p.add_argument("--no-cache", action="store_true", help="disable ZenML step caching")
     p.add_argument("--months", type=int, default=1, help="run N monthly cycles in a row")
@@ -123,6 +127,16 @@ def main(argv=None) -> int:
     if args.months < 1:
         print("--months must be at least 1", file=sys.stderr)
         return 2
+    if args.month is not None and args.pipeline != "suggest":
+        print("--month goes with --pipeline suggest", file=sys.stderr)
+        return 2
+    if args.pipeline == "suggest":
+        if args.months != 1:
+            print("--months does not go with --pipeline suggest; name the open month with --month", file=sys.stderr)
+            return 2
+        from cli.runner import run_suggest
+
+        return run_suggest(cfg, args.month, options=run_options(cfg.zenml, cfg.model.family))
     return run_cycles(
         cfg,
         pipeline=args.pipeline,

@@ -20,7 +20,7 @@ from zenml.types import HTMLString
 from ledgerlink.data.synthetic import SyntheticConfig, month_labels
 from ledgerlink.monitoring.simulation_plot import plot_simulation
 
-from .runner import console, print_summary, run_cycle
+from .runner import console, print_summary, run_cycle, suggest_before_collection
 
 
 @step(enable_cache=False)
@@ -91,6 +91,7 @@ def simulate(cfg: dict, months: int = 12, drift_month: int = 7) -> list[dict]:
     rows = []
     for i in range(months):
         console.rule(f"simulated month {i + 1}/{months}: {labels[i]}")
+        suggest_before_collection(sim)  # production suggests for the month; its monitoring scores that on the tags
         rows.append(run_cycle(sim, "all"))
     print_summary(rows, "simulate", cfg["evaluation"].get("primary_metric", "pair_f1"))
     records = [

@@ -42,5 +42,7 @@ def test_simulated_year_shows_degradation_drift_and_the_recovery_retraining_brin
     assert promoted_after, [r["decision"] for r in rows]
     # and production recovers on the fresh months that follow
     assert v[5]["fresh_accuracy"] > min(post[:2]) + 0.03, (pre, post)
+    # production suggested for each month before it was collected; monitoring scored that against the tags
+    assert all(0.5 < x["auto_precision"] <= 1.0 for x in v[1:]), [x.get("auto_precision") for x in v]
     png = tmp_path / "simulation" / "simulation.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,8 @@ import io
 def plot_simulation(
     records: list[dict], drift_month: str | None = None, title: str = "ledgerlink: a year of continuous training"
 ) -> bytes:
-    """PNG bytes. ``records``: month, fresh_accuracy, candidate, production, drift_share, promoted."""
+    """PNG bytes. ``records``: month, fresh_accuracy, candidate, production, drift_share, promoted, auto_precision (the
+    production model's suggestions for the month scored against its tags)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,6 +38,7 @@ def plot_simulation(
     )
     ax.plot(x, series("candidate"), "s--", color="#4f46e5", label="candidate: frozen-test pair F1")
     ax.plot(x, series("production"), "^:", color="#059669", label="production: frozen-test pair F1")
+    ax.plot(x, series("auto_precision"), "D-", color="#0891b2", label="production: auto precision of its suggestions")
     for xi, r in zip(x, records):
         if r.get("promoted"):
             ax.annotate(
