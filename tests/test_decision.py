@@ -1,6 +1,7 @@
 """The promotion rule: first run, clear win, noise-level gain, slice regression."""
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from ledgerlink.evaluation.compare import decide, paired_bootstrap
@@ -113,3 +114,79 @@ def test_out_of_time_route_needs_significance_and_frozen_non_inferiority():
     worse = BASE & (rng.random(N) < 0.9)  # clearly worse on the frozen test
     d = decide(_evaluation("c", worse, SIZE), prod, rules, CFG, _challenge(0.09, 0.06, 0.12))
     assert not d.promote and any("worse on the frozen test" in r for r in d.reasons)
+
+
+def _flip(correct: np.ndarray, where: np.ndarray, to: bool, k: int) -> np.ndarray:
+    """A copy of ``correct`` with the first ``k`` transfers in ``where`` that are not already ``to`` set to ``to``."""
+    out = correct.copy()
+    out[np.where(where & (correct != to))[0][:k]] = to
+    return out
+
+
+def test_a_noise_level_slice_drop_beyond_the_tolerance_does_not_block():
+    multi = SIZE == "multi"
+    cand = _flip(BASE | ((rng.random(N) < 0.6) & ~multi), multi, False, 3)  # wins elsewhere, 3 fewer right in multi
+    d = decide(_evaluation("c", cand, SIZE), _evaluation("p", BASE, SIZE), _evaluation("r", BASE, SIZE), CFG)
+    s = d.checks["slices"]["multi"]
+    assert s["drop"] > CFG["slice_tolerance"]  # the old rule (drop > tolerance) blocked this
+    assert s["lower"] <= 0 and not s["blocks"] and s["method"] == "paired bootstrap"
+    assert s["confidence"] == pytest.approx(1 - 0.05 / len(d.checks["slices"]))  # Bonferroni over the slices judged
+    assert d.promote and d.checks["route"] == "frozen test", d.reasons
+    assert any("slice 'multi'" in r and "noise-level, does not block" in r for r in d.reasons)
+
+
+def test_a_real_slice_drop_blocks():
+    multi = SIZE == "multi"
+    cand = _flip(BASE | ((rng.random(N) < 0.6) & ~multi), multi, False, 15)  # 15 fewer right in a ~120 slice
+    d = decide(_evaluation("c", cand, SIZE), _evaluation("p", BASE, SIZE), _evaluation("r", BASE, SIZE), CFG)
+    s = d.checks["slices"]["multi"]
+    assert d.checks["bootstrap"]["lower"] > 0  # a clear overall win...
+    assert s["blocks"] and s["lower"] > 0 and s["drop"] > CFG["slice_tolerance"]  # ...with a real slice regression
+    assert not d.promote
+    assert any("slice 'multi'" in r and "real regression" in r for r in d.reasons)
+    assert d.checks["decided_by"].startswith("slice 'multi'")
+
+
+def test_slice_intervals_without_per_transfer_labels_fall_back_to_the_slice_size():
+    cand, prod = _evaluation("c", BASE, SIZE), _evaluation("p", BASE, SIZE)
+    cand.outcomes = cand.outcomes.drop(columns=["size", "number"])  # e.g. outcomes stored before slice labels
+    s = decide(cand, prod, prod, CFG).checks["slices"]["multi"]
+    assert s["method"].startswith("normal approximation") and s["lower"] < 0 < s["upper"]
+
+
+# the frozen test set is small: 30% of the first month
+SMALL = 240
+SIZE_SMALL = rng.choice(["single", "multi", "none"], size=SMALL, p=[0.8, 0.12, 0.08])
+BASE_SMALL = rng.random(SMALL) < 0.9
+
+
+def test_fresh_evidence_promotes_despite_a_frozen_loss_within_noise():
+    prod = _evaluation("p", BASE_SMALL, SIZE_SMALL)
+    single = SIZE_SMALL == "single"
+    cand = _flip(_flip(BASE_SMALL, single, False, 4), single, True, 1)  # net 3 of 240 worse on the frozen test
+    cand = _evaluation("c", cand, SIZE_SMALL)
+    margin = 0.01
+    d = decide(cand, prod, prod, {**CFG, "frozen_margin": margin}, _challenge(0.08, 0.05, 0.11))
+    boot = d.checks["bootstrap"]
+    assert boot["gain"] < -margin < boot["upper"]  # worse than the margin, but within noise
+    assert d.promote and d.checks["route"] == "out-of-time", d.reasons
+    assert any("non-inferior" in r for r in d.reasons)
+    assert "out-of-time on 2025-09" in d.checks["decided_by"] and "[+0.0500, +0.1100]" in d.checks["decided_by"]
+    # the same candidate without fresh evidence is kept: the frozen test alone shows no gain
+    kept = decide(cand, prod, prod, {**CFG, "frozen_margin": margin})
+    assert not kept.promote and "includes 0" in kept.reasons[0]
+
+
+def test_every_reason_of_a_later_decision_carries_its_interval_and_the_report_draws_them():
+    from ledgerlink.evaluation.report import decision_html
+
+    prod = _evaluation("p", BASE, SIZE)
+    d = decide(_evaluation("c", BASE | (rng.random(N) < 0.6), SIZE), prod, prod, CFG, _challenge(0.01, -0.01, 0.03))
+    assert d.promote and d.checks["route"] == "frozen test"
+    assert all("[" in r and "interval" in r for r in d.reasons if not r.startswith("no slice")), d.reasons
+    assert d.reasons[-1].startswith("promoted by frozen test: pair_f1 gain")
+    page = decision_html(d.to_dict(), {"metrics": prod.metrics}, {"metrics": prod.metrics}, {"metrics": prod.metrics})
+    for name in d.checks["slices"]:
+        assert f"<td>{name}</td>" in page
+    assert page.count("<svg") == len(d.checks["slices"]) + 2  # per slice, the frozen-test and the out-of-time gain
+    assert "Route: <b>frozen test</b>" in page

@@ -1,14 +1,18 @@
-"""The picture of a year of continuous training: accuracy, drift and promotions per month."""
+"""The picture of a year of continuous training: accuracy, drift, and each promotion marked by its route."""
 
 from __future__ import annotations
 
 import io
 
+# promotion route (``Decision.checks["route"]``) -> marker and colour
+ROUTES = (("frozen test", "*", "#4f46e5"), ("out-of-time", "D", "#f97316"), ("first run", "P", "#059669"))
+
 
 def plot_simulation(
     records: list[dict], drift_month: str | None = None, title: str = "ledgerlink: a year of continuous training"
 ) -> bytes:
-    """PNG bytes. ``records``: month, fresh_accuracy, candidate, production, drift_share, promoted."""
+    """PNG bytes. ``records``: month, fresh_accuracy, challenger_fresh_accuracy, candidate, production, drift_share,
+    promoted, route (which route promoted: "first run", "frozen test", "out-of-time") and version."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,16 +41,32 @@ def plot_simulation(
     )
     ax.plot(x, series("candidate"), "s--", color="#4f46e5", label="candidate: frozen-test pair F1")
     ax.plot(x, series("production"), "^:", color="#059669", label="production: frozen-test pair F1")
-    for xi, r in zip(x, records):
-        if r.get("promoted"):
+    for route, marker, color in ROUTES:
+        hits = [
+            (xi, r) for xi, r in zip(x, records) if r.get("promoted") and (r.get("route") or "frozen test") == route
+        ]
+        if not hits:
+            continue
+        ax.scatter(
+            [xi for xi, _ in hits],
+            [r.get("candidate") or 0 for _, r in hits],
+            marker=marker,
+            s=140,
+            color=color,
+            edgecolor="black",
+            zorder=5,
+            label=f"promoted by the {route} route",
+        )
+        for xi, r in hits:
+            label = f"v{r['version']}" if r.get("version") is not None else "promoted"
             ax.annotate(
-                "promoted",
+                label,
                 (xi, r.get("candidate") or 0),
                 textcoords="offset points",
                 xytext=(0, 10),
                 ha="center",
                 fontsize=8,
-                color="#4f46e5",
+                color=color,
             )
     if drift_month in months:
         ax.axvline(months.index(drift_month) - 0.5, color="#6b7280", linestyle="--", linewidth=1)
