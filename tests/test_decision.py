@@ -1,8 +1,8 @@
 """The promotion rule: first run, clear win, noise-level gain, slice regression."""
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from ledgerlink.evaluation.compare import decide, paired_bootstrap
 from ledgerlink.evaluation.evaluate import Evaluation
