@@ -73,6 +73,7 @@ def run_year(cfg: dict, months: int, drift_month: int, seed: int) -> dict:
     trained = {r["month"]: r["values"]["version"] for r in rows if "version" in r["values"]}
     promoted = {r["month"]: bool(r["promoted"]) for r in rows}
     routes = {r["month"]: r["values"].get("route") for r in rows}
+    evidence = {r["month"]: r["values"].get("decided_by") for r in rows}
     accuracy = fresh_accuracies(sim, labels, trained)
     figures = year_figures(labels, trained, promoted, accuracy, labels[drift_month - 1] if drift_month else None)
     # the analysis must score production as monitoring did
@@ -81,7 +82,8 @@ def run_year(cfg: dict, months: int, drift_month: int, seed: int) -> dict:
         seen = monitored.get(r["month"])
         if seen is not None and abs(seen - r["production_accuracy"]) > 1e-9:
             print(f"warning: {r['month']}: monitoring {seen}, benchmark {r['production_accuracy']}")
-    figures.update(seed=seed, drift=bool(drift_month), seconds=round(time.perf_counter() - start, 1), routes=routes)
+    seconds = round(time.perf_counter() - start, 1)
+    figures.update(seed=seed, drift=bool(drift_month), seconds=seconds, routes=routes, evidence=evidence)
     return figures
 
 
@@ -91,7 +93,8 @@ def print_year(fig: dict) -> None:
 
     world = "drift" if fig["drift"] else "no drift"
     table = Table(title=f"seed {fig['seed']}, {world}: {fig['seconds']} s")
-    for col in ("month", "production", "prod. fresh acc.", "best version", "best fresh acc.", "shortfall", "promoted"):
+    columns = ("month", "production", "prod. fresh acc.", "best version", "best fresh acc.", "shortfall", "promoted by")
+    for col in columns:
         table.add_column(col)
     for r in fig["rows"]:
         table.add_row(
@@ -103,7 +106,10 @@ def print_year(fig: dict) -> None:
             f"{r['shortfall']:+.4f}" + (" degraded" if r["degraded"] else ""),
             fig["routes"].get(r["month"]) or "",
         )
-    Console().print(table)
+    console = Console(width=150)
+    console.print(table)
+    for month, text in fig["evidence"].items():
+        console.print(f"  {month}: {text}", highlight=False)
     print(
         f"seed {fig['seed']} {world}: months_degraded {fig['months_degraded']}, accuracy_lost "
         f"{fig['accuracy_lost']:.4f}, promotions {fig['promotions']}, false promotions {fig['false_promotions']} of "

@@ -79,7 +79,7 @@ def trained_version(model_name: str) -> tuple[int, dict]:
 
 def simulate(cfg: dict, months: int = 12, drift_month: int | None = 7, seed: int | None = None) -> list[dict]:
     """Run the simulated year; one summary row per month. ``row["values"]`` also holds ``version`` (trained
-    that month) and ``route`` (which route promoted it, or None)."""
+    that month), ``route`` (which route promoted it, or None) and ``decided_by`` (the evidence that decided)."""
     if months < 1:
         raise SimulationArgsError(f"the number of months must be at least 1; got {months}")
     if drift_month is not None and not 0 <= drift_month <= months:
@@ -94,7 +94,8 @@ def simulate(cfg: dict, months: int = 12, drift_month: int | None = 7, seed: int
         row = run_cycle(sim, "all")
         if "candidate" in row["values"]:  # training ran this month
             version, decision = trained_version(sim["model_name"])
-            row["values"].update(version=version, route=decision["checks"].get("route"))
+            checks = decision["checks"]
+            row["values"].update(version=version, route=checks.get("route"), decided_by=checks.get("decided_by"))
         rows.append(row)
     print_summary(rows, "simulate", cfg["evaluation"].get("primary_metric", "pair_f1"))
     records = [

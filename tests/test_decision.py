@@ -190,3 +190,51 @@ def test_every_reason_of_a_later_decision_carries_its_interval_and_the_report_dr
         assert f"<td>{name}</td>" in page
     assert page.count("<svg") == len(d.checks["slices"]) + 2  # per slice, the frozen-test and the out-of-time gain
     assert "Route: <b>frozen test</b>" in page
+
+
+def test_after_a_promotion_the_fresh_evidence_is_what_the_last_month_of_data_bought_production():
+    from ledgerlink.monitoring.performance import challenge, pick_challenger
+
+    versions = [(6, ["2025-06"]), (7, ["2025-07"]), (8, ["2025-08"])]
+    assert pick_challenger(versions, 8, "2025-09") is None  # production is the newest: no newer challenger
+    assert pick_challenger(versions, 8, "2025-09", predecessor=True) == 7  # so its predecessor
+    assert pick_challenger(versions, 6, "2025-09", predecessor=True) == 8  # a newer version always comes first
+    assert pick_challenger(versions, 8, "2025-08", predecessor=True) == 7  # 8 trained on the month: not fresh
+
+    older, prod = _evaluation("v7", BASE, SIZE), _evaluation("v8", BASE | (rng.random(N) < 0.5), SIZE)
+    c = challenge(older, prod, "2025-09", 7, CFG, production=8)
+    assert c["kind"] == "learning curve" and c["gain"] > 0 and c["lower"] > 0  # newer minus older: production gained
+    assert challenge(older, prod, "2025-09", 7, CFG)["gain"] < 0  # without production's number: challenger - prod
+    d = decide(_evaluation("c", BASE, SIZE), _evaluation("p", BASE, SIZE), prod, CFG, c)
+    assert d.promote and d.checks["route"] == "out-of-time"
+    assert any("predecessor version 7" in r and "the last month of training data helped" in r for r in d.reasons)
+    flat = challenge(older, older, "2025-09", 7, CFG, production=8)  # the last month bought nothing
+    assert not decide(_evaluation("c", BASE, SIZE), _evaluation("p", BASE, SIZE), prod, CFG, flat).promote
+
+
+def test_a_significant_fall_of_the_same_model_between_fresh_months_promotes_the_candidate_that_saw_the_new_month():
+    from ledgerlink.evaluation.report import decision_html
+    from ledgerlink.monitoring.performance import challenge, fresh_history
+
+    prod, older = _evaluation("v6", BASE, SIZE), _evaluation("v5", BASE, SIZE)  # production equal to its predecessor
+    # v5 served 2025-06 at 0.96; on 2025-07 it scores 0.85 (BASE): the world moved
+    metadata = {
+        5: {"fresh_2025-06": {"metrics": {"exact_set_accuracy": 0.96, "n_transfers": 800}}, "data_months": ["x"]},
+        6: {"fresh_performance": {"exact_set_accuracy": 0.5}},  # not a fresh_YYYY-MM score: ignored
+    }
+    assert fresh_history(metadata[5]) == {"2025-06": {"exact_set_accuracy": 0.96, "n_transfers": 800}}
+    assert fresh_history(metadata[6]) == {}
+    c = challenge(older, prod, "2025-07", 5, CFG, production=6, metadata=metadata)
+    fall = c["degradation"]
+    assert (fall["version"], fall["from_month"]) == (5, "2025-06")
+    assert fall["drop"] == pytest.approx(0.96 - older.metrics["exact_set_accuracy"]) and fall["lower"] > 0.03
+    same = _evaluation("c", BASE, SIZE)
+    d = decide(same, prod, prod, CFG, c)
+    assert d.promote and d.checks["route"] == "out-of-time"
+    assert "version 5 fell from 0.9600 (2025-06)" in d.checks["decided_by"]
+    assert "Route: <b>out-of-time</b>" in decision_html(d.to_dict(), *({"metrics": prod.metrics},) * 3)
+    # a fall smaller than degradation_drop, or within noise, is no evidence
+    small = {**c, "degradation": {**fall, "drop": 0.02, "lower": 0.001, "upper": 0.04}}
+    assert not decide(same, prod, prod, CFG, small).promote
+    noisy = {**c, "degradation": {**fall, "drop": 0.05, "lower": -0.01, "upper": 0.11}}
+    assert not decide(same, prod, prod, CFG, noisy).promote

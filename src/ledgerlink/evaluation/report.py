@@ -148,7 +148,20 @@ def decision_html(decision: dict, candidate: dict, production: dict | None, rule
         gains["frozen test: candidate vs production"] = checks["bootstrap"]
     challenge = checks.get("challenge")
     if challenge:
-        gains[f"out-of-time {challenge['month']}: version {challenge['challenger']} vs production"] = challenge
+        if challenge.get("kind") == "learning curve":
+            label = f"production vs its predecessor version {challenge['challenger']}"
+        else:
+            label = f"version {challenge['challenger']} vs production"
+        gains[f"out-of-time {challenge['month']}: {label}"] = challenge
+        fall = challenge.get("degradation")
+        if fall:  # a fall is a negative change of the same model between two fresh months (unpaired)
+            gains[f"out-of-time: version {fall['version']} on {fall['month']} vs on {fall['from_month']}"] = {
+                **fall,
+                "gain": -fall["drop"],
+                "lower": -fall["upper"],
+                "upper": -fall["lower"],
+                "samples": "normal",
+            }
     if gains:
         parts.append("<h2>Gains with their paired bootstrap intervals</h2>" + gain_intervals_table(gains))
     slices = checks.get("slices") or {}

@@ -37,7 +37,7 @@ def plot_simulation(
         "o--",
         color="#f97316",
         mfc="white",
-        label="newest non-production version: fresh-month exact-set accuracy",
+        label="challenger (newer version, or production's predecessor): fresh-month exact-set accuracy",
     )
     ax.plot(x, series("candidate"), "s--", color="#4f46e5", label="candidate: frozen-test pair F1")
     ax.plot(x, series("production"), "^:", color="#059669", label="production: frozen-test pair F1")

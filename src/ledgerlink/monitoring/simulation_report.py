@@ -13,7 +13,7 @@ from ..evaluation.report import STYLE
 COLUMNS = (
     ("month", "month"),
     ("fresh_accuracy", "production: fresh-month exact-set acc."),
-    ("challenger_fresh_accuracy", "newest non-production version: fresh-month acc."),
+    ("challenger_fresh_accuracy", "challenger (newer version, or production's predecessor): fresh-month acc."),
     ("candidate", "candidate: frozen-test F1"),
     ("production", "production: frozen-test F1"),
     ("drift_share", "drift share"),
