@@ -36,15 +36,15 @@ def test_simulated_year_shows_degradation_drift_and_the_recovery_retraining_brin
     assert min(post[:2]) < np.mean(pre) - 0.04, (pre, post)  # production degrades after the drift
     assert all(x["drift_share"] >= 0.3 for x in v[3:]), v  # drift fires every month after the event
     assert all("drift" in x["triggers"] for x in v[3:])
-    # a version retrained on drifted data reaches production, by the frozen-test route or, when the frozen test
-    # cannot see the gain, by the out-of-time route (the newest version beat production on a fresh month)
-    promoted_after = [r for r in rows[3:] if r["promoted"]]
-    assert promoted_after, [r["decision"] for r in rows]
+    # a version retrained on drifted data reaches production, by the frozen-test route or the out-of-time route,
+    # within a month of the drift: fresh evidence counts, the frozen test (month 1) alone cannot see the drift
+    assert rows[3]["promoted"] or rows[4]["promoted"], [x["decided_by"] for x in v]
     # and production recovers on the fresh months that follow
     assert v[5]["fresh_accuracy"] > min(post[:2]) + 0.03, (pre, post)
     # each month says which version it trained and which route promoted it; the first model beat the rules
     assert [x["version"] for x in v] == list(range(1, 7))
-    assert v[0]["route"] == "first run" and all(x["route"] in ("frozen test", "out-of-time") for x in v if x["route"])
+    assert v[0]["route"] == "first run"
+    assert all(x["route"] in ("frozen test", "out-of-time") for x in v[1:] if x["route"])
     assert [bool(x["route"]) for x in v] == [r["promoted"] for r in rows]
     png = tmp_path / "simulation" / "simulation.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
