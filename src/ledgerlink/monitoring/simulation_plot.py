@@ -5,7 +5,11 @@ from __future__ import annotations
 import io
 
 # promotion route (``Decision.checks["route"]``) -> marker and colour
-ROUTES = (("frozen test", "*", "#4f46e5"), ("out-of-time", "D", "#f97316"), ("first run", "P", "#059669"))
+ROUTES = (
+    ("first run", "P", "#059669", "first model (beats the rules baseline)"),
+    ("frozen test", "*", "#4f46e5", "promoted by the frozen-test route"),
+    ("out-of-time", "D", "#f97316", "promoted by the out-of-time route (fresh-month evidence)"),
+)
 
 
 def plot_simulation(
@@ -20,7 +24,7 @@ def plot_simulation(
 
     months = [r["month"] for r in records]
     x = list(range(len(months)))
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 6.2), dpi=110)
     ax2 = ax.twinx()
     drift = [r.get("drift_share") or 0.0 for r in records]
     ax2.bar(x, drift, color="#f59e0b", alpha=0.25, width=0.6, label="drift share (Evidently)")
@@ -41,7 +45,7 @@ def plot_simulation(
     )
     ax.plot(x, series("candidate"), "s--", color="#4f46e5", label="candidate: frozen-test pair F1")
     ax.plot(x, series("production"), "^:", color="#059669", label="production: frozen-test pair F1")
-    for route, marker, color in ROUTES:
+    for route, marker, color, legend in ROUTES:
         hits = [
             (xi, r) for xi, r in zip(x, records) if r.get("promoted") and (r.get("route") or "frozen test") == route
         ]
@@ -55,7 +59,7 @@ def plot_simulation(
             color=color,
             edgecolor="black",
             zorder=5,
-            label=f"promoted by the {route} route",
+            label=legend,
         )
         for xi, r in hits:
             label = f"v{r['version']}" if r.get("version") is not None else "promoted"
@@ -78,8 +82,10 @@ def plot_simulation(
     ax.patch.set_visible(False)
     lines = ax.get_legend_handles_labels()
     bars = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + bars[0], lines[1] + bars[1], loc="lower left", fontsize=8)
-    fig.tight_layout()
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + (high - low) * 0.06)  # room for the version labels above the markers
+    fig.legend(lines[0] + bars[0], lines[1] + bars[1], loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
