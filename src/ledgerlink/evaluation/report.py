@@ -163,7 +163,10 @@ def decision_html(decision: dict, candidate: dict, production: dict | None, rule
                 "samples": "normal",
             }
     if gains:
-        parts.append("<h2>Gains with their paired bootstrap intervals</h2>" + gain_intervals_table(gains))
+        parts.append(
+            "<h2>Gains with their intervals</h2><p>Paired bootstrap on the same transfers; a fall of one model"
+            " between two months: normal approximation, unpaired.</p>" + gain_intervals_table(gains)
+        )
     slices = checks.get("slices") or {}
     if slices:
         tol = checks.get("slice_tolerance")

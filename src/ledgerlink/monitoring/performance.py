@@ -41,7 +41,9 @@ def pick_challenger(
     the newest), production's predecessor instead: the newest older version that has not trained on the month.
     Production against it measures what the last month of training data bought (``challenge`` kind
     "learning curve"); without it the month after every promotion has no fresh evidence, and a model that keeps
-    improving after a drift waits a month each time (measured: 3 degraded months instead of 1 after a drift).
+    improving after a drift waits a month each time (measured on the default simulated year: without it production
+    lagged more than 0.02 behind a version it had in August, October and December; with it and ``degradation``,
+    only in the drift month).
     """
     fresh = [n for n, months in versions if n != production_number and months and max(months) < month]
     newer = [n for n in fresh if n > production_number]
