@@ -36,7 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="fresh state, N monthly cycles of collection, "
         "monitoring and training on synthetic data with a drift event, then a plot",
     )
-    p.add_argument("--drift-month", type=int, default=7, help="month of the drift event in --simulate")
+    p.add_argument("--drift-month", type=int, default=7, help="month of the drift event in --simulate; 0: no drift")
+    p.add_argument("--seed", type=int, help="--simulate: seed of the synthetic world (default: synthetic.seed)")
     p.add_argument(
         "--schedule", metavar="CRON", help='schedule instead of running now, e.g. "0 3 1 * *" (needs the gcp stack)'
     )
@@ -120,9 +121,13 @@ def main(argv=None) -> int:
             return 2
         return schedule(cfg, args.pipeline, run_options(cfg.zenml, cfg.model.family, sched))
     if args.simulate:
-        from cli.simulate import simulate
+        from cli.simulate import SimulationArgsError, simulate
 
-        simulate(cfg.to_dict(), months=args.simulate, drift_month=args.drift_month)
+        try:
+            simulate(cfg.to_dict(), months=args.simulate, drift_month=args.drift_month, seed=args.seed)
+        except SimulationArgsError as exc:
+            print(f"--simulate: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.months < 1:
         print("--months must be at least 1", file=sys.stderr)
