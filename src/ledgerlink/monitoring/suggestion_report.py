@@ -13,7 +13,7 @@ import io
 
 import numpy as np
 
-from ..evaluation.report import _STYLE
+from ..evaluation.report import STYLE
 
 OUTCOMES = (
     ("auto", "matched automatically", "#059669"),
@@ -58,7 +58,7 @@ def confidence_png(histogram: dict[str, list[int]], threshold: float | None) -> 
 def suggestions_html(summary: dict) -> str:
     """``summary``: ``SuggestionSummary.to_dict()``."""
     title = f"Suggested links for {summary['month']}: {summary['model_name']} version {summary['model_version']}"
-    parts = [f"<html><head><meta charset='utf-8'>{_STYLE}</head><body><h1>{html.escape(title)}</h1>"]
+    parts = [f"<html><head><meta charset='utf-8'>{STYLE}</head><body><h1>{html.escape(title)}</h1>"]
     if summary.get("skipped"):
         parts.append(f"<p>{html.escape(summary['skipped'])}</p></body></html>")
         return "".join(parts)
