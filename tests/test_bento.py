@@ -14,12 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import tiny_month
+
+from tests.helpers import tiny_month
 
 REPO = Path(__file__).resolve().parents[1]
-bentoml = pytest.importorskip("bentoml")
-matching = pytest.importorskip("ledgerlink.matching")
+import bentoml  # noqa: E402
 
+from ledgerlink import matching  # noqa: E402
 from ledgerlink.deploy import bento as deploy  # noqa: E402
 
 IMAGE_TAG = "20261121093000-v3"

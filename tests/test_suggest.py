@@ -25,7 +25,7 @@ from ledgerlink.data.suggestions import (
 )
 from ledgerlink.data.synthetic import SyntheticConfig, generate
 from ledgerlink.data.warehouse import DuckDBWarehouse
-from tests.conftest import tiny_month
+from tests.helpers import tiny_month
 
 ROOT = Path(__file__).resolve().parents[1]
 MONTHS = ("invoices", "transfers", "links")

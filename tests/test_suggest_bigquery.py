@@ -25,10 +25,9 @@ from ledgerlink.data.contract import ColumnMap
 from ledgerlink.data.suggest import check_open_month
 from ledgerlink.data.suggestions import COLUMN_NAMES, COLUMNS, SuggestionTableError, SuggestionWriter
 from ledgerlink.data.warehouse import open_month_parameters, open_month_sql
-from tests.conftest import tiny_month
+from tests.helpers import tiny_month
 from tests.test_bigquery import PROJECT, FakeBigQuery, _client, crucible  # noqa: F401 (crucible is a fixture)
 
-bigquery = pytest.importorskip("google.cloud.bigquery")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 AT = pd.Timestamp("2026-11-29 03:00:00", tz="UTC")

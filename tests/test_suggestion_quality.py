@@ -99,7 +99,7 @@ def test_the_month_tags_include_the_frozen_test_part_of_its_month(tmp_path):
     from ledgerlink.data.collect import collect_month
     from ledgerlink.data.store import DatasetStore
     from ledgerlink.data.warehouse import DuckDBWarehouse
-    from tests.conftest import tiny_month
+    from tests.helpers import tiny_month
 
     wh = DuckDBWarehouse(tmp_path / "w.duckdb")
     wh.seed(tiny_month("2025-01", n=40))

@@ -17,8 +17,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch  # noqa: E402
 
 from ledgerlink.data.synthetic import SyntheticConfig, generate  # noqa: E402
 from ledgerlink.evaluation.evaluate import evaluate  # noqa: E402
