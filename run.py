@@ -111,6 +111,9 @@ def main(argv=None) -> int:
         run_options,
     )
 
+    if args.month is not None and (args.pipeline != "suggest" or args.schedule or args.simulate):
+        print("--month goes with --pipeline suggest, run now (not with --schedule or --simulate)", file=sys.stderr)
+        return 2
     if args.schedule:
         try:
             sched = build_schedule(args.schedule, args.timezone)
@@ -131,9 +134,6 @@ def main(argv=None) -> int:
         return 0
     if args.months < 1:
         print("--months must be at least 1", file=sys.stderr)
-        return 2
-    if args.month is not None and args.pipeline != "suggest":
-        print("--month goes with --pipeline suggest", file=sys.stderr)
         return 2
     if args.pipeline == "suggest":
         if args.months != 1:

@@ -182,6 +182,7 @@ def main(argv=None) -> int:
             fig = run_year(cfg, args.months, args.drift_month if mode == "drift" else 0, seed)
             print_year(fig)
             years.append(fig)
+    print("\n== every year again, together (each was printed as it finished) ==")
     for fig in years:
         print_year(fig)
     if tmp is not None:

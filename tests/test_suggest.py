@@ -84,6 +84,19 @@ def test_open_month_has_its_transfers_and_the_invoices_open_then(hand_made):
     assert "INV-00900" in set(longer["invoice_id"])
 
 
+def test_a_link_without_a_month_settles_its_invoice_in_its_transfers_month(tmp_path):
+    """The contract lets a link leave its month out (it takes its transfer's): such a January payment still settles
+    its invoice for February, and a February link without a month is still ignored."""
+    jan, feb = tiny_month("2025-01", n=10), tiny_month("2025-02", n=10, start=100)
+    jan["links"]["month"] = None
+    feb["links"]["month"] = None
+    tables = {t: pd.concat([jan[t], feb[t]], ignore_index=True) for t in MONTHS}
+    wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    wh.seed(tables)
+    got = wh.extract_open_month("2025-02")
+    assert set(got["invoices"]["invoice_id"]) == {"INV-00000", "INV-00005"} | {f"INV-{100 + i:05d}" for i in range(10)}
+
+
 def test_the_not_yet_tagged_condition_is_bigquery_sql_run_on_duckdb(hand_made):
     got = hand_made.extract_open_month("2025-02", open_transfers="x.amount >= 150 AND x.title LIKE 'payment%'")
     assert sorted(got["transfers"]["transfer_id"]) == [f"TRF-{100 + i:05d}" for i in range(5, 10)]
@@ -355,3 +368,18 @@ def test_production_precision_from_the_tags_means_what_the_evaluation_means(worl
     assert quality.auto_precision == pytest.approx(expected["auto_match_precision"])
     assert quality.auto_recall == pytest.approx(expected["auto_match_rate"] * expected["auto_match_precision"])
     assert quality.suggested == quality.tagged == len(feb["transfers"]) and quality.not_suggested == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--pipeline", "training", "--month", "2025-02"],
+        ["--pipeline", "suggest", "--month", "2025-02", "--schedule", "0 6 2 * *"],
+        ["--simulate", "3", "--month", "2025-02"],
+    ],
+)
+def test_month_goes_only_with_a_suggest_run_now(argv, capsys):
+    import run
+
+    assert run.main(argv) == 2
+    assert "--month goes with --pipeline suggest" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 
-from ledgerlink.monitoring.alerts import Alert, Alerter
+from ledgerlink.monitoring.alerts import Alerter
 from ledgerlink.monitoring.suggestion_quality import SuggestionQuality, month_tags, score_month, score_suggestions
 from ledgerlink.monitoring.triggers import evaluate_triggers
 from utils.model_versions import ModelVersionMetadata
@@ -150,9 +150,11 @@ def test_the_trigger_alert_reaches_slack():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        sent = Alerter(f"http://127.0.0.1:{server.server_port}/services/T0/B0/x").send(
-            Alert("auto_precision", "auto_precision below its floor in 2025-02", {"auto_precision": 0.99})
-        )
+        policy = {"retrain": "on_trigger", "drift_share": None, "accuracy_drop": None, "auto_rate_drop": None}
+        fired = evaluate_triggers(None, None, None, policy, auto_precision=0.99)
+        alerts = fired.alerts("2025-02")  # what the monitoring run's decide_retraining step sends
+        assert [a.event for a in alerts] == ["auto_precision"]
+        sent = Alerter(f"http://127.0.0.1:{server.server_port}/services/T0/B0/x").send(alerts[0])
     finally:
         server.shutdown()
         server.server_close()

@@ -314,6 +314,10 @@ def test_embedding_mode_adds_cosines_for_every_candidate(data, embedded):
     res = m.match(test["invoices"], test["transfers"])
     assert evaluate(m, test).metrics["pair_f1"] > evaluate(RulesMatcher(), test).metrics["pair_f1"]
     assert res.decisions["transfer_id"].tolist() == test["transfers"]["transfer_id"].tolist()
+    # explained as the service and suggest explain: the cosines have their reason group, the answer is the same
+    why = m.match(test["invoices"], test["transfers"], explain=True)
+    pd.testing.assert_frame_equal(why.links.drop(columns="reasons"), res.links)
+    assert why.links["reasons"].map(len).gt(0).all()
 
 
 def test_embedding_mode_saves_a_reference_to_the_packaged_weights_and_refuses_others(data, embedded, tmp_path):

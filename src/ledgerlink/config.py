@@ -196,9 +196,11 @@ class PromotionConfig(Section):
     frozen_margin: float = Field(0.01, ge=0)  # out-of-time route: how much worse on the frozen test it may be
     slice_tolerance: float = Field(0.02, ge=0)
     min_slice_size: int = Field(30, ge=1)
+    # out-of-time route: how far the same model must fall between two fresh months (the world moved)
+    degradation_drop: float = Field(0.03, ge=0)
     seed: int = 0
 
-    @field_validator("min_delta", "frozen_margin", "slice_tolerance")
+    @field_validator("min_delta", "frozen_margin", "slice_tolerance", "degradation_drop")
     @classmethod
     def _fraction(cls, value: float) -> float:
         return _fraction(value)

@@ -3,7 +3,6 @@ from typing import Annotated
 from zenml import log_metadata, step
 
 from ledgerlink.config import MonitoringConfig
-from ledgerlink.monitoring.alerts import Alert
 from ledgerlink.monitoring.triggers import evaluate_triggers
 from utils.alerting import alerter
 
@@ -26,7 +25,6 @@ def decide_retraining(
     log_metadata(metadata={"retraining_decision": result})
     if decision.fired:
         send = alerter()
-        for event in decision.fired:
-            what = "below its floor" if event == "auto_precision" else "over threshold"
-            send.send(Alert(event, f"{event} {what} in {result['month']}", decision.figures))
+        for alert in decision.alerts(result["month"]):
+            send.send(alert)
     return result

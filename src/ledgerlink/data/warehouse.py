@@ -92,7 +92,8 @@ def open_month_sql(table: str, columns: ColumnMap, dataset_ref: str, open_transf
 
     Transfers: the month's rows as ``extraction_sql`` selects them, that also meet ``open_transfers`` (the
     config's "not yet tagged" condition on ``x``). Invoices: issued in ``[@lookback_start, @window_end)`` and
-    not settled by the links of earlier months (``month < @month``), settled as the matcher counts it
+    not settled by the links of earlier months (``month < @month``; a link without a month label takes its
+    transfer's), settled as the matcher counts it
     (``tolerances.is_settled``: same sign, at least the amount less the fee tolerance, to a cent)."""
 
     def ref(t: str) -> str:
@@ -120,7 +121,12 @@ def open_month_sql(table: str, columns: ColumnMap, dataset_ref: str, open_transf
         f"SELECT {_select(table, columns)} FROM {ref('invoices')} AS x "
         f"LEFT JOIN (SELECT TRIM(CAST(l.{col('links', 'invoice_id')} AS STRING)) AS invoice_key, "
         f"SUM(l.{col('links', 'allocated_amount')}) AS paid FROM {ref('links')} AS l "
-        f"WHERE l.{col('links', 'month')} < @month GROUP BY invoice_key) AS p "
+        # a link without a month label belongs to its transfer's month (as extraction_sql reads links)
+        f"LEFT JOIN {ref('transfers')} AS t ON TRIM(CAST(t.{col('transfers', 'transfer_id')} AS STRING)) = "
+        f"TRIM(CAST(l.{col('links', 'transfer_id')} AS STRING)) "
+        f"WHERE COALESCE(CAST(l.{col('links', 'month')} AS STRING), CAST(t.{col('transfers', 'month')} AS STRING)) "
+        "< @month "
+        "GROUP BY invoice_key) AS p "
         f"ON p.invoice_key = TRIM(CAST(x.{col('invoices', 'invoice_id')} AS STRING)) "
         f"WHERE {issued} >= @lookback_start AND {issued} < @window_end AND NOT ({settled})"
     )

@@ -236,8 +236,15 @@ def _only_candidate(e: Evidence) -> str | None:
 
 
 def _text_model(e: Evidence) -> str | None:
+    """The transformer family's own feature: the cross-encoder's score, or (``text_mode="embedding"``) the cosine
+    of the two texts' embeddings and its gap to the transfer's best other candidate."""
     s = e["text_score"]
-    return f"the text model reads the title as this invoice ({s:.2f})" if s >= 0.5 else None
+    if s >= 0.5:
+        return f"the text model reads the title as this invoice ({s:.2f})"
+    cos, gap = e["text_cosine"], e["text_cosine_gap"]
+    if cos >= 0.5 and gap >= 0:
+        return f"the title's text reads most like this invoice's (similarity {cos:.2f})"
+    return None
 
 
 PAIR_GROUPS: list[Group] = [
@@ -282,7 +289,7 @@ PAIR_GROUPS: list[Group] = [
     Group("dates", ("days_since_issue", "days_to_due", "title_month_diff"), _dates),
     Group("candidates", ("n_cands",), _only_candidate),
     Group("heuristic", ("heur_rank", "heur_margin"), None),  # shared out among the groups by HEURISTIC_TERMS
-    Group("text model", ("text_score",), _text_model),
+    Group("text model", ("text_score", "text_cosine", "text_cosine_gap"), _text_model),
 ]
 HEURISTIC_FEATURES = ("heur_rank", "heur_margin")
 

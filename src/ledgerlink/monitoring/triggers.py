@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..config import Config, MonitoringConfig
+from .alerts import Alert
 
 
 @dataclass
@@ -27,6 +28,17 @@ class TriggerDecision:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def alerts(self, month: str | None) -> list[Alert]:
+        """One alert per fired trigger, with the figures: what the monitoring run sends."""
+        return [
+            Alert(
+                event,
+                f"{event} {'below its floor' if event == 'auto_precision' else 'over threshold'} in {month}",
+                self.figures,
+            )
+            for event in self.fired
+        ]
 
 
 def evaluate_triggers(
