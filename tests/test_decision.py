@@ -214,17 +214,12 @@ def test_after_a_promotion_the_fresh_evidence_is_what_the_last_month_of_data_bou
 
 def test_a_significant_fall_of_the_same_model_between_fresh_months_promotes_the_candidate_that_saw_the_new_month():
     from ledgerlink.evaluation.report import decision_html
-    from ledgerlink.monitoring.performance import challenge, fresh_history
+    from ledgerlink.monitoring.performance import challenge
 
     prod, older = _evaluation("v6", BASE, SIZE), _evaluation("v5", BASE, SIZE)  # production equal to its predecessor
-    # v5 served 2025-06 at 0.96; on 2025-07 it scores 0.85 (BASE): the world moved
-    metadata = {
-        5: {"fresh_2025-06": {"metrics": {"exact_set_accuracy": 0.96, "n_transfers": 800}}, "data_months": ["x"]},
-        6: {"fresh_performance": {"exact_set_accuracy": 0.5}},  # not a fresh_YYYY-MM score: ignored
-    }
-    assert fresh_history(metadata[5]) == {"2025-06": {"exact_set_accuracy": 0.96, "n_transfers": 800}}
-    assert fresh_history(metadata[6]) == {}
-    c = challenge(older, prod, "2025-07", 5, CFG, production=6, metadata=metadata)
+    # v5 served 2025-06 at 0.96; on 2025-07 it scores 0.85 (BASE): the world moved. v6 has no earlier fresh month.
+    fresh = {5: {"2025-06": {"exact_set_accuracy": 0.96, "n_transfers": 800}}, 6: {}}
+    c = challenge(older, prod, "2025-07", 5, CFG, production=6, fresh=fresh)
     fall = c["degradation"]
     assert (fall["version"], fall["from_month"]) == (5, "2025-06")
     assert fall["drop"] == pytest.approx(0.96 - older.metrics["exact_set_accuracy"]) and fall["lower"] > 0.03

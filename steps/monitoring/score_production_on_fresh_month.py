@@ -61,7 +61,10 @@ def score_production_on_fresh_month(
             challenger.number,
             promotion,
             prod.number,
-            {int(prod.number): prod.run_metadata, int(challenger.number): challenger.run_metadata},
+            {
+                int(prod.number): meta.fresh_metrics(),
+                int(challenger.number): ModelVersionMetadata.of(challenger).fresh_metrics(),
+            },
         )
         # the training pipeline's promotion rule reads this from the production version
         log_model_version_metadata(

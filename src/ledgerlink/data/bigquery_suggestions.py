@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .suggestions import COLUMN_NAMES, COLUMNS, SuggestionTableError, check_columns, empty_frame
+from .suggestions import COLUMN_NAMES, COLUMNS, SuggestionTableError, check_columns, empty_frame, type_key
 
 STAGING_TTL = dt.timedelta(days=1)
 
@@ -55,8 +55,7 @@ def _live_types(table) -> dict[str, str]:
     """{column: type as in ``COLUMNS``} of a live table (REST reports FLOAT for FLOAT64)."""
     out = {}
     for f in table.schema:
-        kind = f.field_type.upper()
-        kind = {"FLOAT": "FLOAT64", "INTEGER": "INT64", "BOOLEAN": "BOOL"}.get(kind, kind)
+        kind = type_key(f.field_type)
         out[f.name] = f"{kind} REPEATED" if (f.mode or "").upper() == "REPEATED" else kind
     return out
 

@@ -163,16 +163,18 @@ def check_columns(table: str, live: dict[str, str], dialect: str) -> None:
     it may be someone else's table of the same name."""
     wanted = {c.name: (c.duckdb if dialect == "duckdb" else c.bigquery) for c in COLUMNS}
     got = {k.lower(): v.upper() for k, v in live.items()}
-    if set(got) != set(wanted) or any(_type_key(got[n]) != _type_key(t) for n, t in wanted.items()):
+    if set(got) != set(wanted) or any(type_key(got[n]) != type_key(t) for n, t in wanted.items()):
         raise SuggestionTableError(
             f"the table {table} exists but is not a suggestions table: columns {got}, expected {wanted}. Nothing was "
             "written; point suggest.table (or suggest.dataset) elsewhere, or drop the table if it is an old one."
         )
 
 
-def _type_key(type_name: str) -> str:
+def type_key(type_name: str) -> str:
+    """One spelling per column type, whichever the engine or API reports (REST says FLOAT for FLOAT64)."""
     t = type_name.upper().replace(" ", "")
-    return {"TIMESTAMPWITHTIMEZONE": "TIMESTAMPTZ", "FLOAT": "FLOAT64", "TEXT": "VARCHAR"}.get(t, t)
+    aliases = {"TIMESTAMPWITHTIMEZONE": "TIMESTAMPTZ", "FLOAT": "FLOAT64", "INTEGER": "INT64", "BOOLEAN": "BOOL"}
+    return {**aliases, "TEXT": "VARCHAR"}.get(t, t)
 
 
 # -- DuckDB -------------------------------------------------------------------------------------------------

@@ -162,9 +162,9 @@ def slice_drops(
             method = "paired bootstrap"
         else:
             pc, pp = c["exact_set_accuracy"], p["exact_set_accuracy"]
-            se = np.sqrt(max(pc * (1 - pc) / max(n, 1) + pp * (1 - pp) / max(int(p.get("n_transfers", n)), 1), 0.0))
-            z = NormalDist().inv_cdf(1 - alpha)
-            lower, upper = drop - z * se, drop + z * se
+            lower, upper = unpaired_interval(
+                drop, pp, int(p.get("n_transfers", n)), pc, n, NormalDist().inv_cdf(1 - alpha)
+            )
             method = "normal approximation, unpaired"
         out[name] = {
             "candidate": c["exact_set_accuracy"],
@@ -240,6 +240,13 @@ class Decision:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def unpaired_interval(drop: float, p0: float, n0: int, p1: float, n1: int, z: float) -> tuple[float, float]:
+    """``drop`` (p0 - p1) give or take ``z`` standard errors of the difference of two independent proportions:
+    the interval when the two accuracies were measured on different transfers, so no pairing is possible."""
+    se = max(p0 * (1 - p0) / max(n0, 1) + p1 * (1 - p1) / max(n1, 1), 0.0) ** 0.5
+    return drop - z * se, drop + z * se
 
 
 def decide(candidate, production, rules, cfg: dict, challenge: dict | None = None) -> Decision:

@@ -4,10 +4,9 @@ the same model fell from one fresh month to the next: the evidence of the out-of
 
 from __future__ import annotations
 
-import re
 from statistics import NormalDist
 
-from ..evaluation.compare import paired_bootstrap
+from ..evaluation.compare import paired_bootstrap, unpaired_interval
 from ..evaluation.evaluate import evaluate
 
 
@@ -23,12 +22,6 @@ def score_fresh_month(matcher, store, month: str, data: dict | None = None):
     """(summary dict, Evaluation) of ``matcher`` on the fresh month ``month``."""
     ev = evaluate(matcher, data or fresh_month_data(store, month), f"on {month}")
     return {"month": month, "metrics": ev.metrics, "slices": ev.slices}, ev
-
-
-def challenge_key(month: str) -> str:
-    """Where the production version's metadata keeps the out-of-time challenge of ``month`` (written by
-    monitoring, read by the training pipeline's promotion rule)."""
-    return f"challenge_{month}"
 
 
 def pick_challenger(
@@ -53,26 +46,13 @@ def pick_challenger(
     return max(older) if older else None
 
 
-_FRESH_KEY = re.compile(r"^fresh_(\d{4}-\d{2})$")
-
-
-def fresh_history(metadata) -> dict[str, dict]:
-    """Month -> metrics of a model version's fresh-month scores, from its metadata (``fresh_YYYY-MM`` keys)."""
-    out = {}
-    for key, value in dict(metadata or {}).items():
-        match = _FRESH_KEY.match(key)
-        if match and isinstance(value, dict) and value.get("metrics"):
-            out[match.group(1)] = value["metrics"]
-    return out
-
-
 def degradation(version: int, before_month: str, before: dict, month: str, now: dict, confidence: float) -> dict:
     """The same model version's exact-set accuracy on an earlier fresh month minus on ``month``, with a normal
     interval for two independent proportions (different transfers): has the world moved under the model?"""
     p0, n0 = before["exact_set_accuracy"], max(int(before.get("n_transfers", 0)), 1)
     p1, n1 = now["exact_set_accuracy"], max(int(now.get("n_transfers", 0)), 1)
     drop = p0 - p1
-    half = NormalDist().inv_cdf(1 - (1 - confidence) / 2) * (p0 * (1 - p0) / n0 + p1 * (1 - p1) / n1) ** 0.5
+    lower, upper = unpaired_interval(drop, p0, n0, p1, n1, NormalDist().inv_cdf(1 - (1 - confidence) / 2))
     return {
         "version": int(version),
         "from_month": before_month,
@@ -81,20 +61,20 @@ def degradation(version: int, before_month: str, before: dict, month: str, now: 
         "now": p1,
         "metric": "exact_set_accuracy",
         "drop": drop,
-        "lower": drop - half,
-        "upper": drop + half,
+        "lower": lower,
+        "upper": upper,
         "confidence": confidence,
     }
 
 
-def _latest_degradation(histories: dict[int, dict], month: str, scored: dict[int, dict], confidence: float):
+def _latest_degradation(fresh: dict[int, dict], month: str, scored: dict[int, dict], confidence: float):
     """Degradation of the first of ``scored``'s versions (production first) that has an earlier fresh month."""
     for version, now in scored.items():
-        earlier = [m for m in fresh_history(histories.get(version)) if m < month]
+        history = fresh.get(version) or {}
+        earlier = [m for m in history if m < month]
         if earlier:
             before_month = max(earlier)
-            before = fresh_history(histories[version])[before_month]
-            return degradation(version, before_month, before, month, now, confidence)
+            return degradation(version, before_month, history[before_month], month, now, confidence)
     return None
 
 
@@ -105,14 +85,14 @@ def challenge(
     challenger: int,
     cfg: dict,
     production: int | None = None,
-    metadata: dict[int, dict] | None = None,
+    fresh: dict[int, dict[str, dict]] | None = None,
 ) -> dict:
     """Paired bootstrap on the same fresh-month transfers (out-of-time): ``gain`` is always newer minus older.
 
     A challenger newer than production (kind "newer version"): does a retrained version beat production?
     An older one, production's predecessor (kind "learning curve", needs ``production``, its number): did the
     last month of training data make production significantly better? Then one more month is expected to help
-    the candidate too. ``metadata`` (version number -> its model-version metadata, with ``fresh_YYYY-MM``
+    the candidate too. ``fresh`` (version number -> month -> its metrics on that month, its earlier fresh-month
     scores): adds ``degradation``, the fall of production (else the challenger) from its previous fresh month.
     """
     older = production is not None and challenger < production
@@ -134,5 +114,5 @@ def challenge(
         "production": None if production is None else int(production),
         "kind": "learning curve" if older else "newer version",
         **boot,
-        "degradation": _latest_degradation(metadata or {}, month, scored, confidence) if metadata else None,
+        "degradation": _latest_degradation(fresh, month, scored, confidence) if fresh else None,
     }
