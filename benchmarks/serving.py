@@ -11,15 +11,15 @@ The two peers, so that every figure is a ratio measured on this machine at this 
   same middleware and the same number of workers, which validates each request and answers without matching.
   It is served beside ours and loaded in turn with the same requests (``noop_*``; ``rps_c8_vs_noop``);
 - the work itself: ``inprocess_ms``, the library call the service makes for a lone request
-  (``matching.single.match_one`` on the validated request), median over the requests, measured between the HTTP
-  levels of each repeat (``p99_c8_vs_inprocess``: the c8 tail over it). ``inprocess_match_ms`` is the general
-  path (``Matcher.match`` on the request's frames), for comparison.
+  (``matching.single.match_one`` on the validated request, explained as served), median over the requests,
+  measured between the HTTP levels of each repeat (``p99_c8_vs_inprocess``: the c8 tail over it).
+  ``inprocess_match_ms`` is the general path (``Matcher.match`` on the request's frames), for comparison.
 
 The server batches concurrent ``/match`` requests (``LEDGERLINK_MAX_MATCH_BATCH``, ``--max-batch``; 1 turns
 it off; a lone request takes the fast path); the in-process ``match_many`` figures show what a batch of 8 or 32
 costs per request. Every HTTP answer is compared with the one-by-one in-process ``Matcher.match`` answer
 (``deploy.payloads.same_answer``: chosen invoices and allocations, ranked probabilities, decision and
-confidence): ``mismatches``. ``--profile`` prints where the in-process time goes (cProfile).
+confidence, reasons word for word): ``mismatches``. ``--profile`` prints where the in-process time goes (cProfile).
 
     .venv/bin/python benchmarks/serving.py                      # ~4-6 minutes on 2 cores
     .venv/bin/python benchmarks/serving.py --max-batch 1             # without adaptive batching
@@ -134,7 +134,8 @@ def prepare(args):
 
 
 def inprocess(matcher, requests, repeats: int = 3) -> list[float]:
-    """Milliseconds of the service's library call for a lone request (``match_one`` on the validated request)."""
+    """Milliseconds of the service's library call for a lone request (``match_one`` on the validated request,
+    explained as the service asks)."""
     from ledgerlink.matching.single import match_one
     from ledgerlink.serving.schemas import MatchRequest
 
@@ -143,7 +144,7 @@ def inprocess(matcher, requests, repeats: int = 3) -> list[float]:
     for _ in range(repeats):
         for req in validated:
             t0 = time.perf_counter()
-            match_one(matcher, req.transfer, req.candidates)
+            match_one(matcher, req.transfer, req.candidates, explain=True)
             times.append((time.perf_counter() - t0) * 1000)
     return times
 
@@ -163,8 +164,9 @@ def inprocess_general(matcher, requests, repeats: int = 1) -> list[float]:
 
 
 def batch_estimate(matcher, requests, size: int, rounds: int = 3) -> dict:
-    """What the service's adaptive batching does with ``size`` concurrent requests: ONE ``Matcher.match_many`` call.
-    ``disagree`` is the share of requests whose chosen set differs from the one-by-one answer (0 by design)."""
+    """What the service's adaptive batching does with ``size`` concurrent requests: ONE ``Matcher.match_many`` call,
+    explained as the service calls it. ``disagree`` is the share of requests whose chosen set or reasons differ from
+    the one-by-one answer (0 by design)."""
     from ledgerlink.deploy.payloads import request_frames
 
     groups = [requests[k : k + size] for k in range(0, len(requests) - size + 1, size)] or [requests]
@@ -173,10 +175,13 @@ def batch_estimate(matcher, requests, size: int, rounds: int = 3) -> dict:
         problems = [request_frames(r) for r, _ in group]
         for _ in range(rounds):
             t0 = time.perf_counter()
-            results = matcher.match_many(problems)
+            results = matcher.match_many(problems, explain=True)
             per_request.append((time.perf_counter() - t0) * 1000 / len(problems))
         for (req, expected), result in zip(group, results):
-            disagree += result.links["invoice_id"].tolist() != [c[0] for c in expected["chosen"]]
+            disagree += (
+                result.links["invoice_id"].tolist() != [c[0] for c in expected["chosen"]]
+                or [list(r) for r in result.links["reasons"]] != expected["chosen_reasons"]
+            )
             n += 1
     return {"ms_per_request": statistics.median(per_request), "disagree": disagree / max(n, 1)}
 
@@ -189,7 +194,7 @@ def profile(matcher, requests) -> str:
     prof = cProfile.Profile()
     prof.enable()
     for req in validated:
-        match_one(matcher, req.transfer, req.candidates)
+        match_one(matcher, req.transfer, req.candidates, explain=True)
     prof.disable()
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out).sort_stats("cumulative")
@@ -198,8 +203,9 @@ def profile(matcher, requests) -> str:
 
 
 def load(host: str, port: int, requests, concurrency: int, n_max: int, seconds: float, check: bool = True) -> dict:
-    """``concurrency`` threads, one keep-alive connection each, cycling through ``requests``; every answer is
-    compared with the in-process one (``expected`` None: not compared, the no-op server)."""
+    """``concurrency`` threads, one keep-alive connection each, cycling through ``requests``. With ``check`` each
+    answer is compared with the in-process one (``payloads.same_answer``: chosen invoices, probabilities, decision,
+    reasons); the no-op server's are not."""
     from ledgerlink.deploy.payloads import same_answer
 
     bodies = [(json.dumps(r).encode(), a) for r, a in requests]

@@ -13,48 +13,9 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 os.environ["LEDGERLINK_HOME"] = os.path.join(_ISOLATED, "ledgerlink")
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-
-def tiny_month(month: str = "2025-01", n: int = 20, start: int = 0) -> dict[str, pd.DataFrame]:
-    """A hand-made, contract-valid month: transfer i pays invoice i, every 5th pays nothing."""
-    day = pd.Timestamp(month + "-01")
-    inv = pd.DataFrame(
-        {
-            "invoice_id": [f"INV-{start + i:05d}" for i in range(n)],
-            "month": month,
-            "issued_at": [day + pd.Timedelta(days=i % 20) for i in range(n)],
-            "due_at": [day + pd.Timedelta(days=i % 20 + 14) for i in range(n)],
-            "amount": [100.0 + 10 * i for i in range(n)],
-            "currency": "EUR",
-            "invoice_number": [f"FV/{month[:4]}/{start + i:04d}" for i in range(n)],
-            "counterparty_name": [f"Contractor {i % 7} GmbH" for i in range(n)],
-            "description": ["services"] * n,
-        }
-    )
-    tr = pd.DataFrame(
-        {
-            "transfer_id": [f"TRF-{start + i:05d}" for i in range(n)],
-            "month": month,
-            "booked_at": [day + pd.Timedelta(days=i % 20 + 5) for i in range(n)],
-            "amount": [100.0 + 10 * i for i in range(n)],
-            "currency": "EUR",
-            "title": [f"payment FV/{month[:4]}/{start + i:04d}" for i in range(n)],
-            "counterparty_name": [f"CONTRACTOR {i % 7}" for i in range(n)],
-            "counterparty_account": [f"DE{i % 7:020d}" for i in range(n)],
-        }
-    )
-    paid = [i for i in range(n) if i % 5]
-    links = pd.DataFrame(
-        {
-            "transfer_id": [f"TRF-{start + i:05d}" for i in paid],
-            "invoice_id": [f"INV-{start + i:05d}" for i in paid],
-            "allocated_amount": [100.0 + 10 * i for i in paid],
-            "month": month,
-        }
-    )
-    return {"invoices": inv, "transfers": tr, "links": links}
+from tests.helpers import tiny_month  # noqa: E402
 
 
 @pytest.fixture
@@ -69,8 +30,9 @@ GCS_BUCKET, GCS_PROJECT = "finanse-ml-dev", "finanse-ml"
 def gcs_emulator():
     """gcp-storage-emulator in this process on a free loopback port, with bucket ``GCS_BUCKET``: (endpoint, a real
     gcsfs filesystem pointed at it). Stopped after the test."""
-    emulator = pytest.importorskip("gcp_storage_emulator.server")
-    gcsfs = pytest.importorskip("gcsfs")
+    import gcsfs
+    from gcp_storage_emulator import server as emulator
+
     from ledgerlink.deploy.local import free_port
 
     port = free_port()
@@ -81,3 +43,25 @@ def gcs_emulator():
         yield endpoint, gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon", project=GCS_PROJECT)
     finally:
         server.stop()
+
+
+# One small world and one small trained matcher for the tests that serve or deploy a model and do not care
+# which: trained once per session instead of once per module.
+SMALL_WORLD = {"months": 2, "contractors": 40, "transfers_per_month": 200}
+
+
+@pytest.fixture(scope="session")
+def small_world() -> dict:
+    from ledgerlink.data.synthetic import generate
+
+    return generate(**SMALL_WORLD)
+
+
+@pytest.fixture(scope="session")
+def small_matcher(small_world):
+    """A fitted Matcher (30 trees, one thread). Tests read it, never refit or change it."""
+    from ledgerlink.matching import Matcher
+
+    return Matcher(n_estimators=30, n_jobs=1).fit(
+        small_world["invoices"], small_world["transfers"], small_world["links"]
+    )

@@ -247,15 +247,14 @@ def gcs_emulator_process(bucket: str):
 
     Its own process, not a thread: ZenML's uploads (code archive, image build context) go through gcsfs's
     event loop, which a server in the same process would have to share."""
-    import socket
     import subprocess
     import sys
     import urllib.request
     from pathlib import Path
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from ledgerlink.deploy.local import free_port
+
+    port = free_port()
     exe = Path(sys.executable).with_name("gcp-storage-emulator")
     cmd = [str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", bucket]
     proc = subprocess.Popen([*cmd, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

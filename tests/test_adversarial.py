@@ -15,13 +15,9 @@ from pathlib import Path
 
 import pytest
 
-bentoml = pytest.importorskip("bentoml")
-
-from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy import bento as deploy  # noqa: E402
 from ledgerlink.deploy.local import BentoServer, http_json  # noqa: E402
 from ledgerlink.deploy.payloads import adversarial_batch  # noqa: E402
-from ledgerlink.matching import Matcher  # noqa: E402
 from ledgerlink.matching.base import save_matcher  # noqa: E402
 from ledgerlink.serving.schemas import BatchResponse, ErrorResponse  # noqa: E402
 
@@ -29,9 +25,8 @@ BOUND_S, BOUND_MB = 50.0, 5 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    data = generate(months=2, contractors=40, transfers_per_month=200)
-    matcher = Matcher(n_estimators=30, n_jobs=1).fit(data["invoices"], data["transfers"], data["links"])
+def server(small_matcher, tmp_path_factory):
+    matcher = small_matcher
     d = tmp_path_factory.mktemp("matcher")
     save_matcher(matcher, d)
     model_tag = deploy.save_to_model_store(d, metadata={"threshold": float(matcher.auto_threshold_)})

@@ -12,7 +12,6 @@ Two local endpoints stand in for BigQuery (design.md, "Measured facts"):
 import copy
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -26,14 +25,14 @@ from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
+from google.auth.credentials import AnonymousCredentials  # noqa: E402
+from google.cloud import bigquery  # noqa: E402
 
 from ledgerlink.data.bigquery import BigQueryWarehouse
 from ledgerlink.data.contract import TABLES, ColumnMap, ContractError, check_month
 from ledgerlink.data.warehouse import extraction_sql, query_parameters
-from tests.conftest import tiny_month
-
-bigquery = pytest.importorskip("google.cloud.bigquery")
-from google.auth.credentials import AnonymousCredentials  # noqa: E402
+from ledgerlink.deploy.local import free_port
+from tests.helpers import tiny_month
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -46,12 +45,6 @@ BQ_TYPES = {
     "date": "DATE",
     "money": "NUMERIC",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _client(url: str):
@@ -91,7 +84,7 @@ def crucible(tmp_path_factory):
     assert exe, (
         "crucible-emulator is not installed (pip install 'crucible-emulator[server]'); it is the offline BigQuery"
     )
-    port = _free_port()
+    port = free_port()
     # Its log goes to a file, never to a pipe nobody reads: a full pipe blocks the server.
     log_path = tmp_path_factory.mktemp("crucible") / "crucible.log"
     log = open(log_path, "wb")
@@ -445,7 +438,8 @@ class FakeStorageRead:
 
 @pytest.mark.parametrize("refuse", [False, True], ids=["storage-api", "storage-refused-falls-back-to-rest"])
 def test_results_are_read_through_the_storage_api_or_fall_back_to_rest(fake_bq, month_data, refuse):
-    pytest.importorskip("google.cloud.bigquery_storage")
+    import google.cloud.bigquery_storage  # noqa: F401
+
     storage = FakeStorageRead(month_data, refuse=refuse)
     try:
         wh = _warehouse(fake_bq, bqstorage_client=storage.client())

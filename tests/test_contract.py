@@ -5,7 +5,7 @@ import pytest
 
 from ledgerlink.data.contract import ColumnMap, ContractError, check_month, conform
 from ledgerlink.data.warehouse import DuckDBWarehouse, extraction_sql, to_duckdb
-from tests.conftest import tiny_month
+from tests.helpers import tiny_month
 
 
 def test_valid_month_passes_unchanged_in_size(month_tables):

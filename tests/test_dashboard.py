@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from ledgerlink.deploy.local import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -56,12 +57,6 @@ result = train(cfg)
 print("RESULT " + json.dumps({"store_type": str(store.type), "store_url": store.url, "run": result.run,
                               "decision": result.decision, "deployment": result.deployment}, default=str))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, n: int = 40) -> str:
@@ -102,7 +97,7 @@ def server(tmp_path_factory):
         BENTOML_DO_NOT_TRACK="True",
     )
     env.pop("AUTO_OPEN_DASHBOARD", None)  # deprecated name; ZenML warns about it
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     daemon = config_path / "zen_server" / "daemon"
     try:

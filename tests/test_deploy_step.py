@@ -18,10 +18,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import bentoml  # noqa: E402, F401
 import pytest
-
-pytest.importorskip("bentoml")
-
 from cloudbuild_server import BUILD_ID, LOG_URL, PROJECT, FakeCloudBuild, S, failure_op, op_json, success_op  # noqa: E402
 from deploy_helpers import (  # noqa: E402
     BUCKET,
@@ -34,25 +32,13 @@ from deploy_helpers import (  # noqa: E402
     valid_body,
 )
 
-from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy.cloud_build import build_request  # noqa: E402
 from ledgerlink.deploy.deployers import DeploymentFailed, ModelVersionInfo, deploy_promoted, dry_run_request  # noqa: E402
-from ledgerlink.matching import Matcher  # noqa: E402
 from utils.model_stages import stage_name  # noqa: E402
 from utils.model_versions import ModelVersionMetadata  # noqa: E402
 
 NOW = datetime(2026, 11, 21, 9, 30, 0, tzinfo=timezone.utc)
 IMAGE = f"{REGISTRY}:20261121093000-v7"
-
-
-@pytest.fixture(scope="module")
-def data():
-    return generate(months=2, contractors=40, transfers_per_month=200)
-
-
-@pytest.fixture(scope="module")
-def matcher(data):
-    return Matcher(n_estimators=30, n_jobs=1).fit(data["invoices"], data["transfers"], data["links"])
 
 
 def _info(number: int = 7, mv_id: str | None = None) -> ModelVersionInfo:
@@ -71,7 +57,7 @@ def _info(number: int = 7, mv_id: str | None = None) -> ModelVersionInfo:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_gcp_deployer_uploads_the_context_and_builds_the_image(matcher, gcs_emulator):
+def test_gcp_deployer_uploads_the_context_and_builds_the_image(small_matcher, gcs_emulator):
     endpoint, fs = gcs_emulator
     mv_id = "8f19cd96-ca7b-40bd-980e-f2ce19908a6b"
     obj = f"models/{mv_id}/context.tar.gz"
@@ -82,7 +68,7 @@ def test_gcp_deployer_uploads_the_context_and_builds_the_image(matcher, gcs_emul
         expected_body=expected,
     ) as fake:
         cfg = gcp_cfg(f"gs://{BUCKET}", fake.endpoint, storage_endpoint=endpoint)
-        record = deploy_promoted(matcher, _info(7, mv_id), cfg, now=NOW, echo=lambda _: None)
+        record = deploy_promoted(small_matcher, _info(7, mv_id), cfg, now=NOW, echo=lambda _: None)
     assert fake.requests[0]["body"] == expected  # the exact article payload reached Cloud Build
     assert record["deployed"] is True and record["status"] == "success" and record["deployer"] == "gcp"
     assert record["build_id"] == BUILD_ID and record["build_status"] == "SUCCESS" and record["log_url"] == LOG_URL
@@ -100,7 +86,7 @@ def test_gcp_deployer_uploads_the_context_and_builds_the_image(matcher, gcs_emul
     )
 
 
-def test_gcp_deployer_failed_build_raises_with_the_log_url(matcher, tmp_path):
+def test_gcp_deployer_failed_build_raises_with_the_log_url(small_matcher, tmp_path):
     with FakeCloudBuild(
         (200, op_json(S.QUEUED, False, IMAGE)),
         [op_json(S.WORKING, False, IMAGE), failure_op(IMAGE)],
@@ -108,7 +94,7 @@ def test_gcp_deployer_failed_build_raises_with_the_log_url(matcher, tmp_path):
     ) as fake:
         cfg = gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint)  # a local folder named like the bucket
         with pytest.raises(DeploymentFailed) as info:
-            deploy_promoted(matcher, _info(7, "mv-7"), cfg, now=NOW, echo=lambda _: None)
+            deploy_promoted(small_matcher, _info(7, "mv-7"), cfg, now=NOW, echo=lambda _: None)
     err = info.value
     assert LOG_URL in str(err) and "FAILURE" in str(err)
     rec = err.record
@@ -118,14 +104,17 @@ def test_gcp_deployer_failed_build_raises_with_the_log_url(matcher, tmp_path):
     assert (tmp_path / BUCKET / "models" / "mv-7" / "context.tar.gz").is_file()
 
 
-def test_gcp_deployer_config_errors_fail_before_building(matcher):
+def test_gcp_deployer_config_errors_fail_before_building(small_matcher):
     with pytest.raises(DeploymentFailed, match="deploy.gcp.registry") as info:
         deploy_promoted(
-            matcher, _info(), {"deployer": "gcp", "gcp": {"project": PROJECT, "bucket": "gs://b"}}, smoke_tables={}
+            small_matcher,
+            _info(),
+            {"deployer": "gcp", "gcp": {"project": PROJECT, "bucket": "gs://b"}},
+            smoke_tables={},
         )
     assert info.value.record["stage"] == "configuration" and "bento_tag" not in info.value.record
     with pytest.raises(DeploymentFailed, match="deploy.deployer must be one of") as info:
-        deploy_promoted(matcher, _info(), {"deployer": "k8s"}, smoke_tables={})
+        deploy_promoted(small_matcher, _info(), {"deployer": "k8s"}, smoke_tables={})
     assert info.value.record["stage"] == "configuration" and info.value.record["deployer"] == "k8s"
 
 
@@ -151,14 +140,13 @@ def test_gcp_settings_buckets_and_regional_dry_run():
 # ------------------------------------------------------------------------------------------------
 
 
-def test_local_deployer_smoke_tests_the_served_bento(matcher, data, tmp_path):
-    import bentoml
+def test_local_deployer_smoke_tests_the_served_bento(small_matcher, small_world, tmp_path):
 
     from ledgerlink.deploy.export import production_model_dir
 
     lines: list[str] = []
     cfg = {"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path / "models")}
-    record = deploy_promoted(matcher, _info(3), cfg, smoke_tables=data, echo=lines.append)
+    record = deploy_promoted(small_matcher, _info(3), cfg, smoke_tables=small_world, echo=lines.append)
     assert record["deployed"] is True and record["status"] == "success"
     smoke = record["smoke_test"]
     assert smoke["passed"] and smoke["same_as_in_process"] and smoke["url"].startswith("http://127.0.0.1:")
@@ -172,13 +160,15 @@ def test_local_deployer_smoke_tests_the_served_bento(matcher, data, tmp_path):
         s.connect(("127.0.0.1", int(smoke["url"].rsplit(":", 1)[1])))
 
 
-def test_local_deployer_without_smoke_data_fails_before_building(matcher, tmp_path):
-    import bentoml
+def test_local_deployer_without_smoke_data_fails_before_building(small_matcher, tmp_path):
 
     before = {str(b.tag) for b in bentoml.bentos.list()}
     with pytest.raises(DeploymentFailed, match="smoke test needs data") as info:
         deploy_promoted(
-            matcher, _info(), {"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)}, echo=lambda _: None
+            small_matcher,
+            _info(),
+            {"deployer": "local", "smoke_test": True, "model_dir": str(tmp_path)},
+            echo=lambda _: None,
         )
     assert info.value.record["stage"] == "configuration" and info.value.record["status"] == "failed"
     assert {str(b.tag) for b in bentoml.bentos.list()} == before  # nothing built for a deploy that cannot pass
@@ -190,21 +180,20 @@ def test_local_deployer_without_smoke_data_fails_before_building(matcher, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def matcher_dir(matcher, tmp_path_factory):
+def matcher_dir(small_matcher, tmp_path_factory):
     from ledgerlink.matching.base import save_matcher
 
     d = tmp_path_factory.mktemp("step-matcher")
-    save_matcher(matcher, d)
+    save_matcher(small_matcher, d)
     return str(d)
 
 
 @pytest.fixture(scope="module")
-def smoke_store(data, tmp_path_factory):
-    return make_smoke_store(data, str(tmp_path_factory.mktemp("smoke-store")))
+def smoke_store(small_world, tmp_path_factory):
+    return make_smoke_store(small_world, str(tmp_path_factory.mktemp("smoke-store")))
 
 
 def test_step_does_nothing_when_not_promoted(matcher_dir):
-    import bentoml
 
     before = {str(b.tag) for b in bentoml.bentos.list()}
     unreachable = gcp_cfg(f"gs://{BUCKET}", "http://127.0.0.1:9", storage_endpoint="http://127.0.0.1:9")
@@ -246,7 +235,6 @@ def test_step_records_a_successful_gcp_build(matcher_dir, smoke_store, tmp_path)
     assert meta.stage_change.state == "done" and dep["change_id"] == meta.stage_change.id
 
     # python run.py --dry-run / --serve find this production version through the Model Control Plane
-    import bentoml
 
     from cli.serve import dry_run, production_bento
 
@@ -331,13 +319,15 @@ def test_serve_refuses_a_version_whose_deploy_failed(matcher_dir, tmp_path):
         production_bento({"model_name": "step_smoke_fail", "deploy": {}})
 
 
-def test_re_export_swaps_directories_and_a_crash_between_the_renames_keeps_the_old_copy(matcher, tmp_path, monkeypatch):
+def test_re_export_swaps_directories_and_a_crash_between_the_renames_keeps_the_old_copy(
+    small_matcher, tmp_path, monkeypatch
+):
     from ledgerlink.deploy import export
     from ledgerlink.matching.base import load_matcher
 
-    first = export.export_model(matcher, tmp_path, "m", "3", {"run": 1})
+    first = export.export_model(small_matcher, tmp_path, "m", "3", {"run": 1})
     assert json.loads((first / "info.json").read_text()) == {"run": 1}
-    second = export.export_model(matcher, tmp_path, "m", "3", {"run": 2})
+    second = export.export_model(small_matcher, tmp_path, "m", "3", {"run": 2})
     assert second == first and json.loads((second / "info.json").read_text()) == {"run": 2}
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["3", "production.json"]
 
@@ -350,14 +340,14 @@ def test_re_export_swaps_directories_and_a_crash_between_the_renames_keeps_the_o
 
     monkeypatch.setattr(Path, "rename", crash_on_the_second_rename)
     with pytest.raises(OSError, match="crash"):
-        export.export_model(matcher, tmp_path, "m", "3", {"run": 3})
+        export.export_model(small_matcher, tmp_path, "m", "3", {"run": 3})
     monkeypatch.undo()
     kept = export.production_model_dir(tmp_path, "m")
     assert kept.name == "3.old" and json.loads((kept / "info.json").read_text()) == {"run": 2}
-    assert load_matcher(kept).auto_threshold_ == matcher.auto_threshold_
+    assert load_matcher(kept).auto_threshold_ == small_matcher.auto_threshold_
 
 
-def test_a_build_that_reports_no_digest_is_a_failed_deploy(matcher, tmp_path):
+def test_a_build_that_reports_no_digest_is_a_failed_deploy(small_matcher, tmp_path):
     """Rollback tags the digest again, so a SUCCESS without one cannot count as deployed."""
     with FakeCloudBuild(
         (200, op_json(S.QUEUED, False, IMAGE)),
@@ -365,6 +355,8 @@ def test_a_build_that_reports_no_digest_is_a_failed_deploy(matcher, tmp_path):
         expected_body=build_request(BUCKET, "models/mv-7/context.tar.gz", IMAGE, 600),
     ) as fake:
         with pytest.raises(DeploymentFailed, match="reported no digest") as info:
-            deploy_promoted(matcher, _info(7, "mv-7"), gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint), now=NOW)
+            deploy_promoted(
+                small_matcher, _info(7, "mv-7"), gcp_cfg(f"file://{tmp_path}/{BUCKET}", fake.endpoint), now=NOW
+            )
     rec = info.value.record
     assert rec["status"] == "failed" and rec["build_status"] == "SUCCESS" and rec["log_url"] == LOG_URL

@@ -10,7 +10,6 @@ check-and-write is atomic, as on GCS. Everything else (uploads, reads, listings)
 
 import multiprocessing as mp
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +19,11 @@ import pandas as pd
 import pytest
 
 from ledgerlink.data.collect import collect_month
+from ledgerlink.data.gcs import GCSDatasetStore  # noqa: E402
 from ledgerlink.data.store import ConcurrentCommitError, open_store
 from ledgerlink.data.warehouse import DuckDBWarehouse
-from tests.conftest import tiny_month
-
-gcsfs = pytest.importorskip("gcsfs")
-from ledgerlink.data.gcs import GCSDatasetStore  # noqa: E402
+from ledgerlink.deploy.local import free_port
+from tests.helpers import tiny_month
 
 EMULATOR = r"""
 import sys
@@ -61,16 +59,11 @@ srv.create_server("127.0.0.1", int(sys.argv[1]), in_memory=True, default_bucket=
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    pytest.importorskip("gcp_storage_emulator")
-    port = _free_port()
+    import gcp_storage_emulator  # noqa: F401
+
+    port = free_port()
     # The emulator logs every request: to a file, never to a pipe nobody reads (a full pipe blocks it).
     log_path = tmp_path_factory.mktemp("gcs-emulator") / "emulator.log"
     log = open(log_path, "wb")

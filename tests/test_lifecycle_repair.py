@@ -95,14 +95,12 @@ def test_a_run_killed_between_promotion_and_deployment_is_finished_by_the_next_r
 
 
 @pytest.fixture(scope="module")
-def matcher_dir(tmp_path_factory):
-    from ledgerlink.data.synthetic import generate
-    from ledgerlink.matching import Matcher
+def matcher_dir(small_world, small_matcher, tmp_path_factory):
     from ledgerlink.matching.base import save_matcher
 
-    data = generate(months=1, contractors=30, transfers_per_month=120)
+    data = small_world
     d = tmp_path_factory.mktemp("repair-matcher")
-    save_matcher(Matcher(n_estimators=10, n_jobs=1).fit(data["invoices"], data["transfers"], data["links"]), d)
+    save_matcher(small_matcher, d)
     return str(d), data
 
 

@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 
-bentoml = pytest.importorskip("bentoml")
-
-from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy import bento as deploy  # noqa: E402
 from ledgerlink.deploy import local  # noqa: E402
 from ledgerlink.deploy.payloads import inprocess_answer, smoke_request  # noqa: E402
@@ -24,14 +21,9 @@ from ledgerlink.matching.base import save_matcher  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def data():
-    return generate(months=2, contractors=30, transfers_per_month=120)
-
-
-@pytest.fixture(scope="module")
-def two_bentos(data, tmp_path_factory):
+def two_bentos(small_world, tmp_path_factory):
     """Two Bentos of two different models: (bento tag, model tag, smoke request, in-process answer) each."""
-    out = []
+    data, out = small_world, []
     for n_estimators in (20, 30):
         matcher = Matcher(n_estimators=n_estimators, n_jobs=1).fit(data["invoices"], data["transfers"], data["links"])
         d = tmp_path_factory.mktemp(f"matcher{n_estimators}")

@@ -129,6 +129,11 @@ def test_the_fast_path_answers_as_match(world):
         general = SingleMatch.of_result(matcher.match(*match_problem(req)), req.transfer.transfer_id)
         assert fast == general, req.transfer.transfer_id  # decision, confidence, chosen, ranked: bit for bit
         kinds.add((bool(fast.chosen), len(fast.scored) < len(req.candidates)))
+        # explained, as the service asks: the same answer, and the same reasons word for word
+        fast = match_one(matcher, req.transfer, req.candidates, explain=True)
+        general = matcher.match(*match_problem(req), explain=True)
+        assert fast == SingleMatch.of_result(general, req.transfer.transfer_id), req.transfer.transfer_id
+        assert fast.reasons and all(why for *_, why in fast.chosen)
     assert len(kinds) >= 3  # paying and paying nothing; some candidates ruled out by blocking and none
 
 

@@ -133,14 +133,11 @@ def _gcp_config(tmp_path: Path, file: str, model: str, registry_endpoint: str) -
 
 
 @pytest.fixture(scope="module")
-def matcher_dir(tmp_path_factory):
-    from ledgerlink.data.synthetic import generate
-    from ledgerlink.matching import Matcher
+def matcher_dir(small_matcher, tmp_path_factory):
     from ledgerlink.matching.base import save_matcher
 
-    data = generate(months=1, contractors=30, transfers_per_month=120)
     d = tmp_path_factory.mktemp("rollback-matcher")
-    save_matcher(Matcher(n_estimators=10, n_jobs=1).fit(data["invoices"], data["transfers"], data["links"]), d)
+    save_matcher(small_matcher, d)
     return str(d)
 
 

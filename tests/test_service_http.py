@@ -15,15 +15,20 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pandas as pd
 import pytest
 
-bentoml = pytest.importorskip("bentoml")
-
-from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy import bento as deploy  # noqa: E402
 from ledgerlink.deploy.local import BentoServer, check_match_response, http_json  # noqa: E402
-from ledgerlink.deploy.payloads import candidate_invoices, inprocess_answer, match_request, pick_transfers, same_answer  # noqa: E402
-from ledgerlink.matching import Matcher  # noqa: E402
+from ledgerlink.deploy.payloads import (  # noqa: E402
+    candidate_invoices,
+    inprocess_answer,
+    match_request,
+    pick_transfers,
+    request_frames,
+    same_answer,
+    transfer_json,
+)
 from ledgerlink.matching.base import save_matcher  # noqa: E402
 
 MAX_CANDIDATES, MAX_BODY = 60, 200_000
@@ -35,19 +40,9 @@ SERVER_ENV = {
 
 
 @pytest.fixture(scope="module")
-def data():
-    return generate(months=2, contractors=40, transfers_per_month=200)
-
-
-@pytest.fixture(scope="module")
-def matcher(data):
-    return Matcher(n_estimators=30, n_jobs=1).fit(data["invoices"], data["transfers"], data["links"])
-
-
-@pytest.fixture(scope="module")
-def model_tag(matcher, tmp_path_factory):
+def model_tag(small_matcher, tmp_path_factory):
     d = tmp_path_factory.mktemp("matcher")
-    save_matcher(matcher, d)
+    save_matcher(small_matcher, d)
     return str(
         deploy.save_to_model_store(
             d,
@@ -55,7 +50,7 @@ def model_tag(matcher, tmp_path_factory):
             metadata={
                 "metrics": {"pair_f1": 0.91},
                 "months": ["2025-01", "2025-02"],
-                "threshold": float(matcher.auto_threshold_),
+                "threshold": float(small_matcher.auto_threshold_),
                 "currencies": ["EUR"],
             },
         )
@@ -80,25 +75,25 @@ def _post(url, body, path="/match", timeout=60):
 
 
 @pytest.fixture(scope="module")
-def multi_request(data, matcher):
+def multi_request(small_world, small_matcher):
     """A transfer paying 2+ invoices, all of them among its 20 candidates, that the model answers in process."""
-    truth = data["links"].groupby("transfer_id")["invoice_id"].apply(set)
-    for _, t in pick_transfers(data, "multi", 60).iterrows():
+    truth = small_world["links"].groupby("transfer_id")["invoice_id"].apply(set)
+    for _, t in pick_transfers(small_world, "multi", 60).iterrows():
         if len(truth.get(t["transfer_id"], ())) < 2:
             continue
-        req = match_request(t, candidate_invoices(t, data["invoices"], data["links"], 20))
-        return req, inprocess_answer(matcher, req), truth[t["transfer_id"]]
+        req = match_request(t, candidate_invoices(t, small_world["invoices"], small_world["links"], 20))
+        return req, inprocess_answer(small_matcher, req), truth[t["transfer_id"]]
     pytest.fail("no multi-invoice transfer that the tiny model can answer in process")
 
 
 @pytest.fixture(scope="module")
-def requests_pool(data, matcher):
+def requests_pool(small_world, small_matcher):
     """Requests the model answers in process, with those answers (for the consistency checks)."""
     out = []
-    for _, t in pick_transfers(data, "any", 40).iterrows():
-        req = match_request(t, candidate_invoices(t, data["invoices"], data["links"], 15, seed=1))
+    for _, t in pick_transfers(small_world, "any", 40).iterrows():
+        req = match_request(t, candidate_invoices(t, small_world["invoices"], small_world["links"], 15, seed=1))
         try:
-            out.append((req, inprocess_answer(matcher, req)))
+            out.append((req, inprocess_answer(small_matcher, req)))
         except Exception:  # noqa: BLE001
             continue
         if len(out) == 4:
@@ -122,16 +117,40 @@ def test_multi_invoice_transfer(url, multi_request, model_tag):
     assert {r["invoice_id"] for r in body["ranked"]} <= {c["invoice_id"] for c in req["candidates"]}
 
 
-def test_no_candidates_is_no_match(url, data):
-    t = pick_transfers(data, "none", 1).iloc[0]
-    status, body = _post(url, {"transfer": match_request(t, data["invoices"].head(0))["transfer"], "candidates": []})
+def test_the_answers_say_why_in_the_libraries_words(url, multi_request, small_matcher, small_world):
+    """/match and /match_batch carry the reasons ``match(..., explain=True)`` gives in process, word for word."""
+    req, expected, _ = multi_request
+    status, body = _post(url, req)
+    assert status == 200 and body["reasons"] and all(isinstance(r, str) and r for r in body["reasons"])
+    assert body["chosen"] and all(c["reasons"] for c in body["chosen"])
+    assert body["reasons"] == expected["reasons"]
+    assert [c["reasons"] for c in body["chosen"]] == expected["chosen_reasons"]
+
+    transfers = [req["transfer"], *[transfer_json(t) for _, t in pick_transfers(small_world, "none", 2).iterrows()]]
+    status, body = _post(url, {"transfers": transfers, "invoices": req["candidates"]}, "/match_batch")
+    assert status == 200, body
+    frames = [request_frames({"transfer": t, "candidates": []})[1] for t in transfers]
+    in_process = small_matcher.match(request_frames(req)[0], pd.concat(frames, ignore_index=True), explain=True)
+    want = in_process.decisions.set_index("transfer_id")["reasons"]
+    for result in body["results"]:
+        assert result["reasons"] and result["reasons"] == list(want[result["transfer_id"]])
+        links = in_process.links[in_process.links["transfer_id"] == result["transfer_id"]]
+        assert [c["reasons"] for c in result["links"]] == [list(r) for r in links["reasons"]]
+
+
+def test_no_candidates_is_no_match(url, small_world):
+    t = pick_transfers(small_world, "none", 1).iloc[0]
+    status, body = _post(
+        url, {"transfer": match_request(t, small_world["invoices"].head(0))["transfer"], "candidates": []}
+    )
     assert status == 200, body
     assert body["chosen"] == [] and body["ranked"] == [] and body["decision"] in ("auto", "review")
+    assert body["reasons"] == ["no candidate invoices were sent"]
 
 
-def test_transfer_that_pays_nothing(url, data):
-    t = pick_transfers(data, "none", 1).iloc[0]
-    req = match_request(t, candidate_invoices(t, data["invoices"], data["links"], 20))
+def test_transfer_that_pays_nothing(url, small_world):
+    t = pick_transfers(small_world, "none", 1).iloc[0]
+    req = match_request(t, candidate_invoices(t, small_world["invoices"], small_world["links"], 20))
     status, body = _post(url, req)
     assert status == 200, body
     assert check_match_response(body, req) == []

@@ -10,7 +10,7 @@ from ledgerlink.data.contract import ContractError
 from ledgerlink.data.split import is_test_transfer, split_month
 from ledgerlink.data.store import DatasetStore, StoreError
 from ledgerlink.data.warehouse import DuckDBWarehouse
-from tests.conftest import tiny_month
+from tests.helpers import tiny_month
 
 
 def _warehouse(tmp_path, months=("2025-01", "2025-02", "2025-03"), n=40) -> DuckDBWarehouse:

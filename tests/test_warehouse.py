@@ -10,7 +10,7 @@ from ledgerlink.data.contract import ContractError
 from ledgerlink.data.orphans import remove
 from ledgerlink.data.store import DatasetStore
 from ledgerlink.data.warehouse import DuckDBWarehouse, open_warehouse, seeding_leftovers
-from tests.conftest import tiny_month
+from tests.helpers import tiny_month
 
 SMALL_SYNTHETIC = {"seed": 7, "months": 2, "contractors": 20, "transfers_per_month": 60, "start_month": "2025-01"}
 

@@ -46,28 +46,31 @@ def available_cpus() -> int:
 
 def _start_worker(state: str, threads: int) -> None:
     with open(state, "rb") as f:
-        matcher, inv, inv_chunks, index = pickle.load(f)
+        matcher, inv, inv_chunks, index, texts = pickle.load(f)
     matcher.set_threads(threads)
-    _WORKER.update(matcher=matcher, inv=inv, inv_chunks=inv_chunks, index=index)
+    _WORKER.update(matcher=matcher, inv=inv, inv_chunks=inv_chunks, index=index, texts=texts)
 
 
 def _match_batch(tr, tr_chunks, deadline: float | None):
     w = _WORKER
     with deadline_scope(deadline, "batch start"):
-        return w["matcher"]._match_batch(Prepared(w["inv"], w["inv_chunks"], tr, tr_chunks), invoice_index=w["index"])
+        batch = Prepared(w["inv"], w["inv_chunks"], tr, tr_chunks)
+        return w["matcher"]._match_batch(batch, texts=w["texts"], invoice_index=w["index"])
 
 
-def match_batches(matcher, P: Prepared, batches: list[Prepared], workers: int, deadline, bar) -> list:
+def match_batches(matcher, P: Prepared, batches: list[Prepared], texts, workers: int, deadline, bar) -> list:
     """``matcher._match_batch`` of every batch (each a ``P.with_transfers``), in order, on ``workers`` spawned
-    processes, the invoices' blocking index (``InvoiceIndex``) computed once here; ``bar`` (or None) advances as
-    batches finish."""
+    processes, the invoices' blocking index (``InvoiceIndex``) computed once here; ``texts`` (``InvoiceTexts`` or
+    None): explained, as ``match(..., explain=True)``; ``bar`` (or None) advances as batches finish."""
     from .candidates import InvoiceIndex
 
     threads = max(1, int(matcher.n_jobs) // workers)
     tmp = tempfile.TemporaryDirectory(prefix="ledgerlink-match-")
     state = os.path.join(tmp.name, "invoices.pickle")
     with open(state, "wb") as f:  # the index exists only while it is written
-        pickle.dump((matcher, P.inv, P.inv_chunks, InvoiceIndex.of(P, matcher.memory_)), f, pickle.HIGHEST_PROTOCOL)
+        index = InvoiceIndex.of(P, matcher.memory_)
+        pickle.dump((matcher, P.inv, P.inv_chunks, index, texts), f, pickle.HIGHEST_PROTOCOL)
+        del index
     check_deadline("blocking index")
     pool = ProcessPoolExecutor(
         workers,

@@ -8,9 +8,9 @@ for arbitrary frames left out:
   the batch's numpy columns.
 What it does not leave out is the matching itself: ``Matcher._match_batch``, the code ``match`` runs on every batch
 and training evaluates (blocking among the given candidates, pair features, the trees through ``inplace_predict``,
-the set model and choice). One transfer has no other transfer to peel invoices from, so the second pass finds
-nothing to redo. Same answers: tested against ``match`` on many requests, and the serving benchmark compares
-every HTTP answer with the in-process one.
+the set model and choice) and, with ``explain``, the same reasons (``explain.explain_batch``). One transfer has
+no other transfer to peel invoices from, so the second pass finds nothing to redo. Same answers: tested against
+``match`` on many requests, and the serving benchmark compares every HTTP answer with the in-process one.
 """
 
 from __future__ import annotations
@@ -22,20 +22,24 @@ import numpy as np
 import pandas as pd
 
 from ..data.contract import TABLES
+from .explain import InvoiceTexts
 from .normalize import Prepared
 from .runtime import deadline_scope
 
 
 @dataclass(frozen=True)
 class SingleMatch:
-    """The answer for one transfer: its decision, the chosen invoices, every scored candidate ranked."""
+    """The answer for one transfer: its decision, the chosen invoices, every scored candidate ranked, and the
+    reasons (empty tuples when not explained)."""
 
     transfer_id: str
     decision: str  # "auto" | "review"
     confidence: float
-    chosen: list[tuple[str, float, float]]  # (invoice_id, allocated_amount, confidence), in the matcher's order
+    # (invoice_id, allocated_amount, confidence, reasons), in the matcher's order
+    chosen: list[tuple[str, float, float, tuple[str, ...]]]
     ranked: list[tuple[str, float, int]]  # (invoice_id, probability, rank): most probable first
     scored: frozenset[str]  # the candidates blocking kept (the others were never scored)
+    reasons: tuple[str, ...] = ()  # of the decision
 
     @classmethod
     def of_result(cls, result, transfer_id: str) -> "SingleMatch":
@@ -44,18 +48,21 @@ class SingleMatch:
         links = result.links[result.links["transfer_id"] == transfer_id]
         cands = result.candidates[result.candidates["transfer_id"] == transfer_id].sort_values("rank", kind="stable")
         has = len(dec) > 0
+        explained = "reasons" in result.decisions.columns
+        link_reasons = links["reasons"].tolist() if explained else [()] * len(links)
         return cls(
             transfer_id=transfer_id,
             decision=str(dec["decision"].iloc[0]) if has else "review",
             confidence=float(dec["confidence"].iloc[0]) if has else 0.0,
             chosen=[
-                (str(i), float(a), float(c))
-                for i, a, c in zip(links["invoice_id"], links["allocated_amount"], links["confidence"])
+                (str(i), float(a), float(c), tuple(r))
+                for i, a, c, r in zip(links["invoice_id"], links["allocated_amount"], links["confidence"], link_reasons)
             ],
             ranked=[
                 (str(i), float(p), int(r)) for i, p, r in zip(cands["invoice_id"], cands["probability"], cands["rank"])
             ],
             scored=frozenset(cands["invoice_id"].tolist()),
+            reasons=tuple(dec["reasons"].iloc[0]) if has and explained else (),
         )
 
 
@@ -74,18 +81,22 @@ def checked_frame(records: Sequence[Any], table: str) -> pd.DataFrame:
     return pd.DataFrame(columns, copy=False)
 
 
-def match_one(matcher, transfer: Any, candidates: Sequence[Any], deadline: float | None = None) -> SingleMatch:
+def match_one(
+    matcher, transfer: Any, candidates: Sequence[Any], deadline: float | None = None, explain: bool = False
+) -> SingleMatch:
     """``matcher``'s answer for ``transfer`` against ``candidates`` (checked records: the service's request
-    models), as ``matcher.match`` would give it. ``deadline``: as in ``match``."""
+    models), as ``matcher.match`` would give it. ``deadline`` and ``explain``: as in ``match``."""
     matcher._check_fitted()
     with deadline_scope(deadline):
-        P = Prepared.of(checked_frame(candidates, "invoices"), checked_frame([transfer], "transfers"))
-        scored, links, dec = matcher._match_batch(P)
+        invoices = checked_frame(candidates, "invoices")
+        P = Prepared.of(invoices, checked_frame([transfer], "transfers"))
+        scored, links, dec = matcher._match_batch(P, texts=InvoiceTexts.of(invoices) if explain else None)
     ids = P.inv["invoice_id"].to_numpy()
     i, p = scored["i"].to_numpy(), scored["probability"].to_numpy(np.float64)
     order = np.lexsort((i, -p))  # as Matcher._result ranks: most probable first, ties in the order given
     conf = dec["confidence"].to_numpy(np.float64)
     confidence = float(conf[0]) if len(conf) else 0.0
+    link_reasons = links["reasons"].tolist() if explain else [()] * len(links)
     # threshold 1.0 = nothing is safe enough (confidences are clipped below 1), as in Matcher._result
     decision = "auto" if len(conf) and confidence >= matcher.auto_threshold_ else "review"
     return SingleMatch(
@@ -93,11 +104,15 @@ def match_one(matcher, transfer: Any, candidates: Sequence[Any], deadline: float
         decision=decision,
         confidence=confidence,
         chosen=[
-            (str(ids[k]), float(a), float(c))
-            for k, a, c in zip(
-                links["i"].to_numpy(), links["allocated_amount"].to_numpy(np.float64), links["confidence"].to_numpy()
+            (str(ids[k]), float(a), float(c), tuple(why))
+            for k, a, c, why in zip(
+                links["i"].to_numpy(),
+                links["allocated_amount"].to_numpy(np.float64),
+                links["confidence"].to_numpy(),
+                link_reasons,
             )
         ],
         ranked=[(str(ids[i[k]]), float(p[k]), r + 1) for r, k in enumerate(order)],
         scored=frozenset(ids[i].tolist()),
+        reasons=tuple(dec["reasons"].iloc[0]) if explain and len(dec) else (),
     )

@@ -3,6 +3,8 @@
 No HTTP here: the service calls these around ``match_one`` (a lone ``/match``), ``Matcher.match_many`` (a batch of
 them) and ``Matcher.match`` (``/match_batch``), and the tests call them directly. The frames have the columns the
 data contract names, so the matcher checks them as it checks training data.
+The results must be explained (``explain=True``): every answer carries the matcher's reasons, the same words the
+monthly suggestions write to the warehouse.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 from pydantic import BaseModel
 
+from ..matching.reasons import NO_CANDIDATE_SENT
 from ..matching.single import SingleMatch
 from .schemas import (
     INVOICE_COLUMNS,
@@ -47,6 +50,26 @@ def batch_problem(request: BatchRequest) -> tuple[pd.DataFrame, pd.DataFrame]:
     return invoice_frame(request.invoices), transfer_frame(request.transfers)
 
 
+def _reasons(row) -> list[str]:
+    """A result row's reasons as a list (a ``KeyError`` naming the column when the result was not explained)."""
+    try:
+        return list(row["reasons"] if isinstance(row, (dict, pd.Series)) else row.reasons)
+    except (KeyError, AttributeError):
+        raise KeyError("the MatchResult has no 'reasons' column: match with explain=True") from None
+
+
+def _chosen(rows: pd.DataFrame) -> list[ChosenInvoice]:
+    return [
+        ChosenInvoice(
+            invoice_id=r.invoice_id,
+            allocated_amount=float(r.allocated_amount),
+            confidence=float(r.confidence),
+            reasons=_reasons(r),
+        )
+        for r in rows.itertuples()
+    ]
+
+
 def no_candidates(transfer_id: str, empty_confidence: float, threshold: float, model: str) -> MatchResponse:
     """No invoices at all: the transfer pays none, as sure as the model is about "no candidates"."""
     return MatchResponse(
@@ -54,6 +77,7 @@ def no_candidates(transfer_id: str, empty_confidence: float, threshold: float, m
         decision="auto" if empty_confidence >= threshold else "review",
         confidence=empty_confidence,
         auto_threshold=threshold,
+        reasons=[NO_CANDIDATE_SENT],
         chosen=[],
         ranked=[],
         unscored_invoice_ids=[],
@@ -69,7 +93,11 @@ def match_answer(single: SingleMatch, request: MatchRequest, threshold: float, m
         decision=single.decision,
         confidence=single.confidence,
         auto_threshold=threshold,
-        chosen=[ChosenInvoice(invoice_id=i, allocated_amount=a, confidence=c) for i, a, c in single.chosen],
+        reasons=list(single.reasons),
+        chosen=[
+            ChosenInvoice(invoice_id=i, allocated_amount=a, confidence=c, reasons=list(why))
+            for i, a, c, why in single.chosen
+        ],
         ranked=[RankedInvoice(invoice_id=i, probability=p, rank=r) for i, p, r in single.ranked[: request.top_k]],
         unscored_invoice_ids=[c.invoice_id for c in request.candidates if c.invoice_id not in single.scored],
         model=model,
@@ -90,16 +118,8 @@ def batch_answer(result, request: BatchRequest, threshold: float, model: str) ->
                 decision=str(decisions.at[t.transfer_id, "decision"]) if has else "review",
                 confidence=float(decisions.at[t.transfer_id, "confidence"]) if has else 0.0,
                 n_invoices=int(decisions.at[t.transfer_id, "n_invoices"]) if has else 0,
-                links=[]
-                if links is None
-                else [
-                    ChosenInvoice(
-                        invoice_id=r.invoice_id,
-                        allocated_amount=float(r.allocated_amount),
-                        confidence=float(r.confidence),
-                    )
-                    for r in links.itertuples()
-                ],
+                reasons=_reasons(decisions.loc[t.transfer_id]) if has else [],
+                links=[] if links is None else _chosen(links),
             )
         )
     return BatchResponse(results=out, auto_threshold=threshold, model=model)
@@ -110,7 +130,12 @@ def batch_without_invoices(request: BatchRequest, empty_confidence: float, thres
     return BatchResponse(
         results=[
             TransferAssignment(
-                transfer_id=t.transfer_id, decision=decision, confidence=empty_confidence, n_invoices=0, links=[]
+                transfer_id=t.transfer_id,
+                decision=decision,
+                confidence=empty_confidence,
+                n_invoices=0,
+                reasons=[NO_CANDIDATE_SENT],
+                links=[],
             )
             for t in request.transfers
         ],
