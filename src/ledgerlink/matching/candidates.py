@@ -177,14 +177,17 @@ def _ref_tokens(
 @dataclass(frozen=True)
 class RefTokens:
     """The invoice side of the reference channel, tokenised once: per (invoice, token), its first row in
-    ``inv_chunks`` (``chunk``), its ``kind`` and its ``code`` (``vocabulary`` maps a token to it). A month matched
-    in batches blocks every batch against the same invoices; tokenising 220k open invoices again for each of ten
-    batches cost more than the rest of blocking."""
+    ``inv_chunks`` (``chunk``), its ``kind`` and its ``code``. A month matched in batches blocks every batch against
+    the same invoices; tokenising 220k open invoices again for each of ten batches cost more than the rest of
+    blocking. The vocabulary is a sorted numpy string array (``tokens``, with each one's code in ``token_codes``),
+    looked up by binary search: as a dict, the 1.35M distinct tokens of 220k invoices held 0.33 GB, in every
+    worker process; as an array, 65 MB."""
 
     chunk: np.ndarray
     kind: np.ndarray
     code: np.ndarray
-    vocabulary: dict[str, int]
+    tokens: np.ndarray  # the distinct tokens, sorted (numpy unicode strings)
+    token_codes: np.ndarray  # the code of each of ``tokens``
 
     @classmethod
     def of(cls, inv_chunks: pd.DataFrame, rows: np.ndarray | None = None) -> "RefTokens":
@@ -200,16 +203,23 @@ class RefTokens:
         # each (invoice, token) once, its first row: document frequency, and an IDF mass per invoice (an invoice is
         # live or not as a whole, so keeping the first rows of all invoices keeps those of the live ones)
         keep = _first_rows(inv_chunks["i"].to_numpy(np.int64)[chunk], code)
-        return cls(
-            chunk[keep], kind[keep], code[keep].astype(np.int64), dict(zip(uniques.tolist(), range(len(uniques))))
-        )
+        words = np.array(uniques.tolist(), dtype=str)  # the code of words[k] is k
+        by_word = np.argsort(words, kind="stable")
+        return cls(chunk[keep], kind[keep], code[keep].astype(np.int64), words[by_word], by_word.astype(np.int64))
 
     def codes_of(self, tokens: list[str]) -> np.ndarray:
         """Codes of other tokens (a transfer's) in the same space; a token no invoice has gets a new code. Only
         equality of codes matters downstream (counts, joins, first rows), never their order."""
-        known, n = self.vocabulary, len(self.vocabulary)
-        new: dict[str, int] = {}
-        return np.array([known[t] if t in known else new.setdefault(t, n + len(new)) for t in tokens], np.int64)
+        n = len(self.tokens)
+        if not tokens:
+            return np.zeros(0, np.int64)
+        query = np.array(tokens, dtype=str)
+        pos = np.minimum(np.searchsorted(self.tokens, query), max(n - 1, 0))
+        found = (self.tokens[pos] == query) if n else np.zeros(len(query), bool)
+        out = np.empty(len(query), np.int64)
+        out[found] = self.token_codes[pos[found]]
+        out[~found] = n + pd.factorize(query[~found])[0]  # new tokens, numbered in order of first appearance
+        return out
 
 
 @dataclass(frozen=True)
