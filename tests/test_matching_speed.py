@@ -91,6 +91,17 @@ def test_blocking_in_chunks_of_transfers_gives_the_candidates_of_blocking_at_onc
         pd.testing.assert_frame_equal(whole[case], chunked[case], check_exact=True)
 
 
+def test_pair_features_in_chunks_of_transfers_are_those_of_one_call(world, monkeypatch):
+    from ledgerlink.matching import model as M
+
+    d, month, matcher = world
+    P = Prepared.of(d["invoices"], d["transfers"][d["transfers"]["month"] == month])
+    pairs = matcher._block(P, matcher.memory_, None).sample(frac=1.0, random_state=0)  # any order of rows
+    whole = matcher._featurize(pairs, P, matcher.memory_, None)
+    monkeypatch.setattr(M, "FEATURE_CHUNK", 37)
+    pd.testing.assert_frame_equal(whole, matcher._featurize(pairs, P, matcher.memory_, None), check_exact=True)
+
+
 def test_a_deadline_stops_the_workers_and_reaches_the_caller(world):
     d, month, matcher = world
     inv, tr = d["invoices"], d["transfers"][d["transfers"]["month"] == month]
