@@ -118,14 +118,21 @@ def test_worker_count_defaults_to_the_cpus_this_process_may_use(world):
     assert "n_workers" in Matcher().get_params()
 
 
-def _requests(d, month, n):
+def _requests(d, month, n, foreign=0):
+    """``n`` transfers of ``month`` with their candidates (1, 5, 30 or 50, the invoices they pay among them), then
+    ``foreign`` of them sent with the 30 candidates of another transfer in their currency (most pay none of those)."""
     recent = {**d, "transfers": d["transfers"][d["transfers"]["month"] == month]}
+    picked = [t for _, t in pick_transfers(recent, "any", n).iterrows()]
     out = []
-    for k, (_, t) in enumerate(pick_transfers(recent, "any", n).iterrows()):
+    for k, t in enumerate(picked):
         size = (1, 5, 30, 50)[k % 4]
         out.append(
             MatchRequest.model_validate(match_request(t, candidate_invoices(t, d["invoices"], d["links"], size)))
         )
+    for t in picked[:foreign]:
+        same = [o for o in picked[::-1] if o["currency"] == t["currency"] and o["transfer_id"] != t["transfer_id"]]
+        cands = candidate_invoices(same[0], d["invoices"], d["links"], 30)
+        out.append(MatchRequest.model_validate(match_request(t, cands)))
     return out
 
 
@@ -133,7 +140,7 @@ def test_the_fast_path_answers_as_match(world):
     d, month, matcher = world
     from ledgerlink.serving.answers import match_problem
 
-    requests = _requests(d, month, 40)
+    requests = _requests(d, month, 40, foreign=8)
     kinds = set()
     for req in requests:
         fast = match_one(matcher, req.transfer, req.candidates)
