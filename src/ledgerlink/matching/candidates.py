@@ -512,6 +512,7 @@ def generate_candidates(
     service's batch of requests). Each problem's pairs, statistics and date window are its own, so its candidates
     are exactly those it gets alone."""
     inv, inv_chunks, tr, tr_chunks = P.inv, P.inv_chunks, P.tr, P.tr_chunks
+    inv_scope, tr_scope = currency_scopes(inv, tr, inv_scope, tr_scope)
     cols = [
         "t",
         "i",
@@ -619,6 +620,21 @@ def generate_candidates(
         cap[~has_strong] = max_candidates_weak  # no number, no exact amount: all of the payer's open invoices
     order = order[_rank_in_run(t[order]) < cap[t[order]]]
     return pd.DataFrame({col: c[col][order] for col in cols}, copy=False)
+
+
+def currency_scopes(inv: pd.DataFrame, tr: pd.DataFrame, inv_scope, tr_scope):
+    """Problem scopes refined by currency: a transfer is paired only with invoices of its own currency, in fit and in
+    match (an amount, a reference or a name means nothing across currencies, and the service refuses such a
+    request). Every channel's statistics and date window are then per currency. Unchanged with one currency."""
+    ic, tc = inv["currency"].to_numpy(), tr["currency"].to_numpy()
+    codes, uniq = pd.factorize(np.concatenate([ic, tc]))
+    if len(uniq) <= 1:
+        return inv_scope, tr_scope
+    base_i = np.zeros(len(ic), np.int64) if inv_scope is None else np.asarray(inv_scope, np.int64)
+    base_t = np.zeros(len(tc), np.int64) if tr_scope is None else np.asarray(tr_scope, np.int64)
+    joint = np.concatenate([base_i, base_t]) * len(uniq) + codes
+    scope = pd.factorize(joint)[0]
+    return scope[: len(ic)], scope[len(ic) :]
 
 
 def _open_for(c: Pairs, inv: pd.DataFrame, tr: pd.DataFrame, memory: Memory) -> np.ndarray:

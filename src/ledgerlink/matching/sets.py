@@ -49,6 +49,7 @@ _MEMBER_MIN = [
     "mem_acc_share",
     "mem_pay_share",
     "days_to_due",
+    "amt_in_title",
 ]
 _MEMBER_MAX = [
     "ref_exact",
