@@ -461,9 +461,9 @@ def test_set_choice_never_gives_an_invoice_twice_unless_paid_in_parts():
         [(0, 0, 0.99), (1, 0, 0.9), (1, 1, 0.2)],
         [100.0, 100.0],
         [100.0, 80.0],
-        lambda tt, m: {(0,): 0.95 if tt == 0 else 0.9, (): 0.02, (1,): 0.05}.get(m, 0.0),
+        lambda tt, m: {(0,): 0.95 if tt == 0 else 0.9, (): 0.05, (1,): 0.02}.get(m, 0.0),
     )
-    assert sets == {0: [0]} and dec.loc[1, "n_invoices"] == 0
+    assert sets == {0: [0]} and dec.loc[1, "n_invoices"] == 0  # the loser's next best set: nothing
     assert dec.loc[0, "confidence"] < 0.2  # a strong rival claim: the winner goes to review too
     # two partial payments fit in the invoice: both keep it
     sets, _, _, _, _ = _sets_for(
@@ -482,7 +482,11 @@ def test_set_features_and_labels_line_up():
     assert list(F.columns) == SET_FEATURE_NAMES and len(F) == len(table.sets)
     z = set_labels(table, c["i"].to_numpy(), pd.DataFrame({"t": [0, 1, 1], "i": [0, 1, 2]}))
     members = [tuple(sorted(c["i"].to_numpy()[r])) for r in table.member_lists()]
-    assert {(tt, m) for tt, m, y in zip(table.sets["t"], members, z) if y} == {(0, (0,)), (1, (1, 2))}
+    assert {(tt, m) for tt, m, y in zip(table.sets["t"], members, z[:, 0]) if y} == {(0, (0,)), (1, (1, 2))}
+    # the second label: the set's pair F1 against the true set ({1} of the true {1, 2}: 2/3; nothing: 0)
+    f1 = {(tt, m): y for tt, m, y in zip(table.sets["t"], members, z[:, 1])}
+    assert f1[(0, (0,))] == 1.0 and f1[(1, (1, 2))] == 1.0 and f1[(1, ())] == 0.0
+    assert f1[(1, (1,))] == pytest.approx(2 / 3) and f1[(0, (1,))] == 0.0
     exact = F["amt_exact"].to_numpy() > 0
     assert {(tt, m) for tt, m, e in zip(table.sets["t"], members, exact) if e} >= {(0, (0,)), (1, (1, 2))}
     np.testing.assert_allclose(allocate_all(np.array([0, 0]), np.array([98.5]), np.array([60.0, 40.0])), [59.1, 39.4])

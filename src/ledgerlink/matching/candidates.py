@@ -46,6 +46,7 @@ PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL = 96, 48, 16  # a named contracto
 MAX_MEMORY_NAMES = 10  # contractors a payer account/name paid before, most often paid first
 MAX_FUZZY_WORD = 32  # longer words get no one-deletion variants (quadratic in the length: a 2,000-letter "word"
 # gives 4 MB of variants); real names' words are far shorter
+MANY_NAMED = 4  # a title naming this many invoices gets room for all of them beyond the candidate cap
 SET_HITS_PER_ROW = 16  # set channel: (transfer, set) hits kept per weak transfer and live invoice, in all
 
 # Channels pass pairs around as plain columns ({"t": ..., "i": ..., score columns}): numpy all the way, one
@@ -618,6 +619,9 @@ def generate_candidates(
     cap = np.full(len(tr), max_candidates)
     if max_candidates_weak is not None and max_candidates_weak > max_candidates:
         cap[~has_strong] = max_candidates_weak  # no number, no exact amount: all of the payer's open invoices
+    # a title that names many invoices (a remittance advice: 10-25 numbers) keeps every one it names, and room
+    named = np.bincount(t, weights=c["ref_exact"] > 0, minlength=len(tr)).astype(np.int64)
+    cap = np.where(named >= MANY_NAMED, np.maximum(cap, named + max_candidates // 2), cap)
     order = order[_rank_in_run(t[order]) < cap[t[order]]]
     return pd.DataFrame({col: c[col][order] for col in cols}, copy=False)
 
