@@ -483,10 +483,10 @@ def test_set_features_and_labels_line_up():
     z = set_labels(table, c["i"].to_numpy(), pd.DataFrame({"t": [0, 1, 1], "i": [0, 1, 2]}))
     members = [tuple(sorted(c["i"].to_numpy()[r])) for r in table.member_lists()]
     assert {(tt, m) for tt, m, y in zip(table.sets["t"], members, z[:, 0]) if y} == {(0, (0,)), (1, (1, 2))}
-    # the second label: the set's pair F1 against the true set ({1} of the true {1, 2}: 2/3; nothing: 0)
-    f1 = {(tt, m): y for tt, m, y in zip(table.sets["t"], members, z[:, 1])}
-    assert f1[(0, (0,))] == 1.0 and f1[(1, (1, 2))] == 1.0 and f1[(1, ())] == 0.0
-    assert f1[(1, (1,))] == pytest.approx(2 / 3) and f1[(0, (1,))] == 0.0
+    # the second label: the set's precision (nothing, for a transfer that pays something: 0)
+    prec = {(tt, m): y for tt, m, y in zip(table.sets["t"], members, z[:, 1])}
+    assert prec[(0, (0,))] == 1.0 and prec[(1, (1, 2))] == 1.0 and prec[(1, ())] == 0.0
+    assert prec[(1, (1,))] == 1.0 and prec[(0, (1,))] == 0.0
     exact = F["amt_exact"].to_numpy() > 0
     assert {(tt, m) for tt, m, e in zip(table.sets["t"], members, exact) if e} >= {(0, (0,)), (1, (1, 2))}
     np.testing.assert_allclose(allocate_all(np.array([0, 0]), np.array([98.5]), np.array([60.0, 40.0])), [59.1, 39.4])

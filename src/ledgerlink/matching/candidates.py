@@ -621,7 +621,7 @@ def generate_candidates(
         cap[~has_strong] = max_candidates_weak  # no number, no exact amount: all of the payer's open invoices
     # a title that names many invoices (a remittance advice: 10-25 numbers) keeps every one it names, and room
     named = np.bincount(t, weights=c["ref_exact"] > 0, minlength=len(tr)).astype(np.int64)
-    cap = np.where(named >= MANY_NAMED, np.maximum(cap, named + max_candidates // 2), cap)
+    cap = np.where(named >= MANY_NAMED, np.maximum(cap, named + max_candidates), cap)
     order = order[_rank_in_run(t[order]) < cap[t[order]]]
     return pd.DataFrame({col: c[col][order] for col in cols}, copy=False)
 

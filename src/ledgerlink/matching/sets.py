@@ -39,7 +39,9 @@ SINGLE_K = 6  # single-invoice sets: the top few candidates
 MAX_MULTI = 12  # feasible multi-invoice sets kept per transfer
 MAX_GROUP_SETS = 1024  # exact contractor sets kept per transfer: all of one contractor's (at most C(12, 6) = 924)
 GROUP_SETS_PER_ROW = 4  # ... and per transfer and candidate pair, in all (ordinary months: 0.01-0.03)
+NAMED_REST_SETS = 8  # sets "named invoices + unnamed ones making up the rest" kept per transfer
 EPS = 1e-6
+INCLUDE_AT = 0.5  # a set's expected precision above which choosing it raises pair F1 (``set_gain``)
 CHUNK = 20000  # transfers per enumeration chunk (memory: chunk x 2^TOP_K)
 
 # pair features summarised over a set's members (min: the weakest member decides; max: any member)
@@ -216,12 +218,15 @@ def enumerate_sets(
         m_row += [nm[rn], cp]
         next_sid += len(cp)
     if named is not None and np.any(named):
-        n_t_sets, n_members, n_rows = _named_sets(t, named, g)
-        if len(n_t_sets):
-            extra_t.append(n_t_sets)
-            m_sid.append(next_sid + n_members)
-            m_row.append(n_rows)
-            next_sid += len(n_t_sets)
+        for n_t_sets, n_members, n_rows in (
+            _named_sets(t, named, g),
+            _named_rest_sets(t, logit, named, g, cents, target),
+        ):
+            if len(n_t_sets):
+                extra_t.append(n_t_sets)
+                m_sid.append(next_sid + n_members)
+                m_row.append(n_rows)
+                next_sid += len(n_t_sets)
         ac = anchor_completions(t, ia, ta_by_t, named)
         if len(ac):
             sid = next_sid + np.arange(len(ac))
@@ -259,6 +264,64 @@ def _named_sets(t: np.ndarray, named: np.ndarray, group: np.ndarray) -> tuple[np
     rows = np.r_[nm, nm[sub]]
     set_t = np.r_[ts, ts[differs]]
     return set_t, members, rows
+
+
+def _majority_group(t: np.ndarray, rows: np.ndarray, group: np.ndarray) -> dict:
+    """Per transfer of ``rows``: the group (contractor) most of those rows belong to (first on ties)."""
+    width = int(group.max(initial=0)) + 2
+    key = t[rows] * width + group[rows] + 1
+    uk, count = np.unique(key, return_counts=True)
+    best = first_max_per_group(pd.factorize(uk // width)[0], count.astype(np.float64))
+    return dict(zip((uk[best] // width).tolist(), (uk[best] % width - 1).tolist()))
+
+
+def _named_rest_sets(
+    t: np.ndarray, logit: np.ndarray, named: np.ndarray, group: np.ndarray, cents: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(transfer of each set, set number of each member, member rows) of the sets "every invoice the title names,
+    plus 2..MAX_SET unnamed ones of the same contractor that make up the rest of the amount to the cent": a remittance
+    advice that leaves a few numbers out. The unnamed ones are searched among the transfer's MAX_GROUP most probable
+    unnamed candidates of that contractor (``subsets.group_sets``: at most 2^MAX_GROUP sums per transfer); each
+    transfer keeps its NAMED_REST_SETS most probable such sets."""
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    nm = np.flatnonzero(named)
+    if len(nm) == 0:
+        return empty
+    n_t = int(t.max()) + 1
+    rest = target[nm[np.unique(t[nm], return_index=True)[1]]]  # per transfer with named rows: its amount ...
+    has = np.zeros(n_t, bool)
+    has[t[nm]] = True
+    rest_t = np.zeros(n_t, np.int64)
+    rest_t[np.unique(t[nm])] = rest
+    np.subtract.at(rest_t, t[nm], cents[nm])  # ... less what the named invoices ask
+    major = _majority_group(t, nm, group)
+    major_t = np.full(n_t, -2, np.int64)
+    major_t[list(major)] = list(major.values())
+    cand = np.flatnonzero(~named & has[t] & (rest_t[t] != 0) & (group == major_t[t]) & (group >= 0))
+    if len(cand) < 2:
+        return empty
+    slots, _, order = top_k_slots(t[cand], logit[cand], MAX_GROUP)
+    rows_u = cand[order]
+    key = np.full(len(t), -1, np.int64)
+    key[rows_u] = t[rows_u]
+    found_t, found_score, found_m = [], [], []
+    for rows, masks, hk, hs in group_sets(key, cents, target=rest_t[t]):
+        hit_t, score, wide = _found_sets(t, logit, rows, masks, hk, hs)
+        found_t.append(hit_t)
+        found_score.append(score)
+        found_m.append(wide)
+    if not found_t:
+        return empty
+    hit_t, score, wide = np.concatenate(found_t), np.concatenate(found_score), np.concatenate(found_m)
+    o = np.lexsort((-score, hit_t))
+    keep = o[np.arange(len(o)) - np.searchsorted(hit_t[o], hit_t[o]) < NAMED_REST_SETS]
+    hit_t, wide = hit_t[keep], wide[keep]
+    # members: the transfer's named rows, then the unnamed ones found
+    rn, nn = eq_join([hit_t], [t[nm]])
+    has_m = wide >= 0
+    members = np.r_[rn, np.repeat(np.arange(len(hit_t)), has_m.sum(1))]
+    rows = np.r_[nm[nn], wide[has_m]]
+    return hit_t, members, rows
 
 
 def _contractor_sets(
@@ -327,11 +390,12 @@ def _dedupe(st: np.ndarray, sid: np.ndarray, row: np.ndarray, n_rows: int) -> Se
 
 def set_labels(table: SetTable, pair_i: np.ndarray, true_ti: pd.DataFrame) -> np.ndarray:
     """Two labels per set, the set model's two outputs: (1) it is exactly the transfer's true set (the empty set for
-    a transfer that pays nothing); (2) its pair F1 against the true set (1 for both empty, 0 when one is).
+    a transfer that pays nothing); (2) its precision: the share of its members that the transfer really pays (the
+    empty set: 1 when the transfer pays nothing, else 0; the choice does not read it).
 
     Why two: when no enumerated set is exactly right (a remittance advice that leaves two numbers out, one of them
     partly paid), every set's first label is 0 and a model of it prefers paying nothing; the second says that the
-    twenty named invoices are nearly right. The choice maximises the expected F1, the confidence stays the
+    twenty named invoices are all right. ``choose_sets`` chooses by expected precision, the confidence stays the
     probability of being exactly right."""
     S, M = table.sets, table.members
     n_i = int(max(np.max(pair_i, initial=0), np.max(true_ti["i"].to_numpy(), initial=0))) + 1
@@ -348,10 +412,19 @@ def set_labels(table: SetTable, pair_i: np.ndarray, true_ti: pd.DataFrame) -> np
     # true positives per set: its members that are true links of its transfer
     rows, _ = eq_join([st[sid], mi], [true_t, true_i])
     tp = np.bincount(sid[rows], minlength=len(S)).astype(np.float64)
-    n_true = np.bincount(true_t, minlength=n_t)[st].astype(np.float64)
     size = S["size"].to_numpy().astype(np.float64)
-    f1 = np.where(size + n_true > 0, 2 * tp / np.maximum(size + n_true, 1), 1.0)
-    return np.column_stack([exact, f1]).astype(np.float32)
+    pays_nothing = np.bincount(true_t, minlength=n_t)[st] == 0
+    precision = np.where(size > 0, tp / np.maximum(size, 1), pays_nothing.astype(np.float64))
+    return np.column_stack([exact, precision]).astype(np.float32)
+
+
+def set_gain(size: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """What choosing a set is worth to pair F1, against choosing nothing: its expected true members less
+    ``INCLUDE_AT`` per member. Adding a set of s members, e of them expected true, to a matching at pair F1 f moves F1
+    by about (e - f/2 * s) / (2TP + FP + FN): a set is worth including when more than about half of it is right
+    (f near 1), so among ten look-alike invoices none is chosen, while twenty named ones are, even with a few of the
+    remittance left out. The empty set is worth 0."""
+    return np.where(size > 0, size * (precision - INCLUDE_AT), 0.0)
 
 
 def set_features(
@@ -516,7 +589,8 @@ def choose_sets(
     booked: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Best set per transfer by the set model's q, then conflicts. ``q``: one column (the probability that the set is
-    exactly right: it chooses and is the confidence) or two (that, and the set's expected pair F1, which chooses).
+    exactly right: it chooses and is the confidence) or two (that, and the set's expected precision: the choice
+    maximises ``set_gain``).
 
     Returns (links: t, i, allocated_amount, confidence; decisions: t, n_invoices, confidence) with a decision row
     for every transfer 0..n_transfers-1 (a transfer without sets: the empty set, confidence NaN: the caller knows
@@ -532,10 +606,12 @@ def choose_sets(
     if len(S):
         st = S["t"].to_numpy()
         q = np.clip(np.asarray(q, np.float64), 0.0, 1.0)
-        q, gain = (q[:, 0], q[:, 1]) if q.ndim == 2 else (q, q)
+        q, precision = (q[:, 0], q[:, 1]) if q.ndim == 2 else (q, None)
         z = np.maximum(np.bincount(st, weights=q, minlength=n_transfers)[st], 1.0)
         qn = q / z
-        gain = qn if gain is q else gain
+        # two outputs: choose by what the set is worth to pair F1, settle conflicts by the surer claim
+        gain = qn if precision is None else set_gain(S["size"].to_numpy(), precision)
+        sure = qn if precision is None else precision
         order = np.lexsort((-qn, -gain, st))  # each transfer's sets, best first
         first = np.r_[True, st[order][1:] != st[order][:-1]]
         best = order[first]
@@ -551,7 +627,7 @@ def choose_sets(
             off,
             rows_all,
             qn,
-            gain,
+            sure,
             pair_t,
             pair_i,
             pair_p,
@@ -614,7 +690,7 @@ def _settle_conflicts(
     off,
     rows_all,
     qn,
-    gain,
+    sure,
     pair_t,
     pair_i,
     pair_p,
@@ -623,8 +699,8 @@ def _settle_conflicts(
     booked,
     n_transfers,
 ) -> None:
-    """Greedy over the (few) transfers whose chosen invoices are over-allocated, the best chosen set first (by its
-    ``gain``: the expected F1, or the confidence for a one-output set model), then the earlier booking; updates
+    """Greedy over the (few) transfers whose chosen invoices are over-allocated, the surest chosen set first (``sure``:
+    its expected precision, or its confidence for a one-output set model), then the earlier booking; updates
     chosen_sid and conf."""
     has = np.flatnonzero(chosen_sid >= 0)
     if len(has) == 0:
@@ -641,8 +717,8 @@ def _settle_conflicts(
     if not over[ui].any():
         return
     day = booked.astype("datetime64[D]").astype(np.int64) if booked is not None else np.zeros(n_transfers, np.int64)
-    chosen_gain = np.where(chosen_sid >= 0, gain[np.maximum(chosen_sid, 0)], 0.0)
-    involved = sorted(set(ut[over[ui]].tolist()), key=lambda tt: (-round(chosen_gain[tt], 2), day[tt], tt))
+    chosen_sure = np.where(chosen_sid >= 0, sure[np.maximum(chosen_sid, 0)], 0.0)
+    involved = sorted(set(ut[over[ui]].tolist()), key=lambda tt: (-round(chosen_sure[tt], 2), day[tt], tt))
     inv_set = set(involved)
     contested = over[ui]
     p_of = dict(zip(zip(pair_t.tolist(), pair_i.tolist()), pair_p.tolist()))
