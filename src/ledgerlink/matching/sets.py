@@ -39,6 +39,7 @@ SINGLE_K = 6  # single-invoice sets: the top few candidates
 MAX_MULTI = 12  # feasible multi-invoice sets kept per transfer
 MAX_GROUP_SETS = 1024  # exact contractor sets kept per transfer: all of one contractor's (at most C(12, 6) = 924)
 GROUP_SETS_PER_ROW = 4  # ... and per transfer and candidate pair, in all (ordinary months: 0.01-0.03)
+PROBABLE = 0.5  # pair probability from which a candidate joins the "probable" set (when two or more are)
 NAMED_REST_SETS = 8  # sets "named invoices + unnamed ones making up the rest" kept per transfer
 EPS = 1e-6
 INCLUDE_AT = 0.5  # a set's expected precision above which choosing it raises pair F1 (``set_gain``)
@@ -217,16 +218,22 @@ def enumerate_sets(
         m_sid += [cp_sid[rc], cp_sid]
         m_row += [nm[rn], cp]
         next_sid += len(cp)
-    if named is not None and np.any(named):
+    # what the title names, and what the pair model finds probable (a title that names invoices in a form no
+    # exact test reads, "faktury 1488, 1263, ..."), each as a set, and with what makes up the rest of the amount
+    probable = p >= PROBABLE
+    probable &= np.bincount(t, weights=probable, minlength=int(t.max()) + 1)[t] >= 2
+    anchors = [a for a in (named, probable) if a is not None and np.any(a)]
+    for anchor in anchors:
         for n_t_sets, n_members, n_rows in (
-            _named_sets(t, named, g),
-            _named_rest_sets(t, logit, named, g, cents, target),
+            _named_sets(t, anchor, g),
+            _named_rest_sets(t, logit, anchor, g, cents, target),
         ):
             if len(n_t_sets):
                 extra_t.append(n_t_sets)
                 m_sid.append(next_sid + n_members)
                 m_row.append(n_rows)
                 next_sid += len(n_t_sets)
+    if named is not None and np.any(named):
         ac = anchor_completions(t, ia, ta_by_t, named)
         if len(ac):
             sid = next_sid + np.arange(len(ac))
