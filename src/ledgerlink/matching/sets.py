@@ -39,6 +39,8 @@ SINGLE_K = 6  # single-invoice sets: the top few candidates
 MAX_MULTI = 12  # feasible multi-invoice sets kept per transfer
 MAX_GROUP_SETS = 1024  # exact contractor sets kept per transfer: all of one contractor's (at most C(12, 6) = 924)
 GROUP_SETS_PER_ROW = 4  # ... and per transfer and candidate pair, in all (ordinary months: 0.01-0.03)
+SURE_CLAIM = 0.8  # among claims on one invoice at least this sure, the earliest booking is the payment, later ones
+# duplicates (a duplicate quotes the number and amount exactly, so it often looks surer than the real payment)
 PROBABLE = 0.5  # pair probability from which a candidate joins the "probable" set (when two or more are)
 NAMED_REST_SETS = 8  # sets "named invoices + unnamed ones making up the rest" kept per transfer
 EPS = 1e-6
@@ -706,9 +708,9 @@ def _settle_conflicts(
     booked,
     n_transfers,
 ) -> None:
-    """Greedy over the (few) transfers whose chosen invoices are over-allocated, the surest chosen set first (``sure``:
-    its expected precision, or its confidence for a one-output set model), then the earlier booking; updates
-    chosen_sid and conf."""
+    """Greedy over the (few) transfers whose chosen invoices are over-allocated: sure claims (``sure``: the chosen
+    set's expected precision, or its confidence for a one-output set model, at least SURE_CLAIM) before the others,
+    the earlier booking first among them, then the surer; updates chosen_sid and conf."""
     has = np.flatnonzero(chosen_sid >= 0)
     if len(has) == 0:
         return
@@ -725,7 +727,9 @@ def _settle_conflicts(
         return
     day = booked.astype("datetime64[D]").astype(np.int64) if booked is not None else np.zeros(n_transfers, np.int64)
     chosen_sure = np.where(chosen_sid >= 0, sure[np.maximum(chosen_sid, 0)], 0.0)
-    involved = sorted(set(ut[over[ui]].tolist()), key=lambda tt: (-round(chosen_sure[tt], 2), day[tt], tt))
+    involved = sorted(
+        set(ut[over[ui]].tolist()), key=lambda tt: (chosen_sure[tt] < SURE_CLAIM, day[tt], -chosen_sure[tt], tt)
+    )
     inv_set = set(involved)
     contested = over[ui]
     p_of = dict(zip(zip(pair_t.tolist(), pair_i.tolist()), pair_p.tolist()))
