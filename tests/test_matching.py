@@ -191,7 +191,11 @@ def test_blocking_recall_on_generator_data_without_all_pairs(small):
     res = m.match(inv_all, tr_test)
     assert blocking_recall(res.candidates, ln_test) >= 0.95
     per = res.candidates.groupby("transfer_id").size()
-    assert per.max() <= m.max_candidates_weak  # transfers without a number or an exact amount get more
+    # transfers without a number or an exact amount get more, titles that list many numbers room beyond them
+    over = per[per > m.max_candidates_weak]
+    titles = tr_test.set_index("transfer_id")["title"]
+    assert len(over) <= 0.05 * len(per)
+    assert (titles[over.index].str.count(r"\d{3,}") >= C.MANY_NAMED).all(), titles[over.index]
     assert (per <= m.max_candidates).mean() > 0.8
     assert len(res.candidates) < 0.1 * len(tr_test) * len(inv_all)  # far from all pairs
     assert m.training_summary_["blocking_recall_train"] >= 0.95

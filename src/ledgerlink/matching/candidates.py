@@ -597,6 +597,7 @@ def generate_candidates(
     in_term = (days >= 0.25 * term) & (days <= term + 3)
     long_overdue = days > term + 60
     c["completes"] = np.maximum(_completions(t, c["ref_exact"], ta, ia), c["set_hit"])
+    sibling = _sibling_of_named(t, inv["name_key"].to_numpy()[i], c["ref_exact"] > 0)
     c["prescore"] = (
         4 * c["ref_share"]
         + 2 * c["ref_near"]
@@ -610,6 +611,7 @@ def generate_candidates(
         + 0.3 * (partial & who)
         - 0.5 * too_big
         + 3 * c["completes"]
+        + 1.5 * sibling
         + 0.8 * in_term
         - 0.8 * long_overdue
         - 0.004 * np.clip(days, 0, None)
@@ -619,9 +621,12 @@ def generate_candidates(
     cap = np.full(len(tr), max_candidates)
     if max_candidates_weak is not None and max_candidates_weak > max_candidates:
         cap[~has_strong] = max_candidates_weak  # no number, no exact amount: all of the payer's open invoices
-    # a title that names many invoices (a remittance advice: 10-25 numbers) keeps every one it names, and room
+    # a title that names or lists many invoices (a remittance advice: 10-25 numbers, in any form) keeps every one it
+    # names, and room for the ones it leaves out
     named = np.bincount(t, weights=c["ref_exact"] > 0, minlength=len(tr)).astype(np.int64)
-    cap = np.where(named >= MANY_NAMED, np.maximum(cap, named + max_candidates), cap)
+    listed = np.maximum(named, np.bincount(tr_chunks["t"].to_numpy(np.int64), minlength=len(tr)))
+    room = max(max_candidates, max_candidates_weak or 0)  # a busy customer's remittance: its open invoices
+    cap = np.where(listed >= MANY_NAMED, np.maximum(cap, listed + room), cap)
     order = order[_rank_in_run(t[order]) < cap[t[order]]]
     return pd.DataFrame({col: c[col][order] for col in cols}, copy=False)
 
@@ -639,6 +644,17 @@ def currency_scopes(inv: pd.DataFrame, tr: pd.DataFrame, inv_scope, tr_scope):
     joint = np.concatenate([base_i, base_t]) * len(uniq) + codes
     scope = pd.factorize(joint)[0]
     return scope[: len(ic)], scope[len(ic) :]
+
+
+def _sibling_of_named(t: np.ndarray, name_key: np.ndarray, named: np.ndarray) -> np.ndarray:
+    """1 for an unnamed candidate of the contractor whose invoices the title names (an invoice a remittance advice
+    leaves out, or writes with a typo, belongs to the same customer as the ones it lists)."""
+    known = name_key != ""
+    code = pd.factorize(name_key)[0]
+    rows, _ = eq_join([t[~named & known], code[~named & known]], [t[named & known], code[named & known]])
+    out = np.zeros(len(t))
+    out[np.flatnonzero(~named & known)[np.unique(rows)]] = 1.0
+    return out
 
 
 def _open_for(c: Pairs, inv: pd.DataFrame, tr: pd.DataFrame, memory: Memory) -> np.ndarray:

@@ -228,6 +228,7 @@ _DATE_CHUNK_RE = re.compile(
     r"|(?:19|20)\d\d[./-](?:0?[1-9]|1[0-2])(?:[./-](?:0?[1-9]|[12]\d|3[01]))?"
 )
 _AMOUNT_CHUNK_RE = re.compile(r"\d+[.,]\d\d")
+_YEAR_RE = re.compile(r"(?:19|20)\d\d")  # a bare year ("services 2025", "DOK 2025 004411") is no reference anywhere
 
 
 def _is_free_text_noise(chunk: str) -> bool:
@@ -245,7 +246,7 @@ def _chunk_columns(texts: list[str], positions, whole: bool, free_text: bool = F
             check_deadline("text preparation: references")
         if not _MIN_DIGITS_RE.search(c):  # fewer than MIN_CHUNK_DIGITS digits: no reference (checked in C)
             continue
-        if free_text and _is_free_text_noise(c):
+        if (free_text and _is_free_text_noise(c)) or (not whole and _YEAR_RE.fullmatch(c)):
             continue
         alnum, digits, groups, long_groups = _chunk_parts(c[:MAX_CHUNK_CHARS])
         if len(digits) < MIN_CHUNK_DIGITS or (r, alnum) in seen:  # short ones (and empty chunks) are no references
