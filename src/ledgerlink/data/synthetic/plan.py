@@ -374,7 +374,10 @@ class Planner:
         due = {k: v[elig] for k, v in pool.items()}
         d.part[due_slots], d.n_parts[due_slots] = due["part"], due["n_parts"]
         d.out[due_slots], d.contr[due_slots] = due["out"], due["contr"]
-        day = np.maximum(due["due"], d.first_day) + d.rng.integers(0, 3, len(elig))
+        # a late part is booked early in the month, later parts of one plan a few days after the earlier ones
+        day = np.maximum(due["due"], d.first_day + 5 * (due["part"].astype(np.int64) - 2)) + d.rng.integers(
+            0, 3, len(elig)
+        )
         d.booked[due_slots] = d.days[np.minimum(np.searchsorted(d.days, day), len(d.days) - 1)]
         d.amount[due_slots] = due["amount"]
         d.inst_rows, d.inst_due, d.inst_slots = elig, due, due_slots
