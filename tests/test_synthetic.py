@@ -545,7 +545,10 @@ def test_instalments_pay_one_invoice_in_parts_quoting_its_assignment(small):
 
 def test_description_references_and_the_titles_that_quote_them(small):
     inv = small["invoices"]
-    refs = r"ASG-\d{4}-\d{6}|45\d{8}|KTR/\d{4}/\d{3}|ORD-\d{5}|DOK \d{4} \d{6}|PRJ\.\d\d\.\d{4}|\d{5}/\d\d/Z|WZ \d+/|REF\d{9}|A\d{6}-\d\d"
+    refs = (
+        r"ASG-\d{4}-\d{6}|45\d{8}|KTR/\d{4}/\d{3}|ORD-\d{5}|DOK \d{4} \d{6}|PRJ\.\d\d\.\d{4}|\d{5}/\d\d/Z"
+        r"|WZ \d+/|REF\d{9}|A\d{6}-\d\d"
+    )
     with_ref = inv["description"].fillna("").str.contains(refs)
     assert 0.1 < with_ref.mean() < 0.8
     L = linked(small)
@@ -580,7 +583,7 @@ def test_remittances_pay_many_invoices_and_list_most_of_them(small):
 
 
 def test_duplicate_payments_credit_notes_currencies_large_amounts_and_batch_dates(small):
-    truth, tr, inv = small["truth"], small["transfers"], small["invoices"]
+    truth, inv = small["truth"], small["invoices"]
     assert (truth["reason"] == "duplicate").sum() == round(
         SMALL.rate_duplicate * SMALL.transfers_per_month
     ) * SMALL.months
