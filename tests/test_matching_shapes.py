@@ -311,3 +311,50 @@ def test_the_set_gain_includes_a_set_only_when_most_of_it_is_right():
     assert set_gain(np.array([0, 1, 1, 20]), np.array([0.0, INCLUDE_AT - 0.1, 0.9, 0.9])).tolist() == pytest.approx(
         [0.0, -0.1, 0.4, 8.0]
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# evaluation slices of the shapes, from the data contract alone
+
+
+def test_shape_slices_come_from_the_contract_columns():
+    from ledgerlink.evaluation.metrics import SLICES, slice_labels, slice_metrics, transfer_outcomes
+
+    inv = invoices(
+        [("I1", "FV/1001", "A", 1000.0, "2025-03-01", "Assignment ASG-2025-004411")]
+        + [(f"R{k}", f"FV/20{k:02d}", "B", 100.0, "2025-03-01", None) for k in range(10)]
+        + [("C1", "KOR/1", "B", -50.0, "2025-03-01", None), ("I2", "FV/3001", "D", 500.0, "2025-03-01", None)]
+    )
+    tr = transfers(
+        [
+            ("T1", "ASG-2025-004411 rata 1/3", "A", 400.0, "2025-03-10"),  # instalment, quoting the description
+            ("T2", "remit FV/2000 ... FV/2009", "B", 950.0, "2025-03-11"),  # ten invoices less a credit note
+            ("T3", "FV/3001", "D", 600.0, "2025-03-12"),  # overpays 500
+            ("T4", "odsetki", "Bank", 3.0, "2025-03-13"),
+        ]
+    )
+    links = pd.DataFrame(
+        [("T1", "I1", 400.0)]
+        + [("T2", f"R{k}", 100.0) for k in range(10)]
+        + [("T2", "C1", -50.0), ("T3", "I2", 500.0)],
+        columns=["transfer_id", "invoice_id", "allocated_amount"],
+    )
+    lab = slice_labels(tr, inv, links).set_index("transfer_id")
+    assert lab["part_payment"].tolist() == [True, False, False, False]
+    assert lab["number_in_description"].tolist() == [True, False, False, False]
+    assert lab["remittance"].tolist() == [False, True, False, False]
+    assert lab["credit_note"].tolist() == [False, True, False, False]
+    assert lab["overpayment"].tolist() == [False, False, True, False]
+    assert lab["number"].tolist() == ["present", "present", "present", "none"]
+    out = transfer_outcomes(links.iloc[:1], links, tr)
+    slices = slice_metrics(out, lab.reset_index())
+    assert set(slices) == set(SLICES) and slices["remittance"]["n_transfers"] == 1
+    assert slices["part_payment"]["exact_set_accuracy"] == 1.0 and slices["remittance"]["exact_set_accuracy"] == 0.0
+    # outcomes labelled before these slices existed still score the old ones
+    assert set(slice_metrics(out, lab.reset_index()[["transfer_id", "size", "number"]])) == {
+        "single",
+        "multi",
+        "pays_nothing",
+        "number_present",
+        "number_absent",
+    }
