@@ -690,7 +690,8 @@ class Planner:
 
     def billing_days(self, inv: dict) -> None:
         """Contractors that bill in batches (``World.billing_day``) issue each invoice on the last billing day at or
-        before the day it was drawn for (never before the first day): many invoices share an issue date."""
+        before the day it was drawn for: many invoices share an issue date. One that would fall before the first
+        day keeps its own date (no pile of invoices on the first day of the first month)."""
         bd = self.w.billing_day[inv["contr"]]
         sel = np.flatnonzero(bd > 0)
         day = inv["issued"][sel].astype("datetime64[D]")
@@ -703,7 +704,7 @@ class Planner:
 
         this = billing(month)
         snapped = np.where(this <= day, this, billing(month - 1)).astype(np.int64)
-        snapped = np.maximum(snapped, self.start_day)
+        snapped = np.where(snapped >= self.start_day, snapped, inv["issued"][sel])  # none before the first day
         inv["due"][sel] = snapped + (inv["due"][sel] - inv["issued"][sel])
         inv["issued"][sel] = snapped
 
