@@ -158,7 +158,8 @@ def truth_table(cfg: dict):
 
 def shape_rows(outcomes, truth) -> dict[str, dict]:
     """Per shape: n, pair recall, exact-set accuracy, auto-match rate and precision."""
-    o = outcomes.merge(truth, on="transfer_id", how="left")
+    o = outcomes.drop(columns=[c for c in truth.columns if c in outcomes.columns and c != "transfer_id"])
+    o = o.merge(truth, on="transfer_id", how="left")
     rows = {}
     for name, mask in SHAPES.items():
         sel = o[mask(o).fillna(False).astype(bool)]

@@ -20,7 +20,12 @@ join whose cost is the sum of posting-list sizes, every list bounded:
 Then the date window (issued before booked + 7 days, within ``lookback_days``), a cheap prescore (incl.
 "completes the amount": the invoice, alone or with one other, is what the title's named invoices leave
 unpaid) and a cap of ``max_candidates`` per transfer, ``max_candidates_weak`` for transfers without a strong
-hit (a multi-invoice payment with no number from a busy contractor needs all of that contractor's invoices).
+hit (a multi-invoice payment with no number from a busy contractor needs all of that contractor's invoices);
+a title that lists MANY_NAMED or more references (a remittance advice: 10-25) keeps all it names plus
+``max_candidates_weak`` more, for the invoices it leaves out.
+
+Only rows of one currency meet (``currency_scopes``): every channel runs per (problem, currency) scope, in fit and
+in match alike, so an amount, a number or a name never pairs a EUR transfer with a PLN invoice.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Input is a frame of candidate pairs (positions ``t`` into the prepared transfers
 invoices). Features that look across a transfer's candidates (ambiguity, subset sums, rank) are computed
 within the given pair set, so scoring the same pairs gives the same features wherever it runs.
 Missing evidence is NaN (xgboost learns a direction for it), not a made-up zero.
+
+Reference features compare every reference chunk of the title with every chunk of the invoice, from its number
+and from its description alike (``normalize.prepare_invoices``): a PO, contract or assignment number counts like
+the invoice number. ``amt_in_title``: the invoice's amount is written in the title (a remittance advice lists
+what it pays on each invoice).
 """
 
 from __future__ import annotations
