@@ -48,6 +48,7 @@ MAX_NAMES = 3  # contractor names a transfer's payer/title words may point to
 MAX_NAMES_PER_TOKEN = 100  # a name word shared by more contractors than this is too common to look up
 MAX_REF_PER_TRANSFER = 60  # reference-number hits kept per transfer (best IDF mass first)
 PER_NAME_BELOW, PER_NAME_ABOVE, PER_NAME_SMALL = 96, 48, 16  # a named contractor's invoices nearest the amount
+WINDOW_GROWTH = 4  # windows and the weak cap grow with the contractor's open invoices, up to this many times
 MAX_MEMORY_NAMES = 10  # contractors a payer account/name paid before, most often paid first
 MAX_FUZZY_WORD = 32  # longer words get no one-deletion variants (quadratic in the length: a 2,000-letter "word"
 # gives 4 MB of variants); real names' words are far shorter
@@ -442,7 +443,13 @@ def _expand_by_amount(
     invoices nearest to the transfer amount, ``below`` at or under it (a single or fee-reduced payment, parts of
     a multi-invoice payment) and ``above`` over it (partial payments), and the ``small`` ones nearest zero
     (credit notes and small invoices offset inside a multi-invoice payment). Searchsorted windows, so a group's
-    size does not matter."""
+    size costs nothing beyond its windows.
+
+    The windows grow with the group's open invoices (``scaled``): a half of them below, a quarter above, up to
+    WINDOW_GROWTH times the base sizes. A customer with 600 open invoices in a 10k-transfers-a-month ledger pays
+    several of them without a number in one transfer; fixed windows of 96 + 48 lost them. With these windows and
+    the weak cap scaled alike, blocking recall at 10k transfers a month: later month 0.960 -> 0.964, frozen test
+    0.976 -> 0.978; the 800-a-month world's frozen test 0.994 -> 0.997."""
     other = [c for c in m.keys() if c not in ("t", key)]
     mt, mg = np.asarray(m["t"], np.int64), np.asarray(m[key], np.int64)
     if len(mt) == 0 or len(inv_pos) == 0:
@@ -453,17 +460,24 @@ def _expand_by_amount(
     keys = g * (shift << 1) + c + shift
     bounds = np.searchsorted(g, np.arange(max(int(g.max()), int(mg.max())) + 2))  # a group may have none
 
-    def window(cents: np.ndarray, lo_n: int, hi_n: int) -> tuple[np.ndarray, np.ndarray]:
+    def window(cents: np.ndarray, lo_n, hi_n) -> tuple[np.ndarray, np.ndarray]:
         pos = np.searchsorted(keys, mg * (shift << 1) + cents + shift, side="right")
         return _expand(np.maximum(bounds[mg], pos - lo_n), np.minimum(bounds[mg + 1], pos + hi_n))
 
-    parts = [window(t_cents[mt], below, above)]
+    size = bounds[mg + 1] - bounds[mg]
+    parts = [window(t_cents[mt], scaled(size // 2, below), scaled(size // 4, above))]
     if small:
         parts.append(window(np.zeros(len(mt), np.int64), small // 2, small - small // 2))
     rows, idx = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     first = _first_rows(mt[rows], order[idx])  # a pair in both windows once
     rows, i = rows[first], inv_pos[order[idx[first]]]
     return {"t": mt[rows], "i": i, **{col: np.asarray(m[col])[rows] for col in other}}
+
+
+def scaled(wanted: np.ndarray, base: int) -> np.ndarray:
+    """A window or cap of ``base`` that grows to ``wanted`` (from the number of open invoices), at most
+    WINDOW_GROWTH times ``base``: bounded work however busy a contractor is."""
+    return np.clip(wanted, base, WINDOW_GROWTH * base)
 
 
 def memory_channel(
@@ -625,7 +639,14 @@ def generate_candidates(
     order = np.lexsort((-c["prescore"], t))
     cap = np.full(len(tr), max_candidates)
     if max_candidates_weak is not None and max_candidates_weak > max_candidates:
-        cap[~has_strong] = max_candidates_weak  # no number, no exact amount: all of the payer's open invoices
+        # no number, no exact amount: all of the payer's open invoices, however many a busy contractor has
+        key = inv["name_key"].to_numpy()
+        code = np.where(key[live] != "", pd.factorize(key[live])[0], -1)
+        per_contractor = np.zeros(len(inv), np.int64)
+        per_contractor[live[code >= 0]] = np.bincount(code[code >= 0])[code[code >= 0]]
+        payer_open = np.zeros(len(tr), np.int64)
+        np.maximum.at(payer_open, t[who], per_contractor[i[who]])
+        cap[~has_strong] = scaled(payer_open // 2, max_candidates_weak)[~has_strong]
     # a title that names or lists many invoices (a remittance advice: 10-25 numbers, in any form) keeps every one it
     # names, and room for the ones it leaves out
     named = np.bincount(t, weights=c["ref_exact"] > 0, minlength=len(tr)).astype(np.int64)
