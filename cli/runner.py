@@ -15,8 +15,9 @@ from rich.table import Table
 from ledgerlink.config import Config
 from ledgerlink.data.collect import next_month
 from ledgerlink.data.store import store_at
+from ledgerlink.data.suggest import SuggestError, no_production_model, open_month
 from ledgerlink.data.warehouse import open_warehouse
-from utils.pipeline_runs import CollectionRun, MonitoringRun, TrainingRun, run_result
+from utils.pipeline_runs import CollectionRun, MonitoringRun, SuggestRun, TrainingRun, run_result
 
 console = Console()
 
@@ -56,6 +57,58 @@ def monitor(cfg: Config | dict, options: dict | None = None) -> MonitoringRun:
 
     run = monitoring.with_options(**(options or {}))(config=Config.coerce(cfg))
     return run_result(MonitoringRun, run)
+
+
+def suggest(cfg: Config | dict, month: str | None = None, options: dict | None = None) -> SuggestRun:
+    """Run the suggest pipeline for ``month`` (default: the month after the newest collected). Refused before any run
+    (``SuggestError``) when there is no production model or the month is collected already."""
+    from pipelines import suggest as suggest_pipeline
+    from utils.model_versions import production_version
+    from utils.repair import repair
+
+    cfg = Config.coerce(cfg)
+    repair(cfg, echo=say)  # production must be the version the cluster serves before it suggests anything
+    if production_version(cfg.model_name) is None:
+        raise no_production_model(cfg.model_name)
+    open_month(store_at(cfg.store.uri).collected_months(), month)  # the step checks again; this fails before a run
+    run = suggest_pipeline.with_options(**(options or {}))(config=cfg, month=month)
+    return run_result(SuggestRun, run)
+
+
+def suggest_before_collection(cfg: Config | dict) -> SuggestRun | None:
+    """The simulation's monthly suggest: production's suggestions for the month about to be collected, so the next
+    monitoring run scores them on its tags. None (and a line) when there is nothing to suggest with yet."""
+    try:
+        return suggest(cfg)
+    except SuggestError as exc:
+        console.print(f"no suggestions this month: {exc}", markup=False, soft_wrap=True)
+        return None
+
+
+def run_suggest(cfg: Config, month: str | None = None, options: dict | None = None) -> int:
+    """``--pipeline suggest``: one run and its summary; a refusal is one line on stderr and exit code 2."""
+    try:
+        done = suggest(cfg, month, options).suggestions
+    except SuggestError as exc:
+        console.print(f"error: {exc}", style="red", markup=False, soft_wrap=True)
+        return 2
+    if done.get("skipped"):
+        console.print(done["skipped"], markup=False, soft_wrap=True)
+        return 0
+    table = Table(title=f"ledgerlink: suggestions for {done['month']} ({done['model_name']} v{done['model_version']})")
+    for col in ("transfers", "auto", "review", "pays nothing", "rows written", "table"):
+        table.add_column(col)
+    counts = done["counts"]
+    table.add_row(
+        str(done["transfers"]),
+        f"{counts['auto']} ({done['amounts']['auto']:,.2f})",
+        f"{counts['review']} ({done['amounts']['review']:,.2f})",
+        f"{counts['none']} ({counts['auto_none']} auto)",
+        str(done["rows"]),
+        done["table"],
+    )
+    console.print(table)
+    return 0
 
 
 def run_cycle(
@@ -101,6 +154,7 @@ def run_cycle(
             fresh_accuracy=fresh["exact_set_accuracy"] if fresh else None,
             challenger_fresh_accuracy=challenger["metrics"]["exact_set_accuracy"] if challenger else None,
             fresh_auto_rate=fresh["auto_match_rate"] if fresh else None,
+            auto_precision=watch.suggestion_quality.get("production", {}).get("auto_precision"),
             triggers=watch.retraining_decision["fired"],
         )
         if pipeline == "monitoring" or not watch.retraining_decision["retrain"]:
@@ -188,6 +242,7 @@ def schedule(cfg: Config, pipeline: str, options: dict) -> int:
     A refused or unanswered submission stops there with a message that says what to do and which schedules
     exist already (exit code 2)."""
     from pipelines import data_collection, monitoring, training
+    from pipelines import suggest as suggest_pipeline
 
     from .schedule import SCHEDULED_PIPELINES, SUBMIT_TIMEOUT_S, SubmissionError, schedule_name, submit, vertex_target
 
@@ -195,6 +250,7 @@ def schedule(cfg: Config, pipeline: str, options: dict) -> int:
         "data_collection": data_collection,
         "monitoring": monitoring,
         "training": training.with_options(model=model_spec(cfg)),
+        "suggest": suggest_pipeline,
     }
     base = options["schedule"]
     project, location = vertex_target()

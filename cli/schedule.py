@@ -113,6 +113,7 @@ SCHEDULED_PIPELINES = {
     "monitoring": ["monitoring"],
     "training": ["training"],
     "all": ["data_collection", "monitoring", "training"],
+    "suggest": ["suggest"],
 }
 
 

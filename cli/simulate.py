@@ -1,4 +1,4 @@
-"""A year of continuous training in one command: fresh state, N monthly cycles, drift at month 7.
+"""A year of continuous training in one command: fresh state, N monthly cycles, drift at month 7 (or none).
 
 Each cycle is collection -> monitoring -> training, exactly as ``--pipeline all``. The table and the
 PNG plot show, per month: rows, candidate and production frozen-test metric, production's
@@ -8,7 +8,6 @@ small ``simulation_report`` run, so the dashboard shows it.
 
 from __future__ import annotations
 
-import base64
 import copy
 import shutil
 from pathlib import Path
@@ -19,30 +18,18 @@ from zenml.types import HTMLString
 
 from ledgerlink.data.synthetic import SyntheticConfig, month_labels
 from ledgerlink.monitoring.simulation_plot import plot_simulation
+from ledgerlink.monitoring.simulation_report import simulation_html
 
-from .runner import console, print_summary, run_cycle
+from .runner import console, print_summary, run_cycle, suggest_before_collection
+
+
+class SimulationArgsError(ValueError):
+    """The simulation was asked for something it cannot do (say, a drift month outside the year)."""
 
 
 @step(enable_cache=False)
 def render_simulation(records: list, drift_month: str, png_path: str) -> Annotated[HTMLString, "simulation_report"]:
-    png = Path(png_path).read_bytes()
-    rows = "".join(
-        f"<tr><td>{r['month']}</td><td>{_fmt(r.get('fresh_accuracy'))}</td><td>{_fmt(r.get('candidate'))}</td>"
-        f"<td>{_fmt(r.get('challenger_fresh_accuracy'))}</td><td>{_fmt(r.get('production'))}</td>"
-        f"<td>{_fmt(r.get('drift_share'))}</td><td>{'yes' if r.get('promoted') else ''}</td></tr>"
-        for r in records
-    )
-    return HTMLString(
-        f"<html><body><h1>Continuous training simulation (drift at {drift_month})</h1>"
-        f"<img style='max-width:100%' src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
-        "<table border=1 cellpadding=4><tr><th>month</th><th>production fresh-month acc.</th><th>candidate F1</th>"
-        "<th>newest non-production version fresh-month acc.</th>"
-        f"<th>production F1</th><th>drift share</th><th>promoted</th></tr>{rows}</table></body></html>"
-    )
-
-
-def _fmt(v):
-    return "" if v is None else f"{v:.4f}"
+    return HTMLString(simulation_html(records, drift_month or None, Path(png_path).read_bytes()))
 
 
 @pipeline(enable_cache=False)
@@ -50,7 +37,8 @@ def simulation_report(records: list, drift_month: str, png_path: str) -> None:
     render_simulation(records=records, drift_month=drift_month, png_path=png_path)
 
 
-def simulation_config(cfg: dict, months: int, drift_month: int) -> dict:
+def simulation_config(cfg: dict, months: int, drift_month: int | None, seed: int | None = None) -> dict:
+    """The simulation's own state and model; ``drift_month`` None or 0: no drift; ``seed``: the synthetic world's."""
     sim = copy.deepcopy(cfg)
     home = Path(cfg["data_dir"]) / "simulation"
     sim["data_dir"] = str(home)
@@ -58,7 +46,7 @@ def simulation_config(cfg: dict, months: int, drift_month: int) -> dict:
     sim["synthetic"] = {
         **cfg["synthetic"],
         "months": months,
-        "drift_month": drift_month,
+        "drift_month": drift_month or None,
         # the config's synthetic section now always holds drift_kind (the typed config fills defaults): only a
         # kind other than the generator's default overrides the simulation's combined drift
         "drift_kind": (
@@ -67,6 +55,8 @@ def simulation_config(cfg: dict, months: int, drift_month: int) -> dict:
             else "title_format+payer_change"
         ),
     }
+    if seed is not None:
+        sim["synthetic"]["seed"] = seed
     sim["warehouse"] = {**cfg["warehouse"], "kind": "duckdb", "path": str(home / "warehouse.duckdb")}
     sim["store"] = {"uri": str(home / "datasets")}
     sim["deploy"] = {**cfg["deploy"], "deployer": "local", "smoke_test": False, "model_dir": str(home / "models")}
@@ -84,21 +74,44 @@ def reset(sim: dict) -> None:
         pass
 
 
-def simulate(cfg: dict, months: int = 12, drift_month: int = 7) -> list[dict]:
-    sim = simulation_config(cfg, months, drift_month)
+def trained_version(model_name: str) -> tuple[int, dict]:
+    """(number, decision) of the version the cycle's training run just made: the route is in its decision."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    mv = Client().get_model_version(model_name, ModelStages.LATEST)
+    return int(mv.number), mv.get_artifact("decision").load()
+
+
+def simulate(cfg: dict, months: int = 12, drift_month: int | None = 7, seed: int | None = None) -> list[dict]:
+    """Run the simulated year; one summary row per month. ``row["values"]`` also holds ``version`` (trained
+    that month), ``route`` (which route promoted it, or None) and ``decided_by`` (the evidence that decided)."""
+    if months < 1:
+        raise SimulationArgsError(f"the number of months must be at least 1; got {months}")
+    if drift_month is not None and not 0 <= drift_month <= months:
+        raise SimulationArgsError(f"--drift-month must be between 1 and {months} (or 0: no drift); got {drift_month}")
+    sim = simulation_config(cfg, months, drift_month, seed)
     reset(sim)
     labels = month_labels(SyntheticConfig(**sim["synthetic"]))
+    drift_label = labels[drift_month - 1] if drift_month else ""
     rows = []
     for i in range(months):
         console.rule(f"simulated month {i + 1}/{months}: {labels[i]}")
-        rows.append(run_cycle(sim, "all"))
+        suggest_before_collection(sim)  # production suggests for the month; its monitoring scores that on the tags
+        row = run_cycle(sim, "all")
+        if "candidate" in row["values"]:  # training ran this month
+            version, decision = trained_version(sim["model_name"])
+            checks = decision["checks"]
+            row["values"].update(version=version, route=checks.get("route"), decided_by=checks.get("decided_by"))
+        rows.append(row)
     print_summary(rows, "simulate", cfg["evaluation"].get("primary_metric", "pair_f1"))
     records = [
         {"month": r["month"], "promoted": r["promoted"], **{k: v for k, v in r["values"].items() if k != "triggers"}}
         for r in rows
     ]
     png_path = Path(sim["data_dir"]) / "simulation.png"
-    png_path.write_bytes(plot_simulation(records, labels[drift_month - 1]))
-    simulation_report(records=records, drift_month=labels[drift_month - 1], png_path=str(png_path))
+    world = f"seed {sim['synthetic']['seed']}, " + (f"drift at {drift_label}" if drift_month else "no drift")
+    png_path.write_bytes(plot_simulation(records, drift_label, f"ledgerlink: a year of continuous training ({world})"))
+    simulation_report(records=records, drift_month=drift_label, png_path=str(png_path))
     console.print(f"Plot saved to {png_path} and logged as the 'simulation_report' artifact.")
     return rows

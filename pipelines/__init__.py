@@ -2,6 +2,7 @@
 
 from .data_collection import data_collection
 from .monitoring import monitoring
+from .suggest import suggest
 from .training import training
 
-__all__ = ["data_collection", "training", "monitoring"]
+__all__ = ["data_collection", "training", "monitoring", "suggest"]

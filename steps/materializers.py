@@ -8,6 +8,7 @@ import os
 import tempfile
 from typing import Any, ClassVar
 
+from zenml.config.source import Source, SourceType
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
@@ -15,6 +16,22 @@ from zenml.utils import io_utils
 
 from ledgerlink.data.store import DatasetRef
 from ledgerlink.matching.base import BaseMatcher, load_matcher, save_matcher
+
+
+class _ImportName:
+    """The ZenML source of a ledgerlink class is its import name (``ledgerlink.matching.model.Matcher``).
+
+    ZenML names a user class by its file's path below the source root (the repository), and the library lives in
+    ``src/``: runs started from ``run.py`` recorded artifacts as ``src.ledgerlink...`` and loaded a second copy of
+    the library to read them back (an ``Optional[DatasetRef]`` input then failed its type check). ZenML takes a
+    class's ``__zenml_source__`` before resolving it; as a descriptor on the base class it names every subclass."""
+
+    def __get__(self, obj, cls) -> Source:
+        return Source(module=cls.__module__, attribute=cls.__qualname__, type=SourceType.UNKNOWN)
+
+
+for _cls in (BaseMatcher, DatasetRef):
+    _cls.__zenml_source__ = _ImportName()
 
 
 class MatcherMaterializer(BaseMaterializer):

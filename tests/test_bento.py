@@ -171,14 +171,19 @@ def test_match_one_transfer(client, payload):
     probs = [x["probability"] for x in body["ranked"]]
     assert probs == sorted(probs, reverse=True)
     assert [c["invoice_id"] for c in body["chosen"]] == ["INV-00003"]  # the tiny data: transfer i pays invoice i
+    # why, in words: the service matches with explain=True
+    assert body["reasons"] and body["chosen"][0]["reasons"]
+    assert all(isinstance(r, str) and r for r in body["reasons"] + body["chosen"][0]["reasons"])
 
 
 def test_match_without_candidates(client, payload):
     invs, trs = payload
     r = client.post("/match", json={"transfer": trs[0], "candidates": []})
     assert r.status_code == 200 and r.json()["chosen"] == [] and r.json()["ranked"] == []
+    assert r.json()["reasons"] == ["no candidate invoices were sent"]
     r = client.post("/match_batch", json={"transfers": trs[:2], "invoices": []})
     assert r.status_code == 200 and all(x["links"] == [] for x in r.json()["results"])
+    assert all(x["reasons"] == ["no candidate invoices were sent"] for x in r.json()["results"])
 
 
 def test_match_transfer_with_nothing_in_common(client, payload):
@@ -197,6 +202,7 @@ def test_match_batch(client, payload):
     results = r.json()["results"]
     assert [x["transfer_id"] for x in results] == [t["transfer_id"] for t in trs[:6]]
     assert all(x["n_invoices"] == len(x["links"]) for x in results)
+    assert all(x["reasons"] for x in results) and all(c["reasons"] for x in results for c in x["links"])
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pandas as pd
 import pytest
 
 bentoml = pytest.importorskip("bentoml")
@@ -22,7 +23,15 @@ bentoml = pytest.importorskip("bentoml")
 from ledgerlink.data.synthetic import generate  # noqa: E402
 from ledgerlink.deploy import bento as deploy  # noqa: E402
 from ledgerlink.deploy.local import BentoServer, check_match_response, http_json  # noqa: E402
-from ledgerlink.deploy.payloads import candidate_invoices, inprocess_answer, match_request, pick_transfers, same_answer  # noqa: E402
+from ledgerlink.deploy.payloads import (  # noqa: E402
+    candidate_invoices,
+    inprocess_answer,
+    match_request,
+    pick_transfers,
+    request_frames,
+    same_answer,
+    transfer_json,
+)
 from ledgerlink.matching import Matcher  # noqa: E402
 from ledgerlink.matching.base import save_matcher  # noqa: E402
 
@@ -122,11 +131,33 @@ def test_multi_invoice_transfer(url, multi_request, model_tag):
     assert {r["invoice_id"] for r in body["ranked"]} <= {c["invoice_id"] for c in req["candidates"]}
 
 
+def test_the_answers_say_why_in_the_libraries_words(url, multi_request, matcher, data):
+    """/match and /match_batch carry the reasons ``match(..., explain=True)`` gives in process, word for word."""
+    req, expected, _ = multi_request
+    status, body = _post(url, req)
+    assert status == 200 and body["reasons"] and all(isinstance(r, str) and r for r in body["reasons"])
+    assert body["chosen"] and all(c["reasons"] for c in body["chosen"])
+    assert body["reasons"] == expected["reasons"]
+    assert [c["reasons"] for c in body["chosen"]] == expected["chosen_reasons"]
+
+    transfers = [req["transfer"], *[transfer_json(t) for _, t in pick_transfers(data, "none", 2).iterrows()]]
+    status, body = _post(url, {"transfers": transfers, "invoices": req["candidates"]}, "/match_batch")
+    assert status == 200, body
+    frames = [request_frames({"transfer": t, "candidates": []})[1] for t in transfers]
+    in_process = matcher.match(request_frames(req)[0], pd.concat(frames, ignore_index=True), explain=True)
+    want = in_process.decisions.set_index("transfer_id")["reasons"]
+    for result in body["results"]:
+        assert result["reasons"] and result["reasons"] == list(want[result["transfer_id"]])
+        links = in_process.links[in_process.links["transfer_id"] == result["transfer_id"]]
+        assert [c["reasons"] for c in result["links"]] == [list(r) for r in links["reasons"]]
+
+
 def test_no_candidates_is_no_match(url, data):
     t = pick_transfers(data, "none", 1).iloc[0]
     status, body = _post(url, {"transfer": match_request(t, data["invoices"].head(0))["transfer"], "candidates": []})
     assert status == 200, body
     assert body["chosen"] == [] and body["ranked"] == [] and body["decision"] in ("auto", "review")
+    assert body["reasons"] == ["no candidate invoices were sent"]
 
 
 def test_transfer_that_pays_nothing(url, data):

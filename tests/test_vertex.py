@@ -89,7 +89,8 @@ DAGS = {
         "current_dataset": [],
         "detect_data_drift": ["current_dataset"],
         "score_production_on_fresh_month": ["current_dataset"],
-        "decide_retraining": ["detect_data_drift", "score_production_on_fresh_month"],
+        "score_suggestions": ["current_dataset"],
+        "decide_retraining": ["detect_data_drift", "score_production_on_fresh_month", "score_suggestions"],
     },
     "training": {
         "current_dataset": [],

@@ -17,6 +17,8 @@ stage_change        ``StageChange``: the move to production this version is in (
                     ``rollback``), ``pending`` until its deploy succeeded; the next run's repair reads it
 fresh_<YYYY-MM>     ``{metrics[, as: challenger]}``: its score on a month it never trained on (monitoring)
 challenge_<YYYY-MM> the out-of-time paired bootstrap of a newer version against this production version
+suggestions_<YYYY-MM> its suggestions of that month scored against the month's tags once collected (monitoring):
+                    auto_precision, auto_recall, review_share, auto_amount, counts (``SuggestionQuality``)
 ==================  ========================================================================================
 """
 
@@ -30,9 +32,11 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ledgerlink.deploy.deployers import ModelVersionInfo
+from ledgerlink.monitoring.suggestion_quality import SuggestionQuality
 
 FRESH_PREFIX = "fresh_"
 CHALLENGE_PREFIX = "challenge_"
+SUGGESTIONS_PREFIX = "suggestions_"
 
 
 def production_version(model_name: str, echo: Callable[[str], object] = print):
@@ -101,6 +105,7 @@ class ModelVersionMetadata:
     stage_change: StageChange | None = None
     fresh: dict[str, FreshScore] = field(default_factory=dict)  # month -> score
     challenges: dict[str, dict] = field(default_factory=dict)  # month -> paired bootstrap + month + challenger
+    suggestion_quality: dict[str, SuggestionQuality] = field(default_factory=dict)  # month -> vs the tags
 
     _PLAIN = (
         "data_months",
@@ -124,6 +129,8 @@ class ModelVersionMetadata:
                 out.fresh[key[len(FRESH_PREFIX) :]] = FreshScore.from_metadata(value)
             elif key.startswith(CHALLENGE_PREFIX) and isinstance(value, Mapping):
                 out.challenges[key[len(CHALLENGE_PREFIX) :]] = dict(value)
+            elif key.startswith(SUGGESTIONS_PREFIX) and isinstance(value, Mapping):
+                out.suggestion_quality[key[len(SUGGESTIONS_PREFIX) :]] = SuggestionQuality.from_dict(value)
         if isinstance(meta.get("stage_change"), Mapping) and "action" in meta["stage_change"]:
             out.stage_change = StageChange.from_metadata(meta["stage_change"])
         return out
@@ -144,6 +151,7 @@ class ModelVersionMetadata:
             out["stage_change"] = self.stage_change.to_metadata()
         out.update({f"{FRESH_PREFIX}{m}": s.to_metadata() for m, s in self.fresh.items()})
         out.update({f"{CHALLENGE_PREFIX}{m}": c for m, c in self.challenges.items()})
+        out.update({f"{SUGGESTIONS_PREFIX}{m}": q.to_dict() for m, q in self.suggestion_quality.items()})
         return out
 
     @classmethod

@@ -55,9 +55,19 @@ class TrainingRun:
 
 @dataclass
 class MonitoringRun:
-    """``monitoring``: drift of the newest month, production's fresh-month score, the retraining decision."""
+    """``monitoring``: drift of the newest month, production's fresh-month score, the month's suggestions scored
+    against its tags, the retraining decision."""
 
     run: str
     drift_summary: dict
     fresh_performance: dict
+    suggestion_quality: dict
     retraining_decision: dict
+
+
+@dataclass
+class SuggestRun:
+    """``suggest``: what was written for the open month (``ledgerlink.data.suggest.SuggestionSummary``)."""
+
+    run: str
+    suggestions: dict

@@ -280,6 +280,60 @@ class DeployConfig(Section):
         return self
 
 
+# -- suggestions (batch matching of the open month) ---------------------------------------------------------
+
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,1023}")
+
+
+class SuggestConfig(Section):
+    """The ``suggest`` pipeline (``ledgerlink.data.suggest``): which transfers are open, where suggestions go.
+
+    ``open_transfers`` is a BigQuery Standard SQL condition on the warehouse's transfers table, aliased ``x`` with
+    its own column names, that holds for a transfer nobody has tagged yet (e.g. ``x.status = 'untagged'``, or
+    ``NOT EXISTS (SELECT 1 FROM `project.dataset.links` AS l WHERE l.transfer_id = x.transfer_id)``). It is added
+    to the month's selection, so it runs on BigQuery as written and on DuckDB transpiled, like every extraction.
+    The default ``TRUE`` takes every transfer of the month, which is what the synthetic warehouse needs: it holds
+    every month's tags already, and the open month's own links are ignored (never read)."""
+
+    table: str = "suggested_links"  # written to; never one of the contract tables
+    dataset: str | None = None  # BigQuery dataset / DuckDB schema of the table; None: the warehouse's
+    open_transfers: str = "TRUE"
+    invoice_lookback_days: int = Field(180, ge=1)  # invoices issued this long before the month can still be open
+    # transfers per match call (one progress step each); None: the matcher's own batch_size (50000), so the calls
+    # cut the month exactly where one match() call would. Smaller batches cost quality: an invoice claimed in two
+    # batches is not settled between them (a 300-transfer month in batches of 100: auto precision 0.984 -> 0.953)
+    batch_size: int | None = Field(None, ge=1)
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, table: str) -> str:
+        if not _TABLE_NAME.fullmatch(table):
+            raise ValueError("a table name is letters, digits and underscores, starting with a letter or underscore")
+        return table
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_name(cls, dataset: str | None) -> str | None:
+        if dataset is not None and not _TABLE_NAME.fullmatch(dataset):
+            raise ValueError("a dataset name is letters, digits and underscores, starting with a letter or underscore")
+        return dataset
+
+    @field_validator("open_transfers")
+    @classmethod
+    def _one_condition(cls, condition: str) -> str:
+        import sqlglot
+
+        if not condition.strip():
+            raise ValueError("an empty condition; use TRUE to take every transfer of the month")
+        try:
+            parsed = sqlglot.parse(f"SELECT 1 FROM t AS x WHERE ({condition})", read="bigquery")
+        except sqlglot.errors.ParseError as exc:
+            raise ValueError(f"not a BigQuery SQL condition: {str(exc).splitlines()[0]}") from None
+        if len([p for p in parsed if p is not None]) != 1:
+            raise ValueError("one condition, not several statements")
+        return condition
+
+
 # -- monitoring and alerts ----------------------------------------------------------------------------------
 
 
@@ -289,6 +343,8 @@ class MonitoringConfig(Section):
     drift_share: float | None = Field(0.3, ge=0, le=1)
     accuracy_drop: float | None = Field(0.03, ge=0, le=1)
     auto_rate_drop: float | None = Field(0.05, ge=0, le=1)
+    # production auto-match precision (a month's `auto` suggestions checked against its human tags) below this
+    auto_precision_floor: float | None = Field(0.995, ge=0, le=1)
     retrain: Literal["always", "on_trigger"] = "always"
     max_rows: int = Field(20000, ge=100)  # rows per side that Evidently compares
 
@@ -348,6 +404,7 @@ class Config(Section):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    suggest: SuggestConfig = Field(default_factory=SuggestConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     zenml: ZenMLOptions = Field(default_factory=ZenMLOptions)
     _source: str = PrivateAttr("config")  # the file it was loaded from, for error messages
@@ -360,6 +417,21 @@ class Config(Section):
         # an empty section in YAML (`monitoring:` with every key commented out) is null: keep its defaults
         sections = {n for n, f in cls.model_fields.items() if f.default_factory is not None}
         return {k: _expand_env(v) for k, v in raw.items() if not (v is None and k in sections)}
+
+    @model_validator(mode="after")
+    def _suggestions_never_overwrite_the_contract_tables(self) -> "Config":
+        from .data.contract import TABLES
+        from .data.warehouse import SEED_MARKER
+
+        same_dataset = self.suggest.dataset in (None, self.warehouse.dataset)
+        taken = {self.warehouse.columns.tables.get(t, t).lower() for t in TABLES} | {SEED_MARKER.lower()}
+        if same_dataset and self.suggest.table.lower() in taken:
+            raise _KeyError(
+                "suggest.table",
+                f"{self.suggest.table!r} is a warehouse table ledgerlink reads (or its seed marker); suggestions "
+                "need a table of their own",
+            )
+        return self
 
     @model_validator(mode="after")
     def _data_dir_everywhere(self) -> "Config":

@@ -10,16 +10,15 @@ from utils.model_versions import FreshScore, ModelVersionMetadata, log_model_ver
 
 
 def _latest_challenger(model_name: str, production_number: int, month: str):
-    """The out-of-time challenger (``pick_challenger``) among the versions newer than production."""
+    """The out-of-time challenger (``pick_challenger``): the newest version newer than production, or else
+    production's predecessor."""
     client = Client()
-    newer = client.list_model_versions(
-        model_name, sort_by="desc:number", size=50, number=f"gt:{production_number}"
-    ).items
+    newest = client.list_model_versions(model_name, sort_by="desc:number", size=50).items
     versions = [
         (v.number, ModelVersionMetadata.of(client.get_model_version(model_name, v.number)).data_months or [])
-        for v in newer
+        for v in newest
     ]
-    number = pick_challenger(versions, production_number, month)
+    number = pick_challenger(versions, production_number, month, predecessor=True)
     return None if number is None else client.get_model_version(model_name, number)
 
 
@@ -55,7 +54,15 @@ def score_production_on_fresh_month(
     if challenger is not None:
         scored, chall_eval = score_fresh_month(challenger.get_artifact("matcher").load(), store, newest, data)
         result["challenger"] = {"version": int(challenger.number), "metrics": scored["metrics"]}
-        result["challenge"] = challenge(chall_eval, prod_eval, newest, challenger.number, promotion)
+        result["challenge"] = challenge(
+            chall_eval,
+            prod_eval,
+            newest,
+            challenger.number,
+            promotion,
+            prod.number,
+            {int(prod.number): prod.run_metadata, int(challenger.number): challenger.run_metadata},
+        )
         # the training pipeline's promotion rule reads this from the production version
         log_model_version_metadata(
             ModelVersionMetadata(challenges={newest: result["challenge"]}), model_name, prod.number

@@ -20,7 +20,15 @@ from typing import Any
 import pandas as pd
 
 from .contract import MONTH_DATE, TABLES, ColumnMap, ContractError
-from .warehouse import check_schema, checked_months, extraction_sql, months_sql, query_parameters
+from .warehouse import (
+    check_schema,
+    checked_months,
+    extraction_sql,
+    months_sql,
+    open_month_parameters,
+    open_month_sql,
+    query_parameters,
+)
 
 log = logging.getLogger(__name__)
 
@@ -205,20 +213,25 @@ class BigQueryWarehouse:
         df = self._read(self._query(months_sql(self.columns, self.dataset_ref)))
         return checked_months([m for m in df["month"] if m is not None and m == m], self.columns)
 
-    def extract_month(self, month: str) -> dict[str, pd.DataFrame]:
+    def _parameters(self, table: str, values: dict, live: dict[str, str]) -> list:
+        """Query parameters: ``month`` a STRING, every other one a date typed like ``table``'s month date column."""
         from google.cloud import bigquery
 
+        params = []
+        for name, value in values.items():
+            if name == "month":
+                params.append(bigquery.ScalarQueryParameter(name, "STRING", value))
+                continue
+            ptype = live.get(self.columns.column(table, MONTH_DATE[table]).lower(), "DATE")
+            bound = value if ptype == "DATE" else pd.Timestamp(value).to_pydatetime()
+            params.append(bigquery.ScalarQueryParameter(name, ptype, bound))
+        return params
+
+    def extract_month(self, month: str) -> dict[str, pd.DataFrame]:
         live = {t: self.check_table(t) for t in TABLES}
         out = {}
         for table in TABLES:
-            params = []
-            for name, value in query_parameters(table, month).items():
-                if name == "month":
-                    params.append(bigquery.ScalarQueryParameter(name, "STRING", value))
-                    continue
-                ptype = live[table].get(self.columns.column(table, MONTH_DATE[table]).lower(), "DATE")
-                bound = value if ptype == "DATE" else pd.Timestamp(value).to_pydatetime()
-                params.append(bigquery.ScalarQueryParameter(name, ptype, bound))
+            params = self._parameters(table, query_parameters(table, month), live[table])
             job = self._query(extraction_sql(table, self.columns, self.dataset_ref), params)
             out[table] = _canonical_frame(table, self._read(job))
         for table in ("invoices", "transfers"):
@@ -229,4 +242,18 @@ class BigQueryWarehouse:
                     f"month {month} has no rows in `{self.table_id(table)}` (none with that month, none dated "
                     "in it); is the month loaded yet?",
                 )
+        return out
+
+    def extract_open_month(
+        self, month: str, open_transfers: str = "TRUE", lookback_days: int = 180
+    ) -> dict[str, pd.DataFrame]:
+        """The open month's ``transfers`` and the ``invoices`` open then (``open_month_sql``)."""
+        live = {t: self.check_table(t) for t in TABLES}
+        out = {}
+        for table in ("invoices", "transfers"):
+            values = open_month_parameters(table, month, lookback_days)
+            sql = open_month_sql(table, self.columns, self.dataset_ref, open_transfers)
+            out[table] = _canonical_frame(
+                table, self._read(self._query(sql, self._parameters(table, values, live[table])))
+            )
         return out

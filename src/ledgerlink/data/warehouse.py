@@ -13,6 +13,11 @@ with no month at all. ``check_month`` then stops on any of them that disagrees (
 outside its month, a month label of another month or of the wrong shape), naming the rows, instead
 of the row vanishing with exit code 0. Links come with their own month or with their transfer's, so
 a link whose transfer is missing, or sits in another month, is named too.
+
+The open month (``open_month_sql``, for the ``suggest`` pipeline) is extracted the same way: its transfers
+are the month's rows, chosen exactly as above, that also meet the configured "not yet tagged" condition;
+its invoices are those issued before the month ends (within a look-back) that the tags of earlier months
+have not settled. The open month's own links are never read.
 """
 
 from __future__ import annotations
@@ -31,7 +36,16 @@ import sqlglot
 
 from .contract import MONTH_DATE, TABLES, ColumnMap, ContractError, month_window
 
-__all__ = ["DuckDBWarehouse", "extraction_sql", "month_window", "months_sql", "open_warehouse", "query_parameters"]
+__all__ = [
+    "DuckDBWarehouse",
+    "extraction_sql",
+    "month_window",
+    "months_sql",
+    "open_month_parameters",
+    "open_month_sql",
+    "open_warehouse",
+    "query_parameters",
+]
 
 SEED_MARKER = "_ledgerlink_seed"  # table in the dataset schema of a warehouse file ledgerlink created
 SEEDING_SUFFIX = ".seeding"  # temp files of a seeding in progress (or killed before its rename)
@@ -50,7 +64,7 @@ def extraction_sql(table: str, columns: ColumnMap, dataset_ref: str) -> str:
     def col(t: str, c: str) -> str:
         return _quote(columns.column(t, c))
 
-    select = ", ".join(f"x.{col(table, c)} AS {c}" for c in columns.present(table))
+    select = _select(table, columns)
     month = col(table, "month")
     if table == "links":
         tid_l, tid_t = col("links", "transfer_id"), col("transfers", "transfer_id")
@@ -60,11 +74,64 @@ def extraction_sql(table: str, columns: ColumnMap, dataset_ref: str) -> str:
             f"(SELECT TRIM(CAST(t.{tid_t} AS STRING)) FROM {ref('transfers')} AS t "
             f"WHERE t.{col('transfers', 'month')} = @month)"
         )
-    date = col(table, MONTH_DATE[table])
-    return (
-        f"SELECT {select} FROM {ref(table)} AS x "
-        f"WHERE x.{month} = @month OR x.{month} IS NULL OR (x.{date} >= @window_start AND x.{date} < @window_end)"
+    return f"SELECT {select} FROM {ref(table)} AS x WHERE {_rows_of_the_month(table, columns)}"
+
+
+def _select(table: str, columns: ColumnMap) -> str:
+    return ", ".join(f"x.{_quote(columns.column(table, c))} AS {c}" for c in columns.present(table))
+
+
+def _rows_of_the_month(table: str, columns: ColumnMap) -> str:
+    """The rows of ``x`` a month extracts: its month label, no label at all, or a date inside it."""
+    month, date = _quote(columns.column(table, "month")), _quote(columns.column(table, MONTH_DATE[table]))
+    return f"x.{month} = @month OR x.{month} IS NULL OR (x.{date} >= @window_start AND x.{date} < @window_end)"
+
+
+def open_month_sql(table: str, columns: ColumnMap, dataset_ref: str, open_transfers: str = "TRUE") -> str:
+    """The BigQuery Standard SQL that extracts the open month's ``transfers`` or ``invoices`` (canonical names).
+
+    Transfers: the month's rows as ``extraction_sql`` selects them, that also meet ``open_transfers`` (the
+    config's "not yet tagged" condition on ``x``). Invoices: issued in ``[@lookback_start, @window_end)`` and
+    not settled by the links of earlier months (``month < @month``), settled as the matcher counts it
+    (``tolerances.is_settled``: same sign, at least the amount less the fee tolerance, to a cent)."""
+
+    def ref(t: str) -> str:
+        return _quote(f"{dataset_ref}.{columns.table(t)}")
+
+    def col(t: str, c: str) -> str:
+        return _quote(columns.column(t, c))
+
+    if table == "transfers":
+        return (
+            f"SELECT {_select(table, columns)} FROM {ref(table)} AS x "
+            f"WHERE ({_rows_of_the_month(table, columns)}) AND ({open_transfers})"
+        )
+    if table != "invoices":
+        raise ValueError(f"the open month has transfers and invoices, not {table!r}")
+    from ..matching.tolerances import FEE_TOLERANCE  # here: importing the matching package is not free
+
+    paid = "COALESCE(p.paid, 0)"
+    amount = f"x.{col('invoices', 'amount')}"
+    settled = (
+        f"{paid} <> 0 AND SIGN({paid}) = SIGN({amount}) AND ABS({paid}) >= ABS({amount}) * {1 - FEE_TOLERANCE!r} - 0.01"
     )
+    issued = f"x.{col('invoices', 'issued_at')}"
+    return (
+        f"SELECT {_select(table, columns)} FROM {ref('invoices')} AS x "
+        f"LEFT JOIN (SELECT TRIM(CAST(l.{col('links', 'invoice_id')} AS STRING)) AS invoice_key, "
+        f"SUM(l.{col('links', 'allocated_amount')}) AS paid FROM {ref('links')} AS l "
+        f"WHERE l.{col('links', 'month')} < @month GROUP BY invoice_key) AS p "
+        f"ON p.invoice_key = TRIM(CAST(x.{col('invoices', 'invoice_id')} AS STRING)) "
+        f"WHERE {issued} >= @lookback_start AND {issued} < @window_end AND NOT ({settled})"
+    )
+
+
+def open_month_parameters(table: str, month: str, lookback_days: int) -> dict[str, str | dt.date]:
+    """The named parameters ``open_month_sql(table, ...)`` uses, for ``month``."""
+    start, end = month_window(month)
+    if table == "transfers":
+        return {"month": month, "window_start": start, "window_end": end}
+    return {"month": month, "lookback_start": start - dt.timedelta(days=lookback_days), "window_end": end}
 
 
 def query_parameters(table: str, month: str) -> dict[str, str | dt.date]:
@@ -117,6 +184,9 @@ def check_schema(table: str, live_columns: list[str], columns: ColumnMap) -> Non
 class Warehouse(Protocol):
     def months(self) -> list[str]: ...
     def extract_month(self, month: str) -> dict[str, pd.DataFrame]: ...
+    def extract_open_month(
+        self, month: str, open_transfers: str = "TRUE", lookback_days: int = 180
+    ) -> dict[str, pd.DataFrame]: ...
 
 
 class DuckDBWarehouse:
@@ -229,6 +299,19 @@ class DuckDBWarehouse:
                 check_schema(table, self.live_columns(table), self.columns)
                 sql = to_duckdb(extraction_sql(table, self.columns, self.dataset))
                 out[table] = con.execute(sql, query_parameters(table, month)).df()
+        return out
+
+    def extract_open_month(
+        self, month: str, open_transfers: str = "TRUE", lookback_days: int = 180
+    ) -> dict[str, pd.DataFrame]:
+        """The open month's ``transfers`` and the ``invoices`` open then (``open_month_sql``), read-only."""
+        out = {}
+        for table in TABLES:
+            check_schema(table, self.live_columns(table), self.columns)
+        with self._connect() as con:
+            for table in ("invoices", "transfers"):
+                sql = to_duckdb(open_month_sql(table, self.columns, self.dataset, open_transfers))
+                out[table] = con.execute(sql, open_month_parameters(table, month, lookback_days)).df()
         return out
 
 

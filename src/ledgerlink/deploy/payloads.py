@@ -138,10 +138,11 @@ def request_frames(request: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def inprocess_answer(matcher, request: dict[str, Any]) -> dict[str, Any]:
-    """What the service should answer to ``request``, computed here with ``matcher.match`` (the same library call
-    the service makes): chosen invoices with allocations, ranked invoices with probabilities, the decision."""
+    """What the service should answer to ``request``, computed here with ``matcher.match(..., explain=True)`` (the
+    same library call the service makes): chosen invoices with allocations and reasons, ranked invoices with
+    probabilities, the decision and its reasons."""
     invoices, transfers = request_frames(request)
-    result = matcher.match(invoices, transfers)
+    result = matcher.match(invoices, transfers, explain=True)
     tid = request["transfer"]["transfer_id"]
     links = result.links[result.links["transfer_id"] == tid]
     cands = result.candidates[result.candidates["transfer_id"] == tid].sort_values("rank")
@@ -149,6 +150,8 @@ def inprocess_answer(matcher, request: dict[str, Any]) -> dict[str, Any]:
     return {
         "transfer_id": tid,
         "chosen": [[str(r.invoice_id), round(float(r.allocated_amount), 2)] for r in links.itertuples()],
+        "chosen_reasons": [list(r.reasons) for r in links.itertuples()],
+        "reasons": list(dec["reasons"].iloc[0]) if len(dec) else [],
         "ranked": [
             [str(r.invoice_id), float(r.probability)] for r in cands.head(request.get("top_k", 10)).itertuples()
         ],
@@ -163,6 +166,12 @@ def same_answer(served: dict[str, Any], expected: dict[str, Any], tol: float = 1
     got_chosen = [[c["invoice_id"], round(float(c["allocated_amount"]), 2)] for c in served.get("chosen", [])]
     if got_chosen != expected["chosen"]:
         diffs.append(f"chosen {got_chosen} != in-process {expected['chosen']}")
+    # the words are computed from the same contributions and values: the same to the letter
+    got_reasons = [c.get("reasons") for c in served.get("chosen", [])]
+    if got_chosen == expected["chosen"] and got_reasons != expected["chosen_reasons"]:
+        diffs.append(f"chosen reasons {got_reasons} != in-process {expected['chosen_reasons']}")
+    if served.get("reasons") != expected["reasons"]:
+        diffs.append(f"reasons {served.get('reasons')} != in-process {expected['reasons']}")
     got = [(r["invoice_id"], float(r["probability"])) for r in served.get("ranked", [])]
     exp = [(str(e[0]), float(e[1])) for e in expected["ranked"]]
     worst = max((abs(g[1] - e[1]) for g, e in zip(got, exp)), default=0.0)

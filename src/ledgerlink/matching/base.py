@@ -25,8 +25,11 @@ class MatchTimeout(TimeoutError):
 
 @dataclass
 class MatchResult:
-    links: pd.DataFrame  # transfer_id, invoice_id, allocated_amount, confidence
-    decisions: pd.DataFrame  # transfer_id, n_invoices, confidence, decision ("auto" | "review")
+    """What ``match`` returns. With ``explain=True``, ``links`` and ``decisions`` have one more column, ``reasons``:
+    a tuple of plain-English phrases per row, most important first (why this invoice; why this set, or nothing)."""
+
+    links: pd.DataFrame  # transfer_id, invoice_id, allocated_amount, confidence[, reasons]
+    decisions: pd.DataFrame  # transfer_id, n_invoices, confidence, decision ("auto" | "review")[, reasons]
     candidates: pd.DataFrame  # transfer_id, invoice_id, probability, rank
 
 
@@ -83,14 +86,16 @@ def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -
 
 
 class BaseMatcher:
-    """fit(invoices, transfers, links) -> self; match(invoices, transfers, *, deadline=None) -> MatchResult;
-    predict -> links; save(dir) / load(dir) in the family's own file format (no pickle).
+    """fit(invoices, transfers, links) -> self; match(invoices, transfers, *, deadline=None, explain=False) ->
+    MatchResult; match_many(problems, ...) -> one MatchResult per problem; predict -> links; save(dir) / load(dir)
+    in the family's own file format (no pickle).
 
     As in scikit-learn, ``__init__`` only stores its parameters, ``get_params``/``set_params`` are derived from
     its signature (a family whose ``__init__`` takes ``**params`` adds its own to its parent's), and what ``fit``
     learns is stored in attributes ending in ``_``.
     ``deadline`` (absolute ``time.monotonic()`` seconds, None: no limit): past it, ``match`` raises
-    ``MatchTimeout`` naming the stage it stopped in."""
+    ``MatchTimeout`` naming the stage it stopped in. ``explain``: each link and decision says why, in words (the
+    ``reasons`` column); without it nothing is computed for that and the frames are as they were."""
 
     @classmethod
     def _param_defaults(cls) -> dict[str, object]:
@@ -129,8 +134,15 @@ class BaseMatcher:
     def fit(self, invoices, transfers, links):
         raise NotImplementedError
 
-    def match(self, invoices, transfers, *, deadline: float | None = None) -> MatchResult:
+    def match(self, invoices, transfers, *, deadline: float | None = None, explain: bool = False) -> MatchResult:
         raise NotImplementedError
+
+    def match_many(
+        self, problems: list[tuple[pd.DataFrame, pd.DataFrame]], *, deadline: float | None = None, explain: bool = False
+    ) -> list[MatchResult]:
+        """Independent (invoices, transfers) problems: each answered as ``match`` answers it alone. This default
+        matches them one by one; a family that can match them in one call overrides it (``Matcher``)."""
+        return [self.match(i, t, deadline=deadline, explain=explain) for i, t in problems]
 
     def predict(self, invoices, transfers) -> pd.DataFrame:
         return self.match(invoices, transfers).links

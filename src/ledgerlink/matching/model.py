@@ -27,6 +27,7 @@ from ..evaluation.metrics import blocking_recall
 from .arrays import run_starts
 from .base import BaseMatcher, MatchResult, check_frame
 from .candidates import generate_candidates
+from .explain import InvoiceTexts, Trace, explain_batch
 from .features import FEATURE_NAMES, best_pair_view, pair_features
 from .memory import Memory
 from .normalize import Prepared
@@ -209,7 +210,7 @@ class Matcher(BaseMatcher):
         check_deadline("set features")
         return table, SX
 
-    def _decide(self, pairs, X, p, P: Prepared, score_sets=None, refeaturize=None, pair_proba=None):
+    def _decide(self, pairs, X, p, P: Prepared, score_sets=None, refeaturize=None, pair_proba=None, trace=None):
         """Choose each transfer's set from pair probabilities ``p``: set model, conflicts, then a second pass.
 
         ``score_sets(SX, set_t)`` -> q (None: no set model, independent pair probabilities decide);
@@ -217,7 +218,7 @@ class Matcher(BaseMatcher):
         transfers decided with confidence >= ``peel_confidence`` settle are taken out of the other transfers'
         candidates, which are then scored and decided again. A contractor's open invoices that this batch pays
         elsewhere no longer hide which of them a transfer without a number pays (same-amount subscriptions,
-        multi-invoice sets)."""
+        multi-invoice sets). ``trace`` (``explain.Trace``): keeps what each pass computed, to explain the choice."""
         scored = pairs.assign(probability=p)
         if score_sets is None:
             from .assignment import assign
@@ -226,19 +227,23 @@ class Matcher(BaseMatcher):
             links, dec = assign(
                 scored, tr["amount"].to_numpy(), P.inv["amount"].to_numpy(), len(tr), booked=tr["booked_at"].to_numpy()
             )
+            if trace is not None:
+                trace.add(pairs, X, p)
         else:
-            links, dec = self._choose(pairs, X, p, P, score_sets)
+            links, dec = self._choose(pairs, X, p, P, score_sets, trace)
             check_deadline("set choice")
             if refeaturize is not None and self.peel_confidence < 1:
-                links, dec = self._second_pass(pairs, links, dec, P, score_sets, refeaturize, pair_proba)
+                links, dec = self._second_pass(pairs, links, dec, P, score_sets, refeaturize, pair_proba, trace)
         no_cand = ~np.isin(dec["t"].to_numpy(), pairs["t"].to_numpy())
         dec["confidence"] = np.where(no_cand, self.empty_confidence_, dec["confidence"].to_numpy())
         return scored, links, dec
 
-    def _choose(self, pairs, X, p, P: Prepared, score_sets):
+    def _choose(self, pairs, X, p, P: Prepared, score_sets, trace=None):
         table, SX = self._sets(pairs, X, p, P)
         q = score_sets(SX, table.sets["t"].to_numpy())
         check_deadline("set model")
+        if trace is not None:
+            trace.add(pairs, X, p, table, SX, q)
         return choose_sets(
             table,
             q,
@@ -251,7 +256,7 @@ class Matcher(BaseMatcher):
             booked=P.tr["booked_at"].to_numpy(),
         )
 
-    def _second_pass(self, pairs, links, dec, P: Prepared, score_sets, refeaturize, pair_proba):
+    def _second_pass(self, pairs, links, dec, P: Prepared, score_sets, refeaturize, pair_proba, trace=None):
         conf = dec["confidence"].to_numpy()
         sure = np.nan_to_num(conf, nan=0.0) >= self.peel_confidence
         amount = np.abs(P.inv["amount"].to_numpy())
@@ -267,13 +272,17 @@ class Matcher(BaseMatcher):
         redo = np.zeros(len(P.tr), bool)
         redo[t[lost]] = True  # the unsure transfers that lost a candidate are decided again, together
         sub = pairs[redo[t] & ~(taken[i] & (used[i] > 0))].reset_index(drop=True)
+        if trace is not None:
+            trace.deciding = redo
         if len(sub):
             X2 = refeaturize(sub)
             check_deadline("second pass: pair features")
             p2 = pair_proba(X2, sub["t"].to_numpy())
-            links2, dec2 = self._choose(sub, X2, p2, P, score_sets)
+            links2, dec2 = self._choose(sub, X2, p2, P, score_sets, trace)
             check_deadline("second pass: set choice")
         else:
+            if trace is not None:
+                trace.add(sub)
             links2 = links.iloc[:0]
             dec2 = dec.assign(n_invoices=0, confidence=np.nan)
         keep = links[~redo[links["t"].to_numpy()]]
@@ -473,29 +482,38 @@ class Matcher(BaseMatcher):
                 f"this {type(self).__name__} is not fitted; call fit() or {type(self).__name__}.load() first"
             )
 
-    def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame, *, deadline: float | None = None) -> MatchResult:
+    def match(
+        self,
+        invoices: pd.DataFrame,
+        transfers: pd.DataFrame,
+        *,
+        deadline: float | None = None,
+        explain: bool = False,
+    ) -> MatchResult:
         """Match ``transfers`` against ``invoices`` (all invoices that could still be open, any month).
 
         More than ``batch_size`` transfers are matched in batches of consecutive booking dates against the same
         prepared invoices, so memory stays bounded (an invoice claimed by transfers of two batches is not
         settled between them; a month's transfers fit in one batch up to ``batch_size``).
-        ``deadline``: an absolute ``time.monotonic()`` value; past it, ``MatchTimeout`` names the stage."""
+        ``deadline``: an absolute ``time.monotonic()`` value; past it, ``MatchTimeout`` names the stage.
+        ``explain``: links and decisions get a ``reasons`` column (``explain.py``); the rest is unchanged."""
         self._check_fitted()
         with deadline_scope(deadline):
-            return self._match(invoices, transfers)
+            return self._match(invoices, transfers, explain)
 
-    def _match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
+    def _match(self, invoices: pd.DataFrame, transfers: pd.DataFrame, explain: bool = False) -> MatchResult:
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
         check_deadline("input check")
         P = Prepared.of(invoices, transfers)
         check_deadline("text preparation")
+        texts = InvoiceTexts.of(invoices) if explain else None
         n = len(P.tr)
         size = int(self.batch_size) if self.batch_size else max(n, 1)
         order = np.argsort(P.tr["booked_at"].to_numpy(), kind="stable")
         parts = []
         for lo in range(0, max(n, 1), size):
             idx = np.sort(order[lo : lo + size])
-            parts.append((idx, *self._match_batch(P.with_transfers(idx))))
+            parts.append((idx, *self._match_batch(P.with_transfers(idx), texts=texts)))
         if len(parts) == 1:
             scored, links, dec = parts[0][1:]
             return self._result(scored, links, dec, P, self.auto_threshold_)
@@ -506,7 +524,11 @@ class Matcher(BaseMatcher):
         return self._result(scored, links.reset_index(drop=True), dec.reset_index(drop=True), P, self.auto_threshold_)
 
     def match_many(
-        self, problems: list[tuple[pd.DataFrame, pd.DataFrame]], *, deadline: float | None = None
+        self,
+        problems: list[tuple[pd.DataFrame, pd.DataFrame]],
+        *,
+        deadline: float | None = None,
+        explain: bool = False,
     ) -> list[MatchResult]:
         """Match independent (invoices, transfers) problems in one call, e.g. concurrent HTTP requests.
 
@@ -515,22 +537,25 @@ class Matcher(BaseMatcher):
         either taking it from the other (conflicts are settled between rows; a problem's rows are its own).
         Everything runs once over all problems, so the fixed cost of a call is paid once per batch, not per
         request. A problem must fit in one batch (at most ``batch_size`` transfers); larger ones go to ``match``.
-        ``deadline``: as in ``match``, for the whole call (all problems fail together)."""
+        ``deadline``: as in ``match``, for the whole call (all problems fail together); ``explain`` as in ``match``."""
         self._check_fitted()
         problems = list(problems)
         if not problems:
             return []
         with deadline_scope(deadline):
-            return self._match_many(problems)
+            return self._match_many(problems, explain)
 
-    def _match_many(self, problems: list[tuple[pd.DataFrame, pd.DataFrame]]) -> list[MatchResult]:
+    def _match_many(
+        self, problems: list[tuple[pd.DataFrame, pd.DataFrame]], explain: bool = False
+    ) -> list[MatchResult]:
         P, inv_scope, tr_scope = self._prepare_many(problems)
         check_deadline("input check and text preparation")
+        texts = InvoiceTexts.of(pd.concat([i for i, _ in problems], ignore_index=True)) if explain else None
         # blocking keeps the problems apart: its statistics (how many invoices share a reference token, an amount,
         # a name word) and its date window are each problem's own
         pairs = self._block(P, self.memory_, None, (inv_scope, tr_scope))
         check_deadline("blocking")
-        scored, links, dec = self._match_batch(P, pairs)
+        scored, links, dec = self._match_batch(P, pairs, texts)
         # one result, cut per problem: its frames are sorted by transfer, and a problem's transfers are contiguous
         bounds = [
             np.r_[0, np.cumsum(np.bincount(tr_scope[df["t"].to_numpy()], minlength=len(problems)))]
@@ -585,8 +610,9 @@ class Matcher(BaseMatcher):
                 raise ValueError(f"problem {k}: {exc}") from exc
         return Prepared.concat(parts), inv_scope, tr_scope
 
-    def _match_batch(self, P: Prepared, pairs=None):
-        """(scored pairs, links, decisions) of one batch; ``pairs`` (t, i): the candidates, when already blocked."""
+    def _match_batch(self, P: Prepared, pairs=None, texts: InvoiceTexts | None = None):
+        """(scored pairs, links, decisions) of one batch; ``pairs`` (t, i): the candidates, when already blocked.
+        ``texts`` (the invoices as written): explain, links and decisions get their ``reasons``."""
         if pairs is None:
             pairs = self._block(P, self.memory_, None)
             check_deadline("blocking")
@@ -597,7 +623,8 @@ class Matcher(BaseMatcher):
         score_sets = None
         if self.set_booster_ is not None:
             score_sets = lambda SX, st: self._predict(self.set_booster_, SX)  # noqa: E731
-        return self._decide(
+        trace = Trace() if texts is not None else None
+        scored, links, dec = self._decide(
             pairs,
             X,
             p,
@@ -605,7 +632,11 @@ class Matcher(BaseMatcher):
             score_sets,
             refeaturize=lambda sub: self._featurize(sub, P, self.memory_, None),
             pair_proba=lambda X2, t2: self._pair_proba(X2),
+            trace=trace,
         )
+        if trace is not None:
+            links, dec = explain_batch(self, trace, P, texts, links, dec)
+        return scored, links, dec
 
     @staticmethod
     def _result(scored, links, dec, P: Prepared, threshold) -> MatchResult:
@@ -633,6 +664,9 @@ class Matcher(BaseMatcher):
         )
         # threshold 1.0 = nothing is safe enough (confidences are clipped below 1)
         decisions["decision"] = np.where(decisions["confidence"].to_numpy() >= threshold, "auto", "review")
+        if "reasons" in links.columns:  # explained
+            out_links["reasons"] = links["reasons"].to_numpy()
+            decisions["reasons"] = dec["reasons"].to_numpy()
         return MatchResult(links=out_links, decisions=decisions, candidates=cands.reset_index(drop=True))
 
     def predict(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:

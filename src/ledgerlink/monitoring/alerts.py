@@ -25,13 +25,14 @@ REDACTED = "<redacted webhook>"
 # Slack's webhook paths, in case one reaches a log without going through an Alerter
 _SLACK_PATH = re.compile(r"(https?://[^\s'\"]*)?/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+")
 
-EVENTS = ("run_failure", "promotion", "deployment", "drift", "degradation")
+EVENTS = ("run_failure", "promotion", "deployment", "drift", "degradation", "auto_precision")
 ICONS = {
     "run_failure": ":x:",
     "promotion": ":trophy:",
     "deployment": ":rocket:",
     "drift": ":warning:",
     "degradation": ":chart_with_downwards_trend:",
+    "auto_precision": ":dart:",
 }
 
 

@@ -1,10 +1,13 @@
-"""Retraining triggers: drift and fresh-month performance against configured thresholds.
+"""Retraining triggers: drift, fresh-month performance and production auto precision against configured thresholds.
 
 The production model is scored on each newly tagged month (the real degradation signal) and its
 exact-set accuracy and auto-match rate are compared with what it showed on its own reference
-(``references.fresh_reference``). Data drift share comes from Evidently. ``retrain: always`` trains every
-month; ``on_trigger`` only when a trigger fires. The thresholds and their defaults are the config's
-``monitoring`` section (``ledgerlink.config.MonitoringConfig``); a threshold set to null never fires.
+(``references.fresh_reference``). Data drift share comes from Evidently. When production suggested links for
+the month before it was tagged, the precision of its ``auto`` suggestions against the tags
+(``suggestion_quality``) must stay at or above ``auto_precision_floor``: the figure the finance team lives with.
+``retrain: always`` trains every month; ``on_trigger`` only when a trigger fires. The thresholds and their
+defaults are the config's ``monitoring`` section (``ledgerlink.config.MonitoringConfig``); a threshold set to
+null never fires.
 The decision and its reasons are recorded either way.
 """
 
@@ -32,9 +35,12 @@ def evaluate_triggers(
     reference: dict | None,
     cfg: MonitoringConfig | dict | None = None,
     has_production: bool = True,
+    auto_precision: float | None = None,
 ) -> TriggerDecision:
     """``fresh``/``reference``: metric dicts (exact_set_accuracy, auto_match_rate) of the production model;
-    ``cfg``: the ``monitoring`` section (a mapping is checked like the config file's, e.g. ``retrain``)."""
+    ``cfg``: the ``monitoring`` section (a mapping is checked like the config file's, e.g. ``retrain``);
+    ``auto_precision``: production's auto-match precision on the month's suggestions against its tags (None: no
+    suggestions were scored)."""
     if not isinstance(cfg, MonitoringConfig):
         cfg = Config.parse({"monitoring": dict(cfg or {})}, "monitoring thresholds").monitoring
     cfg = cfg.model_dump()
@@ -72,6 +78,16 @@ def evaluate_triggers(
                 )
     elif not fresh:
         reasons.append("no production model scored on a fresh month yet")
+    if auto_precision is not None:
+        figures["auto_precision"] = auto_precision
+        floor = cfg["auto_precision_floor"]
+        if floor is None:
+            reasons.append(f"production auto precision {auto_precision:.4f} from the tags (trigger off)")
+        elif auto_precision < floor:
+            fired.append("auto_precision")
+            reasons.append(f"production auto precision {auto_precision:.4f} from the tags is below the floor {floor}")
+        else:
+            reasons.append(f"production auto precision {auto_precision:.4f} from the tags >= floor {floor}")
     fired = sorted(set(fired))
     retrain = cfg["retrain"] == "always" or bool(fired)
     policy = "retrain every month" if cfg["retrain"] == "always" else "retrain on trigger"

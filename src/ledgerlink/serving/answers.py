@@ -2,6 +2,8 @@
 
 No HTTP here: the service calls these around ``Matcher.match`` / ``match_many``, and the tests call them directly.
 The frames have the columns the data contract names, so the matcher checks them as it checks training data.
+The results must be explained (``explain=True``): every answer carries the matcher's reasons, the same words the
+monthly suggestions write to the warehouse.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 from pydantic import BaseModel
 
+from ..matching.reasons import NO_CANDIDATE_SENT
 from .schemas import (
     INVOICE_COLUMNS,
     TRANSFER_COLUMNS,
@@ -45,6 +48,26 @@ def batch_problem(request: BatchRequest) -> tuple[pd.DataFrame, pd.DataFrame]:
     return invoice_frame(request.invoices), transfer_frame(request.transfers)
 
 
+def _reasons(row) -> list[str]:
+    """A result row's reasons as a list (a ``KeyError`` naming the column when the result was not explained)."""
+    try:
+        return list(row["reasons"] if isinstance(row, (dict, pd.Series)) else row.reasons)
+    except (KeyError, AttributeError):
+        raise KeyError("the MatchResult has no 'reasons' column: match with explain=True") from None
+
+
+def _chosen(rows: pd.DataFrame) -> list[ChosenInvoice]:
+    return [
+        ChosenInvoice(
+            invoice_id=r.invoice_id,
+            allocated_amount=float(r.allocated_amount),
+            confidence=float(r.confidence),
+            reasons=_reasons(r),
+        )
+        for r in rows.itertuples()
+    ]
+
+
 def no_candidates(transfer_id: str, empty_confidence: float, threshold: float, model: str) -> MatchResponse:
     """No invoices at all: the transfer pays none, as sure as the model is about "no candidates"."""
     return MatchResponse(
@@ -52,6 +75,7 @@ def no_candidates(transfer_id: str, empty_confidence: float, threshold: float, m
         decision="auto" if empty_confidence >= threshold else "review",
         confidence=empty_confidence,
         auto_threshold=threshold,
+        reasons=[NO_CANDIDATE_SENT],
         chosen=[],
         ranked=[],
         unscored_invoice_ids=[],
@@ -72,12 +96,8 @@ def match_answer(result, request: MatchRequest, threshold: float, model: str) ->
         decision=str(row["decision"]) if row is not None else "review",
         confidence=float(row["confidence"]) if row is not None else 0.0,
         auto_threshold=threshold,
-        chosen=[
-            ChosenInvoice(
-                invoice_id=r.invoice_id, allocated_amount=float(r.allocated_amount), confidence=float(r.confidence)
-            )
-            for r in links.itertuples()
-        ],
+        reasons=_reasons(row) if row is not None else [],
+        chosen=_chosen(links),
         ranked=[
             RankedInvoice(invoice_id=r.invoice_id, probability=float(r.probability), rank=int(r.rank))
             for r in cands.head(request.top_k).itertuples()
@@ -101,16 +121,8 @@ def batch_answer(result, request: BatchRequest, threshold: float, model: str) ->
                 decision=str(decisions.at[t.transfer_id, "decision"]) if has else "review",
                 confidence=float(decisions.at[t.transfer_id, "confidence"]) if has else 0.0,
                 n_invoices=int(decisions.at[t.transfer_id, "n_invoices"]) if has else 0,
-                links=[]
-                if links is None
-                else [
-                    ChosenInvoice(
-                        invoice_id=r.invoice_id,
-                        allocated_amount=float(r.allocated_amount),
-                        confidence=float(r.confidence),
-                    )
-                    for r in links.itertuples()
-                ],
+                reasons=_reasons(decisions.loc[t.transfer_id]) if has else [],
+                links=[] if links is None else _chosen(links),
             )
         )
     return BatchResponse(results=out, auto_threshold=threshold, model=model)
@@ -121,7 +133,12 @@ def batch_without_invoices(request: BatchRequest, empty_confidence: float, thres
     return BatchResponse(
         results=[
             TransferAssignment(
-                transfer_id=t.transfer_id, decision=decision, confidence=empty_confidence, n_invoices=0, links=[]
+                transfer_id=t.transfer_id,
+                decision=decision,
+                confidence=empty_confidence,
+                n_invoices=0,
+                reasons=[NO_CANDIDATE_SENT],
+                links=[],
             )
             for t in request.transfers
         ],

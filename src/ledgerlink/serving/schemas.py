@@ -274,10 +274,17 @@ class RankedInvoice(BaseModel):
     rank: int
 
 
+Reasons = Annotated[
+    list[str],
+    Field(description="why, in plain English, most important first (from the model's own feature contributions)"),
+]
+
+
 class ChosenInvoice(BaseModel):
     invoice_id: str
     allocated_amount: float
     confidence: float
+    reasons: Reasons  # why this invoice, e.g. "invoice number FV/2025/02/0142 in the title", "amount equal"
 
 
 class MatchResponse(BaseModel):
@@ -285,6 +292,7 @@ class MatchResponse(BaseModel):
     decision: Literal["auto", "review"]
     confidence: float
     auto_threshold: float
+    reasons: Reasons  # why this set of invoices, or why none ("no candidate invoice (nor set of them) fits ...")
     chosen: list[ChosenInvoice]  # empty: the transfer pays none of the candidates
     ranked: list[RankedInvoice]
     unscored_invoice_ids: list[str]  # candidates the blocking stage ruled out (e.g. issued long before)
@@ -296,6 +304,7 @@ class TransferAssignment(BaseModel):
     decision: Literal["auto", "review"]
     confidence: float
     n_invoices: int
+    reasons: Reasons
     links: list[ChosenInvoice]
 
 

@@ -1,0 +1,1 @@
+"""Steps of the suggest pipeline: the open month matched by the production model, written back."""
