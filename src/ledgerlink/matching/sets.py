@@ -586,6 +586,29 @@ def _csr(table: SetTable) -> np.ndarray:
     return np.searchsorted(table.members["sid"].to_numpy(), np.arange(len(table.sets) + 1))
 
 
+def set_preference(sets: pd.DataFrame, q: np.ndarray, n_transfers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(qn, sure, order) of the set model's scores ``q`` (one column, or two: see ``choose_sets``): qn the
+    probability of being exactly right, normalised where a transfer's sum over 1 (the confidence); sure what settles
+    conflicts (the expected precision with two outputs); order each transfer's sets, best first (by ``set_gain``
+    with two outputs, then qn)."""
+    st = sets["t"].to_numpy()
+    q = np.clip(np.asarray(q, np.float64), 0.0, 1.0)
+    q, precision = (q[:, 0], q[:, 1]) if q.ndim == 2 else (q, None)
+    z = np.maximum(np.bincount(st, weights=q, minlength=n_transfers)[st], 1.0)
+    qn = q / z
+    # two outputs: choose by what the set is worth to pair F1, settle conflicts by the surer claim
+    gain = qn if precision is None else set_gain(sets["size"].to_numpy(), precision)
+    sure = qn if precision is None else precision
+    return qn, sure, np.lexsort((-qn, -gain, st))
+
+
+def first_choices(sets: pd.DataFrame, q: np.ndarray) -> np.ndarray:
+    """Each transfer's best set (rows of ``sets``) by the set model alone, before conflicts."""
+    st = sets["t"].to_numpy()
+    _, _, order = set_preference(sets, q, int(st.max(initial=-1)) + 1)
+    return order[run_starts(st[order])]
+
+
 def choose_sets(
     table: SetTable,
     q: np.ndarray,
@@ -614,14 +637,7 @@ def choose_sets(
     chosen_sid = np.full(n_transfers, -1, np.int64)
     if len(S):
         st = S["t"].to_numpy()
-        q = np.clip(np.asarray(q, np.float64), 0.0, 1.0)
-        q, precision = (q[:, 0], q[:, 1]) if q.ndim == 2 else (q, None)
-        z = np.maximum(np.bincount(st, weights=q, minlength=n_transfers)[st], 1.0)
-        qn = q / z
-        # two outputs: choose by what the set is worth to pair F1, settle conflicts by the surer claim
-        gain = qn if precision is None else set_gain(S["size"].to_numpy(), precision)
-        sure = qn if precision is None else precision
-        order = np.lexsort((-qn, -gain, st))  # each transfer's sets, best first
+        qn, sure, order = set_preference(S, q, n_transfers)
         first = np.r_[True, st[order][1:] != st[order][:-1]]
         best = order[first]
         conf[st[best]] = qn[best]
