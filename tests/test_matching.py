@@ -270,6 +270,16 @@ def test_busy_contractor_expansion_is_bounded_by_amount_windows():
     assert set(out[out["i"] >= 1000]["i"]) == {1000, 1001, 1002}  # a small group comes whole
 
 
+def test_what_the_name_channel_knows_of_a_contractor_holds_for_all_its_candidates():
+    """An invoice found only by its number (outside the name channel's amount windows of a busy customer) is still
+    the payer's: blocking ranks it by the contractor's name and memory evidence too."""
+    t = np.array([0, 0, 0, 1, 1])
+    key = np.array(["acme", "acme", "", "acme", "bolt"])
+    name_share, mem = C._per_contractor_max(t, key, np.array([1.0, 0.0, 0.0, 0.0, 0.5]), np.array([0, 7, 0, 0, 0]))
+    np.testing.assert_array_equal(name_share, [1.0, 1.0, 0.0, 0.0, 0.5])  # no name: its own; per transfer
+    np.testing.assert_array_equal(mem, [7, 7, 0, 0, 0])
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # features, family by family
 

@@ -599,6 +599,9 @@ def generate_candidates(
         c = settle([c, sets])
         check_deadline("blocking: merging the set channel")
     t, i = c["t"], c["i"]
+    # what the name and memory channels know of a contractor holds for every candidate invoice of it: an invoice
+    # found only by its number (a busy customer's, outside the name channel's amount windows) is still the payer's
+    name_share, mem = _per_contractor_max(t, inv["name_key"].to_numpy()[i], c["name_share"], c["mem"])
     days = (booked[t] - issued[i]).astype("timedelta64[D]").astype(np.int64)
     ta, ia = tr["amount"].to_numpy()[t], inv["amount"].to_numpy()[i]
     same_sign = np.sign(ta) == np.sign(ia)
@@ -606,7 +609,7 @@ def generate_candidates(
     near = same_sign & (np.abs(gap) <= FEE_TOLERANCE + 1e-9)
     # part of a multi-invoice payment: smaller than the transfer, or a credit note offset inside it
     fits_in = np.abs(ia) <= np.abs(ta) * (1 + FEE_TOLERANCE)
-    who = (c["name_share"] > 0) | (c["mem"] > 0)
+    who = (name_share > 0) | (mem > 0)
     # a partial payment is 30-70% of its invoice; an invoice several times the transfer is neither part nor whole
     ratio = np.abs(ta) / np.maximum(np.abs(ia), 0.01)
     partial = same_sign & (ratio >= PARTIAL_MIN) & (ratio <= PARTIAL_MAX)
@@ -623,8 +626,8 @@ def generate_candidates(
         + 3 * c["ref_exact"]
         + 0.05 * np.minimum(c["ref_score"], 40)
         + 4 * c["amt_exact"]
-        + 2 * c["name_share"]
-        + 2 * (c["mem"] > 0)
+        + 2 * name_share
+        + 2 * (mem > 0)
         + 1.5 * (near & who)
         + 0.5 * (fits_in & who)
         + 0.3 * (partial & who)
@@ -670,6 +673,24 @@ def currency_scopes(inv: pd.DataFrame, tr: pd.DataFrame, inv_scope, tr_scope):
     joint = np.concatenate([base_i, base_t]) * len(uniq) + codes
     scope = pd.factorize(joint)[0]
     return scope[: len(ic)], scope[len(ic) :]
+
+
+def _per_contractor_max(t: np.ndarray, name_key: np.ndarray, *values: np.ndarray) -> list[np.ndarray]:
+    """Each of ``values`` raised to its maximum over the transfer's candidates of the same contractor (invoices
+    without a contractor name keep their own)."""
+    known = name_key != ""
+    code = pd.factorize(name_key)[0]
+    key = t.astype(np.int64) * (int(code.max(initial=0)) + 1) + code
+    group = pd.factorize(key[known])[0]
+    out = []
+    for v in values:
+        v = np.asarray(v, np.float64).copy()
+        if known.any():
+            top = np.full(int(group.max()) + 1, -np.inf)
+            np.maximum.at(top, group, v[known])
+            v[known] = top[group]
+        out.append(v)
+    return out
 
 
 def _sibling_of_named(t: np.ndarray, name_key: np.ndarray, named: np.ndarray) -> np.ndarray:
