@@ -34,8 +34,8 @@ batch_issued (invoices issued on one billing day).
 
 k defaults to 6: the production model is retrained every month on all collected months, and the figures
 that matter are those of a deployment with some history (memory of which payer pays which contractor grows
-with it). With k = 3 the tree model scores 0.006 (frozen test) to 0.026 (later month) lower pair F1 and a
-0.05-0.07 lower auto-match rate.
+with it). With k = 3 the tree model scored 0.006 (frozen test) to 0.026 (later month) lower pair F1 and a
+0.05-0.07 lower auto-match rate (measured before the payment shapes of issue 15 changed the data).
 
 Last line: one JSON object, the best model's (by frozen-test pair F1) frozen-test figures: pair_f1,
 pair_precision, pair_recall, exact_set_accuracy, auto_match_rate, auto_match_precision, blocking_recall,
