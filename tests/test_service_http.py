@@ -43,6 +43,9 @@ SERVER_ENV = {
 }
 
 
+SERVED = ["EUR"]  # the model's currencies (its metadata); a transfer in another one is refused with 400
+
+
 @pytest.fixture(scope="module")
 def data():
     return generate(months=2, contractors=40, transfers_per_month=200)
@@ -65,7 +68,7 @@ def model_tag(matcher, tmp_path_factory):
                 "metrics": {"pair_f1": 0.91},
                 "months": ["2025-01", "2025-02"],
                 "threshold": float(matcher.auto_threshold_),
-                "currencies": ["EUR"],
+                "currencies": SERVED,
             },
         )
     )
@@ -93,7 +96,7 @@ def multi_request(data, matcher):
     """A transfer paying 2+ invoices, all of them among its 20 candidates, that the model answers in process."""
     truth = data["links"].groupby("transfer_id")["invoice_id"].apply(set)
     for _, t in pick_transfers(data, "multi", 60).iterrows():
-        if len(truth.get(t["transfer_id"], ())) < 2:
+        if len(truth.get(t["transfer_id"], ())) < 2 or t["currency"] not in SERVED:
             continue
         req = match_request(t, candidate_invoices(t, data["invoices"], data["links"], 20))
         return req, inprocess_answer(matcher, req), truth[t["transfer_id"]]
@@ -105,6 +108,8 @@ def requests_pool(data, matcher):
     """Requests the model answers in process, with those answers (for the consistency checks)."""
     out = []
     for _, t in pick_transfers(data, "any", 40).iterrows():
+        if t["currency"] not in SERVED:  # the generator bills some contractors in other currencies
+            continue
         req = match_request(t, candidate_invoices(t, data["invoices"], data["links"], 15, seed=1))
         try:
             out.append((req, inprocess_answer(matcher, req)))
