@@ -17,14 +17,25 @@ Columns: pair precision / recall / F1, exact-set accuracy, auto-match rate with 
 own threshold, chosen at fit time for ``target_precision`` 99.5%), blocking recall, training seconds, inference
 milliseconds per 1k transfers (median of ``--repeats`` runs of ``match``).
 
+Then one row per payment shape (issue 15) for each learnt family: transfers of that shape, pair recall, exact-set
+accuracy, auto-match rate and its precision. Shapes come from the generator's truth table (regenerated from the same
+config; never written to the warehouse): single, multi, partial, instalment, remittance (and remittance_partial:
+one invoice paid in part), description_ref (the title quotes the reference in the invoice's description),
+overpayment, credit_note (netted inside the payment), duplicate (a second payment of a paid invoice: pays nothing,
+so only exact-set accuracy counts), pays_nothing, foreign_currency, large_amount (a contractor billing up to 10^7),
+batch_issued (invoices issued on one billing day).
+
     .venv/bin/python benchmarks/quality.py              # k = 6, all three families: ~4 min on 2 cores (transformer ~3)
     .venv/bin/python benchmarks/quality.py 3 --families rules,xgboost   # a younger deployment: 3 months of history
     .venv/bin/python benchmarks/quality.py --description-only
+    .venv/bin/python benchmarks/quality.py 3 --families xgboost --transfers-per-month 10000 --contractors 1250
+        # volume: a 10k-transfers-a-month world (the scale benchmark's 1 contractor per 8 transfers), 3 months of its
+        # own history; the warehouse then holds only k+1 months
 
 k defaults to 6: the production model is retrained every month on all collected months, and the figures
 that matter are those of a deployment with some history (memory of which payer pays which contractor grows
-with it). With k = 3 the tree model scores 0.006 (frozen test) to 0.026 (later month) lower pair F1 and a
-0.05-0.07 lower auto-match rate.
+with it). With k = 3 the tree model scored 0.006 (frozen test) to 0.026 (later month) lower pair F1 and a
+0.05-0.07 lower auto-match rate (measured before the payment shapes of issue 15 changed the data).
 
 Last line: one JSON object, the best model's (by frozen-test pair F1) frozen-test figures: pair_f1,
 pair_precision, pair_recall, exact_set_accuracy, auto_match_rate, auto_match_precision, blocking_recall,
@@ -46,8 +57,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 
-def load_data(months: int, seed: int | None, description_only: bool, home: Path):
-    """(train, frozen test, later month) as the pipelines' store and a collection would give them."""
+def load_data(months: int, seed: int | None, description_only: bool, home: Path, size: dict | None = None):
+    """(train, frozen test, later month) as the pipelines' store and a collection would give them. ``size``:
+    synthetic overrides for a volume run (then only months 1..k+1 are generated)."""
     import pandas as pd
 
     from ledgerlink.config import load_config
@@ -57,6 +69,8 @@ def load_data(months: int, seed: int | None, description_only: bool, home: Path)
     from ledgerlink.data.warehouse import open_warehouse
 
     syn = {"description_only": description_only} | ({"seed": seed} if seed is not None else {})
+    if size:
+        syn |= {**size, "months": months + 1}
     warehouse = {"path": str(home / "warehouse.duckdb")}
     if description_only:  # the configuration a team without these columns writes: optional columns mapped to null
         warehouse["columns"] = {
@@ -113,6 +127,64 @@ HEADER = (
     f"{'blocking':>8} {'train_s':>8} {'ms/1k_tr':>9}"
 )
 
+# payment shapes (issue 15): truth-table masks; "pays nothing" shapes are judged on exact-set accuracy only
+SHAPES = {
+    "single": lambda t: t["kind"].eq("single"),
+    "multi": lambda t: t["kind"].eq("multi"),
+    "partial": lambda t: t["kind"].eq("partial"),
+    "instalment": lambda t: t["kind"].eq("instalment"),
+    "remittance": lambda t: t["kind"].eq("remittance"),
+    "remittance_partial": lambda t: t["remittance_partial"],
+    "description_ref": lambda t: t["number_in_title"].eq("reference"),
+    "overpayment": lambda t: t["overpayment"],
+    "credit_note": lambda t: t["credit_note"],
+    "duplicate": lambda t: t["reason"].eq("duplicate"),
+    "pays_nothing": lambda t: t["kind"].eq("none"),
+    "foreign_currency": lambda t: t["foreign_currency"],
+    "large_amount": lambda t: t["large_amount"],
+    "batch_issued": lambda t: t["batch_issued"],
+}
+
+
+def truth_table(cfg: dict):
+    """The generator's truth per transfer for the warehouse's synthetic config (the same seed gives the same
+    world)."""
+    from ledgerlink.data.synthetic import SyntheticConfig, generate
+
+    syn = cfg["synthetic"]
+    syn = syn if isinstance(syn, SyntheticConfig) else SyntheticConfig(**syn)
+    return generate(syn)["truth"]
+
+
+def shape_rows(outcomes, truth) -> dict[str, dict]:
+    """Per shape: n, pair recall, exact-set accuracy, auto-match rate and precision."""
+    o = outcomes.drop(columns=[c for c in truth.columns if c in outcomes.columns and c != "transfer_id"])
+    o = o.merge(truth, on="transfer_id", how="left")
+    rows = {}
+    for name, mask in SHAPES.items():
+        sel = o[mask(o).fillna(False).astype(bool)]
+        tp, fn = float(sel["tp"].sum()), float(sel["fn"].sum())
+        auto = sel["auto"].astype(bool)
+        rows[name] = {
+            "n": int(len(sel)),
+            "pair_recall": tp / (tp + fn) if tp + fn else float("nan"),
+            "exact": float(sel["exact"].mean()) if len(sel) else float("nan"),
+            "auto": float(auto.mean()) if len(sel) else float("nan"),
+            "auto_precision": float(sel.loc[auto, "exact"].mean()) if auto.any() else float("nan"),
+        }
+    return rows
+
+
+def print_shapes(title: str, rows: dict[str, dict]) -> None:
+    print(f"\n{title}")
+    print(f"{'shape':<20} {'n':>6} {'recall':>7} {'exact':>7} {'auto':>7} {'auto_P':>7}")
+    for name, r in rows.items():
+        print(
+            f"{name:<20} {r['n']:>6} {r['pair_recall']:>7.4f} {r['exact']:>7.4f} {r['auto']:>7.4f} "
+            f"{r['auto_precision']:>7.4f}"
+        )
+
+
 KEYS = (
     "pair_f1",
     "pair_precision",
@@ -131,6 +203,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=None, help="synthetic data seed (default: the config's, 7)")
     ap.add_argument("--description-only", action="store_true", help="only invoices.description and transfers.title")
     ap.add_argument("--repeats", type=int, default=3, help="match() runs per evaluation; the median time is reported")
+    ap.add_argument("--transfers-per-month", type=int, default=None, help="volume: transfers a month (default 800)")
+    ap.add_argument("--contractors", type=int, default=None, help="volume: contractors (default 200)")
     ap.add_argument("--xgboost-params", default="{}", help="JSON params for the xgboost family")
     ap.add_argument(
         "--transformer-params",
@@ -142,7 +216,13 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="ledgerlink-quality-"))
     os.environ["LEDGERLINK_HOME"] = str(home)
     t0 = time.perf_counter()
-    train, test, later, later_month, cfg = load_data(args.months, args.seed, args.description_only, home)
+    size = {
+        k: v
+        for k, v in (("transfers_per_month", args.transfers_per_month), ("contractors", args.contractors))
+        if v is not None
+    }
+    train, test, later, later_month, cfg = load_data(args.months, args.seed, args.description_only, home, size)
+    truth = truth_table(cfg)
     print(
         f"data: train {len(train['transfers'])} transfers / {len(train['invoices'])} invoices (months 1-{args.months}, "
         f"month 1 without its frozen test split); frozen test {len(test['transfers'])} transfers (month 1); "
@@ -187,6 +267,17 @@ def main() -> None:
                 f"{s['validation_auto_precision']:.4f}); blocking recall on training {s['blocking_recall_train']:.4f}"
             )
 
+    shapes = {}
+    for family, r in results.items():
+        if family == "rules":
+            continue
+        shapes[family] = {
+            "frozen_test": shape_rows(r[1].outcomes, truth),
+            "later_month": shape_rows(r[2].outcomes, truth),
+        }
+        print_shapes(f"{family}, per payment shape, frozen test", shapes[family]["frozen_test"])
+        print_shapes(f"{family}, per payment shape, later month {later_month}", shapes[family]["later_month"])
+
     learnt = {f: r for f, r in results.items() if f != "rules"} or results
     best = max(learnt, key=lambda f: learnt[f][1].metrics["pair_f1"])
     out = {k: round(float(results[best][1].metrics[k]), 4) for k in KEYS}
@@ -196,6 +287,11 @@ def main() -> None:
     out["later_month"]["rules_pair_f1"] = (
         round(float(results["rules"][2].metrics["pair_f1"]), 4) if "rules" in results else None
     )
+    if best in shapes:
+        out["shapes"] = {
+            where: {name: {k: round(v, 4) for k, v in row.items()} for name, row in rows.items()}
+            for where, rows in shapes[best].items()
+        }
     print(json.dumps(out))
 
 

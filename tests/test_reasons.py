@@ -168,6 +168,8 @@ def test_no_phrase_states_what_the_values_do_not_support(fitted, world):
             if m := re.fullmatch(r"invoice number (.+) in the title", r):
                 assert m.group(1) == i["invoice_number"] and fold(i["invoice_number"]) in fold(t["title"]), (link, r)
                 checked["number"] += 1
+            if m := re.fullmatch(r"reference (.+) of the invoice's description in the title", r):
+                assert m.group(1) in i["description"] and fold(m.group(1)) in fold(t["title"]), (link, r)
             if m := re.fullmatch(r"paid (\d+) days? after the invoice was issued", r):
                 assert (t["booked_at"] - i["issued_at"]).days == int(m.group(1)), (link, r)
                 checked["days"] += 1
@@ -198,7 +200,8 @@ def test_the_heuristic_is_shared_out_by_its_own_terms(fitted, world):
 
 def test_contributions_are_xgboosts_pred_contribs(fitted, world):
     """The numpy paths a request's few rows take give xgboost's own Saabas contributions (``pred_contribs`` with
-    ``approx_contribs``), for the fold pair models and the set model; larger inputs are xgboost's call itself."""
+    ``approx_contribs``), for the fold pair models and each of the set model's two outputs; larger inputs are
+    xgboost's call itself."""
     import xgboost as xgb
 
     from ledgerlink.matching import contributions as K
@@ -207,16 +210,20 @@ def test_contributions_are_xgboosts_pred_contribs(fitted, world):
     pairs = fitted._block(P, fitted.memory_, None)
     X = fitted._featurize(pairs, P, fitted.memory_, None)
     _, SX = fitted._sets(pairs, X, fitted._pair_proba(X), P)
-    for boosters, frame in ((fitted.pair_boosters_, X), ([fitted.set_booster_], SX)):
+    cases = [(fitted.pair_boosters_, X, None), ([fitted.set_booster_], SX, 0), ([fitted.set_booster_], SX, 1)]
+    for boosters, frame, output in cases:
         values, cols = frame.to_numpy(np.float64), list(frame.columns)
         d = xgb.DMatrix(frame[boosters[0].feature_names].to_numpy(np.float32), feature_names=boosters[0].feature_names)
-        want = np.mean([b.predict(d, pred_contribs=True, approx_contribs=True)[:, :-1] for b in boosters], axis=0)
+        got = [b.predict(d, pred_contribs=True, approx_contribs=True) for b in boosters]
+        assert all(g.ndim == (2 if output is None else 3) for g in got)  # the set model has two outputs
+        want = np.mean([(g if output is None else g[:, output])[:, :-1] for g in got], axis=0)
         order = [cols.index(n) for n in boosters[0].feature_names]
-        small = np.concatenate([K.contributions(boosters, values[k : k + 50], cols) for k in range(0, 200, 50)])
+        out = output or 0
+        small = np.concatenate([K.contributions(boosters, values[k : k + 50], cols, out) for k in range(0, 200, 50)])
         np.testing.assert_allclose(small[:, order], want[:200], atol=1e-5)
         assert len(values) > K.NUMPY_MAX_ROWS  # the whole frame goes to xgboost
-        np.testing.assert_allclose(K.contributions(boosters, values, cols)[:, order], want, atol=1e-6)
-        assert all(K._paths(b) is not None for b in boosters)
+        np.testing.assert_allclose(K.contributions(boosters, values, cols, out)[:, order], want, atol=1e-6)
+        assert all(K._paths(b, out) is not None for b in boosters)
 
 
 def test_phrases_need_their_values():
@@ -243,6 +250,21 @@ def test_a_description_only_invoice_is_named_by_the_number_in_its_description():
     assert texts.number_of(0, set()) == "2025/0451/KR"  # the first number of 3+ digits
     assert texts.number_of(1, set()) == ""
     assert texts.contractor_of(0, "acme") == "Acme" and texts.contractor_of(1, "x") == "x"
+
+
+def test_a_reference_of_the_description_is_named_as_one():
+    """An instalment's title quotes the assignment number of the invoice's description, not its invoice number."""
+    texts = InvoiceTexts.of(
+        pd.DataFrame({"invoice_number": ["FV/7/2025"], "description": ["Assignment ASG-2025-004411 - cleaning"]})
+    )
+    assert texts.reference_of(0, {"2025004411"}) == ("ASG-2025-004411", True)
+    assert texts.reference_of(0, {"72025", "2025004411"}) == ("FV/7/2025", False)  # the number itself is there
+    assert texts.reference_of(0, set()) == ("FV/7/2025", False)
+    e = R.Evidence(x={"ref_exact": 1.0}, number="ASG-2025-004411", number_in_description=True)
+    reference = [g.name for g in R.PAIR_GROUPS].index("reference")
+    assert R.phrases(R.PAIR_GROUPS, [(reference, 1.0)], e, 1)[0][0] == (
+        "reference ASG-2025-004411 of the invoice's description in the title"
+    )
 
 
 def test_the_rules_baseline_gives_its_rule():

@@ -137,7 +137,7 @@ def slice_drops(
         return {}
     level = 1 - (1 - confidence) / len(judged)  # two-sided; each side gets (1 - confidence) / 2 / k
     alpha = (1 - level) / 2
-    labels = {col for col, _ in SLICES.values()}
+    labels = {SLICES[name][0] for name in judged}  # the judged slices' labels (outcomes may predate newer slices)
     paired = (
         candidate is not None
         and production is not None

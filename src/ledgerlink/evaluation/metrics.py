@@ -71,6 +71,8 @@ def score_links(
 
 
 _DIGITS = re.compile(r"\d{3,}")
+_LONG_DIGITS = re.compile(r"\d{5,}")  # a reference in free text: periods, dates and amounts have fewer in a row
+PART_TOLERANCE = 0.02  # a link allocating less than its invoice by more than this share pays it in part
 
 
 def _core_digits(number) -> str:
@@ -78,32 +80,64 @@ def _core_digits(number) -> str:
     return max(runs, key=len).lstrip("0") if runs else ""
 
 
-def slice_labels(transfers: pd.DataFrame, invoices: pd.DataFrame, true_links: pd.DataFrame) -> pd.DataFrame:
-    """Per transfer: ``size`` (none/single/multi) and ``number`` (present/absent; none when it pays nothing).
+def _description_digits(text) -> list[str]:
+    return [r.lstrip("0") for r in _LONG_DIGITS.findall(str(text or ""))]
 
-    A number is present when the longest digit run of a paid invoice's number (or description when
-    there is no number column) appears among the title's digits.
+
+def slice_labels(transfers: pd.DataFrame, invoices: pd.DataFrame, true_links: pd.DataFrame) -> pd.DataFrame:
+    """Per transfer, from the data contract alone (never a generator's truth): ``size`` (none/single/multi),
+    ``number`` (present/absent; none when it pays nothing), ``number_in_description`` and the payment shapes
+    ``part_payment``, ``overpayment``, ``remittance`` and ``credit_note``.
+
+    A number is present when the longest digit run of a paid invoice's number (or description when there is no
+    number column), or a reference of 5+ digits in its description, appears among the title's digits;
+    ``number_in_description``: only a description reference does (a PO, contract or assignment number).
+    ``part_payment``: a link allocates less than its invoice's amount (instalments, partial payments, a remittance
+    paying one invoice in part); ``overpayment``: the transfer is larger than what its links allocate;
+    ``remittance``: it pays 10 or more invoices; ``credit_note``: a link allocates against the transfer's sign.
     """
     ref_col = "invoice_number" if "invoice_number" in invoices.columns else "description"
-    core = (
-        invoices.set_index("invoice_id")[ref_col].map(_core_digits)
-        if ref_col in invoices.columns
-        else pd.Series(dtype=str)
+    by_id = invoices.set_index("invoice_id")
+    core = by_id[ref_col].map(_core_digits) if ref_col in invoices.columns else pd.Series(dtype=str)
+    desc = (
+        by_id["description"].map(_description_digits)
+        if "description" in invoices.columns and ref_col != "description"
+        else pd.Series(dtype=object)
     )
     titles = transfers.set_index("transfer_id")["title"] if "title" in transfers.columns else pd.Series(dtype=object)
-    links = true_links[["transfer_id", "invoice_id"]].copy()
+    links = true_links[["transfer_id", "invoice_id", "allocated_amount"]].copy()
     links["core"] = links["invoice_id"].map(core).fillna("")
+    links["desc"] = links["invoice_id"].map(desc)
     links["title_digits"] = (
         links["transfer_id"].map(titles).fillna("").astype(str).map(lambda s: "".join(_DIGITS.findall(s)))
     )
-    links["present"] = [bool(c) and c in t for c, t in zip(links["core"], links["title_digits"])]
-    n = true_links.groupby("transfer_id").size()
-    present = links.groupby("transfer_id")["present"].any()
-    out = transfers[["transfer_id"]].drop_duplicates().copy()
-    k = out["transfer_id"].map(n).fillna(0)
+    links["by_number"] = [bool(c) and c in t for c, t in zip(links["core"], links["title_digits"])]
+    links["by_description"] = [
+        isinstance(d, list) and any(r in t for r in d if r) for d, t in zip(links["desc"], links["title_digits"])
+    ]
+    links["present"] = links["by_number"] | links["by_description"]
+    inv_amount = links["invoice_id"].map(by_id["amount"]).astype(float)
+    alloc = links["allocated_amount"].astype(float)
+    t_amount = links["transfer_id"].map(transfers.drop_duplicates("transfer_id").set_index("transfer_id")["amount"])
+    links["part"] = (np.sign(alloc) == np.sign(inv_amount)) & (alloc.abs() < inv_amount.abs() * (1 - PART_TOLERANCE))
+    links["against"] = np.sign(alloc) != np.sign(t_amount.astype(float))
+    g = links.groupby("transfer_id")
+    n = g.size()
+    present = g["present"].any()
+    only_description = g["by_description"].any() & ~g["by_number"].any()
+    allocated = g["allocated_amount"].sum()
+    out = transfers[["transfer_id", "amount"]].drop_duplicates("transfer_id").copy()
+    tid = out["transfer_id"]
+    k = tid.map(n).fillna(0)
     out["size"] = np.select([k == 0, k == 1], ["none", "single"], "multi")
-    out["number"] = np.where(k == 0, "none", np.where(out["transfer_id"].map(present).eq(True), "present", "absent"))
-    return out
+    out["number"] = np.where(k == 0, "none", np.where(tid.map(present).eq(True), "present", "absent"))
+    out["number_in_description"] = tid.map(only_description).eq(True)
+    out["part_payment"] = tid.map(g["part"].any()).eq(True)
+    paid = tid.map(allocated)
+    out["overpayment"] = (k > 0) & (np.sign(paid) == np.sign(out["amount"])) & (out["amount"].abs() > paid.abs() + 0.01)
+    out["remittance"] = k >= 10
+    out["credit_note"] = tid.map(g["against"].any()).eq(True)
+    return out.drop(columns="amount")
 
 
 SLICES = {
@@ -112,13 +146,22 @@ SLICES = {
     "pays_nothing": ("size", "none"),
     "number_present": ("number", "present"),
     "number_absent": ("number", "absent"),
+    "number_in_description": ("number_in_description", True),
+    "part_payment": ("part_payment", True),
+    "overpayment": ("overpayment", True),
+    "remittance": ("remittance", True),
+    "credit_note": ("credit_note", True),
 }
 
 
 def slice_metrics(outcomes: pd.DataFrame, labels: pd.DataFrame) -> dict[str, dict]:
+    """Metrics per slice (``SLICES``) whose label column ``labels`` has (outcomes labelled before a slice existed
+    simply lack it)."""
     overlap = [c for c in labels.columns if c in outcomes.columns and c != "transfer_id"]
     merged = outcomes.drop(columns=overlap).merge(labels, on="transfer_id", how="left")
-    return {name: summarize(merged[merged[col] == value]) for name, (col, value) in SLICES.items()}
+    return {
+        name: summarize(merged[merged[col] == value]) for name, (col, value) in SLICES.items() if col in merged.columns
+    }
 
 
 def blocking_recall(candidates: pd.DataFrame, true_links: pd.DataFrame) -> float:

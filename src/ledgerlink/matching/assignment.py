@@ -166,14 +166,17 @@ def assign(
                     allocs.pop(tt, None)
 
     conf = np.clip(conf, 0.0, 1.0 - EPS)
-    rows = [(tt, int(i[r]), float(x), float(conf[tt])) for tt, rs in sets.items() for r, x in zip(rs, allocs[tt])]
+    rows = [
+        (tt, int(i[r]), float(x), float(conf[tt]))
+        for tt, rs in sets.items()
+        for r, x in zip(rs, allocs[tt])
+        if abs(x) >= CENT  # a link of 0.00 pays nothing (the data contract refuses it)
+    ]
     links = (
         pd.DataFrame(rows, columns=["t", "i", "allocated_amount", "confidence"])
         .astype({"t": np.int64, "i": np.int64, "allocated_amount": np.float64, "confidence": np.float64})
         .sort_values(["t", "i"])
     )
-    n_inv = np.zeros(n_transfers, np.int64)
-    for tt, rs in sets.items():
-        n_inv[tt] = len(rs)
+    n_inv = np.bincount(links["t"].to_numpy(), minlength=n_transfers).astype(np.int64)
     decisions = pd.DataFrame({"t": np.arange(n_transfers), "n_invoices": n_inv, "confidence": conf})
     return links.reset_index(drop=True), decisions

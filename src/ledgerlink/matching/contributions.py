@@ -10,7 +10,10 @@ For a request's few rows, xgboost's call has a fixed cost (a DMatrix, and the no
 again on each call): about 1.1 ms per booster for 2 rows. ``Paths`` keeps each booster's trees as flat arrays
 with their node means, computed once, and follows the rows down all trees at once in numpy: 0.35 ms. Its
 results are xgboost's (a test compares them on real features, to 1e-5); a booster it cannot read (categorical
-splits, several targets, another booster type) and larger inputs go to xgboost itself.
+splits, vector leaves, another booster type) and larger inputs go to xgboost itself.
+
+A booster with several outputs (the set model: P(exactly right) and the set's expected precision, one tree per
+output per round) is explained one output at a time: ``output`` picks the trees that add to it.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ class Paths:
     """A booster's trees as flat node arrays (children, split feature and threshold, default direction, node mean),
     read from its JSON model."""
 
-    def __init__(self, booster):
+    def __init__(self, booster, output: int = 0):
         model = json.loads(bytes(booster.save_raw("json")))
         gbm = model["learner"]["gradient_booster"]
         if gbm.get("name") != "gbtree":
             raise ValueError(f"not a gbtree booster: {gbm.get('name')}")
         left, right, feature, threshold, default_left, mean, leaf, roots = ([] for _ in range(8))
         offset = 0
-        for tree in gbm["model"]["trees"]:
+        trees = gbm["model"]["trees"]
+        target = gbm["model"].get("tree_info") or [0] * len(trees)  # the output each tree adds to
+        for tree in (tree for tree, k in zip(trees, target) if int(k) == output):
             if int(tree["tree_param"].get("size_leaf_vector", "1")) > 1 or any(tree.get("split_type", [])):
                 raise ValueError("vector leaves or categorical splits")
             lc, rc = np.asarray(tree["left_children"], np.int64), np.asarray(tree["right_children"], np.int64)
@@ -91,27 +96,29 @@ _READ: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
-def _read(booster) -> tuple[list[str] | None, Paths | None]:
-    """The booster's feature names and ``Paths`` (None: trees numpy cannot follow; xgboost does), read once: both
-    are slow to get from xgboost (its feature names cost 0.15 ms a call)."""
+def _read(booster, output: int = 0) -> tuple[list[str] | None, Paths | None]:
+    """The booster's feature names and ``Paths`` of ``output`` (None: trees numpy cannot follow; xgboost does),
+    read once: both are slow to get from xgboost (its feature names cost 0.15 ms a call)."""
     with _LOCK:
-        if booster not in _READ:
+        read = _READ.setdefault(booster, {})
+        if output not in read:
             try:
-                paths = Paths(booster)
+                paths = Paths(booster, output)
             except (ValueError, KeyError):
                 paths = None
-            _READ[booster] = (booster.feature_names, paths)
-        return _READ[booster]
+            read[output] = (booster.feature_names, paths)
+        return read[output]
 
 
-def _paths(booster) -> Paths | None:
-    return _read(booster)[1]
+def _paths(booster, output: int = 0) -> Paths | None:
+    return _read(booster, output)[1]
 
 
-def contributions(boosters, values: np.ndarray, columns: list[str]) -> np.ndarray:
-    """(rows x ``columns``) the boosters' mean feature contributions (log-odds) for the rows of ``values`` (a feature
-    matrix with those columns), the bias left out. Fold models' probabilities are averaged at match time; their
-    contributions are averaged too (the contributions of the mean log-odds)."""
+def contributions(boosters, values: np.ndarray, columns: list[str], output: int = 0) -> np.ndarray:
+    """(rows x ``columns``) the boosters' mean feature contributions (log-odds) to their ``output`` (the first; a
+    multi-output booster has several) for the rows of ``values`` (a feature matrix with those columns), the bias
+    left out. Fold models' probabilities are averaged at match time; their contributions are averaged too (the
+    contributions of the mean log-odds)."""
     out = np.zeros((len(values), len(columns)))
     if len(values) == 0 or not boosters:
         return out
@@ -119,7 +126,7 @@ def contributions(boosters, values: np.ndarray, columns: list[str]) -> np.ndarra
     index = {c: k for k, c in enumerate(columns)}
     matrices: dict[tuple[int, ...], object] = {}  # one DMatrix per column order (the fold models share one)
     for b in boosters:
-        names, paths = _read(b)
+        names, paths = _read(b, output)
         missing = [n for n in names or () if n not in index]
         if missing:
             raise ValueError(f"the model needs features {missing} that the matrix lacks")
@@ -129,6 +136,7 @@ def contributions(boosters, values: np.ndarray, columns: list[str]) -> np.ndarra
         else:
             if at not in matrices:
                 matrices[at] = xgboost().DMatrix(values[:, list(at)], nthread=1)
-            c = b.predict(matrices[at], pred_contribs=True, approx_contribs=True, validate_features=False)[:, :-1]
+            c = b.predict(matrices[at], pred_contribs=True, approx_contribs=True, validate_features=False)
+            c = (c[:, output] if c.ndim == 3 else c)[:, :-1]  # (rows, outputs, features + bias) with several
         out[:, list(at)] += c
     return out / len(boosters)

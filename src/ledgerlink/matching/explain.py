@@ -23,6 +23,7 @@ from . import reasons as R
 from .arrays import eq_join, first_max_per_group, run_starts
 from .contributions import contributions
 from .normalize import Prepared
+from .sets import first_choices
 
 
 @dataclass
@@ -86,6 +87,20 @@ class InvoiceTexts:
         first number of 3+ digits when none matches)."""
         if self.number[i]:
             return self.number[i]
+        return self._description_number(i, title_digits, first_if_none=True)
+
+    def reference_of(self, i: int, title_digits: set[str]) -> tuple[str, bool]:
+        """(the reference to name, whether it is a reference of the description rather than the invoice number):
+        the description's reference where the title carries it and not the invoice number (an assignment or PO
+        number of an instalment plan), else ``number_of``."""
+        number = self.number[i]
+        if number and "".join(ch for ch in number if ch.isdigit()) not in title_digits:
+            quoted = self._description_number(i, title_digits, first_if_none=False)
+            if quoted:
+                return quoted, True
+        return self.number_of(i, title_digits), False
+
+    def _description_number(self, i: int, title_digits: set[str], first_if_none: bool) -> str:
         first = ""
         for tok in _NUMBER_TOKEN.findall(self.description[i]):
             tok = tok.strip(".-/")
@@ -95,7 +110,7 @@ class InvoiceTexts:
             if digits in title_digits:
                 return tok
             first = first or tok
-        return first
+        return first if first_if_none else ""
 
 
 SMALL_FRAME = 4096  # rows: a request's whole feature frame is one numpy copy, cheaper than a pandas row selection
@@ -224,10 +239,12 @@ class _Explainer:
         out = []
         for n, r in enumerate(rows.tolist()):
             i, t = int(pi[r]), int(pt[r])
+            number, in_description = self.texts.reference_of(i, self.title_digits.get(t, set()))
             e = R.Evidence(
                 x=R.Row(values[n], index),
                 c=R.Row(C[n], index),
-                number=self.texts.number_of(i, self.title_digits.get(t, set())),
+                number=number,
+                number_in_description=in_description,
                 contractor=self._contractor(i),
                 set_size=int(set_size[n]),
             )
@@ -279,13 +296,13 @@ class _Explainer:
         n_links = np.bincount(self.lt, minlength=len(self.P.tr))
         ra, rb = eq_join([decided, t_hash[decided], n_links[decided]], [st, set_hash, S["size"].to_numpy()])
         chosen = dict(zip(decided[ra].tolist(), rb.tolist()))
-        first_choice = first_max_per_group(st, np.asarray(ps.q, np.float64))  # the set model's, before conflicts
+        first_choice = first_choices(S, ps.q)  # the set model's, before conflicts
         top = dict(zip(st[first_choice].tolist(), first_choice.tolist()))
         sids = np.array(sorted(set(chosen.values())), np.int64)
         cols = list(ps.SX.columns)
         index = {c: k for k, c in enumerate(cols)}
         values = _rows(ps.SX, sids)
-        C = contributions([self.m.set_booster_], values, cols)
+        C = contributions([self.m.set_booster_], values, cols)  # of P(exactly right), the decision's confidence
         ranked = R.ranked_groups(C @ R.group_matrix(R.SET_GROUPS, cols)) if len(sids) else []
         at = {s: n for n, s in enumerate(sids.tolist())}
         members_of = _rows_by(M["sid"].to_numpy(), len(S))

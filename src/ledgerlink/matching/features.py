@@ -4,6 +4,11 @@ Input is a frame of candidate pairs (positions ``t`` into the prepared transfers
 invoices). Features that look across a transfer's candidates (ambiguity, subset sums, rank) are computed
 within the given pair set, so scoring the same pairs gives the same features wherever it runs.
 Missing evidence is NaN (xgboost learns a direction for it), not a made-up zero.
+
+Reference features compare every reference chunk of the title with every chunk of the invoice, from its number
+and from its description alike (``normalize.prepare_invoices``): a PO, contract or assignment number counts like
+the invoice number. ``amt_in_title``: the invoice's amount is written in the title (a remittance advice lists
+what it pays on each invoice).
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ FEATURE_NAMES = [
     "amt_sign_agree",
     "amt_partial",
     "amt_over",
+    "amt_in_title",
     "currency_eq",
     "subset_exact",
     "subset_fee",
@@ -191,6 +197,20 @@ def _margin(t: np.ndarray, v: np.ndarray) -> np.ndarray:
     first[o[start]] = True
     best_other = np.where(first, sec[grp], top[grp])
     return v - best_other
+
+
+def amount_in_title(t: np.ndarray, ia: np.ndarray, title_amounts: np.ndarray) -> np.ndarray:
+    """1 where the invoice's amount is written in the title (a remittance advice lists each invoice with its amount;
+    "EUR 1200.00" names the amount paid), 0 where the title writes other amounts, NaN where it writes none."""
+    n_per = np.fromiter(map(len, title_amounts), np.int64, len(title_amounts))
+    out = np.where(n_per[t] > 0, 0.0, np.nan).astype(np.float32)
+    if n_per.sum() == 0 or len(t) == 0:
+        return out
+    tt = np.repeat(np.arange(len(title_amounts)), n_per)
+    cents = np.fromiter((c for a in title_amounts for c in a), np.int64, int(n_per.sum()))
+    rows, _ = eq_join([t, np.abs(np.round(ia * 100)).astype(np.int64)], [tt, cents])
+    out[rows] = 1.0
+    return out
 
 
 def group_set_features(t: np.ndarray, group: np.ndarray, ia: np.ndarray, ta: np.ndarray) -> pd.DataFrame:
@@ -366,6 +386,7 @@ def pair_features(
     F["amt_sign_agree"] = same_sign.astype(np.float32)
     F["amt_partial"] = (same_sign & (gap > FEE_TOLERANCE)).astype(np.float32)
     F["amt_over"] = (same_sign & (gap < 0) & (np.abs(ta - ia) >= CENT)).astype(np.float32)
+    F["amt_in_title"] = amount_in_title(t, ia, tr["title_amounts"].to_numpy())
     F["currency_eq"] = (tr["currency"].to_numpy()[t] == inv["currency"].to_numpy()[i]).astype(np.float32)
 
     # --- dates

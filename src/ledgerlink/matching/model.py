@@ -33,7 +33,7 @@ from .memory import Memory
 from .normalize import Prepared
 from .parallel import available_cpus, match_batches
 from .runtime import check_deadline, current_deadline, deadline_scope, progress, xgboost
-from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, set_features, set_labels
+from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, named_rows, set_features, set_labels
 from .tolerances import FEE_TOLERANCE
 
 FORMAT_VERSION = 2
@@ -233,7 +233,7 @@ class Matcher(BaseMatcher):
     def _sets(self, pairs, X, p, P: Prepared):
         t, ia = pairs["t"].to_numpy(), P.inv["amount"].to_numpy()[pairs["i"].to_numpy()]
         ta, group = P.tr["amount"].to_numpy(), self._groups(pairs, P.inv)
-        named = (X["ref_exact"].fillna(0).to_numpy() > 0) | (X["ref_digits_exact"].fillna(0).to_numpy() > 0)
+        named = named_rows(X)
         table = enumerate_sets(t, p, ia, ta, group, named=named, completer=X["completes_named_exact"].to_numpy() > 0)
         check_deadline("set enumeration")
         SX = set_features(table, t, p, ia, ta, group, X)
@@ -443,12 +443,14 @@ class Matcher(BaseMatcher):
             bar.close()
 
         def by_fold(models, X_, fold_of_rows):
-            out = np.zeros(len(X_))
+            out = None  # one column per output (the set model has two)
             for k, b in enumerate(models):
                 rows = fold_of_rows == k
                 if rows.any():
-                    out[rows] = self._predict(b, X_[rows])
-            return out
+                    pred = self._predict(b, X_[rows])
+                    out = np.zeros((len(X_),) + pred.shape[1:]) if out is None else out
+                    out[rows] = pred
+            return out if out is not None else np.zeros(len(X_))
 
         _, v_links, v_dec = self._decide(
             pairs,
@@ -469,7 +471,7 @@ class Matcher(BaseMatcher):
             "validation_transfers": int(n_t),
             "pair_rounds": rounds,
             "n_sets": int(len(z)),
-            "sets_with_truth": float(z.sum() / max(n_t, 1)),
+            "sets_with_truth": float(z[:, 0].sum() / max(n_t, 1)),
             "validation_set_accuracy": float(correct.mean()),
             "validation_auto_rate": float(auto.mean()),
             "validation_auto_precision": float(correct[auto].mean()) if auto.any() else None,

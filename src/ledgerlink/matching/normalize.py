@@ -220,8 +220,23 @@ def _chunk_rows(texts: list[str], whole: bool) -> tuple[list[int], list[str]]:
     return rows, chunks
 
 
-def _chunk_columns(texts: list[str], positions, whole: bool) -> dict[str, list]:
-    """ref_chunks of ``texts`` as lists, ``key`` = ``positions[row]``."""
+# In free text (an invoice's description), a period or a date ("consulting 03/2025", "delivered 2025-03-14") and an
+# amount ("net 1200.00") are no references; in an invoice number or a bank title the same shapes may be one
+# ("FV 12/2025"), so only descriptions drop them.
+_DATE_CHUNK_RE = re.compile(
+    r"(?:(?:0?[1-9]|[12]\d|3[01])[./-])?(?:0?[1-9]|1[0-2])[./-](?:19|20)?\d\d"
+    r"|(?:19|20)\d\d[./-](?:0?[1-9]|1[0-2])(?:[./-](?:0?[1-9]|[12]\d|3[01]))?"
+)
+_AMOUNT_CHUNK_RE = re.compile(r"\d+[.,]\d\d")
+_YEAR_RE = re.compile(r"(?:19|20)\d\d")  # a bare year ("services 2025", "DOK 2025 004411") is no reference anywhere
+
+
+def _is_free_text_noise(chunk: str) -> bool:
+    return bool(_DATE_CHUNK_RE.fullmatch(chunk) or _AMOUNT_CHUNK_RE.fullmatch(chunk))
+
+
+def _chunk_columns(texts: list[str], positions, whole: bool, free_text: bool = False) -> dict[str, list]:
+    """ref_chunks of ``texts`` as lists, ``key`` = ``positions[row]``; ``free_text``: drop dates and amounts."""
     rows, chunks = _chunk_rows(texts, whole)
     check_deadline("text preparation: references")
     out = {"key": [], "alnum": [], "digits": [], "groups": [], "long_groups": []}
@@ -230,6 +245,8 @@ def _chunk_columns(texts: list[str], positions, whole: bool) -> dict[str, list]:
         if k % 4096 == 4095:
             check_deadline("text preparation: references")
         if not _MIN_DIGITS_RE.search(c):  # fewer than MIN_CHUNK_DIGITS digits: no reference (checked in C)
+            continue
+        if (free_text and _is_free_text_noise(c)) or (not whole and _YEAR_RE.fullmatch(c)):
             continue
         alnum, digits, groups, long_groups = _chunk_parts(c[:MAX_CHUNK_CHARS])
         if len(digits) < MIN_CHUNK_DIGITS or (r, alnum) in seen:  # short ones (and empty chunks) are no references
@@ -356,12 +373,18 @@ def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
         copy=False,
     )  # all columns are new arrays
     check_deadline("text preparation: invoice texts")
-    # the invoice number when there is one (spaces inside it do not split it), else numbers in the description
+    # references from every text field: the invoice number (spaces inside it do not split it) and any reference
+    # in the description (a PO, contract, order, assignment or document number counts like the invoice number)
     with_num = [k for k, n in enumerate(number) if n.strip() != ""]
-    without = [k for k, n in enumerate(number) if n.strip() == ""]
+    with_desc = [k for k, x in enumerate(desc) if x.strip() != ""]
     chunks = _chunk_columns([number[k] for k in with_num], with_num, True)
-    for col, values in _chunk_columns([desc[k] for k in without], without, False).items():
-        chunks[col] += values
+    from_desc = _chunk_columns([desc[k] for k in with_desc], with_desc, False, free_text=True)
+    seen = set(zip(chunks["key"], chunks["alnum"]))
+    keep = [j for j, ka in enumerate(zip(from_desc["key"], from_desc["alnum"])) if ka not in seen]
+    for col, values in from_desc.items():
+        chunks[col] += [values[j] for j in keep]
+    order = np.argsort(np.asarray(chunks["key"], np.int64), kind="stable")  # invoice by invoice: number first
+    chunks = {col: [values[j] for j in order] for col, values in chunks.items()}
     return frame, _chunk_frame(chunks, "i")
 
 
@@ -406,9 +429,31 @@ def title_month(s: pd.Series) -> np.ndarray:
     return np.array([_title_month1(_fold1(x)) for x in _strs(s)], dtype=np.float64)
 
 
+# An amount written in a title ("EUR 1200.00", "kwota 1 200,00", "1.200,00", "remit 2025/0142 1200.00; ..."): digits
+# with two decimals, optionally grouped by thousands, not glued to other digits or separators (a date "14.03.2025"
+# or a number "FV.2025.01.0588" is none). A remittance advice lists what it pays on each invoice this way.
+_TITLE_AMOUNT_RE = re.compile(r"(?<![\w.,/-])(\d{1,3}(?:[ .,'\u00a0]\d{3})+|\d+)[.,](\d\d)(?![\w]|[.,/-]\d)")
+_GROUP_SEP_RE = re.compile(r"[ .,'\u00a0]")
+
+
+def _title_amounts1(text: str) -> tuple[str, tuple[int, ...]]:
+    """(text without its amounts, the amounts in cents)."""
+    if not any(ch in text for ch in ".,"):
+        return text, ()
+    cents = []
+
+    def take(m: re.Match) -> str:
+        cents.append(int(_GROUP_SEP_RE.sub("", m.group(1))) * 100 + int(m.group(2)))
+        return " "
+
+    return _TITLE_AMOUNT_RE.sub(take, text), tuple(cents)
+
+
 def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(frame, chunks) for transfers. The payer name falls back to the title's words when there is none."""
+    """(frame, chunks) for transfers. The payer name falls back to the title's words when there is none. Amounts
+    written in the title are read into ``title_amounts`` (cents) and are no reference chunks."""
     title, cp = _col(transfers, "title"), _col(transfers, "counterparty_name")
+    title_amounts = [_title_amounts1(x) for x in title]
     words = [_strip_digits1(x) for x in title]
     check_deadline("text preparation: titles")
     if "counterparty_name" in transfers.columns:
@@ -428,11 +473,13 @@ def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
             "account": _objects([_ACCOUNT_JUNK_RE.sub("", x.upper()) for x in _col(transfers, "counterparty_account")]),
             "title_month": np.array([_title_month1(_fold1(x)) for x in title], dtype=np.float64),
             "text": _objects([_fold1(t + " | " + c) for t, c in zip(title, cp)]),
+            "title_amounts": _objects([a for _, a in title_amounts]),
         },
         copy=False,
     )  # all columns are new arrays
     check_deadline("text preparation: transfer texts")
-    return frame, _chunk_frame(_chunk_columns(title, range(len(title)), False), "t")
+    bare = [x for x, _ in title_amounts]
+    return frame, _chunk_frame(_chunk_columns(bare, range(len(bare)), False), "t")
 
 
 @dataclass(frozen=True)

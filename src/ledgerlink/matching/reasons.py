@@ -38,6 +38,7 @@ class Evidence:
     x: Mapping[str, float]
     c: Mapping[str, float] = field(default_factory=dict)
     number: str = ""
+    number_in_description: bool = False  # ``number`` is a reference of the invoice's description, not its number
     contractor: str = ""
     invoice_ids: tuple[str, ...] = ()
     best_candidate: str = ""
@@ -94,6 +95,8 @@ def _at_least(x: float) -> str:
 def _reference(e: Evidence) -> str | None:
     if not e.number:
         return None
+    if e.number_in_description and (e.on("ref_exact") or e.on("ref_digits_exact") or e.on("ref_contains")):
+        return f"reference {e.number} of the invoice's description in the title"
     if e.on("ref_exact") or e.on("ref_digits_exact"):
         return f"invoice number {e.number} in the title"
     if e.on("ref_contains"):
@@ -163,6 +166,11 @@ def _paid_before(e: Evidence) -> str | None:
     if e["inv_paid_n"] == 0:
         return "nothing paid on this invoice before"
     return None
+
+
+def _amount_in_title(e: Evidence) -> str | None:
+    """A remittance advice lists each invoice with its amount: the title writes this invoice's amount."""
+    return "the title lists this invoice's amount" if e.on("amt_in_title") else None
 
 
 def _currency(e: Evidence) -> str | None:
@@ -271,6 +279,7 @@ PAIR_GROUPS: list[Group] = [
         ("amt_eq", "amt_ratio", "amt_absdiff", "amt_reldiff", "amt_fee", "amt_sign_agree", "amt_partial", "amt_over"),
         _amount,
     ),
+    Group("amount in title", ("amt_in_title",), _amount_in_title),
     Group("name", ("name_tset", "name_partial", "name_in_title", "payer_present"), _name),
     Group(
         "payer history",
@@ -343,6 +352,12 @@ def _set_sum(e: Evidence) -> str | None:
     return None
 
 
+def _set_amounts_in_title(e: Evidence) -> str | None:
+    if _n(e["size"]) >= 2 and e.on("min_amt_in_title"):
+        return "the title lists the amount of every invoice of the set"
+    return None
+
+
 def _set_credit(e: Evidence) -> str | None:
     return "a credit note among the invoices" if e.on("member_credit") else None
 
@@ -378,8 +393,10 @@ def _set_references(e: Evidence) -> str | None:
         return "the title carries no invoice number" if e["n_title_refs"] == 0 else None
     if size == 1:
         return None  # the member's own reasons say it, with the number
-    if e.on("min_ref_contains"):
+    if e.on("min_ref_contains") or e["named_frac"] >= 1:
         return "the title names every invoice of the set"
+    if e["named_cover"] >= 1 and e["named_frac"] > 0:  # a remittance advice that leaves some numbers out
+        return f"the set holds every invoice the title names ({_n(e['named_frac'] * size)} of its {size})"
     if e.on("max_ref_digits_exact") or e.on("max_ref_exact"):
         return "the title names an invoice of the set"
     return None
@@ -456,9 +473,12 @@ SET_GROUPS: list[Group] = [
             "max_ref_digits_exact",
             "max_inv_has_ref",
             "n_title_refs",
+            "named_frac",
+            "named_cover",
         ),
         _set_references,
     ),
+    Group("amounts in title", ("min_amt_in_title",), _set_amounts_in_title),
     Group("names", ("min_name_tset", "min_name_in_title", "payer_present"), _set_names),
     Group("payer history", ("min_mem_acc_share", "min_mem_pay_share", "mem_acc_total", "mem_pay_total"), _set_history),
     Group("dates", ("min_days_to_due", "max_days_since_issue"), None),  # the members' own reasons give their dates

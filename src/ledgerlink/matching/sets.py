@@ -10,7 +10,10 @@ So each transfer's plausible sets are enumerated and scored by a small second mo
   tolerance, the ``MAX_MULTI`` most probable under independence;
 - sets of 2..MAX_SET invoices of one contractor that sum to the transfer amount to the cent, searched among
   all of the transfer's candidates of that contractor (``subsets.group_sets``), so a set needs no member in
-  the top k.
+  the top k;
+- the invoices the title names, all of them (and those of the contractor most of them belong to), however many:
+  a remittance advice names 10-25 invoices, far past the top k, and one of them may be paid only in part, so
+  their sum need not fit; with each invoice that completes the amount they leave.
 
 ``set_features`` describes each set (its pair probabilities, how its amount relates to the transfer, the
 evidence of its weakest member, the alternatives, the transfer's own traits) and the set model returns
@@ -36,7 +39,12 @@ SINGLE_K = 6  # single-invoice sets: the top few candidates
 MAX_MULTI = 12  # feasible multi-invoice sets kept per transfer
 MAX_GROUP_SETS = 1024  # exact contractor sets kept per transfer: all of one contractor's (at most C(12, 6) = 924)
 GROUP_SETS_PER_ROW = 4  # ... and per transfer and candidate pair, in all (ordinary months: 0.01-0.03)
+SURE_CLAIM = 0.8  # among claims on one invoice at least this sure, the earliest booking is the payment, later ones
+# duplicates (a duplicate quotes the number and amount exactly, so it often looks surer than the real payment)
+PROBABLE = 0.5  # pair probability from which a candidate joins the "probable" set (when two or more are)
+NAMED_REST_SETS = 8  # sets "named invoices + unnamed ones making up the rest" kept per transfer
 EPS = 1e-6
+INCLUDE_AT = 0.5  # a set's expected precision above which choosing it raises pair F1 (``set_gain``)
 CHUNK = 20000  # transfers per enumeration chunk (memory: chunk x 2^TOP_K)
 
 # pair features summarised over a set's members (min: the weakest member decides; max: any member)
@@ -49,6 +57,7 @@ _MEMBER_MIN = [
     "mem_acc_share",
     "mem_pay_share",
     "days_to_due",
+    "amt_in_title",
 ]
 _MEMBER_MAX = [
     "ref_exact",
@@ -94,6 +103,8 @@ SET_FEATURE_NAMES = (
         "n_exact_sets",
         "n_fit_sets",
         "member_credit",
+        "named_frac",
+        "named_cover",
     ]
     + [f"min_{c}" for c in _MEMBER_MIN]
     + [f"max_{c}" for c in _MEMBER_MAX]
@@ -114,6 +125,11 @@ class SetTable:
         off = np.searchsorted(self.members["sid"].to_numpy(), np.arange(len(self.sets) + 1))
         rows = self.members["row"].to_numpy()
         return pd.Series([rows[off[k] : off[k + 1]] for k in range(len(self.sets))], index=self.sets.index)
+
+
+def named_rows(X: pd.DataFrame) -> np.ndarray:
+    """Per pair: the title names this invoice, exactly (letters and digits, or all of its digits)."""
+    return (X["ref_exact"].fillna(0).to_numpy() > 0) | (X["ref_digits_exact"].fillna(0).to_numpy() > 0)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -204,6 +220,21 @@ def enumerate_sets(
         m_sid += [cp_sid[rc], cp_sid]
         m_row += [nm[rn], cp]
         next_sid += len(cp)
+    # what the title names, and what the pair model finds probable (a title that names invoices in a form no
+    # exact test reads, "faktury 1488, 1263, ..."), each as a set, and with what makes up the rest of the amount
+    probable = p >= PROBABLE
+    probable &= np.bincount(t, weights=probable, minlength=int(t.max()) + 1)[t] >= 2
+    anchors = [a for a in (named, probable) if a is not None and np.any(a)]
+    for anchor in anchors:
+        for n_t_sets, n_members, n_rows in (
+            _named_sets(t, anchor, g),
+            _named_rest_sets(t, logit, anchor, g, cents, target),
+        ):
+            if len(n_t_sets):
+                extra_t.append(n_t_sets)
+                m_sid.append(next_sid + n_members)
+                m_row.append(n_rows)
+                next_sid += len(n_t_sets)
     if named is not None and np.any(named):
         ac = anchor_completions(t, ia, ta_by_t, named)
         if len(ac):
@@ -215,6 +246,91 @@ def enumerate_sets(
     if extra_t:
         st = np.r_[st, np.concatenate(extra_t)]
     return _dedupe(st, np.concatenate(m_sid).astype(np.int64), np.concatenate(m_row).astype(np.int64), n)
+
+
+def _named_sets(t: np.ndarray, named: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(transfer of each set, set number of each member, member rows) of the sets "every invoice the title names"
+    for transfers that name at least two, and "every named invoice of the contractor most of them belong to" where
+    that differs (a typo turned one number into another contractor's invoice). Linear in the named rows."""
+    nm = np.flatnonzero(named)
+    per_t = np.bincount(t[nm], minlength=int(t.max(initial=-1)) + 1)
+    nm = nm[per_t[t[nm]] >= 2]
+    if len(nm) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ts, first_of = np.unique(t[nm], return_inverse=True)
+    first_of = first_of.ravel()
+    # the contractor with the most named rows per transfer (-1: no contractor counts as its own group)
+    key = t[nm] * (int(group.max(initial=0)) + 2) + group[nm] + 1
+    uk, kidx, kcount = np.unique(key, return_inverse=True, return_counts=True)
+    kidx = kidx.ravel()
+    best = first_max_per_group(np.searchsorted(ts, uk // (int(group.max(initial=0)) + 2)), kcount.astype(np.float64))
+    in_major = np.isin(kidx, best)
+    major_count = np.bincount(first_of, weights=in_major.astype(np.float64), minlength=len(ts))
+    differs = (major_count >= 2) & (major_count < np.bincount(first_of, minlength=len(ts)))
+    sub = in_major & differs[first_of]
+    sub_id = np.cumsum(differs) - 1  # numbering of the second kind of set, after the first
+    members = np.r_[first_of, len(ts) + sub_id[first_of[sub]]]
+    rows = np.r_[nm, nm[sub]]
+    set_t = np.r_[ts, ts[differs]]
+    return set_t, members, rows
+
+
+def _majority_group(t: np.ndarray, rows: np.ndarray, group: np.ndarray) -> dict:
+    """Per transfer of ``rows``: the group (contractor) most of those rows belong to (first on ties)."""
+    width = int(group.max(initial=0)) + 2
+    key = t[rows] * width + group[rows] + 1
+    uk, count = np.unique(key, return_counts=True)
+    best = first_max_per_group(pd.factorize(uk // width)[0], count.astype(np.float64))
+    return dict(zip((uk[best] // width).tolist(), (uk[best] % width - 1).tolist()))
+
+
+def _named_rest_sets(
+    t: np.ndarray, logit: np.ndarray, named: np.ndarray, group: np.ndarray, cents: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(transfer of each set, set number of each member, member rows) of the sets "every invoice the title names,
+    plus 2..MAX_SET unnamed ones of the same contractor that make up the rest of the amount to the cent": a remittance
+    advice that leaves a few numbers out. The unnamed ones are searched among the transfer's MAX_GROUP most probable
+    unnamed candidates of that contractor (``subsets.group_sets``: at most 2^MAX_GROUP sums per transfer); each
+    transfer keeps its NAMED_REST_SETS most probable such sets."""
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    nm = np.flatnonzero(named)
+    if len(nm) == 0:
+        return empty
+    n_t = int(t.max()) + 1
+    rest = target[nm[np.unique(t[nm], return_index=True)[1]]]  # per transfer with named rows: its amount ...
+    has = np.zeros(n_t, bool)
+    has[t[nm]] = True
+    rest_t = np.zeros(n_t, np.int64)
+    rest_t[np.unique(t[nm])] = rest
+    np.subtract.at(rest_t, t[nm], cents[nm])  # ... less what the named invoices ask
+    major = _majority_group(t, nm, group)
+    major_t = np.full(n_t, -2, np.int64)
+    major_t[list(major)] = list(major.values())
+    cand = np.flatnonzero(~named & has[t] & (rest_t[t] != 0) & (group == major_t[t]) & (group >= 0))
+    if len(cand) < 2:
+        return empty
+    slots, _, order = top_k_slots(t[cand], logit[cand], MAX_GROUP)
+    rows_u = cand[order]
+    key = np.full(len(t), -1, np.int64)
+    key[rows_u] = t[rows_u]
+    found_t, found_score, found_m = [], [], []
+    for rows, masks, hk, hs in group_sets(key, cents, target=rest_t[t]):
+        hit_t, score, wide = _found_sets(t, logit, rows, masks, hk, hs)
+        found_t.append(hit_t)
+        found_score.append(score)
+        found_m.append(wide)
+    if not found_t:
+        return empty
+    hit_t, score, wide = np.concatenate(found_t), np.concatenate(found_score), np.concatenate(found_m)
+    o = np.lexsort((-score, hit_t))
+    keep = o[np.arange(len(o)) - np.searchsorted(hit_t[o], hit_t[o]) < NAMED_REST_SETS]
+    hit_t, wide = hit_t[keep], wide[keep]
+    # members: the transfer's named rows, then the unnamed ones found
+    rn, nn = eq_join([hit_t], [t[nm]])
+    has_m = wide >= 0
+    members = np.r_[rn, np.repeat(np.arange(len(hit_t)), has_m.sum(1))]
+    rows = np.r_[nm[nn], wide[has_m]]
+    return hit_t, members, rows
 
 
 def _contractor_sets(
@@ -282,15 +398,42 @@ def _dedupe(st: np.ndarray, sid: np.ndarray, row: np.ndarray, n_rows: int) -> Se
 
 
 def set_labels(table: SetTable, pair_i: np.ndarray, true_ti: pd.DataFrame) -> np.ndarray:
-    """1 for the set that is exactly the transfer's true set (the empty set for a transfer that pays nothing)."""
+    """Two labels per set, the set model's two outputs: (1) it is exactly the transfer's true set (the empty set for
+    a transfer that pays nothing); (2) its precision: the share of its members that the transfer really pays (the
+    empty set: 1 when the transfer pays nothing, else 0; the choice does not read it).
+
+    Why two: when no enumerated set is exactly right (a remittance advice that leaves two numbers out, one of them
+    partly paid), every set's first label is 0 and a model of it prefers paying nothing; the second says that the
+    twenty named invoices are all right. ``choose_sets`` chooses by expected precision, the confidence stays the
+    probability of being exactly right."""
+    S, M = table.sets, table.members
     n_i = int(max(np.max(pair_i, initial=0), np.max(true_ti["i"].to_numpy(), initial=0))) + 1
     h = np.random.default_rng(1).integers(1, 2**62, n_i, dtype=np.int64)
-    sh = np.zeros(len(table.sets), np.int64)
-    np.bitwise_xor.at(sh, table.members["sid"].to_numpy(), h[pair_i[table.members["row"].to_numpy()]])
-    n_t = int(max(np.max(table.sets["t"].to_numpy(), initial=0), np.max(true_ti["t"].to_numpy(), initial=0))) + 1
+    sid, mi = M["sid"].to_numpy(), pair_i[M["row"].to_numpy()]
+    sh = np.zeros(len(S), np.int64)
+    np.bitwise_xor.at(sh, sid, h[mi])
+    st = S["t"].to_numpy()
+    true_t, true_i = true_ti["t"].to_numpy(), true_ti["i"].to_numpy()
+    n_t = int(max(np.max(st, initial=0), np.max(true_t, initial=0))) + 1
     th = np.zeros(n_t, np.int64)
-    np.bitwise_xor.at(th, true_ti["t"].to_numpy(), h[true_ti["i"].to_numpy()])
-    return (sh == th[table.sets["t"].to_numpy()]).astype(np.float32)
+    np.bitwise_xor.at(th, true_t, h[true_i])
+    exact = sh == th[st]
+    # true positives per set: its members that are true links of its transfer
+    rows, _ = eq_join([st[sid], mi], [true_t, true_i])
+    tp = np.bincount(sid[rows], minlength=len(S)).astype(np.float64)
+    size = S["size"].to_numpy().astype(np.float64)
+    pays_nothing = np.bincount(true_t, minlength=n_t)[st] == 0
+    precision = np.where(size > 0, tp / np.maximum(size, 1), pays_nothing.astype(np.float64))
+    return np.column_stack([exact, precision]).astype(np.float32)
+
+
+def set_gain(size: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """What choosing a set is worth to pair F1, against choosing nothing: its expected true members less
+    ``INCLUDE_AT`` per member. Adding a set of s members, e of them expected true, to a matching at pair F1 f moves F1
+    by about (e - f/2 * s) / (2TP + FP + FN): a set is worth including when more than about half of it is right
+    (f near 1), so among ten look-alike invoices none is chosen, while twenty named ones are, even with a few of the
+    remittance left out. The empty set is worth 0."""
+    return np.where(size > 0, size * (precision - INCLUDE_AT), 0.0)
 
 
 def set_features(
@@ -385,6 +528,12 @@ def set_features(
     F["n_exact_sets"] = np.bincount(st, weights=F["amt_exact"], minlength=n_t)[st]
     F["n_fit_sets"] = np.bincount(st, weights=F["amt_fits"], minlength=n_t)[st]
     F["member_credit"] = credit
+    # how much of the set the title names, and how much of what the title names is in the set
+    nm = named_rows(X).astype(np.float64)
+    n_named_set = np.bincount(sid, weights=nm[row], minlength=ns)
+    n_named_t = np.bincount(t, weights=nm, minlength=n_t)[st]
+    F["named_frac"] = np.where(size > 0, n_named_set / np.maximum(size, 1), np.nan)
+    F["named_cover"] = np.where(n_named_t > 0, n_named_set / np.maximum(n_named_t, 1), np.nan)
     # the members' evidence (NaN-skipping, like pandas' min/max)
     lo = segment_reduce(np.fmin, X[_MEMBER_MIN].to_numpy()[row], off)
     hi = segment_reduce(np.fmax, X[_MEMBER_MAX].to_numpy()[row], off)
@@ -402,36 +551,62 @@ def set_features(
 
 
 def allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
-    """One invoice takes the whole transfer; several share it in proportion to their amounts (fees spread)."""
-    if len(inv_amounts) == 1:
-        return np.array([t_amount])
-    total = inv_amounts.sum()
-    alloc = np.round(inv_amounts * (t_amount / total if total else 0.0), 2)
-    alloc[np.argmax(np.abs(alloc))] += round(t_amount - alloc.sum(), 2)
-    return alloc
+    """``allocate_all`` for one transfer."""
+    return allocate_all(np.zeros(len(inv_amounts), np.int64), np.array([t_amount]), np.asarray(inv_amounts, float))
 
 
 def allocate_all(t: np.ndarray, ta: np.ndarray, ia: np.ndarray) -> np.ndarray:
-    """``allocate`` for many transfers at once: rows of one transfer are contiguous in ``t``."""
+    """What each chosen invoice gets of its transfer (rows of one transfer contiguous in ``t``; ``ta`` per transfer).
+
+    A transfer larger than its invoices (an overpayment: the surplus stays on account) allocates each invoice its
+    amount. Otherwise one invoice takes the whole transfer (a fee-reduced or partial payment) and several share it
+    in proportion to their amounts (a fee spread over them), the cents residue on the largest allocation, so the
+    allocations sum to the transfer amount."""
     if len(t) == 0:
         return np.zeros(0)
     start = np.r_[0, np.flatnonzero(np.diff(t)) + 1]
     size = np.diff(np.r_[start, len(t)])
     total = np.add.reduceat(ia, start)
-    ratio = np.where(total != 0, ta[t[start]] / np.where(total != 0, total, 1.0), 0.0)
+    target = ta[t[start]]
+    over = (np.sign(target) == np.sign(total)) & (np.abs(target) > np.abs(total) + CENT * size)
+    ratio = np.where(total != 0, target / np.where(total != 0, total, 1.0), 0.0)
     alloc = np.round(ia * np.repeat(ratio, size), 2)
-    residue = np.round(ta[t[start]] - np.add.reduceat(alloc, start), 2)
+    residue = np.round(target - np.add.reduceat(alloc, start), 2)
     grp = np.repeat(np.arange(len(start)), size)
     absval = np.abs(alloc)
     big = first_max_per_group(grp, absval)  # first of the largest, as np.argmax
     alloc[big] += residue
     single = np.repeat(size == 1, size)
-    return np.where(single, ta[t], np.round(alloc, 2))
+    out = np.where(single, ta[t], np.round(alloc, 2))
+    return np.where(np.repeat(over, size), np.round(ia, 2), out)
 
 
 def _csr(table: SetTable) -> np.ndarray:
     """Offsets of each set's members in ``table.members`` (sorted by sid)."""
     return np.searchsorted(table.members["sid"].to_numpy(), np.arange(len(table.sets) + 1))
+
+
+def set_preference(sets: pd.DataFrame, q: np.ndarray, n_transfers: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(qn, sure, order) of the set model's scores ``q`` (one column, or two: see ``choose_sets``): qn the
+    probability of being exactly right, normalised where a transfer's sum over 1 (the confidence); sure what settles
+    conflicts (the expected precision with two outputs); order each transfer's sets, best first (by ``set_gain``
+    with two outputs, then qn)."""
+    st = sets["t"].to_numpy()
+    q = np.clip(np.asarray(q, np.float64), 0.0, 1.0)
+    q, precision = (q[:, 0], q[:, 1]) if q.ndim == 2 else (q, None)
+    z = np.maximum(np.bincount(st, weights=q, minlength=n_transfers)[st], 1.0)
+    qn = q / z
+    # two outputs: choose by what the set is worth to pair F1, settle conflicts by the surer claim
+    gain = qn if precision is None else set_gain(sets["size"].to_numpy(), precision)
+    sure = qn if precision is None else precision
+    return qn, sure, np.lexsort((-qn, -gain, st))
+
+
+def first_choices(sets: pd.DataFrame, q: np.ndarray) -> np.ndarray:
+    """Each transfer's best set (rows of ``sets``) by the set model alone, before conflicts."""
+    st = sets["t"].to_numpy()
+    _, _, order = set_preference(sets, q, int(st.max(initial=-1)) + 1)
+    return order[run_starts(st[order])]
 
 
 def choose_sets(
@@ -445,7 +620,9 @@ def choose_sets(
     n_transfers: int,
     booked: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Best set per transfer by the set model's q, then conflicts.
+    """Best set per transfer by the set model's q, then conflicts. ``q``: one column (the probability that the set is
+    exactly right: it chooses and is the confidence) or two (that, and the set's expected precision: the choice
+    maximises ``set_gain``).
 
     Returns (links: t, i, allocated_amount, confidence; decisions: t, n_invoices, confidence) with a decision row
     for every transfer 0..n_transfers-1 (a transfer without sets: the empty set, confidence NaN: the caller knows
@@ -460,10 +637,7 @@ def choose_sets(
     chosen_sid = np.full(n_transfers, -1, np.int64)
     if len(S):
         st = S["t"].to_numpy()
-        q = np.clip(np.asarray(q, np.float64), 0.0, 1.0)
-        z = np.maximum(np.bincount(st, weights=q, minlength=n_transfers)[st], 1.0)
-        qn = q / z
-        order = np.lexsort((-qn, st))  # each transfer's sets, best first
+        qn, sure, order = set_preference(S, q, n_transfers)
         first = np.r_[True, st[order][1:] != st[order][:-1]]
         best = order[first]
         conf[st[best]] = qn[best]
@@ -478,6 +652,7 @@ def choose_sets(
             off,
             rows_all,
             qn,
+            sure,
             pair_t,
             pair_i,
             pair_p,
@@ -496,6 +671,8 @@ def choose_sets(
     conf = np.where(np.isnan(conf), np.nan, np.clip(conf, 0.0, 1.0 - EPS))
     li = pair_i[lr] if len(lr) else np.zeros(0, np.int64)
     alloc = allocate_all(lt, t_amount, i_amount[li]) if len(lt) else np.zeros(0)
+    paid = np.abs(alloc) >= CENT  # a link of 0.00 pays nothing (and breaks the data contract): none is made
+    lt, li, alloc = lt[paid], li[paid], alloc[paid]
     links = pd.DataFrame(
         {
             "t": lt.astype(np.int64),
@@ -523,16 +700,33 @@ def _surely_too_big(sids, off, rows_all, pair_i, ta: float, i_amount: np.ndarray
     ia = i_amount[inv]
     total = np.bincount(seg, weights=ia, minlength=len(sids))
     ratio = np.where(total != 0, ta / np.where(total != 0, total, 1.0), 0.0)
+    over = (np.sign(total) == np.sign(ta)) & (abs(ta) > np.abs(total) + CENT * n)  # overpaid: each gets its amount
     size = n[seg]
-    share = np.where(size == 1, abs(ta), np.abs(ia * ratio[seg]))
+    share = np.where(over[seg], np.abs(ia), np.where(size == 1, abs(ta), np.abs(ia * ratio[seg])))
     slack = CENT * (size + 2) + 1e-9 * (share + abs(ta))
     return np.bincount(seg, weights=(share - slack > room[inv]), minlength=len(sids)) > 0
 
 
 def _settle_conflicts(
-    chosen_sid, conf, order, st, off, rows_all, qn, pair_t, pair_i, pair_p, t_amount, i_amount, booked, n_transfers
+    chosen_sid,
+    conf,
+    order,
+    st,
+    off,
+    rows_all,
+    qn,
+    sure,
+    pair_t,
+    pair_i,
+    pair_p,
+    t_amount,
+    i_amount,
+    booked,
+    n_transfers,
 ) -> None:
-    """Greedy over the (few) transfers whose chosen invoices are over-allocated; updates chosen_sid and conf."""
+    """Greedy over the (few) transfers whose chosen invoices are over-allocated: sure claims (``sure``: the chosen
+    set's expected precision, or its confidence for a one-output set model, at least SURE_CLAIM) before the others,
+    the earlier booking first among them, then the surer; updates chosen_sid and conf."""
     has = np.flatnonzero(chosen_sid >= 0)
     if len(has) == 0:
         return
@@ -548,7 +742,10 @@ def _settle_conflicts(
     if not over[ui].any():
         return
     day = booked.astype("datetime64[D]").astype(np.int64) if booked is not None else np.zeros(n_transfers, np.int64)
-    involved = sorted(set(ut[over[ui]].tolist()), key=lambda tt: (-round(conf[tt], 2), day[tt], tt))
+    chosen_sure = np.where(chosen_sid >= 0, sure[np.maximum(chosen_sid, 0)], 0.0)
+    involved = sorted(
+        set(ut[over[ui]].tolist()), key=lambda tt: (chosen_sure[tt] < SURE_CLAIM, day[tt], -chosen_sure[tt], tt)
+    )
     inv_set = set(involved)
     contested = over[ui]
     p_of = dict(zip(zip(pair_t.tolist(), pair_i.tolist()), pair_p.tolist()))

@@ -19,7 +19,8 @@ World model
   typo often hits another real invoice number, and the same digits recur across series and months.
 * **Transfers**: exactly ``transfers_per_month`` per month, booked on weekdays. Each month the
   kinds are laid out with exact counts: ``rate_no_invoice`` pay nothing, ``rate_multi_invoice`` pay
-  2..6 invoices of one contractor, ``rate_partial`` pay part of one invoice, the rest pay one invoice.
+  2..6 invoices of one contractor, ``rate_partial`` pay part of one invoice, ``rate_instalment`` one part of an
+  instalment plan, ``rate_remittance`` 10-25 invoices, the rest pay one invoice.
   ``rate_outgoing`` of all transfers are outgoing payments of supplier invoices.
   Invoices are issued 0..90 days before the payment (most within the payment term, ~12 % late,
   some early; remainders of partial payments up to ~150 days), never before the first month, so
@@ -48,9 +49,37 @@ World model
   (``rate_name_variant``: abbreviation, legal form dropped/changed, typo, upper-cased and truncated
   to 20 characters) and/or another entity (``rate_other_payer``: parent company or factor). Accounts
   are stable per payer; ~4 % of transfers come from the payer's second account, ~2 % carry none.
-  Phenomenon rates (number, fee, other payer, name variant) are shares of *paying* transfers;
-  kind rates (none, multi, partial, outgoing) are shares of *all* transfers; the credit-note rate is
-  a share of invoices. Counts are laid out exactly per month (no sampling noise on the rates).
+  Phenomenon rates (number, description reference, fee, overpayment, other payer, name variant) are shares of
+  *paying* transfers; kind rates (none, multi, partial, instalment, remittance, outgoing, duplicate) are shares
+  of *all* transfers; the credit-note rate is a share of invoices; reference, currency, large-amount and
+  batch-issue rates are shares of contractors. Counts are laid out exactly per month (no sampling noise on the rates).
+* **Payment shapes of real ledgers** (issue 15), each at its own rate, laid out with exact counts like the kinds:
+
+  - *instalments* (``rate_instalment`` of all transfers): an invoice (1.5-4x the usual amount) paid by 2-5
+    transfers 7-35 days apart (across months), roughly equal, often round parts, the last what is left; 15 % of
+    the parts lose a small deduction. The invoice's description carries an assignment or document number
+    (``ASG-2025-004411``, ``DOK 2025 004411``) that 65 % of the titles quote instead of the invoice number; 60 %
+    of the payer names are damaged. Truth: kind ``instalment``, ``instalment_part`` of ``n_parts``.
+  - *description references* (``rate_invoice_reference`` of contractors put a PO, contract, order, project, case,
+    delivery-note or agreement reference in every description, in ten styles and three languages; contract
+    numbers cover blocks of four invoices) and ``rate_description_ref`` of paying transfers quote that reference
+    instead of the invoice number (number_in_title ``reference``).
+  - *overpayments* (``rate_overpayment`` of paying transfers): one invoice paid with a round surplus or 1-30 %
+    more; the link allocates the invoice amount, the surplus stays on account.
+  - *remittances* (``rate_remittance`` of all transfers): one of the big customers (top fifth by activity) pays
+    10-25 invoices in one transfer; the title lists each number with probability 0.92, in 40 % of the advices
+    with the amount paid on it ("remit 2025/0142 1200.00; 2025/0150 830.50"); a third pay their last invoice only
+    in part (``remittance_partial``); credit notes are netted in them as in multi payments.
+  - *duplicate payments*: ``rate_duplicate`` of all transfers pay an already paid invoice again (they pay nothing).
+  - *currencies and large amounts*: ``rate_foreign_currency`` of contractors bill in one of eight other currencies
+    (PLN, USD, GBP, CHF, CZK, SEK, NOK, HUF; the country's own more often), their amounts scaled by the exchange
+    rate; ``rate_large_amounts`` of contractors bill 30-1000x more (up to ~10^7). A transfer is in the currency
+    of the invoices it pays.
+  - *batch issue dates*: ``rate_batch_issue`` of contractors issue all of a month's invoices on their billing day,
+    so dates say little about which of them a transfer pays.
+
+  Truth columns: ``overpayment``, ``remittance_partial``, ``credit_note`` (a credit note netted inside),
+  ``currency``, ``foreign_currency``, ``large_amount``, ``batch_issued``, ``description_ref``.
 * **Drift** (``drift_month``, 1-based): from that month on the world changes; ``drift_kind`` names
   the change, or several joined by "+" (``"title_format+payer_change"``). Months before
   ``drift_month`` are byte-identical to a run without drift. ``truth.drifted`` marks the affected

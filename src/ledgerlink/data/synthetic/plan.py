@@ -22,6 +22,10 @@ from .config import SyntheticConfig
 from .kinds import (
     ABSENT,
     EXACT,
+    INSTALMENT,
+    INSTALMENT_GAP_DAYS,
+    INSTALMENT_PARTS,
+    INSTALMENT_PARTS_P,
     MULTI,
     NO_INVOICE_REASONS,
     NONE,
@@ -38,7 +42,10 @@ from .kinds import (
     R_SALARY,
     REASON_P,
     REASONS,
+    REFERENCE,
     REFERS_TO_INVOICE,
+    REMITTANCE,
+    REMITTANCE_SIZES,
     SINGLE,
     Share,
 )
@@ -66,6 +73,41 @@ def lay_out(
         codes[out[share.code]] = share.code
         used += k
     return out
+
+
+def swap_code(
+    codes: np.ndarray, code: int, holders: np.ndarray, takers: np.ndarray, rng: np.random.Generator, avoid=()
+) -> None:
+    """Move ``code`` from the ``holders`` that have it to ``takers`` that have neither it nor a code in ``avoid``,
+    each move a swap of the two rows' codes, so every code keeps its exact count."""
+    give = rng.permutation(holders[codes[holders] == code])
+    take = takers[~np.isin(codes[takers], (code, *avoid))]
+    n = min(len(give), len(take))
+    give, take = give[:n], rng.choice(take, n, replace=False)
+    codes[give], codes[take] = codes[take], code
+
+
+def instalment_amounts(rng: np.random.Generator, amount: np.ndarray, k: np.ndarray, width: int) -> np.ndarray:
+    """(plans x width) part amounts of positive ``amount``s paid in ``k`` parts: roughly equal shares, half of the
+    plans in round amounts, the last part what is left; 15 % of the parts lose a small deduction (bank charges,
+    5-25 or up to 1.5 %), so the invoice ends short by it. Zero past a plan's k parts."""
+    n = len(amount)
+    used = np.arange(width)[None, :] < k[:, None]
+    share = rng.dirichlet(np.full(width, 6.0), n) * used
+    share /= share.sum(1, keepdims=True)
+    raw = share * amount[:, None]
+    step = np.where(amount > 2000, 100.0, 10.0)[:, None]
+    parts = np.where(rng.random((n, 1)) < 0.5, np.round(raw / step) * step, np.round(raw, 2)) * used
+    rows, last = np.arange(n), k - 1
+    parts[rows, last] = 0.0
+    parts[rows, last] = np.round(amount - parts.sum(1), 2)
+    bad = ((parts <= 0) & used).any(1)  # rounding ate the last part: exact shares instead
+    parts[bad] = np.round(raw[bad], 2)
+    parts[bad, last[bad]] = 0.0
+    parts[bad, last[bad]] = np.round(amount[bad] - parts[bad].sum(1), 2)
+    ded = np.where(rng.random((n, width)) < 0.5, rng.choice([5.0, 10.0, 15.0, 25.0], (n, width)), parts * 0.015)
+    cut = (rng.random((n, width)) < 0.15) & used & (parts > 0.02)
+    return np.where(cut, np.round(parts - np.minimum(ded, 0.02 * parts), 2), parts)
 
 
 @dataclass
@@ -114,6 +156,13 @@ class MonthDraft:
     due_rows: np.ndarray  # rows of the planner's pool of remainders that fall due this month
     due: dict[str, np.ndarray]  # those rows
     remainder_slots: np.ndarray  # the transfers that pay them
+    part: np.ndarray  # instalments: the part a transfer pays (1 the first, 2.. later ones), 0 none
+    n_parts: np.ndarray  # instalments: the number of parts of its plan
+    over: np.ndarray  # overpayment: the transfer is larger than the invoice it pays
+    remit_partial: np.ndarray  # a remittance that pays its last invoice only in part
+    inst_rows: np.ndarray  # rows of the planner's instalment pool that fall due this month
+    inst_due: dict[str, np.ndarray]  # those rows
+    inst_slots: np.ndarray  # the transfers that pay them
     new: np.ndarray | None = None  # the other paying transfers: each pays invoices of this month's plan
     paid: PaidInvoices | None = None
     link_t: np.ndarray | None = None
@@ -143,6 +192,10 @@ class MonthDraft:
             reason=self.reason,
             ref=self.ref,
             batch=self.batch,
+            part=self.part,
+            n_parts=self.n_parts,
+            over=self.over,
+            remit_partial=self.remit_partial,
         )
 
     def link_columns(self) -> dict[str, np.ndarray]:
@@ -182,6 +235,19 @@ class Planner:
             k: np.zeros(0, t)
             for k, t in [("inv", np.int64), ("rest", float), ("due", np.int64), ("contr", np.int64), ("out", bool)]
         }
+        # later instalments still to be paid: invoice, amount, due day, contractor, outgoing, part, parts
+        self.inst_pool = {
+            k: np.zeros(0, t)
+            for k, t in [
+                ("inv", np.int64),
+                ("amount", float),
+                ("due", np.int64),
+                ("contr", np.int64),
+                ("out", bool),
+                ("part", np.int8),
+                ("n_parts", np.int8),
+            ]
+        }
 
     def weekdays(self, i: int) -> np.ndarray:
         d = np.arange(*self.bounds[i])
@@ -204,6 +270,7 @@ class Planner:
         cols.setdefault("credit", np.zeros(n, bool))
         cols.setdefault("void", np.zeros(n, np.int8))  # 1 voided original, 2 its reversal
         cols.setdefault("void_ref", np.full(n, -1, np.int64))
+        cols.setdefault("inst", np.zeros(n, bool))  # paid in instalments: its description carries an assignment
         self.inv.append(cols)
         ids = np.arange(self.n_inv, self.n_inv + n)
         self.n_inv += n
@@ -218,11 +285,15 @@ class Planner:
     def month(self, i: int) -> None:
         d = self.layout(i)
         self.remainders_due(d)
+        self.instalments_due(d)
         self.counterparties(d)
         self.number_styles_and_phenomena(d)
         self.invoices_paid(d)
         self.fees(d)
+        self.overpayments(d)
         self.partial_payments(d)
+        self.remittance_partials(d)
+        self.instalment_plans(d)
         self.allocations(d)
         self.payers(d)
         self.no_invoice_transfers(d)
@@ -266,6 +337,13 @@ class Planner:
             due_rows=empty,
             due={},
             remainder_slots=empty,
+            part=np.zeros(T, np.int8),
+            n_parts=np.zeros(T, np.int8),
+            over=np.zeros(T, bool),
+            remit_partial=np.zeros(T, bool),
+            inst_rows=empty,
+            inst_due={k: v[:0] for k, v in self.inst_pool.items()},
+            inst_slots=empty,
         )
 
     def remainders_due(self, d: MonthDraft) -> None:
@@ -285,15 +363,38 @@ class Planner:
         d.contr[rem_slots] = pool["contr"][elig]
         d.due_rows, d.due, d.remainder_slots = elig, {k: v[elig] for k, v in pool.items()}, rem_slots
 
+    def instalments_due(self, d: MonthDraft) -> None:
+        """Later instalments that fall due now take instalment slots (oldest due first, as many as there are slots);
+        the other instalment slots start a new plan (part 1). A late part is booked early in the month."""
+        slots, pool = d.slots[INSTALMENT], self.inst_pool
+        elig = np.flatnonzero(pool["due"] < d.end_day)
+        elig = elig[np.argsort(pool["due"][elig], kind="stable")][: len(slots)]
+        due_slots, first_slots = slots[: len(elig)], slots[len(elig) :]
+        d.part[first_slots] = 1
+        due = {k: v[elig] for k, v in pool.items()}
+        d.part[due_slots], d.n_parts[due_slots] = due["part"], due["n_parts"]
+        d.out[due_slots], d.contr[due_slots] = due["out"], due["contr"]
+        # a late part is booked early in the month, later parts of one plan a few days after the earlier ones
+        day = np.maximum(due["due"], d.first_day + 5 * (due["part"].astype(np.int64) - 2)) + d.rng.integers(
+            0, 3, len(elig)
+        )
+        d.booked[due_slots] = d.days[np.minimum(np.searchsorted(d.days, day), len(d.days) - 1)]
+        d.amount[due_slots] = due["amount"]
+        d.inst_rows, d.inst_due, d.inst_slots = elig, due, due_slots
+
     def counterparties(self, d: MonthDraft) -> None:
-        """Outgoing payments (``rate_outgoing`` of all transfers) go to suppliers, the rest come from customers."""
+        """Outgoing payments (``rate_outgoing`` of all transfers) go to suppliers, the rest come from customers;
+        remittances come from the big customers (``World.remitters``)."""
         cfg, w, rng = self.cfg, self.w, d.rng
-        new = np.flatnonzero((d.kind != NONE) & (d.role != 2))
-        k_out = min(len(new), max(0, round(cfg.rate_outgoing * d.n) - int(d.out.sum())))
-        d.out[rng.choice(new, k_out, replace=False)] = True
+        new = np.flatnonzero((d.kind != NONE) & (d.role != 2) & (d.part <= 1))
+        may_out = new[d.kind[new] != REMITTANCE]
+        k_out = min(len(may_out), max(0, round(cfg.rate_outgoing * d.n) - int(d.out.sum())))
+        d.out[rng.choice(may_out, k_out, replace=False)] = True
         new_in, new_out = new[~d.out[new]], new[d.out[new]]
         d.contr[new_in] = w.customers[rng.choice(len(w.customers), len(new_in), p=w.cust_p)]
         d.contr[new_out] = w.suppliers[rng.choice(len(w.suppliers), len(new_out), p=w.sup_p)]
+        remit = new[d.kind[new] == REMITTANCE]
+        d.contr[remit] = w.remitters[rng.choice(len(w.remitters), len(remit), p=w.remit_p)]
         d.new = new
 
     def number_styles_and_phenomena(self, d: MonthDraft) -> None:
@@ -311,15 +412,33 @@ class Planner:
             m[rng.choice(pool_idx, min(len(pool_idx), round(rate * n_pay)), replace=False)] = True
             return m
 
-        d.fee = pick(paying[d.kind[paying] != PARTIAL], cfg.rate_fee)
+        d.fee = pick(paying[(d.kind[paying] != PARTIAL) & (d.kind[paying] != INSTALMENT)], cfg.rate_fee)
         d.other = pick(paying, cfg.rate_other_payer)
         d.variant = pick(paying, cfg.rate_name_variant)
+        self.shape_styles(d, paying)
+
+    def shape_styles(self, d: MonthDraft, paying: np.ndarray) -> None:
+        """Swap laid-out number styles (counts stay exact) so that a remittance lists numbers (not nothing, nor
+        references), a title quotes a description reference only where the invoice has one, and instalments quote
+        their assignment most of the time; instalment payers' names are mostly damaged."""
+        rng, kind = d.rng, d.kind
+        remit = kind[paying] == REMITTANCE
+        inst = kind[paying] == INSTALMENT
+        has_ref = inst | self.w.uses_refs[np.maximum(d.contr[paying], 0)]
+        for code in (ABSENT, REFERENCE):
+            swap_code(d.cat, code, paying[remit], paying[~remit & ~inst], rng, avoid=(ABSENT, REFERENCE))
+        swap_code(d.cat, REFERENCE, paying[~has_ref], paying[has_ref & ~remit], rng)
+        wants = paying[inst & (rng.random(len(paying)) < 0.65)]
+        swap_code(d.cat, REFERENCE, paying[has_ref & ~inst & ~remit], wants, rng)
+        d.variant[paying[inst]] |= rng.random(int(inst.sum())) < 0.6
 
     def invoices_paid(self, d: MonthDraft) -> None:
         """The invoices of the new paying transfers: 2..6 for a multi payment, issued 0..90 days before (most
         within the payment term), credit notes offset inside incoming multi payments."""
         cfg, w, rng, new = self.cfg, self.w, d.rng, d.new
         n_per = np.where(d.kind[new] == MULTI, rng.choice(MULTI_SIZES, len(new), p=MULTI_SIZE_P), 1)
+        lo, hi = REMITTANCE_SIZES
+        n_per = np.where(d.kind[new] == REMITTANCE, rng.integers(lo, hi + 1, len(new)), n_per)
         rep = np.repeat(new, n_per)
         N = len(rep)
         starts = (np.cumsum(n_per) - n_per).astype(np.int64)
@@ -342,13 +461,16 @@ class Planner:
         credit = np.zeros(N, bool)
         d.n_unpaid = max(1, round(UNPAID_RATE * N))  # >= 1: every month has invoices
         n_cn = round(cfg.rate_credit_note * (N + d.n_unpaid))
-        multi_in = np.flatnonzero((d.kind[new] == MULTI) & ~d.out[new])
+        multi_in = np.flatnonzero(np.isin(d.kind[new], [MULTI, REMITTANCE]) & ~d.out[new])
         n_cn_linked = min(round(0.75 * n_cn), len(multi_in))
         d.n_open_credit_notes = n_cn - n_cn_linked
         g = rng.choice(multi_in, n_cn_linked, replace=False)
         others = group_sum(amount, starts)[g] - amount[last[g]]
         amount[last[g]] = -np.round(rng.uniform(0.05, 0.45, len(g)) * others, 2)
         credit[last[g]] = True
+        inst = (d.kind[rep] == INSTALMENT) & ~credit  # a plan of instalments is for a larger invoice
+        step = np.where(amount >= 2000, 100.0, 10.0)
+        amount[inst] = np.round(amount[inst] * rng.uniform(1.5, 4.0, int(inst.sum())) / step[inst]) * step[inst]
         amount = np.where(d.out[rep], -amount, amount)
         total = np.round(group_sum(amount, starts), 2)
         d.amount[new] = total
@@ -367,6 +489,22 @@ class Planner:
         ded = np.maximum(0.01, np.round(np.minimum(ded, 0.02 * np.abs(total)), 2))
         d.amount[new[f_new]] = np.round(total[f_new] - np.sign(total[f_new]) * ded[f_new], 2)
 
+    def overpayments(self, d: MonthDraft) -> None:
+        """Overpayments (``rate_overpayment`` of paying transfers): one invoice paid with more than its amount, by a
+        round surplus or a few percent; the surplus stays on account, the link allocates the invoice amount."""
+        cfg, rng, w = self.cfg, d.rng, self.w
+        n_pay = int((d.kind != NONE).sum())
+        new = d.paid.transfers
+        single = new[(d.kind[new] == SINGLE) & (d.role[new] == 0) & ~d.fee[new] & ~d.out[new]]
+        o = rng.choice(single, min(len(single), round(cfg.rate_overpayment * n_pay)), replace=False)
+        base = np.abs(d.amount[o])
+        round_surplus = rng.choice([10.0, 20.0, 50.0, 100.0, 200.0, 500.0], len(o)) * np.maximum(
+            1.0, np.round(w.fx[d.contr[o]])
+        )
+        surplus = np.where(rng.random(len(o)) < 0.4, round_surplus, np.round(base * rng.uniform(0.01, 0.3, len(o)), 2))
+        d.amount[o] = np.round(d.amount[o] + np.maximum(surplus, 0.01), 2)
+        d.over[o] = True
+
     def partial_payments(self, d: MonthDraft) -> None:
         """First parts pay 30-70 % (often round); half get their remainder paid 7..60 days later (into the pool).
         The month's paid invoices get their ids here, and the remainders due now their amounts."""
@@ -380,7 +518,12 @@ class Planner:
         d.amount[new[fp]] = part
         later = rng.random(fp.sum()) < 0.5
         paid.ids = self.add_invoices(
-            contr=paid.contr, issued=paid.issued, due=paid.issued + paid.term, amount=paid.amount, credit=paid.credit
+            contr=paid.contr,
+            issued=paid.issued,
+            due=paid.issued + paid.term,
+            amount=paid.amount,
+            credit=paid.credit,
+            inst=d.kind[paid.rep] == INSTALMENT,
         )
         pool = self.pool
         self.pool = {
@@ -398,17 +541,57 @@ class Planner:
         }
         d.amount[d.remainder_slots] = d.due["rest"]
 
+    def remittance_partials(self, d: MonthDraft) -> None:
+        """A third of the remittances (without a fee or a credit note) pay their last invoice only in part (30-90 %):
+        the transfer is that much smaller, and that link allocates what was paid. The rest stays open."""
+        rng, paid = d.rng, d.paid
+        g = np.flatnonzero((d.kind[paid.transfers] == REMITTANCE) & ~d.fee[paid.transfers] & ~paid.credit[paid.last])
+        g = g[rng.random(len(g)) < 0.35]
+        last_amount = paid.amount[paid.last[g]]
+        unpaid = np.round(last_amount * (1 - rng.uniform(0.3, 0.9, len(g))), 2)
+        t = paid.transfers[g]
+        d.amount[t] = np.round(d.amount[t] - unpaid, 2)
+        d.remit_partial[t] = True
+
+    def instalment_plans(self, d: MonthDraft) -> None:
+        """New plans: the invoice is paid in 2-5 parts 7-35 days apart, roughly equal (often round) amounts, the last
+        part what is left; some parts lose a small deduction (bank charges). The first part is paid now, the others
+        go to the instalment pool."""
+        rng, paid, pool = d.rng, d.paid, self.inst_pool
+        g = np.flatnonzero((d.kind[paid.transfers] == INSTALMENT) & (d.part[paid.transfers] == 1))
+        t, inv, a = paid.transfers[g], paid.ids[paid.starts[g]], paid.amount[paid.starts[g]]
+        k = rng.choice(INSTALMENT_PARTS, len(g), p=INSTALMENT_PARTS_P)
+        K = max(INSTALMENT_PARTS)
+        parts = instalment_amounts(rng, np.abs(a), k, K) * np.sign(a)[:, None]
+        gaps = rng.integers(INSTALMENT_GAP_DAYS[0], INSTALMENT_GAP_DAYS[1] + 1, (len(g), K))
+        due = d.booked[t][:, None] + np.cumsum(gaps, axis=1) - gaps[:, :1]
+        d.amount[t] = parts[:, 0]
+        d.n_parts[t] = k
+        later_r, later_p = np.nonzero((np.arange(K)[None, :] >= 1) & (np.arange(K)[None, :] < k[:, None]))
+        keep = np.setdiff1d(np.arange(len(pool["due"])), d.inst_rows)
+        add = {
+            "inv": inv[later_r],
+            "amount": parts[later_r, later_p],
+            "due": due[later_r, later_p],
+            "contr": d.contr[t][later_r],
+            "out": d.out[t][later_r],
+            "part": (later_p + 1).astype(np.int8),
+            "n_parts": k[later_r].astype(np.int8),
+        }
+        self.inst_pool = {key: np.concatenate([v[keep], add[key]]) for key, v in pool.items()}
+
     def allocations(self, d: MonthDraft) -> None:
         """Links: invoice amounts, scaled proportionally under a fee (cents residue on the last link); partial
         payments allocate the transfer amount."""
         paid, rep = d.paid, d.paid.rep
         ratio = np.where(d.fee[rep], d.amount[rep] / np.repeat(paid.total, paid.n_per), 1.0)
         alloc = np.round(paid.amount * ratio, 2)
-        alloc[paid.last] += np.round(d.amount[paid.transfers] - group_sum(alloc, paid.starts), 2)
-        alloc = np.where(d.role[rep] == 1, d.amount[rep], np.round(alloc, 2))
-        d.link_t = np.concatenate([rep, d.remainder_slots])
-        d.link_inv = np.concatenate([paid.ids, d.due["inv"]])
-        d.link_alloc = np.concatenate([alloc, d.amount[d.remainder_slots]])
+        residue = np.round(d.amount[paid.transfers] - group_sum(alloc, paid.starts), 2)
+        alloc[paid.last] += np.where(d.over[paid.transfers], 0.0, residue)  # an overpayment allocates the invoice
+        alloc = np.where((d.role[rep] == 1) | (d.part[rep] == 1), d.amount[rep], np.round(alloc, 2))
+        d.link_t = np.concatenate([rep, d.remainder_slots, d.inst_slots])
+        d.link_inv = np.concatenate([paid.ids, d.due["inv"], d.inst_due["inv"]])
+        d.link_alloc = np.concatenate([alloc, d.amount[d.remainder_slots], d.amount[d.inst_slots]])
 
     def payers(self, d: MonthDraft) -> None:
         """The entity that pays: the contractor, or for ``other`` its parent company (60 % if any) or its factor."""
@@ -426,6 +609,7 @@ class Planner:
         new, none = paid.transfers, d.slots[NONE]
         n_none, N = len(none), len(paid.rep)
         reason = rng.choice(len(REASONS), n_none, p=REASON_P)
+        reason[rng.choice(n_none, min(n_none, round(cfg.rate_duplicate * d.n)), replace=False)] = R_DUPLICATE
         single_in = np.flatnonzero((d.kind[new] == SINGLE) & ~d.out[new])
         if len(single_in) == 0:  # nothing to refer to: no refunds, advances or duplicates
             reason[REFERS_TO_INVOICE[reason]] = R_CARD
@@ -504,10 +688,31 @@ class Planner:
         self.add_invoices(contr=vc, issued=ri, due=ri, amount=-va, void=np.full(nv, 2, np.int8), void_ref=orig)
         d.add_links(rep, ids, amt)
 
+    def billing_days(self, inv: dict) -> None:
+        """Contractors that bill in batches (``World.billing_day``) issue each invoice on the last billing day at or
+        before the day it was drawn for: many invoices share an issue date. One that would fall before the first
+        day keeps its own date (no pile of invoices on the first day of the first month)."""
+        bd = self.w.billing_day[inv["contr"]]
+        sel = np.flatnonzero(bd > 0)
+        day = inv["issued"][sel].astype("datetime64[D]")
+        month = day.astype("datetime64[M]")
+
+        def billing(m):  # the billing day in month m (the month's last day when it is shorter)
+            first = m.astype("datetime64[D]")
+            length = ((m + 1).astype("datetime64[D]") - first).astype(np.int64)
+            return first + np.minimum(bd[sel], length) - 1
+
+        this = billing(month)
+        snapped = np.where(this <= day, this, billing(month - 1)).astype(np.int64)
+        snapped = np.where(snapped >= self.start_day, snapped, inv["issued"][sel])  # none before the first day
+        inv["due"][sel] = snapped + (inv["due"][sel] - inv["issued"][sel])
+        inv["issued"][sel] = snapped
+
     def assemble(self) -> dict:
         """Cut the tail: keep horizon transfers/links and invoices issued before the horizon end."""
         M = self.cfg.months
         inv = {k: np.concatenate([d[k] for d in self.inv]) for k in self.inv[0]}
+        self.billing_days(inv)
         keep = inv["issued"] < self.end_day
         remap = np.cumsum(keep) - 1
         inv = {k: v[keep] for k, v in inv.items()}

@@ -15,8 +15,33 @@ import numpy as np
 import pandas as pd
 
 from .config import SyntheticConfig, month_labels, parse_drift_kind
-from .kinds import ABSENT, CATS, DAMAGED, EXACT, KINDS, MULTI, NONE, OTHER, REASONS, SINGLE
-from .text import abbreviate, damage, invoice_number, other_format
+from .kinds import (
+    ABSENT,
+    CATS,
+    DAMAGED,
+    EXACT,
+    INSTALMENT,
+    KINDS,
+    MULTI,
+    NONE,
+    OTHER,
+    REASONS,
+    REFERENCE,
+    REMITTANCE,
+    SINGLE,
+)
+from .text import (
+    CONTRACT_BLOCK,
+    CONTRACT_STYLE,
+    UNIQUE_REF_STYLES,
+    abbreviate,
+    damage,
+    invoice_number,
+    money,
+    other_format,
+    ref_label,
+    reference,
+)
 from .vocabulary import (
     D_REASON,
     FORM_VARIANTS,
@@ -25,12 +50,15 @@ from .vocabulary import (
     MON_PL,
     PROCESSORS,
     SERVICES,
+    T_INST,
+    T_INST_NONUM,
     T_NONUM,
     T_NUM,
     T_PART1,
     T_PART2,
     T_PROC,
     T_REASON,
+    T_REMIT,
     fold,
 )
 from .world import BIG_BANK, PayerChange, World
@@ -54,6 +82,8 @@ class TitleDraft:
     name: str  # the payer's name as shown
     reason: str | None  # why it pays nothing, None when it pays
     drifted: bool  # title_format drift
+    kind: int = SINGLE  # kinds.KINDS code
+    amounts: list[float] | None = None  # what the transfer pays on each shown invoice (remittances list them)
 
 
 class Renderer:
@@ -92,6 +122,28 @@ class Renderer:
         self.num = [invoice_number(*a) for a in zip(fmt.tolist(), y.tolist(), m.tolist(), seq.tolist())]
         for k in np.flatnonzero(inv["void"] == 2):
             self.num[k] = self.num[inv["void_ref"][k]]
+        self.references(order)
+
+    def references(self, order: np.ndarray) -> None:
+        """The reference each invoice's description carries (``self.ref``, None without one): invoices of contractors
+        that use references and every invoice paid in instalments (an assignment or document number, unique). Numbered
+        per contractor and style in issue order, from a random start; a contract number covers a block of invoices."""
+        inv, w = self.inv, self.w
+        c = inv["contr"]
+        style = np.where(inv["inst"], np.array(UNIQUE_REF_STYLES)[c % len(UNIQUE_REF_STYLES)], w.ref_style[c])
+        has = (w.uses_refs[c] | inv["inst"]) & (inv["void"] == 0)
+        key = c.astype(np.int64) * 16 + style
+        rank = np.empty(len(c), np.int64)
+        rank[order] = pd.Series(key[order]).groupby(key[order]).cumcount().to_numpy()
+        ukeys, kidx = np.unique(key, return_inverse=True)
+        start = np.random.default_rng([self.cfg.seed, 11]).integers(100, 90000, len(ukeys))[kidx]
+        rseq = start + np.where(style == CONTRACT_STYLE, rank // CONTRACT_BLOCK, rank)
+        self.ref_seq = rseq
+        self.ref = [
+            reference(st, yy, mm, n) if h else None
+            for h, st, yy, mm, n in zip(has.tolist(), style.tolist(), self.y.tolist(), self.m.tolist(), rseq.tolist())
+        ]
+        self.ref_style = style
 
     # names ------------------------------------------------------------------------------------
     def variant(self, e: int) -> str:
@@ -174,7 +226,8 @@ class Renderer:
                 & (c >= 0)
                 & (self.pc.proc[np.clip(c, 0, self.w.C - 1)] >= 0)
             )
-        titles, names, accounts, cats = self.transfer_text(li, bounds, retitled, proc)
+        la = lnk["alloc"][lo]
+        titles, names, accounts, cats = self.transfer_text(li, la, bounds, retitled, proc)
         drifted = retitled | proc
         fee, other, variant = trf["fee"].copy(), trf["other"] | proc, trf["variant"].copy()
         variant[proc] = self.proc_variant[proc]
@@ -182,6 +235,21 @@ class Renderer:
             fee = self.processor_fee(proc, fee, lo, bounds)
             trf, lnk = self.trf, self.lnk
         invoices = self.invoice_frame(inv_id, inv_month, month_lbl)
+        w = self.w
+        contr = trf["contr"]
+        t_currency = np.where(contr >= 0, w.currency[np.clip(contr, 0, w.C - 1)], cfg.currency)
+        # per transfer, over its links: a credit note netted, a large-amount or batch-issuing contractor
+        link_c = inv["contr"][lnk["inv"]]
+        n_t = len(trf["kind"])
+
+        def any_link(flag: np.ndarray) -> np.ndarray:
+            return np.bincount(lnk["t"], weights=flag.astype(np.float64), minlength=n_t) > 0
+
+        netted = np.sign(inv["amount"][lnk["inv"]]) != np.sign(trf["amount"][lnk["t"]])
+        credit_note = any_link(inv["credit"][lnk["inv"]] & netted)
+        large = any_link(w.large[link_c])
+        batch_issued = any_link(w.billing_day[link_c] > 0)
+        desc_ref = any_link(np.array([self.ref[k] is not None for k in lnk["inv"].tolist()], bool))
         transfers = (
             pd.DataFrame(
                 {
@@ -189,7 +257,7 @@ class Renderer:
                     "month": month_lbl[trf["month"]],
                     "booked_at": trf["booked"].astype("datetime64[D]").astype("datetime64[us]"),
                     "amount": trf["amount"],
-                    "currency": cfg.currency,
+                    "currency": t_currency,
                     "title": titles,
                     "counterparty_name": names,
                     "counterparty_account": accounts,
@@ -227,6 +295,16 @@ class Renderer:
                         trf["reason"] >= 0, np.array(REASONS, dtype=object)[np.maximum(trf["reason"], 0)], None
                     ),
                     "n_invoices": np.diff(bounds),
+                    "instalment_part": trf["part"],
+                    "n_parts": trf["n_parts"],
+                    "overpayment": trf["over"],
+                    "remittance_partial": trf["remit_partial"],
+                    "credit_note": credit_note,
+                    "currency": t_currency,
+                    "foreign_currency": t_currency != cfg.currency,
+                    "large_amount": large,
+                    "batch_issued": batch_issued,
+                    "description_ref": desc_ref,
                 }
             )
             .iloc[trf_order]
@@ -245,11 +323,15 @@ class Renderer:
             zip(inv["contr"].tolist(), inv["credit"].tolist(), inv["void"].tolist(), (self.m - 1).tolist())
         ):
             service = "credit note" if credit else SERVICES[(w.service[c] + (k % 3 == 0)) % len(SERVICES)]
+            ref = self.ref[k]
             if self.cfg.description_only:
                 if void == 2:
                     desc.append(f"{r.choice(['VOID', 'STORNO'])} {self.num[k]} {legal[k]}")
                 else:
-                    desc.append(f"{legal[k]} - {service} {MON_EN[mon]} - {self.num[k]}")
+                    tail = f" - {ref}" if ref is not None else ""
+                    desc.append(f"{legal[k]} - {service} {MON_EN[mon]} - {self.num[k]}{tail}")
+            elif ref is not None:
+                desc.append(self.reference_description(service, ref, int(self.ref_style[k]), mon, int(self.y[k]), c))
             else:
                 desc.append(None if r.random() < 0.3 else f"{service} {mon + 1:02d}/{self.y[k]}")
         df = pd.DataFrame(
@@ -259,7 +341,7 @@ class Renderer:
                 "issued_at": inv["issued"].astype("datetime64[D]").astype("datetime64[us]"),
                 "due_at": inv["due"].astype("datetime64[D]").astype("datetime64[us]"),
                 "amount": np.round(inv["amount"], 2),
-                "currency": self.cfg.currency,
+                "currency": w.currency[inv["contr"]],
                 "invoice_number": self.num,
                 "counterparty_name": legal,
                 "description": desc,
@@ -267,7 +349,22 @@ class Renderer:
         )
         return df.iloc[np.lexsort((inv_id, inv_month))].reset_index(drop=True)
 
-    def transfer_text(self, li, bounds, drifted, proc):
+    def reference_description(self, service: str, ref: str, style: int, mon: int, y: int, c: int) -> str:
+        """A description that carries a reference: "consulting services 03/2025, PO 4500012345", "Zlecenie
+        ASG-2025-004411 - maintenance", "Vertrag KTR/2024/118; Leistungen März"."""
+        r, lang = self.r_inv, self.w.lang[c]
+        label = ref_label(style, lang)
+        period = r.choice([f"{mon + 1:02d}/{y}", MON_EN[mon], f"{MON_EN[mon][:3]} {y}", ""])
+        forms = [
+            f"{service} {period}, {label} {ref}",
+            f"{label} {ref} - {service}",
+            f"{label}: {ref}; {service} {period}",
+            f"{service} ({label.lower()} {ref})",
+            f"{ref} {service}",
+        ]
+        return " ".join(r.choice(forms).split())
+
+    def transfer_text(self, li, la, bounds, drifted, proc):
         """Title, payer name and account per transfer. ``drifted``: title_format rewrite; ``proc``: paid by a
         processor (payer_change). Processor transfers draw their ordinary text first and then replace it, so
         the main random stream, and with it every other transfer's text, is the same as without payer_change."""
@@ -284,6 +381,7 @@ class Renderer:
             lang = w.lang[e]
             d = booked[t]
             invs = li[bounds[t] : bounds[t + 1]].tolist()
+            paid = dict(zip(invs, la[bounds[t] : bounds[t + 1]].tolist()))
             if trf["ref"][t] >= 0:
                 invs = [int(trf["ref"][t])]
             ctx = dict(
@@ -310,8 +408,21 @@ class Renderer:
             elif cat == OTHER:
                 style, sep = r.random(), r.choice([" ", "-", ".", "/"])
                 parts = [other_format(num[k], int(seq[k]), style, sep) for k in shown]
+            elif cat == REFERENCE:
+                style, sep = r.random(), r.choice([" ", "-", ".", "/"])
+                plain = r.random() < 0.7
+                parts = [
+                    self.ref[k] if plain else other_format(self.ref[k], int(self.ref_seq[k]), style, sep)
+                    for k in shown
+                    if self.ref[k] is not None
+                ] or [num[k] for k in shown]
             else:
                 parts = []
+            kind = int(trf["kind"][t])
+            amounts = [paid.get(k, 0.0) for k in shown]
+            if kind == REMITTANCE and parts:  # the advice lists most numbers, not always all
+                listed = [j for j in range(len(parts)) if r.random() < 0.92] or [0]
+                parts, amounts = [parts[j] for j in listed], [amounts[j] for j in listed]
             if cfg.description_only and cat == OTHER:
                 parts = [str(int(seq[k])) for k in shown]
             if drifted[t] and parts:
@@ -325,7 +436,7 @@ class Renderer:
             self.noise[t] = noise
             name = w.legal[e] if not trf["variant"][t] else self.variant(e)
             reason = REASONS[trf["reason"][t]] if trf["reason"][t] >= 0 else None
-            draft = TitleDraft(t, e, lang, ctx, len(invs), parts, noise, name, reason, bool(drifted[t]))
+            draft = TitleDraft(t, e, lang, ctx, len(invs), parts, noise, name, reason, bool(drifted[t]), kind, amounts)
             if cfg.description_only:
                 title = self.bank_line(draft)
             else:
@@ -385,7 +496,12 @@ class Renderer:
         ded = np.where(fixed, rng.choice([0.5, 1.0, 1.5, 2.0, 2.5], n), np.abs(amt) * rng.uniform(0.001, 0.008, n))
         ded = np.maximum(0.01, np.round(np.minimum(ded, 0.02 * np.abs(amt)), 2))
         sel = np.flatnonzero(
-            proc & np.isin(trf["kind"], [SINGLE, MULTI]) & (trf["role"] == 0) & ~fee & (u < PROC_FEE_SHARE)
+            proc
+            & np.isin(trf["kind"], [SINGLE, MULTI])
+            & (trf["role"] == 0)
+            & ~fee
+            & ~trf["over"]
+            & (u < PROC_FEE_SHARE)
         )
         amount, alloc = amt.copy(), lnk["alloc"].copy()
         for t in sel.tolist():
@@ -407,6 +523,13 @@ class Renderer:
         if reason is not None and reason != "duplicate":
             key = "refund_num" if reason == "refund" and parts else reason
             title = r.choice(T_REASON[key]).format(n=" ".join(parts), **ctx)
+        elif d.kind == REMITTANCE and parts:
+            return self.remittance_title(d)
+        elif d.kind == INSTALMENT:
+            k, of = int(self.trf["part"][d.t]), int(self.trf["n_parts"][d.t])
+            joined = " ".join(parts)
+            title = r.choice(T_INST[lang] if parts else T_INST_NONUM[lang]).format(n=joined, k=k, of=of)
+            title = " ".join(title.split())
         elif parts:
             joiner = r.choice(
                 [", ", " ", "; ", " + "]
@@ -428,6 +551,16 @@ class Renderer:
             title = title.upper()
         return title
 
+    def remittance_title(self, d: TitleDraft) -> str:
+        """A remittance advice: most invoice numbers, in one of several list styles, sometimes each with the amount
+        paid on it ("remit 2025/0142 1200.00; 2025/0150 830.50")."""
+        r, lang = self.r, d.lang
+        with_amounts = r.random() < 0.4
+        items = [f"{p} {money(a, lang, r)}" if with_amounts else p for p, a in zip(d.parts, d.amounts)]
+        sep = r.choice(["; ", ", ", " / ", " "] if not with_amounts else ["; ", " / ", " | "])
+        title = r.choice(T_REMIT[lang]).format(n=sep.join(items), count=len(items))
+        return title.upper() if r.random() < 0.08 else title
+
     def noise_token(self, t, ctx) -> str:
         """Numbers that are not invoice numbers: orders, dates, account fragments, amounts, tax ids."""
         r = self.r
@@ -442,13 +575,17 @@ class Renderer:
                 f"{ctx['y']}-{ctx['mm']}-{ctx['dd']}",
                 f"acc ...{acct[-4:]}",
                 f"kwota {a:,.2f}".replace(",", " ").replace(".", ","),
-                f"EUR {a:.2f}",
+                f"{self.currency_of(t)} {a:.2f}",
                 f"Kd-Nr. {r.randrange(10**5, 10**6)}",
                 f"order {r.randrange(10**4, 10**5)}",
                 f"NIP {r.randrange(10**9, 10**10)}",
                 f"client no {r.randrange(10**5, 10**6)}",
             ]
         )
+
+    def currency_of(self, t: int) -> str:
+        c = int(self.trf["contr"][t])
+        return str(self.w.currency[c]) if c >= 0 else self.cfg.currency
 
     def bank_line(self, d: TitleDraft) -> str:
         """Terse bank line for description_only: "NORDWIND HANDELS 142 MAR"."""
@@ -464,6 +601,8 @@ class Renderer:
             line = " ".join([nm, *parts, ctx["MON"]])
             if trf["role"][d.t]:
                 line += " PART"
+            elif trf["part"][d.t]:
+                line += f" PART {trf['part'][d.t]}/{trf['n_parts'][d.t]}"
         if d.noise:
             line += f" REF {r.randrange(10**4, 10**6)}"
         return ("SCT " + line) if drifted else line

@@ -76,3 +76,45 @@ def abbreviate(base: str, r: random.Random) -> str:
     if x < 0.85 and len(words) > 1:
         return "".join(w[0] for w in words)
     return " ".join(words)[:12].rstrip()
+
+
+# References an invoice's free description carries besides its number (a PO, contract, order, assignment or
+# document number): how each style writes one, and what a description calls it, per language. Style 0 and 4 are
+# unique per invoice (assignments, documents: what instalment invoices carry); CONTRACT refs are shared by a block
+# of CONTRACT_BLOCK invoices (one contract bills several times).
+REF_STYLES = [
+    (lambda y, m, n: f"ASG-{y}-{n:06d}", {"en": "Assignment", "pl": "Zlecenie", "de": "Auftrag"}),
+    (lambda y, m, n: f"45{n % 10**8:08d}", {"en": "PO", "pl": "Zamówienie nr", "de": "Bestellung"}),
+    (lambda y, m, n: f"KTR/{y}/{n:03d}", {"en": "Contract", "pl": "Umowa", "de": "Vertrag"}),
+    (lambda y, m, n: f"ORD-{n:05d}", {"en": "Order", "pl": "Zam.", "de": "Bestell-Nr."}),
+    (lambda y, m, n: f"DOK {y} {n:06d}", {"en": "Document", "pl": "Dokument", "de": "Beleg"}),
+    (lambda y, m, n: f"PRJ.{y % 100:02d}.{n:04d}", {"en": "Project", "pl": "Projekt", "de": "Projekt"}),
+    (lambda y, m, n: f"{n:05d}/{y % 100:02d}/Z", {"en": "Case", "pl": "Sprawa", "de": "Vorgang"}),
+    (lambda y, m, n: f"WZ {n}/{m:02d}/{y}", {"en": "Delivery note", "pl": "WZ", "de": "Lieferschein"}),
+    (lambda y, m, n: f"REF{y}{n:05d}", {"en": "Ref", "pl": "Ref.", "de": "Ref."}),
+    (lambda y, m, n: f"A{n:06d}-{y % 100:02d}", {"en": "Agreement", "pl": "Porozumienie", "de": "Vereinbarung"}),
+]
+N_REF_STYLES = len(REF_STYLES)
+UNIQUE_REF_STYLES = (0, 4)  # what an instalment plan's invoice carries
+CONTRACT_STYLE, CONTRACT_BLOCK = 2, 4
+
+
+def reference(style: int, y: int, m: int, n: int) -> str:
+    return REF_STYLES[style][0](y, m, n)
+
+
+def ref_label(style: int, lang: str) -> str:
+    return REF_STYLES[style][1][lang]
+
+
+def money(amount: float, lang: str, r: random.Random) -> str:
+    """An amount as a payer writes it: "1200.00", "1,200.00" (en), "1 200,00" (pl), "1.200,00" (de)."""
+    plain = f"{abs(amount):.2f}"
+    if r.random() < 0.5:
+        return plain if lang == "en" else plain.replace(".", ",")
+    grouped = f"{abs(amount):,.2f}"
+    if lang == "pl":
+        return grouped.replace(",", " ").replace(".", ",")
+    if lang == "de":
+        return grouped.replace(",", "_").replace(".", ",").replace("_", ".")
+    return grouped

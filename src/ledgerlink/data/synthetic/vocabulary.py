@@ -55,6 +55,21 @@ COUNTRIES = np.array(["PL", "DE", "GB", "NL", "CZ"], dtype=object)
 COUNTRY_P = [0.45, 0.25, 0.15, 0.08, 0.07]
 VAT = {"PL": 1.23, "DE": 1.19, "GB": 1.20, "NL": 1.21, "CZ": 1.21}
 LANG = {"PL": "pl", "DE": "de", "GB": "en", "NL": "en", "CZ": "en"}
+# currencies: units per EUR (rounded rates; only the scale of amounts matters), the one a country bills in
+FX_PER_EUR = {
+    "EUR": 1.0,
+    "PLN": 4.3,
+    "USD": 1.08,
+    "GBP": 0.85,
+    "CHF": 0.95,
+    "CZK": 25.0,
+    "SEK": 11.5,
+    "NOK": 11.7,
+    "HUF": 395.0,
+}
+FOREIGN_CURRENCIES = list(FX_PER_EUR)  # a foreign contractor bills in one of these (not the home currency)
+COUNTRY_CURRENCY = {"PL": "PLN", "GB": "GBP", "CZ": "CZK"}
+BILLING_DAYS = [1, 1, 10, 15, 20, 25, 28]  # days of the month a batch-issuing contractor bills on
 FACTORS = [
     ("Pekao Faktoring", "Sp. z o.o.", "PL"),
     ("Coface Finanz", "GmbH", "DE"),
@@ -236,6 +251,28 @@ T_PART2 = {
     "en": ["remaining balance", "final instalment"],
     "pl": ["dopłata", "rata 2/2", "reszta"],
     "de": ["Restzahlung", "Rate 2"],
+}
+T_INST = {  # an instalment ({n}: the number or reference, {k} of {of} parts)
+    "en": [
+        "{n} instalment {k}/{of}",
+        "instalment {k} of {of} - {n}",
+        "{n} part payment {k}",
+        "{n}",
+        "payment {k}/{of} {n}",
+        "{n} partial",
+    ],
+    "pl": ["rata {k}/{of} {n}", "{n} rata {k}", "wpłata {k} z {of} {n}", "{n} częściowa wpłata", "{n}", "{n} cz. {k}"],
+    "de": ["{k}. Rate {n}", "Ratenzahlung {k}/{of} {n}", "Teilzahlung {n}", "{n} Rate {k} von {of}", "{n}"],
+}
+T_INST_NONUM = {
+    "en": ["instalment {k}/{of}", "part payment {k}", "instalment"],
+    "pl": ["rata {k}", "rata {k}/{of}", "wpłata częściowa"],
+    "de": ["{k}. Rate", "Ratenzahlung", "Teilzahlung {k}"],
+}
+T_REMIT = {  # a remittance advice ({n}: the listed numbers, {count} of them)
+    "en": ["remit {n}", "payment advice: {n}", "invoices {n}", "{n}", "Remittance {count} invoices: {n}"],
+    "pl": ["płatność za faktury: {n}", "faktury {n}", "{n}", "zapłata {count} faktur {n}"],
+    "de": ["Zahlungsavis {n}", "Sammelzahlung Rechnungen {n}", "{n}", "Rechnungen {n}"],
 }
 T_REASON = {
     "bank_fee": [

@@ -11,13 +11,18 @@ from __future__ import annotations
 import numpy as np
 
 from .config import SyntheticConfig
+from .text import N_REF_STYLES
 from .vocabulary import (
     BASES,
+    BILLING_DAYS,
     COUNTRIES,
+    COUNTRY_CURRENCY,
     COUNTRY_P,
     FACTORS,
     FIRST_NAMES,
+    FOREIGN_CURRENCIES,
     FORMS,
+    FX_PER_EUR,
     INDUSTRIES,
     LANG,
     LAST_NAMES,
@@ -131,6 +136,38 @@ class World:
         self.parent = np.where((rng.random(C) < 0.25) & ~sup, C + rng.integers(0, G, C), -1)
         self.factor = self.factor_ids[rng.integers(0, len(FACTORS), C)]
         self.service = rng.integers(0, len(SERVICES), C)
+        self.weight = weight
+        self._shapes(cfg, np.random.default_rng([cfg.seed, 10]))
+
+    def _shapes(self, cfg: SyntheticConfig, rng: np.random.Generator) -> None:
+        """Traits of the payment shapes (issue 15), on their own stream: currencies, large amounts, billing days,
+        description references, and the big customers that pay by remittance."""
+        C = self.C
+        # currency: the home one, or (rate_foreign_currency) the country's own or another one
+        self.currency = np.full(C, cfg.currency, dtype=object)
+        foreign = np.flatnonzero(rng.random(C) < cfg.rate_foreign_currency)
+        others = [c for c in FOREIGN_CURRENCIES if c != cfg.currency]
+        for c in foreign.tolist():
+            own = COUNTRY_CURRENCY.get(self.country[c])
+            pick = own if own in others and rng.random() < 0.6 else others[rng.integers(len(others))]
+            self.currency[c] = pick
+        self.fx = np.array([FX_PER_EUR.get(cur, 1.0) / FX_PER_EUR.get(cfg.currency, 1.0) for cur in self.currency])
+        # large amounts: 30-1000x the scale, at most ~2M in the contractor's currency (amounts up to ~10^7)
+        self.large = rng.random(C) < cfg.rate_large_amounts
+        boost = np.where(self.large, 10 ** rng.uniform(1.5, 3.0, C), 1.0)
+        self.scale = np.minimum(self.scale * boost * self.fx, np.maximum(self.scale * self.fx, 2e6))
+        fixed = self.fixed * self.fx
+        self.fixed = np.where(self.fx >= 10, np.round(fixed, -1), np.round(fixed, 2))
+        # invoices issued in batches: all of a month's invoices on the contractor's billing day (0: any day)
+        self.billing_day = np.where(rng.random(C) < cfg.rate_batch_issue, rng.choice(BILLING_DAYS, C), 0)
+        # references in the invoice description: a style per contractor (every contractor's instalment invoices
+        # carry one; rate_invoice_reference of them put one in every description)
+        self.uses_refs = rng.random(C) < cfg.rate_invoice_reference
+        self.ref_style = rng.integers(0, N_REF_STYLES, C)
+        # remittances come from the big customers: the top fifth by activity
+        cw = self.weight[self.customers]
+        big = cw >= np.quantile(cw, 0.8)
+        self.remitters, self.remit_p = self.customers[big], cw[big] / cw[big].sum()
 
 
 class PayerChange:
