@@ -58,9 +58,10 @@ SET_HITS_PER_ROW = 16  # set channel: (transfer, set) hits kept per weak transfe
 # Transfers blocked at a time: the channels' pairs before the cap (~180 per transfer, 11 columns, and the sorts
 # that merge them) are made and merged for so many transfers at once, and capped at once for transfers with a
 # strong hit; only the others' wait for the set channel. A 25k batch of a 100k month peaked 1.7 GB above its start
-# in blocking done at once. The answers are the same for any size (the chunks share the batch's live invoices and
-# its set channel; the golden check passes with 100).
-BLOCK_CHUNK = 8192
+# in blocking done at once, 0.67 GB in chunks of 8192 (4096 halves a chunk's temporaries, in every worker). The
+# answers are the same for any size (the chunks share the batch's live invoices and its set channel; the golden
+# check passes with 100).
+BLOCK_CHUNK = 4096
 
 # Channels pass pairs around as plain columns ({"t": ..., "i": ..., score columns}): numpy all the way, one
 # DataFrame at the end. A pandas operation costs tens of microseconds whatever its size, which dominated a

@@ -44,7 +44,7 @@ META_FILE = "meta.json"
 # Transfers whose pair features are computed at a time (``Matcher._pair_features``): a feature is a pair's or its
 # transfer's, so the rows are the same in chunks; the temporaries of one call over a 50k-transfer batch (1.4M
 # pairs) peaked 0.84 GB above its start, on top of the matrix itself. The golden check passes with chunks of 100.
-FEATURE_CHUNK = 8192
+FEATURE_CHUNK = 4096
 SET_ROUNDS, SET_DEPTH = 150, 4
 
 xgb = xgboost()  # after the thread settings (runtime)
@@ -538,6 +538,7 @@ class Matcher(BaseMatcher):
         P = Prepared.of(invoices, transfers)
         check_deadline("text preparation")
         texts = InvoiceTexts.of(invoices) if explain else None
+        del invoices, transfers  # the checked copies: P holds what the batches need
         n = len(P.tr)
         size = int(self.batch_size) if self.batch_size else max(n, 1)
         order = np.argsort(P.tr["booked_at"].to_numpy(), kind="stable")

@@ -23,6 +23,7 @@ call's peak grows with the workers; the batch size bounds the second part.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import pickle
@@ -44,7 +45,19 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _give_back_freed_memory() -> None:
+    """A fixed mmap threshold of 1 MiB for this process's malloc (glibc; elsewhere nothing): numpy's large arrays are
+    then mapped and unmapped, so a stage's temporaries go back to the system when freed. By default glibc raises the
+    threshold after the first large free, and later temporaries stay in the heap, counted in the worker's memory
+    until it ends."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _start_worker(state: str, threads: int) -> None:
+    _give_back_freed_memory()
     with open(state, "rb") as f:
         matcher, inv, inv_chunks, index, texts = pickle.load(f)
     matcher.set_threads(threads)
