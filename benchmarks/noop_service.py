@@ -32,6 +32,7 @@ class NoopMatch:
             decision="review",
             confidence=0.0,
             auto_threshold=1.0,
+            reasons=["not matched: the no-op service only measures the HTTP stack"],
             chosen=[],
             ranked=[
                 RankedInvoice(invoice_id=c.invoice_id, probability=0.0, rank=k + 1)
