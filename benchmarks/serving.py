@@ -79,7 +79,8 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def prepare(args):
-    """(matcher, bento tag, model tag, requests with their in-process answers, unanswerable share)."""
+    """(matcher, bento tag, model tag, requests with their in-process answers, unanswerable share: transfers with
+    enough candidate invoices that the matcher could not answer in process)."""
     from ledgerlink.data.synthetic import generate
     from ledgerlink.deploy import bento as deploy
     from ledgerlink.deploy.payloads import candidate_invoices, inprocess_answer, match_request, pick_transfers
@@ -114,13 +115,14 @@ def prepare(args):
 
         # in process, use the model exactly as the server loads it (not the object that was just fitted)
         matcher = Matcher.load(bentoml.models.get(model_tag).path_of(deploy.MATCHER_SUBDIR))
-    requests, tried = [], 0
+    requests, tried, short = [], 0, 0
     last_month = sorted(data["transfers"]["month"].unique())[-1]
     recent = {**data, "transfers": data["transfers"][data["transfers"]["month"] == last_month]}
     for _, t in pick_transfers(recent, "any", 10 * args.pool).iterrows():
         tried += 1
         req = match_request(t, candidate_invoices(t, data["invoices"], data["links"], args.candidates, seed=tried))
-        if len(req["candidates"]) < args.candidates:
+        if len(req["candidates"]) < args.candidates:  # fewer open invoices in its currency than asked for
+            short += 1
             continue
         try:
             requests.append((req, inprocess_answer(matcher, req)))
@@ -130,7 +132,7 @@ def prepare(args):
             break
     if not requests:
         sys.exit("no request the matcher can answer in process; see the matching bug in the docstring")
-    return matcher, bento_tag, model_tag, requests, 1 - len(requests) / tried
+    return matcher, bento_tag, model_tag, requests, 1 - (len(requests) + short) / tried
 
 
 def inprocess(matcher, requests, repeats: int = 3) -> list[float]:
