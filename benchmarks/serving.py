@@ -79,8 +79,8 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def prepare(args):
-    """(matcher, bento tag, model tag, requests with their in-process answers, unanswerable share: transfers with
-    enough candidate invoices that the matcher could not answer in process)."""
+    """(matcher, bento tag, model tag, requests with their in-process answers, short share: the transfers tried
+    that have fewer open invoices in their currency than ``--candidates``, left out)."""
     from ledgerlink.data.synthetic import generate
     from ledgerlink.deploy import bento as deploy
     from ledgerlink.deploy.payloads import candidate_invoices, inprocess_answer, match_request, pick_transfers
@@ -124,15 +124,14 @@ def prepare(args):
         if len(req["candidates"]) < args.candidates:  # fewer open invoices in its currency than asked for
             short += 1
             continue
-        try:
-            requests.append((req, inprocess_answer(matcher, req)))
-        except Exception:  # noqa: BLE001 - the matching bug; counted below
-            continue
+        # a request the matcher cannot answer in process is a bug: the benchmark stops and names it rather than
+        # timing a pool with the hard requests left out
+        requests.append((req, inprocess_answer(matcher, req)))
         if len(requests) == args.pool:
             break
     if not requests:
-        sys.exit("no request the matcher can answer in process; see the matching bug in the docstring")
-    return matcher, bento_tag, model_tag, requests, 1 - (len(requests) + short) / tried
+        sys.exit(f"none of {tried} transfers has {args.candidates} candidate invoices in its currency")
+    return matcher, bento_tag, model_tag, requests, short / tried
 
 
 def inprocess(matcher, requests, repeats: int = 3) -> list[float]:
@@ -268,10 +267,10 @@ def main(argv=None) -> int:
         os.environ["BENTOML_HOME"] = own_home
     from ledgerlink.deploy.local import BentoServer
 
-    matcher, bento_tag, model_tag, requests, unanswerable = prepare(args)
+    matcher, bento_tag, model_tag, requests, short = prepare(args)
     print(
         f"bento {bento_tag}: {len(requests)} distinct requests of {args.candidates} candidates; "
-        f"{unanswerable:.0%} of the transfers tried were skipped (the Matcher could not answer them in process)",
+        f"{short:.0%} of the transfers tried were skipped (fewer open invoices in their currency than that)",
         flush=True,
     )
     served_n_jobs = matcher.n_jobs  # what the server uses (the saved params)
@@ -345,7 +344,7 @@ def main(argv=None) -> int:
         "inprocess_match_ms": round(statistics.median(general), 2),
         f"inprocess_ms_njobs{other_n_jobs}": round(statistics.median(ip_other), 2),
         "server_alive_after": alive,
-        "unanswerable_share": round(unanswerable, 3),
+        "short_of_candidates_share": round(short, 3),
         "cpus": len(os.sched_getaffinity(0)),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "max_match_batch": args.max_batch,

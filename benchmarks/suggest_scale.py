@@ -122,6 +122,21 @@ def _run(args: list[str], timeout: float) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def train_model(family: str, model_dir: str) -> float:
+    """Fit ``family`` on the default synthetic world's first three months and save it; the fit's seconds."""
+    from ledgerlink.data.synthetic import SyntheticConfig, generate
+    from ledgerlink.matching.base import save_matcher
+    from ledgerlink.matching.registry import build_matcher
+
+    d = generate(SyntheticConfig(months=4))
+    train = {k: d[k][d[k]["month"] < "2025-04"] for k in ("invoices", "transfers", "links")}
+    t0 = time.perf_counter()
+    model = build_matcher(family).fit(train["invoices"], train["transfers"], train["links"])
+    seconds = time.perf_counter() - t0
+    save_matcher(model, model_dir)
+    return seconds
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in ("_generate", "_suggest"):
         if sys.argv[1] == "_generate":
@@ -133,9 +148,6 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000", help="comma-separated open transfers per month")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per size before giving up")
     args = ap.parse_args()
-    sys.path[:0] = [str(ROOT / "benchmarks")]
-    from scale import train_model
-
     work = Path(tempfile.mkdtemp(prefix="ledgerlink-suggest-scale-"))
     model_dir = str(work / "model")
     fit_s = train_model("xgboost", model_dir)

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import tempfile
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -111,6 +114,9 @@ def test_a_deadline_stops_the_workers_and_reaches_the_caller(world):
     with pytest.raises(MatchTimeout) as info:
         m.match(inv, tr, deadline=time.monotonic() + 0.5)  # passes while the workers start or match
     assert info.value.stage and time.monotonic() - start < 120
+    # nothing is left behind: no worker process, no pickled invoice side
+    assert multiprocessing.active_children() == []
+    assert not list(Path(tempfile.gettempdir()).glob("ledgerlink-match-*"))
 
 
 def test_worker_count_defaults_to_the_cpus_this_process_may_use(world):

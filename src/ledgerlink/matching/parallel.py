@@ -79,19 +79,20 @@ def match_batches(matcher, P: Prepared, batches: list[Prepared], texts, workers:
 
     threads = max(1, int(matcher.n_jobs) // workers)
     tmp = tempfile.TemporaryDirectory(prefix="ledgerlink-match-")
-    state = os.path.join(tmp.name, "invoices.pickle")
-    with open(state, "wb") as f:  # the index exists only while it is written
-        index = InvoiceIndex.of(P, matcher.memory_)
-        pickle.dump((matcher, P.inv, P.inv_chunks, index, texts), f, pickle.HIGHEST_PROTOCOL)
-        del index
-    check_deadline("blocking index")
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker,
-        initargs=(state, threads),
-    )
-    try:
+    pool = None
+    try:  # whatever fails from here on (a deadline, a worker, Ctrl-C): the workers stop and the pickle goes
+        state = os.path.join(tmp.name, "invoices.pickle")
+        with open(state, "wb") as f:  # the index exists only while it is written
+            index = InvoiceIndex.of(P, matcher.memory_)
+            pickle.dump((matcher, P.inv, P.inv_chunks, index, texts), f, pickle.HIGHEST_PROTOCOL)
+            del index
+        check_deadline("blocking index")
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(state, threads),
+        )
         futures = [pool.submit(_match_batch, b.tr, b.tr_chunks, deadline) for b in batches]
         pending = set(futures)
         while pending:
@@ -106,6 +107,19 @@ def match_batches(matcher, P: Prepared, batches: list[Prepared], texts, workers:
             f"a match worker process died (out of memory?) with {len(batches)} batches on {workers} workers; "
             "lower n_workers or batch_size"
         ) from exc
+    except BaseException:
+        _stop_workers(pool)  # batches still running would otherwise hold the caller for minutes
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         tmp.cleanup()
+
+
+def _stop_workers(pool) -> None:
+    """Terminate the pool's processes (``shutdown`` only cancels batches that have not started)."""
+    if pool is None:
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
