@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.helpers import LoopbackServer
 
-class FakeArtifactRegistry:
+
+class FakeArtifactRegistry(LoopbackServer):
     def __init__(self, package: str, digests: dict[str, list[str]] | None = None, deny: bool = False):
         """``package``: the package's resource name as the API spells it (``projects/../packages/ledgerlink``)."""
         self.package, self.deny = package, deny
@@ -92,18 +93,4 @@ class FakeArtifactRegistry:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self) -> "FakeArtifactRegistry":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.serve(Handler)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import warnings
 from typing import Any, Callable
+
+from tests.helpers import LoopbackServer
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -65,7 +66,7 @@ def failure_op(image: str, detail: str = "step 0 exited with 1") -> dict:
     return failed
 
 
-class FakeCloudBuild:
+class FakeCloudBuild(LoopbackServer):
     """Scripted Cloud Build: ``create`` is the answer to POST, ``polls`` the answers to each GET.
 
     ``expected_body``: the exact JSON the POST must carry (a dict), a predicate on it, or None (any); a body
@@ -128,21 +129,7 @@ class FakeCloudBuild:
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self) -> "FakeCloudBuild":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.serve(Handler)
 
     def client(self) -> cloudbuild_v1.CloudBuildClient:
         return cloudbuild_v1.CloudBuildClient(

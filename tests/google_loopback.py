@@ -25,6 +25,8 @@ import time
 import urllib.parse
 from typing import Any
 
+from tests.helpers import LoopbackServer
+
 TOKEN = "ya29.loopback-token"
 BUILD_ID = "5d1f3a8e-0000-4b7c-9e1d-2f6a7c8b9d0e"
 DIGEST = "sha256:" + "b" * 64
@@ -33,7 +35,7 @@ BUILD_TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1.Build"
 STATUS = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 500: "INTERNAL", 503: "UNAVAILABLE"}
 
 
-class GoogleLoopback:
+class GoogleLoopback(LoopbackServer):
     """The server; use as a context manager. ``requests``: every request seen, in order."""
 
     def __init__(self, project: str, location: str, job_state: str = "PIPELINE_STATE_SUCCEEDED"):
@@ -53,9 +55,7 @@ class GoogleLoopback:
             ("GET", re.compile(rf"^{parent}/pipelineJobs/[^/]+$"), "pipelineJob.get", self._job_get),
             ("POST", re.compile(rf"^{parent}/schedules$"), "schedule.create", self._schedule_create),
         ]
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.serve(self._handler())
 
     # -- scripting -------------------------------------------------------------------------------------
     def fail(self, route: str, status: int, message: str = "scripted failure") -> None:
@@ -75,19 +75,6 @@ class GoogleLoopback:
 
     def bodies(self, route: str) -> list[dict]:
         return [r["body"] for r in self.requests if r["route"] == route]
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self) -> "GoogleLoopback":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
     # -- the APIs --------------------------------------------------------------------------------------
     def _token(self, body, query, path):

@@ -41,3 +41,29 @@ def tiny_month(month: str = "2025-01", n: int = 20, start: int = 0) -> dict[str,
         }
     )
     return {"invoices": inv, "transfers": tr, "links": links}
+
+
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) for a stand-in of a Google API: ``serve(handler)`` in
+    ``__init__``; a context manager that starts it and stops it; ``endpoint`` is its URL."""
+
+    def serve(self, handler) -> None:
+        import http.server
+        import threading
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True  # a request left hanging by a test never blocks the shutdown
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
