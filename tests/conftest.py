@@ -18,6 +18,13 @@ import pytest  # noqa: E402
 from tests.helpers import tiny_month  # noqa: E402
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The isolated state goes with the session (a full run left ~260 MB of ZenML and BentoML homes in /tmp before)."""
+    import shutil
+
+    shutil.rmtree(_ISOLATED, ignore_errors=True)
+
+
 @pytest.fixture
 def month_tables():
     return tiny_month()

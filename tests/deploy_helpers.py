@@ -145,12 +145,13 @@ def run_deploy(name: str, **kwargs):
     from zenml.client import Client
 
     error = None
-    kwargs.setdefault("store_uri", tempfile.mkdtemp(prefix="empty-store-"))
-    try:
-        deploy_only.with_options(model=Model(name=name))(**kwargs)
-    except Exception:  # noqa: BLE001 - the failure case is asserted by the caller, from the step run
-        run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
-        info = Client().get_pipeline_run(run.id).steps["deploy_model"].exception_info
-        error = f"{info.message}\n{info.traceback}" if info else "failed without exception info"
+    with tempfile.TemporaryDirectory(prefix="empty-store-") as empty_store:  # removed after the run
+        kwargs.setdefault("store_uri", empty_store)
+        try:
+            deploy_only.with_options(model=Model(name=name))(**kwargs)
+        except Exception:  # noqa: BLE001 - the failure case is asserted by the caller, from the step run
+            run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
+            info = Client().get_pipeline_run(run.id).steps["deploy_model"].exception_info
+            error = f"{info.message}\n{info.traceback}" if info else "failed without exception info"
     mv = Client().list_model_versions(name, sort_by="desc:number").items[0]
     return Client().get_model_version(name, mv.number), error

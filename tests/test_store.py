@@ -321,3 +321,34 @@ def test_the_orphans_command_lists_then_removes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "removed 3 leftover" in done.stdout and store.garbage() == []
     assert store.collected_months() == ["2025-01", "2025-02"]
+
+
+def test_a_held_commit_lock_times_out_naming_the_lock_and_its_holder(tmp_path, monkeypatch):
+    """A writer that cannot get the commit lock gives up after LOCK_TIMEOUT_S, says which lock and which process
+    holds it, and commits nothing."""
+    import os
+
+    from ledgerlink.data import store as store_module
+    from ledgerlink.locks import exclusive_lock
+
+    store = DatasetStore(str(tmp_path / "store"))
+    m1 = tiny_month("2025-01")
+    train, test = split_month(m1, 0.3, 1)
+    train["invoices"] = test["invoices"] = m1["invoices"]
+    store.add_month("2025-01", train, test)
+    monkeypatch.setattr(store_module, "LOCK_TIMEOUT_S", 0.2)
+    lock = tmp_path / "store" / store_module.LOCK
+    with exclusive_lock(lock, 1.0, RuntimeError):  # held here, as another writer would hold it
+        with pytest.raises(StoreError, match=f"process {os.getpid()}.*{lock}.*nothing was committed"):
+            store.add_month("2025-02", tiny_month("2025-02", start=100))
+    assert store.collected_months() == ["2025-01"]
+    assert store.add_month("2025-02", tiny_month("2025-02", start=100))[0]  # free again: the rerun commits
+
+
+def test_a_month_missing_a_table_is_refused_before_anything_is_written(tmp_path):
+    store = DatasetStore(str(tmp_path / "store"))
+    m1 = tiny_month("2025-01")
+    train, test = split_month(m1, 0.3, 1)  # the split carries no invoices: the caller adds them
+    with pytest.raises(StoreError, match=r"month 2025-01: the train part has no table\(s\) \['invoices'\]"):
+        store.add_month("2025-01", train, test)
+    assert store.collected_months() == [] and store.garbage() == []

@@ -22,14 +22,13 @@ same loser, and the loser's run fails with ``StageConflict`` instead of leaving 
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
+
+from ledgerlink.locks import exclusive_lock
 
 STAGING, PRODUCTION, ARCHIVED = "staging", "production", "archived"
 EXCLUSIVE_STAGES = (STAGING, PRODUCTION)
@@ -92,24 +91,14 @@ def stage_lock(model_name: str, timeout_s: float = LOCK_TIMEOUT_S, poll_s: float
             with _held_guard:
                 _held[key] -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                    raise StageLockTimeout(
-                        f"the stage lock {path} of model {model_name!r} is held by process {holder} for more than "
-                        f"{timeout_s:g}s; if that process is gone, the lock is free again (flock dies with it)"
-                    ) from None
-                time.sleep(poll_s)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+
+    def timeout(holder: str) -> StageLockTimeout:
+        return StageLockTimeout(
+            f"the stage lock {path} of model {model_name!r} is held by process {holder} for more than "
+            f"{timeout_s:g}s; if that process is gone, the lock is free again (flock dies with it)"
+        )
+
+    with exclusive_lock(path, timeout_s, timeout, poll_s=poll_s):
         with _held_guard:
             _held[key] = 1
         try:
@@ -117,9 +106,6 @@ def stage_lock(model_name: str, timeout_s: float = LOCK_TIMEOUT_S, poll_s: float
         finally:
             with _held_guard:
                 _held.pop(key, None)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import fsspec
 import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
+from ..locks import exclusive_lock
 from .contract import TABLES
 
 MANIFEST = "manifest.json"
@@ -177,27 +178,16 @@ class DatasetStore:
                 f"the dataset store at {self.uri} is on '{protocol}', where a manifest commit cannot be made "
                 "atomic; use a local folder (file lock) or gs:// (generation preconditions)"
             )
-        import fcntl
-
-        os.makedirs(self.root, exist_ok=True)
         path = self._path(LOCK)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + LOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreError(
-                            f"another writer has held the commit lock {path} for over {LOCK_TIMEOUT_S} s; "
-                            "nothing was committed. Re-run when it has finished."
-                        ) from None
-                    time.sleep(0.02)
+
+        def timeout(holder: str) -> StoreError:
+            return StoreError(
+                f"another writer (process {holder}) has held the commit lock {path} for over {LOCK_TIMEOUT_S} s; "
+                "nothing was committed. Re-run when it has finished."
+            )
+
+        with exclusive_lock(path, LOCK_TIMEOUT_S, timeout):
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def _commit(self, manifest: Manifest, expected_generation: int) -> None:
         """Write the manifest last, under the commit lock: check the generation, temp file, fsync, rename.
@@ -255,6 +245,10 @@ class DatasetStore:
         for a collected month, or a second test set: StoreError. ``source_fingerprint`` identifies the
         month as extracted (before any split), so a re-collection is recognised however it is split.
         """
+        for part, tables in (("train", train), ("test", test or {})):
+            missing = [name for name in TABLES if name not in tables] if tables else []
+            if missing:  # written as is, the month could never be read back
+                raise StoreError(f"month {month}: the {part} part has no table(s) {missing}; nothing was written")
         manifest = self.read_manifest()
         generation = manifest.generation
         fp = source_fingerprint or fingerprint(train | ({f"test_{k}": v for k, v in test.items()} if test else {}))
