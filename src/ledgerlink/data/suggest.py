@@ -133,10 +133,11 @@ class SuggestionSummary:
         return asdict(self)
 
 
-def batches(transfers: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:
-    """The transfers in booking order, cut every ``batch_size`` rows."""
-    order = np.argsort(transfers["booked_at"].to_numpy(), kind="stable")
-    return [transfers.iloc[np.sort(order[lo : lo + batch_size])] for lo in range(0, len(transfers), batch_size)]
+def batches(transfers: pd.DataFrame, batch_size: int | None) -> list[pd.DataFrame]:
+    """The transfers cut as ``match`` cuts its batches (``booking_batches``: booking order, ``batch_size`` rows)."""
+    from ..matching.base import booking_batches
+
+    return [transfers.iloc[rows] for rows in booking_batches(transfers["booked_at"].to_numpy(), batch_size)]
 
 
 def suggest_month(

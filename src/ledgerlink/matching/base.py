@@ -88,6 +88,16 @@ def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -
     return df
 
 
+def booking_batches(booked_at: np.ndarray, batch_size: int | None) -> list[np.ndarray]:
+    """The row positions of each batch ``match`` cuts: consecutive booking dates (stable order), at most
+    ``batch_size`` rows each, every batch in row order. One plan for ``match`` and for anything that must batch
+    exactly as it does (the suggest run writes a batch's rows before matching the next)."""
+    n = len(booked_at)
+    size = int(batch_size) if batch_size else max(n, 1)
+    order = np.argsort(booked_at, kind="stable")
+    return [np.sort(order[lo : lo + size]) for lo in range(0, max(n, 1), size)]
+
+
 class BaseMatcher:
     """fit(invoices, transfers, links) -> self; match(invoices, transfers, *, deadline=None, explain=False) ->
     MatchResult; match_many(problems, ...) -> one MatchResult per problem; predict -> links; save(dir) / load(dir)

@@ -25,7 +25,7 @@ import pandas as pd
 from ..data.contract import TABLES
 from ..evaluation.metrics import blocking_recall
 from .arrays import run_starts
-from .base import BaseMatcher, MatchResult, check_frame
+from .base import BaseMatcher, MatchResult, booking_batches, check_frame
 from .candidates import InvoiceIndex, generate_candidates
 from .explain import InvoiceTexts, Trace, explain_batch
 from .features import FEATURE_NAMES, best_pair_view, pair_features
@@ -539,10 +539,7 @@ class Matcher(BaseMatcher):
         check_deadline("text preparation")
         texts = InvoiceTexts.of(invoices) if explain else None
         del invoices, transfers  # the checked copies: P holds what the batches need
-        n = len(P.tr)
-        size = int(self.batch_size) if self.batch_size else max(n, 1)
-        order = np.argsort(P.tr["booked_at"].to_numpy(), kind="stable")
-        plan = [np.sort(order[lo : lo + size]) for lo in range(0, max(n, 1), size)]
+        plan = booking_batches(P.tr["booked_at"].to_numpy(), self.batch_size)
         if len(plan) == 1:
             scored, links, dec = self._match_batch(P, texts=texts)
             return self._result(scored, links, dec, P, self.auto_threshold_)
