@@ -685,6 +685,28 @@ def test_match_many_answers_each_problem_as_match_alone(small, fitted):
         small_batches.match_many([(INVOICES, TRANSFERS.head(2))])
 
 
+def test_answers_carry_the_callers_own_ids(small, fitted):
+    """Integer keys (a warehouse's INT64 ids) come back as the same integers in every frame, and the answer is the
+    one the same ids written as text get (inside, ids are text)."""
+    d, test_month = small
+    _, (inv, tr, _) = split(d, test_month)
+    numbered_inv = inv.assign(invoice_id=10**6 + np.arange(len(inv), dtype=np.int64) * 7)
+    numbered_tr = tr.head(20).assign(transfer_id=10**9 + np.arange(20, dtype=np.int64))
+    as_text = fitted.match(numbered_inv.astype({"invoice_id": str}), numbered_tr.astype({"transfer_id": str}))
+    assert len(as_text.links) > 0
+    for got in (fitted.match(numbered_inv, numbered_tr), fitted.match_many([(numbered_inv, numbered_tr)])[0]):
+        for name in ("links", "decisions", "candidates"):
+            frame, expected = getattr(got, name), getattr(as_text, name)
+            assert frame["transfer_id"].dtype == np.int64
+            for col in ("transfer_id", "invoice_id"):
+                if col in expected.columns:
+                    assert frame[col].astype(str).tolist() == expected[col].tolist()
+            rest = [c for c in expected.columns if c not in ("transfer_id", "invoice_id")]
+            pd.testing.assert_frame_equal(frame[rest], expected[rest])
+    rules = RulesMatcher().match(numbered_inv, numbered_tr)
+    assert len(rules.links) and set(rules.links["invoice_id"]) <= set(numbered_inv["invoice_id"])
+
+
 def test_library_does_not_import_zenml():
     code = "import sys, ledgerlink.matching; print('zenml' in sys.modules)"
     src = str(Path(__file__).resolve().parents[1] / "src")

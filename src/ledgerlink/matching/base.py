@@ -88,6 +88,30 @@ def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -
     return df
 
 
+def _given_ids(col: pd.Series) -> pd.Series | None:
+    """text id -> the caller's own value, or None when the caller's ids are text already."""
+    if pd.api.types.infer_dtype(col, skipna=False) == "string":
+        return None
+    return pd.Series(col.to_numpy(), index=col.astype(str).to_numpy())  # one to one: check_frame refused clashes
+
+
+def in_given_ids(result: MatchResult, invoices: pd.DataFrame, transfers: pd.DataFrame) -> MatchResult:
+    """The result with ids as the caller wrote them. Inside, ids are text (``check_frame``); a caller whose key
+    columns hold numbers gets numbers back, so that joining the answer to its own tables works (with text ids it
+    silently found nothing: pair F1 0 against the caller's links)."""
+    given = {"transfer_id": _given_ids(transfers["transfer_id"]), "invoice_id": _given_ids(invoices["invoice_id"])}
+    if all(g is None for g in given.values()):
+        return result
+    frames = {}
+    for name in ("links", "decisions", "candidates"):
+        df = getattr(result, name).copy()
+        for col, mapping in given.items():
+            if mapping is not None and col in df.columns:
+                df[col] = df[col].map(mapping)
+        frames[name] = df
+    return MatchResult(**frames)
+
+
 def booking_batches(booked_at: np.ndarray, batch_size: int | None) -> list[np.ndarray]:
     """The row positions of each batch ``match`` cuts: consecutive booking dates (stable order), at most
     ``batch_size`` rows each, every batch in row order. One plan for ``match`` and for anything that must batch

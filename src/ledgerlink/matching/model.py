@@ -25,7 +25,7 @@ import pandas as pd
 from ..data.contract import TABLES
 from ..evaluation.metrics import blocking_recall
 from .arrays import run_starts
-from .base import BaseMatcher, MatchResult, booking_batches, check_frame
+from .base import BaseMatcher, MatchResult, booking_batches, check_frame, in_given_ids
 from .candidates import InvoiceIndex, generate_candidates
 from .explain import InvoiceTexts, Trace, explain_batch
 from .features import FEATURE_NAMES, best_pair_view, pair_features
@@ -530,7 +530,7 @@ class Matcher(BaseMatcher):
         ``explain``: links and decisions get a ``reasons`` column (``explain.py``); the rest is unchanged."""
         self._check_fitted()
         with deadline_scope(deadline):
-            return self._match(invoices, transfers, explain)
+            return in_given_ids(self._match(invoices, transfers, explain), invoices, transfers)
 
     def _match(self, invoices: pd.DataFrame, transfers: pd.DataFrame, explain: bool = False) -> MatchResult:
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
@@ -592,7 +592,8 @@ class Matcher(BaseMatcher):
         if not problems:
             return []
         with deadline_scope(deadline):
-            return self._match_many(problems, explain)
+            results = self._match_many(problems, explain)
+        return [in_given_ids(r, invoices, transfers) for r, (invoices, transfers) in zip(results, problems)]
 
     def _match_many(
         self, problems: list[tuple[pd.DataFrame, pd.DataFrame]], explain: bool = False

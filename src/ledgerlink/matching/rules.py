@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from . import reasons as R
-from .base import BaseMatcher, MatchResult, check_frame
+from .base import BaseMatcher, MatchResult, check_frame, in_given_ids
 from .candidates import generate_candidates
 from .explain import InvoiceTexts, object_column
 from .features import best_pair_view, heuristic_score, pair_features
@@ -35,7 +35,7 @@ class RulesMatcher(BaseMatcher):
         explain: bool = False,
     ) -> MatchResult:
         with deadline_scope(deadline):
-            return self._match(invoices, transfers, explain)
+            return in_given_ids(self._match(invoices, transfers, explain), invoices, transfers)
 
     def _match(self, invoices: pd.DataFrame, transfers: pd.DataFrame, explain: bool = False) -> MatchResult:
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
