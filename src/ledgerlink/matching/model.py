@@ -354,6 +354,15 @@ class Matcher(BaseMatcher):
         start = time.perf_counter()
         invoices, transfers = check_frame(invoices, "invoices"), check_frame(transfers, "transfers")
         links = check_frame(links, "links")
+        # one model per history, whatever order the rows were exported in (sampling and ties follow row order)
+        invoices, transfers, links = (
+            df.sort_values(key, kind="stable", ignore_index=True)
+            for df, key in (
+                (invoices, ["invoice_id"]),
+                (transfers, ["transfer_id"]),
+                (links, ["transfer_id", "invoice_id"]),
+            )
+        )
         P = Prepared.of(invoices, transfers)
         inv, tr = P.inv, P.tr
         links_ti = self._links_ti(links, P)
