@@ -78,6 +78,9 @@ def check_frame(df: pd.DataFrame, table: str, scope: np.ndarray | None = None) -
             df[c.name] = parsed.astype(np.float64)
         elif c.kind in ("id",):
             df[c.name] = df[c.name].astype(str)
+        elif c.kind == "currency":  # "eur" and "EUR " are EUR: pairs are only made within one currency
+            col = df[c.name]
+            df[c.name] = col.where(col.isna(), col.astype(str).str.strip().str.upper())
     key = {"invoices": ["invoice_id"], "transfers": ["transfer_id"], "links": ["transfer_id", "invoice_id"]}[table]
     dup = df.assign(_scope=scope).duplicated(key + ["_scope"]) if scope is not None else df.duplicated(key)
     if dup.any():
