@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import os
 import subprocess
 import sys
@@ -728,6 +729,34 @@ def test_currency_codes_are_read_whatever_their_case(fitted):
     )
     pd.testing.assert_frame_equal(upper.links, mixed.links)
     pd.testing.assert_frame_equal(upper.candidates, mixed.candidates)
+
+
+def _dates_as(df: pd.DataFrame, how) -> pd.DataFrame:
+    return df.assign(**{c: how(pd.to_datetime(df[c])) for c in ("issued_at", "due_at", "booked_at") if c in df})
+
+
+EXPORT_VARIANTS = {
+    "dates as ISO text": lambda df: _dates_as(df, lambda s: s.dt.strftime("%Y-%m-%d")),
+    "dates as datetime.date": lambda df: _dates_as(df, lambda s: s.dt.date),
+    "dates as tz-aware timestamps": lambda df: _dates_as(df, lambda s: s.dt.tz_localize("Europe/Warsaw")),
+    "amounts as Decimal": lambda df: df.assign(amount=[decimal.Decimal(f"{v:.2f}") for v in df["amount"]]),
+    "text as pyarrow strings": lambda df: df.astype(
+        {c: "string[pyarrow]" for c in df.columns if df[c].dtype == object}
+    ),
+    "extra columns and another index": lambda df: df.assign(source="erp").set_axis(np.arange(len(df)) * 3 + 17),
+}
+
+
+@pytest.mark.parametrize("variant", list(EXPORT_VARIANTS))
+def test_an_export_with_other_types_gets_the_same_answer(small, fitted, variant):
+    d, test_month = small
+    _, (inv, tr, _) = split(d, test_month)
+    tr = tr.head(40)
+    change = EXPORT_VARIANTS[variant]
+    plain, other = fitted.match(inv, tr), fitted.match(change(inv), change(tr))
+    assert len(plain.links) > 0
+    pd.testing.assert_frame_equal(plain.links, other.links)
+    pd.testing.assert_frame_equal(plain.decisions, other.decisions)
 
 
 def test_library_does_not_import_zenml():
