@@ -295,6 +295,14 @@ def test_reference_features():
     assert np.isnan(X.loc[("T2", "I6"), "ref_exact"]) or X.loc[("T2", "I6"), "ref_lev"] < 0.6
 
 
+def test_a_number_typed_without_its_leading_zeros_is_the_same_number():
+    """ "FV/2025/3/142" in a title is invoice FV/2025/03/0142, not FV/2025/03/0143; "INV 2025 77" is INV-2025-00077."""
+    P = Prepared.of(INVOICES, TRANSFERS.assign(title=["faktura FV/2025/3/142", "INV 2025 77", "", "", ""]))
+    pairs = pd.DataFrame({"t": [0, 0, 1, 1], "i": [0, 1, 2, 3]})
+    X = pair_features(pairs, P)
+    assert X["ref_digits_exact"].tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
 def test_name_features():
     X = _features([("T1", "I1"), ("T1", "I3"), ("T4", "I6")])
     assert X.loc[("T1", "I1"), "name_tset"] == pytest.approx(1.0)  # case, diacritics, legal form differ

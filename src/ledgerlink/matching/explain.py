@@ -94,7 +94,7 @@ class InvoiceTexts:
         the description's reference where the title carries it and not the invoice number (an assignment or PO
         number of an instalment plan), else ``number_of``."""
         number = self.number[i]
-        if number and "".join(ch for ch in number if ch.isdigit()) not in title_digits:
+        if number and not title_digits.intersection(number_forms(number)):
             quoted = self._description_number(i, title_digits, first_if_none=False)
             if quoted:
                 return quoted, True
@@ -107,10 +107,20 @@ class InvoiceTexts:
             digits = "".join(ch for ch in tok if ch.isdigit())
             if len(digits) < 3:
                 continue
-            if digits in title_digits:
+            if title_digits.intersection(number_forms(tok)):
                 return tok
             first = first or tok
         return first if first_if_none else ""
+
+
+GROUPS = "groups:"  # marks the second form of a number in a title's set of numbers
+
+
+def number_forms(text: str) -> tuple[str, str]:
+    """The two forms in which a number is the same number (``features.ref_digits_exact``): its digits, and its digit
+    groups without their leading zeros ("FV/2025/3/142" is FV/2025/03/0142), as ``normalize`` makes them."""
+    runs = re.findall(r"\d+", text)
+    return "".join(runs), GROUPS + " ".join(r.lstrip("0") or "0" for r in runs)
 
 
 SMALL_FRAME = 4096  # rows: a request's whole feature frame is one numpy copy, cheaper than a pandas row selection
@@ -153,8 +163,8 @@ class _Explainer:
         for t, i in zip(self.lt.tolist(), self.li.tolist()):
             self.paid_by.setdefault(i, set()).add(t)
         self.title_digits: dict[int, set[str]] = {}
-        for t, d in zip(P.tr_chunks["t"].tolist(), P.tr_chunks["digits"].tolist()):
-            self.title_digits.setdefault(t, set()).add(d)
+        for t, d, g in zip(P.tr_chunks["t"].tolist(), P.tr_chunks["digits"].tolist(), P.tr_chunks["groups"].tolist()):
+            self.title_digits.setdefault(t, set()).update((d, GROUPS + g))
 
     def run(self) -> None:
         owner = np.zeros(len(self.P.tr), np.int64)
