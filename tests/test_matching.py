@@ -660,6 +660,9 @@ def test_inputs_are_checked_at_the_boundary(fitted):
         Matcher().match(INVOICES, TRANSFERS)
     with pytest.raises(ValueError, match="duplicate"):
         fitted.match(pd.concat([INVOICES, INVOICES]), TRANSFERS)
+    links = pd.DataFrame({"transfer_id": ["T1"], "invoice_id": ["I-gone"], "allocated_amount": [1230.0]})
+    with pytest.raises(ValueError, match=r"none of the 1 link\(s\) joins a given transfer \(5\) to a given invoice"):
+        Matcher(**FAST).fit(INVOICES, TRANSFERS, links)
 
 
 def test_match_many_answers_each_problem_as_match_alone(small, fitted):

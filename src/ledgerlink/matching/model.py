@@ -366,6 +366,11 @@ class Matcher(BaseMatcher):
         P = Prepared.of(invoices, transfers)
         inv, tr = P.inv, P.tr
         links_ti = self._links_ti(links, P)
+        if links_ti.empty:  # a model fitted on no link learns that nothing is ever paid
+            raise ValueError(
+                f"links: none of the {len(links)} link(s) joins a given transfer ({len(tr)}) to a given invoice "
+                f"({len(inv)}); nothing to learn from. Pass the links of these transfers and the invoices they pay."
+            )
         n_t = len(tr)
         self.memory_ = Memory.learn(inv, tr, links_ti)
         exclude = Memory.exclusion(inv, tr, links_ti)
