@@ -20,8 +20,10 @@ from ledgerlink.matching.sets import (
     allocate_all,
     choose_sets,
     enumerate_sets,
+    first_choices,
     set_gain,
     set_labels,
+    set_preference,
 )
 from ledgerlink.matching.subsets import TOP_K
 
@@ -338,6 +340,18 @@ def test_no_link_of_zero_is_made():
     links, dec = choose_sets(table, q, t, np.arange(3), np.full(3, 0.9), np.array([0.02]), ia, 1)
     assert links["allocated_amount"].tolist() == [0.01, 0.01]  # the third link would allocate 0.00: none is made
     assert dec.loc[0, "n_invoices"] == 2
+
+
+def test_a_set_that_is_probably_exactly_right_is_chosen_over_its_surer_looking_subset():
+    # 22 named invoices (exactly right with 0.04, precision 0.996) against those 22 + the invoice that makes up the
+    # amount to the cent (exactly right with 0.93, precision estimate 0.970): exactly right means all members right
+    sets = pd.DataFrame({"t": [0, 0, 0], "size": [0, 22, 23]})
+    q = np.array([[0.001, 0.002], [0.04, 0.996], [0.93, 0.970]])
+    assert first_choices(sets, q).tolist() == [2]
+    assert set_gain(np.array([22, 23]), np.array([0.996, 0.970])).argmax() == 0  # precision alone chose the 22
+    qn, sure, _ = set_preference(sets, q, 1)
+    np.testing.assert_allclose(qn, q[:, 0])  # the confidences stay the probabilities of being exactly right
+    np.testing.assert_allclose(sure, q[:, 1])
 
 
 def test_the_set_gain_includes_a_set_only_when_most_of_it_is_right():
