@@ -16,11 +16,14 @@ from ledgerlink.matching.memory import Memory
 from ledgerlink.matching.normalize import Prepared, _title_amounts1
 from ledgerlink.matching.sets import (
     INCLUDE_AT,
+    REMNANT_MIN,
     allocate_all,
     choose_sets,
     enumerate_sets,
+    first_choices,
     set_gain,
     set_labels,
+    set_preference,
 )
 from ledgerlink.matching.subsets import TOP_K
 
@@ -202,6 +205,38 @@ def test_the_invoices_a_remittance_leaves_out_make_up_the_rest_of_the_amount():
     assert tuple(range(n)) in members and tuple(range(listed)) in members
 
 
+def test_a_remittance_that_loses_invoices_in_a_conflict_keeps_the_rest():
+    # T0 (booked first, no number) claims invoices 0 and 1 by an exact sum; T1, a remittance naming invoices 0..9,
+    # loses them to it: it still pays the other eight (each its amount, the rest stays on account), for review
+    i_amount = 100.0 + np.arange(10)
+    t = np.r_[np.zeros(2, np.int64), np.ones(10, np.int64)]
+    i = np.r_[np.arange(2), np.arange(10)]
+    ta = np.array([i_amount[:2].sum(), i_amount.sum()])
+    p = np.r_[0.9, 0.9, np.full(10, 0.97)]
+    named = t == 1
+    table = enumerate_sets(t, p, i_amount[i], ta, np.zeros(12, np.int64), named=named, completer=np.zeros(12, bool))
+    size, st = table.sets["size"].to_numpy(), table.sets["t"].to_numpy()
+    sure_set = ((st == 0) & (size == 2)) | ((st == 1) & (size == 10))
+    q = np.column_stack([np.where(sure_set, np.where(st == 0, 0.9, 0.3), 0.01), np.where(sure_set, 0.95, 0.3)])
+    booked = np.array(["2025-03-10", "2025-03-17"], dtype="datetime64[D]")
+    links, dec = choose_sets(table, q, t, i, p, ta, i_amount, 2, booked=booked)
+    assert links.loc[links["t"] == 0, "i"].tolist() == [0, 1]
+    kept = links[links["t"] == 1]
+    assert kept["i"].tolist() == list(range(2, 10)) and dec.loc[1, "n_invoices"] == 8
+    np.testing.assert_allclose(kept["allocated_amount"], i_amount[2:])
+    assert dec.loc[1, "confidence"] == pytest.approx(0.3 * (1 - 0.9))  # it lost two invoices to a likely claim
+    # a pair that loses one invoice keeps no remnant of one (REMNANT_MIN): its best set that still fits, here none
+    assert REMNANT_MIN == 2
+    t, i, ia = np.array([0, 1, 1]), np.array([0, 0, 1]), np.array([100.0, 100.0, 150.0])
+    ta, p = np.array([100.0, 250.0]), np.array([0.9, 0.9, 0.9])
+    table = enumerate_sets(t, p, ia, ta, np.zeros(3, np.int64))
+    size, st = table.sets["size"].to_numpy(), table.sets["t"].to_numpy()
+    sure_set = ((st == 0) & (size == 1)) | ((st == 1) & (size == 2))
+    q = np.column_stack([np.where(sure_set, 0.9, 0.2), np.where(sure_set, 0.95, 0.4)])
+    links, dec = choose_sets(table, q, t, i, p, ta, np.array([100.0, 150.0]), 2, booked=booked)
+    assert links["t"].tolist() == [0] and dec.loc[1, "n_invoices"] == 0
+
+
 def test_blocking_keeps_every_invoice_a_long_title_names():
     n = 30
     rows = [
@@ -305,6 +340,18 @@ def test_no_link_of_zero_is_made():
     links, dec = choose_sets(table, q, t, np.arange(3), np.full(3, 0.9), np.array([0.02]), ia, 1)
     assert links["allocated_amount"].tolist() == [0.01, 0.01]  # the third link would allocate 0.00: none is made
     assert dec.loc[0, "n_invoices"] == 2
+
+
+def test_a_set_that_is_probably_exactly_right_is_chosen_over_its_surer_looking_subset():
+    # 22 named invoices (exactly right with 0.04, precision 0.996) against those 22 + the invoice that makes up the
+    # amount to the cent (exactly right with 0.93, precision estimate 0.970): exactly right means all members right
+    sets = pd.DataFrame({"t": [0, 0, 0], "size": [0, 22, 23]})
+    q = np.array([[0.001, 0.002], [0.04, 0.996], [0.93, 0.970]])
+    assert first_choices(sets, q).tolist() == [2]
+    assert set_gain(np.array([22, 23]), np.array([0.996, 0.970])).argmax() == 0  # precision alone chose the 22
+    qn, sure, _ = set_preference(sets, q, 1)
+    np.testing.assert_allclose(qn, q[:, 0])  # the confidences stay the probabilities of being exactly right
+    np.testing.assert_allclose(sure, q[:, 1])
 
 
 def test_the_set_gain_includes_a_set_only_when_most_of_it_is_right():

@@ -206,6 +206,8 @@ class _Explainer:
                 said = {g for _, _, g in together}
                 mine_ = [text for text, _, g in pair.get(r, []) if not (g == "sums" and "sum" in said)]
                 texts = [text for text, _, g in together if g != "own evidence"][: R.MAX_SET_REASONS] + mine_
+                if not texts and self.pair_row[r] >= 0:  # no enumerated set (a remnant) and no phrase of its own
+                    texts = [R.pair_model_choice(str(self.iid[self.li[r]]), float(ps.p[self.pair_row[r]]))]
                 self.link_reasons[r] = tuple(dict.fromkeys(texts))[: R.MAX_LINK_REASONS]
             reasons = own[1] if own is not None else self._facts(t, rows, pair, best)
             if lost.get(t):
