@@ -729,6 +729,8 @@ def _capped(c: Pairs, inv, tr, has_strong, caps, cols, max_candidates, max_candi
     transfer (``max_candidates_weak`` for one without a strong hit, grown with its payer's open invoices; more for
     a title listing many invoices), each transfer's best first. ``caps``: ``per_contractor`` (per invoice, its
     contractor's open invoices) and ``title_refs`` (per transfer, its title's reference chunks)."""
+    if len(c["t"]) == 0:  # one of the two parts is empty for a lone transfer (a /match request): ~40 numpy calls
+        return _empty(cols)
     booked, issued = tr["booked_at"].to_numpy(), inv["issued_at"].to_numpy()
     t, i = c["t"], c["i"]
     # what the name and memory channels know of a contractor holds for every candidate invoice of it: an invoice
