@@ -227,15 +227,14 @@ def group_set_features(t: np.ndarray, group: np.ndarray, ia: np.ndarray, ta: np.
     many such sets the transfer has (several: ambiguous). Only (transfer, contractor) pairs with <= MAX_GROUP
     candidates are searched: with more, an exact sum of 4-6 invoices is no longer evidence."""
     n = len(t)
-    out = pd.DataFrame(
-        {
-            "grp_set": np.zeros(n, np.float32),
-            "grp_set_size": np.full(n, np.nan, np.float32),
-            "grp_sets_in_transfer": np.zeros(n, np.float32),
-        }
-    )
     if n == 0:
-        return out
+        return pd.DataFrame(
+            {
+                "grp_set": np.zeros(n, np.float32),
+                "grp_set_size": np.full(n, np.nan, np.float32),
+                "grp_sets_in_transfer": np.zeros(n, np.float32),
+            }
+        )
     g = np.asarray(group, np.int64)
     key = np.where(g >= 0, t.astype(np.int64) * (int(g.max()) + 2) + g, -1)
     cents = np.round(ia * 100).astype(np.int64)
@@ -252,10 +251,13 @@ def group_set_features(t: np.ndarray, group: np.ndarray, ia: np.ndarray, ta: np.
         np.minimum.at(size, hit_rows, np.repeat(sz, sz).astype(np.float64))
         np.add.at(n_sets, r[:, 0], 1.0)  # counted on the first row of the key, spread per transfer below
     per_t = np.bincount(t, weights=n_sets)[t]
-    out["grp_set"] = in_set.astype(np.float32)
-    out["grp_set_size"] = np.where(size < 99, size, np.nan).astype(np.float32)
-    out["grp_sets_in_transfer"] = per_t.astype(np.float32)
-    return out
+    return pd.DataFrame(  # built once from its columns (three column assignments cost a /match request ~0.3 ms)
+        {
+            "grp_set": in_set.astype(np.float32),
+            "grp_set_size": np.where(size < 99, size, np.nan).astype(np.float32),
+            "grp_sets_in_transfer": per_t.astype(np.float32),
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ class Matcher(BaseMatcher):
     def _block(self, P: Prepared, memory, exclude, scopes=(None, None), invoice_index=None) -> pd.DataFrame:
         """Candidate pairs (t, i); ``scopes``: (invoice, transfer) problem numbers when several are matched at once;
         ``invoice_index``: the invoices' blocking index when the same invoices are blocked batch after batch."""
-        return generate_candidates(
+        c = generate_candidates(
             P,
             memory=memory,
             exclude=exclude,
@@ -136,7 +136,8 @@ class Matcher(BaseMatcher):
             inv_scope=scopes[0],
             tr_scope=scopes[1],
             invoice_index=invoice_index,
-        )[["t", "i"]].reset_index(drop=True)
+        )
+        return pd.DataFrame({"t": c["t"].to_numpy(), "i": c["i"].to_numpy()})  # pandas' take of two columns: 0.3 ms
 
     def _featurize(self, pairs, P: Prepared, memory, exclude, fold=None):
         X = self._pair_features(pairs, P, memory, exclude)
