@@ -837,7 +837,7 @@ def _sibling_of_named(t: np.ndarray, name_key: np.ndarray, named: np.ndarray) ->
 def _open_for(c: Pairs, inv: pd.DataFrame, tr: pd.DataFrame, memory: Memory) -> np.ndarray:
     """Per pair: is the invoice still open when the transfer is booked (training payments before it do not
     settle it)? Paying a settled invoice again is a duplicate payment, which pays nothing."""
-    paid, _ = memory.paid_before(inv, pd.DataFrame({"t": c["t"], "i": c["i"]}), tr)
+    paid, _ = memory.paid_before(inv, c, tr)
     return ~is_settled(inv["amount"].to_numpy()[c["i"]], paid)
 
 

@@ -408,7 +408,7 @@ def pair_features(
     F["title_month_diff"] = (issued_m - tr["title_month"].to_numpy()[t] + 6) % 12 - 6
 
     # --- already paid: a duplicate payment, or the remainder of a partial payment
-    paid, npaid = memory.paid_before(inv, pd.DataFrame({"t": t, "i": i}), tr)
+    paid, npaid = memory.paid_before(inv, {"t": t, "i": i}, tr)
     F["inv_paid_frac"] = paid / np.where(ia != 0, ia, 1.0)
     F["inv_paid_n"] = npaid
     F["amt_eq_remaining"] = (

@@ -151,16 +151,18 @@ class Memory:
             "cum_n": tab.groupby("code")["n"].cumsum().to_numpy(np.float64),
         }
 
-    def paid_before(self, inv: pd.DataFrame, pairs: pd.DataFrame, tr: pd.DataFrame):
+    def paid_before(self, inv: pd.DataFrame, pairs, tr: pd.DataFrame):
         """(amount, number of transfers) allocated to each pair's invoice by training transfers booked strictly
-        before the pair's transfer (so never by the transfer itself)."""
-        n_pairs = len(pairs)
+        before the pair's transfer (so never by the transfer itself). ``pairs``: columns t, i (a DataFrame, or a
+        dict of arrays: no frame needs to be built for the call)."""
+        pt, pi = np.asarray(pairs["t"]), np.asarray(pairs["i"])
+        n_pairs = len(pt)
         if len(self.paid) == 0 or n_pairs == 0:
             return np.zeros(n_pairs), np.zeros(n_pairs)
         ix = self._cached("paid", self._paid_index)
-        invoices, which = np.unique(pairs["i"].to_numpy(), return_inverse=True)  # a month's pairs share invoices
+        invoices, which = np.unique(pi, return_inverse=True)  # a month's pairs share invoices
         code = ix["codes"].get_indexer(inv["invoice_id"].to_numpy()[invoices])[which.reshape(-1)]
-        day = _day(tr["booked_at"].to_numpy()[pairs["t"].to_numpy()])
+        day = _day(tr["booked_at"].to_numpy()[pt])
         pos = np.searchsorted(ix["key"], code.astype(np.int64) * (1 << 24) + day, side="left") - 1
         ok = (code >= 0) & (pos >= 0)
         ok[ok] &= ix["code"][pos[ok]] == code[ok]

@@ -318,8 +318,8 @@ class Matcher(BaseMatcher):
         sure = np.nan_to_num(conf, nan=0.0) >= self.peel_confidence
         amount = np.abs(P.inv["amount"].to_numpy())
         used = np.zeros(len(P.inv))
-        sl = links[sure[links["t"].to_numpy()]]
-        np.add.at(used, sl["i"].to_numpy(), np.abs(sl["allocated_amount"].to_numpy()))
+        sl = sure[links["t"].to_numpy()]  # the sure transfers' links (numpy: a frame's row mask cost ~0.2 ms)
+        np.add.at(used, links["i"].to_numpy()[sl], np.abs(links["allocated_amount"].to_numpy()[sl]))
         taken = used >= amount * (1 - FEE_TOLERANCE) - 0.01
         t, i = pairs["t"].to_numpy(), pairs["i"].to_numpy()
         unsure_pair = ~sure[t]

@@ -535,29 +535,30 @@ def set_features(
     F["named_frac"] = np.where(size > 0, n_named_set / np.maximum(size, 1), np.nan)
     F["named_cover"] = np.where(n_named_t > 0, n_named_set / np.maximum(n_named_t, 1), np.nan)
     # the members' evidence (NaN-skipping, like pandas' min/max)
-    lo = segment_reduce(np.fmin, _rows_of(X, row, _MEMBER_MIN), off)
-    hi = segment_reduce(np.fmax, _rows_of(X, row, _MEMBER_MAX), off)
+    rows_of = _rows_reader(X)
+    lo = segment_reduce(np.fmin, rows_of(row, _MEMBER_MIN), off)
+    hi = segment_reduce(np.fmax, rows_of(row, _MEMBER_MAX), off)
     F.update({f"min_{c}": lo[:, k] for k, c in enumerate(_MEMBER_MIN)})
     F.update({f"max_{c}": hi[:, k] for k, c in enumerate(_MEMBER_MAX)})
     # the transfer's own traits (constant over its pairs): from each transfer's first pair
     first_row = np.full(n_t, -1, np.int64)
     first_row[t[::-1]] = np.arange(len(t))[::-1]
     fr = first_row[st]
-    traits = np.where((fr >= 0)[:, None], _rows_of(X, np.maximum(fr, 0), _TRANSFER), np.nan)
+    traits = np.where((fr >= 0)[:, None], rows_of(np.maximum(fr, 0), _TRANSFER), np.nan)
     F.update({c: traits[:, k] for k, c in enumerate(_TRANSFER)})
     return pd.DataFrame(
         np.column_stack([np.asarray(F[c], np.float32) for c in SET_FEATURE_NAMES]), columns=SET_FEATURE_NAMES
     )
 
 
-def _rows_of(X: pd.DataFrame, rows: np.ndarray, names: list[str]) -> np.ndarray:
-    """``X[names].to_numpy()[rows]``. The pair features are one float32 matrix, so the columns are positions in it:
-    pandas' selection of columns cost a /match request ~0.4 ms in its three calls. A frame of several dtypes (a
-    family's added column) goes through pandas."""
+def _rows_reader(X: pd.DataFrame):
+    """``rows_of(rows, names)`` = ``X[names].to_numpy()[rows]``. The pair features are one float32 matrix, so the
+    columns are positions in it: pandas' selection of columns cost a /match request ~0.4 ms in its three calls. A
+    frame of several dtypes (a family's added column) goes through pandas."""
     if len(set(X.dtypes.tolist())) != 1:
-        return X[names].to_numpy()[rows]
-    where = {c: k for k, c in enumerate(X.columns)}
-    return X.to_numpy()[np.ix_(rows, [where[c] for c in names])]
+        return lambda rows, names: X[names].to_numpy()[rows]
+    values, where = X.to_numpy(), {c: k for k, c in enumerate(X.columns)}
+    return lambda rows, names: values[np.ix_(rows, [where[c] for c in names])]
 
 
 def allocate(t_amount: float, inv_amounts: np.ndarray) -> np.ndarray:
