@@ -132,13 +132,19 @@ def _clipped(texts: np.ndarray) -> np.ndarray:
 def _cdist(a, b, scorer, workers: int) -> np.ndarray:
     """Element-wise string similarity of two equal-length sequences, vectorised in rapidfuzz's C++. Each distinct
     (a, b) is scored once: a contractor's name meets the same payer name on many of its invoices."""
+    return _cdists(a, b, [scorer], workers)[0]
+
+
+def _cdists(a, b, scorers: list, workers: int) -> list[np.ndarray]:
+    """``_cdist`` of each of ``scorers``, the distinct pairs found once for all of them (a month's 2.5M reference
+    chunk pairs: two hashings and a sort of 0.5 CPU s)."""
     if len(a) == 0:
-        return np.zeros(0, dtype=np.float32)
+        return [np.zeros(0, dtype=np.float32) for _ in scorers]
     workers = workers if len(a) >= PARALLEL_MIN_ROWS else 1  # a thread pool costs more than 50 comparisons
     if len(a) <= SMALL_COMPARE_ROWS:  # all compared: the same scores, without two hashings and a sort
         a, b = _clipped(np.asarray(a, dtype=object)), _clipped(np.asarray(b, dtype=object))
         la, lb = np.fromiter(map(len, a), np.int64, len(a)), np.fromiter(map(len, b), np.int64, len(b))
-        return _cpdist(a, b, la * lb, scorer, workers)
+        return [_cpdist(a, b, la * lb, scorer, workers) for scorer in scorers]
     ca, ua = pd.factorize(np.asarray(a, dtype=object))
     cb, ub = pd.factorize(np.asarray(b, dtype=object))
     ua, ub = _clipped(ua), _clipped(ub)
@@ -147,9 +153,12 @@ def _cdist(a, b, scorer, workers: int) -> np.ndarray:
     la = np.fromiter(map(len, ua), np.int64, len(ua))
     lb = np.fromiter(map(len, ub), np.int64, len(ub))
     if len(uk) > 0.7 * len(key):
-        return _cpdist(ua[ca], ub[cb], la[ca] * lb[cb], scorer, workers)
+        a, b = ua[ca], ub[cb]
+        cost = la[ca] * lb[cb]
+        return [_cpdist(a, b, cost, scorer, workers) for scorer in scorers]
     ka, kb = uk // (len(ub) + 1), uk % (len(ub) + 1)
-    return _cpdist(ua[ka], ub[kb], la[ka] * lb[kb], scorer, workers)[inverse.ravel()]
+    a, b, cost, inverse = ua[ka], ub[kb], la[ka] * lb[kb], inverse.ravel()
+    return [_cpdist(a, b, cost, scorer, workers)[inverse] for scorer in scorers]
 
 
 def _cpdist(a: np.ndarray, b: np.ndarray, cost: np.ndarray, scorer, workers: int) -> np.ndarray:
@@ -296,13 +305,14 @@ def _ref_features(
     ct = ct_order[ct_off[t[p]] + b]
     di, dt = inv_chunks["digits"].to_numpy()[ci], tr_chunks["digits"].to_numpy()[ct]
     suf = common_suffix_len(di, dt)
+    lev, partial = _cdists(di, dt, [Levenshtein.normalized_similarity, fuzz.partial_ratio], n_jobs)
     vals = {
         "ref_exact": inv_chunks["alnum"].to_numpy()[ci] == tr_chunks["alnum"].to_numpy()[ct],
         "ref_digits_exact": di == dt,
         # the whole number inside the title chunk, or a truncated number (title chunk is its prefix, >= 4 digits)
         "ref_contains": np.array([x in y or (len(y) >= 4 and x.startswith(y)) for x, y in zip(di, dt)], bool),
-        "ref_lev": _cdist(di, dt, Levenshtein.normalized_similarity, n_jobs),
-        "ref_partial": _cdist(di, dt, fuzz.partial_ratio, n_jobs) / 100.0,
+        "ref_lev": lev,
+        "ref_partial": partial / 100.0,
         "ref_groups": _cdist(
             inv_chunks["groups"].to_numpy()[ci], tr_chunks["groups"].to_numpy()[ct], fuzz.token_set_ratio, n_jobs
         )
@@ -353,8 +363,7 @@ def pair_features(
     iname, payer = inv["name"].to_numpy()[i], tr["payer"].to_numpy()[t]
     words, tname = tr["title_words"].to_numpy()[t], tr["name"].to_numpy()[t]
     has_i, has_p = iname != "", tname != ""
-    tset = _cdist(iname, tname, fuzz.token_set_ratio, n_jobs) / 100.0
-    part = _cdist(iname, tname, fuzz.partial_ratio, n_jobs) / 100.0
+    tset, part = (x / 100.0 for x in _cdists(iname, tname, [fuzz.token_set_ratio, fuzz.partial_ratio], n_jobs))
     F["name_tset"] = np.where(has_i & has_p, tset, np.nan)
     F["name_partial"] = np.where(has_i & has_p, part, np.nan)
     in_title = _cdist(iname, words, fuzz.partial_token_set_ratio, n_jobs) / 100.0
