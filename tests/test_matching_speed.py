@@ -188,8 +188,8 @@ def test_the_small_input_shortcuts_give_the_general_answers(world, monkeypatch):
         whole = b.inplace_predict(X.to_numpy(np.float32)).astype(np.float64)
         np.testing.assert_array_equal(matcher._predict(b, X), whole)
         np.testing.assert_array_equal(matcher._predict(b, X.iloc[:40]), whole[:40])  # on the one-thread copy
-    assert "_small_predictors" in matcher.__dict__
-    assert "_small_predictors" not in pickle.loads(pickle.dumps(matcher)).__dict__  # workers make their own
+    assert all(b in M._SMALL_PREDICTORS for b in matcher.pair_boosters_)  # kept beside the boosters ...
+    assert not [k for k in vars(matcher) if k.startswith("_")]  # ... not on the matcher
 
     mem = matcher.memory_
     first = mem.lookup(P.tr)
