@@ -166,3 +166,47 @@ def test_the_fast_path_keeps_the_deadline(world):
     req = _requests(d, month, 1)[0]
     with pytest.raises(MatchTimeout):
         match_one(matcher, req.transfer, req.candidates, deadline=time.monotonic() - 1)
+
+
+def test_the_small_input_shortcuts_give_the_general_answers(world, monkeypatch):
+    """What the /match path does differently for few rows gives the same numbers: one-thread booster copies, the
+    last memory lookup kept, pairs given as arrays to paid_before, all pairs compared in _cdist."""
+    import pickle
+
+    import numpy as np
+    from rapidfuzz import fuzz
+
+    from ledgerlink.matching import features as F
+    from ledgerlink.matching import model as M
+
+    d, month, matcher = world
+    P = Prepared.of(d["invoices"], d["transfers"][d["transfers"]["month"] == month])
+    pairs = matcher._block(P, matcher.memory_, None)
+    X = matcher._featurize(pairs, P, matcher.memory_, None)
+    assert len(X) > M.SMALL_PREDICT_ROWS  # both sides of the row limit below
+    for b in matcher.pair_boosters_:
+        whole = b.inplace_predict(X.to_numpy(np.float32)).astype(np.float64)
+        np.testing.assert_array_equal(matcher._predict(b, X), whole)
+        np.testing.assert_array_equal(matcher._predict(b, X.iloc[:40]), whole[:40])  # on the one-thread copy
+    assert all(b in M._SMALL_PREDICTORS for b in matcher.pair_boosters_)  # kept beside the boosters ...
+    assert not [k for k in vars(matcher) if k.startswith("_")]  # ... not on the matcher
+
+    mem = matcher.memory_
+    first = mem.lookup(P.tr)
+    assert mem.lookup(P.tr) is first  # the same transfers: the kept answer
+    other = P.tr.iloc[::-1].reset_index(drop=True)
+    again = mem.lookup(other)  # other transfers: their own answer, as a fresh lookup gives it
+    for a, b in zip(again, mem._lookup(other, None)):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert "_last_lookup" not in pickle.loads(pickle.dumps(mem)).__dict__
+
+    t, i = pairs["t"].to_numpy(), pairs["i"].to_numpy()
+    for x, y in zip(mem.paid_before(P.inv, {"t": t, "i": i}, P.tr), mem.paid_before(P.inv, pairs, P.tr)):
+        np.testing.assert_array_equal(x, y)
+
+    names, titles = P.inv["name"].to_numpy()[i], P.tr["name"].to_numpy()[t]
+    for n in (1, 30, F.SMALL_COMPARE_ROWS):
+        small = F._cdist(names[:n], titles[:n], fuzz.token_set_ratio, 1)
+        monkeypatch.setattr(F, "SMALL_COMPARE_ROWS", 0)  # the distinct pairs first, as for many rows
+        np.testing.assert_array_equal(small, F._cdist(names[:n], titles[:n], fuzz.token_set_ratio, 1))
+        monkeypatch.undo()

@@ -3,6 +3,7 @@ come with a payment, how much of each invoice was already paid by when), with le
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -150,16 +151,18 @@ class Memory:
             "cum_n": tab.groupby("code")["n"].cumsum().to_numpy(np.float64),
         }
 
-    def paid_before(self, inv: pd.DataFrame, pairs: pd.DataFrame, tr: pd.DataFrame):
+    def paid_before(self, inv: pd.DataFrame, pairs, tr: pd.DataFrame):
         """(amount, number of transfers) allocated to each pair's invoice by training transfers booked strictly
-        before the pair's transfer (so never by the transfer itself)."""
-        n_pairs = len(pairs)
+        before the pair's transfer (so never by the transfer itself). ``pairs``: columns t, i (a DataFrame, or a
+        dict of arrays: no frame needs to be built for the call)."""
+        pt, pi = np.asarray(pairs["t"]), np.asarray(pairs["i"])
+        n_pairs = len(pt)
         if len(self.paid) == 0 or n_pairs == 0:
             return np.zeros(n_pairs), np.zeros(n_pairs)
         ix = self._cached("paid", self._paid_index)
-        invoices, which = np.unique(pairs["i"].to_numpy(), return_inverse=True)  # a month's pairs share invoices
+        invoices, which = np.unique(pi, return_inverse=True)  # a month's pairs share invoices
         code = ix["codes"].get_indexer(inv["invoice_id"].to_numpy()[invoices])[which.reshape(-1)]
-        day = _day(tr["booked_at"].to_numpy()[pairs["t"].to_numpy()])
+        day = _day(tr["booked_at"].to_numpy()[pt])
         pos = np.searchsorted(ix["key"], code.astype(np.int64) * (1 << 24) + day, side="left") - 1
         ok = (code >= 0) & (pos >= 0)
         ok[ok] &= ix["code"][pos[ok]] == code[ok]
@@ -198,7 +201,29 @@ class Memory:
 
     def lookup(self, tr: pd.DataFrame, exclude: Exclusion | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(pairs, totals): pairs = t, name_key, acc_n, pay_n (sorted by t, name_key); totals = t, acc_total,
-        pay_total (all transfers)."""
+        pay_total (all transfers). Blocking and the pair features ask for the same transfers one after the other:
+        the last answer is kept for the same ``tr`` and ``exclude`` objects (callers only read it), which saves a
+        /match request ~0.3 ms of pandas."""
+        last = self.__dict__.get("_last_lookup")
+        if last is not None and last[0]() is tr and (last[1] is None if exclude is None else last[1]() is exclude):
+            return last[2]
+        out = self._lookup(tr, exclude)
+        self._last_lookup = (weakref.ref(tr, self._forget), None if exclude is None else weakref.ref(exclude), out)
+        return out
+
+    def _forget(self, gone: weakref.ref) -> None:
+        """The transfers of the last lookup are gone: so is its answer (a month's, after fit)."""
+        last = self.__dict__.get("_last_lookup")
+        if last is not None and last[0] is gone:
+            self.__dict__.pop("_last_lookup", None)
+
+    def __getstate__(self) -> dict:
+        """Pickled without the last lookup (weak references, and a worker asks its own)."""
+        state = dict(self.__dict__)
+        state.pop("_last_lookup", None)
+        return state
+
+    def _lookup(self, tr: pd.DataFrame, exclude: Exclusion | None) -> tuple[pd.DataFrame, pd.DataFrame]:
         n_t = len(tr)
         totals = {"t": np.arange(n_t)}
         per = []
