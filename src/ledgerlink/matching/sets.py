@@ -10,7 +10,8 @@ So each transfer's plausible sets are enumerated and scored by a small second mo
   tolerance, the ``MAX_MULTI`` most probable under independence;
 - sets of 2..MAX_SET invoices of one contractor that sum to the transfer amount to the cent, searched among
   all of the transfer's candidates of that contractor (``subsets.group_sets``), so a set needs no member in
-  the top k;
+  the top k; where it has more than MAX_GROUP of them, sets of 2..PAIRED_MAX_SET among its LARGE_GROUP most
+  probable (``subsets.paired_sets``);
 - the invoices the title names, all of them (and those of the contractor most of them belong to), however many:
   a remittance advice names 10-25 invoices, far past the top k, and one of them may be paid only in part, so
   their sum need not fit; with each invoice that completes the amount they leave.
@@ -348,7 +349,7 @@ def _contractor_sets(
     t: np.ndarray, logit: np.ndarray, key: np.ndarray, cents: np.ndarray, target: np.ndarray, cap: int, budget: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(transfer, member rows padded with -1) of each exact set of one contractor's candidates, in the order
-    ``group_sets`` finds them.
+    ``_exact_set_chunks`` finds them.
 
     Work budget: a transfer keeps at most ``cap`` sets, and all transfers together at most ``budget`` (shared by
     water-filling, ``subsets.fill_to_budget``); a transfer that is cut keeps its most probable sets (by the sum

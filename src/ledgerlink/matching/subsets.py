@@ -4,7 +4,9 @@ Two searches, both vectorised over all transfers (no Python loop over transfers)
 - among each transfer's ``TOP_K`` most plausible candidates: every subset, as (transfers x 2^TOP_K) matrices
   (``top_k_slots``, ``subset_masks``, ``subset_sums``; the set model's multi-invoice sets);
 - among all open invoices of one contractor with at most ``MAX_GROUP`` of them: every set of 2..``MAX_SET``
-  (``group_sets``; blocking's set channel, the contractor-set features and sets).
+  (``group_sets``; blocking's set channel, the contractor-set features and sets);
+- among a transfer's candidates of one contractor with more of them (up to ``LARGE_GROUP``): sets of
+  2..``PAIRED_MAX_SET``, by a meet in the middle on cents (``paired_sets``; the set enumeration).
 Plus equality joins on cents for the sets that complete what a title names (``anchor_completions``,
 ``pair_completion``), which never build a product of candidates.
 """
