@@ -388,7 +388,13 @@ def _exact_set_chunks(t, logit, key, cents, target):
     2..PAIRED_MAX_SET among its LARGE_GROUP most probable ones where it has more (``paired_sets``)."""
     for hit in group_sets(key, cents, target=target):
         yield _found_sets(t, logit, *hit)
-    members = paired_sets(_top_per_key(key, logit, LARGE_GROUP), cents, target)
+    top = _top_per_key(key, logit, LARGE_GROUP)
+    members = paired_sets(top, cents, target)
+    if len(members):  # only sets that few others of their size could match by chance: C(n, size) below the cents
+        n = np.bincount(np.maximum(top, 0), weights=(top >= 0).astype(np.float64))[top[members[:, 0]]]
+        size = (members >= 0).sum(1)
+        log_comb = sum(np.where(j < size, np.log10(np.maximum(n - j, 1.0) / (j + 1)), 0.0) for j in range(size.max()))
+        members = members[log_comb < np.log10(np.maximum(np.abs(target[members[:, 0]]), 1))]
     if len(members):
         wide = np.full((len(members), MAX_GROUP), -1, np.int64)
         wide[:, : members.shape[1]] = members
