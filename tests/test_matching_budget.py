@@ -19,7 +19,7 @@ from ledgerlink.matching import Matcher, RulesMatcher, candidates, runtime, subs
 from ledgerlink.matching.base import MatchTimeout
 from ledgerlink.matching.normalize import MAX_CHUNK_CHARS, prepare_invoices, prepare_transfers
 from ledgerlink.matching.sets import GROUP_SETS_PER_ROW, MAX_MULTI, enumerate_sets
-from ledgerlink.matching.subsets import MAX_GROUP, MAX_SET, fill_to_budget, group_sets, sets_paying
+from ledgerlink.matching.subsets import MAX_GROUP, MAX_SET, fill_to_budget, group_sets, paired_sets, sets_paying
 
 
 def adversarial_frames(
@@ -216,6 +216,44 @@ def test_group_sets_in_chunks_and_pruned_by_amount_give_the_same_hits(monkeypatc
             if cents[rows[m]].sum() == target[rows[0]]:
                 brute.add((tuple(rows.tolist()), tuple(m.tolist())))
     assert expected == brute
+
+
+def test_paired_sets_finds_exactly_the_brute_force_sets_of_large_groups():
+    """Keys of 13..40 rows (past the exhaustive search): every set of 2..4 rows summing to the key's target, each
+    once, with credit notes (negative cents) among them; keys of 12 rows or fewer are left to ``group_sets``."""
+    rng = np.random.default_rng(3)
+    sizes = [5, 12, 13, 21, 40]
+    key = np.repeat(np.arange(len(sizes)), sizes)
+    cents = rng.integers(-800, 6000, len(key))
+    targets = np.array([cents[key == k][:4].sum() for k in range(len(sizes))])  # each key's first 4 rows pay it
+    perm = rng.permutation(len(key))
+    key, cents = key[perm], cents[perm]
+    members = paired_sets(key, cents, targets[key], per_key=10**6)
+    found = {frozenset(m[m >= 0].tolist()) for m in members}
+    assert len(found) == len(members) and members.shape[1] == 4
+    brute = set()
+    for k, n in enumerate(sizes):
+        rows = np.flatnonzero(key == k).tolist()
+        if 13 <= n <= 40:
+            brute |= {
+                frozenset(c)
+                for s in (2, 3, 4)
+                for c in itertools.combinations(rows, s)
+                if cents[list(c)].sum() == targets[k]
+            }
+    assert found == brute and len(brute) >= 3
+    sizes_found = (members >= 0).sum(1)
+    assert (np.diff(sizes_found) >= 0).all()  # smallest sets first
+
+
+def test_paired_sets_keeps_a_bounded_number_of_equal_amount_sets():
+    """Ninety equal invoices of one contractor: C(90, 4) = 2.5M four-invoice sets pay 400.00; a key keeps at most
+    ``per_key`` of each size, and builds no join larger than a few times that."""
+    key, cents = np.zeros(90, np.int64), np.full(90, 10000)
+    members = paired_sets(key, cents, np.full(90, 40000), per_key=64)
+    assert len(members) == 64 and ((members >= 0).sum(1) == 4).all()
+    assert all(len(set(m.tolist())) == 4 for m in members)
+    assert len(paired_sets(key, cents, np.full(90, 40000), max_n=80)) == 0  # more rows than max_n: not searched
 
 
 def test_the_set_model_sees_at_most_its_budget_of_contractor_sets():

@@ -145,6 +145,37 @@ def test_instalments_share_one_invoice_and_memory_knows_what_is_paid_so_far():
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# multi-invoice payments without a number, among many open invoices of one contractor
+
+
+def test_an_exact_set_among_a_busy_contractors_invoices_is_enumerated():
+    """A customer with 60 open invoices pays four of them, no number in the title; the four rank low by pair
+    probability (no top-k subset holds them) and the contractor has far more than MAX_GROUP candidates (no
+    exhaustive search). The paired search still puts the exact set before the set model, unless the amounts are so
+    small that many sets of its size would sum to it by chance; with 12 candidates the exhaustive one does, and
+    another contractor's invoices never join the set."""
+    rng = np.random.default_rng(0)
+    n = 60
+    ia = np.round(rng.uniform(100, 5000, n), 2)
+    paid = [7, 23, 41, 58]
+    ta = np.array([ia[paid].sum()])
+    t, group = np.zeros(n + 3, np.int64), np.r_[np.zeros(n, np.int64), np.ones(3, np.int64)]
+    p = np.r_[np.linspace(0.6, 0.05, n), [0.7, 0.7, 0.7]]
+    ia = np.r_[ia, ta[0] - ia[paid[:3]].sum(), 10.0, 20.0]  # another contractor's invoice completes three of them
+    table = enumerate_sets(t, p, ia, ta, group)
+    sets = [sorted(m.tolist()) for m in table.member_lists()]
+    assert paid in sets and sorted([7, 23, 41, n]) not in sets
+    # small amounts: C(60, 4) four-sets over 6,000 cents, so many sum to it by chance that one is no evidence
+    cheap = np.r_[np.round(rng.uniform(1, 30, n), 2), 0.0, 0.0, 0.0]
+    table = enumerate_sets(t, p, cheap, np.array([cheap[paid].sum()]), group)
+    assert paid not in [sorted(m.tolist()) for m in table.member_lists()]
+    # a contractor with few candidates: the exhaustive search (unchanged) finds the same set
+    small = np.r_[paid, 0, 1, 2, 3, 4, 5, 6, 8, 9]
+    table = enumerate_sets(t[small], p[small], ia[small], ta, group[small])
+    assert [0, 1, 2, 3] in [sorted(m.tolist()) for m in table.member_lists()]
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # overpayments
 
 

@@ -10,7 +10,8 @@ So each transfer's plausible sets are enumerated and scored by a small second mo
   tolerance, the ``MAX_MULTI`` most probable under independence;
 - sets of 2..MAX_SET invoices of one contractor that sum to the transfer amount to the cent, searched among
   all of the transfer's candidates of that contractor (``subsets.group_sets``), so a set needs no member in
-  the top k;
+  the top k; where it has more than MAX_GROUP of them, sets of 2..PAIRED_MAX_SET among its LARGE_GROUP most
+  probable (``subsets.paired_sets``);
 - the invoices the title names, all of them (and those of the contractor most of them belong to), however many:
   a remittance advice names 10-25 invoices, far past the top k, and one of them may be paid only in part, so
   their sum need not fit; with each invoice that completes the amount they leave.
@@ -32,7 +33,17 @@ import pandas as pd
 
 from .arrays import eq_join, expand, first_max_per_group, run_starts, segment_reduce
 from .runtime import check_deadline
-from .subsets import MAX_GROUP, TOP_K, anchor_completions, fill_to_budget, group_sets, subset_masks, top_k_slots
+from .subsets import (
+    LARGE_GROUP,
+    MAX_GROUP,
+    TOP_K,
+    anchor_completions,
+    fill_to_budget,
+    group_sets,
+    paired_sets,
+    subset_masks,
+    top_k_slots,
+)
 from .tolerances import CENT, FEE_TOLERANCE, PARTIAL_MAX, PARTIAL_MIN, amount_fits
 
 SINGLE_K = 6  # single-invoice sets: the top few candidates
@@ -338,7 +349,7 @@ def _contractor_sets(
     t: np.ndarray, logit: np.ndarray, key: np.ndarray, cents: np.ndarray, target: np.ndarray, cap: int, budget: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(transfer, member rows padded with -1) of each exact set of one contractor's candidates, in the order
-    ``group_sets`` finds them.
+    ``_exact_set_chunks`` finds them.
 
     Work budget: a transfer keeps at most ``cap`` sets, and all transfers together at most ``budget`` (shared by
     water-filling, ``subsets.fill_to_budget``); a transfer that is cut keeps its most probable sets (by the sum
@@ -349,15 +360,15 @@ def _contractor_sets(
     n_t = int(t.max(initial=-1)) + 1
     count = np.zeros(n_t, np.int64)
     found: list | None = []
-    for hit in group_sets(key, cents, target=target):
-        count += np.bincount(t[hit[0][hit[2], 0]], minlength=n_t)
+    for hit in _exact_set_chunks(t, logit, key, cents, target):
+        count += np.bincount(hit[0], minlength=n_t)
         found = found if found is not None and count.sum() <= budget else None
         if found is not None:
-            found.append(_found_sets(t, logit, *hit))
+            found.append(hit)
     limit = fill_to_budget(np.minimum(count, cap), budget)
     if found is not None:  # one chunk of everything found
         found = [tuple(np.concatenate(part) for part in zip(*found))] if found else []
-    chunks = found if found is not None else (_found_sets(t, logit, *hit) for hit in group_sets(key, cents, target))
+    chunks = found if found is not None else _exact_set_chunks(t, logit, key, cents, target)
     kept_t, kept_score, kept_m = np.zeros(0, np.int64), np.zeros(0), np.zeros((0, MAX_GROUP), np.int64)
     for new_t, new_score, new_m in chunks:
         kept_t, kept_score = np.r_[kept_t, new_t], np.r_[kept_score, new_score]
@@ -369,6 +380,34 @@ def _contractor_sets(
             keep = np.sort(o[rank < limit[kept_t[o]]])
             kept_t, kept_score, kept_m = kept_t[keep], kept_score[keep], kept_m[keep]
     return kept_t, kept_m
+
+
+def _exact_set_chunks(t, logit, key, cents, target):
+    """(transfer, score, members padded with -1) of the exact sets of one contractor's candidates, chunk by chunk:
+    every subset where the transfer has at most MAX_GROUP candidates of the contractor (``group_sets``), sets of
+    2..PAIRED_MAX_SET among its LARGE_GROUP most probable ones where it has more (``paired_sets``)."""
+    for hit in group_sets(key, cents, target=target):
+        yield _found_sets(t, logit, *hit)
+    top = _top_per_key(key, logit, LARGE_GROUP)
+    members = paired_sets(top, cents, target)
+    if len(members):  # only sets that few others of their size could match by chance: C(n, size) below the cents
+        n = np.bincount(np.maximum(top, 0), weights=(top >= 0).astype(np.float64))[top[members[:, 0]]]
+        size = (members >= 0).sum(1)
+        log_comb = sum(np.where(j < size, np.log10(np.maximum(n - j, 1.0) / (j + 1)), 0.0) for j in range(size.max()))
+        members = members[log_comb < np.log10(np.maximum(np.abs(target[members[:, 0]]), 1))]
+    if len(members):
+        wide = np.full((len(members), MAX_GROUP), -1, np.int64)
+        wide[:, : members.shape[1]] = members
+        yield t[members[:, 0]], np.where(members >= 0, logit[np.maximum(members, 0)], 0.0).sum(1), wide
+
+
+def _top_per_key(key: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """``key`` with -1 (no key) for rows outside the ``k`` best by ``score`` of their key."""
+    o = np.lexsort((-score, key))
+    start = run_starts(key[o])
+    rank = np.empty(len(key), np.int64)
+    rank[o] = np.arange(len(o)) - np.repeat(start, np.diff(np.r_[start, len(o)]))
+    return np.where(rank < k, key, -1)
 
 
 def _found_sets(t, logit, rows_g, masks_g, hk, hs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,7 +4,9 @@ Two searches, both vectorised over all transfers (no Python loop over transfers)
 - among each transfer's ``TOP_K`` most plausible candidates: every subset, as (transfers x 2^TOP_K) matrices
   (``top_k_slots``, ``subset_masks``, ``subset_sums``; the set model's multi-invoice sets);
 - among all open invoices of one contractor with at most ``MAX_GROUP`` of them: every set of 2..``MAX_SET``
-  (``group_sets``; blocking's set channel, the contractor-set features and sets).
+  (``group_sets``; blocking's set channel, the contractor-set features and sets);
+- among a transfer's candidates of one contractor with more of them (up to ``LARGE_GROUP``): sets of
+  2..``PAIRED_MAX_SET``, by a meet in the middle on cents (``paired_sets``; the set enumeration).
 Plus equality joins on cents for the sets that complete what a title names (``anchor_completions``,
 ``pair_completion``), which never build a product of candidates.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .arrays import eq_join, expand
+from .arrays import eq_join, expand, run_starts
 from .runtime import check_deadline
 from .tolerances import CENT, amount_fits
 
@@ -289,3 +291,104 @@ def pair_completion(t: np.ndarray, ia: np.ndarray, rest: np.ndarray, open_: np.n
     out = np.zeros(len(t), np.float32)
     out[ra[ra != rb]] = 1.0
     return out
+
+
+LARGE_GROUP = 96  # larger contractors (> MAX_GROUP candidates of one transfer): their LARGE_GROUP most probable ...
+PAIRED_MAX_SET = 4  # ... are searched for exact sets of 2..PAIRED_MAX_SET members by joining pairs
+PAIRED_HITS_PER_KEY = 64  # exact sets kept per key of the paired search (equal amounts: thousands would sum)
+_SHIFT = np.int64(1) << 40  # (key, cents) in one int64: |cents| < 2^40 (10^10 in currency units)
+
+
+def paired_sets(
+    key: np.ndarray,
+    cents: np.ndarray,
+    target: np.ndarray,
+    min_n: int = MAX_GROUP + 1,
+    max_n: int = LARGE_GROUP,
+    max_size: int = PAIRED_MAX_SET,
+    per_key: int = PAIRED_HITS_PER_KEY,
+) -> np.ndarray:
+    """Sets of 2..max_size (at most 4) rows sharing a key (a transfer's candidates of one contractor), for keys with
+    min_n..max_n rows, whose cents sum exactly to the key's ``target`` (cents, given per row). Returns the member
+    rows, one set per row (hits x max_size, padded with -1), smallest sets first, then key by key.
+
+    ``group_sets`` enumerates every subset (2^n sums), which stops at MAX_GROUP rows; a customer with 60-90 open
+    invoices pays 2-6 of them without a number. This search is a meet in the middle on cents: all pairs of a key
+    (n(n-1)/2, 4,560 for 96 rows), a 3-set as a pair joined with a single on the cents it leaves, a 4-set as a pair
+    joined with a pair (slots ordered a < b < c < d, so each set is found once). Bounded work: a join is sized
+    before it is built, and a key keeps at most ``per_key`` sets of each size (batch-issued equal amounts make
+    thousands of 4-sets sum; the first ones found are kept, and so many are no evidence anyway)."""
+    none = np.zeros((0, max_size), np.int64)
+    order, start, count = _key_runs(key)
+    sel = (count >= min_n) & (count <= max_n)
+    if not sel.any() or max_size < 2:
+        return none
+    starts, counts = start[sel], count[sel]
+    g_of = np.repeat(np.arange(len(starts)), counts)  # singles: key number, slot, row, cents
+    rows = order[expand(starts, counts)]
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    c1 = np.asarray(cents, np.int64)[rows]
+    want = np.asarray(target, np.int64)[rows[np.cumsum(counts) - counts]]  # per key
+    pa, pb = [], []  # pairs of each key: positions into the singles
+    first = np.cumsum(counts) - counts
+    for n in np.unique(counts):
+        ks = first[counts == n]
+        ia, ib = np.triu_indices(int(n), 1)
+        pa.append((ks[:, None] + ia[None, :]).ravel())
+        pb.append((ks[:, None] + ib[None, :]).ravel())
+        check_deadline("subset search: pairs")
+    pa, pb = np.concatenate(pa), np.concatenate(pb)
+    g2, c2 = g_of[pa], c1[pa] + c1[pb]
+    found = []
+    hit2 = np.flatnonzero(c2 == want[g2])
+    found.append(_capped(np.c_[rows[pa[hit2]], rows[pb[hit2]]], g2[hit2], per_key))
+    if max_size >= 3:  # pair + single: the single's slot after the pair's
+        by, lo, cnt = _probe(_code(g_of, c1), _code(g2, want[g2] - c2))
+        cnt = _cap_counts(g2, cnt, per_key * 4)
+        p, s = np.repeat(np.arange(len(g2)), cnt), by[expand(lo, cnt)]
+        ok = slot[s] > slot[pb[p]]
+        p, s = p[ok], s[ok]
+        found.append(_capped(np.c_[rows[pa[p]], rows[pb[p]], rows[s]], g2[p], per_key))
+    if max_size >= 4:  # pair + pair: the second pair's slots after the first's
+        by, lo, cnt = _probe(_code(g2, c2), _code(g2, want[g2] - c2))
+        cnt = _cap_counts(g2, cnt, per_key * 4)
+        p, q = np.repeat(np.arange(len(g2)), cnt), by[expand(lo, cnt)]
+        ok = slot[pa[q]] > slot[pb[p]]
+        p, q = p[ok], q[ok]
+        found.append(_capped(np.c_[rows[pa[p]], rows[pb[p]], rows[pa[q]], rows[pb[q]]], g2[p], per_key))
+    check_deadline("subset search: paired sets")
+    return np.concatenate([np.pad(f, ((0, 0), (0, max_size - f.shape[1])), constant_values=-1) for f in found])
+
+
+def _code(group: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """(group, cents) as one sortable int64; cents outside +-2^39 (no real amount) become unmatched codes."""
+    value = np.asarray(value, np.int64)
+    inside = np.abs(value) < (_SHIFT >> 1)
+    return np.where(inside, group * (_SHIFT << 1) + value + _SHIFT, -1 - np.arange(len(value)))
+
+
+def _probe(codes: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order sorting ``codes``, and per probe: the first position of its equal codes in that order, their count)."""
+    by = np.argsort(codes, kind="stable")
+    sc = codes[by]
+    lo = np.searchsorted(sc, probes, "left")
+    cnt = np.searchsorted(sc, probes, "right") - lo
+    return by, lo, np.where(probes >= 0, cnt, 0)
+
+
+def _cap_counts(group: np.ndarray, cnt: np.ndarray, cap: int) -> np.ndarray:
+    """Matches kept per probe so that a group's probes (in order; each group's rows are one run) expand to at most
+    ``cap`` rows in all."""
+    before = np.cumsum(cnt) - cnt
+    first = run_starts(group)
+    base = np.repeat(before[first], np.diff(np.r_[first, len(group)]))
+    return np.clip(cap - (before - base), 0, cnt)
+
+
+def _capped(members: np.ndarray, group: np.ndarray, cap: int) -> np.ndarray:
+    """The first ``cap`` sets of each group (each group's rows are one run)."""
+    if len(group) == 0:
+        return members
+    first = run_starts(group)
+    rank = np.arange(len(group)) - np.repeat(first, np.diff(np.r_[first, len(group)]))
+    return members[rank < cap]
