@@ -21,7 +21,8 @@ def cfg(tmp_path_factory):
         {
             "data_dir": str(home),
             "model_name": "suggest_e2e",
-            "synthetic": {"months": 3, "contractors": 50, "transfers_per_month": 200},
+            # 300 a month: a first model trained on 200 transfers may find no confidence safe to auto-match
+            "synthetic": {"months": 3, "contractors": 50, "transfers_per_month": 300},
             "deploy": {"smoke_test": False},
             "model": {"params": {"n_estimators": 40}},
             "promotion": {"bootstrap_samples": 200},
