@@ -339,6 +339,12 @@ def test_memory_features_are_leave_one_out():
     assert list(X.columns) == FEATURE_NAMES
     back = Memory.from_dict(mem.to_dict())
     pd.testing.assert_frame_equal(_features([("T1", "I1")], memory=back), _features([("T1", "I1")], memory=mem))
+    # the kept last answer is reused for the same transfers and exclusion only (None, then one, then None: no crash)
+    exclusion = Memory.exclusion(inv, tr, links)
+    plain, left_out, again = mem.lookup(tr), mem.lookup(tr, exclusion), mem.lookup(tr)
+    assert mem.lookup(tr) is again and left_out is not plain  # kept for the same call, not across exclusions
+    pd.testing.assert_frame_equal(again[0], plain[0])
+    assert plain[0]["acc_n"].sum() > left_out[0]["acc_n"].sum()
 
 
 def test_set_features_exact_sums_within_one_contractor():

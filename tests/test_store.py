@@ -351,4 +351,6 @@ def test_a_month_missing_a_table_is_refused_before_anything_is_written(tmp_path)
     train, test = split_month(m1, 0.3, 1)  # the split carries no invoices: the caller adds them
     with pytest.raises(StoreError, match=r"month 2025-01: the train part has no table\(s\) \['invoices'\]"):
         store.add_month("2025-01", train, test)
+    with pytest.raises(StoreError, match=r"the train part has no table\(s\) \['invoices', 'transfers', 'links'\]"):
+        store.add_month("2025-01", {}, test)
     assert store.collected_months() == [] and store.garbage() == []

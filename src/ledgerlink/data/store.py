@@ -245,8 +245,8 @@ class DatasetStore:
         for a collected month, or a second test set: StoreError. ``source_fingerprint`` identifies the
         month as extracted (before any split), so a re-collection is recognised however it is split.
         """
-        for part, tables in (("train", train), ("test", test or {})):
-            missing = [name for name in TABLES if name not in tables] if tables else []
+        for part, tables in (("train", train), ("test", test)):
+            missing = [] if tables is None else [name for name in TABLES if name not in tables]
             if missing:  # written as is, the month could never be read back
                 raise StoreError(f"month {month}: the {part} part has no table(s) {missing}; nothing was written")
         manifest = self.read_manifest()

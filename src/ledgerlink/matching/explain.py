@@ -23,6 +23,7 @@ from . import reasons as R
 from .arrays import eq_join, first_max_per_group, run_starts
 from .contributions import contributions
 from .normalize import Prepared
+from .normalize import _chunk_parts as chunk_parts
 from .sets import first_choices
 
 
@@ -119,8 +120,8 @@ GROUPS = "groups:"  # marks the second form of a number in a title's set of numb
 def number_forms(text: str) -> tuple[str, str]:
     """The two forms in which a number is the same number (``features.ref_digits_exact``): its digits, and its digit
     groups without their leading zeros ("FV/2025/3/142" is FV/2025/03/0142), as ``normalize`` makes them."""
-    runs = re.findall(r"\d+", text)
-    return "".join(runs), GROUPS + " ".join(r.lstrip("0") or "0" for r in runs)
+    _, digits, groups, _ = chunk_parts(text)
+    return digits, GROUPS + groups
 
 
 SMALL_FRAME = 4096  # rows: a request's whole feature frame is one numpy copy, cheaper than a pandas row selection

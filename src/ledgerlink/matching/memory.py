@@ -205,7 +205,10 @@ class Memory:
         the last answer is kept for the same ``tr`` and ``exclude`` objects (callers only read it), which saves a
         /match request ~0.3 ms of pandas."""
         last = self.__dict__.get("_last_lookup")
-        if last is not None and last[0]() is tr and (last[1] is None if exclude is None else last[1]() is exclude):
+        same_exclude = last is not None and (
+            last[1] is None if exclude is None else last[1] is not None and last[1]() is exclude
+        )
+        if last is not None and last[0]() is tr and same_exclude:
             return last[2]
         out = self._lookup(tr, exclude)
         self._last_lookup = (weakref.ref(tr, self._forget), None if exclude is None else weakref.ref(exclude), out)

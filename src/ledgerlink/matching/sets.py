@@ -391,7 +391,10 @@ def _exact_set_chunks(t, logit, key, cents, target):
     top = _top_per_key(key, logit, LARGE_GROUP)
     members = paired_sets(top, cents, target)
     if len(members):  # only sets that few others of their size could match by chance: C(n, size) below the cents
-        n = np.bincount(np.maximum(top, 0), weights=(top >= 0).astype(np.float64))[top[members[:, 0]]]
+        # candidates per (transfer, contractor) key, counted over the keys that occur (a bincount over the key range
+        # would be as long as transfers x contractors: gigabytes for a large month)
+        keys, counts = np.unique(top[top >= 0], return_counts=True)
+        n = counts[np.searchsorted(keys, top[members[:, 0]])].astype(np.float64)
         size = (members >= 0).sum(1)
         log_comb = sum(np.where(j < size, np.log10(np.maximum(n - j, 1.0) / (j + 1)), 0.0) for j in range(size.max()))
         members = members[log_comb < np.log10(np.maximum(np.abs(target[members[:, 0]]), 1))]
@@ -787,7 +790,7 @@ def _settle_conflicts(
     i_amount,
     booked,
     n_transfers,
-) -> None:
+) -> dict[int, np.ndarray]:
     """Greedy over the (few) transfers whose chosen invoices are over-allocated: sure claims (``sure``: the chosen
     set's expected precision, or its confidence for a one-output set model, at least SURE_CLAIM) before the others,
     the earlier booking first among them, then the surer; updates chosen_sid and conf.
