@@ -7,7 +7,6 @@ from __future__ import annotations
 import multiprocessing
 import tempfile
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -105,7 +104,8 @@ def test_pair_features_in_chunks_of_transfers_are_those_of_one_call(world, monke
     pd.testing.assert_frame_equal(whole, matcher._featurize(pairs, P, matcher.memory_, None), check_exact=True)
 
 
-def test_a_deadline_stops_the_workers_and_reaches_the_caller(world):
+def test_a_deadline_stops_the_workers_and_reaches_the_caller(world, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this call's files only, not another match's
     d, month, matcher = world
     inv, tr = d["invoices"], d["transfers"][d["transfers"]["month"] == month]
     m = Matcher(**{**matcher.get_params(), "batch_size": 60, "n_workers": 2})
@@ -116,7 +116,7 @@ def test_a_deadline_stops_the_workers_and_reaches_the_caller(world):
     assert info.value.stage and time.monotonic() - start < 120
     # nothing is left behind: no worker process, no pickled invoice side
     assert multiprocessing.active_children() == []
-    assert not list(Path(tempfile.gettempdir()).glob("ledgerlink-match-*"))
+    assert not list(tmp_path.glob("ledgerlink-match-*"))
 
 
 def test_worker_count_defaults_to_the_cpus_this_process_may_use(world):
