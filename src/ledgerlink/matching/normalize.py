@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Union
 
 import numpy as np
 import pandas as pd
@@ -123,9 +125,9 @@ _TOK = r"(?:[a-z]{0,4}\d+[a-z]{0,3}|[a-z]{1,3})"
 _SPACED_RE = r"(?<![a-z0-9/\-._])(" + _TOK + r"(?: " + _TOK + r"){1,5})(?![a-z0-9/\-._])"
 
 
-def _strs(s: pd.Series) -> list[str]:
+def _strs(s: pd.Series | np.ndarray) -> list[str]:
     """The values as Python strings, missing ones as ''."""
-    v = s.to_numpy(dtype=object)
+    v = s.to_numpy(dtype=object) if isinstance(s, pd.Series) else np.asarray(s, dtype=object)
     return ["" if miss else str(x) for x, miss in zip(v, pd.isna(v))]
 
 
@@ -316,19 +318,48 @@ def string_ngrams(strings: list[str], n: int) -> tuple[list[int], list[str]]:
 # Prepared views: each side normalised once per call, then shared by blocking, features, memory and rules.
 
 
-def _col(df: pd.DataFrame, name: str) -> list[str]:
+# A side to prepare: a checked contract frame (``base.check_frame``), or the same columns as numpy arrays (the
+# service's records, checked once by its request model: ``single.checked_columns``). ``name in table`` and
+# ``table[name]`` read both; without a frame a /match request builds two DataFrames and ~15 Series fewer (~0.3 ms).
+Table = Union[pd.DataFrame, Mapping[str, np.ndarray]]
+
+
+def n_rows(table: Table) -> int:
+    """The number of rows of a frame or of a mapping of equal-length columns."""
+    if isinstance(table, pd.DataFrame):
+        return len(table)
+    return len(next(iter(table.values()))) if len(table) else 0
+
+
+def _col(df: Table, name: str) -> list[str]:
     """An optional text column as strings, or all-empty when the warehouse does not have it."""
-    if name in df.columns:
+    if name in df:
         return _strs(df[name])
-    return [""] * len(df)
+    return [""] * n_rows(df)
 
 
-def _cents(amount: pd.Series) -> np.ndarray:
-    return np.round(amount.to_numpy(dtype=np.float64) * 100.0).astype(np.int64)
+def _floats(amount: pd.Series | np.ndarray) -> np.ndarray:
+    """A new float64 array of the amounts."""
+    if isinstance(amount, pd.Series):
+        return amount.to_numpy(dtype=np.float64, copy=True)
+    return np.array(amount, dtype=np.float64)
 
 
-def _days(dates: pd.Series) -> np.ndarray:
+def _cents(amount: pd.Series | np.ndarray) -> np.ndarray:
+    return np.round(_floats(amount) * 100.0).astype(np.int64)
+
+
+def _ids(ids: pd.Series | np.ndarray) -> np.ndarray:
+    """Ids as an object array of Python strings."""
+    if isinstance(ids, pd.Series):
+        return ids.astype(str).to_numpy()
+    return _objects([str(x) for x in ids])
+
+
+def _days(dates: pd.Series | np.ndarray) -> np.ndarray:
     """Dates as datetime64[D] (parsed unless they already are numpy datetimes, which parsing leaves as they are)."""
+    if isinstance(dates, np.ndarray) and dates.dtype.kind == "M":
+        return dates.astype("datetime64[D]")
     if not (isinstance(dates.dtype, np.dtype) and dates.dtype.kind == "M"):
         dates = pd.to_datetime(dates)
     return dates.to_numpy(dtype="datetime64[D]")
@@ -346,7 +377,7 @@ def _invoice_name_key(cp: str, desc: str) -> str:
     return key
 
 
-def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def prepare_invoices(invoices: Table) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(frame, chunks) for invoices. ``frame`` row i is invoice position i.
 
     Without ``invoice_number`` the reference chunks come from ``description``; without ``counterparty_name`` the
@@ -358,8 +389,8 @@ def prepare_invoices(invoices: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     check_deadline("text preparation: invoice names")
     frame = pd.DataFrame(
         {
-            "invoice_id": invoices["invoice_id"].astype(str).to_numpy(),
-            "amount": invoices["amount"].to_numpy(dtype=np.float64, copy=True),
+            "invoice_id": _ids(invoices["invoice_id"]),
+            "amount": _floats(invoices["amount"]),
             "cents": _cents(invoices["amount"]),
             "currency": _objects(_col(invoices, "currency")),
             "issued_at": _days(invoices["issued_at"]),
@@ -449,21 +480,21 @@ def _title_amounts1(text: str) -> tuple[str, tuple[int, ...]]:
     return _TITLE_AMOUNT_RE.sub(take, text), tuple(cents)
 
 
-def prepare_transfers(transfers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def prepare_transfers(transfers: Table) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(frame, chunks) for transfers. The payer name falls back to the title's words when there is none. Amounts
     written in the title are read into ``title_amounts`` (cents) and are no reference chunks."""
     title, cp = _col(transfers, "title"), _col(transfers, "counterparty_name")
     title_amounts = [_title_amounts1(x) for x in title]
     words = [_strip_digits1(x) for x in title]
     check_deadline("text preparation: titles")
-    if "counterparty_name" in transfers.columns:
+    if "counterparty_name" in transfers:
         payer = [_name1(x) for x in cp]
     else:  # a terse bank line carries the payer's name: its words, no month
         payer = [_name1(_SPACES_RE.sub(" ", _MONTH_WORD_FIND.sub(" ", w)).strip()) for w in words]
     frame = pd.DataFrame(
         {
-            "transfer_id": transfers["transfer_id"].astype(str).to_numpy(),
-            "amount": transfers["amount"].to_numpy(dtype=np.float64, copy=True),
+            "transfer_id": _ids(transfers["transfer_id"]),
+            "amount": _floats(transfers["amount"]),
             "cents": _cents(transfers["amount"]),
             "currency": _objects(_col(transfers, "currency")),
             "booked_at": _days(transfers["booked_at"]),
@@ -494,8 +525,8 @@ class Prepared:
     tr_chunks: pd.DataFrame
 
     @classmethod
-    def of(cls, invoices: pd.DataFrame, transfers: pd.DataFrame) -> "Prepared":
-        """Prepare checked contract frames (``base.check_frame``)."""
+    def of(cls, invoices: Table, transfers: Table) -> "Prepared":
+        """Prepare checked contract frames (``base.check_frame``), or their columns (``Table``)."""
         inv, inv_chunks = prepare_invoices(invoices)
         tr, tr_chunks = prepare_transfers(transfers)
         return cls(inv, inv_chunks, tr, tr_chunks)
