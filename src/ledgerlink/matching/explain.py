@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import reasons as R
-from .arrays import eq_join, first_max_per_group, run_starts
+from .arrays import eq_join, first_max_per_group, run_starts, with_column
 from .contributions import contributions
 from .normalize import Prepared, Table, n_rows
 from .normalize import _chunk_parts as chunk_parts
@@ -376,6 +376,6 @@ def explain_batch(matcher, trace: Trace, P: Prepared, texts: InvoiceTexts, links
     ex = _Explainer(matcher, trace, P, texts, links)
     ex.run()
     return (
-        links.assign(reasons=object_column(ex.link_reasons)),
-        dec.assign(reasons=object_column([ex.dec_reasons.get(t, ()) for t in dec["t"].tolist()])),
+        with_column(links, "reasons", object_column(ex.link_reasons)),
+        with_column(dec, "reasons", object_column([ex.dec_reasons.get(t, ()) for t in dec["t"].tolist()])),
     )

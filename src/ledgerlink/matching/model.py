@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..data.contract import TABLES
 from ..evaluation.metrics import blocking_recall
-from .arrays import run_starts
+from .arrays import run_starts, with_column
 from .base import BaseMatcher, MatchResult, booking_batches, check_frame, in_given_ids
 from .candidates import InvoiceIndex, generate_candidates
 from .explain import InvoiceTexts, Trace, explain_batch
@@ -274,7 +274,7 @@ class Matcher(BaseMatcher):
         candidates, which are then scored and decided again. A contractor's open invoices that this batch pays
         elsewhere no longer hide which of them a transfer without a number pays (same-amount subscriptions,
         multi-invoice sets). ``trace`` (``explain.Trace``): keeps what each pass computed, to explain the choice."""
-        scored = pairs.assign(probability=p)
+        scored = with_column(pairs, "probability", p)
         if score_sets is None:
             from .assignment import assign
 

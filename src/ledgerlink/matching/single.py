@@ -97,7 +97,10 @@ def match_one(
     order = np.lexsort((i, -p))  # as Matcher._result ranks: most probable first, ties in the order given
     conf = dec["confidence"].to_numpy(np.float64)
     confidence = float(conf[0]) if len(conf) else 0.0
-    link_reasons = links["reasons"].tolist() if explain else [()] * len(links)
+    link_i, link_amount, link_conf = (
+        links[c].to_numpy(d) for c, d in (("i", None), ("allocated_amount", np.float64), ("confidence", None))
+    )
+    link_reasons = links["reasons"].tolist() if explain else [()] * len(link_i)
     # threshold 1.0 = nothing is safe enough (confidences are clipped below 1), as in Matcher._result
     decision = "auto" if len(conf) and confidence >= matcher.auto_threshold_ else "review"
     return SingleMatch(
@@ -106,14 +109,9 @@ def match_one(
         confidence=confidence,
         chosen=[
             (str(ids[k]), float(a), float(c), tuple(why))
-            for k, a, c, why in zip(
-                links["i"].to_numpy(),
-                links["allocated_amount"].to_numpy(np.float64),
-                links["confidence"].to_numpy(),
-                link_reasons,
-            )
+            for k, a, c, why in zip(link_i, link_amount, link_conf, link_reasons)
         ],
         ranked=[(str(ids[i[k]]), float(p[k]), r + 1) for r, k in enumerate(order)],
         scored=frozenset(ids[i].tolist()),
-        reasons=tuple(dec["reasons"].iloc[0]) if explain and len(dec) else (),
+        reasons=tuple(dec["reasons"].to_numpy()[0]) if explain and len(conf) else (),
     )
