@@ -210,3 +210,37 @@ def test_the_small_input_shortcuts_give_the_general_answers(world, monkeypatch):
         monkeypatch.setattr(F, "SMALL_COMPARE_ROWS", 0)  # the distinct pairs first, as for many rows
         np.testing.assert_array_equal(small, F._cdist(names[:n], titles[:n], fuzz.token_set_ratio, 1))
         monkeypatch.undo()
+
+
+def test_the_dense_predictor_gives_inplace_predict_bit_for_bit(world):
+    """``inplace.DensePredictor`` (one proxy per thread) answers as ``Booster.inplace_predict``: on real features,
+    on random matrices with missing values, from another thread, and for a matrix with the wrong width (its
+    error)."""
+    import threading
+
+    import numpy as np
+
+    from ledgerlink.matching import inplace
+
+    d, month, matcher = world
+    assert inplace._ARGS is not None  # the pinned xgboost: the proxy path runs
+    P = Prepared.of(d["invoices"], d["transfers"][d["transfers"]["month"] == month])
+    pairs = matcher._block(P, matcher.memory_, None)
+    X = matcher._featurize(pairs, P, matcher.memory_, None).to_numpy(np.float32)
+    rng = np.random.default_rng(0)
+    boosters = [b for b in matcher.pair_boosters_ + [matcher.set_booster_] if b is not None]
+    assert len(boosters) > len(matcher.pair_boosters_)  # the set model too
+    for b in boosters:
+        fast = inplace.DensePredictor(b)
+        noise = rng.normal(size=(300, b.num_features())).astype(np.float32)
+        noise[rng.random(noise.shape) < 0.3] = np.nan
+        for values in (X, noise) if b in matcher.pair_boosters_ else (noise,):
+            for rows in (values[:1], values[:37], values):
+                np.testing.assert_array_equal(fast.predict(rows), b.inplace_predict(rows))
+        got = []
+        worker = threading.Thread(target=lambda: got.append(fast.predict(noise[:5])))
+        worker.start()
+        worker.join()
+        np.testing.assert_array_equal(got[0], b.inplace_predict(noise[:5]))
+    with pytest.raises(ValueError):
+        inplace.DensePredictor(matcher.pair_boosters_[0]).predict(X[:, :3])
