@@ -197,7 +197,9 @@ def test_the_small_input_shortcuts_give_the_general_answers(world, monkeypatch):
     other = P.tr.iloc[::-1].reset_index(drop=True)
     again = mem.lookup(other)  # other transfers: their own answer, as a fresh lookup gives it
     for a, b in zip(again, mem._lookup(other, None)):
-        pd.testing.assert_frame_equal(a, b, check_exact=True)
+        assert list(a) == list(b)
+        for col in a:
+            np.testing.assert_array_equal(a[col], b[col])
     assert "_last_lookup" not in pickle.loads(pickle.dumps(mem)).__dict__
 
     t, i = pairs["t"].to_numpy(), pairs["i"].to_numpy()

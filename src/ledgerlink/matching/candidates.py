@@ -567,10 +567,10 @@ def memory_channel(
     if memory is None:
         return _empty(["t", "i", "mem"])
     pairs, _ = memory.lookup(tr, exclude=exclude)
-    if pairs.empty:
+    if len(pairs["t"]) == 0:
         return _empty(["t", "i", "mem"])
-    t, name_key = pairs["t"].to_numpy(np.int64), pairs["name_key"].to_numpy()
-    mem = pairs["acc_n"].to_numpy() + pairs["pay_n"].to_numpy()
+    t, name_key = pairs["t"], pairs["name_key"]
+    mem = pairs["acc_n"] + pairs["pay_n"]
     top = _top_per_t(t, mem, MAX_MEMORY_NAMES)  # the contractors it paid most often
     t, name_key, mem = t[top], name_key[top], mem[top]
     # one code space: the paid contractors first, so an invoice's code below their number is one of them

@@ -377,11 +377,11 @@ def pair_features(
     mpairs, mtot = memory.lookup(tr, exclude=exclude)
     name_key = inv["name_key"].to_numpy()[i]
     acc_n, pay_n = np.zeros(n), np.zeros(n)
-    ra, rb = eq_join([t, name_key], [mpairs["t"].to_numpy(), mpairs["name_key"].to_numpy()])
-    acc_n[ra] = mpairs["acc_n"].to_numpy()[rb]
-    pay_n[ra] = mpairs["pay_n"].to_numpy()[rb]
-    acc_total = mtot["acc_total"].to_numpy()[t]
-    pay_total = mtot["pay_total"].to_numpy()[t]
+    ra, rb = eq_join([t, name_key], [mpairs["t"], mpairs["name_key"]])
+    acc_n[ra] = mpairs["acc_n"][rb]
+    pay_n[ra] = mpairs["pay_n"][rb]
+    acc_total = mtot["acc_total"][t]
+    pay_total = mtot["pay_total"][t]
     known_key = name_key != ""
     F["mem_acc_n"] = np.where(known_key, acc_n, np.nan)
     F["mem_acc_share"] = np.where(known_key & (acc_total > 0), acc_n / np.maximum(acc_total, 1), np.nan)

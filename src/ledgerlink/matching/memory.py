@@ -54,6 +54,7 @@ def _table(columns: list[str], rows=()) -> pd.DataFrame:
 
 
 PAID_COLUMNS = ["invoice_id", "day", "paid", "n"]
+Columns = dict[str, np.ndarray]  # a table as its columns, all of one length
 
 
 def _day(dates: np.ndarray) -> np.ndarray:
@@ -199,9 +200,10 @@ class Memory:
             "n": table["n"].to_numpy(np.float64),
         }
 
-    def lookup(self, tr: pd.DataFrame, exclude: Exclusion | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(pairs, totals): pairs = t, name_key, acc_n, pay_n (sorted by t, name_key); totals = t, acc_total,
-        pay_total (all transfers). Blocking and the pair features ask for the same transfers one after the other:
+    def lookup(self, tr: pd.DataFrame, exclude: Exclusion | None = None) -> tuple[Columns, Columns]:
+        """(pairs, totals), each a dict of numpy columns (a /match request's two frames cost ~0.18 ms; their readers
+        take arrays): pairs = t, name_key, acc_n, pay_n (sorted by t, name_key); totals = t, acc_total, pay_total
+        (all transfers). Blocking and the pair features ask for the same transfers one after the other:
         the last answer is kept for the same ``tr`` and ``exclude`` objects (callers only read it), which saves a
         /match request ~0.3 ms of pandas."""
         last = self.__dict__.get("_last_lookup")
@@ -226,7 +228,7 @@ class Memory:
         state.pop("_last_lookup", None)
         return state
 
-    def _lookup(self, tr: pd.DataFrame, exclude: Exclusion | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _lookup(self, tr: pd.DataFrame, exclude: Exclusion | None) -> tuple[Columns, Columns]:
         n_t = len(tr)
         totals = {"t": np.arange(n_t)}
         per = []
@@ -265,8 +267,8 @@ class Memory:
             pt, pk = keys // (len(uniq) + 1), uniq[keys % (len(uniq) + 1)]
         else:
             pt, pk, acc, pay = np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0)
-        pairs = pd.DataFrame({"t": pt.astype(np.int64), "name_key": pk.astype(object), "acc_n": acc, "pay_n": pay})
-        return pairs, pd.DataFrame(totals)
+        pairs = {"t": pt.astype(np.int64), "name_key": pk.astype(object), "acc_n": acc, "pay_n": pay}
+        return pairs, totals
 
     def _word_index(self):
         return {
