@@ -170,7 +170,8 @@ def test_the_fast_path_keeps_the_deadline(world):
 
 def test_the_small_input_shortcuts_give_the_general_answers(world, monkeypatch):
     """What the /match path does differently for few rows gives the same numbers: one-thread booster copies, the
-    last memory lookup kept, pairs given as arrays to paid_before, all pairs compared in _cdist."""
+    last memory lookup kept, few memory keys found through a dict, pairs given as arrays to paid_before, all pairs
+    compared in _cdist."""
     import pickle
 
     import numpy as np
@@ -192,6 +193,9 @@ def test_the_small_input_shortcuts_give_the_general_answers(world, monkeypatch):
     assert not [k for k in vars(matcher) if k.startswith("_")]  # ... not on the matcher
 
     mem = matcher.memory_
+    keys = mem._cached("acc", lambda: mem._key_index("acc"))["keys"]
+    asked = np.array(list(keys[:5]) + ["no such payer", ""] + list(keys[-3:]), dtype=object)
+    np.testing.assert_array_equal(mem._positions("acc", keys, asked), keys.get_indexer(asked))  # few keys: a dict
     first = mem.lookup(P.tr)
     assert mem.lookup(P.tr) is first  # the same transfers: the kept answer
     other = P.tr.iloc[::-1].reset_index(drop=True)
