@@ -373,6 +373,16 @@ def _fuzzy_tokens(texts: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
     return pos, [src for srcs, _ in per for src in srcs], [tok for _, toks in per for tok in toks]
 
 
+def _value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values, counts) in the order of ``pd.Series(values).value_counts()``, exactly (most frequent first,
+    ties as its quicksort of the reversed counts leaves them), without its Series, Index and inference: ~93 -> ~12 us
+    on a /match request's 50 names (the same order on 20,000 random inputs of up to 300k values)."""
+    codes, uniq = pd.factorize(values)
+    counts = np.bincount(codes, minlength=len(uniq))
+    order = np.arange(len(counts))[::-1][counts[::-1].argsort(kind="quicksort")][::-1]  # pandas' nargsort, descending
+    return uniq[order], counts[order]
+
+
 def name_channel(inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr_scope=None) -> Pairs:
     """(t, i, name_share): share of the invoice name's IDF mass found among the payer name / title words.
 
@@ -384,11 +394,10 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr
     # distinct names with their invoice counts, scope by scope (a name in two problems is two names)
     uniq, cnt, uniq_scope = [], [], []
     for sc in np.unique(live_scope):
-        own = names[(live_scope == sc) & (names != "")]
-        counts = pd.Series(own).value_counts()
-        uniq += counts.index.tolist()
-        cnt.append(counts.to_numpy())
-        uniq_scope.append(np.full(len(counts), sc))
+        own_uniq, own_cnt = _value_counts(names[(live_scope == sc) & (names != "")])
+        uniq += own_uniq.tolist()
+        cnt.append(own_cnt)
+        uniq_scope.append(np.full(len(own_cnt), sc))
     if not uniq:
         return _empty(["t", "i", "name_share"])
     cnt, uniq_scope = np.concatenate(cnt), np.concatenate(uniq_scope)
@@ -558,10 +567,10 @@ def memory_channel(
     if memory is None:
         return _empty(["t", "i", "mem"])
     pairs, _ = memory.lookup(tr, exclude=exclude)
-    if pairs.empty:
+    if len(pairs["t"]) == 0:
         return _empty(["t", "i", "mem"])
-    t, name_key = pairs["t"].to_numpy(np.int64), pairs["name_key"].to_numpy()
-    mem = pairs["acc_n"].to_numpy() + pairs["pay_n"].to_numpy()
+    t, name_key = pairs["t"], pairs["name_key"]
+    mem = pairs["acc_n"] + pairs["pay_n"]
     top = _top_per_t(t, mem, MAX_MEMORY_NAMES)  # the contractors it paid most often
     t, name_key, mem = t[top], name_key[top], mem[top]
     # one code space: the paid contractors first, so an invoice's code below their number is one of them
@@ -802,7 +811,10 @@ def currency_scopes(inv: pd.DataFrame, tr: pd.DataFrame, inv_scope, tr_scope):
     match (an amount, a reference or a name means nothing across currencies, and the service refuses such a
     request). Every channel's statistics and date window are then per currency. Unchanged with one currency."""
     ic, tc = inv["currency"].to_numpy(), tr["currency"].to_numpy()
-    codes, uniq = pd.factorize(np.concatenate([ic, tc]))
+    both = np.concatenate([ic, tc])
+    if len(both) == 0 or (both == both[0]).all():  # one currency (a /match request): no hashing (~40 us)
+        return inv_scope, tr_scope
+    codes, uniq = pd.factorize(both)
     if len(uniq) <= 1:
         return inv_scope, tr_scope
     base_i = np.zeros(len(ic), np.int64) if inv_scope is None else np.asarray(inv_scope, np.int64)

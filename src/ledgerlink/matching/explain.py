@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from . import reasons as R
-from .arrays import eq_join, first_max_per_group, run_starts
+from .arrays import eq_join, first_max_per_group, run_starts, with_column
 from .contributions import contributions
-from .normalize import Prepared
+from .normalize import Prepared, Table, n_rows
 from .normalize import _chunk_parts as chunk_parts
 from .sets import first_choices
 
@@ -67,10 +67,12 @@ class InvoiceTexts:
     description: np.ndarray
 
     @classmethod
-    def of(cls, invoices: pd.DataFrame) -> "InvoiceTexts":
+    def of(cls, invoices: Table) -> "InvoiceTexts":
+        """From a contract frame or its columns (``normalize.Table``)."""
+
         def col(name):
-            if name not in invoices.columns:
-                return np.full(len(invoices), "", dtype=object)
+            if name not in invoices:
+                return np.full(n_rows(invoices), "", dtype=object)
             return np.array(["" if v is None or v != v else str(v).strip() for v in invoices[name]], dtype=object)
 
         return cls(col("invoice_number"), col("counterparty_name"), col("description"))
@@ -374,6 +376,6 @@ def explain_batch(matcher, trace: Trace, P: Prepared, texts: InvoiceTexts, links
     ex = _Explainer(matcher, trace, P, texts, links)
     ex.run()
     return (
-        links.assign(reasons=object_column(ex.link_reasons)),
-        dec.assign(reasons=object_column([ex.dec_reasons.get(t, ()) for t in dec["t"].tolist()])),
+        with_column(links, "reasons", object_column(ex.link_reasons)),
+        with_column(dec, "reasons", object_column([ex.dec_reasons.get(t, ()) for t in dec["t"].tolist()])),
     )

@@ -54,6 +54,10 @@ def _table(columns: list[str], rows=()) -> pd.DataFrame:
 
 
 PAID_COLUMNS = ["invoice_id", "day", "paid", "n"]
+Columns = dict[str, np.ndarray]  # a table as its columns, all of one length
+# At most so many keys are looked up through a dict of the index (made once, when first needed): pandas'
+# get_indexer costs ~22 us a call whatever the size, five calls of a /match request; a dict, ~1-3 us.
+SMALL_LOOKUP = 256
 
 
 def _day(dates: np.ndarray) -> np.ndarray:
@@ -137,6 +141,13 @@ class Memory:
             self._index[name] = build()
         return self._index[name]
 
+    def _positions(self, name: str, index: pd.Index, keys) -> np.ndarray:
+        """``index.get_indexer(keys)`` (the index's keys are distinct); few keys through a dict of it."""
+        if len(keys) > SMALL_LOOKUP:
+            return index.get_indexer(keys)
+        where = self._cached(name + " positions", lambda: {k: n for n, k in enumerate(index)})
+        return np.fromiter((where.get(k, -1) for k in keys), np.intp, len(keys))
+
     def _paid_index(self):
         tab = self.paid
         codes = pd.Index(tab["invoice_id"].unique())
@@ -161,7 +172,7 @@ class Memory:
             return np.zeros(n_pairs), np.zeros(n_pairs)
         ix = self._cached("paid", self._paid_index)
         invoices, which = np.unique(pi, return_inverse=True)  # a month's pairs share invoices
-        code = ix["codes"].get_indexer(inv["invoice_id"].to_numpy()[invoices])[which.reshape(-1)]
+        code = self._positions("paid", ix["codes"], inv["invoice_id"].to_numpy()[invoices])[which.reshape(-1)]
         day = _day(tr["booked_at"].to_numpy()[pt])
         pos = np.searchsorted(ix["key"], code.astype(np.int64) * (1 << 24) + day, side="left") - 1
         ok = (code >= 0) & (pos >= 0)
@@ -175,7 +186,7 @@ class Memory:
         if len(self.paid) == 0 or len(inv) == 0:
             return out
         ix = self._cached("paid", self._paid_index)
-        code = ix["codes"].get_indexer(inv["invoice_id"].to_numpy())
+        code = self._positions("paid", ix["codes"], inv["invoice_id"].to_numpy())
         found = np.flatnonzero(code >= 0)
         lo = np.searchsorted(ix["code"], code[found], side="left")
         cnt = np.searchsorted(ix["code"], code[found], side="right") - lo
@@ -199,9 +210,10 @@ class Memory:
             "n": table["n"].to_numpy(np.float64),
         }
 
-    def lookup(self, tr: pd.DataFrame, exclude: Exclusion | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(pairs, totals): pairs = t, name_key, acc_n, pay_n (sorted by t, name_key); totals = t, acc_total,
-        pay_total (all transfers). Blocking and the pair features ask for the same transfers one after the other:
+    def lookup(self, tr: pd.DataFrame, exclude: Exclusion | None = None) -> tuple[Columns, Columns]:
+        """(pairs, totals), each a dict of numpy columns (a /match request's two frames cost ~0.18 ms; their readers
+        take arrays): pairs = t, name_key, acc_n, pay_n (sorted by t, name_key); totals = t, acc_total, pay_total
+        (all transfers). Blocking and the pair features ask for the same transfers one after the other:
         the last answer is kept for the same ``tr`` and ``exclude`` objects (callers only read it), which saves a
         /match request ~0.3 ms of pandas."""
         last = self.__dict__.get("_last_lookup")
@@ -226,14 +238,14 @@ class Memory:
         state.pop("_last_lookup", None)
         return state
 
-    def _lookup(self, tr: pd.DataFrame, exclude: Exclusion | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _lookup(self, tr: pd.DataFrame, exclude: Exclusion | None) -> tuple[Columns, Columns]:
         n_t = len(tr)
         totals = {"t": np.arange(n_t)}
         per = []
         for side, col in (("acc", "account"), ("pay", "payer")):
             ix = self._cached(side, lambda s=side: self._key_index(s))
             key = tr[col].to_numpy()
-            code = ix["keys"].get_indexer(key)
+            code = self._positions(side, ix["keys"], key)
             code[key == ""] = -1
             t = np.flatnonzero(code >= 0)
             lo, hi = ix["off"][code[t]], ix["off"][code[t] + 1]
@@ -265,8 +277,8 @@ class Memory:
             pt, pk = keys // (len(uniq) + 1), uniq[keys % (len(uniq) + 1)]
         else:
             pt, pk, acc, pay = np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0)
-        pairs = pd.DataFrame({"t": pt.astype(np.int64), "name_key": pk.astype(object), "acc_n": acc, "pay_n": pay})
-        return pairs, pd.DataFrame(totals)
+        pairs = {"t": pt.astype(np.int64), "name_key": pk.astype(object), "acc_n": acc, "pay_n": pay}
+        return pairs, totals
 
     def _word_index(self):
         return {
@@ -279,7 +291,7 @@ class Memory:
         """Per transfer: the lowest and the mean smoothed link rate of its title words (NaN without words)."""
         t, words = _title_words(tr)
         ix = self._cached("words", self._word_index)
-        code = ix["words"].get_indexer(words) if len(words) else np.zeros(0, np.int64)
+        code = self._positions("words", ix["words"], words) if len(words) else np.zeros(0, np.int64)
         known = code >= 0
         n = np.where(known, ix["n"][np.maximum(code, 0)], 0.0) if len(ix["n"]) else np.zeros(len(t))
         n_linked = np.where(known, ix["n_linked"][np.maximum(code, 0)], 0.0) if len(ix["n"]) else np.zeros(len(t))

@@ -248,13 +248,13 @@ def enumerate_sets(
                 m_row.append(n_rows)
                 next_sid += len(n_t_sets)
     if named is not None and np.any(named):
-        ac = anchor_completions(t, ia, ta_by_t, named)
-        if len(ac):
-            sid = next_sid + np.arange(len(ac))
-            extra_t.append(t[ac["a"].to_numpy()])
+        ac_a, ac_c = anchor_completions(t, ia, ta_by_t, named)
+        if len(ac_a):
+            sid = next_sid + np.arange(len(ac_a))
+            extra_t.append(t[ac_a])
             m_sid.append(np.r_[sid, sid])
-            m_row.append(np.r_[ac["a"].to_numpy(), ac["c"].to_numpy()])
-            next_sid += len(ac)
+            m_row.append(np.r_[ac_a, ac_c])
+            next_sid += len(ac_a)
     if extra_t:
         st = np.r_[st, np.concatenate(extra_t)]
     return _dedupe(st, np.concatenate(m_sid).astype(np.int64), np.concatenate(m_row).astype(np.int64), n)

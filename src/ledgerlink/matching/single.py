@@ -3,7 +3,8 @@
 ``match_one`` gives the answer ``Matcher.match(invoices, [transfer])`` gives, with the work the general path does
 for arbitrary frames left out:
 - the frame check (``base.check_frame``: dates parsed, amounts converted, ids made unique, in pandas): the
-  service's request model has checked every field once already, so the records become numpy columns directly;
+  service's request model has checked every field once already, so the records become numpy columns directly,
+  which preparation reads without a DataFrame;
 - the problem scopes and the result cut of ``match_many``, and the ``MatchResult`` frames: the answer is read from
   the batch's numpy columns.
 What it does not leave out is the matching itself: ``Matcher._match_batch``, the code ``match`` runs on every batch
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..data.contract import TABLES
 from .explain import InvoiceTexts
@@ -66,19 +66,20 @@ class SingleMatch:
         )
 
 
-def checked_frame(records: Sequence[Any], table: str) -> pd.DataFrame:
-    """A contract frame (``data.contract.TABLES[table]`` columns) of records whose fields are already checked
-    (attributes named as the columns, dates as ``datetime.date``): what ``check_frame`` makes of the same rows."""
+def checked_columns(records: Sequence[Any], table: str) -> dict[str, np.ndarray]:
+    """The contract columns (``data.contract.TABLES[table]``) of records whose fields are already checked
+    (attributes named as the columns, dates as ``datetime.date``) as numpy arrays: what ``check_frame`` makes of
+    the same rows, without a DataFrame (``normalize.Table``: preparation reads either)."""
     columns = {}
     for col in TABLES[table]:
         values = [getattr(r, col.name, None) for r in records]
         if col.kind == "date":
-            columns[col.name] = np.array(values, dtype="datetime64[D]").astype("datetime64[s]")
+            columns[col.name] = np.array(values, dtype="datetime64[D]")
         elif col.kind == "money":
             columns[col.name] = np.array(values, dtype=np.float64)
         else:
             columns[col.name] = np.array(values, dtype=object)
-    return pd.DataFrame(columns, copy=False)
+    return columns
 
 
 def match_one(
@@ -88,15 +89,18 @@ def match_one(
     models), as ``matcher.match`` would give it. ``deadline`` and ``explain``: as in ``match``."""
     matcher._check_fitted()
     with deadline_scope(deadline):
-        invoices = checked_frame(candidates, "invoices")
-        P = Prepared.of(invoices, checked_frame([transfer], "transfers"))
+        invoices = checked_columns(candidates, "invoices")
+        P = Prepared.of(invoices, checked_columns([transfer], "transfers"))
         scored, links, dec = matcher._match_batch(P, texts=InvoiceTexts.of(invoices) if explain else None)
     ids = P.inv["invoice_id"].to_numpy()
     i, p = scored["i"].to_numpy(), scored["probability"].to_numpy(np.float64)
     order = np.lexsort((i, -p))  # as Matcher._result ranks: most probable first, ties in the order given
     conf = dec["confidence"].to_numpy(np.float64)
     confidence = float(conf[0]) if len(conf) else 0.0
-    link_reasons = links["reasons"].tolist() if explain else [()] * len(links)
+    link_i, link_amount, link_conf = (
+        links[c].to_numpy(d) for c, d in (("i", None), ("allocated_amount", np.float64), ("confidence", None))
+    )
+    link_reasons = links["reasons"].tolist() if explain else [()] * len(link_i)
     # threshold 1.0 = nothing is safe enough (confidences are clipped below 1), as in Matcher._result
     decision = "auto" if len(conf) and confidence >= matcher.auto_threshold_ else "review"
     return SingleMatch(
@@ -105,14 +109,9 @@ def match_one(
         confidence=confidence,
         chosen=[
             (str(ids[k]), float(a), float(c), tuple(why))
-            for k, a, c, why in zip(
-                links["i"].to_numpy(),
-                links["allocated_amount"].to_numpy(np.float64),
-                links["confidence"].to_numpy(),
-                link_reasons,
-            )
+            for k, a, c, why in zip(link_i, link_amount, link_conf, link_reasons)
         ],
         ranked=[(str(ids[i[k]]), float(p[k]), r + 1) for r, k in enumerate(order)],
         scored=frozenset(ids[i].tolist()),
-        reasons=tuple(dec["reasons"].iloc[0]) if explain and len(dec) else (),
+        reasons=tuple(dec["reasons"].to_numpy()[0]) if explain and len(conf) else (),
     )

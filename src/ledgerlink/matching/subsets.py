@@ -14,7 +14,6 @@ Plus equality joins on cents for the sets that complete what a title names (``an
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from .arrays import eq_join, expand, run_starts
 from .runtime import check_deadline
@@ -270,15 +269,18 @@ def _sized_masks(n: int, s: int) -> np.ndarray:
     return m[m.sum(1) == s]
 
 
-def anchor_completions(t: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray, named: np.ndarray) -> pd.DataFrame:
-    """(a, c) row pairs: ``a`` is named in the title exactly, ``c`` is not, and together they are the transfer amount
-    to the cent. A typo can turn one of two numbers into another real invoice's number; the amount says which
-    invoice was meant. An equality join on cents, no product of candidates."""
+def anchor_completions(
+    t: np.ndarray, ia: np.ndarray, ta_by_t: np.ndarray, named: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(a, c) row pairs, as two arrays: ``a`` is named in the title exactly, ``c`` is not, and together they are the
+    transfer amount to the cent. A typo can turn one of two numbers into another real invoice's number; the amount
+    says which invoice was meant. An equality join on cents, no product of candidates (and no frame: ~0.1 ms of a
+    /match request's two calls)."""
     cents = np.round(ia * 100).astype(np.int64)
     target = np.round(ta_by_t[t] * 100).astype(np.int64)
     a, c = np.flatnonzero(named), np.flatnonzero(~named)
     ra, rc = eq_join([t[a], target[a] - cents[a]], [t[c], cents[c]])
-    return pd.DataFrame({"a": a[ra], "c": c[rc]})
+    return a[ra], c[rc]
 
 
 def pair_completion(t: np.ndarray, ia: np.ndarray, rest: np.ndarray, open_: np.ndarray) -> np.ndarray:
