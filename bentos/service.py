@@ -37,7 +37,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ledgerlink.deploy.bento import MATCHER_SUBDIR, MODEL_NAME, MODEL_TAG_ENV, model_info
+from ledgerlink.deploy.local import SERVICE_NAME
 from ledgerlink.matching.base import MatchTimeout
+from ledgerlink.matching.parallel import available_cpus, threads_per_process
 from ledgerlink.matching.single import SingleMatch, match_one
 from ledgerlink.serving import answers
 from ledgerlink.serving.batching import MicroBatcher
@@ -106,13 +108,24 @@ def _quiet_garbage_collector() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def _matcher_threads() -> int:
+    """The matcher's threads (xgboost, string comparisons) in this server worker: the CPUs shared among the
+    service's workers (BentoML's ``services.ledgerlink.workers``, ``BENTOML_CONFIG_OVERRIDES`` included). With the
+    saved n_jobs (2) in each of 2 workers on 2 CPUs, up to 4 threads shared 2 cores: one /match request took
+    17.5 ms in process with 2 threads, 15.0 ms with one (benchmarks/serving.py)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    workers = (BentoMLContainer.config.services.get().get(SERVICE_NAME) or {}).get("workers") or 1
+    return threads_per_process(available_cpus() if workers == "cpu_count" else int(workers))
+
+
 # ------------------------------------------------------------------------------------------------
 # Service
 # ------------------------------------------------------------------------------------------------
 
 
 @bentoml.asgi_app(info_app, path="/", name="model_info")
-@bentoml.service(name="ledgerlink", traffic={"timeout": TRAFFIC_TIMEOUT_S}, service_class=DocumentedService)
+@bentoml.service(name=SERVICE_NAME, traffic={"timeout": TRAFFIC_TIMEOUT_S}, service_class=DocumentedService)
 class LedgerLink:
     def __init__(self) -> None:
         from ledgerlink.matching.base import load_matcher
@@ -121,6 +134,7 @@ class LedgerLink:
         self.model_tag = str(stored.tag)
         self.matcher = load_matcher(stored.path_of(MATCHER_SUBDIR))
         self.matcher.n_workers = 1  # a /match_batch runs in this worker: BentoML's workers are the processes
+        self.matcher.set_threads(_matcher_threads())
         _quiet_garbage_collector()
         self.threshold = float(self.matcher.auto_threshold_)
         self.empty_confidence = float(getattr(self.matcher, "empty_confidence_", 0.0))

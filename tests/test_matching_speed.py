@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import tempfile
 import time
 
@@ -16,7 +17,7 @@ from ledgerlink.deploy.payloads import candidate_invoices, match_request, pick_t
 from ledgerlink.matching import Matcher, MatchTimeout
 from ledgerlink.matching import candidates as C
 from ledgerlink.matching.normalize import Prepared
-from ledgerlink.matching.parallel import available_cpus
+from ledgerlink.matching.parallel import available_cpus, threads_per_process
 from ledgerlink.matching.single import SingleMatch, match_one
 from ledgerlink.serving.schemas import MatchRequest
 
@@ -122,6 +123,26 @@ def test_a_deadline_stops_the_workers_and_reaches_the_caller(world, tmp_path, mo
 def test_worker_count_defaults_to_the_cpus_this_process_may_use(world):
     assert Matcher().n_workers is None and available_cpus() >= 1
     assert "n_workers" in Matcher().get_params()
+
+
+@pytest.mark.parametrize(
+    "files, quota",
+    [
+        ({"cpu.max": "150000 100000\n"}, 2),  # cgroup v2: 1.5 CPUs -> 2
+        ({"cpu.max": "max 100000\n"}, None),  # no quota
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),  # no cgroup files
+    ],
+)
+def test_available_cpus_honour_the_containers_cpu_quota(tmp_path, files, quota):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(str(tmp_path)) == (min(affinity, quota) if quota else affinity)
+    assert threads_per_process(2, str(tmp_path)) == max(1, available_cpus(str(tmp_path)) // 2)
+    assert threads_per_process(10**6, str(tmp_path)) == 1
 
 
 def _requests(d, month, n, foreign=0):

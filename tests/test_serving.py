@@ -356,3 +356,24 @@ def test_a_match_past_its_deadline_is_a_503_and_its_objects_are_freed_first(monk
         with deadline.stopped_at_deadline(Limits()):
             raise ValueError("transfers.booked_at: 1 value(s) are not dates")
     assert err.value.status == 400 and "not dates" not in err.value.log_line("POST /match")
+
+
+@pytest.mark.parametrize("workers", [1, 2, "cpu_count"])
+def test_each_server_worker_matches_on_its_share_of_the_cpus(workers):
+    """The service reads its worker count from BentoML's configuration (as ``bentoml serve`` gets it through
+    ``BENTOML_CONFIG_OVERRIDES``) and gives its matcher the CPUs divided among the workers."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "BENTOML_CONFIG_OVERRIDES": json.dumps({"services": {"ledgerlink": {"workers": workers}}})}
+    code = (
+        "from bentos.service import _matcher_threads; from ledgerlink.matching.parallel import available_cpus; "
+        "print(_matcher_threads(), available_cpus())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    threads, cpus = map(int, out.stdout.split()[-2:])
+    assert threads == max(1, cpus // (cpus if workers == "cpu_count" else workers))

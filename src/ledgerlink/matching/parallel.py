@@ -24,6 +24,7 @@ call's peak grows with the workers; the batch size bounds the second part.
 from __future__ import annotations
 
 import ctypes
+import math
 import multiprocessing
 import os
 import pickle
@@ -37,12 +38,37 @@ from .runtime import check_deadline, deadline_scope
 _WORKER: dict = {}
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity: a container's or a Vertex step's share, not the host's)."""
+def available_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: its affinity, and at most its container's CPU quota rounded up (a Kubernetes
+    ``limits.cpu: "2"`` on an 8-core node leaves the affinity at 8; xgboost reads the quota the same way)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup)
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def _cgroup_cpu_quota(root: str) -> float | None:
+    """CPUs of the cgroup's quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``); None: none."""
+    for files in (("cpu.max",), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = " ".join(open(os.path.join(root, f)).read().strip() for f in files).split()
+        except OSError:
+            continue
+        if len(fields) == 2 and fields[0] not in ("max", "-1"):
+            try:
+                quota, period = float(fields[0]), float(fields[1])
+            except ValueError:
+                return None
+            return quota / period if quota > 0 and period > 0 else None
+        return None
+    return None
+
+
+def threads_per_process(processes: int, cgroup: str = "/sys/fs/cgroup") -> int:
+    """Threads for each of ``processes`` processes sharing this machine's CPUs (``available_cpus``), at least one."""
+    return max(1, available_cpus(cgroup) // max(1, int(processes)))
 
 
 def _give_back_freed_memory() -> None:
