@@ -273,11 +273,15 @@ def main(argv=None) -> int:
         f"{short:.0%} of the transfers tried were skipped (fewer open invoices in their currency than that)",
         flush=True,
     )
-    served_n_jobs = matcher.n_jobs  # what the server uses (the saved params)
+    from ledgerlink.matching.parallel import threads_per_process
+
+    served_n_jobs = threads_per_process(args.workers)  # what each server worker uses (bentos/service.py)
+    matcher.set_threads(served_n_jobs)
     ip = inprocess(matcher, requests)
-    matcher.n_jobs = 1 if served_n_jobs != 1 else 2
+    other_n_jobs = 1 if served_n_jobs != 1 else 2
+    matcher.set_threads(other_n_jobs)
     ip_other = inprocess(matcher, requests)
-    other_n_jobs, matcher.n_jobs = matcher.n_jobs, served_n_jobs
+    matcher.set_threads(served_n_jobs)
     inprocess_ms = statistics.median(ip)
     print(
         f"in process: median {inprocess_ms:.1f} ms, p99 {_pct(ip, 99):.1f} ms per request (n_jobs={served_n_jobs}, as "
