@@ -144,6 +144,7 @@ class LedgerLink:
             max_batch=lambda: Limits.from_env().max_match_batch,
             observe=_batch_size_histogram().observe,
             no_rerun=(MatchTimeout,),
+            linger=lambda: Limits.from_env().match_linger_ms / 1000.0,
         )
         # One /match_batch at a time per worker: its memory grows with the request, and two at once would
         # double the peak; the others wait, their deadlines running (a 503 if one passes before its turn).

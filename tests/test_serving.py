@@ -377,3 +377,52 @@ def test_each_server_worker_matches_on_its_share_of_the_cpus(workers):
     assert out.returncode == 0, out.stderr
     threads, cpus = map(int, out.stdout.split()[-2:])
     assert threads == max(1, cpus // (cpus if workers == "cpu_count" else workers))
+
+
+def _closed_loop(batcher, clients: int, rounds: int) -> float:
+    """``clients`` callers that each send their next request as soon as they have their answer (a client's send
+    and the server's parsing take 0.5 ms per request, in turn), ``rounds`` times; the seconds it took."""
+
+    async def client(k: int):
+        for r in range(rounds):
+            await asyncio.sleep(0.0005 * k)  # the answers go out together, the next requests arrive in turn
+            assert await batcher.submit(f"c{k}r{r}", None) == f"answer c{k}r{r}"
+
+    async def scenario():
+        await asyncio.gather(*(client(k) for k in range(clients)))
+
+    t0 = time.perf_counter()
+    asyncio.run(scenario())
+    return time.perf_counter() - t0
+
+
+def _slow_match_many(calls: list):
+    def match_many(problems, deadline):
+        calls.append(len(problems))
+        time.sleep(0.02)  # a match call's fixed cost dominates: a batch costs about what one request does
+        return [f"answer {p}" for p in problems]
+
+    return match_many
+
+
+def test_micro_batcher_lingers_under_load_so_returning_clients_share_a_batch(monkeypatch):
+    """Four clients in a closed loop: once a batch of several has been answered, the next batch waits the few
+    milliseconds the clients take to send again, so they stay together instead of one going alone and the other
+    three waiting for it."""
+    from ledgerlink.serving import batching
+
+    monkeypatch.setattr(batching, "LINGER_GAP_S", 0.05)  # arrivals 0.5 ms apart, with room for a slow machine
+    calls: list[int] = []
+    _closed_loop(MicroBatcher(_slow_match_many(calls), linger=lambda: 0.5), clients=4, rounds=6)
+    assert sum(calls) == 24 and calls[:2] == [1, 3]  # the first request goes alone; the others queue behind it
+    assert set(calls[2:]) == {4}, calls  # from then on, all four together
+
+    without: list[int] = []
+    _closed_loop(MicroBatcher(_slow_match_many(without), linger=lambda: 0.0), clients=4, rounds=6)
+    assert sum(without) == 24 and without.count(1) > 1, without  # the alternation the linger removes
+
+
+def test_micro_batcher_never_holds_back_a_lone_client():
+    calls: list[int] = []
+    seconds = _closed_loop(MicroBatcher(_slow_match_many(calls), linger=lambda: 1.0), clients=1, rounds=5)
+    assert calls == [1] * 5 and seconds < 1.0  # 5 x 20 ms of matching, never a 1 s linger

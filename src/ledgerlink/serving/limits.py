@@ -19,6 +19,7 @@ MAX_OPEN_INVOICES = "LEDGERLINK_MAX_OPEN_INVOICES"
 MAX_BATCH_PAIRS = "LEDGERLINK_MAX_BATCH_PAIRS"
 MAX_BODY_BYTES = "LEDGERLINK_MAX_BODY_BYTES"
 MAX_MATCH_BATCH = "LEDGERLINK_MAX_MATCH_BATCH"
+MATCH_LINGER_MS = "LEDGERLINK_MATCH_LINGER_MS"
 REQUEST_DEADLINE_S = "LEDGERLINK_REQUEST_DEADLINE_S"
 CURRENCIES = "LEDGERLINK_CURRENCIES"
 
@@ -27,13 +28,13 @@ CURRENCIES = "LEDGERLINK_CURRENCIES"
 TRAFFIC_TIMEOUT_S = 60.0
 
 
-def _positive(environ: Mapping[str, str], name: str, default: float, kind=int):
+def _positive(environ: Mapping[str, str], name: str, default: float, kind=int, zero_ok: bool = False):
     raw = environ.get(name, "")
     try:
         value = kind(raw) if raw.strip() else default
     except ValueError:
         value = default
-    return value if value > 0 else default
+    return value if value > 0 or (zero_ok and value == 0) else default
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class Limits:
     max_batch_pairs: int = 20_000_000
     max_body_bytes: int = 5_000_000
     max_match_batch: int = 16  # concurrent /match requests matched in one call (1: each alone)
+    # Under load (the last /match batch held several requests), a new batch waits while requests keep arriving, up
+    # to this long (0: never waits; serving.batching). A lone client is never held back.
+    match_linger_ms: float = 6.0
     # A request's work stops this many seconds after it arrived: twice the 10 s target, well below TRAFFIC_TIMEOUT_S
     # (the matcher stops a few seconds after it at worst: 4.4 s measured in the set search, benchmarks/adversarial.py).
     deadline_s: float = 20.0
@@ -72,6 +76,7 @@ class Limits:
             max_batch_pairs=_positive(env, MAX_BATCH_PAIRS, d.max_batch_pairs),
             max_body_bytes=_positive(env, MAX_BODY_BYTES, d.max_body_bytes),
             max_match_batch=_positive(env, MAX_MATCH_BATCH, d.max_match_batch),
+            match_linger_ms=min(_positive(env, MATCH_LINGER_MS, d.match_linger_ms, float, zero_ok=True), 1000.0),
             deadline_s=min(_positive(env, REQUEST_DEADLINE_S, d.deadline_s, float), TRAFFIC_TIMEOUT_S * 0.9),
             currencies=frozenset(listed) or None,
         )
