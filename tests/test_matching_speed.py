@@ -210,3 +210,27 @@ def test_the_small_input_shortcuts_give_the_general_answers(world, monkeypatch):
         monkeypatch.setattr(F, "SMALL_COMPARE_ROWS", 0)  # the distinct pairs first, as for many rows
         np.testing.assert_array_equal(small, F._cdist(names[:n], titles[:n], fuzz.token_set_ratio, 1))
         monkeypatch.undo()
+
+
+def test_paired_sets_in_chunks_of_keys_are_those_of_one_search(monkeypatch):
+    """``subsets.paired_sets`` joins the pairs of PAIRED_PAIRS_PER_CHUNK keys' candidates at a time (memory): the
+    same sets, in the same order, whatever the chunk, down to one key per chunk."""
+    import numpy as np
+
+    from ledgerlink.matching import subsets as S
+
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 110, 40)  # keys below, inside and above the searched range (MAX_GROUP+1..LARGE_GROUP)
+    key = np.repeat(np.arange(len(sizes)), sizes)[rng.permutation(int(sizes.sum()))]
+    key[rng.random(len(key)) < 0.05] = -1
+    cents = rng.choice(rng.integers(100, 5000, 12), len(key))  # few distinct amounts: many exact sets
+    target = rng.integers(200, 20000, len(key))
+    for k in range(len(sizes)):
+        rows = np.flatnonzero(key == k)
+        target[rows] = cents[rows[: 2 + k % 3]].sum()
+    whole = {m: S.paired_sets(key, cents, target, max_size=m) for m in (2, 3, 4)}
+    assert len(whole[4]) > 100 and (whole[4] >= 0).sum(1).max() == 4
+    for chunk in (1, 500, 20000):
+        monkeypatch.setattr(S, "PAIRED_PAIRS_PER_CHUNK", chunk)
+        for m, expected in whole.items():
+            np.testing.assert_array_equal(S.paired_sets(key, cents, target, max_size=m), expected)
