@@ -234,3 +234,33 @@ def test_paired_sets_in_chunks_of_keys_are_those_of_one_search(monkeypatch):
         monkeypatch.setattr(S, "PAIRED_PAIRS_PER_CHUNK", chunk)
         for m, expected in whole.items():
             np.testing.assert_array_equal(S.paired_sets(key, cents, target, max_size=m), expected)
+
+
+def test_reference_postings_shared_by_chunks_give_the_pairs_of_counting_per_chunk(world):
+    """``candidates.RefPostings``: the reference channel's invoice side counted once for a batch's chunks of
+    transfers gives each chunk the pairs (and scores, to the bit) of counting it again for that chunk, with problem
+    scopes (currencies, a service batch) and without."""
+    import numpy as np
+
+    d, month, _ = world
+    inv, tr = d["invoices"], d["transfers"][d["transfers"]["month"] == month]
+    P = Prepared.of(inv, tr)
+    tokens = C.RefTokens.of(P.inv_chunks)
+    live = np.arange(len(P.inv))
+    rng = np.random.default_rng(0)
+    for inv_scope, tr_scope in ((None, None), (rng.integers(0, 3, len(P.inv)), rng.integers(0, 3, len(P.tr)))):
+        n_scopes = 1 if inv_scope is None else 3
+        postings = C.RefPostings.of(P.inv_chunks, live, tokens, 50, inv_scope, n_scopes)
+        assert postings is not None and len(postings.ic)
+        n_pairs = 0
+        for lo in range(0, len(P.tr), 50):
+            ct = P.tr_chunks["t"].to_numpy()
+            chunk = P.tr_chunks[(ct >= lo) & (ct < lo + 50)].assign(t=lambda f: f["t"] - lo).reset_index(drop=True)
+            scopes = {"inv_scope": inv_scope, "tr_scope": None if tr_scope is None else tr_scope[lo : lo + 50]}
+            alone = C.ref_channel(P.inv_chunks, chunk, live, 50, **scopes, tokens=tokens)
+            shared = C.ref_channel(P.inv_chunks, chunk, live, 50, **scopes, tokens=tokens, postings=postings)
+            assert alone.keys() == shared.keys()
+            for col in alone:
+                np.testing.assert_array_equal(alone[col], shared[col])
+            n_pairs += len(alone["t"])
+        assert n_pairs > len(P.tr) // 2
