@@ -62,6 +62,16 @@ def _give_back_freed_memory() -> None:
         pass
 
 
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc ``malloc_trim``; elsewhere nothing): the parent has just
+    dropped the invoice side and the blocking index it wrote for the workers, and holds little while they run (at
+    301k open invoices: 0.79 -> 0.72 GB resident)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _index_to_files(index, folder: str) -> list[str]:
     """Write each array of an ``InvoiceIndex`` to ``folder/<name>.npy``; the names written."""
     arrays = {f"ref_{f.name}": getattr(index.ref, f.name) for f in fields(index.ref)}
@@ -121,6 +131,7 @@ def match_batches(matcher, batches: list[Prepared], texts, workers: int, deadlin
         tasks = [(b.tr, b.tr_chunks) for b in batches]
         del P
         batches.clear()
+        _trim_heap()
         check_deadline("blocking index")
         pool = ProcessPoolExecutor(
             workers,
