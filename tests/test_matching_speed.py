@@ -271,3 +271,57 @@ def test_the_dense_predictor_gives_inplace_predict_bit_for_bit(world):
         np.testing.assert_array_equal(got[0], b.inplace_predict(noise[:5]))
     with pytest.raises(ValueError):
         inplace.DensePredictor(matcher.pair_boosters_[0]).predict(X[:, :3])
+
+
+def test_paired_sets_in_chunks_of_keys_are_those_of_one_search(monkeypatch):
+    """``subsets.paired_sets`` joins the pairs of PAIRED_PAIRS_PER_CHUNK keys' candidates at a time (memory): the
+    same sets, in the same order, whatever the chunk, down to one key per chunk."""
+    import numpy as np
+
+    from ledgerlink.matching import subsets as S
+
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 110, 40)  # keys below, inside and above the searched range (MAX_GROUP+1..LARGE_GROUP)
+    key = np.repeat(np.arange(len(sizes)), sizes)[rng.permutation(int(sizes.sum()))]
+    key[rng.random(len(key)) < 0.05] = -1
+    cents = rng.choice(rng.integers(100, 5000, 12), len(key))  # few distinct amounts: many exact sets
+    target = rng.integers(200, 20000, len(key))
+    for k in range(len(sizes)):
+        rows = np.flatnonzero(key == k)
+        target[rows] = cents[rows[: 2 + k % 3]].sum()
+    whole = {m: S.paired_sets(key, cents, target, max_size=m) for m in (2, 3, 4)}
+    assert len(whole[4]) > 100 and (whole[4] >= 0).sum(1).max() == 4
+    for chunk in (1, 500, 20000):
+        monkeypatch.setattr(S, "PAIRED_PAIRS_PER_CHUNK", chunk)
+        for m, expected in whole.items():
+            np.testing.assert_array_equal(S.paired_sets(key, cents, target, max_size=m), expected)
+
+
+def test_reference_postings_shared_by_chunks_give_the_pairs_of_counting_per_chunk(world):
+    """``candidates.RefPostings``: the reference channel's invoice side counted once for a batch's chunks of
+    transfers gives each chunk the pairs (and scores, to the bit) of counting it again for that chunk, with problem
+    scopes (currencies, a service batch) and without."""
+    import numpy as np
+
+    d, month, _ = world
+    inv, tr = d["invoices"], d["transfers"][d["transfers"]["month"] == month]
+    P = Prepared.of(inv, tr)
+    tokens = C.RefTokens.of(P.inv_chunks)
+    live = np.arange(len(P.inv))
+    rng = np.random.default_rng(0)
+    for inv_scope, tr_scope in ((None, None), (rng.integers(0, 3, len(P.inv)), rng.integers(0, 3, len(P.tr)))):
+        n_scopes = 1 if inv_scope is None else 3
+        postings = C.RefPostings.of(P.inv_chunks, live, tokens, 50, inv_scope, n_scopes)
+        assert postings is not None and len(postings.ic)
+        n_pairs = 0
+        for lo in range(0, len(P.tr), 50):
+            ct = P.tr_chunks["t"].to_numpy()
+            chunk = P.tr_chunks[(ct >= lo) & (ct < lo + 50)].assign(t=lambda f: f["t"] - lo).reset_index(drop=True)
+            scopes = {"inv_scope": inv_scope, "tr_scope": None if tr_scope is None else tr_scope[lo : lo + 50]}
+            alone = C.ref_channel(P.inv_chunks, chunk, live, 50, **scopes, tokens=tokens)
+            shared = C.ref_channel(P.inv_chunks, chunk, live, 50, **scopes, tokens=tokens, postings=postings)
+            assert alone.keys() == shared.keys()
+            for col in alone:
+                np.testing.assert_array_equal(alone[col], shared[col])
+            n_pairs += len(alone["t"])
+        assert n_pairs > len(P.tr) // 2

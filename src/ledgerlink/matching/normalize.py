@@ -568,6 +568,17 @@ class Prepared:
             ),
         )
 
+    def ids_only(self) -> "Prepared":
+        """The same rows with only their ids (``invoice_id``, ``transfer_id``) and no reference chunks: what a
+        result needs once the batches have been matched elsewhere (``match``'s worker processes)."""
+        ids = lambda df, col: pd.DataFrame({col: df[col].to_numpy(copy=True)})  # noqa: E731  (no view of df's block)
+        return Prepared(
+            ids(self.inv, "invoice_id"),
+            self.inv_chunks.iloc[:0].copy(),
+            ids(self.tr, "transfer_id"),
+            self.tr_chunks.iloc[:0].copy(),
+        )
+
     def with_transfers(self, idx: np.ndarray) -> "Prepared":
         """The same invoices with the transfers at positions ``idx`` (sorted), renumbered 0..len(idx)-1."""
         if len(idx) == len(self.tr):

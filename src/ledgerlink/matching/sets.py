@@ -494,7 +494,7 @@ def set_features(
     ns = len(S)
     if ns == 0:
         return pd.DataFrame({c: np.zeros(0, np.float32) for c in SET_FEATURE_NAMES})
-    F: dict[str, np.ndarray] = {}
+    F = _FeatureMatrix(ns)
     t = np.asarray(t, np.int64)
     st = S["t"].to_numpy()
     sid, row = M["sid"].to_numpy(), M["row"].to_numpy()
@@ -589,9 +589,39 @@ def set_features(
     fr = first_row[st]
     traits = np.where((fr >= 0)[:, None], rows_of(np.maximum(fr, 0), _TRANSFER), np.nan)
     F.update({c: traits[:, k] for k, c in enumerate(_TRANSFER)})
-    return pd.DataFrame(
-        np.column_stack([np.asarray(F[c], np.float32) for c in SET_FEATURE_NAMES]), columns=SET_FEATURE_NAMES
-    )
+    return pd.DataFrame(F.matrix(), columns=SET_FEATURE_NAMES)
+
+
+class _FeatureMatrix:
+    """``set_features``' columns, each written as float32 into one (sets x SET_FEATURE_NAMES) matrix as soon as it
+    is computed. Kept as a dict of float64 columns and stacked at the end, a 50k-transfer batch of a 100k month
+    (millions of sets) held every column twice, and the stack a third time: that was a match worker's peak.
+    Each value is rounded to float32 once, as the stack did, so the matrix is the same to the bit; a column read
+    back is the stored float32 (the 0/1 flags read back are exact)."""
+
+    def __init__(self, n_sets: int):
+        self._where = {c: k for k, c in enumerate(SET_FEATURE_NAMES)}
+        self._values = np.empty((n_sets, len(SET_FEATURE_NAMES)), np.float32)
+        self._written: set[str] = set()
+
+    def __setitem__(self, name: str, column) -> None:
+        self._values[:, self._where[name]] = np.asarray(column, np.float32)
+        self._written.add(name)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._written:
+            raise KeyError(name)
+        return self._values[:, self._where[name]]
+
+    def update(self, columns: dict) -> None:
+        for name, column in columns.items():
+            self[name] = column
+
+    def matrix(self) -> np.ndarray:
+        missing = [c for c in SET_FEATURE_NAMES if c not in self._written]
+        if missing:
+            raise KeyError(f"set features not computed: {missing}")
+        return self._values
 
 
 def _rows_reader(X: pd.DataFrame):

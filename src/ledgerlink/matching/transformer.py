@@ -127,6 +127,8 @@ def pair_texts(pairs: pd.DataFrame, inv: pd.DataFrame, tr: pd.DataFrame) -> tupl
 class TransformerMatcher(Matcher):
     """``Matcher`` + a cross-encoder text score (see the module docstring). All ``Matcher`` parameters apply."""
 
+    reads_invoice_text = True  # pair_texts and the embedding cosine read P.inv["text"]
+
     def __init__(
         self,
         checkpoint=None,
