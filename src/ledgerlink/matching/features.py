@@ -157,9 +157,13 @@ def _cdists(a, b, scorers: list, workers: int, pairs: tuple | None = None) -> li
         la, lb = np.fromiter(map(len, a), np.int64, len(a)), np.fromiter(map(len, b), np.int64, len(b))
         return [_cpdist(a, b, la * lb, scorer, workers) for scorer in scorers]
     ca, ua, cb, ub, ka, kb, inverse = pairs if pairs is not None else _distinct_pairs(a, b)
-    ua, ub = _clipped(ua), _clipped(ub)
+    # lengths first: they tell whether any text needs clipping (a generator over every text cost more)
     la = np.fromiter(map(len, ua), np.int64, len(ua))
     lb = np.fromiter(map(len, ub), np.int64, len(ub))
+    if la.max(initial=0) > MAX_COMPARED_CHARS:
+        ua, la = _clipped(ua), np.minimum(la, MAX_COMPARED_CHARS)
+    if lb.max(initial=0) > MAX_COMPARED_CHARS:
+        ub, lb = _clipped(ub), np.minimum(lb, MAX_COMPARED_CHARS)
     if len(ka) > 0.7 * len(ca):
         a, b = ua[ca], ub[cb]
         cost = la[ca] * lb[cb]
@@ -286,8 +290,10 @@ def group_set_features(t: np.ndarray, group: np.ndarray, ia: np.ndarray, ta: np.
 
 def _contains(di: np.ndarray, dt: np.ndarray) -> np.ndarray:
     """The invoice's digits inside the title chunk's, or a truncated number (the title chunk is a prefix of the
-    invoice's, >= 4 digits)."""
-    return np.array([x in y or (len(y) >= 4 and x.startswith(y)) for x, y in zip(di, dt)], bool)
+    invoice's, >= 4 digits). numpy's string functions: a Python loop over ~1M chunk pairs cost ~2 CPU s per 10k
+    transfers of a 100k month."""
+    x, y = np.asarray(di, dtype=str), np.asarray(dt, dtype=str)
+    return (np.strings.find(y, x) >= 0) | ((np.strings.str_len(y) >= 4) & np.strings.startswith(x, y))
 
 
 _REF_COLS = [
@@ -331,7 +337,7 @@ def _ref_features(
     else:
         ca, ua, cb, ub, ka, kb, inverse = pairs
         suf = common_suffix_len(di, dt, factorized=(ca, ua, cb, ub))
-        contains = _contains(ua[ka], ub[kb])[inverse]
+        contains = _contains(np.asarray(ua, dtype=str)[ka], np.asarray(ub, dtype=str)[kb])[inverse]
         n_digits = np.fromiter(map(len, ua), np.int64, len(ua))[ca]
     lev, partial = _cdists(di, dt, [Levenshtein.normalized_similarity, fuzz.partial_ratio], n_jobs, pairs=pairs)
     vals = {
