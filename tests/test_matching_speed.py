@@ -325,3 +325,60 @@ def test_reference_postings_shared_by_chunks_give_the_pairs_of_counting_per_chun
                 np.testing.assert_array_equal(alone[col], shared[col])
             n_pairs += len(alone["t"])
         assert n_pairs > len(P.tr) // 2
+
+
+def test_name_and_amount_postings_shared_by_chunks_give_the_pairs_of_counting_per_chunk(world):
+    """``candidates.NamePostings`` and ``AmountPostings``: the name and amount channels' invoice sides counted once
+    for a batch's chunks of transfers give each chunk the pairs (and name shares, to the bit) of counting them again
+    for that chunk, with problem scopes (currencies, a service batch) and without."""
+    import numpy as np
+
+    d, month, _ = world
+    inv, tr = d["invoices"], d["transfers"][d["transfers"]["month"] == month]
+    P = Prepared.of(inv, tr)
+    live = np.arange(len(P.inv))
+    rng = np.random.default_rng(1)
+    for inv_scope, tr_scope in ((None, None), (rng.integers(0, 3, len(P.inv)), rng.integers(0, 3, len(P.tr)))):
+        n_scopes = 1 if inv_scope is None else 3
+        names = C.NamePostings.of(P.inv, live, 0.15, inv_scope, n_scopes)
+        amounts = C.AmountPostings.of(P.inv, live, 50, inv_scope)
+        assert names is not None and len(names.ex_code) and len(names.fz_code) and len(amounts.pos)
+        n_pairs = {"name": 0, "amount": 0}
+        for lo in range(0, len(P.tr), 50):
+            chunk = P.tr.iloc[lo : lo + 50].reset_index(drop=True)
+            scopes = {"inv_scope": inv_scope, "tr_scope": None if tr_scope is None else tr_scope[lo : lo + 50]}
+            for channel, shared, arg in (("name", names, 0.15), ("amount", amounts, 50)):
+                fn = getattr(C, f"{channel}_channel")
+                alone = fn(P.inv, chunk, live, arg, **scopes)
+                with_shared = fn(P.inv, chunk, live, arg, **scopes, postings=shared)
+                assert alone.keys() == with_shared.keys()
+                for col in alone:
+                    np.testing.assert_array_equal(alone[col], with_shared[col])
+                n_pairs[channel] += len(alone["t"])
+        assert n_pairs["name"] > len(P.tr) and n_pairs["amount"] > len(P.tr) // 2
+
+
+def test_reference_tokens_are_found_by_hash_even_when_hashes_collide(world, monkeypatch):
+    """``RefTokens.codes_of`` finds a token by its hash and one string comparison: a token's code is its code in
+    the invoices' vocabulary, a token no invoice has gets a new one (in order of first appearance), also when many
+    strings share a hash (a hash of 101 values here)."""
+    import numpy as np
+
+    d, month, _ = world
+    P = Prepared.of(d["invoices"], d["transfers"][d["transfers"]["month"] == month])
+    c = P.tr_chunks
+    _, query, _ = C._ref_tokens(c["t"].to_numpy(), c["digits"].tolist(), c["long_groups"].tolist(), False)
+    query = query + ["x999999999999", "n0000", query[0]]  # tokens no invoice has, and a repeat
+    tokens = C.RefTokens.of(P.inv_chunks)
+    colliding = lambda values: np.array([sum(map(ord, x)) % 101 for x in values], np.uint64)  # noqa: E731
+    monkeypatch.setattr(C, "_string_hashes", colliding)
+    tokens_colliding = C.RefTokens.of(P.inv_chunks)
+    vocabulary = dict(zip(tokens.tokens.tolist(), tokens.token_codes.tolist()))
+    new: dict[str, int] = {}
+    expected = [vocabulary[x] if x in vocabulary else len(vocabulary) + new.setdefault(x, len(new)) for x in query]
+    found = sum(x in vocabulary for x in query)
+    assert 0 < found < len(query)
+    np.testing.assert_array_equal(tokens_colliding.codes_of(query), expected)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(tokens.codes_of(query), expected)
+    np.testing.assert_array_equal(tokens_colliding.code, tokens.code)

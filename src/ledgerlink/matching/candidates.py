@@ -37,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .arrays import eq_join, run_starts
+from .arrays import eq_join, expand, run_starts
 from .memory import Exclusion, Memory
 from .normalize import Prepared, string_ngrams
 from .runtime import check_deadline, checked_map
@@ -182,19 +182,28 @@ def _ref_tokens(
     return keys[pos], toks, np.repeat(np.arange(4, dtype=np.int8), [sum(n) for n in sizes])
 
 
+def _string_hashes(values: np.ndarray) -> np.ndarray:
+    """A uint64 hash of each string (an object array): pandas' SipHash under its fixed key, the same in every
+    process (Python's own ``hash`` of a string is salted per process, and the vocabulary is hashed in the parent)."""
+    return pd.util.hash_array(values, categorize=False)
+
+
 @dataclass(frozen=True)
 class RefTokens:
     """The invoice side of the reference channel, tokenised once: per (invoice, token), its first row in
     ``inv_chunks`` (``chunk``), its ``kind`` and its ``code``. A month matched in batches blocks every batch against
     the same invoices; tokenising 220k open invoices again for each of ten batches cost more than the rest of
-    blocking. The vocabulary is a sorted numpy string array (``tokens``, with each one's code in ``token_codes``),
-    looked up by binary search: as a dict, the 1.35M distinct tokens of 220k invoices held 0.33 GB, in every
-    worker process; as an array, 65 MB."""
+    blocking. The vocabulary is a numpy string array (``tokens``) in the order of their hashes (``token_hashes``,
+    sorted), with each one's code in ``token_codes``: a transfer's token is found by a binary search over integers
+    and one string comparison. As a dict, the 1.35M distinct tokens of 220k invoices held 0.33 GB, in every worker
+    process; as arrays, 65 MB + 11 MB of hashes. A binary search over the sorted strings themselves cost ~12 CPU s
+    of each 50k-transfer batch of a 100k month (~21 string comparisons per token)."""
 
     chunk: np.ndarray
     kind: np.ndarray
     code: np.ndarray
-    tokens: np.ndarray  # the distinct tokens, sorted (numpy unicode strings)
+    tokens: np.ndarray  # the distinct tokens (numpy unicode strings), ordered by ...
+    token_hashes: np.ndarray  # ... their hash (uint64, sorted; equal hashes in code order)
     token_codes: np.ndarray  # the code of each of ``tokens``
 
     @classmethod
@@ -211,9 +220,11 @@ class RefTokens:
         # each (invoice, token) once, its first row: document frequency, and an IDF mass per invoice (an invoice is
         # live or not as a whole, so keeping the first rows of all invoices keeps those of the live ones)
         keep = _first_rows(inv_chunks["i"].to_numpy(np.int64)[chunk], code)
-        words = np.array(uniques.tolist(), dtype=str)  # the code of words[k] is k
-        by_word = np.argsort(words, kind="stable")
-        return cls(chunk[keep], kind[keep], code[keep].astype(np.int64), words[by_word], by_word.astype(np.int64))
+        hashes = _string_hashes(np.asarray(uniques, dtype=object))  # the code of uniques[k] is k
+        by_hash = np.argsort(hashes, kind="stable")
+        words = np.array(uniques.tolist(), dtype=str)
+        codes = by_hash.astype(np.int64)
+        return cls(chunk[keep], kind[keep], code[keep].astype(np.int64), words[by_hash], hashes[by_hash], codes)
 
     def codes_of(self, tokens: list[str]) -> np.ndarray:
         """Codes of other tokens (a transfer's) in the same space; a token no invoice has gets a new code. Only
@@ -221,12 +232,23 @@ class RefTokens:
         n = len(self.tokens)
         if not tokens:
             return np.zeros(0, np.int64)
-        query = np.array(tokens, dtype=str)
-        pos = np.minimum(np.searchsorted(self.tokens, query), max(n - 1, 0))
-        found = (self.tokens[pos] == query) if n else np.zeros(len(query), bool)
-        out = np.empty(len(query), np.int64)
-        out[found] = self.token_codes[pos[found]]
-        out[~found] = n + pd.factorize(query[~found])[0]  # new tokens, numbered in order of first appearance
+        query = np.array(tokens, dtype=object)
+        wanted = _string_hashes(query)
+        pos = np.minimum(np.searchsorted(self.token_hashes, wanted), max(n - 1, 0))
+        out = np.full(len(query), -1, np.int64)
+        if n:
+            rows = np.flatnonzero(self.token_hashes[pos] == wanted)
+            same = self.tokens[pos[rows]] == np.array(query[rows].tolist(), dtype=str)
+            out[rows[same]] = self.token_codes[pos[rows[same]]]
+            for r in rows[~same]:  # a hash shared by two strings (~1e-7 for a vocabulary): the strings decide
+                k = pos[r] + 1
+                while k < n and self.token_hashes[k] == wanted[r]:
+                    if self.tokens[k] == query[r]:
+                        out[r] = self.token_codes[k]
+                        break
+                    k += 1
+        new = out < 0
+        out[new] = n + pd.factorize(query[new])[0]  # new tokens, numbered in order of first appearance
         return out
 
 
@@ -253,7 +275,7 @@ class RefPostings:
     up in them (``codes_of``). Only their equality matters downstream (counts, joins, first rows), so the pairs,
     scores and their order are those of tokenising and counting per chunk."""
 
-    ic: np.ndarray  # per kept posting: code, invoice, kind, weight
+    ic: np.ndarray  # per kept posting, in code order: code, invoice, kind, weight
     ii: np.ndarray
     kind: np.ndarray
     w: np.ndarray
@@ -288,8 +310,21 @@ class RefPostings:
         ic, ii, kind = ic[ok], ii[ok], kind[ok]
         w = idf[ic]
         wsum = np.bincount(ii, weights=w, minlength=int(ii.max(initial=0)) + 1)
+        # the postings by code, once: each chunk's join is then two binary searches, not a sort of all postings (a
+        # stable argsort of ~8M codes in every chunk). Each (invoice, token) is one posting, so a pair's weights are
+        # still summed in its transfer's token order.
+        by_code = np.argsort(ic, kind="stable")
         by_key = np.argsort(uniq, kind="stable")
-        return cls(ic, ii, kind, w, wsum, np.asarray(uniq)[by_key], by_key.astype(np.int64), n_scopes)
+        return cls(
+            ic[by_code],
+            ii[by_code],
+            kind[by_code],
+            w[by_code],
+            wsum,
+            np.asarray(uniq)[by_key],
+            by_key.astype(np.int64),
+            n_scopes,
+        )
 
     def codes_of(self, token_codes: np.ndarray, scope: np.ndarray | None) -> np.ndarray:
         """Codes of (token, scope) keys of transfers' tokens; a key no live invoice has gets a new code (the same
@@ -328,7 +363,8 @@ def ref_channel(
         )
         tcode = postings.codes_of(tokens.codes_of(ttok), None if tr_scope is None else tr_scope[tt])
         keep = _first_rows(tt, tcode)
-        return _ref_pairs(tt[keep], tcode[keep], postings.ic, postings.ii, postings.kind, postings.w, postings.wsum)
+        p = postings
+        return _ref_pairs(tt[keep], tcode[keep], p.ic, p.ii, p.kind, p.w, p.wsum, postings_sorted=True)
     sel = np.isin(inv_chunks["i"].to_numpy(), live)
     if not sel.any() or len(tr_chunks) == 0:
         return _empty(cols)
@@ -365,11 +401,17 @@ def ref_channel(
     return _ref_pairs(tt, tcode, ic, ii, kind, w, wsum)
 
 
-def _ref_pairs(tt, tcode, ic, ii, kind, w, wsum) -> Pairs:
+def _ref_pairs(tt, tcode, ic, ii, kind, w, wsum, postings_sorted: bool = False) -> Pairs:
     """``ref_channel``'s pairs: each transfer token (``tt``, ``tcode``: each once per transfer) meets the invoice
-    postings of that token (``ic``, ``ii``, ``kind``, weight ``w``; ``wsum``: each invoice's IDF mass)."""
+    postings of that token (``ic``, ``ii``, ``kind``, weight ``w``; ``wsum``: each invoice's IDF mass), at most one
+    per (invoice, token). ``postings_sorted``: ``ic`` is in code order."""
     cols = ["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"]
-    rows, idx = eq_join([tcode], [ic])
+    if postings_sorted:
+        lo = np.searchsorted(ic, tcode, side="left")
+        cnt = np.searchsorted(ic, tcode, side="right") - lo
+        rows, idx = np.repeat(np.arange(len(tcode)), cnt), expand(lo, cnt)
+    else:
+        rows, idx = eq_join([tcode], [ic])
     if len(rows) == 0:
         return _empty(cols)
     mt, mi, mw = tt[rows], ii[idx], w[idx]
@@ -390,19 +432,42 @@ def _ref_pairs(tt, tcode, ic, ii, kind, w, wsum) -> Pairs:
     return _take(out, _top_per_t(out["t"], score + 10 * exact + 5 * near, MAX_REF_PER_TRANSFER))
 
 
-def amount_channel(inv, tr, live: np.ndarray, max_df: int, inv_scope=None, tr_scope=None) -> Pairs:
-    """(t, i): exact signed amount in cents (skipping zero and amounts shared by too many invoices)."""
-    cents = inv["cents"].to_numpy()[live]
-    nonzero = cents != 0
-    pos, cents = live[nonzero], cents[nonzero]
+@dataclass(frozen=True)
+class AmountPostings:
+    """The invoice side of ``amount_channel`` for one batch's live invoices: those whose signed amount in cents
+    (nonzero) at most ``max_df`` live invoices of their scope share, with their cents and scopes. It depends on the
+    invoices alone, so the chunks of a batch's transfers share it (counted in each 4,096-transfer chunk, it sorted
+    the amounts of a 100k month's 301k open invoices 25 times)."""
+
+    pos: np.ndarray
+    cents: np.ndarray
+    scope: np.ndarray | None
+
+    @classmethod
+    def of(cls, inv, live: np.ndarray, max_df: int, inv_scope=None) -> "AmountPostings":
+        cents = inv["cents"].to_numpy()[live]
+        nonzero = cents != 0
+        pos, cents = live[nonzero], cents[nonzero]
+        scope = None if inv_scope is None else np.asarray(inv_scope, np.int64)[pos]
+        key = cents if scope is None else _scoped(pd.factorize(cents)[0], scope)  # (scope, cents) codes
+        _, which, count = np.unique(key, return_inverse=True, return_counts=True)
+        rare = count[which.ravel()] <= max_df
+        return cls(pos[rare], cents[rare], None if scope is None else scope[rare])
+
+
+def amount_channel(
+    inv, tr, live: np.ndarray, max_df: int, inv_scope=None, tr_scope=None, postings: AmountPostings | None = None
+) -> Pairs:
+    """(t, i): exact signed amount in cents (skipping zero and amounts shared by too many invoices). ``postings``:
+    the invoice side (``AmountPostings.of`` with the same ``live``, ``max_df`` and ``inv_scope``), when the same
+    invoices meet several chunks of transfers."""
+    p = postings if postings is not None else AmountPostings.of(inv, live, max_df, inv_scope)
     t_cents = tr["cents"].to_numpy()
-    if inv_scope is not None:  # (scope, cents) codes
-        code = _scoped(pd.factorize(np.concatenate([cents, t_cents]))[0], np.concatenate([inv_scope[pos], tr_scope]))
-        cents, t_cents = code[: len(cents)], code[len(cents) :]
-    _, which, count = np.unique(cents, return_inverse=True, return_counts=True)
-    rare = count[which.ravel()] <= max_df
-    rows, idx = eq_join([t_cents], [cents[rare]])
-    return {"t": rows, "i": pos[rare][idx], "amt_exact": np.ones(len(rows))}
+    if p.scope is None:
+        rows, idx = eq_join([t_cents], [p.cents])
+    else:
+        rows, idx = eq_join([t_cents, np.asarray(tr_scope, np.int64)], [p.cents, p.scope])
+    return {"t": rows, "i": p.pos[idx], "amt_exact": np.ones(len(rows))}
 
 
 _DIGIT_RE = re.compile(r"\d")  # names and title words are folded to ASCII: the same test as str.isdigit
@@ -467,73 +532,178 @@ def _value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq[order], counts[order]
 
 
-def name_channel(inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr_scope=None) -> Pairs:
+class _Vocabulary:
+    """Codes of (token, scope) keys: the tokens' distinct strings hashed once (a pandas Index), each key's code in a
+    sorted integer array. A transfer's tokens are looked up in it (``codes_of``)."""
+
+    def __init__(self, words: np.ndarray, code_word: np.ndarray, code_scope: np.ndarray, n_scopes: int):
+        self.words = pd.Index(words, dtype=object)  # the code of (words[w], s) is that of key w * n_scopes + s
+        keys = code_word.astype(np.int64) * n_scopes + code_scope
+        self.key_codes = np.argsort(keys, kind="stable")
+        self.keys = keys[self.key_codes]
+        self.n_scopes = n_scopes
+
+    def codes_of(self, tokens: list[str], scope: np.ndarray) -> np.ndarray:
+        """The code of each token in its scope; -1 for a (token, scope) no invoice has."""
+        if not tokens or len(self.keys) == 0:
+            return np.full(len(tokens), -1, np.int64)
+        w = self.words.get_indexer(np.array(tokens, dtype=object))
+        key = w.astype(np.int64) * self.n_scopes + (scope if self.n_scopes > 1 else 0)
+        pos = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        return np.where((w >= 0) & (self.keys[pos] == key), self.key_codes[pos], -1)
+
+
+def _vocabulary(
+    tokens: list[str], scope: np.ndarray, scoped: bool, n_scopes: int
+) -> tuple[np.ndarray, _Vocabulary, np.ndarray]:
+    """(code of each token, the vocabulary of the codes, each code's position in ``vocabulary.words``): one code per
+    (token, scope) with ``scoped``, per token without."""
+    raw, words = pd.factorize(np.array(tokens, dtype=object))
+    code = _scoped(raw, scope if scoped else None)
+    n_codes = int(code.max(initial=-1)) + 1
+    code_scope, code_word = np.zeros(n_codes, np.int64), np.zeros(n_codes, np.int64)
+    code_scope[code], code_word[code] = (scope if scoped else 0), raw  # each code's scope and word
+    vocabulary = _Vocabulary(np.asarray(words, dtype=object), code_word, code_scope, n_scopes if scoped else 1)
+    return code, vocabulary, code_word
+
+
+@dataclass(frozen=True)
+class NamePostings:
+    """The invoice side of ``name_channel`` for one batch's live invoices and scopes: the distinct names and their
+    IDF masses, the postings of their words and word pairs (``ex_*``) and of their words' fuzzy variants (``fz_*``)
+    that are rare enough to count, and each named invoice's name and cents for the amount windows. It depends on the
+    invoices alone, so the chunks of a batch's transfers share it: counted again in every 4,096-transfer chunk, the
+    names of a 100k month's 301k open invoices were counted, tokenised and hashed 25 times. Codes are only compared
+    for equality downstream, so the pairs and scores are those of counting per chunk."""
+
+    n_names: int
+    wsum: np.ndarray  # per name: the IDF mass of its tokens
+    idf: np.ndarray  # per exact token code
+    exact: _Vocabulary
+    ex_name: np.ndarray  # the useful exact postings: name, code
+    ex_code: np.ndarray
+    fuzzy: _Vocabulary
+    fz_name: np.ndarray  # the useful fuzzy postings: name, variant code, the exact code of the word it comes from
+    fz_code: np.ndarray
+    fz_src: np.ndarray
+    rank: np.ndarray  # per exact code of a fuzzy source word: its alphabetical rank among them ...
+    n_words: int  # ... and their number
+    name_of_inv: np.ndarray  # per live invoice with a name: that name ...
+    inv_pos: np.ndarray  # ... its position ...
+    inv_cents: np.ndarray  # ... and cents
+
+    @classmethod
+    def of(cls, inv, live: np.ndarray, max_share: float, inv_scope, n_scopes: int) -> "NamePostings | None":
+        """None when no live invoice has a name."""
+        names = inv["name"].to_numpy()[live]
+        live_scope = np.zeros(len(live), np.int64) if inv_scope is None else inv_scope[live]
+        # distinct names with their invoice counts, scope by scope (a name in two problems is two names)
+        uniq, cnt, uniq_scope = [], [], []
+        for sc in np.unique(live_scope):
+            own_uniq, own_cnt = _value_counts(names[(live_scope == sc) & (names != "")])
+            uniq += own_uniq.tolist()
+            cnt.append(own_cnt)
+            uniq_scope.append(np.full(len(own_cnt), sc))
+        if not uniq:
+            return None
+        cnt, uniq_scope = np.concatenate(cnt), np.concatenate(uniq_scope)
+        n_names = len(uniq)
+        n_inv = np.bincount(uniq_scope, weights=cnt, minlength=n_scopes)  # invoices per scope
+        limit = np.maximum(50, max_share * n_inv)
+        name_text = [u[:NAME_TEXT_CHARS] for u in uniq]
+        nt_name, nt_tok = _name_tokens(name_text)
+        fz_name, fz_src, fz_tok = _fuzzy_tokens(name_text)
+        scoped = inv_scope is not None
+        # exact words and word pairs (and the words fuzzy variants come from) as one token code space
+        tok_scope = np.concatenate([uniq_scope[nt_name], uniq_scope[fz_name]])
+        code, exact, code_word = _vocabulary(nt_tok + fz_src, tok_scope, scoped, n_scopes)
+        n_codes = len(exact.keys)
+        code_scope = np.zeros(n_codes, np.int64)
+        code_scope[code] = tok_scope
+        nt_code, src_code = code[: len(nt_tok)], code[len(nt_tok) :]
+        df = np.bincount(nt_code, weights=cnt[nt_name], minlength=n_codes)  # invoices per token
+        names_per_tok = np.bincount(nt_code, minlength=n_codes)
+        idf = np.log1p(n_inv[code_scope] / np.maximum(df, 1))
+        wsum = _group_sum(nt_name, idf[nt_code], n_names)
+        useful = (df > 0) & (df <= limit[code_scope]) & (names_per_tok <= MAX_NAMES_PER_TOKEN)
+        ok = useful[nt_code]
+        # typo-tolerant: each invoice-name word counts once, at 80% of its weight, if a variant of it matches
+        fscope = uniq_scope[fz_name]
+        fcode, fuzzy, _ = _vocabulary(fz_tok, fscope, scoped, n_scopes)
+        n_fcodes = len(fuzzy.keys)
+        fcode_scope = np.zeros(n_fcodes, np.int64)
+        fcode_scope[fcode] = fscope
+        once = _first_rows(fz_name, fcode)  # (name, variant) counted once though two words may share it
+        fz_df = np.bincount(fcode[once], weights=cnt[fz_name[once]], minlength=n_fcodes)
+        fz_names = np.bincount(fcode[once], minlength=n_fcodes)
+        fz_ok = ((fz_df <= limit[fcode_scope]) & (fz_names <= MAX_NAMES_PER_TOKEN))[fcode] & useful[src_code]
+        # per (transfer, name): each matched source word once, summed in alphabetical order as a groupby sums them
+        words = np.unique(src_code[fz_ok])
+        rank = np.zeros(n_codes, np.int64)
+        rank[words[np.argsort(exact.words.to_numpy()[code_word[words]], kind="stable")]] = np.arange(len(words))
+        # each named contractor's invoices nearest to the transfer amount (a busy contractor has thousands)
+        name_code = _scoped(
+            pd.factorize(np.concatenate([np.array(uniq, dtype=object), names]))[0],
+            None if inv_scope is None else np.concatenate([uniq_scope, live_scope]),
+        )
+        name_of_inv = name_code[n_names:]  # the (scope, name) pairs of uniq are the first n_names codes
+        named = name_of_inv < n_names
+        return cls(
+            n_names,
+            wsum,
+            idf,
+            exact,
+            nt_name[ok],
+            nt_code[ok],
+            fuzzy,
+            fz_name[fz_ok],
+            fcode[fz_ok],
+            src_code[fz_ok],
+            rank,
+            len(words),
+            name_of_inv[named],
+            live[named],
+            inv["cents"].to_numpy()[live[named]],
+        )
+
+
+def name_channel(
+    inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr_scope=None, postings: NamePostings | None = None
+) -> Pairs:
     """(t, i, name_share): share of the invoice name's IDF mass found among the payer name / title words.
 
     Rarity is counted over live invoices, so a big contractor's name stays usable while words in every
     description ("services", month names) drop out; tokens in more than ``max_share`` of invoices are ignored.
+    ``postings``: the invoice side (``NamePostings.of`` with the same ``live``, ``max_share`` and invoice scopes),
+    when the same invoices meet several chunks of transfers.
     """
-    names = inv["name"].to_numpy()[live]
-    live_scope = np.zeros(len(live), np.int64) if inv_scope is None else inv_scope[live]
-    # distinct names with their invoice counts, scope by scope (a name in two problems is two names)
-    uniq, cnt, uniq_scope = [], [], []
-    for sc in np.unique(live_scope):
-        own_uniq, own_cnt = _value_counts(names[(live_scope == sc) & (names != "")])
-        uniq += own_uniq.tolist()
-        cnt.append(own_cnt)
-        uniq_scope.append(np.full(len(own_cnt), sc))
-    if not uniq:
+    if postings is None:
+        top = 0 if inv_scope is None else max(np.max(inv_scope, initial=0), np.max(tr_scope, initial=0))
+        postings = NamePostings.of(inv, live, max_share, inv_scope, int(top) + 1)
+    if postings is None:
         return _empty(["t", "i", "name_share"])
-    cnt, uniq_scope = np.concatenate(cnt), np.concatenate(uniq_scope)
-    n_names = len(uniq)
-    t_scope = np.zeros(len(tr), np.int64) if tr_scope is None else tr_scope
-    n_inv = np.bincount(uniq_scope, weights=cnt, minlength=int(t_scope.max(initial=0)) + 1)  # invoices per scope
-    limit = np.maximum(50, max_share * n_inv)
+    p, n_names = postings, postings.n_names
+    t_scope = np.zeros(len(tr), np.int64) if tr_scope is None else np.asarray(tr_scope, np.int64)
     tr_text = [(a + " " + b)[:NAME_TEXT_CHARS] for a, b in zip(tr["name"].tolist(), tr["title_words"].tolist())]
-    name_text = [u[:NAME_TEXT_CHARS] for u in uniq]
-    nt_name, nt_tok = _name_tokens(name_text)
     tt_t, tt_tok = _name_tokens(tr_text)
-    fz_name, fz_src, fz_tok = _fuzzy_tokens(name_text)
     ft_t, _, ft_tok = _fuzzy_tokens(tr_text)
-    # exact words and word pairs of both sides (and the words fuzzy variants come from) as one token code space
-    raw, tok_uniq = pd.factorize(np.array(nt_tok + tt_tok + fz_src, dtype=object))
-    tok_scope = np.concatenate([uniq_scope[nt_name], t_scope[tt_t], uniq_scope[fz_name]])
-    code = _scoped(raw, None if inv_scope is None else tok_scope)
-    n_codes = int(code.max(initial=-1)) + 1
-    code_scope, code_word = np.zeros(n_codes, np.int64), np.zeros(n_codes, np.int64)
-    code_scope[code], code_word[code] = tok_scope, raw  # each code's scope and word
-    nt_code, tt_code, src_code = np.split(code, [len(nt_tok), len(nt_tok) + len(tt_tok)])
-    df = np.bincount(nt_code, weights=cnt[nt_name], minlength=n_codes)  # invoices per token
-    names_per_tok = np.bincount(nt_code, minlength=n_codes)
-    idf = np.log1p(n_inv[code_scope] / np.maximum(df, 1))
-    wsum = _group_sum(nt_name, idf[nt_code], n_names)
-    useful = (df > 0) & (df <= limit[code_scope]) & (names_per_tok <= MAX_NAMES_PER_TOKEN)
-    ok = useful[nt_code]
-    rows, idx = eq_join([tt_code], [nt_code[ok]])
-    ex_t, ex_name, ex_w = tt_t[rows], nt_name[ok][idx], idf[nt_code[ok][idx]]
-    # typo-tolerant: each invoice-name word counts once, at 80% of its weight, if a variant of it matches
-    fscope = np.concatenate([uniq_scope[fz_name], t_scope[ft_t]])
-    fcode = _scoped(pd.factorize(np.array(fz_tok + ft_tok, dtype=object))[0], None if inv_scope is None else fscope)
-    n_fcodes = int(fcode.max(initial=-1)) + 1
-    fcode_scope = np.zeros(n_fcodes, np.int64)
-    fcode_scope[fcode] = fscope
-    fz_code, ft_code = fcode[: len(fz_tok)], fcode[len(fz_tok) :]
-    once = _first_rows(fz_name, fz_code)  # (name, variant) counted once though two words may share it
-    fz_df = np.bincount(fz_code[once], weights=cnt[fz_name[once]], minlength=n_fcodes)
-    fz_names = np.bincount(fz_code[once], minlength=n_fcodes)
-    ok = ((fz_df <= limit[fcode_scope]) & (fz_names <= MAX_NAMES_PER_TOKEN))[fz_code] & useful[src_code]
+    # the transfers' tokens no live invoice name has meet nothing: left out before the joins
+    tt_code = p.exact.codes_of(tt_tok, t_scope[tt_t])
+    known = tt_code >= 0
+    tt_t, tt_code = tt_t[known], tt_code[known]
+    rows, idx = eq_join([tt_code], [p.ex_code])
+    ex_t, ex_name, ex_w = tt_t[rows], p.ex_name[idx], p.idf[p.ex_code[idx]]
+    ft_code = p.fuzzy.codes_of(ft_tok, t_scope[ft_t])
+    known = ft_code >= 0
+    ft_t, ft_code = ft_t[known], ft_code[known]
     keep = _first_rows(ft_t, ft_code)
-    rows, idx = eq_join([ft_code[keep]], [fz_code[ok]])
-    fz_rows = np.flatnonzero(ok)[idx]
-    f_t, f_name, f_src = ft_t[keep][rows], fz_name[fz_rows], src_code[fz_rows]
+    rows, idx = eq_join([ft_code[keep]], [p.fz_code])
+    f_t, f_name, f_src = ft_t[keep][rows], p.fz_name[idx], p.fz_src[idx]
     # per (transfer, name): each matched source word once, summed in alphabetical order as a groupby sums them
-    words = np.unique(src_code[ok])
-    rank = np.zeros(n_codes, np.int64)
-    rank[words[np.argsort(tok_uniq[code_word[words]], kind="stable")]] = np.arange(len(words))
-    key = (f_t * n_names + f_name) * max(len(words), 1) + rank[f_src]
+    key = (f_t * n_names + f_name) * max(p.n_words, 1) + p.rank[f_src]
     first = np.flatnonzero(~pd.Series(key).duplicated().to_numpy())  # hashing first: the join has many repeats
     trip = first[np.argsort(key[first], kind="stable")]  # = np.unique(key, return_index=True)[1]
-    f_t, f_name, f_w = f_t[trip], f_name[trip], 0.8 * idf[f_src[trip]]
+    f_t, f_name, f_w = f_t[trip], f_name[trip], 0.8 * p.idf[f_src[trip]]
     # exact and fuzzy sums per (transfer, name), the better of the two
     pair_key = np.concatenate([ex_t * n_names + ex_name, f_t * n_names + f_name])
     keys, which = np.unique(pair_key, return_inverse=True)
@@ -541,24 +711,17 @@ def name_channel(inv, tr, live: np.ndarray, max_share: float, inv_scope=None, tr
     n_ex = len(ex_t)
     w = np.maximum(_group_sum(which[:n_ex], ex_w, len(keys)), _group_sum(which[n_ex:], f_w, len(keys)))
     m_t, m_name = keys // n_names, keys % n_names
-    share = w / wsum[m_name]
+    share = w / p.wsum[m_name]
     # most of the name, or one specific word (a long description dilutes the share of its name part)
     strong = (share >= 0.25) | (w >= 4.0)
     m = {"t": m_t[strong], "name_id": m_name[strong], "name_share": share[strong]}
     # the few best names per transfer: a common word ("trading") must not pull in every contractor that has it
     m = _take(m, _top_per_t(m["t"], w[strong] + m["name_share"], MAX_NAMES))
-    # each named contractor's invoices nearest to the transfer amount (a busy contractor has thousands)
-    name_code = _scoped(
-        pd.factorize(np.concatenate([np.array(uniq, dtype=object), names]))[0],
-        None if inv_scope is None else np.concatenate([uniq_scope, live_scope]),
-    )
-    name_of_inv = name_code[n_names:]  # the (scope, name) pairs of uniq are the first n_names codes
-    named = name_of_inv < n_names
     return _expand_by_amount(
         m,
-        name_of_inv[named],
-        live[named],
-        inv["cents"].to_numpy()[live[named]],
+        p.name_of_inv,
+        p.inv_pos,
+        p.inv_cents,
         tr["cents"].to_numpy(),
         PER_NAME_BELOW,
         PER_NAME_ABOVE,
@@ -739,6 +902,9 @@ def generate_candidates(
     ref_tokens = invoice_index.ref if invoice_index is not None else None
     postings: RefPostings | None = None  # the reference channel's invoice side, once the first chunk needs it
     n_scopes = 1 if inv_scope is None else int(max(inv_scope.max(initial=0), tr_scope.max(initial=0))) + 1
+    # the amount and name channels' invoice sides, shared by the chunks (None: no live invoice has a name)
+    amounts = AmountPostings.of(inv, live, amount_max_df, inv_scope)
+    names = NamePostings.of(inv, live, name_max_share, inv_scope, n_scopes)
 
     def channels(lo: int, hi: int) -> list[Pairs]:
         """The four channels' pairs of the transfers lo..hi-1 (t: their positions in ``tr``). A channel's
@@ -765,8 +931,11 @@ def generate_candidates(
         ref = ref_channel(inv_chunks, c_chunks, live, ref_max_df, **scopes, tokens=ref_tokens, postings=postings)
         parts = [ref]
         check_deadline("blocking: reference channel")
-        parts.append(amount_channel(inv, c_tr, live, amount_max_df, **scopes))
-        parts.append(name_channel(inv, c_tr, live, name_max_share, **scopes))
+        parts.append(amount_channel(inv, c_tr, live, amount_max_df, **scopes, postings=amounts))
+        if names is None:  # no live invoice has a name
+            parts.append(_empty(["t", "i", "name_share"]))
+        else:
+            parts.append(name_channel(inv, c_tr, live, name_max_share, **scopes, postings=names))
         check_deadline("blocking: name channel")
         parts.append(memory_channel(inv, c_tr, live, memory, c_exclude, **scopes))
         check_deadline("blocking: memory channel")

@@ -135,9 +135,20 @@ def _cdist(a, b, scorer, workers: int) -> np.ndarray:
     return _cdists(a, b, [scorer], workers)[0]
 
 
-def _cdists(a, b, scorers: list, workers: int) -> list[np.ndarray]:
+def _distinct_pairs(a, b) -> tuple:
+    """(ca, ua, cb, ub, ka, kb, inverse): each side's codes and distinct strings (``pd.factorize``), and the distinct
+    (a, b) pairs as codes of each side (``ka``, ``kb``), ``inverse`` giving each row's distinct pair."""
+    ca, ua = pd.factorize(np.asarray(a, dtype=object))
+    cb, ub = pd.factorize(np.asarray(b, dtype=object))
+    key = ca.astype(np.int64) * (len(ub) + 1) + cb
+    uk, inverse = np.unique(key, return_inverse=True)
+    return ca, ua, cb, ub, uk // (len(ub) + 1), uk % (len(ub) + 1), inverse.ravel()
+
+
+def _cdists(a, b, scorers: list, workers: int, pairs: tuple | None = None) -> list[np.ndarray]:
     """``_cdist`` of each of ``scorers``, the distinct pairs found once for all of them (a month's 2.5M reference
-    chunk pairs: two hashings and a sort of 0.5 CPU s)."""
+    chunk pairs: two hashings and a sort of 0.5 CPU s). ``pairs``: ``_distinct_pairs(a, b)``, when the caller has
+    them already."""
     if len(a) == 0:
         return [np.zeros(0, dtype=np.float32) for _ in scorers]
     workers = workers if len(a) >= PARALLEL_MIN_ROWS else 1  # a thread pool costs more than 50 comparisons
@@ -145,19 +156,19 @@ def _cdists(a, b, scorers: list, workers: int) -> list[np.ndarray]:
         a, b = _clipped(np.asarray(a, dtype=object)), _clipped(np.asarray(b, dtype=object))
         la, lb = np.fromiter(map(len, a), np.int64, len(a)), np.fromiter(map(len, b), np.int64, len(b))
         return [_cpdist(a, b, la * lb, scorer, workers) for scorer in scorers]
-    ca, ua = pd.factorize(np.asarray(a, dtype=object))
-    cb, ub = pd.factorize(np.asarray(b, dtype=object))
-    ua, ub = _clipped(ua), _clipped(ub)
-    key = ca.astype(np.int64) * (len(ub) + 1) + cb
-    uk, inverse = np.unique(key, return_inverse=True)
+    ca, ua, cb, ub, ka, kb, inverse = pairs if pairs is not None else _distinct_pairs(a, b)
+    # lengths first: they tell whether any text needs clipping (a generator over every text cost more)
     la = np.fromiter(map(len, ua), np.int64, len(ua))
     lb = np.fromiter(map(len, ub), np.int64, len(ub))
-    if len(uk) > 0.7 * len(key):
+    if la.max(initial=0) > MAX_COMPARED_CHARS:
+        ua, la = _clipped(ua), np.minimum(la, MAX_COMPARED_CHARS)
+    if lb.max(initial=0) > MAX_COMPARED_CHARS:
+        ub, lb = _clipped(ub), np.minimum(lb, MAX_COMPARED_CHARS)
+    if len(ka) > 0.7 * len(ca):
         a, b = ua[ca], ub[cb]
         cost = la[ca] * lb[cb]
         return [_cpdist(a, b, cost, scorer, workers) for scorer in scorers]
-    ka, kb = uk // (len(ub) + 1), uk % (len(ub) + 1)
-    a, b, cost, inverse = ua[ka], ub[kb], la[ka] * lb[kb], inverse.ravel()
+    a, b, cost = ua[ka], ub[kb], la[ka] * lb[kb]
     return [_cpdist(a, b, cost, scorer, workers)[inverse] for scorer in scorers]
 
 
@@ -178,14 +189,16 @@ def _cpdist(a: np.ndarray, b: np.ndarray, cost: np.ndarray, scorer, workers: int
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def common_suffix_len(a: np.ndarray, b: np.ndarray, width: int = 16) -> np.ndarray:
-    """Length of the common suffix of two string arrays, in numpy (the sequence part of an invoice number)."""
+def common_suffix_len(a: np.ndarray, b: np.ndarray, width: int = 16, factorized: tuple | None = None) -> np.ndarray:
+    """Length of the common suffix of two string arrays, in numpy (the sequence part of an invoice number).
+    ``factorized``: (ca, ua, cb, ub), each side's ``pd.factorize``, when the caller has them already."""
     if len(a) == 0:
         return np.zeros(0, dtype=np.int64)
     # each distinct string reversed once (a month's 2.5M chunk pairs hold ~100k distinct numbers), and the common
     # suffix as the first differing position (argmin) rather than a cumulative product: 2.3 -> 1.0 CPU s
-    ca, ua = pd.factorize(np.asarray(a, dtype=object))
-    cb, ub = pd.factorize(np.asarray(b, dtype=object))
+    if factorized is None:
+        factorized = (*pd.factorize(np.asarray(a, dtype=object)), *pd.factorize(np.asarray(b, dtype=object)))
+    ca, ua, cb, ub = factorized
     ra = np.array([s[::-1][:width].ljust(width, "\0") for s in ua], dtype=f"U{width}").view(np.uint32)
     rb = np.array([s[::-1][:width].ljust(width, "\x01") for s in ub], dtype=f"U{width}").view(np.uint32)
     same = ra.reshape(-1, width)[ca] == rb.reshape(-1, width)[cb]
@@ -275,6 +288,14 @@ def group_set_features(t: np.ndarray, group: np.ndarray, ia: np.ndarray, ta: np.
 # the feature function
 
 
+def _contains(di: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """The invoice's digits inside the title chunk's, or a truncated number (the title chunk is a prefix of the
+    invoice's, >= 4 digits). numpy's string functions: a Python loop over ~1M chunk pairs cost ~2 CPU s per 10k
+    transfers of a 100k month."""
+    x, y = np.asarray(di, dtype=str), np.asarray(dt, dtype=str)
+    return (np.strings.find(y, x) >= 0) | ((np.strings.str_len(y) >= 4) & np.strings.startswith(x, y))
+
+
 _REF_COLS = [
     "ref_exact",
     "ref_digits_exact",
@@ -306,20 +327,31 @@ def _ref_features(
     ct = ct_order[ct_off[t[p]] + b]
     di, dt = inv_chunks["digits"].to_numpy()[ci], tr_chunks["digits"].to_numpy()[ct]
     gi, gt = inv_chunks["groups"].to_numpy()[ci], tr_chunks["groups"].to_numpy()[ct]
-    suf = common_suffix_len(di, dt)
-    lev, partial = _cdists(di, dt, [Levenshtein.normalized_similarity, fuzz.partial_ratio], n_jobs)
+    # the digit strings of each side hashed once, and the distinct (invoice, title) digit pairs found once, for the
+    # suffix, the two distances and the containment test
+    pairs = _distinct_pairs(di, dt) if len(di) > SMALL_COMPARE_ROWS else None
+    if pairs is None:
+        suf = common_suffix_len(di, dt)
+        contains = _contains(di, dt)
+        n_digits = np.fromiter(map(len, di), np.int64, len(di))
+    else:
+        ca, ua, cb, ub, ka, kb, inverse = pairs
+        suf = common_suffix_len(di, dt, factorized=(ca, ua, cb, ub))
+        contains = _contains(np.asarray(ua, dtype=str)[ka], np.asarray(ub, dtype=str)[kb])[inverse]
+        n_digits = np.fromiter(map(len, ua), np.int64, len(ua))[ca]
+    lev, partial = _cdists(di, dt, [Levenshtein.normalized_similarity, fuzz.partial_ratio], n_jobs, pairs=pairs)
     vals = {
         "ref_exact": inv_chunks["alnum"].to_numpy()[ci] == tr_chunks["alnum"].to_numpy()[ct],
         # the same number: the same digits, or the same digit groups without their leading zeros ("FV/2025/3/142"
         # typed for "FV/2025/03/0142": a title without the padding lost 0.08 pair F1 before)
         "ref_digits_exact": (di == dt) | (gi == gt),
         # the whole number inside the title chunk, or a truncated number (title chunk is its prefix, >= 4 digits)
-        "ref_contains": np.array([x in y or (len(y) >= 4 and x.startswith(y)) for x, y in zip(di, dt)], bool),
+        "ref_contains": contains,
         "ref_lev": lev,
         "ref_partial": partial / 100.0,
         "ref_groups": _cdist(gi, gt, fuzz.token_set_ratio, n_jobs) / 100.0,
         "ref_suffix": suf,
-        "ref_suffix_frac": suf / np.maximum(np.fromiter(map(len, di), np.int64, len(di)), 1),
+        "ref_suffix_frac": suf / np.maximum(n_digits, 1),
     }
     has = np.flatnonzero(m > 0)
     starts = (np.cumsum(m) - m)[has]
