@@ -105,6 +105,34 @@ def test_pair_features_in_chunks_of_transfers_are_those_of_one_call(world, monke
     pd.testing.assert_frame_equal(whole, matcher._featurize(pairs, P, matcher.memory_, None), check_exact=True)
 
 
+def test_pair_model_scores_chunks_and_a_batch_keeps_only_what_the_set_choice_reads(world, monkeypatch):
+    """At volume a batch's pair model scores FEATURE_CHUNK transfers at a time and keeps only SET_PAIR_COLUMNS:
+    the same probabilities to the bit, the same columns, and the same answers, explained or not."""
+    from ledgerlink.matching import model as M
+    from ledgerlink.matching.sets import SET_PAIR_COLUMNS
+
+    d, month, matcher = world
+    inv, tr = d["invoices"], d["transfers"][d["transfers"]["month"] == month]
+    P = Prepared.of(inv, tr)
+    pairs = matcher._block(P, matcher.memory_, None).sample(frac=1.0, random_state=1)  # any order of rows
+    whole = matcher._featurize(pairs, P, matcher.memory_, None)
+    p_whole = matcher._pair_proba(whole)
+    X, p = matcher._scored_features(pairs, P, SET_PAIR_COLUMNS)  # one chunk (240 transfers): everything kept
+    assert list(X.columns) == list(whole.columns) and (p == p_whole).all()
+    expected, explained = matcher.match(inv, tr), matcher.match(inv, tr, explain=True)
+    monkeypatch.setattr(M, "FEATURE_CHUNK", 37)
+    X, p = matcher._scored_features(pairs, P, SET_PAIR_COLUMNS)
+    assert p.dtype == p_whole.dtype and (p == p_whole).all()
+    pd.testing.assert_frame_equal(X, whole[SET_PAIR_COLUMNS], check_exact=True)
+    X, p = matcher._scored_features(pairs, P)  # explaining: every column
+    pd.testing.assert_frame_equal(X, whole, check_exact=True)
+    assert (p == p_whole).all()
+    _same(expected, matcher.match(inv, tr))
+    chunked = matcher.match(inv, tr, explain=True)
+    _same(explained, chunked)
+    assert chunked.links["reasons"].map(len).gt(0).all()
+
+
 def test_a_deadline_stops_the_workers_and_reaches_the_caller(world, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this call's files only, not another match's
     d, month, matcher = world

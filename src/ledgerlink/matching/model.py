@@ -36,7 +36,7 @@ from .memory import Memory
 from .normalize import Prepared
 from .parallel import available_cpus, match_batches
 from .runtime import check_deadline, current_deadline, deadline_scope, progress, xgboost
-from .sets import SET_FEATURE_NAMES, choose_sets, enumerate_sets, named_rows, set_features, set_labels
+from .sets import SET_FEATURE_NAMES, SET_PAIR_COLUMNS, choose_sets, enumerate_sets, named_rows, set_features, set_labels
 from .tolerances import FEE_TOLERANCE
 
 FORMAT_VERSION = 2
@@ -88,6 +88,10 @@ class Matcher(BaseMatcher):
     # Whether the family reads the invoices' ``text`` column (the text models do): match's worker processes get the
     # invoice frame without it otherwise (36 MB per worker at 301k open invoices).
     reads_invoice_text = False
+    # Whether the family adds pair features of its own (``_extra_features``: the text models' score, computed over
+    # all of a call's pairs at once): match then computes every feature before the pair model scores them, instead
+    # of scoring FEATURE_CHUNK transfers at a time (``_scored_features``).
+    adds_pair_features = False
 
     def __init__(
         self,
@@ -156,13 +160,45 @@ class Matcher(BaseMatcher):
         """``pair_features`` of ``pairs``, FEATURE_CHUNK transfers at a time, written into one float32 matrix."""
         if len(P.tr) <= FEATURE_CHUNK:
             return pair_features(pairs, P, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
-        t = pairs["t"].to_numpy()
         values = np.empty((len(pairs), len(FEATURE_NAMES)), np.float32)
+        for rows, part in self._feature_chunks(pairs, P, memory, exclude):
+            values[rows] = part
+        return pd.DataFrame(values, columns=FEATURE_NAMES, copy=False)
+
+    def _feature_chunks(self, pairs, P: Prepared, memory, exclude):
+        """(rows of ``pairs``, their ``pair_features`` as a float32 matrix) for each FEATURE_CHUNK transfers."""
+        t = pairs["t"].to_numpy()
         for lo in range(0, len(P.tr), FEATURE_CHUNK):
             rows = np.flatnonzero((t >= lo) & (t < lo + FEATURE_CHUNK))
             part = pair_features(pairs.iloc[rows], P, memory=memory, exclude=exclude, n_jobs=self.n_jobs)
-            values[rows] = part.to_numpy(np.float32)
-        return pd.DataFrame(values, columns=FEATURE_NAMES, copy=False)
+            yield rows, part.to_numpy(np.float32)
+
+    def _scored_features(self, pairs, P: Prepared, keep: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+        """(pair features, ``_pair_proba``) of ``pairs`` at match time; ``keep``: the feature columns the caller
+        reads (None: all), the only ones returned for more than FEATURE_CHUNK transfers. The pair model scores the
+        features FEATURE_CHUNK transfers at a time and only the kept columns of each chunk are stored: the whole
+        matrix of a 50k-transfer batch of a 100k month (1.71M pairs x 57 features, 373 MB float32) was held from the
+        features through the set choice and second pass, which read 26 of them (``SET_PAIR_COLUMNS``, 170 MB). A
+        prediction is row by row, so ``p`` is the same to the bit (golden check; tested with small chunks). A family
+        that adds pair features of its own (``adds_pair_features``) computes them over all the pairs at once."""
+        if self.adds_pair_features or len(P.tr) <= FEATURE_CHUNK:
+            X = self._featurize(pairs, P, self.memory_, None)
+            check_deadline("pair features")
+            p = self._pair_proba(X)
+            check_deadline("pair model")
+            narrow = keep is not None and len(P.tr) > FEATURE_CHUNK  # a request's few pairs: selecting costs more
+            return (X[keep] if narrow else X), p
+        names = list(FEATURE_NAMES) if keep is None else list(keep)
+        where = {c: k for k, c in enumerate(FEATURE_NAMES)}
+        cols = [where[c] for c in names]
+        values = np.empty((len(pairs), len(names)), np.float32)
+        p = np.empty(len(pairs))
+        for rows, part in self._feature_chunks(pairs, P, self.memory_, None):
+            check_deadline("pair features")
+            p[rows] = self._pair_proba(pd.DataFrame(part, columns=FEATURE_NAMES, copy=False))
+            check_deadline("pair model")
+            values[rows] = part[:, cols]
+        return pd.DataFrame(values, columns=names, copy=False), p
 
     def _extra_features(self, pairs, P: Prepared, X, fold=None):
         """Hook for families that add pair features (the transformer family adds a text score). ``fold`` (per
@@ -272,11 +308,12 @@ class Matcher(BaseMatcher):
         check_deadline("set features")
         return table, SX
 
-    def _decide(self, pairs, X, p, P: Prepared, score_sets=None, refeaturize=None, pair_proba=None, trace=None):
+    def _decide(self, pairs, X, p, P: Prepared, score_sets=None, rescore=None, trace=None):
         """Choose each transfer's set from pair probabilities ``p``: set model, conflicts, then a second pass.
 
         ``score_sets(SX, set_t)`` -> q (None: no set model, independent pair probabilities decide);
-        ``refeaturize(pairs)`` -> X and ``pair_proba(X, t)`` -> p for the second pass: the invoices that
+        ``rescore(pairs)`` -> (X, p) of the second pass's pairs (X: at least the columns the set choice reads): the
+        invoices that
         transfers decided with confidence >= ``peel_confidence`` settle are taken out of the other transfers'
         candidates, which are then scored and decided again. A contractor's open invoices that this batch pays
         elsewhere no longer hide which of them a transfer without a number pays (same-amount subscriptions,
@@ -294,8 +331,8 @@ class Matcher(BaseMatcher):
         else:
             links, dec = self._choose(pairs, X, p, P, score_sets, trace)
             check_deadline("set choice")
-            if refeaturize is not None and self.peel_confidence < 1:
-                links, dec = self._second_pass(pairs, links, dec, P, score_sets, refeaturize, pair_proba, trace)
+            if rescore is not None and self.peel_confidence < 1:
+                links, dec = self._second_pass(pairs, links, dec, P, score_sets, rescore, trace)
         no_cand = ~np.isin(dec["t"].to_numpy(), pairs["t"].to_numpy())
         dec["confidence"] = np.where(no_cand, self.empty_confidence_, dec["confidence"].to_numpy())
         return scored, links, dec
@@ -318,7 +355,7 @@ class Matcher(BaseMatcher):
             booked=P.tr["booked_at"].to_numpy(),
         )
 
-    def _second_pass(self, pairs, links, dec, P: Prepared, score_sets, refeaturize, pair_proba, trace=None):
+    def _second_pass(self, pairs, links, dec, P: Prepared, score_sets, rescore, trace=None):
         conf = dec["confidence"].to_numpy()
         sure = np.nan_to_num(conf, nan=0.0) >= self.peel_confidence
         amount = np.abs(P.inv["amount"].to_numpy())
@@ -337,9 +374,8 @@ class Matcher(BaseMatcher):
         if trace is not None:
             trace.deciding = redo
         if len(sub):
-            X2 = refeaturize(sub)
-            check_deadline("second pass: pair features")
-            p2 = pair_proba(X2, sub["t"].to_numpy())
+            X2, p2 = rescore(sub)
+            check_deadline("second pass: pair model")
             links2, dec2 = self._choose(sub, X2, p2, P, score_sets, trace)
             check_deadline("second pass: set choice")
         else:
@@ -498,14 +534,17 @@ class Matcher(BaseMatcher):
                     out[rows] = pred
             return out if out is not None else np.zeros(len(X_))
 
+        def rescore_out_of_fold(sub):
+            X2 = self._featurize(sub, P, self.memory_, exclude, fold)
+            return X2, by_fold(boosters, X2, fold[sub["t"].to_numpy()])
+
         _, v_links, v_dec = self._decide(
             pairs,
             X,
             oof,
             P,
             score_sets=lambda SX_, st: by_fold(set_folds, SX_, fold[st]),
-            refeaturize=lambda sub: self._featurize(sub, P, self.memory_, exclude, fold),
-            pair_proba=lambda X2, t2: by_fold(boosters, X2, fold[t2]),
+            rescore=rescore_out_of_fold,
         )
         correct = self._set_correct(v_links, v_dec, links_ti)
         conf = v_dec["confidence"].to_numpy()
@@ -717,23 +756,14 @@ class Matcher(BaseMatcher):
         if pairs is None:
             pairs = self._block(P, self.memory_, None, invoice_index=invoice_index)
             check_deadline("blocking")
-        X = self._featurize(pairs, P, self.memory_, None)
-        check_deadline("pair features")
-        p = self._pair_proba(X)
-        check_deadline("pair model")
+        keep = None if texts is not None else SET_PAIR_COLUMNS  # explaining reads every feature
+        X, p = self._scored_features(pairs, P, keep)
         score_sets = None
         if self.set_booster_ is not None:
             score_sets = lambda SX, st: self._predict(self.set_booster_, SX)  # noqa: E731
         trace = Trace() if texts is not None else None
         scored, links, dec = self._decide(
-            pairs,
-            X,
-            p,
-            P,
-            score_sets,
-            refeaturize=lambda sub: self._featurize(sub, P, self.memory_, None),
-            pair_proba=lambda X2, t2: self._pair_proba(X2),
-            trace=trace,
+            pairs, X, p, P, score_sets, rescore=lambda sub: self._scored_features(sub, P, keep), trace=trace
         )
         if trace is not None:
             links, dec = explain_batch(self, trace, P, texts, links, dec)

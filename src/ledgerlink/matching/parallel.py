@@ -14,7 +14,10 @@ process computes which batch, in any order (tested against the sequential path).
   shared between the workers and the page cache instead of copied into each (268 MB at 301k open invoices, 2.5M
   reference tokens). The parent keeps neither the pickle nor the index in memory while the batches run (held in
   the pool's start arguments, they cost it 0.5 GB at 220k invoices).
-  Each task carries only its batch's prepared transfers, and returns its (scored, links, decisions).
+  Each task names a file with its batch's prepared transfers, written here before the workers start and read
+  once by the worker that takes it: a task's arguments stay in the pool until its batch is done, so a task that
+  carried the transfers kept every batch's in this process while the workers ran. It returns its (scored, links,
+  decisions).
 - Each worker runs ``n_jobs`` threads divided among the workers (xgboost, rapidfuzz), so the machine is not
   oversubscribed; the number of threads does not change any number the matcher computes.
 - The call's deadline (an absolute ``time.monotonic()``: one clock for every process on the machine) holds in
@@ -126,9 +129,13 @@ def _start_worker(state: str, threads: int) -> None:
     _WORKER.update(matcher=matcher, inv=inv, inv_chunks=inv_chunks, index=index, texts=texts)
 
 
-def _match_batch(tr, tr_chunks, deadline: float | None):
+def _match_batch(transfers: str, deadline: float | None):
+    """The batch whose prepared transfers ``match_batches`` wrote to the file ``transfers`` (read once, then gone)."""
     w = _WORKER
     with deadline_scope(deadline, "batch start"):
+        with open(transfers, "rb") as f:
+            tr, tr_chunks = pickle.load(f)
+        os.remove(transfers)
         batch = Prepared(w["inv"], w["inv_chunks"], tr, tr_chunks)
         return w["matcher"]._match_batch(batch, texts=w["texts"], invoice_index=w["index"])
 
@@ -137,8 +144,9 @@ def match_batches(matcher, batches: list[Prepared], texts, workers: int, deadlin
     """``matcher._match_batch`` of every batch (each a ``P.with_transfers`` of one ``P``), in order, on ``workers``
     spawned processes, the invoices' blocking index (``InvoiceIndex``) computed once here; ``texts``
     (``InvoiceTexts`` or None): explained, as ``match(..., explain=True)``; ``bar`` (or None) advances as batches
-    finish. Once the invoice side is written for the workers, ``batches`` is emptied: only their transfers stay in
-    this process (the invoice frames held 0.25 GB at 301k open invoices, for nothing, while the workers ran)."""
+    finish. Once the invoice side and each batch's transfers are written for the workers, ``batches`` is emptied:
+    none of it stays in this process while the workers run (the invoice frames held 0.25 GB at 301k open invoices,
+    for nothing)."""
     from .candidates import InvoiceIndex
 
     threads, n_batches = max(1, int(matcher.n_jobs) // workers), len(batches)
@@ -154,8 +162,12 @@ def match_batches(matcher, batches: list[Prepared], texts, workers: int, deadlin
             inv = P.inv if matcher.reads_invoice_text else P.inv.drop(columns="text")  # what the batches read
             pickle.dump((matcher, inv, P.inv_chunks, index_names, texts), f, pickle.HIGHEST_PROTOCOL)
             del inv
-        tasks = [(b.tr, b.tr_chunks) for b in batches]
-        del P
+        tasks = []  # each batch's prepared transfers, in a file of its own (``_match_batch``)
+        for k, b in enumerate(batches):
+            tasks.append(os.path.join(tmp.name, f"transfers-{k}.pickle"))
+            with open(tasks[-1], "wb") as f:
+                pickle.dump((b.tr, b.tr_chunks), f, pickle.HIGHEST_PROTOCOL)
+        del P, b
         batches.clear()
         _trim_heap()
         check_deadline("blocking index")
@@ -165,7 +177,7 @@ def match_batches(matcher, batches: list[Prepared], texts, workers: int, deadlin
             initializer=_start_worker,
             initargs=(state, threads),
         )
-        futures = [pool.submit(_match_batch, tr, tr_chunks, deadline) for tr, tr_chunks in tasks]
+        futures = [pool.submit(_match_batch, path, deadline) for path in tasks]
         del tasks
         pending = set(futures)
         while pending:

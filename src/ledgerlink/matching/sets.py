@@ -91,6 +91,11 @@ _TRANSFER = [
     "mem_pay_total",
     "n_same_amount",
 ]
+# The pair features the set choice reads (``named_rows``, the completers of ``enumerate_sets``, ``set_features``): at
+# volume a batch keeps only these once the pair model has scored its pairs (``Matcher._scored_features``).
+SET_PAIR_COLUMNS = list(
+    dict.fromkeys(["ref_exact", "ref_digits_exact", "completes_named_exact", *_MEMBER_MIN, *_MEMBER_MAX, *_TRANSFER])
+)
 SET_FEATURE_NAMES = (
     [
         "size",

@@ -128,6 +128,7 @@ class TransformerMatcher(Matcher):
     """``Matcher`` + a cross-encoder text score (see the module docstring). All ``Matcher`` parameters apply."""
 
     reads_invoice_text = True  # pair_texts and the embedding cosine read P.inv["text"]
+    adds_pair_features = True  # the text score: the encoder pads its batches of pairs, so the pairs go in at once
 
     def __init__(
         self,
