@@ -325,10 +325,10 @@ def test_paired_sets_in_chunks_of_keys_are_those_of_one_search(monkeypatch):
             np.testing.assert_array_equal(S.paired_sets(key, cents, target, max_size=m), expected)
 
 
-def test_reference_postings_shared_by_chunks_give_the_pairs_of_counting_per_chunk(world):
+def test_reference_postings_shared_by_chunks_give_the_pairs_of_one_call(world):
     """``candidates.RefPostings``: the reference channel's invoice side counted once for a batch's chunks of
-    transfers gives each chunk the pairs (and scores, to the bit) of counting it again for that chunk, with problem
-    scopes (currencies, a service batch) and without."""
+    transfers gives each chunk the pairs (and scores, to the bit) that one call over all the transfers gives them,
+    and that counting it again for the chunk gives, with problem scopes (currencies, a service batch) and without."""
     import numpy as np
 
     d, month, _ = world
@@ -337,22 +337,31 @@ def test_reference_postings_shared_by_chunks_give_the_pairs_of_counting_per_chun
     tokens = C.RefTokens.of(P.inv_chunks)
     live = np.arange(len(P.inv))
     rng = np.random.default_rng(0)
+
+    def by_pair(pairs: dict) -> dict:
+        o = np.lexsort((pairs["i"], pairs["t"]))
+        return {col: np.asarray(v)[o] for col, v in pairs.items()}
+
     for inv_scope, tr_scope in ((None, None), (rng.integers(0, 3, len(P.inv)), rng.integers(0, 3, len(P.tr)))):
         n_scopes = 1 if inv_scope is None else 3
         postings = C.RefPostings.of(P.inv_chunks, live, tokens, 50, inv_scope, n_scopes)
         assert postings is not None and len(postings.ic)
+        whole = by_pair(C.ref_channel(P.inv_chunks, P.tr_chunks, live, 50, inv_scope, tr_scope, tokens=tokens))
         n_pairs = 0
         for lo in range(0, len(P.tr), 50):
             ct = P.tr_chunks["t"].to_numpy()
             chunk = P.tr_chunks[(ct >= lo) & (ct < lo + 50)].assign(t=lambda f: f["t"] - lo).reset_index(drop=True)
             scopes = {"inv_scope": inv_scope, "tr_scope": None if tr_scope is None else tr_scope[lo : lo + 50]}
-            alone = C.ref_channel(P.inv_chunks, chunk, live, 50, **scopes, tokens=tokens)
-            shared = C.ref_channel(P.inv_chunks, chunk, live, 50, **scopes, tokens=tokens, postings=postings)
-            assert alone.keys() == shared.keys()
+            alone = by_pair(C.ref_channel(P.inv_chunks, chunk, live, 50, **scopes, tokens=tokens))
+            shared = by_pair(C.ref_channel(P.inv_chunks, chunk, live, 50, **scopes, tokens=tokens, postings=postings))
+            in_chunk = (whole["t"] >= lo) & (whole["t"] < lo + 50)
+            expected = {col: v[in_chunk] - (lo if col == "t" else 0) for col, v in whole.items()}
+            assert alone.keys() == shared.keys() == expected.keys()
             for col in alone:
-                np.testing.assert_array_equal(alone[col], shared[col])
+                np.testing.assert_array_equal(alone[col], expected[col])
+                np.testing.assert_array_equal(shared[col], expected[col])
             n_pairs += len(alone["t"])
-        assert n_pairs > len(P.tr) // 2
+        assert n_pairs == len(whole["t"]) > len(P.tr) // 2
 
 
 def test_name_and_amount_postings_shared_by_chunks_give_the_pairs_of_counting_per_chunk(world):

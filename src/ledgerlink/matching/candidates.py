@@ -355,63 +355,35 @@ def ref_channel(
     ``RefPostings`` (with ``tokens``; ``live``, ``max_df`` and the invoice scopes as given here), when the same
     invoices meet several chunks of transfers."""
     cols = ["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"]
-    if postings is not None:
-        if len(tr_chunks) == 0:
-            return _empty(cols)
-        tt, ttok, _ = _ref_tokens(
-            tr_chunks["t"].to_numpy(np.int64), tr_chunks["digits"].tolist(), tr_chunks["long_groups"].tolist(), False
-        )
-        tcode = postings.codes_of(tokens.codes_of(ttok), None if tr_scope is None else tr_scope[tt])
-        keep = _first_rows(tt, tcode)
-        p = postings
-        return _ref_pairs(tt[keep], tcode[keep], p.ic, p.ii, p.kind, p.w, p.wsum, postings_sorted=True)
-    sel = np.isin(inv_chunks["i"].to_numpy(), live)
-    if not sel.any() or len(tr_chunks) == 0:
+    if len(tr_chunks) == 0:
         return _empty(cols)
-    if tokens is None:
-        tokens = RefTokens.of(inv_chunks, np.flatnonzero(sel))
-    rows = sel[tokens.chunk]  # the live chunks' tokens, in the order tokenising only them gives
-    ii = inv_chunks["i"].to_numpy(np.int64)[tokens.chunk[rows]]
-    kind = tokens.kind[rows]
+    if postings is None:  # the invoice side counted for this call alone
+        sel = np.isin(inv_chunks["i"].to_numpy(), live)
+        if not sel.any():
+            return _empty(cols)
+        if tokens is None:
+            tokens = RefTokens.of(inv_chunks, np.flatnonzero(sel))
+        n_scopes = 1 if inv_scope is None else int(max(inv_scope.max(initial=0), tr_scope.max(initial=0))) + 1
+        postings = RefPostings.of(inv_chunks, live, tokens, max_df, inv_scope, n_scopes)
+        if postings is None:
+            return _empty(cols)
     tt, ttok, _ = _ref_tokens(
         tr_chunks["t"].to_numpy(np.int64), tr_chunks["digits"].tolist(), tr_chunks["long_groups"].tolist(), False
     )
-    codes = np.concatenate([tokens.code[rows], tokens.codes_of(ttok)])
-    n_inv_tokens = len(ii)
-    tok_scope = None if inv_scope is None else np.concatenate([inv_scope[ii], tr_scope[tt]])
-    codes = _scoped(codes, tok_scope)
-    n_codes = int(codes.max(initial=-1)) + 1
-    ic, tcode = codes[:n_inv_tokens], codes[n_inv_tokens:]  # each (invoice, token) once already (RefTokens)
+    tcode = postings.codes_of(tokens.codes_of(ttok), None if tr_scope is None else tr_scope[tt])
     keep = _first_rows(tt, tcode)
-    tcode, tt = tcode[keep], tt[keep]
-    df = np.bincount(ic, minlength=n_codes)
-    with_tokens = np.flatnonzero(np.bincount(ii))  # the live invoices with reference tokens, in order
-    if inv_scope is None:
-        n = max(len(with_tokens), 1)
-    else:  # invoices with reference tokens, per scope, for each code's scope
-        per_scope = np.bincount(inv_scope[with_tokens], minlength=int(tok_scope.max(initial=0)) + 1)
-        code_scope = np.zeros(n_codes, np.int64)
-        code_scope[codes] = tok_scope
-        n = np.maximum(per_scope[code_scope], 1)
-    idf = np.log1p(n / np.maximum(df, 1))
-    ok = df[ic] <= max_df
-    ic, ii, kind = ic[ok], ii[ok], kind[ok]
-    w = idf[ic]
-    wsum = np.bincount(ii, weights=w, minlength=int(ii.max(initial=0)) + 1)
-    return _ref_pairs(tt, tcode, ic, ii, kind, w, wsum)
+    p = postings
+    return _ref_pairs(tt[keep], tcode[keep], p.ic, p.ii, p.kind, p.w, p.wsum)
 
 
-def _ref_pairs(tt, tcode, ic, ii, kind, w, wsum, postings_sorted: bool = False) -> Pairs:
+def _ref_pairs(tt, tcode, ic, ii, kind, w, wsum) -> Pairs:
     """``ref_channel``'s pairs: each transfer token (``tt``, ``tcode``: each once per transfer) meets the invoice
-    postings of that token (``ic``, ``ii``, ``kind``, weight ``w``; ``wsum``: each invoice's IDF mass), at most one
-    per (invoice, token). ``postings_sorted``: ``ic`` is in code order."""
+    postings of that token (``ic``, in code order, ``ii``, ``kind``, weight ``w``; ``wsum``: each invoice's IDF
+    mass), at most one per (invoice, token)."""
     cols = ["t", "i", "ref_score", "ref_share", "ref_near", "ref_exact"]
-    if postings_sorted:
-        lo = np.searchsorted(ic, tcode, side="left")
-        cnt = np.searchsorted(ic, tcode, side="right") - lo
-        rows, idx = np.repeat(np.arange(len(tcode)), cnt), expand(lo, cnt)
-    else:
-        rows, idx = eq_join([tcode], [ic])
+    lo = np.searchsorted(ic, tcode, side="left")
+    cnt = np.searchsorted(ic, tcode, side="right") - lo
+    rows, idx = np.repeat(np.arange(len(tcode)), cnt), expand(lo, cnt)
     if len(rows) == 0:
         return _empty(cols)
     mt, mi, mw = tt[rows], ii[idx], w[idx]
